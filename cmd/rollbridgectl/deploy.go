@@ -1,0 +1,105 @@
+package main
+
+import (
+	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"github.com/urfave/cli/v2"
+)
+
+func deployCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "deploy",
+		Usage:     "start a prepared release, health-check it, switch traffic to it and drain the previous one",
+		UsageText: "rollbridgectl deploy --release-path DIR [--release-id ID] [--revision SHA] [-c PATH]",
+		Description: "Progress goes to stderr; the result goes to stdout as\n" +
+			`{"status":"success","activeReleaseId":"...","previousReleaseId":"..."}.` + "\n" +
+			"If the new release fails to start or health-check, the previous release keeps\n" +
+			"serving and the command exits 1 with the cause. Only one deploy, rollback,\n" +
+			"stop or restart runs at a time; another one fails at once (exit 1).",
+		Flags: daemonFlags(
+			&cli.StringFlag{Name: "release-path", Usage: "prepared release `DIR` ({{releasePath}})", Required: true},
+			&cli.StringFlag{Name: "release-id", Usage: "release `ID` (default: --revision, else a UTC timestamp)"},
+			&cli.StringFlag{Name: "revision", Usage: "VCS revision `SHA` ({{revision}})"},
+		),
+		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
+			return &control.Request{Command: control.CmdDeploy, ReleasePath: c.String("release-path"),
+				ReleaseID: c.String("release-id"), Revision: c.String("revision")}, nil
+		}),
+	}
+}
+
+func rollbackCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rollback",
+		Usage:     "redeploy a retained release (default: the one active before the current)",
+		UsageText: "rollbridgectl rollback [--release-id ID] [-c PATH]",
+		Description: "Runs the deploy flow on a retained release: start, health check, switch,\n" +
+			"replace singletons, drain the current release. A failed rollback leaves the\n" +
+			"current release active. Database migrations are not reverted.",
+		Flags: daemonFlags(&cli.StringFlag{Name: "release-id", Usage: "retained release `ID` to roll back to"}),
+		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
+			return &control.Request{Command: control.CmdRollback, ReleaseID: c.String("release-id")}, nil
+		}),
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "print the daemon's status as JSON",
+		UsageText: "rollbridgectl status [-c PATH]",
+		Flags:     daemonFlags(),
+		Action: jsonAction(func(*cli.Context) (*control.Request, error) {
+			return &control.Request{Command: control.CmdStatus}, nil
+		}),
+	}
+}
+
+func stopCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "stop the active release (or --release-id) and print the status",
+		UsageText: "rollbridgectl stop [--release-id ID] [-c PATH]",
+		Description: "Stopping the active release also stops the singletons; services keep running.\n" +
+			"Until the next deploy the proxy answers 503 No active release.",
+		Flags: daemonFlags(&cli.StringFlag{Name: "release-id", Usage: "release `ID` to stop"}),
+		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
+			return &control.Request{Command: control.CmdStop, ReleaseID: c.String("release-id")}, nil
+		}),
+	}
+}
+
+func restartCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restart",
+		Usage:     "restart non-proxied processes in place",
+		UsageText: "rollbridgectl restart [--process ID | --policy companion|singleton|service] [-c PATH]",
+		Description: "Without a selector, restarts every companion, singleton and service. A base id\n" +
+			"restarts every replica (worker), an instance id one (worker#0). Stopped or\n" +
+			"failed processes are revived. The proxied process is refused: use deploy.\n" +
+			`Prints {"status":"success","restarted":[ids]}.`,
+		Flags: daemonFlags(
+			&cli.StringFlag{Name: "process", Usage: "process `ID` (base or instance id)"},
+			&cli.StringFlag{Name: "policy", Usage: "restart every process with this `POLICY`"},
+		),
+		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
+			if c.String("process") != "" && c.String("policy") != "" {
+				return nil, usageErrorf("use --process or --policy, not both")
+			}
+			return &control.Request{Command: control.CmdRestart, Process: c.String("process"), Policy: c.String("policy")}, nil
+		}),
+	}
+}
+
+func shutdownCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "shutdown",
+		Usage:     "stop every managed process and the daemon",
+		UsageText: "rollbridgectl shutdown [-c PATH]",
+		Description: "Answers once every process has stopped and the control socket is removed:\n" +
+			`{"status":"success","message":"shutdown"}.`,
+		Flags: daemonFlags(),
+		Action: jsonAction(func(*cli.Context) (*control.Request, error) {
+			return &control.Request{Command: control.CmdShutdown}, nil
+		}),
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/urfave/cli/v2"
+)
+
+func validateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "validate",
+		Usage:     "check a config without starting the daemon",
+		UsageText: "rollbridgectl validate [-c PATH] [--json]",
+		Description: "Evaluates the Jsonnet config and reports every problem at once, each with a fix.\n" +
+			"Exits 0 when the config is valid and 1 when it is not.",
+		Flags: []cli.Flag{
+			configFlag(),
+			&cli.BoolFlag{Name: "json", Usage: `print {"config", "issues", "path", "valid"} as JSON`},
+		},
+		Action: runValidate,
+	}
+}
+
+type validateResult struct {
+	Config *config.Config `json:"config"`
+	Issues []config.Issue `json:"issues"`
+	Path   string         `json:"path"`
+	Valid  bool           `json:"valid"`
+}
+
+func runValidate(c *cli.Context) error {
+	cfg, err := loadConfig(c)
+	res := validateResult{Issues: []config.Issue{}, Valid: err == nil}
+	res.Path = displayPath(c.String("config"), cfg)
+	var issues config.Issues
+	var evalErr *config.EvalError
+	var notFound *config.NotFoundError
+	switch {
+	case err == nil:
+		res.Config = cfg
+	case errors.As(err, &issues):
+		res.Issues = issues
+	case errors.As(err, &evalErr):
+		res.Issues = []config.Issue{{Message: evalErr.Message, Fix: "Fix the Jsonnet error at the file:line:column shown."}}
+	case errors.As(err, &notFound):
+		res.Path = notFound.Path
+		res.Issues = []config.Issue{{Message: notFound.Error(), Fix: "Create the file or pass -c/--config PATH."}}
+	default:
+		return err
+	}
+	out := c.App.Writer
+	if c.Bool("json") {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if res.Valid {
+		fmt.Fprintf(out, "%s is valid: application %q, %d %s, proxy on %s\n", res.Path, cfg.Application,
+			len(cfg.Processes), plural(len(cfg.Processes), "process", "processes"), cfg.ProxyAddr())
+	} else {
+		fmt.Fprintf(out, "Found %d configuration %s in %s:\n", len(res.Issues), plural(len(res.Issues), "issue", "issues"), res.Path)
+		for i, is := range res.Issues {
+			fmt.Fprintf(out, "\n%d. %s\n   Fix: %s\n", i+1, is.Message, is.Fix)
+		}
+	}
+	if !res.Valid {
+		return silentFailure
+	}
+	return nil
+}
+
+// displayPath shows the path the way the user gave it, or the default name.
+func displayPath(flag string, cfg *config.Config) string {
+	switch {
+	case flag != "":
+		return flag
+	case cfg != nil && cfg.Path != "":
+		return filepath.Base(cfg.Path)
+	}
+	return config.DefaultFile
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

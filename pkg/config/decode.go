@@ -1,0 +1,774 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Field lists, used both to reject unknown fields and to suggest the intended one.
+var (
+	topFields       = []string{"application", "control", "legacyTakeover", "processes", "proxy", "releaseRetention", "restoreOnStart", "statePath"}
+	controlFields   = []string{"group", "mode", "owner", "path"}
+	proxyFields     = []string{"drainTimeoutMs", "forceStopTimeoutMs", "healthPath", "healthTimeoutMs", "host", "port", "upstreamHost"}
+	retentionFields = []string{"keep", "maxAgeMs"}
+	legacyFields    = []string{"forceStopTimeoutMs", "processes", "screens"}
+	legacyProcFlds  = []string{"includes", "name"}
+	processFields   = []string{"command", "cwd", "env", "gracefulStopMs", "health", "id", "lifecycle", "memory", "nonBlockingDrain", "outputLines", "policy", "port", "replicas", "restart", "restartDelayMs", "stopSignal"}
+	healthFields    = []string{"intervalMs", "path", "startDelayMs", "timeoutMs"}
+	lifecycleFields = []string{"drainCommand", "drainTimeoutMs", "quietCommand", "stopCommand"}
+	restartFields   = []string{"backoffFactor", "maxDelayMs", "maxRestarts", "windowMs"}
+	memoryFields    = []string{"checkIntervalMs", "limitBytes", "warnBytes"}
+	portFields      = []string{"from", "to"}
+)
+
+// Decode turns an evaluated config (JSON text) into a normalised Config.
+// configPath is used for the application default (basename of its directory)
+// and stored in Config.Path. It returns Issues when anything is wrong; the
+// returned Config is then only partially filled and must not be used.
+func Decode(data []byte, configPath string) (*Config, error) {
+	var root any
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	if err := dec.Decode(&root); err != nil {
+		return nil, Issues{{Message: "config is not valid JSON: " + err.Error(), Fix: "Make the config evaluate to one JSON object."}}
+	}
+	if dec.More() {
+		return nil, Issues{{Message: "config holds more than one JSON value", Fix: "Make the config evaluate to one JSON object."}}
+	}
+	c := &collector{}
+	cfg, ok := decodeConfig(c, root, configPath)
+	if ok {
+		validate(c, cfg)
+	}
+	if len(c.issues) > 0 {
+		return cfg, c.issues
+	}
+	return cfg, nil
+}
+
+// obj is a JSON object being walked; every accessor records type errors.
+type obj struct {
+	c    *collector
+	path string
+	m    map[string]any
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// object checks that v is an object with only known keys.
+func (c *collector) object(path string, v any, known []string, fix string) (obj, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		c.add(path, fix, "must be an object, got %s", describe(v))
+		return obj{}, false
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if containsStr(known, k) {
+			continue
+		}
+		fixText := fmt.Sprintf("Remove %q; known fields here: %s.", k, strings.Join(known, ", "))
+		msg := fmt.Sprintf("unknown field %q", k)
+		if s := suggest(k, known); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+			fixText = fmt.Sprintf("Rename %q to %q.", k, s)
+		}
+		c.add(path, fixText, "%s", msg)
+	}
+	return obj{c: c, path: path, m: m}, true
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean " + strconv.FormatBool(x)
+	case json.Number:
+		return "number " + x.String()
+	case string:
+		return fmt.Sprintf("string %q", truncate(x, 40))
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func (o obj) has(k string) bool {
+	if o.m == nil {
+		return false
+	}
+	v, ok := o.m[k]
+	return ok && v != nil
+}
+
+func (o obj) str(k, fix string) (string, bool) {
+	if !o.has(k) {
+		return "", false
+	}
+	s, ok := o.m[k].(string)
+	if !ok {
+		o.c.add(join(o.path, k), fix, "must be a string, got %s", describe(o.m[k]))
+		return "", false
+	}
+	return s, true
+}
+
+func (o obj) nonEmptyStr(k, fix string) (string, bool) {
+	s, ok := o.str(k, fix)
+	if ok && strings.TrimSpace(s) == "" {
+		o.c.add(join(o.path, k), fix, "must not be empty")
+		return "", false
+	}
+	return s, ok
+}
+
+func (o obj) boolean(k, fix string) (bool, bool) {
+	if !o.has(k) {
+		return false, false
+	}
+	b, ok := o.m[k].(bool)
+	if !ok {
+		o.c.add(join(o.path, k), fix, "must be a boolean (true or false), got %s", describe(o.m[k]))
+	}
+	return b, ok
+}
+
+func (o obj) number(k string) (float64, string, bool) {
+	n, ok := o.m[k].(json.Number)
+	if !ok {
+		return 0, "", false
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsInf(f, 0) {
+		return 0, n.String(), false
+	}
+	return f, n.String(), true
+}
+
+// integer reads an integer >= minimum. what describes the expectation in the
+// message ("a positive integer", "a non-negative number of milliseconds").
+func (o obj) integer(k string, minimum int64, what, fix string) (int64, bool) {
+	if !o.has(k) {
+		return 0, false
+	}
+	f, _, ok := o.number(k)
+	if !ok || f != math.Trunc(f) || f < float64(minimum) || f > 1<<53 {
+		o.c.add(join(o.path, k), fix, "must be %s, got %s", what, describe(o.m[k]))
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// ms reads a non-negative millisecond count. Fractions are rejected: no
+// timer here has sub-millisecond meaning, and a fraction is usually a unit mix-up.
+func (o obj) ms(k string, positive bool) (int64, bool) {
+	if positive {
+		return o.integer(k, 1, "a positive number of milliseconds", fmt.Sprintf("Set %s to a whole number of milliseconds greater than 0.", k))
+	}
+	return o.integer(k, 0, "a non-negative number of milliseconds", fmt.Sprintf("Set %s to a whole number of milliseconds, 0 or more.", k))
+}
+
+func (o obj) stringList(k, fix string) ([]string, bool) {
+	if !o.has(k) {
+		return nil, false
+	}
+	arr, ok := o.m[k].([]any)
+	if !ok {
+		o.c.add(join(o.path, k), fix, "must be an array of strings, got %s", describe(o.m[k]))
+		return nil, false
+	}
+	out := make([]string, 0, len(arr))
+	good := true
+	for i, v := range arr {
+		s, ok := v.(string)
+		if !ok || s == "" {
+			o.c.add(fmt.Sprintf("%s[%d]", join(o.path, k), i), fix, "must be a non-empty string, got %s", describe(v))
+			good = false
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, good
+}
+
+func decodeConfig(c *collector, root any, configPath string) (*Config, bool) {
+	cfg := &Config{Path: configPath, RestoreOnStart: true}
+	top, ok := c.object("", root, topFields, "Make the config evaluate to an object such as {proxy: {...}, processes: [...]}.")
+	if !ok {
+		return cfg, false
+	}
+	if app, ok := top.nonEmptyStr("application", "Set application to your app's name, e.g. application: 'shop'."); ok {
+		cfg.Application = app
+		if !validAppName(app) {
+			c.add("application", "Use letters, digits, '.', '_' and '-' only, e.g. 'ticket-server'.",
+				"%q cannot be used: it names the control socket (/tmp/rollbridge-<application>.sock) and the systemd unit", app)
+		}
+	} else if !top.has("application") {
+		cfg.Application = filepath.Base(filepath.Dir(configPath))
+		if !validAppName(cfg.Application) {
+			c.add("application", "Set application explicitly, e.g. application: 'ticket-server'.",
+				"not set, and the config directory's name %q cannot be used as one (letters, digits, '.', '_' and '-' only)", cfg.Application)
+		}
+	}
+	if sp, ok := top.nonEmptyStr("statePath", "Set statePath to a file path such as '/var/lib/rollbridge/app.state.json', or remove it."); ok {
+		cfg.StatePath = sp
+	}
+	if b, ok := top.boolean("restoreOnStart", "Set restoreOnStart to true or false."); ok {
+		cfg.RestoreOnStart = b
+	}
+	decodeProxy(c, top, cfg)
+	decodeControl(c, top, cfg)
+	decodeRetention(c, top, cfg)
+	decodeLegacy(c, top, cfg)
+	decodeProcesses(c, top, cfg)
+	return cfg, true
+}
+
+// validAppName keeps application usable in a socket path and a unit name.
+func validAppName(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func decodeControl(c *collector, top obj, cfg *Config) {
+	if top.has("control") {
+		o, ok := c.object("control", top.m["control"], controlFields, "Set control to an object such as {path: '/tmp/rollbridge-app.sock'}.")
+		if ok {
+			if p, ok := o.nonEmptyStr("path", "Set control.path to a Unix socket path such as '/tmp/rollbridge-app.sock'."); ok {
+				cfg.Control.Path = p
+			}
+			cfg.Control.Mode = decodeMode(o)
+			cfg.Control.Owner = decodeIDOrName(o, "owner", "user")
+			cfg.Control.Group = decodeIDOrName(o, "group", "group")
+		}
+	}
+	if cfg.Control.Path == "" && cfg.Application != "" {
+		cfg.Control.Path = "/tmp/rollbridge-" + cfg.Application + ".sock"
+	}
+	// sun_path holds 108 bytes including the terminating NUL.
+	if len(cfg.Control.Path) > 107 {
+		c.add("control.path", "Use a shorter socket path, e.g. under /run or /tmp.", "is %d bytes long; a Unix socket path may be at most 107", len(cfg.Control.Path))
+	}
+}
+
+func decodeMode(o obj) *FileMode {
+	if !o.has("mode") {
+		return nil
+	}
+	const fix = `Set control.mode to an octal string such as "660" (or a number such as std.parseOctal("660")).`
+	var mode uint64
+	switch v := o.m["mode"].(type) {
+	case string:
+		s := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(v), "0o"), "0O")
+		m, err := strconv.ParseUint(s, 8, 32)
+		if err != nil || s == "" {
+			o.c.add("control.mode", fix, "%q is not an octal mode", v)
+			return nil
+		}
+		mode = m
+	case json.Number:
+		f, _, ok := o.number("mode")
+		if !ok || f != math.Trunc(f) || f < 0 {
+			o.c.add("control.mode", fix, "must be a non-negative integer, got %s", describe(v))
+			return nil
+		}
+		mode = uint64(f)
+	default:
+		o.c.add("control.mode", fix, "must be an octal string or a number, got %s", describe(v))
+		return nil
+	}
+	if mode > 0o777 {
+		if _, isNum := o.m["mode"].(json.Number); isNum {
+			o.c.add("control.mode", fmt.Sprintf("Jsonnet has no octal literals: write the mode as the string '%d' or as std.parseOctal('%d').", mode, mode),
+				"the number %d is above 511 (0777); a number is the mode's numeric value, not octal digits", mode)
+			return nil
+		}
+		o.c.add("control.mode", fix, "%#o is out of range; a mode is between 0 and 0777", mode)
+		return nil
+	}
+	m := FileMode(mode)
+	return &m
+}
+
+func decodeIDOrName(o obj, key, kind string) *IDOrName {
+	if !o.has(key) {
+		return nil
+	}
+	fix := fmt.Sprintf("Set control.%s to a %s name such as 'deploy' or a numeric id such as 1000.", key, kind)
+	switch v := o.m[key].(type) {
+	case string:
+		if strings.TrimSpace(v) == "" {
+			o.c.add("control."+key, fix, "must not be empty")
+			return nil
+		}
+		return &IDOrName{Name: v}
+	case json.Number:
+		id, ok := o.integer(key, 0, "a non-negative integer id", fix)
+		if !ok {
+			return nil
+		}
+		return &IDOrName{ID: int(id)}
+	default:
+		o.c.add("control."+key, fix, "must be a %s name or a non-negative integer id, got %s", kind, describe(v))
+		return nil
+	}
+}
+
+func decodeProxy(c *collector, top obj, cfg *Config) {
+	p := Proxy{
+		Host: DefaultProxyHost, Port: DefaultProxyPort, HealthPath: DefaultHealthPath,
+		HealthTimeoutMs: DefaultHealthTimeoutMs, DrainTimeoutMs: DefaultDrainTimeoutMs,
+		ForceStopTimeoutMs: DefaultForceStopTimeoutMs,
+	}
+	defer func() { cfg.Proxy = p }()
+	if !top.has("proxy") {
+		c.add("proxy", "Add proxy: {host: '127.0.0.1', port: 8182} — the stable address your front end points at.", "is required")
+		return
+	}
+	o, ok := c.object("proxy", top.m["proxy"], proxyFields, "Set proxy to an object such as {host: '127.0.0.1', port: 8182}.")
+	if !ok {
+		return
+	}
+	if h, ok := o.nonEmptyStr("host", "Set proxy.host to an interface address such as '127.0.0.1' or '0.0.0.0'."); ok {
+		p.Host = h
+	}
+	// 0 is accepted for the stable port: the daemon then binds an ephemeral
+	// port and reports it in status, which tests and local experiments use.
+	if n, ok := o.integer("port", 0, "a port number between 0 and 65535", "Set proxy.port to the stable port your front end proxies to, e.g. 8182."); ok {
+		if n > 65535 {
+			c.add("proxy.port", "Set proxy.port to a port number between 1 and 65535.", "%d is not a port number", n)
+		} else {
+			p.Port = int(n)
+		}
+	}
+	if h, ok := o.nonEmptyStr("upstreamHost", "Set proxy.upstreamHost to the address release processes listen on, e.g. '127.0.0.1'."); ok {
+		p.UpstreamHost = h
+	} else if !o.has("upstreamHost") {
+		p.UpstreamHost = p.Host
+		if ip := net.ParseIP(p.Host); ip != nil && ip.IsUnspecified() {
+			// A wildcard bind address is not something to connect to.
+			p.UpstreamHost = "127.0.0.1"
+		}
+	}
+	if hp, ok := o.nonEmptyStr("healthPath", "Set proxy.healthPath to an HTTP path such as '/ping'."); ok {
+		if !strings.HasPrefix(hp, "/") {
+			c.add("proxy.healthPath", fmt.Sprintf("Write it as %q.", "/"+hp), "%q must start with /", hp)
+		} else {
+			p.HealthPath = hp
+		}
+	}
+	if v, ok := o.ms("healthTimeoutMs", true); ok {
+		p.HealthTimeoutMs = v
+	}
+	if v, ok := o.ms("drainTimeoutMs", false); ok {
+		p.DrainTimeoutMs = v
+	}
+	if v, ok := o.ms("forceStopTimeoutMs", false); ok {
+		p.ForceStopTimeoutMs = v
+	}
+}
+
+func decodeRetention(c *collector, top obj, cfg *Config) {
+	cfg.ReleaseRetention = ReleaseRetention{Keep: DefaultRetentionKeep}
+	if !top.has("releaseRetention") {
+		return
+	}
+	o, ok := c.object("releaseRetention", top.m["releaseRetention"], retentionFields, "Set releaseRetention to an object such as {keep: 5, maxAgeMs: 86400000}.")
+	if !ok {
+		return
+	}
+	if n, ok := o.integer("keep", 0, "a non-negative integer", "Set releaseRetention.keep to how many stopped releases to remember, e.g. 10."); ok {
+		cfg.ReleaseRetention.Keep = int(n)
+	}
+	if n, ok := o.ms("maxAgeMs", false); ok {
+		cfg.ReleaseRetention.MaxAgeMs = n
+	}
+}
+
+func decodeLegacy(c *collector, top obj, cfg *Config) {
+	if !top.has("legacyTakeover") {
+		return
+	}
+	o, ok := c.object("legacyTakeover", top.m["legacyTakeover"], legacyFields, "Set legacyTakeover to an object such as {screens: ['app'], processes: [{includes: ['server.js']}]}.")
+	if !ok {
+		return
+	}
+	lt := &LegacyTakeover{Screens: []string{}, Processes: []LegacyProcess{}, ForceStopTimeoutMs: cfg.Proxy.ForceStopTimeoutMs}
+	cfg.LegacyTakeover = lt
+	if s, ok := o.stringList("screens", "List GNU Screen session names, e.g. screens: ['ticket-server']."); ok {
+		lt.Screens = s
+	}
+	if v, ok := o.ms("forceStopTimeoutMs", false); ok {
+		lt.ForceStopTimeoutMs = v
+	}
+	if !o.has("processes") {
+		return
+	}
+	arr, ok := o.m["processes"].([]any)
+	if !ok {
+		c.add("legacyTakeover.processes", "Set it to a list such as [{name: 'legacy web', includes: ['server.js', '--port 8082']}].", "must be an array, got %s", describe(o.m["processes"]))
+		return
+	}
+	for i, v := range arr {
+		path := fmt.Sprintf("legacyTakeover.processes[%d]", i)
+		po, ok := c.object(path, v, legacyProcFlds, "Write each entry as {name: 'legacy web', includes: ['server.js']}.")
+		if !ok {
+			continue
+		}
+		lp := LegacyProcess{Name: fmt.Sprintf("legacy process %d", i+1)}
+		if n, ok := po.nonEmptyStr("name", "Give the entry a label such as 'legacy web'."); ok {
+			lp.Name = n
+		}
+		const incFix = "List strings that all appear in the legacy process's command line, e.g. includes: ['/srv/app/', 'server.js']."
+		if !po.has("includes") {
+			c.add(path+".includes", incFix, "is required")
+		} else if inc, ok := po.stringList("includes", incFix); ok {
+			if len(inc) == 0 {
+				c.add(path+".includes", incFix, "must list at least one string (an empty list would match every process)")
+			}
+			lp.Includes = inc
+		}
+		lt.Processes = append(lt.Processes, lp)
+	}
+}
+
+func decodeProcesses(c *collector, top obj, cfg *Config) {
+	const fix = "Add processes: [{id: 'web', policy: 'proxied', command: '...', port: {from: 18182, to: 18299}}]."
+	if !top.has("processes") {
+		c.add("processes", fix, "is required")
+		return
+	}
+	arr, ok := top.m["processes"].([]any)
+	if !ok {
+		c.add("processes", fix, "must be an array, got %s", describe(top.m["processes"]))
+		return
+	}
+	for i, v := range arr {
+		cfg.Processes = append(cfg.Processes, decodeProcess(c, fmt.Sprintf("processes[%d]", i), v, cfg))
+	}
+}
+
+func decodeProcess(c *collector, path string, v any, cfg *Config) Process {
+	p := Process{
+		Policy: Companion, Cwd: "{{releasePath}}", Env: map[string]string{},
+		StopSignal: DefaultStopSignal, GracefulStopMs: cfg.Proxy.ForceStopTimeoutMs,
+		RestartDelayMs: DefaultRestartDelayMs, Replicas: 1, OutputLines: DefaultOutputLines,
+		Restart: Restart{BackoffFactor: 1},
+	}
+	if m, ok := v.(map[string]any); ok {
+		if id, ok := m["id"].(string); ok && id != "" {
+			path = processPath(indexOf(path), id) // label every issue of this process with its id
+		}
+	}
+	o, ok := c.object(path, v, processFields, "Write each process as {id: 'web', policy: 'proxied', command: '...'}.")
+	if !ok {
+		return p
+	}
+	if id, ok := o.nonEmptyStr("id", "Give the process an id such as 'web' or 'worker'."); ok {
+		p.ID = id
+	} else if !o.has("id") {
+		c.add(path+".id", "Give the process an id such as 'web' or 'worker'.", "is required")
+	}
+	if pol, ok := o.str("policy", "Set policy to one of proxied, companion, singleton, service."); ok {
+		p.Policy = Policy(pol)
+		if !containsPolicy(pol) {
+			names := make([]string, len(Policies))
+			for i, x := range Policies {
+				names[i] = string(x)
+			}
+			msg := fmt.Sprintf("unknown policy %q", pol)
+			if s := suggest(pol, names); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			c.add(join(path, "policy"), "Use one of: proxied, companion, singleton, service.", "%s", msg)
+		}
+	}
+	if !o.has("command") {
+		c.add(join(path, "command"), "Set command to the shell command that starts the process, e.g. 'node server.js --port {{port}}'.", "is required")
+	} else if cmd, ok := o.nonEmptyStr("command", "Set command to the shell command that starts the process."); ok {
+		p.Command = cmd
+	}
+	if cwd, ok := o.nonEmptyStr("cwd", "Set cwd to a directory, e.g. '{{releasePath}}' or '{{releasePath}}/backend'."); ok {
+		p.Cwd = cwd
+	}
+	if o.has("env") {
+		decodeEnv(c, join(path, "env"), o.m["env"], p.Env)
+	}
+	if o.has("port") {
+		p.Port = decodePort(c, join(path, "port"), o.m["port"])
+	}
+	decodeHealth(c, o, path, &p, cfg)
+	if p.Policy != Proxied && !o.has("health") {
+		p.Health = nil // only the proxied process is health-checked; no defaults to show elsewhere
+	}
+	if sig, ok := o.nonEmptyStr("stopSignal", "Set stopSignal to a signal name such as 'SIGTERM', 'SIGINT' or 'SIGQUIT'."); ok {
+		if unix.SignalNum(sig) == 0 {
+			fixed := "SIG" + strings.ToUpper(strings.TrimPrefix(strings.ToUpper(sig), "SIG"))
+			fix := "Use a signal name such as 'SIGTERM', 'SIGINT' or 'SIGQUIT'."
+			if unix.SignalNum(fixed) != 0 {
+				fix = fmt.Sprintf("Write it as %q.", fixed)
+			}
+			c.add(join(path, "stopSignal"), fix, "%q is not a signal name", sig)
+		} else {
+			p.StopSignal = sig
+		}
+	}
+	if b, ok := o.boolean("nonBlockingDrain", "Set nonBlockingDrain to true or false."); ok {
+		p.NonBlockingDrain = b
+	}
+	if o.has("lifecycle") {
+		p.Lifecycle = decodeLifecycle(c, join(path, "lifecycle"), o.m["lifecycle"])
+	}
+	if v, ok := o.ms("gracefulStopMs", false); ok {
+		p.GracefulStopMs = v
+	}
+	if v, ok := o.ms("restartDelayMs", false); ok {
+		p.RestartDelayMs = v
+	}
+	if o.has("restart") {
+		p.Restart = decodeRestart(c, join(path, "restart"), o.m["restart"])
+	}
+	if o.has("memory") {
+		p.Memory = decodeMemory(c, join(path, "memory"), o.m["memory"])
+	}
+	if n, ok := o.integer("replicas", 1, "a positive integer", "Set replicas to 1 or more (the number of identical instances)."); ok {
+		p.Replicas = int(n)
+	}
+	if n, ok := o.integer("outputLines", 1, "a positive integer", "Set outputLines to how many recent output lines to keep, e.g. 50."); ok {
+		p.OutputLines = int(n)
+	}
+	return p
+}
+
+// processPath labels processes[i] with its id so messages say which one.
+func processPath(i int, id string) string {
+	if id == "" {
+		return fmt.Sprintf("processes[%d]", i)
+	}
+	return fmt.Sprintf("processes[%d] (%s)", i, id)
+}
+
+func indexOf(path string) int {
+	i := strings.LastIndex(path, "[")
+	j := strings.Index(path[i:], "]")
+	n, _ := strconv.Atoi(path[i+1 : i+j]) // path is built by us: processes[N]
+	return n
+}
+
+// decodeEnv fills dst from an object of strings; keys are free-form.
+func decodeEnv(c *collector, path string, v any, dst map[string]string) {
+	em, ok := v.(map[string]any)
+	if !ok {
+		c.add(path, "Write env as an object of strings, e.g. env: {NODE_ENV: 'production', PORT: '{{port}}'}.", "must be an object, got %s", describe(v))
+		return
+	}
+	keys := make([]string, 0, len(em))
+	for k := range em {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			c.add(path, "Use a variable name without '=' such as 'NODE_ENV'.", "invalid variable name %q", k)
+			continue
+		}
+		s, ok := em[k].(string)
+		if !ok {
+			c.add(path+"."+k, "Quote the value or wrap it with std.toString(...): environment values are strings.", "must be a string, got %s", describe(em[k]))
+			continue
+		}
+		dst[k] = s
+	}
+}
+
+func containsPolicy(s string) bool {
+	for _, p := range Policies {
+		if string(p) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func decodePort(c *collector, path string, v any) *PortRange {
+	const fix = "Use a port number such as 8080 or an ascending range such as {from: 18182, to: 18299}."
+	valid := func(where string, x any) (int, bool) {
+		n, ok := x.(json.Number)
+		f, err := n.Float64()
+		if !ok || err != nil || f != math.Trunc(f) || f < 1 || f > 65535 {
+			c.add(where, fix, "must be a port number between 1 and 65535, got %s", describe(x))
+			return 0, false
+		}
+		return int(f), true
+	}
+	switch x := v.(type) {
+	case json.Number:
+		if n, ok := valid(path, x); ok {
+			return &PortRange{From: n, To: n}
+		}
+	case map[string]any:
+		o, ok := c.object(path, x, portFields, fix)
+		if !ok {
+			return nil
+		}
+		if !o.has("from") || !o.has("to") {
+			c.add(path, fix, "a port range needs both from and to")
+			return nil
+		}
+		from, ok1 := valid(path+".from", x["from"])
+		to, ok2 := valid(path+".to", x["to"])
+		if !ok1 || !ok2 {
+			return nil
+		}
+		if from > to {
+			c.add(path, fmt.Sprintf("Swap them: {from: %d, to: %d}.", to, from), "range %d-%d is not ascending", from, to)
+			return nil
+		}
+		return &PortRange{From: from, To: to}
+	default:
+		c.add(path, fix, "must be a port number or a {from, to} range, got %s", describe(v))
+	}
+	return nil
+}
+
+func decodeHealth(c *collector, o obj, path string, p *Process, cfg *Config) {
+	h := &Health{Path: cfg.Proxy.HealthPath, TimeoutMs: cfg.Proxy.HealthTimeoutMs, IntervalMs: DefaultHealthIntervalMs}
+	if !o.has("health") {
+		p.Health = h
+		return
+	}
+	hp := join(path, "health")
+	if b, ok := o.m["health"].(bool); ok {
+		if b {
+			c.add(hp, "Remove health to use the defaults, set it to an object such as {path: '/ping'}, or to false to disable it.", "must be an object or false, got true")
+			return
+		}
+		p.Health = &Health{Disabled: true}
+		return
+	}
+	ho, ok := c.object(hp, o.m["health"], healthFields, "Set health to an object such as {path: '/ping', timeoutMs: 30000}, or false to disable it.")
+	if !ok {
+		return
+	}
+	if s, ok := ho.nonEmptyStr("path", "Set health.path to an HTTP path such as '/ping'."); ok {
+		if !strings.HasPrefix(s, "/") {
+			c.add(hp+".path", fmt.Sprintf("Write it as %q.", "/"+s), "%q must start with /", s)
+		} else {
+			h.Path = s
+		}
+	}
+	if v, ok := ho.ms("timeoutMs", true); ok {
+		h.TimeoutMs = v
+	}
+	if v, ok := ho.ms("intervalMs", true); ok {
+		h.IntervalMs = v
+	}
+	if v, ok := ho.ms("startDelayMs", false); ok {
+		h.StartDelayMs = v
+	}
+	p.Health = h
+}
+
+func decodeLifecycle(c *collector, path string, v any) *Lifecycle {
+	o, ok := c.object(path, v, lifecycleFields, "Set lifecycle to an object such as {quietCommand: 'kill -TSTP -$ROLLBRIDGE_PID', drainTimeoutMs: 60000}.")
+	if !ok {
+		return nil
+	}
+	l := &Lifecycle{}
+	l.QuietCommand, _ = o.nonEmptyStr("quietCommand", "Set quietCommand to a shell command, or remove it.")
+	l.DrainCommand, _ = o.nonEmptyStr("drainCommand", "Set drainCommand to a shell command that blocks until the process drained, or remove it.")
+	l.StopCommand, _ = o.nonEmptyStr("stopCommand", "Set stopCommand to a shell command, or remove it.")
+	if n, ok := o.ms("drainTimeoutMs", false); ok {
+		l.DrainTimeoutMs = n
+	}
+	return l
+}
+
+func decodeRestart(c *collector, path string, v any) Restart {
+	r := Restart{BackoffFactor: 1}
+	o, ok := c.object(path, v, restartFields, "Set restart to an object such as {maxRestarts: 5, windowMs: 60000, backoffFactor: 2, maxDelayMs: 30000}.")
+	if !ok {
+		return r
+	}
+	if n, ok := o.integer("maxRestarts", 0, "a non-negative integer", "Set restart.maxRestarts to 0 or more, or remove it for unlimited restarts."); ok {
+		m := int(n)
+		r.MaxRestarts = &m
+	}
+	if n, ok := o.ms("windowMs", false); ok {
+		r.WindowMs = n
+	}
+	if n, ok := o.ms("maxDelayMs", false); ok {
+		r.MaxDelayMs = n
+	}
+	if o.has("backoffFactor") {
+		f, _, ok := o.number("backoffFactor")
+		if !ok || f < 1 || f > 1000 {
+			c.add(path+".backoffFactor", "Set restart.backoffFactor to 1 (constant delay) or more, e.g. 2 to double each time.", "must be a number between 1 and 1000, got %s", describe(o.m["backoffFactor"]))
+		} else {
+			r.BackoffFactor = f
+		}
+	}
+	return r
+}
+
+func decodeMemory(c *collector, path string, v any) *Memory {
+	o, ok := c.object(path, v, memoryFields, "Set memory to an object such as {limitBytes: 536870912, warnBytes: 402653184}.")
+	if !ok {
+		return nil
+	}
+	m := &Memory{CheckIntervalMs: DefaultMemoryCheckMs}
+	const limFix = "Set memory.limitBytes to the RSS limit in bytes, e.g. 536870912 for 512 MiB."
+	if !o.has("limitBytes") {
+		c.add(path+".limitBytes", limFix, "is required when memory is set")
+	} else if n, ok := o.integer("limitBytes", 1, "a positive integer number of bytes", limFix); ok {
+		m.LimitBytes = n
+	}
+	if n, ok := o.integer("warnBytes", 0, "a non-negative integer number of bytes", "Set memory.warnBytes below limitBytes, or 0 to turn the warning off."); ok {
+		m.WarnBytes = n
+	}
+	if n, ok := o.ms("checkIntervalMs", true); ok {
+		m.CheckIntervalMs = n
+	}
+	return m
+}
+
+func joinHostPort(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}

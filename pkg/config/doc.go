@@ -1,0 +1,13 @@
+// Package config turns a rollbridge.jsonnet file into a validated, typed
+// Config with every default applied.
+//
+// The pipeline is: evaluate the Jsonnet file (go-jsonnet, with the daemon's
+// environment as std.extVar('env')) -> walk the resulting JSON value field by
+// field, collecting every problem instead of stopping at the first -> apply
+// defaults -> check the cross-field rules. A caller gets either a Config or an
+// Issues error listing everything that is wrong, each with a fix.
+//
+// Field names, types and defaults follow the Node original's docs/config.md,
+// so a config translated from rollbridge.js keeps its meaning. This package
+// is the only importer of go-jsonnet.
+package config

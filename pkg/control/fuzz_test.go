@@ -1,0 +1,41 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+// FuzzDecodeRequest: arbitrary input never panics, always yields either a
+// valid request or an *Error, and a decoded request re-encodes to an
+// equivalent one.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"command":"deploy","releasePath":"/srv/r","releaseId":"v1","revision":"abc"}`,
+		`{"command":"status"}`, `{"command":"events","limit":5}`, `{"command":"restart","process":"worker#0"}`,
+		`{"command":`, `[]`, `null`, `{"command":"logs","process":1}`, "{\"command\":\"stop\"}\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := DecodeRequest(data)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Code == "" || e.Message == "" {
+				t.Fatalf("error %v is not a coded *Error", err)
+			}
+			return
+		}
+		b, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := DecodeRequest(b)
+		if err != nil {
+			t.Fatalf("re-encoded request %s does not decode: %v", b, err)
+		}
+		if *again != *req {
+			t.Fatalf("round trip changed %+v into %+v", req, again)
+		}
+	})
+}

@@ -1,0 +1,90 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestRecentKeepsNewestInOrder(t *testing.T) {
+	l := New(3)
+	for i := 0; i < 5; i++ {
+		l.Emit(fmt.Sprintf("e%d", i), map[string]any{"i": i})
+	}
+	got := l.Recent(0)
+	if len(got) != 3 {
+		t.Fatalf("got %d events, want 3", len(got))
+	}
+	for i, want := range []string{"e2", "e3", "e4"} {
+		if got[i].Message != want {
+			t.Errorf("event %d: got %q, want %q", i, got[i].Message, want)
+		}
+	}
+	if last := l.Recent(1); len(last) != 1 || last[0].Message != "e4" {
+		t.Errorf("Recent(1) = %+v, want e4", last)
+	}
+	if all := l.Recent(10); len(all) != 3 {
+		t.Errorf("Recent(10) returned %d, want 3", len(all))
+	}
+}
+
+func TestRecentBeforeFull(t *testing.T) {
+	l := New(10)
+	l.Emit("a", nil)
+	l.Emit("b", nil)
+	got := l.Recent(0)
+	if len(got) != 2 || got[0].Message != "a" || got[1].Message != "b" {
+		t.Fatalf("got %+v", got)
+	}
+	if got[0].Data == nil {
+		t.Errorf("nil data should become an empty object")
+	}
+}
+
+func TestJSONLinesOutput(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(0, JSONLines(&buf))
+	l.Emit("traffic switched", map[string]any{"releaseId": "v2"})
+	var e struct {
+		At      string         `json:"at"`
+		Message string         `json:"message"`
+		Data    map[string]any `json:"data"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &e); err != nil {
+		t.Fatalf("output %q is not one JSON object: %v", buf.String(), err)
+	}
+	if e.Message != "traffic switched" || e.Data["releaseId"] != "v2" || e.At == "" {
+		t.Errorf("got %+v", e)
+	}
+}
+
+func TestEmitCopiesData(t *testing.T) {
+	l := New(2)
+	d := map[string]any{"k": 1}
+	l.Emit("x", d)
+	d["k"] = 2
+	if got := l.Recent(1)[0].Data["k"]; got != 1 {
+		t.Errorf("got %v, want 1", got)
+	}
+}
+
+func TestConcurrentEmit(t *testing.T) {
+	l := New(DefaultCapacity)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				l.Emit("e", nil)
+				_ = l.Recent(5)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(l.Recent(0)); n != DefaultCapacity {
+		t.Errorf("got %d events, want %d", n, DefaultCapacity)
+	}
+}
