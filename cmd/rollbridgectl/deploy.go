@@ -16,11 +16,14 @@ func deployCommand() *cli.Command {
 			"serving and the command exits 1 with the cause. Only one deploy, rollback,\n" +
 			"stop or restart runs at a time; another one fails at once (exit 1).",
 		Flags: daemonFlags(
-			&cli.StringFlag{Name: "release-path", Usage: "prepared release `DIR` ({{releasePath}})", Required: true},
+			&cli.StringFlag{Name: "release-path", Usage: "prepared release `DIR` ({{releasePath}}); required"},
 			&cli.StringFlag{Name: "release-id", Usage: "release `ID` (default: --revision, else a UTC timestamp)"},
 			&cli.StringFlag{Name: "revision", Usage: "VCS revision `SHA` ({{revision}})"},
 		),
 		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
+			if c.String("release-path") == "" {
+				return nil, usageErrorf("deploy needs --release-path DIR: the prepared release directory")
+			}
 			return &control.Request{Command: control.CmdDeploy, ReleasePath: c.String("release-path"),
 				ReleaseID: c.String("release-id"), Revision: c.String("revision")}, nil
 		}),
