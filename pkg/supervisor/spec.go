@@ -1,0 +1,129 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"golang.org/x/sys/unix"
+)
+
+// releaseVars are the deploy-wide template values; per-process values are
+// filled by instanceSpec.
+type releaseVars struct {
+	ID, Path, Revision string
+	Ports              map[string]int // every allocated port by base process id
+}
+
+// instanceSpec renders one instance of p for a release and builds its
+// process.Spec: environment, stop behaviour, restart and memory policies.
+func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv releaseVars, replica int, fields map[string]any) (process.Spec, error) {
+	vars := config.Vars{
+		ReleasePath: rv.Path, ReleaseID: rv.ID, Revision: rv.Revision, Application: cfg.Application,
+		ProcessID: p.ID, ReplicaIndex: replica, ReplicaCount: p.Replicas, Port: rv.Ports[p.ID], Ports: rv.Ports,
+		ProxyHost: cfg.Proxy.Host, ProxyPort: cfg.Proxy.Port, UpstreamHost: cfg.Proxy.UpstreamHost, Env: s.env,
+	}
+	r, err := p.Render(vars)
+	if err != nil {
+		return process.Spec{}, err
+	}
+	env := s.processEnv(cfg, p, rv, replica, r.Env)
+	spec := process.Spec{
+		ID:           p.InstanceID(replica),
+		Command:      r.Command,
+		Dir:          r.Cwd,
+		Env:          env,
+		StopSignal:   syscall.Signal(unix.SignalNum(p.StopSignal)),
+		GracefulStop: config.Ms(p.GracefulStopMs),
+		RestartDelay: config.Ms(p.RestartDelayMs),
+		Restart: process.RestartPolicy{
+			MaxRestarts:   -1,
+			Window:        config.Ms(p.Restart.WindowMs),
+			BackoffFactor: p.Restart.BackoffFactor,
+			MaxDelay:      config.Ms(p.Restart.MaxDelayMs),
+		},
+		OutputLines: p.OutputLines,
+		Fields:      fields,
+	}
+	if p.Restart.MaxRestarts != nil {
+		spec.Restart.MaxRestarts = *p.Restart.MaxRestarts
+	}
+	if l := p.Lifecycle; l != nil {
+		spec.Lifecycle = process.Lifecycle{QuietCommand: l.QuietCommand, DrainCommand: l.DrainCommand,
+			StopCommand: l.StopCommand, DrainTimeout: config.Ms(l.DrainTimeoutMs)}
+	}
+	if m := p.Memory; m != nil {
+		spec.Memory = &process.MemoryPolicy{LimitBytes: uint64(m.LimitBytes), WarnBytes: uint64(m.WarnBytes),
+			CheckInterval: config.Ms(m.CheckIntervalMs)}
+	}
+	return spec, nil
+}
+
+// processEnv is the daemon's environment, then the injected ROLLBRIDGE_*
+// variables, then the process's own env (which may override both).
+func (s *Supervisor) processEnv(cfg *config.Config, p *config.Process, rv releaseVars, replica int, own map[string]string) []string {
+	m := make(map[string]string, len(s.env)+16+len(own))
+	for k, v := range s.env {
+		m[k] = v
+	}
+	revision := rv.Revision
+	if revision == "" {
+		revision = rv.ID
+	}
+	m["ROLLBRIDGE_APPLICATION"] = cfg.Application
+	m["ROLLBRIDGE_PROCESS_ID"] = p.ID
+	m["ROLLBRIDGE_REPLICA_INDEX"] = strconv.Itoa(replica)
+	m["ROLLBRIDGE_REPLICA_COUNT"] = strconv.Itoa(max(p.Replicas, 1))
+	m["ROLLBRIDGE_RELEASE_ID"] = rv.ID
+	m["ROLLBRIDGE_RELEASE_PATH"] = rv.Path
+	m["ROLLBRIDGE_REVISION"] = revision
+	delete(m, "ROLLBRIDGE_PORT") // never inherit the daemon's own
+	if port, ok := rv.Ports[p.ID]; ok {
+		m["ROLLBRIDGE_PORT"] = strconv.Itoa(port)
+	}
+	for id, port := range rv.Ports {
+		m["ROLLBRIDGE_"+envName(id)+"_PORT"] = strconv.Itoa(port)
+	}
+	for k, v := range own {
+		m[k] = v
+	}
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// envName upper-cases an id and replaces every non-alphanumeric with _.
+func envName(id string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(id) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// checkReleasePath says which path is missing instead of letting the shell
+// fail with a confusing ENOENT (a weakness of the Node original).
+func checkReleasePath(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case err != nil && os.IsNotExist(err):
+		return fmt.Errorf("release path %s does not exist; pass the prepared release directory with --release-path", path)
+	case err != nil:
+		return fmt.Errorf("release path %s: %w", path, err)
+	case !st.IsDir():
+		return fmt.Errorf("release path %s is not a directory", path)
+	}
+	return nil
+}

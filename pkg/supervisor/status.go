@@ -1,0 +1,156 @@
+package supervisor
+
+import (
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/release"
+)
+
+// Status is the answer to `rollbridgectl status`, in the Node original's shape.
+type Status struct {
+	ActiveReleaseID *string         `json:"activeReleaseId"`
+	Application     string          `json:"application"`
+	Control         ControlStatus   `json:"control"`
+	Orphans         []Orphan        `json:"orphans"`
+	Proxy           ProxyStatus     `json:"proxy"`
+	Releases        []ReleaseStatus `json:"releases"`
+	Services        []UnitStatus    `json:"services"`
+	Singletons      []UnitStatus    `json:"singletons"`
+	// Extensions.
+	Daemon DaemonStatus `json:"daemon"`
+}
+
+// ControlStatus describes the control socket.
+type ControlStatus struct {
+	Path string `json:"path"`
+}
+
+// ProxyStatus describes the stable listener. Port is the bound port (it
+// differs from the config only when the config says 0).
+type ProxyStatus struct {
+	Host         string `json:"host"`
+	Port         int    `json:"port"`
+	UpstreamHost string `json:"upstreamHost"`
+}
+
+// DaemonStatus is about rollbridged itself.
+type DaemonStatus struct {
+	Pid               int       `json:"pid"`
+	Version           string    `json:"version"`
+	StartedAt         time.Time `json:"startedAt"`
+	CommandInProgress *string   `json:"commandInProgress"`
+}
+
+// ReleaseStatus is one release.
+type ReleaseStatus struct {
+	ReleaseID       string          `json:"releaseId"`
+	ReleasePath     string          `json:"releasePath"`
+	Revision        *string         `json:"revision"`
+	State           release.State   `json:"state"`
+	Ports           map[string]int  `json:"ports"`
+	Connections     Connections     `json:"connections"`
+	ConnectionCount int64           `json:"connectionCount"`
+	CreatedAt       time.Time       `json:"createdAt"`
+	ActivatedAt     *time.Time      `json:"activatedAt"`
+	DrainStartedAt  *time.Time      `json:"drainStartedAt"`
+	StoppedAt       *time.Time      `json:"stoppedAt"`
+	Error           *string         `json:"error,omitempty"`
+	Processes       []ProcessStatus `json:"processes"`
+}
+
+// Connections counts a release's open proxied connections.
+type Connections struct {
+	HTTP      int64 `json:"http"`
+	WebSocket int64 `json:"websocket"`
+}
+
+// ProcessStatus is a process's status plus where it belongs.
+type ProcessStatus struct {
+	process.Status
+	Policy string `json:"policy"`
+	Port   *int   `json:"port"`
+}
+
+// UnitStatus is a service or singleton entry.
+type UnitStatus struct {
+	ID        string        `json:"id"`
+	ReleaseID string        `json:"releaseId"`
+	Process   ProcessStatus `json:"process"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func strPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// Snapshot builds the status. It never waits for a running command.
+func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status {
+	cfg := s.cfg.Load()
+	s.mu.Lock()
+	orphans := s.orphans
+	st := Status{
+		Application: cfg.Application,
+		Control:     ControlStatus{Path: cfg.Control.Path},
+		Proxy:       proxy,
+		Releases:    []ReleaseStatus{},
+		Services:    []UnitStatus{},
+		Singletons:  []UnitStatus{},
+		Daemon:      DaemonStatus{Pid: pid, Version: version, StartedAt: s.started.UTC(), CommandInProgress: strPtr(s.running)},
+	}
+	if s.active != nil {
+		id := s.active.id
+		st.ActiveReleaseID = &id
+	}
+	for i := len(s.releases) - 1; i >= 0; i-- { // newest first
+		r := s.releases[i]
+		rs := ReleaseStatus{
+			ReleaseID: r.id, ReleasePath: r.path, Revision: strPtr(r.revision), State: r.state,
+			Ports: map[string]int{}, CreatedAt: r.createdAt.UTC(), ActivatedAt: timePtr(r.activatedAt),
+			DrainStartedAt: timePtr(r.drainStartedAt), StoppedAt: timePtr(r.stoppedAt), Error: strPtr(r.lastError),
+			Processes: []ProcessStatus{},
+		}
+		for k, v := range r.ports {
+			rs.Ports[k] = v
+		}
+		if r.backend != nil && r.state.Live() {
+			h, w := r.backend.Connections()
+			rs.Connections = Connections{HTTP: h, WebSocket: w}
+			rs.ConnectionCount = h + w
+		}
+		for _, in := range r.procs {
+			rs.Processes = append(rs.Processes, procStatus(in.proc, string(in.cfg.Policy), r.ports[in.cfg.ID]))
+		}
+		st.Releases = append(st.Releases, rs)
+	}
+	for _, u := range sortedUnits(s.services) {
+		st.Services = append(st.Services, UnitStatus{ID: u.cfg.ID, ReleaseID: u.releaseID, Process: procStatus(u.proc, "service", u.port)})
+	}
+	for _, u := range sortedUnits(s.singletons) {
+		st.Singletons = append(st.Singletons, UnitStatus{ID: u.cfg.ID, ReleaseID: u.releaseID, Process: procStatus(u.proc, "singleton", u.port)})
+	}
+	s.mu.Unlock()
+	st.Orphans = []Orphan{}
+	if orphans != nil {
+		st.Orphans = orphans()
+	}
+	return st
+}
+
+func procStatus(p *process.Process, policy string, port int) ProcessStatus {
+	ps := ProcessStatus{Status: p.Status(), Policy: policy}
+	if port != 0 {
+		ps.Port = &port
+	}
+	return ps
+}

@@ -1,0 +1,381 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/release"
+)
+
+func TestDeploySwitchesAndDrainsWebSocket(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "worker-stops")
+	h := newHarness(t, webConfig(t, fmt.Sprintf(`[{id: 'worker', command: "trap 'echo $ROLLBRIDGE_RELEASE_ID >> %s; exit 0' TERM; while :; do sleep 0.02; done", nonBlockingDrain: true}]`, rec)))
+	if code, body := h.get("/"); code != 503 || body != "No active release" {
+		t.Fatalf("before any deploy: %d %q", code, body)
+	}
+	res := h.deploy("v1")
+	if res.ActiveReleaseID != "v1" || res.PreviousReleaseID != nil {
+		t.Errorf("result %+v", res)
+	}
+	if _, body := h.get("/"); body != "v1" {
+		t.Fatalf("got %q", body)
+	}
+	ws, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(h.url, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	res = h.deploy("v2")
+	if res.ActiveReleaseID != "v2" || *res.PreviousReleaseID != "v1" {
+		t.Errorf("result %+v", res)
+	}
+	if _, body := h.get("/"); body != "v2" {
+		t.Errorf("new request went to %q, want v2", body)
+	}
+	v1 := h.releaseStatus("v1")
+	if v1.State != release.Draining || v1.Connections.WebSocket != 1 || v1.DrainStartedAt == nil {
+		t.Errorf("v1: %+v", v1)
+	}
+	// The socket still talks to v1.
+	if err := ws.Write(context.Background(), websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.Read(context.Background()); err != nil || string(msg) != "v1:hi" {
+		t.Errorf("echo %q %v", msg, err)
+	}
+	// The nonBlockingDrain worker of v1 stops while v1 still drains.
+	eventually(t, "v1 worker stopped", func() bool {
+		b, _ := os.ReadFile(rec)
+		return strings.TrimSpace(string(b)) == "v1"
+	})
+	if st := h.releaseStatus("v1").State; st != release.Draining {
+		t.Errorf("v1 is %s while its socket is open", st)
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
+	eventually(t, "v1 stopped", func() bool { return h.releaseStatus("v1").State == release.Stopped })
+	for _, p := range h.releaseStatus("v1").Processes {
+		if p.State != process.Stopped || p.Pid != nil {
+			t.Errorf("v1 process %s: %s %v", p.ID, p.State, p.Pid)
+		}
+	}
+	if len(h.events("release drained")) != 1 || len(h.events("release stopped")) != 1 || len(h.events("traffic switched")) != 2 {
+		t.Errorf("events: %s", dump(h.log.Recent(0)))
+	}
+}
+
+func TestFailedHealthCheckKeepsPreviousRelease(t *testing.T) {
+	h := newHarness(t, webConfig(t, `[{id: 'svc', policy: 'service', command: 'exec sleep 1000'}]`))
+	h.deploy("v1")
+	h.cfg.Processes[0].Health.TimeoutMs = 500
+	svcPid := *h.status().Services[0].Process.Pid
+	_, err := h.tryDeploy("v2", map[string]string{"health": "503"})
+	if err == nil || !strings.Contains(err.Error(), "health check failed for http://127.0.0.1:") || !strings.Contains(err.Error(), "/ping: HTTP 503") ||
+		!strings.Contains(err.Error(), "release v1 stays active") {
+		t.Fatalf("got %v", err)
+	}
+	if _, body := h.get("/"); body != "v1" {
+		t.Errorf("serving %q after a failed deploy, want v1", body)
+	}
+	st := h.status()
+	if *st.ActiveReleaseID != "v1" || h.releaseStatus("v2").State != release.Failed || h.releaseStatus("v1").State != release.Active {
+		t.Errorf("status: %s", dump(st))
+	}
+	for _, p := range h.releaseStatus("v2").Processes {
+		if p.Pid != nil {
+			t.Errorf("failed release still runs %s", p.ID)
+		}
+	}
+	// The service was started by v1's deploy: a failed deploy leaves it alone.
+	if *h.status().Services[0].Process.Pid != svcPid {
+		t.Error("service restarted by a failed deploy")
+	}
+	failed := h.events("deploy failed")
+	if len(failed) != 1 || failed[0].Data["releaseId"] != "v2" || failed[0].Data["output"] == nil {
+		t.Errorf("deploy failed events: %s", dump(failed))
+	}
+}
+
+func TestFailedFirstDeployStopsServicesItStarted(t *testing.T) {
+	h := newHarness(t, webConfig(t, `[{id: 'svc', policy: 'service', command: 'exec sleep 1000', port: 7000}]`))
+	h.cfg.Processes[0].Health.TimeoutMs = 300
+	_, err := h.tryDeploy("v1", map[string]string{"health": "500"})
+	if err == nil || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "no release is active") {
+		t.Fatalf("got %v", err)
+	}
+	if n := len(h.status().Services); n != 0 {
+		t.Errorf("%d services left after a failed first deploy: %s", n, dump(h.status().Services))
+	}
+	if code, _ := h.get("/"); code != 503 {
+		t.Errorf("got %d, want 503", code)
+	}
+	// The port of the service is free again: a good deploy can take it.
+	h.deploy("v2")
+	if p := h.status().Services[0].Process.Port; p == nil || *p != 7000 {
+		t.Errorf("service port %v", p)
+	}
+}
+
+func TestProxiedExitingAtOnceFailsFast(t *testing.T) {
+	h := newHarness(t, webConfig(t, `[]`))
+	h.deploy("v1")
+	began := time.Now()
+	_, err := h.tryDeploy("v2", map[string]string{"exit": "3"})
+	if err == nil || !strings.Contains(err.Error(), "process web exited (exit code 3) before its health check") {
+		t.Fatalf("got %v", err)
+	}
+	if d := time.Since(began); d > 15*time.Second {
+		t.Errorf("took %v: must not wait for the health timeout (30s)", d)
+	}
+	if _, body := h.get("/"); body != "v1" {
+		t.Errorf("serving %q", body)
+	}
+	if !strings.Contains(dump(h.events("deploy failed")), "exiting on purpose with 3") {
+		t.Errorf("last output not recorded: %s", dump(h.events("deploy failed")))
+	}
+}
+
+func TestMissingReleasePath(t *testing.T) {
+	h := newHarness(t, webConfig(t, `[]`))
+	_, err := h.sup.Deploy(context.Background(), DeployRequest{ReleasePath: "/nonexistent/releases/9"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "release path /nonexistent/releases/9 does not exist") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestWildcardHostProxiesThroughLoopback(t *testing.T) {
+	src := strings.Replace(webConfig(t, `[]`), "proxy: {port: 0,", "proxy: {host: '0.0.0.0', port: 0,", 1)
+	h := newHarness(t, src)
+	if h.cfg.Proxy.UpstreamHost != "127.0.0.1" {
+		t.Fatalf("upstreamHost %q", h.cfg.Proxy.UpstreamHost)
+	}
+	h.deploy("v1")
+	if _, body := h.get("/"); body != "v1" {
+		t.Errorf("got %q", body)
+	}
+}
+
+func TestSingletonNeverOverlaps(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "singleton")
+	// Each copy appends "start <release>" and, when stopped, "stop <release>";
+	// a second "start" before a "stop" would be an overlap.
+	cmd := fmt.Sprintf(`echo "start $ROLLBRIDGE_RELEASE_ID" >> %[1]s; trap 'sleep 0.2; echo "stop $ROLLBRIDGE_RELEASE_ID" >> %[1]s; exit 0' TERM; while :; do sleep 0.02; done`, rec)
+	h := newHarness(t, webConfig(t, fmt.Sprintf(`[{id: 'scheduler', policy: 'singleton', command: %q}]`, cmd)))
+	for _, id := range []string{"v1", "v2", "v3"} {
+		h.deploy(id)
+	}
+	eventually(t, "v3 singleton running", func() bool {
+		b, _ := os.ReadFile(rec)
+		return strings.HasSuffix(string(b), "start v3\n")
+	})
+	b, _ := os.ReadFile(rec)
+	want := "start v1\nstop v1\nstart v2\nstop v2\nstart v3\n"
+	if string(b) != want {
+		t.Errorf("singleton log:\n%s\nwant:\n%s", b, want)
+	}
+	if s := h.status().Singletons; len(s) != 1 || s[0].ReleaseID != "v3" || s[0].Process.State != process.Running {
+		t.Errorf("singletons: %s", dump(s))
+	}
+}
+
+func TestServiceStablePortAndTemplateRefresh(t *testing.T) {
+	cmd := `echo "release $ROLLBRIDGE_RELEASE_ID port $ROLLBRIDGE_PORT"; exec sleep 1000`
+	h := newHarness(t, webConfig(t, fmt.Sprintf(`[{id: 'beacon', policy: 'service', command: %q, port: {from: 7100, to: 7199}, restartDelayMs: 10}]`, cmd)))
+	h.deploy("v1")
+	svc := h.status().Services[0]
+	pid, port := *svc.Process.Pid, *svc.Process.Port
+	h.deploy("v2")
+	svc = h.status().Services[0]
+	if *svc.Process.Pid != pid || *svc.Process.Port != port {
+		t.Errorf("service changed across deploys: pid %d->%d port %d->%d", pid, *svc.Process.Pid, port, *svc.Process.Port)
+	}
+	if svc.ReleaseID != "v2" {
+		t.Errorf("template release %s, want v2", svc.ReleaseID)
+	}
+	// A crash restarts it from the newest release, on the same port.
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "service restarted", func() bool {
+		s := h.status().Services[0].Process
+		return s.Pid != nil && *s.Pid != pid && s.State == process.Running && len(s.Logs) >= 2
+	})
+	logs := h.status().Services[0].Process.Logs
+	if last := logs[len(logs)-1].Line; last != fmt.Sprintf("release v2 port %d", port) {
+		t.Errorf("restarted service printed %q", last)
+	}
+	if r := h.status().Services[0].Process.LastStartReason; r == nil || *r != process.ReasonCrash {
+		t.Errorf("reason %v", r)
+	}
+}
+
+func TestReplicasAndInjectedEnv(t *testing.T) {
+	h := newHarness(t, webConfig(t, `[{id: 'worker', command: 'echo "$ROLLBRIDGE_PROCESS_ID {{replicaIndex}}/{{replicaCount}} $ROLLBRIDGE_REPLICA_INDEX/$ROLLBRIDGE_REPLICA_COUNT"; exec sleep 1000', replicas: 3}]`))
+	h.deploy("v1")
+	seen := map[string]bool{}
+	eventually(t, "replica output", func() bool {
+		for _, p := range h.releaseStatus("v1").Processes {
+			if p.Policy == "companion" && len(p.Logs) > 0 {
+				seen[p.ID+" "+p.Logs[0].Line] = true
+			}
+		}
+		return len(seen) == 3
+	})
+	for i := 0; i < 3; i++ {
+		want := fmt.Sprintf("worker#%d worker %d/3 %d/3", i, i, i)
+		if !seen[want] {
+			t.Errorf("missing %q in %v", want, seen)
+		}
+	}
+	_, env := h.get("/env")
+	port := h.releaseStatus("v1").Ports["web"]
+	for _, want := range []string{"ROLLBRIDGE_APPLICATION=test", "ROLLBRIDGE_PROCESS_ID=web", "ROLLBRIDGE_RELEASE_ID=v1",
+		"ROLLBRIDGE_REVISION=v1", "ROLLBRIDGE_REPLICA_INDEX=0", "ROLLBRIDGE_REPLICA_COUNT=1",
+		fmt.Sprintf("ROLLBRIDGE_PORT=%d", port), fmt.Sprintf("ROLLBRIDGE_WEB_PORT=%d", port), "ROLLBRIDGE_RELEASE_PATH="} {
+		if !strings.Contains(env, want) {
+			t.Errorf("web env lacks %s:\n%s", want, env)
+		}
+	}
+}
+
+func TestProxy502WhileWebDownThenRecovers(t *testing.T) {
+	h := newHarness(t, strings.Replace(webConfig(t, `[]`), "health: {intervalMs: 20}", "health: {intervalMs: 20}, restartDelayMs: 1500", 1))
+	h.deploy("v1")
+	pid := *h.releaseStatus("v1").Processes[0].Pid
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "502 while down", func() bool { code, _ := h.get("/"); return code == http.StatusBadGateway })
+	eventually(t, "recovery", func() bool { code, body := h.get("/"); return code == 200 && body == "v1" })
+	if r := h.releaseStatus("v1").Processes[0]; r.Restarts != 1 || *r.LastStartReason != process.ReasonCrash {
+		t.Errorf("web restarts %d reason %v", r.Restarts, r.LastStartReason)
+	}
+}
+
+func TestConcurrentDeploysOneFailsFast(t *testing.T) {
+	h := newHarness(t, strings.Replace(webConfig(t, `[]`), "health: {intervalMs: 20}", "health: {intervalMs: 20, startDelayMs: 1000}", 1))
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = h.tryDeploy(fmt.Sprintf("c%d", i), nil)
+		}()
+	}
+	wg.Wait()
+	var ok, busy int
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, control.ErrDeployInProgress) && strings.Contains(err.Error(), "deploy of release c"):
+			busy++
+		default:
+			t.Errorf("unexpected error %v", err)
+		}
+	}
+	if ok != 1 || busy != 1 {
+		t.Errorf("%d succeeded, %d refused; want 1 and 1", ok, busy)
+	}
+}
+
+func TestStatusAnswersDuringHealthCheck(t *testing.T) {
+	h := newHarness(t, strings.Replace(webConfig(t, `[]`), "health: {intervalMs: 20}", "health: {intervalMs: 20, startDelayMs: 2000}", 1))
+	done := make(chan error, 1)
+	go func() { _, err := h.tryDeploy("v1", nil); done <- err }()
+	eventually(t, "deploy in progress", func() bool { return h.status().Daemon.CommandInProgress != nil })
+	began := time.Now()
+	st := h.status()
+	_ = h.sup.Events(10)
+	if _, err := h.sup.Logs(""); err != nil {
+		t.Error(err)
+	}
+	if d := time.Since(began); d > time.Second {
+		t.Errorf("status took %v during a health check", d)
+	}
+	if len(st.Releases) != 1 || st.Releases[0].State != release.Starting {
+		t.Errorf("status: %s", dump(st.Releases))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFiveDeploysUnderLoadZeroFailures(t *testing.T) {
+	h := newHarness(t, webConfig(t, `[]`))
+	h.deploy("v0")
+	var failures atomic.Int64
+	var total atomic.Int64
+	var mu sync.Mutex
+	var samples []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: 10 * time.Second}
+			defer client.CloseIdleConnections()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(h.url + "/slow?ms=5")
+				total.Add(1)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					failures.Add(1)
+					mu.Lock()
+					if len(samples) < 5 {
+						samples = append(samples, fmt.Sprintf("%s: %v %v", time.Now().Format(time.RFC3339Nano), err, statusOf(resp)))
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 5; i++ {
+		h.deploy(fmt.Sprintf("v%d", i))
+	}
+	eventually(t, "old releases stopped", func() bool {
+		for _, r := range h.status().Releases {
+			if r.State == release.Draining {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Errorf("%d of %d requests failed during 5 deploys: %v", failures.Load(), total.Load(), samples)
+	}
+	if total.Load() < 50 {
+		t.Errorf("only %d requests: the load did not run", total.Load())
+	}
+}
+
+func statusOf(r *http.Response) string {
+	if r == nil {
+		return ""
+	}
+	return r.Status
+}
