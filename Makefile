@@ -10,6 +10,11 @@ all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/demo-app ./examples/app
+
+# The README's main job: daemon + example app + two deploys under load.
+demo:
+	./scripts/demo.sh
 
 # The one test command: formatting, vet, and every test with the race detector.
 test: check race
@@ -28,6 +33,7 @@ fmt:
 # Short fuzz runs of the parsers; new corpus entries land in testdata/fuzz.
 fuzz:
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./pkg/control -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
 
 clean:
 	rm -rf $(BIN)

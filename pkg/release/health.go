@@ -69,14 +69,19 @@ func WaitHealthy(ctx context.Context, client *http.Client, hc HealthCheck, exite
 			return ErrExited
 		default:
 		}
-		ok, why := probe(ctx, client, hc.URL, min(probeTimeout, time.Until(deadline)))
+		left := time.Until(deadline)
+		ok, why := probe(ctx, client, hc.URL, min(probeTimeout, left))
 		if ok {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		reason = why
+		// A probe cut short by the closing window says nothing new; keep
+		// the reason the app gave before (say, HTTP 503).
+		if !(left < probeTimeout && time.Until(deadline) <= 0 && reason != "no answer yet") {
+			reason = why
+		}
 		wait := min(pause, time.Until(deadline))
 		if wait <= 0 {
 			return &HealthError{URL: hc.URL, Reason: fmt.Sprintf("%s (no healthy answer within %v)", reason, hc.Timeout)}

@@ -102,6 +102,7 @@ func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Pr
 	target.state = release.Starting
 	target.cfg = s.cfg.Load()
 	target.lastError = ""
+	target.procs, target.ports, target.backend = nil, nil, nil // a fresh generation
 	target.drainStartedAt, target.stoppedAt, target.activatedAt = time.Time{}, time.Time{}, time.Time{}
 	s.mu.Unlock()
 	return s.launch(ctx, target, progress)
@@ -565,6 +566,7 @@ func (s *Supervisor) retire(prev *rel) {
 	prev.drainStartedAt = time.Now()
 	prev.drainCancel = cancel
 	procs := append([]*instance(nil), prev.procs...)
+	backend := prev.backend
 	s.mu.Unlock()
 	for _, in := range procs {
 		in.proc.SetAutoRestart(false) // only an active release's processes are restarted
@@ -580,10 +582,10 @@ func (s *Supervisor) retire(prev *rel) {
 	go func() {
 		defer s.bg.Done()
 		defer cancel()
-		http0, ws0 := prev.backend.Connections()
-		err := prev.backend.Drain(ctx)
-		http1, ws1 := prev.backend.Connections()
-		prev.backend.CloseConnections()
+		http0, ws0 := backend.Connections()
+		err := backend.Drain(ctx)
+		http1, ws1 := backend.Connections()
+		backend.CloseConnections()
 		s.emit("release drained", map[string]any{"releaseId": prev.id, "timedOut": err != nil,
 			"connectionsAtStart": http0 + ws0, "connectionsClosed": http1 + ws1})
 		s.stopRelease(prev)
@@ -611,6 +613,7 @@ func (s *Supervisor) stopRelease(r *rel) {
 	}
 	r.stopping = true
 	procs := append([]*instance(nil), r.procs...)
+	backend := r.backend
 	wasActive := s.active == r
 	if wasActive {
 		s.active = nil
@@ -626,17 +629,18 @@ func (s *Supervisor) stopRelease(r *rel) {
 		}()
 	}
 	wg.Wait()
-	if r.backend != nil {
-		r.backend.CloseConnections()
+	if backend != nil {
+		backend.CloseConnections()
 	}
 	s.mu.Lock()
-	if r.state != release.Starting && r.state != release.Failed {
+	served := r.state != release.Starting && r.state != release.Failed // a failed deploy is no "release stopped"
+	if served {
 		r.state = release.Stopped
 	}
 	r.stoppedAt = time.Now()
 	close(r.stopped)
 	s.mu.Unlock()
-	if r.state != release.Starting {
+	if served {
 		s.emit("release stopped", map[string]any{"releaseId": r.id})
 	}
 }

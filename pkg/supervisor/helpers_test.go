@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/testapp"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
-	"github.com/rollbridge/rollbridge-go/pkg/internal/testapp"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 	"go.uber.org/goleak"

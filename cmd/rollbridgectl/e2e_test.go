@@ -1,0 +1,489 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/internal/testapp"
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/daemon"
+)
+
+func TestMain(m *testing.M) {
+	if testapp.Active() {
+		testapp.Main()
+	}
+	os.Exit(m.Run())
+}
+
+type env struct {
+	t      *testing.T
+	cfg    string // config path
+	sock   string
+	url    string // proxy base URL
+	done   chan error
+	cancel context.CancelFunc
+	stdout *syncBuffer
+}
+
+type syncBuffer struct {
+	ch chan string
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.ch <- string(p)
+	return len(p), nil
+}
+
+// startDaemon writes a config (Jsonnet object body after the standard
+// fields), runs daemon.Run in-process, and waits until it answers.
+func startDaemon(t *testing.T, processes string) *env {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rbe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe, _ := os.Executable()
+	from := 30000 + rand.IntN(100)*200
+	web := fmt.Sprintf(`{id: 'web', policy: 'proxied', command: 'PORT={{port}} RB_TESTAPP=1 RB_APP_HEALTH="$(cat health 2>/dev/null)" exec %s', port: {from: %d, to: %d}, health: {intervalMs: 20, timeoutMs: 3000}}`, exe, from, from+199)
+	src := fmt.Sprintf(`{application: 'e2e', control: {path: %q, mode: '600'}, proxy: {port: 0, drainTimeoutMs: 5000, forceStopTimeoutMs: 3000},
+		processes: [%s] + %s}`, filepath.Join(dir, "ctl.sock"), web, processes)
+	cfgPath := filepath.Join(dir, "rollbridge.jsonnet")
+	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath, config.EnvMap(os.Environ()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{t: t, cfg: cfgPath, sock: cfg.Control.Path, done: make(chan error, 1), cancel: cancel, stdout: &syncBuffer{ch: make(chan string, 10000)}}
+	go func() { e.done <- daemon.Run(ctx, daemon.Options{Config: cfg, Stdout: e.stdout, Version: "test"}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _, code := runCtl(t, "status", "-c", cfgPath)
+		if code == 0 {
+			var st struct {
+				Proxy struct{ Port int } `json:"proxy"`
+			}
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatal(err)
+			}
+			e.url = fmt.Sprintf("http://127.0.0.1:%d", st.Proxy.Port)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not answer")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-e.done:
+			if err != nil {
+				t.Errorf("daemon.Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	return e
+}
+
+func (e *env) ctl(args ...string) (string, string, int) {
+	e.t.Helper()
+	return runCtl(e.t, append(args, "-c", e.cfg)...)
+}
+
+// ok runs a command that must succeed and decodes its JSON output.
+func (e *env) ok(out any, args ...string) string {
+	e.t.Helper()
+	stdout, stderr, code := e.ctl(args...)
+	if code != 0 {
+		e.t.Fatalf("%v: exit %d\n%s", args, code, stderr)
+	}
+	if out != nil {
+		if err := json.Unmarshal([]byte(stdout), out); err != nil {
+			e.t.Fatalf("%v: %v\n%s", args, err, stdout)
+		}
+	}
+	return stderr
+}
+
+func (e *env) deploy(id string, files map[string]string) (string, string, int) {
+	e.t.Helper()
+	dir := filepath.Join(e.t.TempDir(), id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	for f, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(c), 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return e.ctl("deploy", "--release-path", dir, "--release-id", id)
+}
+
+func (e *env) mustDeploy(id string) {
+	e.t.Helper()
+	if _, stderr, code := e.deploy(id, nil); code != 0 {
+		e.t.Fatalf("deploy %s: %s", id, stderr)
+	}
+}
+
+func (e *env) get(path string) string {
+	e.t.Helper()
+	resp, err := http.Get(e.url + path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
+
+type statusJSON struct {
+	Status          string  `json:"status"`
+	ActiveReleaseID *string `json:"activeReleaseId"`
+	Application     string  `json:"application"`
+	Releases        []struct {
+		ReleaseID string `json:"releaseId"`
+		State     string `json:"state"`
+		Processes []struct {
+			ID              string  `json:"id"`
+			State           string  `json:"state"`
+			Pid             *int    `json:"pid"`
+			LastStartReason *string `json:"lastStartReason"`
+		} `json:"processes"`
+	} `json:"releases"`
+	Services   []struct{ ID string } `json:"services"`
+	Singletons []struct{ ID string } `json:"singletons"`
+	Orphans    []any                 `json:"orphans"`
+}
+
+func (e *env) status() statusJSON {
+	var st statusJSON
+	e.ok(&st, "status")
+	return st
+}
+
+func (e *env) releaseState(id string) string {
+	for _, r := range e.status().Releases {
+		if r.ReleaseID == id {
+			return r.State
+		}
+	}
+	return "absent"
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestE2EDeployStatusAndShape(t *testing.T) {
+	e := startDaemon(t, `[{id: 'svc', policy: 'service', command: 'exec sleep 1000'}, {id: 'cron', policy: 'singleton', command: 'exec sleep 1000'}]`)
+	stdout, stderr, code := e.deploy("v1", nil)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if res["status"] != "success" || res["activeReleaseId"] != "v1" || res["previousReleaseId"] != nil || len(res) != 3 {
+		t.Errorf("deploy result %v", res)
+	}
+	for _, want := range []string{"rollbridgectl: deploy starting", "rollbridgectl: traffic switched"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("progress lacks %q:\n%s", want, stderr)
+		}
+	}
+	if body := e.get("/"); body != "v1" {
+		t.Errorf("got %q", body)
+	}
+	out, _, _ := e.ctl("status")
+	var raw map[string]json.RawMessage
+	_ = json.Unmarshal([]byte(out), &raw)
+	for _, k := range []string{"activeReleaseId", "application", "control", "orphans", "proxy", "releases", "services", "singletons"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("status lacks %q", k)
+		}
+	}
+	st := e.status()
+	if *st.ActiveReleaseID != "v1" || st.Application != "e2e" || len(st.Services) != 1 || len(st.Singletons) != 1 || st.Orphans == nil {
+		t.Errorf("status %+v", st)
+	}
+	info, err := os.Stat(e.sock)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("control socket mode %v %v, want 0600", info.Mode().Perm(), err)
+	}
+}
+
+func TestE2EFailedDeployExit1(t *testing.T) {
+	e := startDaemon(t, `[]`)
+	e.mustDeploy("v1")
+	_, stderr, code := e.deploy("v2", map[string]string{"health": "503"})
+	if code != exitFailed || !strings.Contains(stderr, "health check failed for http://127.0.0.1:") || !strings.Contains(stderr, "HTTP 503") {
+		t.Errorf("exit %d: %s", code, stderr)
+	}
+	if e.get("/") != "v1" {
+		t.Error("previous release not serving")
+	}
+	_, stderr, code = e.ctl("deploy", "--release-path", "/nonexistent/rel")
+	if code != exitFailed || !strings.Contains(stderr, "release path /nonexistent/rel does not exist") {
+		t.Errorf("missing path: exit %d: %s", code, stderr)
+	}
+}
+
+func TestE2ERollbackVariants(t *testing.T) {
+	e := startDaemon(t, `[]`)
+	if _, stderr, code := e.ctl("rollback"); code != exitFailed || !strings.Contains(stderr, "no previous release") {
+		t.Errorf("rollback with none: %d %s", code, stderr)
+	}
+	e.mustDeploy("v1")
+	e.mustDeploy("v2")
+	var res map[string]any
+	e.ok(&res, "rollback")
+	if res["activeReleaseId"] != "v1" || res["previousReleaseId"] != "v2" {
+		t.Errorf("rollback result %v", res)
+	}
+	if e.get("/") != "v1" {
+		t.Error("not serving v1 after rollback")
+	}
+	if _, stderr, code := e.ctl("rollback", "--release-id", "v1"); code != exitFailed || !strings.Contains(stderr, "already active") {
+		t.Errorf("already active: %d %s", code, stderr)
+	}
+	if _, stderr, code := e.ctl("rollback", "--release-id", "nope"); code != exitFailed || !strings.Contains(stderr, "release nope is not retained") {
+		t.Errorf("unknown: %d %s", code, stderr)
+	}
+	// v2 may still be draining or already stopped; either way it comes back.
+	e.ok(&res, "rollback", "--release-id", "v2")
+	if e.get("/") != "v2" || res["activeReleaseId"] != "v2" {
+		t.Errorf("explicit rollback: %v", res)
+	}
+}
+
+func TestE2ERollbackToDrainingRelease(t *testing.T) {
+	e := startDaemon(t, `[]`)
+	e.mustDeploy("v1")
+	// Hold v1 in draining with an in-flight slow request.
+	done := make(chan string, 1)
+	go func() { done <- e.get("/slow?ms=1500") }()
+	waitFor(t, "request in flight", func() bool { return strings.Contains(e.statusRaw(), `"http": 1`) })
+	e.mustDeploy("v2")
+	if st := e.releaseState("v1"); st != "draining" {
+		t.Fatalf("v1 is %s", st)
+	}
+	var res map[string]any
+	e.ok(&res, "rollback")
+	if res["activeReleaseId"] != "v1" || e.get("/") != "v1" {
+		t.Errorf("rollback to draining: %v", res)
+	}
+	<-done
+}
+
+func (e *env) statusRaw() string {
+	out, _, _ := e.ctl("status")
+	return out
+}
+
+func TestE2EStopVariants(t *testing.T) {
+	e := startDaemon(t, `[{id: 'cron', policy: 'singleton', command: 'exec sleep 1000'}, {id: 'svc', policy: 'service', command: 'exec sleep 1000'}]`)
+	if _, stderr, code := e.ctl("stop"); code != exitFailed || !strings.Contains(stderr, "no release is active") {
+		t.Errorf("stop with none: %d %s", code, stderr)
+	}
+	e.mustDeploy("v1")
+	e.mustDeploy("v2")
+	var st statusJSON
+	e.ok(&st, "stop", "--release-id", "v1")
+	waitFor(t, "v1 stopped", func() bool { return e.releaseState("v1") == "stopped" })
+	e.ok(&st, "stop")
+	if st.ActiveReleaseID != nil || len(st.Singletons) != 0 || len(st.Services) != 1 {
+		t.Errorf("after stop: %+v", st)
+	}
+	resp, err := http.Get(e.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || strings.TrimSpace(string(b)) != "No active release" {
+		t.Errorf("after stop: %d %q", resp.StatusCode, b)
+	}
+	if _, stderr, code := e.ctl("stop", "--release-id", "v2"); code != exitFailed || !strings.Contains(stderr, "already stopped") {
+		t.Errorf("stop twice: %d %s", code, stderr)
+	}
+}
+
+func TestE2ERestartVariants(t *testing.T) {
+	e := startDaemon(t, `[{id: 'worker', command: 'exec sleep 1000', replicas: 2}, {id: 'cron', policy: 'singleton', command: 'exec sleep 1000'},
+		{id: 'svc', policy: 'service', command: 'exec sleep 1000'}, {id: 'oneshot', policy: 'service', command: 'exit 1', restart: {maxRestarts: 0}}]`)
+	e.mustDeploy("v1")
+	var res struct{ Restarted []string }
+	e.ok(&res, "restart", "--process", "worker")
+	if strings.Join(res.Restarted, ",") != "worker#0,worker#1" {
+		t.Errorf("base id: %v", res.Restarted)
+	}
+	e.ok(&res, "restart", "--process", "worker#1")
+	if strings.Join(res.Restarted, ",") != "worker#1" {
+		t.Errorf("instance id: %v", res.Restarted)
+	}
+	e.ok(&res, "restart", "--policy", "singleton")
+	if strings.Join(res.Restarted, ",") != "cron" {
+		t.Errorf("policy: %v", res.Restarted)
+	}
+	e.ok(&res, "restart")
+	if strings.Join(res.Restarted, ",") != "worker#0,worker#1,cron,oneshot,svc" {
+		t.Errorf("all: %v", res.Restarted)
+	}
+	for _, args := range [][]string{{"--process", "web"}, {"--policy", "proxied"}} {
+		if _, stderr, code := e.ctl(append([]string{"restart"}, args...)...); code != exitFailed || !strings.Contains(stderr, "rollbridgectl deploy") {
+			t.Errorf("restart %v: %d %s", args, code, stderr)
+		}
+	}
+	if _, stderr, code := e.ctl("restart", "--process", "ghost"); code != exitFailed || !strings.Contains(stderr, `no managed process "ghost"`) {
+		t.Errorf("unknown: %d %s", code, stderr)
+	}
+	if _, _, code := e.ctl("restart", "--process", "a", "--policy", "service"); code != exitUsage {
+		t.Errorf("both selectors: exit %d", code)
+	}
+	// The failed oneshot service was revived with reason manual.
+	var ev []struct {
+		Message string
+		Data    map[string]any
+	}
+	e.ok(&ev, "events", "--json")
+	revived := false
+	for _, x := range ev {
+		revived = revived || x.Message == "process started" && x.Data["id"] == "oneshot" && x.Data["reason"] == "manual"
+	}
+	if !revived {
+		t.Error("failed service not revived by restart")
+	}
+}
+
+func TestE2ELogsAndEvents(t *testing.T) {
+	e := startDaemon(t, `[{id: 'worker', command: 'echo hello from {{processId}}; exec sleep 1000'}]`)
+	e.mustDeploy("v1")
+	waitFor(t, "worker output", func() bool {
+		out, _, _ := e.ctl("logs", "--process", "worker")
+		return strings.Contains(out, "stdout hello from worker")
+	})
+	out, _, _ := e.ctl("logs", "--process", "worker")
+	if !strings.HasPrefix(out, "== worker (release v1) ==") {
+		t.Errorf("logs text: %q", out)
+	}
+	var logs []struct {
+		ID, Source string
+		Logs       []struct{ At, Line, Stream string }
+	}
+	e.ok(&logs, "logs", "--json")
+	if len(logs) != 2 || logs[0].Source != "release v1" {
+		t.Errorf("logs json: %+v", logs)
+	}
+	if _, stderr, code := e.ctl("logs", "--process", "ghost"); code != exitFailed || !strings.Contains(stderr, "ghost") {
+		t.Errorf("unknown process: %d %s", code, stderr)
+	}
+	var evs []map[string]any
+	e.ok(&evs, "events", "--json", "--limit", "2")
+	if len(evs) != 2 {
+		t.Errorf("limit 2: %d events", len(evs))
+	}
+	out, _, _ = e.ctl("events")
+	for _, want := range []string{"daemon started", "deploy starting", "process started", "traffic switched"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("events lack %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestE2EBadControlInputThenStatusWorks(t *testing.T) {
+	e := startDaemon(t, `[]`)
+	conn, err := net.Dial("unix", e.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	for _, line := range []string{`{"command":`, `[]`, `{"command":"nope"}`, `{"command":"deploy"}`, `{"command":"deploy","releasePath":1}`} {
+		fmt.Fprintln(conn, line)
+		resp, err := r.ReadString('\n')
+		if err != nil || !strings.Contains(resp, `"status":"error"`) {
+			t.Errorf("%s -> %q %v", line, resp, err)
+		}
+	}
+	if st := e.status(); st.Application != "e2e" {
+		t.Errorf("status after bad input: %+v", st)
+	}
+	var evs []struct{ Message string }
+	e.ok(&evs, "events", "--json")
+	n := 0
+	for _, x := range evs {
+		if x.Message == "command failed" {
+			n++
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d command failed events, want 5", n)
+	}
+}
+
+func TestE2EShutdown(t *testing.T) {
+	e := startDaemon(t, `[{id: 'svc', policy: 'service', command: 'exec sleep 1000'}]`)
+	e.mustDeploy("v1")
+	st := e.status()
+	var pids []int
+	for _, r := range st.Releases {
+		for _, p := range r.Processes {
+			pids = append(pids, *p.Pid)
+		}
+	}
+	var res map[string]any
+	e.ok(&res, "shutdown")
+	if res["message"] != "shutdown" {
+		t.Errorf("got %v", res)
+	}
+	// By the time the answer arrived, everything is gone.
+	if _, err := os.Stat(e.sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket still there: %v", err)
+	}
+	for _, pid := range pids {
+		if err := syscallKill0(pid); err == nil {
+			t.Errorf("process %d alive after shutdown", pid)
+		}
+	}
+	select {
+	case err := <-e.done:
+		if err != nil {
+			t.Error(err)
+		}
+		e.done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Error("daemon.Run did not return after shutdown")
+	}
+	if _, _, code := e.ctl("status"); code != exitUnreachable {
+		t.Errorf("status after shutdown: exit %d", code)
+	}
+}

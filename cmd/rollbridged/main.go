@@ -1,0 +1,116 @@
+// Command rollbridged is the rollbridge daemon: it holds the stable proxy
+// port and the control socket and supervises the app's releases.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/rollbridge/rollbridge-go/internal/version"
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/daemon"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/systemd"
+)
+
+const usage = `Usage: rollbridged [-c PATH]
+
+Runs the rollbridge daemon in the foreground: binds the proxy (proxy.host:port)
+and the control socket (control.path) — or takes them from systemd socket
+activation (FileDescriptorName=proxy / control) — logs one JSON line per event
+to stdout (native journal entries under systemd), re-reads the config on
+SIGHUP, and stops every managed process on SIGINT or SIGTERM.
+
+Options:
+  -c, --config PATH   config file (default: rollbridge.jsonnet in the working directory)
+      --version       print the version and exit
+`
+
+func main() {
+	fs := flag.NewFlagSet("rollbridged", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	var path string
+	var showVersion bool
+	fs.StringVar(&path, "config", "", "config file")
+	fs.StringVar(&path, "c", "", "config file")
+	fs.BoolVar(&showVersion, "version", false, "print the version")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if showVersion {
+		fmt.Println("rollbridged", version.Version)
+		return
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "rollbridged: unexpected argument %q\n%s", fs.Arg(0), usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, path); err != nil {
+		fmt.Fprintln(os.Stderr, "rollbridged:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, path string) error {
+	act, err := systemd.ActivatedListeners() // also clears LISTEN_* for the children
+	if err != nil {
+		return err
+	}
+	env := config.EnvMap(os.Environ())
+	load := func() (*config.Config, error) {
+		cfg, err := config.Load(path, config.EnvMap(os.Environ()))
+		return cfg, describeIssues(err)
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
+	hup := make(chan struct{})
+	go func() {
+		for range reload {
+			hup <- struct{}{}
+		}
+	}()
+	o := daemon.Options{
+		Config: cfg, Env: env, Version: version.Version,
+		Listeners:        daemon.Listeners{Proxy: act.Proxy, Control: act.Control},
+		Notifier:         systemd.NewNotifier(),
+		WatchdogInterval: systemd.WatchdogInterval(),
+		Reload:           hup, LoadConfig: load,
+	}
+	if systemd.StdoutIsJournal() {
+		app := cfg.Application
+		o.Outputs = []events.Output{systemd.JournalOutput(app)}
+		o.ProcessOutput = func(f map[string]any, l process.Line) { systemd.ProcessLine(app, f, l.Stream, l.Line, 0) }
+	}
+	return daemon.Run(ctx, o)
+}
+
+// describeIssues lists config issues one per line for a readable startup error.
+func describeIssues(err error) error {
+	var issues config.Issues
+	if !errors.As(err, &issues) {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid config (%d issues; rollbridgectl validate shows fixes):", len(issues))
+	for _, is := range issues {
+		b.WriteString("\n  - " + is.Message)
+	}
+	return errors.New(b.String())
+}

@@ -1,0 +1,228 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/proxy"
+	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
+)
+
+// Options configure Run. Config is required.
+type Options struct {
+	Config *config.Config
+	// Env is the daemon's environment (templates, process env); nil means os.Environ.
+	Env map[string]string
+	// Stdout receives one JSON line per event unless Outputs replaces it.
+	Stdout io.Writer
+	// Outputs, when set, replace the JSON-lines output (the journal, say).
+	Outputs []events.Output
+	// ProcessOutput receives every managed process's output line.
+	ProcessOutput func(fields map[string]any, l process.Line)
+	// Listeners passed in by socket activation; nil ones are bound here.
+	Listeners Listeners
+	// Version is reported by status.
+	Version string
+	// Notifier receives sd_notify messages; nil means none.
+	Notifier Notifier
+	// WatchdogInterval, when positive, is how often the daemon pings
+	// Notifier.Watchdog — only after a liveness probe of its core passed.
+	WatchdogInterval time.Duration
+	// Reload delivers SIGHUPs; LoadConfig re-reads the config for them.
+	Reload     <-chan struct{}
+	LoadConfig func() (*config.Config, error)
+}
+
+// Notifier is the part of sd_notify the daemon uses (pkg/systemd implements it).
+type Notifier interface {
+	Ready(status string)
+	Status(status string)
+	Reloading()
+	Stopping()
+	Watchdog()
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Ready(string)  {}
+func (nopNotifier) Status(string) {}
+func (nopNotifier) Reloading()    {}
+func (nopNotifier) Stopping()     {}
+func (nopNotifier) Watchdog()     {}
+
+// Run serves until ctx ends or a shutdown command arrives, then stops every
+// managed process and returns. It returns an error only when the daemon
+// could not start.
+func Run(ctx context.Context, o Options) error {
+	cfg := o.Config
+	env := o.Env
+	if env == nil {
+		env = config.EnvMap(os.Environ())
+	}
+	notifier := o.Notifier
+	if notifier == nil {
+		notifier = nopNotifier{}
+	}
+	statusDirty := make(chan struct{}, 1)
+	outputs := o.Outputs
+	if len(outputs) == 0 {
+		w := o.Stdout
+		if w == nil {
+			w = os.Stdout
+		}
+		outputs = []events.Output{events.JSONLines(w)}
+	}
+	// Every event may change the one-line status; recompute it off the
+	// event path (outputs run under the event log's lock).
+	outputs = append(outputs, events.OutputFunc(func(events.Event) {
+		select {
+		case statusDirty <- struct{}{}:
+		default:
+		}
+	}))
+	log := events.New(events.DefaultCapacity, outputs...)
+
+	if err := checkInherited(cfg, o.Listeners); err != nil {
+		return err
+	}
+	lns, err := openListeners(ctx, cfg, o.Listeners)
+	if err != nil {
+		return err
+	}
+	accepts := &countingListener{Listener: lns.Proxy}
+	d := &daemon{log: log, lns: lns, version: o.Version, notifier: notifier,
+		shutdownReq: make(chan struct{}), stopped: make(chan struct{})}
+	d.cfg.Store(cfg)
+	px := proxy.New(proxy.Options{})
+	d.proxy = px
+	d.sup = supervisor.New(supervisor.Options{
+		Config: cfg, Proxy: px, Events: log, Runner: process.ExecRunner{}, Env: env, Output: o.ProcessOutput,
+	})
+	d.httpSrv = &http.Server{
+		Handler:           px,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	d.ctl = control.NewServer(&supervisor.Handler{Sup: d.sup, Status: d.status, Shutdown: d.shutdownCommand}, log)
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := d.httpSrv.Serve(accepts); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Emit("proxy stopped serving", map[string]any{"error": err.Error()})
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := d.ctl.Serve(lns.Control); err != nil {
+			log.Emit("control socket stopped serving", map[string]any{"error": err.Error()})
+		}
+	}()
+	log.Emit("daemon started", map[string]any{"application": cfg.Application, "pid": os.Getpid(),
+		"proxy": lns.Proxy.Addr().String(), "control": cfg.Control.Path, "version": o.Version})
+	notifier.Ready(d.summary())
+
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	var loops sync.WaitGroup
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		d.statusLoop(loopCtx, statusDirty)
+	}()
+	if o.WatchdogInterval > 0 {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			watchdogLoop(loopCtx, o.WatchdogInterval, func(ctx context.Context) error { return d.probe(ctx, accepts) }, notifier.Watchdog)
+		}()
+	}
+
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-d.shutdownReq:
+			done = true
+		case <-o.Reload:
+			d.reload(o.LoadConfig)
+		}
+	}
+	notifier.Stopping()
+	stopLoops()
+	loops.Wait()
+	d.shutdown()
+	close(d.stopped) // lets a pending shutdown command answer
+	d.ctl.Close(5 * time.Second)
+	wg.Wait()
+	log.Emit("daemon stopped", map[string]any{"application": cfg.Application})
+	return nil
+}
+
+type daemon struct {
+	cfg      atomic.Pointer[config.Config]
+	notifier Notifier
+	log      *events.Log
+	lns      Listeners
+	version  string
+	proxy    *proxy.Proxy
+	sup      *supervisor.Supervisor
+	httpSrv  *http.Server
+	ctl      *control.Server
+
+	shutdownOnce sync.Once
+	shutdownReq  chan struct{} // closed by the shutdown command
+	stopped      chan struct{} // closed once everything is down and the socket removed
+}
+
+func (d *daemon) status() any {
+	cfg := d.cfg.Load()
+	host, port := cfg.Proxy.Host, cfg.Proxy.Port
+	if a, ok := d.lns.Proxy.Addr().(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	return d.sup.Snapshot(os.Getpid(), d.version, supervisor.ProxyStatus{Host: host, Port: port, UpstreamHost: cfg.Proxy.UpstreamHost})
+}
+
+// shutdownCommand asks Run to stop and answers once it has.
+func (d *daemon) shutdownCommand(ctx context.Context) error {
+	d.shutdownOnce.Do(func() { close(d.shutdownReq) })
+	select {
+	case <-d.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// shutdown stops in order: no new control commands, no new proxy
+// connections while in-flight requests finish (bounded by drainTimeoutMs),
+// every managed process, then the control socket file.
+func (d *daemon) shutdown() {
+	cfg := d.cfg.Load()
+	d.log.Emit("daemon stopping", map[string]any{"application": cfg.Application})
+	d.ctl.StopAccepting()
+	grace := config.Ms(cfg.Proxy.DrainTimeoutMs)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	err := d.httpSrv.Shutdown(ctx) // waits for in-flight HTTP, not for hijacked WebSockets
+	cancel()
+	if err != nil {
+		_ = d.httpSrv.Close() // the grace period ran out: cut the rest
+	}
+	d.sup.Shutdown(context.Background())
+	d.proxy.Close()
+	if d.lns.ControlOwned {
+		_ = os.Remove(cfg.Control.Path) // may already be gone; nothing to do then
+	}
+}

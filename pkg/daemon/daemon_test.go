@@ -1,0 +1,260 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "rbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func testConfig(t *testing.T, dir, extra string) *config.Config {
+	t.Helper()
+	src := fmt.Sprintf(`{application: 'dtest', control: {path: %q}, proxy: {port: 0, drainTimeoutMs: 1000},
+	  processes: [{id: 'web', policy: 'proxied', command: 'true', port: 18000}]} + %s`, filepath.Join(dir, "c.sock"), extra)
+	p := filepath.Join(dir, "rollbridge.jsonnet")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// runDaemon starts Run in the background and waits until the socket answers.
+func runDaemon(t *testing.T, o Options) (context.CancelFunc, chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o) }()
+	c := &control.Client{Path: o.Config.Control.Path}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Call(context.Background(), &control.Request{Command: control.CmdStatus}, nil) != nil {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("Run returned early: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatal("daemon did not answer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return cancel, done
+}
+
+func TestStaleSocketIsRemoved(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "{}")
+	ln, err := net.Listen("unix", cfg.Control.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // a socket file with nobody behind it
+	var out lockedBuffer
+	cancel, done := runDaemon(t, Options{Config: cfg, Stdout: &out})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	done <- nil
+	if _, err := os.Stat(cfg.Control.Path); !os.IsNotExist(err) {
+		t.Errorf("socket left after shutdown: %v", err)
+	}
+	for _, want := range []string{`"message":"daemon started"`, `"message":"daemon stopping"`, `"message":"daemon stopped"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestLiveDaemonOnSocket(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "{}")
+	runDaemon(t, Options{Config: cfg, Stdout: &lockedBuffer{}})
+	err := Run(context.Background(), Options{Config: cfg, Stdout: &lockedBuffer{}})
+	if err == nil || !strings.Contains(err.Error(), `a rollbridge daemon for application "dtest" is already running on `+cfg.Control.Path+` (active release: none)`) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestOtherProgramOnSocket(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "{}")
+	ln, err := net.Listen("unix", cfg.Control.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // answers nonsense and hangs up
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, "HELLO I AM NOT ROLLBRIDGE")
+			c.Close()
+		}
+	}()
+	err = Run(context.Background(), Options{Config: cfg, Stdout: &lockedBuffer{}})
+	if err == nil || !strings.Contains(err.Error(), "is already in use by another process") {
+		t.Errorf("got %v", err)
+	}
+	if _, err := os.Stat(cfg.Control.Path); err != nil {
+		t.Errorf("the other program's socket was removed: %v", err)
+	}
+	ln.Close()
+	wg.Wait()
+}
+
+func TestNotASocketAndMissingDir(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "{}")
+	if err := os.WriteFile(cfg.Control.Path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := Run(context.Background(), Options{Config: cfg, Stdout: &lockedBuffer{}})
+	if err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+		t.Errorf("regular file: %v", err)
+	}
+	cfg.Control.Path = filepath.Join(dir, "missing", "c.sock")
+	err = Run(context.Background(), Options{Config: cfg, Stdout: &lockedBuffer{}})
+	if err == nil || !strings.Contains(err.Error(), "control socket directory "+filepath.Join(dir, "missing")+" does not exist") {
+		t.Errorf("missing dir: %v", err)
+	}
+}
+
+func TestProxyPortInUse(t *testing.T) {
+	dir := shortDir(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.Addr().(*net.TCPAddr).Port
+	cfg := testConfig(t, dir, fmt.Sprintf("{proxy+: {port: %d}}", port))
+	err = Run(context.Background(), Options{Config: cfg, Stdout: &lockedBuffer{}})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("proxy address 127.0.0.1:%d is already in use", port)) {
+		t.Errorf("got %v", err)
+	}
+	if _, err := os.Stat(cfg.Control.Path); !os.IsNotExist(err) {
+		t.Errorf("control socket created although startup failed: %v", err)
+	}
+}
+
+func TestInheritedListenerMismatch(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "{proxy+: {port: 18555}}")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = Run(context.Background(), Options{Config: cfg, Stdout: &lockedBuffer{}, Listeners: Listeners{Proxy: ln}})
+	if err == nil || !strings.Contains(err.Error(), "the inherited proxy socket listens on "+ln.Addr().String()+" but the config says proxy 127.0.0.1:18555") {
+		t.Errorf("got %v", err)
+	}
+	other, err := net.Listen("unix", filepath.Join(dir, "other.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	cfg.Proxy.Port = 0
+	err = Run(context.Background(), Options{Config: cfg, Stdout: &lockedBuffer{}, Listeners: Listeners{Control: other}})
+	if err == nil || !strings.Contains(err.Error(), "the inherited control socket is "+filepath.Join(dir, "other.sock")) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestWatchdogLoopPingsOnlyWhenProbePasses(t *testing.T) {
+	var mu sync.Mutex
+	healthy := true
+	pings := make(chan time.Time, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchdogLoop(ctx, 20*time.Millisecond, func(ctx context.Context) error {
+			mu.Lock()
+			h := healthy
+			mu.Unlock()
+			if !h {
+				<-ctx.Done() // a wedged core: the probe never answers
+				return ctx.Err()
+			}
+			return nil
+		}, func() { pings <- time.Now() })
+	}()
+	for i := 0; i < 3; i++ {
+		select {
+		case <-pings:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no ping while healthy")
+		}
+	}
+	mu.Lock()
+	healthy = false
+	mu.Unlock()
+	// Drain pings that were already under way, then expect silence.
+	time.Sleep(60 * time.Millisecond)
+	for len(pings) > 0 {
+		<-pings
+	}
+	select {
+	case <-pings:
+		t.Error("pinged while the core was wedged")
+	case <-time.After(200 * time.Millisecond):
+	}
+	cancel()
+	<-done
+}

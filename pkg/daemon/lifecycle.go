@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+)
+
+// summary is the one-line STATUS= text: what serves, what drains, what failed.
+func (d *daemon) summary() string {
+	c := d.sup.Summary()
+	parts := []string{}
+	if c.ActiveID != "" {
+		parts = append(parts, "active "+c.ActiveID)
+	} else {
+		parts = append(parts, "no active release")
+	}
+	if len(c.Draining) > 0 {
+		parts = append(parts, "draining "+strings.Join(c.Draining, ", "))
+	}
+	if len(c.FailedProcesses) > 0 {
+		parts = append(parts, "failed: "+strings.Join(c.FailedProcesses, ", "))
+	}
+	if c.DeployInProgress != "" {
+		parts = append(parts, c.DeployInProgress)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// statusLoop keeps STATUS= current: after events, and every few seconds for
+// the connection counts of draining releases.
+func (d *daemon) statusLoop(ctx context.Context, dirty <-chan struct{}) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	last := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-dirty:
+		case <-tick.C:
+		}
+		if s := d.summary(); s != last {
+			d.notifier.Status(s)
+			last = s
+		}
+	}
+}
+
+// watchdogLoop pings every interval, but only after probe succeeded within
+// that interval: a daemon whose core is wedged stops pinging and gets
+// restarted by systemd instead of holding the port while serving nothing.
+func watchdogLoop(ctx context.Context, interval time.Duration, probe func(context.Context) error, ping func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, interval)
+		err := probe(pctx)
+		cancel()
+		if err == nil {
+			ping()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe checks that the supervisor's state owner answers and that the proxy
+// accept loop takes connections.
+func (d *daemon) probe(ctx context.Context, ln *countingListener) error {
+	done := make(chan struct{})
+	go func() {
+		d.sup.Summary() // takes the core's lock
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("supervisor did not answer: %w", ctx.Err())
+	}
+	before := ln.accepts.Load()
+	addr := ln.Addr().String()
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		addr = net.JoinHostPort("127.0.0.1", fmt.Sprint(a.Port))
+	}
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("proxy listener: %w", err)
+	}
+	defer conn.Close()
+	for ln.accepts.Load() == before {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("proxy accept loop did not take a connection: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// countingListener counts accepted connections for the watchdog probe.
+type countingListener struct {
+	net.Listener
+	accepts atomic.Uint64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepts.Add(1)
+	}
+	return c, err
+}
+
+// reload re-reads the config on SIGHUP. Changes that would need new
+// listeners are refused (the running config stays); everything else applies
+// from the next deploy, rollback or restart on.
+func (d *daemon) reload(load func() (*config.Config, error)) {
+	d.notifier.Reloading()
+	defer func() { d.notifier.Ready(d.summary()) }()
+	if load == nil {
+		d.log.Emit("config reload refused", map[string]any{"error": "the daemon was started without a config file to re-read"})
+		return
+	}
+	next, err := load()
+	if err != nil {
+		d.log.Emit("config reload refused", map[string]any{"error": err.Error(), "kept": "the running config"})
+		return
+	}
+	cur := d.cfg.Load()
+	if why := listenerChange(cur, next); why != "" {
+		d.log.Emit("config reload refused", map[string]any{"error": why + "; restart the daemon to apply listener changes", "kept": "the running config"})
+		return
+	}
+	d.cfg.Store(next)
+	d.sup.SetConfig(next)
+	d.log.Emit("config reloaded", map[string]any{"path": next.Path, "processes": len(next.Processes)})
+}
+
+// listenerChange says what differs in the sockets the daemon holds, or "".
+func listenerChange(a, b *config.Config) string {
+	switch {
+	case a.Application != b.Application:
+		return fmt.Sprintf("application changed from %q to %q", a.Application, b.Application)
+	case a.Proxy.Host != b.Proxy.Host || a.Proxy.Port != b.Proxy.Port:
+		return fmt.Sprintf("proxy address changed from %s to %s", a.ProxyAddr(), b.ProxyAddr())
+	case a.Control.Path != b.Control.Path:
+		return fmt.Sprintf("control.path changed from %s to %s", a.Control.Path, b.Control.Path)
+	case fmt.Sprint(a.Control.Mode, a.Control.Owner, a.Control.Group) != fmt.Sprint(b.Control.Mode, b.Control.Owner, b.Control.Group):
+		return "control.mode/owner/group changed"
+	}
+	return ""
+}
