@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,4 +259,34 @@ func TestWatchdogLoopPingsOnlyWhenProbePasses(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+func TestControlSocketOwnerGroupMode(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, fmt.Sprintf("{control+: {mode: '640', owner: %q, group: %s}}", me.Username, me.Gid))
+	runDaemon(t, Options{Config: cfg, Stdout: &lockedBuffer{}})
+	st, err := os.Stat(cfg.Control.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if st.Mode().Perm() != 0o640 || fmt.Sprint(sys.Uid) != me.Uid || fmt.Sprint(sys.Gid) != me.Gid {
+		t.Errorf("socket %v uid %d gid %d; want 0640 %s:%s", st.Mode().Perm(), sys.Uid, sys.Gid, me.Uid, me.Gid)
+	}
+}
+
+func TestControlSocketUnknownOwner(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "{control+: {owner: 'no-such-user-xyz'}}")
+	err := Run(context.Background(), Options{Config: cfg, Stdout: &lockedBuffer{}})
+	if err == nil || !strings.Contains(err.Error(), `control.owner: unknown user "no-such-user-xyz"`) {
+		t.Errorf("got %v", err)
+	}
+	if _, err := os.Stat(cfg.Control.Path); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
 }

@@ -98,6 +98,8 @@ func strPtr(s string) *string {
 func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status {
 	cfg := s.cfg.Load()
 	s.mu.Lock()
+	// maxAgeMs is about time, not events: apply it whenever someone looks.
+	s.pruneLocked(time.Now())
 	orphans := s.orphans
 	st := Status{
 		Application: cfg.Application,

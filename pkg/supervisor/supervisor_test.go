@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
@@ -378,4 +379,30 @@ func statusOf(r *http.Response) string {
 		return ""
 	}
 	return r.Status
+}
+
+func TestReleaseRetention(t *testing.T) {
+	src := strings.Replace(webConfig(t, `[]`), "{application: 'test',", "{application: 'test', releaseRetention: {keep: 1},", 1)
+	src = strings.Replace(src, "drainTimeoutMs: 10000", "drainTimeoutMs: 0", 1)
+	h := newHarness(t, src)
+	for _, id := range []string{"v1", "v2", "v3", "v4"} {
+		h.deploy(id)
+	}
+	eventually(t, "pruning", func() bool {
+		var ids []string
+		for _, r := range h.status().Releases {
+			ids = append(ids, r.ReleaseID+":"+string(r.State))
+		}
+		return strings.Join(ids, ",") == "v4:active,v3:stopped"
+	})
+	// maxAgeMs prunes stopped releases older than that, whatever keep says.
+	h.cfg.ReleaseRetention = config.ReleaseRetention{Keep: 10, MaxAgeMs: 1}
+	h.deploy("v5")
+	eventually(t, "age pruning", func() bool {
+		st := h.status()
+		return len(st.Releases) == 1 && st.Releases[0].ReleaseID == "v5"
+	})
+	if _, err := h.sup.Rollback(context.Background(), "v2", nil); !errors.Is(err, control.ErrNotFound) {
+		t.Errorf("rollback to a pruned release: %v", err)
+	}
 }
