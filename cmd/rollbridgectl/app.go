@@ -25,7 +25,9 @@ func newApp() *cli.App {
 			logsCommand(),
 			eventsCommand(),
 			shutdownCommand(),
+			ensureDaemonCommand(),
 			validateCommand(),
+			systemdCommand(),
 		},
 		// main alone decides the exit code; urfave/cli must not call os.Exit.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/urfave/cli/v2"
 )
@@ -19,10 +21,19 @@ func deployCommand() *cli.Command {
 			&cli.StringFlag{Name: "release-path", Usage: "prepared release `DIR` ({{releasePath}}); required"},
 			&cli.StringFlag{Name: "release-id", Usage: "release `ID` (default: --revision, else a UTC timestamp)"},
 			&cli.StringFlag{Name: "revision", Usage: "VCS revision `SHA` ({{revision}})"},
+			&cli.BoolFlag{Name: "ensure-daemon", Usage: "start the daemon first when none answers (see ensure-daemon)"},
+			ensureFlags()[0], ensureFlags()[1], ensureFlags()[2],
 		),
 		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
 			if c.String("release-path") == "" {
 				return nil, usageErrorf("deploy needs --release-path DIR: the prepared release directory")
+			}
+			if c.Bool("ensure-daemon") {
+				_, how, err := ensureDaemon(c)
+				if err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(c.App.ErrWriter, "rollbridgectl: %s\n", how)
 			}
 			return &control.Request{Command: control.CmdDeploy, ReleasePath: c.String("release-path"),
 				ReleaseID: c.String("release-id"), Revision: c.String("revision")}, nil

@@ -27,7 +27,7 @@ func runCtl(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-func writeFile(t *testing.T, name, src string) string {
+func writeTemp(t *testing.T, name, src string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
@@ -50,7 +50,7 @@ func TestValidateExamples(t *testing.T) {
 }
 
 func TestValidateReportsAllIssues(t *testing.T) {
-	p := writeFile(t, "bad.jsonnet", `{proxy: {prot: 1}, processes: [{id: 'web', command: 'x'}, {id: 'web', command: 'y'}]}`)
+	p := writeTemp(t, "bad.jsonnet", `{proxy: {prot: 1}, processes: [{id: 'web', command: 'x'}, {id: 'web', command: 'y'}]}`)
 	out, _, code := runCtl(t, "validate", "--config", p)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
@@ -92,7 +92,7 @@ func TestValidateJSON(t *testing.T) {
 		t.Errorf("keys %v, want config, issues, path, valid", raw)
 	}
 
-	p := writeFile(t, "broken.jsonnet", "{\n  proxy: {,\n}")
+	p := writeTemp(t, "broken.jsonnet", "{\n  proxy: {,\n}")
 	out, _, code = runCtl(t, "validate", "--json", "-c", p)
 	res.Config, res.Valid, res.Issues = nil, true, nil
 	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 1 {

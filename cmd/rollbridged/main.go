@@ -108,7 +108,11 @@ func describeIssues(err error) error {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "invalid config (%d issues; rollbridgectl validate shows fixes):", len(issues))
+	noun := "issues"
+	if len(issues) == 1 {
+		noun = "issue"
+	}
+	fmt.Fprintf(&b, "invalid config (%d %s; rollbridgectl validate shows fixes):", len(issues), noun)
 	for _, is := range issues {
 		b.WriteString("\n  - " + is.Message)
 	}

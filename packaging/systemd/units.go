@@ -1,0 +1,11 @@
+// Package units embeds the template units, so `rollbridgectl systemd units
+// --install` can put them in place on a host that has only the binaries.
+package units
+
+import "embed"
+
+// Files holds rollbridge@.service, rollbridge-proxy@.socket,
+// rollbridge-control@.socket and rollbridge.tmpfiles.conf.
+//
+//go:embed rollbridge@.service rollbridge-proxy@.socket rollbridge-control@.socket rollbridge.tmpfiles.conf
+var Files embed.FS
