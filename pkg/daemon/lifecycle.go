@@ -155,8 +155,16 @@ func listenerChange(a, b *config.Config) string {
 		return fmt.Sprintf("proxy address changed from %s to %s", a.ProxyAddr(), b.ProxyAddr())
 	case a.Control.Path != b.Control.Path:
 		return fmt.Sprintf("control.path changed from %s to %s", a.Control.Path, b.Control.Path)
-	case fmt.Sprint(a.Control.Mode, a.Control.Owner, a.Control.Group) != fmt.Sprint(b.Control.Mode, b.Control.Owner, b.Control.Group):
+	case !equalPtr(a.Control.Mode, b.Control.Mode) || !equalPtr(a.Control.Owner, b.Control.Owner) || !equalPtr(a.Control.Group, b.Control.Group):
 		return "control.mode/owner/group changed"
 	}
 	return ""
+}
+
+// equalPtr compares two optional values by what they point to.
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
