@@ -16,6 +16,7 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
 )
 
@@ -75,6 +76,7 @@ func Run(ctx context.Context, o Options) error {
 		notifier = nopNotifier{}
 	}
 	statusDirty := make(chan struct{}, 1)
+	stateDirty := make(chan struct{}, 1)
 	outputs := o.Outputs
 	if len(outputs) == 0 {
 		w := o.Stdout
@@ -86,9 +88,11 @@ func Run(ctx context.Context, o Options) error {
 	// Every event may change the one-line status; recompute it off the
 	// event path (outputs run under the event log's lock).
 	outputs = append(outputs, events.OutputFunc(func(events.Event) {
-		select {
-		case statusDirty <- struct{}{}:
-		default:
+		for _, ch := range []chan struct{}{statusDirty, stateDirty} {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
 		}
 	}))
 	log := events.New(events.DefaultCapacity, outputs...)
@@ -116,6 +120,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	d.ctl = control.NewServer(&supervisor.Handler{Sup: d.sup, Status: d.status, Shutdown: d.shutdownCommand}, log)
 
+	// Restore before serving: requests and commands wait in the kernel
+	// backlog meanwhile instead of meeting a half-started daemon.
+	var prev *state.Snapshot
+	if cfg.StatePath != "" {
+		prev = loadState(cfg, log, d.sup)
+		restore(ctx, cfg, prev, log, d.sup)
+	}
+
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -141,6 +153,13 @@ func Run(ctx context.Context, o Options) error {
 		defer loops.Done()
 		d.statusLoop(loopCtx, statusDirty)
 	}()
+	if cfg.StatePath != "" {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup)
+		}()
+	}
 	if o.WatchdogInterval > 0 {
 		loops.Add(1)
 		go func() {
@@ -162,12 +181,50 @@ func Run(ctx context.Context, o Options) error {
 	notifier.Stopping()
 	stopLoops()
 	loops.Wait()
+	var final *state.Snapshot
+	if cfg.StatePath != "" {
+		final = d.sup.PersistSnapshot() // before the stop: it names the active release
+	}
+	byCommand := isClosed(d.shutdownReq)
 	d.shutdown()
+	d.finishState(final, byCommand)
 	close(d.stopped) // lets a pending shutdown command answer
 	d.ctl.Close(5 * time.Second)
 	wg.Wait()
 	log.Emit("daemon stopped", map[string]any{"application": cfg.Application})
 	return nil
+}
+
+// finishState settles the state file at exit. The shutdown command is the
+// "clean" shutdown of the spec and removes it. A signal (systemctl stop, a
+// reboot) keeps a snapshot saying every process was stopped, so the next
+// start can restore the active release.
+func (d *daemon) finishState(final *state.Snapshot, byCommand bool) {
+	cfg := d.cfg.Load()
+	if final == nil {
+		return
+	}
+	if byCommand {
+		if err := state.Remove(cfg.StatePath); err != nil {
+			d.log.Emit("state file not removed", map[string]any{"path": cfg.StatePath, "error": err.Error()})
+		}
+		return
+	}
+	final.Stopped = true
+	final.Processes = []state.ProcessRecord{}
+	final.Events = d.log.Recent(persistedEvents)
+	if err := state.Save(cfg.StatePath, final); err != nil {
+		d.log.Emit("state save failed", map[string]any{"path": cfg.StatePath, "error": err.Error()})
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 type daemon struct {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
 )
 
 // Status is the answer to `rollbridgectl status`, in the Node original's shape.
@@ -12,7 +13,7 @@ type Status struct {
 	ActiveReleaseID *string         `json:"activeReleaseId"`
 	Application     string          `json:"application"`
 	Control         ControlStatus   `json:"control"`
-	Orphans         []Orphan        `json:"orphans"`
+	Orphans         []state.Orphan  `json:"orphans"`
 	Proxy           ProxyStatus     `json:"proxy"`
 	Releases        []ReleaseStatus `json:"releases"`
 	Services        []UnitStatus    `json:"services"`
@@ -40,6 +41,9 @@ type DaemonStatus struct {
 	Version           string    `json:"version"`
 	StartedAt         time.Time `json:"startedAt"`
 	CommandInProgress *string   `json:"commandInProgress"`
+	// RestoreProblem says why the last active release was not restored at
+	// start (statePath), if it was not.
+	RestoreProblem *string `json:"restoreProblem,omitempty"`
 }
 
 // ReleaseStatus is one release.
@@ -108,7 +112,8 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 		Releases:    []ReleaseStatus{},
 		Services:    []UnitStatus{},
 		Singletons:  []UnitStatus{},
-		Daemon:      DaemonStatus{Pid: pid, Version: version, StartedAt: s.started.UTC(), CommandInProgress: strPtr(s.running)},
+		Daemon: DaemonStatus{Pid: pid, Version: version, StartedAt: s.started.UTC(), CommandInProgress: strPtr(s.running),
+			RestoreProblem: strPtr(s.restore)},
 	}
 	if s.active != nil {
 		id := s.active.id
@@ -142,7 +147,7 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 		st.Singletons = append(st.Singletons, UnitStatus{ID: u.cfg.ID, ReleaseID: u.releaseID, Process: procStatus(u.proc, "singleton", u.port)})
 	}
 	s.mu.Unlock()
-	st.Orphans = []Orphan{}
+	st.Orphans = []state.Orphan{}
 	if orphans != nil {
 		st.Orphans = orphans()
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
 )
 
 // Options configure a Supervisor. Config, Proxy, Events and Runner are required.
@@ -52,7 +53,8 @@ type Supervisor struct {
 	active     *rel
 	services   map[string]*unit
 	singletons map[string]*unit
-	orphans    func() []Orphan // set by the state layer; nil means none
+	orphans    func() []state.Orphan // set by the state layer; nil means none
+	restore    string                // why the last restore failed or was skipped ("" = fine)
 	down       bool
 	// running describes the mutating command in progress ("" when none);
 	// opDone is closed when it ends.
@@ -93,13 +95,6 @@ type unit struct {
 	releaseID string // the release whose template it runs
 }
 
-// Orphan is a managed process of a previous daemon that is still alive.
-type Orphan struct {
-	ID        string `json:"id"`
-	Pid       int    `json:"pid"`
-	ReleaseID string `json:"releaseId"`
-}
-
 // New returns a Supervisor with nothing running.
 func New(o Options) *Supervisor {
 	life, cancel := context.WithCancel(context.Background())
@@ -126,10 +121,18 @@ func (s *Supervisor) Config() *config.Config { return s.cfg.Load() }
 func (s *Supervisor) SetConfig(c *config.Config) { s.cfg.Store(c) }
 
 // SetOrphans installs the function status uses to list orphans.
-func (s *Supervisor) SetOrphans(f func() []Orphan) {
+func (s *Supervisor) SetOrphans(f func() []state.Orphan) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.orphans = f
+}
+
+// SetRestoreProblem records why restoring the last active release failed or
+// was skipped, for status; "" clears it.
+func (s *Supervisor) SetRestoreProblem(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restore = msg
 }
 
 // begin takes the operation slot without waiting: a second mutating command

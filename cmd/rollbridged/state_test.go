@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+)
+
+type daemonStatus struct {
+	ActiveReleaseID *string        `json:"activeReleaseId"`
+	Orphans         []state.Orphan `json:"orphans"`
+	Proxy           struct{ Port int }
+	Releases        []struct {
+		ReleaseID string `json:"releaseId"`
+		Processes []struct {
+			ID  string
+			Pid *int
+		}
+	}
+	Daemon struct {
+		RestoreProblem *string `json:"restoreProblem"`
+	}
+}
+
+func (f *fixture) status() daemonStatus {
+	f.t.Helper()
+	var st daemonStatus
+	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdStatus}, &st); err != nil {
+		f.t.Fatal(err)
+	}
+	return st
+}
+
+func (f *fixture) events() string {
+	f.t.Helper()
+	var ev struct{ Events json.RawMessage }
+	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdEvents}, &ev); err != nil {
+		f.t.Fatal(err)
+	}
+	return string(ev.Events)
+}
+
+func (f *fixture) statePath() string { return filepath.Join(f.dir, "state.json") }
+
+func stateFixture(t *testing.T) *fixture {
+	f := newFixture(t, 0, "{}")
+	// statePath is set after the fixture knows its directory.
+	src, _ := os.ReadFile(f.cfg)
+	if err := os.WriteFile(f.cfg, []byte(string(src)+fmt.Sprintf(" + {statePath: %q}", f.statePath())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOrphansAfterDaemonSIGKILL(t *testing.T) {
+	f := stateFixture(t)
+	first := f.start(nil, "")
+	f.waitReady()
+	f.deploy("v1")
+	webPid := *f.status().Releases[0].Processes[0].Pid
+	waitUntil(t, "state file naming the web process", func() bool {
+		s, err := state.Load(f.statePath())
+		return err == nil && len(s.Processes) == 1 && s.Processes[0].Pid == webPid
+	})
+	_ = first.Process.Kill() // the daemon dies; its children (own process groups) live on
+	_ = first.Wait()
+	defer syscall.Kill(-webPid, syscall.SIGKILL)
+	if syscall.Kill(webPid, 0) != nil {
+		t.Fatal("the web process died with the daemon; nothing to test")
+	}
+	_ = os.Remove(f.sock) // the old daemon could not clean up
+	f.start(nil, "")
+	f.waitReady()
+	st := f.status()
+	if len(st.Orphans) != 1 || st.Orphans[0].Pid != webPid || st.Orphans[0].ID != "web" || st.Orphans[0].ReleaseID != "v1" {
+		t.Fatalf("orphans %+v", st.Orphans)
+	}
+	// With an orphan alive, nothing is restored: two copies would fight.
+	if st.ActiveReleaseID != nil || st.Daemon.RestoreProblem == nil || !strings.Contains(*st.Daemon.RestoreProblem, "rollbridgectl recover") {
+		t.Errorf("restore with orphans alive: active %v problem %v", st.ActiveReleaseID, st.Daemon.RestoreProblem)
+	}
+	if ev := f.events(); !strings.Contains(ev, "orphaned processes found") || !strings.Contains(ev, "restore skipped") {
+		t.Errorf("events lack the orphan report: %s", ev)
+	}
+	// Once the leftover is stopped, status stops listing it.
+	_ = syscall.Kill(-webPid, syscall.SIGKILL)
+	waitUntil(t, "orphan list to clear", func() bool { return len(f.status().Orphans) == 0 })
+}
+
+// reboot writes the state a daemon leaves when the machine goes down: an
+// active release and processes whose pids are long gone.
+func (f *fixture) reboot(active string, releases map[string]string) {
+	f.t.Helper()
+	snap := &state.Snapshot{Application: "sd", ActiveReleaseID: active,
+		Processes: []state.ProcessRecord{{ID: "web", ProcessID: "web", ReleaseID: active, Pid: 1 << 30, StartTime: 1}}}
+	at := time.Now().Add(-time.Hour)
+	for id, path := range releases {
+		at = at.Add(time.Minute)
+		snap.Releases = append(snap.Releases, state.ReleaseRecord{ID: id, Path: path, State: "stopped", ActivatedAt: at, RetiredAt: at.Add(time.Second)})
+	}
+	if err := state.Save(f.statePath(), snap); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func TestRestoreAfterReboot(t *testing.T) {
+	f := stateFixture(t)
+	rel := filepath.Join(f.dir, "v7")
+	if err := os.MkdirAll(rel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.reboot("v7", map[string]string{"v7": rel})
+	nsock, msgs := notifySocket(t, f.dir)
+	f.start([]string{"NOTIFY_SOCKET=" + nsock}, "")
+	// The very first status answer already shows the restored release:
+	// restore runs before the control socket is served.
+	var st daemonStatus
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdStatus}, &st); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no answer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st.ActiveReleaseID == nil || *st.ActiveReleaseID != "v7" || st.Daemon.RestoreProblem != nil {
+		t.Fatalf("first status after start: active %v problem %v", st.ActiveReleaseID, st.Daemon.RestoreProblem)
+	}
+	waitMsg(t, msgs, "READY=1")
+	if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", st.Proxy.Port)); code != 200 || body != "v7" {
+		t.Errorf("served %d %q", code, body)
+	}
+	if ev := f.events(); !strings.Contains(ev, `"release restored"`) {
+		t.Errorf("events: %s", ev)
+	}
+}
+
+func TestRestoreFallsBackToPreviousRelease(t *testing.T) {
+	f := stateFixture(t)
+	good := filepath.Join(f.dir, "v1")
+	if err := os.MkdirAll(good, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// v2 was active, but its directory was pruned by the deploy tool.
+	f.reboot("v2", map[string]string{"v1": good, "v2": filepath.Join(f.dir, "gone")})
+	f.start(nil, "")
+	f.waitReady()
+	st := f.status()
+	if st.ActiveReleaseID == nil || *st.ActiveReleaseID != "v1" {
+		t.Fatalf("active %v", st.ActiveReleaseID)
+	}
+	if st.Daemon.RestoreProblem == nil || !strings.Contains(*st.Daemon.RestoreProblem, "release v2 could not be restored") {
+		t.Errorf("problem %v", st.Daemon.RestoreProblem)
+	}
+}
+
+func TestRestoreNothingServes503(t *testing.T) {
+	f := stateFixture(t)
+	f.reboot("v2", map[string]string{"v2": filepath.Join(f.dir, "gone")})
+	f.start(nil, "")
+	f.waitReady()
+	st := f.status()
+	if st.ActiveReleaseID != nil || st.Daemon.RestoreProblem == nil || !strings.Contains(*st.Daemon.RestoreProblem, "nothing could be restored") {
+		t.Errorf("active %v problem %v", st.ActiveReleaseID, st.Daemon.RestoreProblem)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", st.Proxy.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+}
+
+func TestStateFileOnStopAndShutdown(t *testing.T) {
+	f := stateFixture(t)
+	cmd := f.start(nil, "")
+	f.waitReady()
+	f.deploy("v1")
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	s, err := state.Load(f.statePath())
+	if err != nil {
+		t.Fatalf("SIGTERM must keep the state file: %v", err)
+	}
+	if !s.Stopped || s.ActiveReleaseID != "v1" || len(s.Processes) != 0 {
+		t.Errorf("final snapshot: stopped %v active %q processes %d", s.Stopped, s.ActiveReleaseID, len(s.Processes))
+	}
+	// Started again (systemctl start after a stop or reboot): v1 comes back.
+	f.start(nil, "")
+	f.waitReady()
+	if st := f.status(); st.ActiveReleaseID == nil || *st.ActiveReleaseID != "v1" {
+		t.Fatalf("not restored after a clean stop: %v", st.ActiveReleaseID)
+	}
+	// The shutdown command is the clean end: the file goes.
+	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdShutdown}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.statePath()); !os.IsNotExist(err) {
+		t.Errorf("state file after shutdown: %v", err)
+	}
+}
+
+func TestCorruptStateFileIgnored(t *testing.T) {
+	f := stateFixture(t)
+	if err := os.WriteFile(f.statePath(), []byte(`{"version":1,"releases":[`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.start(nil, "")
+	f.waitReady()
+	if ev := f.events(); !strings.Contains(ev, "state file unreadable") {
+		t.Errorf("events: %s", ev)
+	}
+	f.deploy("v1")
+	waitUntil(t, "the file to be rewritten", func() bool {
+		s, err := state.Load(f.statePath())
+		return err == nil && s.ActiveReleaseID == "v1"
+	})
+}
+
+func TestStateSaveFailureIsNotFatal(t *testing.T) {
+	f := newFixture(t, 0, "{}")
+	src, _ := os.ReadFile(f.cfg)
+	// A directory that does not exist: every save fails.
+	if err := os.WriteFile(f.cfg, []byte(string(src)+fmt.Sprintf(" + {statePath: %q}", filepath.Join(f.dir, "nope", "state.json"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.start(nil, "")
+	f.waitReady()
+	f.deploy("v1")
+	waitUntil(t, "a state save failed event", func() bool { return strings.Contains(f.events(), "state save failed") })
+	if n := strings.Count(f.events(), "state save failed"); n != 1 {
+		t.Errorf("%d failure events; the same error should be reported once", n)
+	}
+	f.deploy("v2") // still working
+}

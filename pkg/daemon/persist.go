@@ -1,0 +1,120 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
+)
+
+// saveInterval bounds how stale the state file gets when nothing happens
+// (crash restarts change pids without a deploy).
+const (
+	saveInterval    = 5 * time.Second
+	persistedEvents = 100
+)
+
+// loadState reads a leftover state file, reports orphans and installs the
+// live orphan check for status. It returns the snapshot (nil if none).
+func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor) *state.Snapshot {
+	prev, err := state.Load(cfg.StatePath)
+	var corrupt *state.CorruptError
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case errors.As(err, &corrupt):
+		log.Emit("state file unreadable", map[string]any{"path": cfg.StatePath, "error": err.Error()})
+		return nil
+	case err != nil:
+		log.Emit("state file unreadable", map[string]any{"path": cfg.StatePath, "error": err.Error()})
+		return nil
+	}
+	log.Restore(prev.Events)
+	sup.SetOrphans(prev.Orphans) // re-checked on every status: the list clears itself
+	if orphans := prev.Orphans(); len(orphans) > 0 {
+		log.Emit("orphaned processes found", map[string]any{"orphans": orphans, "count": len(orphans),
+			"hint": "a previous daemon left these running; check them, then stop them with rollbridgectl recover --force"})
+	}
+	return prev
+}
+
+// restore redeploys the release that was active when the previous daemon
+// stopped, through the normal health-checked deploy; if that fails, the
+// previously active retained releases, newest first.
+func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log *events.Log, sup *supervisor.Supervisor) {
+	if prev == nil || prev.ActiveReleaseID == "" || !cfg.RestoreOnStart {
+		return
+	}
+	if orphans := prev.Orphans(); len(orphans) > 0 {
+		msg := fmt.Sprintf("release %s was not restored: %d processes of the previous daemon still run; run rollbridgectl recover, then restart the daemon",
+			prev.ActiveReleaseID, len(orphans))
+		sup.SetRestoreProblem(msg)
+		log.Emit("restore skipped", map[string]any{"releaseId": prev.ActiveReleaseID, "reason": msg})
+		return
+	}
+	var candidates []state.ReleaseRecord
+	var others []state.ReleaseRecord
+	for _, r := range prev.Releases {
+		switch {
+		case r.ID == prev.ActiveReleaseID:
+			candidates = append(candidates, r)
+		case !r.ActivatedAt.IsZero():
+			others = append(others, r)
+		}
+	}
+	sort.Slice(others, func(i, j int) bool { return others[i].RetiredAt.After(others[j].RetiredAt) })
+	candidates = append(candidates, others...)
+	var failures []string
+	for _, r := range candidates {
+		log.Emit("restore starting", map[string]any{"releaseId": r.ID, "releasePath": r.Path})
+		_, err := sup.Deploy(ctx, supervisor.DeployRequest{ReleasePath: r.Path, ReleaseID: r.ID, Revision: r.Revision}, nil)
+		if err == nil {
+			log.Emit("release restored", map[string]any{"releaseId": r.ID, "wasActive": r.ID == prev.ActiveReleaseID})
+			if r.ID != prev.ActiveReleaseID {
+				sup.SetRestoreProblem(fmt.Sprintf("release %s could not be restored (%s); serving the previous release %s", prev.ActiveReleaseID, failures[0], r.ID))
+			}
+			return
+		}
+		failures = append(failures, fmt.Sprintf("%s: %v", r.ID, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	msg := "nothing could be restored; the proxy answers 503 until the next deploy: " + strings.Join(failures, "; ")
+	sup.SetRestoreProblem(msg)
+	log.Emit("restore failed", map[string]any{"releaseId": prev.ActiveReleaseID, "error": msg})
+}
+
+// persister writes the state file after changes and every saveInterval.
+// A failed write (full disk, read-only directory) is reported once and
+// retried; it never stops the daemon.
+func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor) {
+	t := time.NewTicker(saveInterval)
+	defer t.Stop()
+	lastErr := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-dirty:
+		case <-t.C:
+		}
+		err := state.Save(path, sup.PersistSnapshot())
+		switch {
+		case err != nil && err.Error() != lastErr:
+			lastErr = err.Error()
+			log.Emit("state save failed", map[string]any{"path": path, "error": lastErr, "hint": "the daemon keeps running and retries every few seconds"})
+		case err == nil && lastErr != "":
+			lastErr = ""
+			log.Emit("state saved again", map[string]any{"path": path})
+		}
+	}
+}

@@ -1,0 +1,8 @@
+// Package state persists what the daemon runs (statePath) so that the next
+// daemon can tell what a crashed one left behind — orphaned processes — and
+// bring the active release back after a reboot.
+//
+// Writes are atomic (temporary file, fsync, rename, fsync of the directory),
+// so a reader sees the old snapshot or the new one, never half of one.
+// Process environments are never written: they may hold secrets.
+package state

@@ -1,0 +1,220 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/events"
+)
+
+// Version is the snapshot format version this code writes and reads.
+const Version = 1
+
+// Snapshot is what the daemon persists.
+type Snapshot struct {
+	Version     int       `json:"version"`
+	Application string    `json:"application"`
+	SavedAt     time.Time `json:"savedAt"`
+	DaemonPid   int       `json:"daemonPid"`
+	// Stopped is true when the daemon stopped every process before
+	// exiting (SIGTERM, e.g. systemctl stop or a reboot): nothing can be
+	// orphaned, and the active release may be restored.
+	Stopped         bool            `json:"stopped"`
+	ActiveReleaseID string          `json:"activeReleaseId,omitempty"`
+	Releases        []ReleaseRecord `json:"releases"`
+	Processes       []ProcessRecord `json:"processes"`
+	Events          []events.Event  `json:"events"`
+}
+
+// ReleaseRecord is one live or retained release.
+type ReleaseRecord struct {
+	ID          string         `json:"id"`
+	Path        string         `json:"path"`
+	Revision    string         `json:"revision,omitempty"`
+	State       string         `json:"state"`
+	ActivatedAt time.Time      `json:"activatedAt,omitzero"`
+	RetiredAt   time.Time      `json:"retiredAt,omitzero"`
+	Ports       map[string]int `json:"ports,omitempty"`
+}
+
+// ProcessRecord is one managed process that was running.
+type ProcessRecord struct {
+	ID        string `json:"id"`        // instance id
+	ProcessID string `json:"processId"` // base id
+	ReleaseID string `json:"releaseId,omitempty"`
+	Policy    string `json:"policy"`
+	Pid       int    `json:"pid"`
+	// StartTime (clock ticks since boot, /proc/PID/stat field 22) tells the
+	// original process from a later one that got the same pid.
+	StartTime      uint64 `json:"startTime"`
+	Restarts       int    `json:"restarts"`
+	MemoryRestarts int    `json:"memoryRestarts"`
+}
+
+// CorruptError is a state file that exists but cannot be used.
+type CorruptError struct {
+	Path string
+	Err  error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state file %s is unreadable (%v); it is ignored and will be overwritten", e.Path, e.Err)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// Load reads a snapshot. A missing file returns an error matching
+// os.ErrNotExist; a torn or foreign file returns *CorruptError.
+func Load(path string) (*Snapshot, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s Snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, &CorruptError{Path: path, Err: err}
+	}
+	if s.Version != Version {
+		return nil, &CorruptError{Path: path, Err: fmt.Errorf("format version %d, want %d", s.Version, Version)}
+	}
+	return &s, nil
+}
+
+// Save writes snap to path atomically: a temporary file in the same
+// directory, fsync, rename over path, fsync of the directory.
+func Save(path string, snap *Snapshot) error {
+	snap.Version = Version
+	b, err := json.MarshalIndent(snap, "", " ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		// Name the directory, not the random temporary name, so the same
+		// problem always reads the same (the daemon reports it once).
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("write state file %s: cannot create a file in %s: %w", path, dir, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		_ = f.Close()      // already failing
+		_ = os.Remove(tmp) // do not leave temporaries behind
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // e.g. ENOSPC, without the temporary name
+		}
+		return fmt.Errorf("write state file %s: %w", path, err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write state file %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write state file %s: %w", path, err)
+	}
+	// The rename is durable only once the directory entry is on disk.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // best effort: some filesystems refuse fsync on directories
+		_ = d.Close()
+	}
+	return nil
+}
+
+// Remove deletes the state file; a missing file is not an error.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Orphan is a managed process of a previous daemon that is still alive.
+type Orphan struct {
+	ID        string `json:"id"`
+	Pid       int    `json:"pid"`
+	ReleaseID string `json:"releaseId"`
+}
+
+// Orphans returns the recorded processes that still run: same pid and same
+// start time. A pid that was recycled by an unrelated process is not one.
+func (s *Snapshot) Orphans() []Orphan {
+	out := []Orphan{}
+	if s == nil {
+		return out
+	}
+	for _, p := range s.Processes {
+		if Alive(p.Pid, p.StartTime) {
+			out = append(out, Orphan{ID: p.ID, Pid: p.Pid, ReleaseID: p.ReleaseID})
+		}
+	}
+	return out
+}
+
+// Alive reports whether pid runs and started at startTime (when known).
+func Alive(pid int, startTime uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	st, err := readStat(pid)
+	if err != nil {
+		return false
+	}
+	if st.state == "Z" || st.state == "X" {
+		return false
+	}
+	return startTime == 0 || st.startTime == startTime
+}
+
+type procStat struct {
+	state     string
+	startTime uint64
+}
+
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	// The command name (field 2) may contain spaces: parse after its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return procStat{}, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 20 {
+		return procStat{}, errors.New("short stat")
+	}
+	st, err := strconv.ParseUint(f[19], 10, 64)
+	return procStat{state: f[0], startTime: st}, err
+}
+
+// StartTime returns pid's start time in clock ticks since boot.
+func StartTime(pid int) (uint64, error) {
+	st, err := readStat(pid)
+	return st.startTime, err
+}

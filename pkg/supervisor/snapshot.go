@@ -1,0 +1,66 @@
+package supervisor
+
+import (
+	"os"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/release"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+)
+
+// persistedEvents is how many recent events a snapshot carries.
+const persistedEvents = 100
+
+// PersistSnapshot describes what runs now, for the state file. It holds the
+// lock only to copy references; /proc is read outside it.
+func (s *Supervisor) PersistSnapshot() *state.Snapshot {
+	type proc struct {
+		p         *process.Process
+		processID string
+		releaseID string
+		policy    string
+	}
+	snap := &state.Snapshot{Application: s.cfg.Load().Application, SavedAt: time.Now().UTC(), DaemonPid: os.Getpid()}
+	var procs []proc
+	s.mu.Lock()
+	if s.active != nil {
+		snap.ActiveReleaseID = s.active.id
+	}
+	for _, r := range s.releases {
+		if r.state == release.Failed {
+			continue // never served; nothing to restore or roll back to
+		}
+		rec := state.ReleaseRecord{ID: r.id, Path: r.path, Revision: r.revision, State: string(r.state),
+			ActivatedAt: r.activatedAt.UTC(), RetiredAt: r.retiredAt().UTC(), Ports: map[string]int{}}
+		for k, v := range r.ports {
+			rec.Ports[k] = v
+		}
+		snap.Releases = append(snap.Releases, rec)
+		for _, in := range r.procs {
+			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy)})
+		}
+	}
+	for _, u := range s.services {
+		procs = append(procs, proc{u.proc, u.cfg.ID, u.releaseID, "service"})
+	}
+	for _, u := range s.singletons {
+		procs = append(procs, proc{u.proc, u.cfg.ID, u.releaseID, "singleton"})
+	}
+	s.mu.Unlock()
+	snap.Processes = []state.ProcessRecord{}
+	for _, p := range procs {
+		st := p.p.Status()
+		if st.Pid == nil {
+			continue
+		}
+		start, err := state.StartTime(*st.Pid)
+		if err != nil {
+			continue // exited a moment ago
+		}
+		snap.Processes = append(snap.Processes, state.ProcessRecord{ID: st.ID, ProcessID: p.processID, ReleaseID: p.releaseID,
+			Policy: p.policy, Pid: *st.Pid, StartTime: start, Restarts: st.Restarts, MemoryRestarts: st.MemoryRestarts})
+	}
+	snap.Events = s.events.Recent(persistedEvents)
+	return snap
+}
