@@ -27,7 +27,12 @@ func newApp() *cli.App {
 			shutdownCommand(),
 			ensureDaemonCommand(),
 			validateCommand(),
+			doctorCommand(),
+			recoverCommand(),
+			predeployCleanupCommand(),
 			systemdCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 		// main alone decides the exit code; urfave/cli must not call os.Exit.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -38,6 +43,7 @@ func newApp() *cli.App {
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = app.OnUsageError
+		cmd.HideHelpCommand = true // "help" as a subcommand only confuses completion and the man page
 	}
 	return app
 }

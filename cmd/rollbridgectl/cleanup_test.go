@@ -1,0 +1,272 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+)
+
+// spawnGroup starts a long-running shell in its own process group (as
+// rollbridge starts managed processes) and returns its pid and start time.
+func spawnGroup(t *testing.T, script string) (int, uint64) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it whenever it ends
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	var start uint64
+	waitFor(t, "process start time", func() bool {
+		s, err := state.StartTime(cmd.Process.Pid)
+		start = s
+		return err == nil
+	})
+	return cmd.Process.Pid, start
+}
+
+func recoverFixture(t *testing.T, extra string) (cfgPath, statePath, sock string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rbrec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	statePath = filepath.Join(dir, "state.json")
+	sock = filepath.Join(dir, "c.sock")
+	src := fmt.Sprintf(`{application: 'rec', statePath: %q, control: {path: %q}, proxy: {port: 0, forceStopTimeoutMs: 300},
+	  processes: [{id: 'web', policy: 'proxied', command: 'x', port: 18000}]} + %s`, statePath, sock, extra)
+	cfgPath = filepath.Join(dir, "rollbridge.jsonnet")
+	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, statePath, sock
+}
+
+type recoverOut struct {
+	Orphans          []state.Orphan
+	Stopped          []state.Orphan
+	StillRunning     []state.Orphan
+	StateFileRemoved bool
+	DryRun           bool
+}
+
+func TestRecoverDryRunAndForce(t *testing.T) {
+	cfg, statePath, _ := recoverFixture(t, "{}")
+	web, webStart := spawnGroup(t, "exec sleep 300")
+	// A worker that ignores SIGTERM: only SIGKILL ends it.
+	stubborn, stubStart := spawnGroup(t, "trap '' TERM; while :; do sleep 0.05; done")
+	snap := &state.Snapshot{Application: "rec", ActiveReleaseID: "v1", Processes: []state.ProcessRecord{
+		{ID: "web", Pid: web, StartTime: webStart, ReleaseID: "v1"},
+		{ID: "worker#0", Pid: stubborn, StartTime: stubStart, ReleaseID: "v1"},
+		{ID: "gone", Pid: 1 << 30, StartTime: 1, ReleaseID: "v1"},
+	}}
+	if err := state.Save(statePath, snap); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCtl(t, "recover", "-c", cfg)
+	var res recoverOut
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("dry run: %d %s %s", code, out, errOut)
+	}
+	if len(res.Orphans) != 2 || !res.DryRun || len(res.Stopped) != 0 || syscall.Kill(web, 0) != nil {
+		t.Errorf("dry run touched something or missed orphans: %+v", res)
+	}
+	out, errOut, code = runCtl(t, "recover", "-c", cfg, "--force")
+	res = recoverOut{}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("force: %d %s %s", code, out, errOut)
+	}
+	if len(res.Stopped) != 2 || len(res.StillRunning) != 0 || !res.StateFileRemoved {
+		t.Errorf("force: %+v", res)
+	}
+	if state.Alive(web, webStart) || state.Alive(stubborn, stubStart) {
+		t.Error("orphans still alive")
+	}
+	if _, err := os.Stat(statePath); !os.IsNotExist(err) {
+		t.Errorf("state file kept: %v", err)
+	}
+}
+
+func TestRecoverRefusals(t *testing.T) {
+	cfg, _, sock := recoverFixture(t, "{}")
+	// Nothing recorded: nothing to do.
+	out, _, code := runCtl(t, "recover", "-c", cfg)
+	if code != 0 || !strings.Contains(out, `"orphans": []`) {
+		t.Errorf("no state file: %d %s", code, out)
+	}
+	// A daemon (here: anything) on the control socket.
+	ln := listenUnix(t, sock)
+	defer ln.Close()
+	_, errOut, code := runCtl(t, "recover", "-c", cfg, "--force")
+	if code != exitFailed || !strings.Contains(errOut, "holds the control socket") {
+		t.Errorf("held socket: %d %s", code, errOut)
+	}
+	noState := writeTemp(t, "ns.jsonnet", `{application: 'x', proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: 1}]}`)
+	_, errOut, code = runCtl(t, "recover", "-c", noState)
+	if code != exitFailed || !strings.Contains(errOut, "recover needs statePath") {
+		t.Errorf("no statePath: %d %s", code, errOut)
+	}
+}
+
+// TestRecoverKeepsFileWhenAnOrphanSurvives: when a process cannot be
+// stopped (owned by another user, say — as root here, that cannot be staged
+// with a real process, so the signal step is replaced for one of them),
+// the state file stays and the command fails.
+func TestRecoverKeepsFileWhenAnOrphanSurvives(t *testing.T) {
+	cfgPath, statePath, _ := recoverFixture(t, "{}")
+	a, aStart := spawnGroup(t, "exec sleep 300")
+	b, bStart := spawnGroup(t, "exec sleep 301")
+	if err := state.Save(statePath, &state.Snapshot{Processes: []state.ProcessRecord{{ID: "a", Pid: a, StartTime: aStart}, {ID: "b", Pid: b, StartTime: bStart}}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuseB := func(pid int, start uint64, grace time.Duration) bool {
+		if pid == b {
+			return false // EPERM stand-in
+		}
+		return stopGroup(pid, start, grace)
+	}
+	res, err := recoverOrphans(cfg, true, refuseB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Stopped) != 1 || res.Stopped[0].Pid != a || len(res.StillRunning) != 1 || res.StateFileRemoved {
+		t.Errorf("result %+v", res)
+	}
+	if _, err := os.Stat(statePath); err != nil {
+		t.Errorf("state file must be kept: %v", err)
+	}
+	if state.Alive(a, aStart) || !state.Alive(b, bStart) {
+		t.Error("wrong process stopped")
+	}
+}
+
+func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
+	if _, err := exec.LookPath("screen"); err != nil {
+		t.Fatal("screen is not installed; CI installs it (apt-get install screen)")
+	}
+	marker := fmt.Sprintf("legacy-%d", time.Now().UnixNano())
+	cfg, statePath, _ := recoverFixture(t, fmt.Sprintf(`{legacyTakeover: {forceStopTimeoutMs: 300, screens: [%q],
+	  processes: [{name: 'legacy web', includes: [%q, 'serve']}]}}`, marker, marker))
+	// A legacy web server with a child that ignores SIGTERM, and an unrelated process.
+	seed, _ := spawnGroup(t, fmt.Sprintf(`exec sh -c 'sh -c "trap \"\" TERM; while :; do sleep 0.05; done" & wait' %s serve`, marker))
+	other, otherStart := spawnGroup(t, "exec sleep 300")
+	// An orphan from a crashed daemon.
+	orphan, orphanStart := spawnGroup(t, "exec sleep 301")
+	if err := state.Save(statePath, &state.Snapshot{Processes: []state.ProcessRecord{{ID: "w", Pid: orphan, StartTime: orphanStart, ReleaseID: "v0"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// A real GNU Screen session.
+	if out, err := exec.Command("screen", "-dmS", marker, "sleep", "300").CombinedOutput(); err != nil {
+		t.Fatalf("screen: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("screen", "-S", marker, "-X", "quit").Run() })
+	waitFor(t, "screen session", func() bool {
+		out, _ := exec.Command("screen", "-ls").CombinedOutput()
+		return strings.Contains(string(out), marker)
+	})
+	var child int
+	waitFor(t, "legacy child", func() bool {
+		for _, p := range listProcs() {
+			if p.ppid == seed {
+				child = p.pid
+				return true
+			}
+		}
+		return false
+	})
+
+	out, errOut, code := runCtl(t, "predeploy-cleanup", "-c", cfg, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res cleanupResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(res.RecoveredOrphans) != 1 || res.RecoveredOrphans[0].Pid != orphan {
+		t.Errorf("orphans: %+v", res.RecoveredOrphans)
+	}
+	if len(res.Screens) != 1 || res.Screens[0] != marker {
+		t.Errorf("screens: %+v", res.Screens)
+	}
+	stopped := map[int]legacyStop{}
+	for _, p := range res.Processes {
+		stopped[p.Pid] = p
+	}
+	if _, ok := stopped[seed]; !ok || !stopped[child].Killed {
+		t.Errorf("legacy processes: %+v (seed %d, child %d needs SIGKILL)", res.Processes, seed, child)
+	}
+	for _, pid := range []int{seed, child, orphan} {
+		waitFor(t, fmt.Sprintf("pid %d gone", pid), func() bool { return !alive(pid) })
+	}
+	if !state.Alive(other, otherStart) {
+		t.Error("an unrelated process was stopped")
+	}
+	sout, _ := exec.Command("screen", "-ls").CombinedOutput()
+	if strings.Contains(string(sout), marker) {
+		t.Errorf("screen session still there:\n%s", sout)
+	}
+	// Text output, nothing left to do.
+	out, _, code = runCtl(t, "predeploy-cleanup", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "nothing to stop") {
+		t.Errorf("second run: %d %s", code, out)
+	}
+}
+
+func TestPredeployCleanupSkipsWithActiveRelease(t *testing.T) {
+	e := startDaemon(t, `[]`)
+	e.mustDeploy("v1")
+	out, _, code := runCtl(t, "predeploy-cleanup", "-c", e.cfg, "--json")
+	if code != 0 || !strings.Contains(out, `"skipped": true`) || !strings.Contains(out, "active release (v1)") {
+		t.Errorf("%d %s", code, out)
+	}
+}
+
+func TestCompletionAndMan(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, _, code := runCtl(t, "completion", sh)
+		if code != 0 || !strings.Contains(out, "deploy") || !strings.Contains(out, "release-path") {
+			t.Errorf("%s: %d", sh, code)
+		}
+	}
+	// Every command and flag of the app is in the bash script: it cannot drift.
+	out, _, _ := runCtl(t, "completion", "bash")
+	for _, c := range newApp().Commands {
+		if !strings.Contains(out, " "+c.Name+")") {
+			t.Errorf("bash completion lacks command %s", c.Name)
+		}
+		for _, f := range c.Flags {
+			if !strings.Contains(out, "--"+f.Names()[0]) {
+				t.Errorf("bash completion lacks %s --%s", c.Name, f.Names()[0])
+			}
+		}
+	}
+	script := writeTemp(t, "c.bash", out)
+	got, err := exec.Command("bash", "-c", "source "+script+"; COMP_WORDS=(rollbridgectl deploy --release-); COMP_CWORD=2; _rollbridgectl; echo ${COMPREPLY[@]}").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "--release-path --release-id" {
+		t.Errorf("bash completion run: %q %v", got, err)
+	}
+	_, errOut, code := runCtl(t, "completion", "tcsh")
+	if code != exitFailed || !strings.Contains(errOut, "supported: bash, zsh, fish") {
+		t.Errorf("unsupported shell: %d %s", code, errOut)
+	}
+	out, _, code = runCtl(t, "man")
+	if code != 0 || !strings.Contains(out, ".TH rollbridgectl 1") || !strings.Contains(out, "predeploy-cleanup") {
+		t.Errorf("man: %d", code)
+	}
+}
