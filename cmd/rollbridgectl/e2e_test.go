@@ -58,7 +58,7 @@ func startDaemon(t *testing.T, processes string) *env {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	exe, _ := os.Executable()
-	from := 30000 + rand.IntN(100)*200
+	from := 26000 + rand.IntN(20)*200 // this package's band: 26000-29999 (see pkg/supervisor portRange)
 	web := fmt.Sprintf(`{id: 'web', policy: 'proxied', command: 'PORT={{port}} RB_TESTAPP=1 RB_APP_HEALTH="$(cat health 2>/dev/null)" exec %s', port: {from: %d, to: %d}, health: {intervalMs: 20, timeoutMs: 3000}}`, exe, from, from+199)
 	src := fmt.Sprintf(`{application: 'e2e', control: {path: %q, mode: '600'}, proxy: {port: 0, drainTimeoutMs: 5000, forceStopTimeoutMs: 3000},
 		processes: [%s] + %s}`, filepath.Join(dir, "ctl.sock"), web, processes)

@@ -59,7 +59,7 @@ func newFixture(t *testing.T, proxyPort int, extra string) *fixture {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	exe, _ := os.Executable()
-	from := 40000 + rand.IntN(100)*100
+	from := 30000 + rand.IntN(25)*100 // this package's band: 30000-32499 (see pkg/supervisor portRange)
 	src := fmt.Sprintf(`{application: 'sd', control: {path: %q, mode: '600'}, proxy: {port: %d, drainTimeoutMs: 5000},
 	  processes: [{id: 'web', policy: 'proxied', command: 'PORT={{port}} RB_TESTAPP=1 exec %s', port: {from: %d, to: %d}, health: {intervalMs: 20}}]} + %s`,
 		filepath.Join(dir, "c.sock"), proxyPort, exe, from, from+99, extra)

@@ -81,7 +81,7 @@ func TestOrphansAfterDaemonSIGKILL(t *testing.T) {
 	webPid := *f.status().Releases[0].Processes[0].Pid
 	waitUntil(t, "state file naming the web process", func() bool {
 		s, err := state.Load(f.statePath())
-		return err == nil && len(s.Processes) == 1 && s.Processes[0].Pid == webPid
+		return err == nil && s.ActiveReleaseID == "v1" && len(s.Processes) == 1 && s.Processes[0].Pid == webPid
 	})
 	_ = first.Process.Kill() // the daemon dies; its children (own process groups) live on
 	_ = first.Wait()

@@ -6,117 +6,194 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
 
-// maxLine bounds one captured line; the rest of a longer line is dropped.
-const maxLine = 64 << 10
+const (
+	// maxLineBytes bounds one captured line; the rest of a longer line is
+	// dropped, so one runaway line cannot eat the daemon's memory.
+	maxLineBytes = 64 << 10
+	// outputGrace is how long Done waits for the end of the output once the
+	// leader has exited. The output normally ends with the leader; when a
+	// member of the group (or a process that left it) still holds it open,
+	// Done must not wait for that member, or a crash would go unnoticed.
+	outputGrace = 500 * time.Millisecond
+	// lingerPoll is how often a handle whose output outlived its leader
+	// checks whether the group is gone.
+	lingerPoll = 100 * time.Millisecond
+)
 
 // ExecRunner runs each process as `/bin/sh -c COMMAND` in a new process
-// group, so a stop reaches everything the command spawned.
+// group, so signals reach everything the command spawned. The zero value is
+// ready to use.
+//
+// Output is read line by line from two pipes (stdout, stderr) for as long as
+// anything in the group holds them; the child never blocks on a full pipe
+// because the readers only hand each line to out. When the leader exits
+// while other members keep the output open, Done closes outputGrace later
+// and reading goes on until the group is gone.
 type ExecRunner struct{}
 
-// Start implements Runner.
-func (ExecRunner) Start(_ context.Context, spec Spec, out func(Line)) (Handle, error) {
-	st, err := os.Stat(spec.Dir)
+// dirError says which working directory is unusable. It unwraps to the
+// underlying error, so errors.Is(err, fs.ErrNotExist) works.
+type dirError struct {
+	dir string
+	err error
+}
+
+func (e *dirError) Error() string {
 	switch {
-	case err != nil && errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("working directory %s does not exist", spec.Dir)
-	case err != nil:
-		return nil, fmt.Errorf("working directory %s: %w", spec.Dir, err)
-	case !st.IsDir():
-		return nil, fmt.Errorf("working directory %s is not a directory", spec.Dir)
+	case errors.Is(e.err, fs.ErrNotExist):
+		return "working directory " + e.dir + " does not exist"
+	case e.err == errNotDir:
+		return "working directory " + e.dir + " is not a directory"
+	}
+	return "working directory " + e.dir + ": " + e.err.Error()
+}
+
+func (e *dirError) Unwrap() error { return e.err }
+
+var errNotDir = errors.New("not a directory")
+
+// Start implements Runner.
+func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Checked here because exec would report a missing directory as a
+	// failure to run /bin/sh, which sends people looking in the wrong place.
+	if st, err := os.Stat(spec.Dir); err != nil {
+		return nil, &dirError{spec.Dir, err}
+	} else if !st.IsDir() {
+		return nil, &dirError{spec.Dir, errNotDir}
+	}
+	if out == nil {
+		out = func(Line) {}
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("output pipe: %w", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
+		_ = outR.Close() // nothing was started; the pipe is unused
+		_ = outW.Close()
+		return nil, fmt.Errorf("output pipe: %w", err)
 	}
 	cmd := exec.Command("/bin/sh", "-c", spec.Command)
 	cmd.Dir = spec.Dir
 	cmd.Env = spec.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{} // nil would make exec inherit ours; Env is meant to be complete
+	}
+	// *os.File outputs are handed to the child as they are, so exec starts
+	// no copying goroutines and Wait never waits for the output.
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	// The child has its own copies now; ours must go so EOF comes when
-	// the last holder in the group exits.
-	outW.Close()
-	errW.Close()
+	// The child holds its own copies now. Ours must go, or the output would
+	// never end.
+	_ = outW.Close()
+	_ = errW.Close()
 	if err != nil {
-		outR.Close()
-		errR.Close()
+		_ = outR.Close()
+		_ = errR.Close()
 		return nil, fmt.Errorf("start /bin/sh: %w", err)
 	}
-	h := &execHandle{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), readers: make(chan struct{})}
+	h := &execHandle{pid: cmd.Process.Pid, done: make(chan struct{}), leaderExited: make(chan struct{})}
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go func() { defer readers.Done(); readLines(outR, "stdout", out) }()
 	go func() { defer readers.Done(); readLines(errR, "stderr", out) }()
-	go func() {
-		readers.Wait()
-		outR.Close()
-		errR.Close()
-		close(h.readers)
-	}()
-	h.pipes = []*os.File{outR, errR}
-	go func() {
-		err := cmd.Wait() // the only Wait: it reaps the leader
-		h.setExit(cmd.ProcessState, err)
-		close(h.done)
-	}()
+	readersDone := make(chan struct{})
+	go func() { readers.Wait(); close(readersDone) }()
+	go h.wait(cmd, readersDone, outR, errR)
 	return h, nil
 }
 
-// readLines splits r into lines for out. A line longer than maxLine is cut
-// there; a last line without newline is still delivered.
-func readLines(r io.Reader, stream string, out func(Line)) {
-	br := bufio.NewReaderSize(r, maxLine)
-	skipping := false
-	for {
-		chunk, isPrefix, err := br.ReadLine() // a line or an error, never both
-		if err != nil {
-			return
-		}
-		if !skipping {
-			out(Line{At: time.Now().UTC(), Line: string(chunk), Stream: stream})
-		}
-		skipping = isPrefix // drop the rest of an over-long line
-	}
-}
-
 type execHandle struct {
-	cmd     *exec.Cmd
-	pid     int
-	done    chan struct{}
-	readers chan struct{}
-	pipes   []*os.File
+	pid          int
+	done         chan struct{}
+	leaderExited chan struct{}
 
 	mu     sync.Mutex
 	code   *int
 	signal string
+	hint   []int // members seen by the last liveness check
+}
+
+// wait is the only caller of cmd.Wait. It reaps the leader, closes done once
+// the output has ended (or outputGrace passed), and closes the pipes once
+// nobody is left to write to them.
+func (h *execHandle) wait(cmd *exec.Cmd, readersDone <-chan struct{}, pipes ...*os.File) {
+	err := cmd.Wait()
+	h.setExit(cmd.ProcessState, err)
+	close(h.leaderExited)
+
+	grace := time.NewTimer(outputGrace)
+	select {
+	case <-readersDone:
+	case <-grace.C:
+	}
+	grace.Stop()
+	close(h.done)
+
+	// Members may still write. Keep reading while the group lives, so their
+	// output is kept and they never get EPIPE in the middle of a graceful
+	// stop. Once the group is gone, whoever still holds the pipes has left
+	// the group (setsid) and is none of our business: stop reading.
+	poll := time.NewTicker(lingerPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-readersDone:
+			closeAll(pipes)
+			return
+		case <-poll.C:
+		}
+		if !h.GroupAlive() {
+			t := time.NewTimer(outputGrace)
+			select {
+			case <-readersDone:
+			case <-t.C:
+			}
+			t.Stop()
+			closeAll(pipes) // unblocks the readers, which then return
+			<-readersDone
+			return
+		}
+	}
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		_ = f.Close() // read ends; nothing to flush
+	}
 }
 
 func (h *execHandle) setExit(ps *os.ProcessState, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ps == nil {
+		// Wait failed without a status (cannot happen after a successful
+		// Start, but an unknown exit must still read as a failure).
 		c := -1
 		h.code = &c
 		return
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		h.signal = unix.SignalName(ws.Signal())
+		if h.signal == "" {
+			h.signal = fmt.Sprintf("SIG%d", int(ws.Signal()))
+		}
 		return
 	}
 	c := ps.ExitCode()
@@ -129,33 +206,75 @@ func (h *execHandle) Done() <-chan struct{} { return h.done }
 func (h *execHandle) ExitStatus() (*int, string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.code, h.signal
+	if h.code == nil {
+		return nil, h.signal
+	}
+	c := *h.code
+	return &c, h.signal
 }
 
+// Signal sends sig to the group. Once every member is gone the group id may
+// be handed to an unrelated process, so a group without a live member is
+// left alone.
 func (h *execHandle) Signal(sig syscall.Signal) error {
-	err := syscall.Kill(-h.pid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		return nil // nobody left to signal
+	if !h.GroupAlive() {
+		return nil
 	}
-	return err
+	if err := unix.Kill(-h.pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("signal process group %d: %w", h.pid, err)
+	}
+	return nil
 }
 
-func (h *execHandle) GroupAlive() bool { return groupAlive(h.pid) }
-
-func (h *execHandle) Members() []Member {
-	m, _ := groupMembers(h.pid, true)
-	return m
-}
-
-// Close waits up to a second for the output readers: a process outside the
-// group may still hold the pipes (it escaped with setsid); we stop reading then.
-func (h *execHandle) Close() {
+func (h *execHandle) GroupAlive() bool {
 	select {
-	case <-h.readers:
-	case <-time.After(time.Second):
-		for _, f := range h.pipes {
-			_ = f.Close() // unblocks the readers; they exit on the error
-		}
-		<-h.readers
+	case <-h.leaderExited:
+	default:
+		return true // the leader itself is alive
 	}
+	h.mu.Lock()
+	hint := h.hint
+	h.mu.Unlock()
+	alive, hint := groupAlive(h.pid, hint)
+	h.mu.Lock()
+	h.hint = hint
+	h.mu.Unlock()
+	return alive
+}
+
+func (h *execHandle) Members() []Member { return groupMembers(h.pid) }
+
+// readLines hands each line of r to out. A line longer than maxLineBytes is
+// cut there and the rest of it dropped; a last line without a newline is
+// still delivered at the end.
+func readLines(r io.Reader, stream string, out func(Line)) {
+	br := bufio.NewReaderSize(r, maxLineBytes)
+	skipping := false
+	for {
+		chunk, isPrefix, err := br.ReadLine() // a line or an error, never both
+		if err != nil {
+			return
+		}
+		if !skipping {
+			if isPrefix {
+				chunk = trimPartialRune(chunk)
+			}
+			out(Line{At: time.Now().UTC(), Line: string(chunk), Stream: stream})
+		}
+		skipping = isPrefix
+	}
+}
+
+// trimPartialRune drops a multi-byte character cut in half at the end of b,
+// so a truncated line stays valid UTF-8 when its input was.
+func trimPartialRune(b []byte) []byte {
+	for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
+		if r := b[len(b)-i]; utf8.RuneStart(r) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return b[:len(b)-i]
+			}
+			return b
+		}
+	}
+	return b
 }

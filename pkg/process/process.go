@@ -2,124 +2,162 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 )
 
-// Status is a snapshot of a process, with the spec's field names.
+// defaultCheckInterval is the memory sampling period when the policy has none.
+const defaultCheckInterval = 5 * time.Second
+
+// ErrStopped is returned (wrapped) by Restart when a Stop arrived while the
+// restart was under way: the Stop wins and nothing is started.
+var ErrStopped = errors.New("stopped while restarting")
+
+// Status is a snapshot of a process, with the spec's field names. Pointers
+// are null in JSON when there is no value.
 type Status struct {
 	ID                  string       `json:"id"`
 	Command             string       `json:"command"`
 	Cwd                 string       `json:"cwd"`
 	State               State        `json:"state"`
-	Pid                 *int         `json:"pid"`
-	Restarts            int          `json:"restarts"`
+	Pid                 *int         `json:"pid"`      // while the leader runs
+	Restarts            int          `json:"restarts"` // automatic restarts after crashes
 	StartedAt           *time.Time   `json:"startedAt"`
-	UptimeMs            *int64       `json:"uptimeMs"`
+	UptimeMs            *int64       `json:"uptimeMs"` // only while running
 	ExitCode            *int         `json:"exitCode"`
 	ExitSignal          *string      `json:"exitSignal"`
 	LastStartReason     *StartReason `json:"lastStartReason"`
 	Logs                []Line       `json:"logs"`
-	RSSBytes            uint64       `json:"rssBytes"`
+	RSSBytes            uint64       `json:"rssBytes"` // last sample; memory-supervised processes only
 	MemoryRestarts      int          `json:"memoryRestarts"`
 	LastMemoryRestartAt *time.Time   `json:"lastMemoryRestartAt"`
-	Children            []Member     `json:"children"`
+	Children            []Member     `json:"children"` // last sample; memory-supervised processes only
 }
 
 // Option configures a Process.
 type Option func(*Process)
 
-// WithOutput forwards every captured line, with the instance id, to f
-// (the journal, say). f runs on the reading goroutine and must be quick.
+// WithOutput forwards every captured line, with the instance id, to f (the
+// journal, say). f is called from the output-reading goroutines, possibly
+// concurrently, and must return quickly: while it blocks, the child's
+// output is not read.
 func WithOutput(f func(id string, l Line)) Option { return func(p *Process) { p.output = f } }
 
-// Process is one supervised child. Create it with New.
+// Process is one supervised child. Create it with New; the zero value is not
+// usable. All methods are safe for concurrent use.
+//
+// Two locks, never held at once in the other order: op (a one-slot channel,
+// so waiting for it can be given up) makes Start, Stop, Restart and the
+// automatic restarts take turns; mu guards the fields below and is never held
+// while waiting for anything, which is why Status cannot block on a stop.
 type Process struct {
 	runner Runner
 	sink   events.Sink
 	output func(string, Line)
 	ring   *ring
-
-	// op serializes Start, Stop, Restart and the automatic restarts.
-	op sync.Mutex
+	op     chan struct{}
 
 	mu             sync.Mutex
 	spec           Spec
 	state          State
-	cur            *run
+	cur            *run // the latest run; nil before the first start
 	autoRestart    bool
-	restartTimes   []time.Time // automatic restarts in the current window
+	autoChanged    chan struct{} // closed and replaced whenever autoRestart changes
+	stopGen        uint64        // bumped by every Stop, so a Restart under way can tell
+	restartTimes   []time.Time   // automatic restarts counted against the budget
 	restarts       int
 	lastReason     StartReason
 	startedAt      time.Time
 	exitCode       *int
-	exitSignal     *string
+	exitSignal     string
 	memRestarts    int
 	lastMemRestart time.Time
 	rss            uint64
 	children       []Member
-	warned         bool
-	pending        *time.Timer // a scheduled automatic restart
-	pendingGen     int
 	exited         chan struct{}
 }
 
-// run is one execution of the command.
+// run is one execution of the command, from spawn until its group is gone
+// and its monitor has returned.
 type run struct {
-	h        Handle
-	spec     Spec
-	exited   chan struct{} // closed once the monitor handled the exit
-	sampler  chan struct{} // closed to stop memory sampling
-	expected bool          // a stop is in progress: the exit is no crash (guarded by Process.mu)
+	h    Handle
+	spec Spec
+	out  func(Line)
+
+	exited      chan struct{} // closed once the leader's exit is recorded
+	finished    chan struct{} // closed when the monitor (and everything it started) returned
+	cancel      chan struct{} // closed (under p.mu) to forbid the monitor to start a successor
+	memLimit    chan struct{} // closed by the sampler when RSS went over the limit
+	samplerDone chan struct{}
+	hurryCtx    context.Context // cancelled to cut the stop sequence short (SIGKILL now)
+	hurry       context.CancelFunc
+
+	// Guarded by Process.mu.
+	canceled   bool
+	stopping   bool // a deliberate stop owns the end of this run: its exit is no crash
+	leaderGone bool
+	warned     bool
 }
 
-// New returns a Process that has not started. Automatic restarts are on.
+// New returns a Process in state Stopped that has not started. Automatic
+// restarts are on. A nil sink drops the events.
 func New(spec Spec, runner Runner, sink events.Sink, opts ...Option) *Process {
 	if sink == nil {
 		sink = events.Discard
 	}
 	closed := make(chan struct{})
 	close(closed)
-	p := &Process{runner: runner, sink: sink, spec: spec, state: Stopped, autoRestart: true,
-		ring: newRing(spec.OutputLines), exited: closed}
+	p := &Process{
+		runner: runner, sink: sink, ring: newRing(spec.OutputLines), op: make(chan struct{}, 1),
+		spec: spec, state: Stopped, autoRestart: true, autoChanged: make(chan struct{}), exited: closed,
+	}
 	for _, o := range opts {
 		o(p)
 	}
 	return p
 }
 
-// ID is the instance id.
+// ID is the instance id of the current spec.
 func (p *Process) ID() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.spec.ID
 }
 
-// SetSpec replaces the definition used by the next start or restart.
+// SetSpec replaces the definition used by the next start, whether manual,
+// after a crash or after a memory restart. The running child is not touched.
 func (p *Process) SetSpec(spec Spec) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.spec = spec
 }
 
-// SetAutoRestart turns automatic restarts after a crash on or off.
-// Turning it off cancels a scheduled restart.
+// SetAutoRestart turns automatic restarts after a crash on or off (New
+// starts with on). Turning it off also cancels a restart that is waiting
+// out its delay. Start and Restart leave the setting alone; Stop turns it off.
 func (p *Process) SetAutoRestart(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.autoRestart = on
-	if !on {
-		p.cancelPendingLocked()
-	}
+	p.setAutoRestartLocked(on)
 }
 
-// Exited returns a channel closed when the run begun by the latest start
-// has exited (already closed when nothing runs).
+func (p *Process) setAutoRestartLocked(on bool) {
+	if p.autoRestart == on {
+		return
+	}
+	p.autoRestart = on
+	close(p.autoChanged)
+	p.autoChanged = make(chan struct{})
+}
+
+// Exited returns a channel that is closed when the run begun by the latest
+// successful start (manual or automatic) has exited, with its exit status
+// in Status and its output in Logs. Before the first start the channel is
+// already closed.
 func (p *Process) Exited() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -129,329 +167,435 @@ func (p *Process) Exited() <-chan struct{} {
 // Logs returns the retained output lines, oldest first.
 func (p *Process) Logs() []Line { return p.ring.snapshot() }
 
-func (p *Process) emit(msg string, data map[string]any) {
+// Start starts the process unless it already runs (then it does nothing).
+// It waits for a Start, Stop or Restart in progress to finish first, and
+// cancels a pending automatic restart. It fails — naming the process and
+// the cause, and leaving nothing running — when the command cannot be
+// spawned (for example a missing working directory) or ctx ends first.
+// ctx bounds only the wait and the spawn, not the child.
+func (p *Process) Start(ctx context.Context, reason StartReason) error {
+	if err := p.acquire(ctx); err != nil {
+		return fmt.Errorf("process %s: start: %w", p.ID(), err)
+	}
+	defer p.release()
 	p.mu.Lock()
-	id, fields := p.spec.ID, p.spec.Fields
+	r := p.cur
+	if r != nil && !r.leaderGone && !r.stopping {
+		p.mu.Unlock()
+		return nil
+	}
 	p.mu.Unlock()
-	d := make(map[string]any, len(fields)+len(data)+1)
-	for k, v := range fields {
+	if r != nil {
+		// A crashed run may have left members behind, or be waiting to
+		// restart: settle it first, so two copies never overlap.
+		if err := p.stopRun(ctx, r); err != nil {
+			return fmt.Errorf("process %s: start: %w", r.spec.ID, err)
+		}
+	}
+	p.mu.Lock()
+	p.restartTimes = nil // a fresh start gets a fresh budget
+	p.mu.Unlock()
+	return p.startLocked(ctx, reason)
+}
+
+// Stop runs the stop sequence and returns once no member of the process
+// group is left. It turns automatic restarts off, cancels a pending restart,
+// and takes precedence over a Restart or memory restart under way (which
+// then starts nothing). Stopping a stopped, failed or never-started process
+// just leaves it Stopped, so Stop is idempotent.
+//
+// When ctx ends before the sequence is over, the rest of it is skipped and
+// the group is killed; Stop still returns only once it is gone. The error is
+// non-nil only when members survived SIGKILL (see killWait).
+func (p *Process) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	p.setAutoRestartLocked(false)
+	p.stopGen++
+	if p.cur != nil {
+		p.cancelLocked(p.cur)
+	}
+	p.mu.Unlock()
+	// Whoever holds op is bounded; if ctx ends while we wait, make it hurry.
+	// waiting (guarded by mu) keeps a late AfterFunc from hurrying a run
+	// started after this Stop.
+	waiting := true
+	stopHurry := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if waiting && p.cur != nil {
+			p.cur.hurry()
+		}
+	})
+	p.op <- struct{}{}
+	p.mu.Lock()
+	waiting = false
+	r := p.cur
+	p.mu.Unlock()
+	stopHurry()
+	defer p.release()
+
+	var err error
+	if r != nil {
+		err = p.stopRun(ctx, r)
+	}
+	p.mu.Lock()
+	p.state = Stopped
+	if err != nil {
+		p.state = Failed // something of the group survived SIGKILL
+	}
+	id := p.spec.ID
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("process %s: stop: %w", id, err)
+	}
+	return nil
+}
+
+// Restart stops the process gracefully if it runs, then starts it with the
+// current spec, so it also revives a stopped or failed process. It resets
+// the restart budget and keeps the auto-restart setting. If a Stop arrives
+// meanwhile, nothing is started and the error wraps ErrStopped; if ctx ends
+// during the stop sequence, the group is killed and nothing is started.
+func (p *Process) Restart(ctx context.Context, reason StartReason) error {
+	p.mu.Lock()
+	gen, id := p.stopGen, p.spec.ID
+	p.mu.Unlock()
+	if err := p.acquire(ctx); err != nil {
+		return fmt.Errorf("process %s: restart: %w", id, err)
+	}
+	defer p.release()
+	p.mu.Lock()
+	r := p.cur
+	p.mu.Unlock()
+	if r != nil {
+		if err := p.stopRun(ctx, r); err != nil {
+			return fmt.Errorf("process %s: restart: %w", id, err)
+		}
+	}
+	p.mu.Lock()
+	stopped := p.stopGen != gen
+	if !stopped {
+		p.restartTimes = nil
+	}
+	p.mu.Unlock()
+	if stopped {
+		return fmt.Errorf("process %s: restart: %w", id, ErrStopped)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("process %s: restart: %w", id, err)
+	}
+	return p.startLocked(ctx, reason)
+}
+
+// Status returns a snapshot. It only takes the short state lock, so it
+// never waits for a start or a stop.
+func (p *Process) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	spec := p.spec
+	live := p.cur != nil && !p.cur.leaderGone
+	if live {
+		spec = p.cur.spec // what actually runs, even after a SetSpec
+	}
+	st := Status{
+		ID: spec.ID, Command: spec.Command, Cwd: spec.Dir, State: p.state,
+		Restarts: p.restarts, Logs: p.ring.snapshot(), RSSBytes: p.rss,
+		MemoryRestarts: p.memRestarts, Children: append([]Member{}, p.children...),
+	}
+	if live {
+		pid := p.cur.h.Pid()
+		st.Pid = &pid
+	}
+	if !p.startedAt.IsZero() {
+		t := p.startedAt
+		st.StartedAt = &t
+		if p.state == Running {
+			up := time.Since(p.startedAt).Milliseconds()
+			st.UptimeMs = &up
+		}
+	}
+	if p.exitCode != nil {
+		c := *p.exitCode
+		st.ExitCode = &c
+	}
+	if p.exitSignal != "" {
+		s := p.exitSignal
+		st.ExitSignal = &s
+	}
+	if p.lastReason != "" {
+		r := p.lastReason
+		st.LastStartReason = &r
+	}
+	if !p.lastMemRestart.IsZero() {
+		t := p.lastMemRestart
+		st.LastMemoryRestartAt = &t
+	}
+	return st
+}
+
+func (p *Process) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err // even if op is free: an abandoned call must not act
+	}
+	select {
+	case p.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *Process) release() { <-p.op }
+
+// cancelLocked forbids r's monitor to start a successor. Whoever holds op
+// and then waits for r.finished must call it first, or the monitor could
+// wait for op forever.
+func (p *Process) cancelLocked(r *run) {
+	if !r.canceled {
+		r.canceled = true
+		close(r.cancel)
+	}
+}
+
+// emit sends an event with the spec's Fields, the id and data.
+func (p *Process) emit(spec Spec, msg string, data map[string]any) {
+	d := make(map[string]any, len(spec.Fields)+len(data)+1)
+	for k, v := range spec.Fields {
 		d[k] = v
 	}
-	d["id"] = id
+	d["id"] = spec.ID
 	for k, v := range data {
 		d[k] = v
 	}
 	p.sink.Emit(msg, d)
 }
 
-// Start starts the process unless it runs. It fails — leaving nothing
-// running — when the command cannot be spawned.
-func (p *Process) Start(ctx context.Context, reason StartReason) error {
-	p.op.Lock()
-	defer p.op.Unlock()
-	p.mu.Lock()
-	if p.cur != nil && !isClosed(p.cur.exited) {
-		p.mu.Unlock()
-		return nil
-	}
-	p.cancelPendingLocked()
-	p.restartTimes = nil
-	p.mu.Unlock()
-	return p.startLocked(ctx, reason)
-}
-
-// Stop runs the stop sequence and returns once no member of the process
-// group is left. It cancels a scheduled restart and turns automatic
-// restarts off. Stopping a stopped or failed process only settles its state.
-// When ctx ends early, the sequence skips to SIGKILL.
-func (p *Process) Stop(ctx context.Context) error {
-	p.op.Lock()
-	defer p.op.Unlock()
-	p.mu.Lock()
-	p.autoRestart = false
-	p.cancelPendingLocked()
-	p.mu.Unlock()
-	p.stopLocked(ctx)
-	return nil
-}
-
-// Restart stops the process (if it runs) and starts it again with the
-// current spec; a stopped or failed one is simply started. It resets the
-// restart budget and turns automatic restarts on.
-func (p *Process) Restart(ctx context.Context, reason StartReason) error {
-	p.op.Lock()
-	defer p.op.Unlock()
-	return p.restartLocked(ctx, reason)
-}
-
-func (p *Process) restartLocked(ctx context.Context, reason StartReason) error {
-	p.mu.Lock()
-	p.cancelPendingLocked()
-	p.mu.Unlock()
-	p.stopLocked(ctx)
-	p.mu.Lock()
-	p.restartTimes = nil
-	p.autoRestart = true
-	if reason == ReasonMemory {
-		p.memRestarts++
-		p.lastMemRestart = time.Now().UTC()
-	}
-	p.mu.Unlock()
-	return p.startLocked(ctx, reason)
-}
-
-// startLocked spawns a run. The caller holds op.
+// startLocked spawns a new run of the current spec. The caller holds op and
+// has settled the previous run.
 func (p *Process) startLocked(ctx context.Context, reason StartReason) error {
 	p.mu.Lock()
 	spec := p.spec
 	p.state = Starting
 	p.mu.Unlock()
-	id := spec.ID
-	out := func(l Line) {
+	p.ring.resize(spec.OutputLines)
+	r := &run{
+		spec: spec, exited: make(chan struct{}), finished: make(chan struct{}), cancel: make(chan struct{}),
+		memLimit: make(chan struct{}), samplerDone: make(chan struct{}),
+	}
+	r.hurryCtx, r.hurry = context.WithCancel(context.Background())
+	output := p.output
+	r.out = func(l Line) {
 		p.ring.add(l)
-		if p.output != nil {
-			p.output(id, l)
+		if output != nil {
+			output(spec.ID, l)
 		}
 	}
-	h, err := p.runner.Start(ctx, spec, out)
+	h, err := p.runner.Start(ctx, spec, r.out)
 	if err != nil {
 		p.mu.Lock()
 		p.state = Failed
 		p.mu.Unlock()
-		return fmt.Errorf("process %s: %w", id, err)
+		return fmt.Errorf("process %s: %w", spec.ID, err)
 	}
-	r := &run{h: h, spec: spec, exited: make(chan struct{}), sampler: make(chan struct{})}
+	r.h = h
+	now := time.Now()
 	p.mu.Lock()
-	p.cur = r
-	p.exited = r.exited
+	p.cur, p.exited = r, r.exited
 	p.state = Running
-	p.startedAt = time.Now().UTC()
-	p.exitCode, p.exitSignal = nil, nil
-	p.lastReason = reason
-	p.warned, p.rss, p.children = false, 0, nil
+	p.startedAt, p.lastReason = now.UTC(), reason
+	p.exitCode, p.exitSignal = nil, ""
+	p.rss, p.children = 0, nil
 	p.mu.Unlock()
-	p.emit("process started", map[string]any{"pid": h.Pid(), "reason": string(reason)})
-	go p.monitor(r)
-	if spec.Memory != nil && spec.Memory.CheckInterval > 0 {
-		go p.sampleMemory(r)
+	// Emitted before the monitor exists, so "process exited" always follows it.
+	p.emit(spec, "process started", map[string]any{"pid": h.Pid(), "reason": string(reason)})
+	if m := spec.Memory; m != nil && m.LimitBytes > 0 {
+		go p.sample(r)
+	} else {
+		close(r.samplerDone)
 	}
+	go p.monitor(r)
 	return nil
 }
 
-// monitor waits for the run to end, cleans up what is left of its group
-// after a crash, and schedules a restart when the policy allows one.
+// stopRun brings run r to its end and returns once its group is gone and its
+// monitor has returned. The caller holds op. ctx ending hurries the sequence.
+func (p *Process) stopRun(ctx context.Context, r *run) error {
+	p.mu.Lock()
+	p.cancelLocked(r)
+	leaderRuns := !r.leaderGone
+	if leaderRuns {
+		r.stopping = true
+		if p.cur == r {
+			p.state = Stopping
+		}
+	}
+	p.mu.Unlock()
+	if ctx.Err() != nil {
+		r.hurry() // now, not later from AfterFunc's goroutine: no hook may start
+	}
+	stopHurry := context.AfterFunc(ctx, r.hurry)
+	defer stopHurry()
+	var err error
+	if leaderRuns {
+		err = p.stopSequence(r)
+	} else {
+		// After a crash the monitor is already removing the leftovers; doing
+		// it here too is harmless and lets ctx hurry it.
+		err = terminate(r.hurryCtx, r.h, stopSignal(r.spec), r.spec.GracefulStop)
+	}
+	<-r.finished
+	return err
+}
+
+// monitor owns the end of run r: it records the leader's exit, handles a
+// crash (leftovers, restart policy) or performs a memory restart, and
+// returns once everything it started has returned.
 func (p *Process) monitor(r *run) {
-	<-r.h.Done()
+	// r.hurry is deliberately not called here: a stop hook may still be
+	// within its bound after the group is gone. A context derived from
+	// Background holds no resources, so leaving it uncancelled costs nothing.
+	defer close(r.finished)
+	var memDone chan struct{}
+	select {
+	case <-r.h.Done():
+	case <-r.memLimit:
+		memDone = make(chan struct{})
+		go func() {
+			defer close(memDone)
+			p.memoryRestart(r)
+		}()
+		<-r.h.Done()
+	}
+	if crashed := p.recordExit(r); crashed {
+		p.afterCrash(r)
+	}
+	<-r.samplerDone
+	if memDone != nil {
+		<-memDone
+	}
+}
+
+// recordExit stores the leader's exit status and reports whether the exit
+// was a crash (not asked for by a stop).
+func (p *Process) recordExit(r *run) bool {
 	code, sig := r.h.ExitStatus()
 	p.mu.Lock()
-	expected := r.expected
-	p.exitCode = code
-	p.exitSignal = nil
-	if sig != "" {
-		p.exitSignal = &sig
-	}
-	p.mu.Unlock()
-	var sigData any
-	if sig != "" {
-		sigData = sig
-	}
-	p.emit("process exited", map[string]any{"pid": r.h.Pid(), "exitCode": code, "exitSignal": sigData})
-	close(r.sampler)
-	if !expected {
-		// The leader died on its own; whatever it spawned must not outlive
-		// it, or each restart would add another copy.
-		terminateGroup(context.Background(), r.h, r.spec.GracefulStop)
-	}
-	r.h.Close()
-	p.mu.Lock()
-	restart := !expected && p.autoRestart && p.cur == r
-	if !expected && p.cur == r {
-		if code != nil && *code == 0 {
-			p.state = Stopped
-		} else {
+	r.leaderGone = true
+	crashed := !r.stopping
+	if p.cur == r {
+		p.exitCode, p.exitSignal = code, sig
+		p.rss, p.children = 0, nil
+		if crashed {
 			p.state = Failed
+			if code != nil && *code == 0 {
+				p.state = Stopped // ended on its own, cleanly
+			}
 		}
 	}
+	p.mu.Unlock()
+	data := map[string]any{"pid": r.h.Pid(), "exitCode": nil, "exitSignal": nil}
+	if code != nil {
+		data["exitCode"] = *code
+	}
+	if sig != "" {
+		data["exitSignal"] = sig
+	}
+	p.emit(r.spec, "process exited", data)
 	close(r.exited)
-	if restart {
-		p.scheduleRestartLocked(r.spec)
-	}
-	p.mu.Unlock()
+	return crashed
 }
 
-// scheduleRestartLocked arms the restart timer, or gives up when the
-// budget is spent. Caller holds mu.
-func (p *Process) scheduleRestartLocked(spec Spec) {
-	now := time.Now()
-	p.restartTimes = inWindow(p.restartTimes, now, spec.Restart.Window)
-	n := len(p.restartTimes)
-	if spec.Restart.MaxRestarts >= 0 && n >= spec.Restart.MaxRestarts {
-		p.state = Failed
-		data := map[string]any{"restarts": p.restarts, "maxRestarts": spec.Restart.MaxRestarts, "windowMs": spec.Restart.Window.Milliseconds()}
-		go p.emit("restart limit reached", data) // emit takes mu
-		return
+// afterCrash removes what the crashed leader left in its group, then
+// restarts the process after the policy's delay, or gives up.
+func (p *Process) afterCrash(r *run) {
+	// Leftovers must not outlive the leader, or every restart would add
+	// another copy of them.
+	if err := terminate(r.hurryCtx, r.h, stopSignal(r.spec), r.spec.GracefulStop); err != nil {
+		p.emit(r.spec, "process stop failed", map[string]any{"error": err.Error()})
+		return // restarting next to an unkillable copy would only make two
 	}
-	delay := restartDelay(spec.RestartDelay, spec.Restart.BackoffFactor, n, spec.Restart.MaxDelay)
-	p.pendingGen++
-	gen := p.pendingGen
-	p.pending = time.AfterFunc(delay, func() { p.fireRestart(gen) })
-}
-
-func (p *Process) cancelPendingLocked() {
-	if p.pending != nil {
-		p.pending.Stop()
-		p.pending = nil
-	}
-	p.pendingGen++
-}
-
-func (p *Process) fireRestart(gen int) {
-	p.op.Lock()
-	defer p.op.Unlock()
-	p.mu.Lock()
-	if gen != p.pendingGen || !p.autoRestart {
-		p.mu.Unlock()
-		return // cancelled by a stop, a manual restart or a newer schedule
-	}
-	p.pending = nil
-	p.restartTimes = append(p.restartTimes, time.Now())
-	p.restarts++
-	p.mu.Unlock()
-	if err := p.startLocked(context.Background(), ReasonCrash); err != nil {
-		p.emit("process start failed", map[string]any{"error": err.Error(), "reason": string(ReasonCrash)})
+	for {
 		p.mu.Lock()
-		if p.autoRestart {
-			p.scheduleRestartLocked(p.spec)
-		}
-		p.mu.Unlock()
-	}
-}
-
-// stopLocked stops the current run, if any. The caller holds op.
-func (p *Process) stopLocked(ctx context.Context) {
-	p.mu.Lock()
-	r := p.cur
-	if r == nil || isClosed(r.exited) {
-		p.state = Stopped
-		p.mu.Unlock()
-		return
-	}
-	r.expected = true
-	p.state = Stopping
-	p.mu.Unlock()
-	p.stopSequence(ctx, r)
-	<-r.exited
-	p.mu.Lock()
-	p.state = Stopped
-	p.mu.Unlock()
-}
-
-// stopSequence: quietCommand -> drain (drainCommand, or wait for the exit)
-// -> stopCommand or stopSignal -> SIGKILL after the grace period; then
-// wait until the whole group is gone. Hook failures are reported, not fatal.
-func (p *Process) stopSequence(ctx context.Context, r *run) {
-	h, spec, lc := r.h, r.spec, r.spec.Lifecycle
-	env := append(append([]string(nil), spec.Env...), "ROLLBRIDGE_PID="+strconv.Itoa(h.Pid()))
-	hookBound := max(spec.GracefulStop, time.Second)
-	if lc.QuietCommand != "" {
-		p.hook(ctx, spec, env, "quietCommand", lc.QuietCommand, hookBound)
-	}
-	if lc.DrainTimeout > 0 {
-		if lc.DrainCommand != "" {
-			p.hook(ctx, spec, env, "drainCommand", lc.DrainCommand, lc.DrainTimeout)
-		} else {
-			waitGone(ctx, h, lc.DrainTimeout)
-		}
-	}
-	if gone(h) {
-		return
-	}
-	if lc.StopCommand != "" {
-		p.hook(ctx, spec, env, "stopCommand", lc.StopCommand, hookBound)
-	} else {
-		sig := spec.StopSignal
-		if sig == 0 {
-			sig = syscall.SIGTERM
-		}
-		_ = h.Signal(sig) // ESRCH is already mapped to nil; anything else ends in SIGKILL below
-	}
-	terminateGroup(ctx, h, spec.GracefulStop)
-}
-
-// terminateGroup waits up to grace for the group to end (after a signal the
-// caller already sent, or SIGTERM sent here when grace is for leftovers),
-// then SIGKILLs it and waits until it is gone.
-func terminateGroup(ctx context.Context, h Handle, grace time.Duration) {
-	if gone(h) {
-		return
-	}
-	select {
-	case <-h.Done():
-		// The leader is gone but members are left: ask them too.
-		_ = h.Signal(syscall.SIGTERM) // see stopSequence
-	default:
-	}
-	if waitGone(ctx, h, grace) {
-		return
-	}
-	for i := 0; ; i++ {
-		_ = h.Signal(syscall.SIGKILL) // cannot be ignored; repeated for members forked meanwhile
-		if waitGone(context.Background(), h, 100*time.Millisecond) {
+		if r.canceled || p.cur != r || !p.autoRestart {
+			p.mu.Unlock()
 			return
 		}
-		if i == 300 {
-			return // 30s of SIGKILL: something outside our reach (D state); give up waiting
+		spec := p.spec // the next start uses the newest spec, and so does its policy
+		kept, delay, ok := nextRestart(spec.RestartDelay, spec.Restart, p.restartTimes, time.Now())
+		p.restartTimes = kept
+		if !ok {
+			p.state = Failed
+			n := p.restarts
+			p.mu.Unlock()
+			p.emit(spec, "restart limit reached", map[string]any{
+				"restarts": n, "maxRestarts": spec.Restart.MaxRestarts, "windowMs": spec.Restart.Window.Milliseconds(),
+			})
+			return
 		}
+		p.mu.Unlock()
+		if !p.waitRestartDelay(r, delay) {
+			return
+		}
+		select {
+		case p.op <- struct{}{}:
+		case <-r.cancel:
+			return
+		}
+		p.mu.Lock()
+		if r.canceled || p.cur != r || !p.autoRestart {
+			p.mu.Unlock()
+			p.release()
+			return
+		}
+		p.restartTimes = append(p.restartTimes, time.Now())
+		p.restarts++
+		p.mu.Unlock()
+		err := p.startLocked(context.Background(), ReasonCrash)
+		p.release()
+		if err == nil {
+			return
+		}
+		// Counted as a restart; the policy decides whether to try again.
+		p.emit(spec, "process start failed", map[string]any{"reason": string(ReasonCrash), "error": err.Error()})
 	}
 }
 
-// gone reports that the leader exited and no member of its group is left.
-func gone(h Handle) bool {
-	select {
-	case <-h.Done():
-		return !h.GroupAlive()
-	default:
-		return false
-	}
-}
-
-// waitGone waits up to d (or until ctx ends) for gone(h).
-func waitGone(ctx context.Context, h Handle, d time.Duration) bool {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	select {
-	case <-h.Done():
-	case <-deadline.C:
-		return gone(h)
-	case <-ctx.Done():
-		return gone(h)
-	}
-	pause := 2 * time.Millisecond
-	for !gone(h) {
-		t := time.NewTimer(pause)
+// waitRestartDelay waits d unless r is cancelled or auto-restart is turned
+// off meanwhile; it reports whether to go on with the restart.
+func (p *Process) waitRestartDelay(r *run, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		changed, on := p.autoChanged, p.autoRestart
+		p.mu.Unlock()
+		if !on {
+			return false
+		}
 		select {
 		case <-t.C:
-		case <-deadline.C:
-			t.Stop()
-			return gone(h)
-		case <-ctx.Done():
-			t.Stop()
-			return gone(h)
+			return true
+		case <-r.cancel:
+			return false
+		case <-changed:
 		}
-		pause = min(pause*2, 50*time.Millisecond)
 	}
-	return true
 }
 
-// sampleMemory measures the group's RSS every CheckInterval, warns once
-// above WarnBytes, and restarts the process above LimitBytes.
-func (p *Process) sampleMemory(r *run) {
+// sample measures the group's RSS every CheckInterval while the leader runs,
+// warns once above WarnBytes and hands over to the monitor above LimitBytes.
+func (p *Process) sample(r *run) {
+	defer close(r.samplerDone)
 	m := r.spec.Memory
-	t := time.NewTicker(m.CheckInterval)
+	interval := m.CheckInterval
+	if interval <= 0 {
+		interval = defaultCheckInterval
+	}
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-r.sampler:
+		case <-r.h.Done():
 			return
 		case <-t.C:
 		}
@@ -461,74 +605,57 @@ func (p *Process) sampleMemory(r *run) {
 			sum += mb.RSSBytes
 		}
 		p.mu.Lock()
-		p.rss, p.children = sum, members
-		warn := m.WarnBytes > 0 && sum >= m.WarnBytes && !p.warned
-		if warn {
-			p.warned = true
+		if r.stopping || r.leaderGone {
+			p.mu.Unlock()
+			return // a stop is under way; its exit is not a memory problem
 		}
+		if p.cur == r {
+			p.rss, p.children = sum, members
+		}
+		warn := m.WarnBytes > 0 && sum > m.WarnBytes && !r.warned
+		r.warned = r.warned || warn
 		p.mu.Unlock()
 		if warn {
-			p.emit("memory warning", map[string]any{"rssBytes": sum, "warnBytes": m.WarnBytes})
+			p.emit(r.spec, "memory warning", map[string]any{"rssBytes": sum, "warnBytes": m.WarnBytes})
 		}
 		if sum > m.LimitBytes {
-			p.emit("memory limit exceeded", map[string]any{"rssBytes": sum, "limitBytes": m.LimitBytes})
-			go p.memoryRestart(r)
+			p.emit(r.spec, "memory limit exceeded", map[string]any{"rssBytes": sum, "limitBytes": m.LimitBytes})
+			close(r.memLimit)
 			return
 		}
 	}
 }
 
-// memoryRestart restarts the process if r is still its current run.
+// memoryRestart stops r gracefully and starts the process again with
+// reason memory, unless someone else took over r meanwhile.
 func (p *Process) memoryRestart(r *run) {
-	p.op.Lock()
-	defer p.op.Unlock()
-	p.mu.Lock()
-	current := p.cur == r && !r.expected && !isClosed(r.exited)
-	p.mu.Unlock()
-	if !current {
-		return // stopped or restarted meanwhile
-	}
-	if err := p.restartLocked(context.Background(), ReasonMemory); err != nil {
-		p.emit("process start failed", map[string]any{"error": err.Error(), "reason": string(ReasonMemory)})
-	}
-}
-
-// Status returns a snapshot; it never waits for a start or stop.
-func (p *Process) Status() Status {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := Status{
-		ID: p.spec.ID, Command: p.spec.Command, Cwd: p.spec.Dir, State: p.state,
-		Restarts: p.restarts, ExitCode: p.exitCode, ExitSignal: p.exitSignal,
-		Logs: p.ring.snapshot(), RSSBytes: p.rss, MemoryRestarts: p.memRestarts,
-		Children: append([]Member{}, p.children...),
-	}
-	if p.lastReason != "" {
-		r := p.lastReason
-		st.LastStartReason = &r
-	}
-	if !p.startedAt.IsZero() {
-		t := p.startedAt
-		st.StartedAt = &t
-	}
-	if !p.lastMemRestart.IsZero() {
-		t := p.lastMemRestart
-		st.LastMemoryRestartAt = &t
-	}
-	if p.cur != nil && !isClosed(p.cur.exited) && (p.state == Running || p.state == Stopping) {
-		pid := p.cur.h.Pid()
-		st.Pid = &pid
-		up := time.Since(p.startedAt).Milliseconds()
-		st.UptimeMs = &up
-	}
-	return st
-}
-
-func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-ch:
-		return true
-	default:
-		return false
+	case p.op <- struct{}{}:
+	case <-r.cancel:
+		return // a Stop, Start or Restart owns r now
+	}
+	defer p.release()
+	p.mu.Lock()
+	if r.canceled || r.leaderGone || r.stopping || p.cur != r {
+		p.mu.Unlock()
+		return // crashed meanwhile (the monitor restarts it) or taken over
+	}
+	r.stopping = true
+	p.state = Stopping
+	p.memRestarts++
+	p.lastMemRestart = time.Now().UTC()
+	p.mu.Unlock()
+	if err := p.stopSequence(r); err != nil {
+		p.emit(r.spec, "process stop failed", map[string]any{"error": err.Error()})
+		return
+	}
+	p.mu.Lock()
+	canceled := r.canceled
+	p.mu.Unlock()
+	if canceled {
+		return // a Stop arrived during the sequence: it wins
+	}
+	if err := p.startLocked(context.Background(), ReasonMemory); err != nil {
+		p.emit(r.spec, "process start failed", map[string]any{"reason": string(ReasonMemory), "error": err.Error()})
 	}
 }

@@ -2,575 +2,843 @@ package process
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strconv"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/rollbridge/rollbridge-go/pkg/events"
-	"go.uber.org/goleak"
 )
 
-// TestMain doubles as the managed child when RB_PROC_MODE is set.
-func TestMain(m *testing.M) {
-	switch os.Getenv("RB_PROC_MODE") {
-	case "":
-		goleak.VerifyTestMain(m)
-	case "hog":
-		mib, _ := strconv.Atoi(os.Getenv("RB_HOG_MIB"))
-		buf := make([]byte, mib<<20)
-		for i := range buf {
-			if i%4096 == 0 {
-				buf[i] = 1
+func TestStartStopStatusAndEvents(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "web", "signals", "RB_QUIT=SIGTERM")
+	spec.Fields = map[string]any{"releaseId": "v1", "policy": "proxied"}
+	h := newHarness(t, spec)
+	pid := h.startReady()
+
+	st := h.p.Status()
+	if st.State != Running || st.LastStartReason == nil || *st.LastStartReason != ReasonDeploy ||
+		st.UptimeMs == nil || st.StartedAt == nil || st.ExitCode != nil || st.ExitSignal != nil {
+		t.Errorf("running status: %+v", st)
+	}
+	if st.ID != "web" || st.Command != spec.Command || st.Cwd != spec.Dir {
+		t.Errorf("status id/command/cwd: got %q %q %q", st.ID, st.Command, st.Cwd)
+	}
+	started := h.events("process started")
+	if len(started) != 1 {
+		t.Fatalf("got %d process started events, want 1", len(started))
+	}
+	for k, want := range map[string]any{"id": "web", "pid": pid, "reason": "deploy", "releaseId": "v1", "policy": "proxied"} {
+		if got := started[0].Data[k]; got != want {
+			t.Errorf("process started %s: got %v, want %v", k, got, want)
+		}
+	}
+
+	h.stop()
+	assertGroupGone(t, pid)
+	st = h.p.Status()
+	if st.State != Stopped || st.Pid != nil || st.UptimeMs != nil || st.StartedAt == nil {
+		t.Errorf("stopped status: state %s pid %v uptime %v startedAt %v", st.State, st.Pid, st.UptimeMs, st.StartedAt)
+	}
+	if st.ExitCode == nil || *st.ExitCode != 0 || st.ExitSignal != nil {
+		t.Errorf("exit: code %v signal %v, want 0 and none", st.ExitCode, st.ExitSignal)
+	}
+	exited := h.events("process exited")
+	if len(exited) != 1 {
+		t.Fatalf("got %d process exited events, want 1", len(exited))
+	}
+	for k, want := range map[string]any{"id": "web", "pid": pid, "exitCode": 0, "exitSignal": nil, "releaseId": "v1"} {
+		if got := exited[0].Data[k]; got != want {
+			t.Errorf("process exited %s: got %v, want %v", k, got, want)
+		}
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, childSpec(t, "web", "signals", "RB_QUIT=SIGTERM"))
+	decode := func() map[string]any {
+		b, err := json.Marshal(h.p.Status())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	wantKeys := []string{"id", "command", "cwd", "state", "pid", "restarts", "startedAt", "uptimeMs", "exitCode",
+		"exitSignal", "lastStartReason", "logs", "rssBytes", "memoryRestarts", "lastMemoryRestartAt", "children"}
+	sort.Strings(wantKeys)
+
+	m := decode()
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if !slices.Equal(keys, wantKeys) {
+		t.Errorf("keys:\n got %v\nwant %v", keys, wantKeys)
+	}
+	for _, k := range []string{"pid", "startedAt", "uptimeMs", "exitCode", "exitSignal", "lastStartReason", "lastMemoryRestartAt"} {
+		if m[k] != nil {
+			t.Errorf("never started: %s = %v, want null", k, m[k])
+		}
+	}
+	if logs, ok := m["logs"].([]any); !ok || len(logs) != 0 {
+		t.Errorf("logs = %#v, want []", m["logs"])
+	}
+	if ch, ok := m["children"].([]any); !ok || len(ch) != 0 {
+		t.Errorf("children = %#v, want []", m["children"])
+	}
+	if m["state"] != "stopped" {
+		t.Errorf("state = %v, want stopped", m["state"])
+	}
+
+	pid := h.startReady()
+	m = decode()
+	if m["pid"] != float64(pid) || m["state"] != "running" || m["lastStartReason"] != "deploy" {
+		t.Errorf("running: pid %v state %v reason %v", m["pid"], m["state"], m["lastStartReason"])
+	}
+	if _, ok := m["uptimeMs"].(float64); !ok {
+		t.Errorf("uptimeMs = %#v, want a number", m["uptimeMs"])
+	}
+	if s, _ := m["startedAt"].(string); s == "" {
+		t.Errorf("startedAt = %#v", m["startedAt"])
+	} else if _, err := time.Parse(time.RFC3339, s); err != nil {
+		t.Errorf("startedAt %q is not RFC 3339: %v", s, err)
+	}
+	line := m["logs"].([]any)[0].(map[string]any)
+	if line["line"] != "ready" || line["stream"] != "stdout" || line["at"] == nil {
+		t.Errorf("log line = %v", line)
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, dir, want string
+		notExist        bool
+	}{
+		{"missing", "/nonexistent/releases/42", "process web: working directory /nonexistent/releases/42 does not exist", true},
+		{"not a directory", file, "process web: working directory " + file + " is not a directory", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := childSpec(t, "web", "signals")
+			spec.Dir = tc.dir
+			h := newHarness(t, spec)
+			err := h.p.Start(context.Background(), ReasonDeploy)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got %v, want %q", err, tc.want)
 			}
-		}
-		fmt.Println("allocated", len(buf))
-		runtime.KeepAlive(buf)
-		time.Sleep(time.Hour)
-		runtime.KeepAlive(buf)
-	}
-}
-
-func selfCommand(t *testing.T, mode string, env ...string) string {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Join(append(env, "RB_PROC_MODE="+mode, "exec", exe), " ")
-}
-
-func baseSpec(t *testing.T, id, command string) Spec {
-	return Spec{
-		ID: id, Command: command, Dir: t.TempDir(), Env: os.Environ(),
-		GracefulStop: 2 * time.Second, RestartDelay: 20 * time.Millisecond,
-		Restart: RestartPolicy{MaxRestarts: -1}, OutputLines: 50,
-	}
-}
-
-func newProc(t *testing.T, spec Spec) (*Process, *events.Log) {
-	t.Helper()
-	log := events.New(1000)
-	p := New(spec, ExecRunner{}, log)
-	t.Cleanup(func() {
-		_ = p.Stop(context.Background())
-		// Nothing of the group may survive the test.
-		st := p.Status()
-		if st.Pid != nil {
-			t.Errorf("pid %d still reported after Stop", *st.Pid)
-		}
-	})
-	return p, log
-}
-
-func start(t *testing.T, p *Process) int {
-	t.Helper()
-	if err := p.Start(context.Background(), ReasonDeploy); err != nil {
-		t.Fatal(err)
-	}
-	st := p.Status()
-	if st.Pid == nil {
-		t.Fatalf("no pid after start: %+v", st)
-	}
-	return *st.Pid
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// groupGone: no live member is left. Zombies do not count — the machine's
-// init may reap orphans lazily — so this reads /proc like the package does.
-func groupGone(pgid int) bool { return !groupAlive(pgid) }
-
-// startReady starts p and waits for the child to print "ready" (its traps
-// are installed by then).
-func startReady(t *testing.T, p *Process) int {
-	t.Helper()
-	pid := start(t, p)
-	eventually(t, "ready line", func() bool {
-		for _, l := range p.Logs() {
-			if l.Line == "ready" {
-				return true
+			if got := errors.Is(err, fs.ErrNotExist); got != tc.notExist {
+				t.Errorf("errors.Is(err, fs.ErrNotExist) = %v, want %v", got, tc.notExist)
 			}
-		}
-		return false
-	})
-	return pid
-}
-
-func eventsNamed(log *events.Log, name string) []events.Event {
-	var out []events.Event
-	for _, e := range log.Recent(0) {
-		if e.Message == name {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func TestStartStatusAndEvents(t *testing.T) {
-	spec := baseSpec(t, "web", `echo "hello $GREETING"; exec sleep 1000`)
-	spec.Env = append(spec.Env, "GREETING=world")
-	spec.Fields = map[string]any{"releaseId": "v1"}
-	p, log := newProc(t, spec)
-	pid := start(t, p)
-	eventually(t, "output", func() bool { return len(p.Logs()) == 1 })
-	if l := p.Logs()[0]; l.Line != "hello world" || l.Stream != "stdout" {
-		t.Errorf("line %+v", l)
-	}
-	st := p.Status()
-	if st.State != Running || *st.LastStartReason != ReasonDeploy || st.UptimeMs == nil || st.StartedAt == nil || st.Cwd != spec.Dir {
-		t.Errorf("status %+v", st)
-	}
-	started := eventsNamed(log, "process started")
-	if len(started) != 1 || started[0].Data["pid"] != pid || started[0].Data["reason"] != "deploy" || started[0].Data["releaseId"] != "v1" || started[0].Data["id"] != "web" {
-		t.Errorf("started events %+v", started)
-	}
-	if err := p.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if !groupGone(pid) {
-		t.Error("group alive after Stop")
-	}
-	st = p.Status()
-	if st.State != Stopped || st.Pid != nil || st.UptimeMs != nil || st.ExitSignal == nil || *st.ExitSignal != "SIGTERM" {
-		t.Errorf("after stop: state %s pid %v signal %v", st.State, st.Pid, st.ExitSignal)
-	}
-	if ex := eventsNamed(log, "process exited"); len(ex) != 1 || ex[0].Data["exitSignal"] != "SIGTERM" {
-		t.Errorf("exited events %+v", ex)
+			if st := h.p.Status(); st.State != Failed || st.Pid != nil {
+				t.Errorf("status after failed start: %s %v", st.State, st.Pid)
+			}
+			if n := len(h.events("process started")); n != 0 {
+				t.Errorf("%d process started events after a failed start", n)
+			}
+		})
 	}
 }
 
-func TestMissingCwd(t *testing.T) {
-	spec := baseSpec(t, "web", "true")
-	spec.Dir = "/nonexistent/release/42"
-	p, _ := newProc(t, spec)
-	err := p.Start(context.Background(), ReasonDeploy)
-	if err == nil || !strings.Contains(err.Error(), "process web: working directory /nonexistent/release/42 does not exist") {
-		t.Fatalf("got %v", err)
-	}
-	if st := p.Status(); st.State != Failed || st.Pid != nil {
-		t.Errorf("status %+v", st)
-	}
-}
-
-func TestShellErrorIsACrash(t *testing.T) {
-	spec := baseSpec(t, "web", "no-such-command-xyz")
+func TestShellErrorExit127(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "web", "")
+	spec.Command = "no-such-command-rb42"
 	spec.Restart.MaxRestarts = 0
-	p, log := newProc(t, spec)
-	start(t, p)
-	<-p.Exited()
-	eventually(t, "failed state", func() bool { return p.Status().State == Failed })
-	st := p.Status()
-	if st.ExitCode == nil || *st.ExitCode != 127 {
-		t.Errorf("exit code %v, want 127", st.ExitCode)
+	h := newHarness(t, spec)
+	h.start()
+	h.waitExited()
+	st := h.p.Status()
+	if st.ExitCode == nil || *st.ExitCode != 127 || st.State != Failed {
+		t.Errorf("got exit %v state %s, want 127 failed", st.ExitCode, st.State)
 	}
-	if !strings.Contains(fmt.Sprint(p.Logs()), "not found") {
-		t.Errorf("shell's error not captured: %v", p.Logs())
+	var shellSaid bool
+	for _, l := range h.p.Logs() {
+		shellSaid = shellSaid || (l.Stream == "stderr" && strings.Contains(l.Line, "not found"))
 	}
-	eventually(t, "restart limit event", func() bool { return len(eventsNamed(log, "restart limit reached")) == 1 })
+	if !shellSaid {
+		t.Errorf("the shell's complaint is not in the logs: %v", h.p.Logs())
+	}
+	h.waitEvents("restart limit reached", 1)
 }
 
-func TestStopSequenceOrderWithHooks(t *testing.T) {
-	dir := t.TempDir()
-	rec := filepath.Join(dir, "order")
-	// The child records TERM itself; each hook records its name and the pid it was given.
-	cmd := fmt.Sprintf(`trap 'echo term >> %[1]s; exit 0' TERM; echo ready; while :; do sleep 0.02; done`, rec)
-	spec := baseSpec(t, "worker", cmd)
-	spec.Lifecycle = Lifecycle{
-		QuietCommand: fmt.Sprintf(`echo "quiet $ROLLBRIDGE_PID" >> %s`, rec),
-		DrainCommand: fmt.Sprintf(`echo drain >> %s`, rec),
-		DrainTimeout: 2 * time.Second,
-	}
-	p, _ := newProc(t, spec)
-	pid := startReady(t, p)
-	if err := p.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("quiet %d\ndrain\nterm\n", pid)
-	if got := readFile(t, rec); got != want {
-		t.Errorf("order:\n%s\nwant:\n%s", got, want)
-	}
-	if !groupGone(pid) {
-		t.Error("group alive")
+func TestStopSequence(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		quit string // signals the child exits on
+		lc   Lifecycle
+		sig  syscall.Signal
+		want string // recorded lines; PID stands for the leader's pid
+	}{
+		{
+			name: "quiet, drain command, then stop signal",
+			quit: "SIGTERM",
+			lc:   Lifecycle{QuietCommand: "echo quiet $ROLLBRIDGE_PID >> REC", DrainCommand: "echo drain >> REC", DrainTimeout: 10 * time.Second},
+			want: "quiet PID\ndrain\nSIGTERM\n",
+		},
+		{
+			name: "drainTimeout 0 skips the drain step",
+			quit: "SIGTERM",
+			lc:   Lifecycle{QuietCommand: "echo quiet >> REC", DrainCommand: "echo drain >> REC"},
+			want: "quiet\nSIGTERM\n",
+		},
+		{
+			name: "drain without a command waits for the exit",
+			quit: "SIGUSR1",
+			lc:   Lifecycle{QuietCommand: "echo quiet >> REC; kill -USR1 $ROLLBRIDGE_PID", DrainTimeout: waitTimeout},
+			want: "quiet\nSIGUSR1\n",
+		},
+		{
+			name: "stopCommand instead of the signal",
+			quit: "SIGUSR2",
+			lc:   Lifecycle{StopCommand: "echo stop >> REC; kill -USR2 $ROLLBRIDGE_PID"},
+			want: "stop\nSIGUSR2\n",
+		},
+		{
+			name: "custom stopSignal",
+			quit: "SIGINT",
+			sig:  syscall.SIGINT,
+			want: "SIGINT\n",
+		},
+		{
+			name: "hooks stop at a process that already left during the drain",
+			quit: "SIGUSR1",
+			lc: Lifecycle{QuietCommand: "kill -USR1 $ROLLBRIDGE_PID", DrainTimeout: waitTimeout,
+				StopCommand: "echo stop >> REC"},
+			want: "SIGUSR1\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := filepath.Join(t.TempDir(), "record")
+			spec := childSpec(t, "worker", "signals", "RB_RECORD="+rec, "RB_QUIT="+tc.quit)
+			spec.StopSignal = tc.sig
+			spec.Lifecycle = tc.lc
+			for _, c := range []*string{&spec.Lifecycle.QuietCommand, &spec.Lifecycle.DrainCommand, &spec.Lifecycle.StopCommand} {
+				*c = strings.ReplaceAll(*c, "REC", shellQuote(rec))
+			}
+			h := newHarness(t, spec)
+			pid := h.startReady()
+			h.stop()
+			want := strings.ReplaceAll(tc.want, "PID", fmt.Sprint(pid))
+			if got := readFile(t, rec); got != want {
+				t.Errorf("recorded:\n%s\nwant:\n%s", got, want)
+			}
+			assertGroupGone(t, pid)
+			if st := h.p.Status(); st.State != Stopped || st.ExitCode == nil || *st.ExitCode != 0 {
+				t.Errorf("state %s exit %v, want stopped with code 0", st.State, st.ExitCode)
+			}
+			if f := h.events("lifecycle hook failed"); len(f) != 0 {
+				t.Errorf("unexpected hook failures: %v", f)
+			}
+		})
 	}
 }
 
-func TestDrainWaitsForExitWithoutCommand(t *testing.T) {
-	rec := filepath.Join(t.TempDir(), "rec")
-	// Quiet tells the worker to finish; it exits by itself within the drain window.
-	spec := baseSpec(t, "worker", fmt.Sprintf(`trap 'echo usr1 >> %[1]s; exit 0' USR1; trap 'echo term >> %[1]s' TERM; echo ready; while :; do sleep 0.02; done`, rec))
-	spec.Lifecycle = Lifecycle{QuietCommand: `kill -USR1 -$ROLLBRIDGE_PID`, DrainTimeout: 5 * time.Second}
-	p, _ := newProc(t, spec)
-	startReady(t, p)
-	if err := p.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := readFile(t, rec); got != "usr1\n" {
-		t.Errorf("got %q: the worker should drain and exit without a TERM", got)
+func TestBrokenHooksStillStop(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		lc     Lifecycle
+		record string            // signals the child saw (it ignores them all)
+		failed map[string]string // hook -> part of the error
+	}{
+		{
+			name: "failing quiet hook and hanging drain hook",
+			lc: Lifecycle{QuietCommand: "echo going to fail; exit 3", DrainCommand: "echo $$ > HOOKPID; exec sleep 1000",
+				DrainTimeout: 300 * time.Millisecond},
+			record: "SIGTERM\n",
+			failed: map[string]string{"quietCommand": "exit status 3", "drainCommand": "timed out after 300ms"},
+		},
+		{
+			name:   "hanging stop hook",
+			lc:     Lifecycle{StopCommand: "echo $$ > HOOKPID; exec sleep 1000"},
+			failed: map[string]string{"stopCommand": "timed out after 300ms"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			rec, hookPid := filepath.Join(dir, "record"), filepath.Join(dir, "hookpid")
+			spec := childSpec(t, "worker", "signals", "RB_RECORD="+rec, "RB_QUIT=")
+			spec.GracefulStop = 300 * time.Millisecond
+			spec.Lifecycle = tc.lc
+			spec.Lifecycle.DrainCommand = strings.ReplaceAll(spec.Lifecycle.DrainCommand, "HOOKPID", shellQuote(hookPid))
+			spec.Lifecycle.StopCommand = strings.ReplaceAll(spec.Lifecycle.StopCommand, "HOOKPID", shellQuote(hookPid))
+			h := newHarness(t, spec)
+			pid := h.startReady()
+			h.stop() // fails the test if it does not return
+			assertGroupGone(t, pid)
+			assertDead(t, readPid(t, hookPid))
+			if got := readFile(t, rec); got != tc.record {
+				t.Errorf("child saw %q, want %q", got, tc.record)
+			}
+			st := h.p.Status()
+			if st.State != Stopped || st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" {
+				t.Errorf("state %s signal %v, want stopped by SIGKILL", st.State, st.ExitSignal)
+			}
+			failed := h.events("lifecycle hook failed")
+			if len(failed) != len(tc.failed) {
+				t.Fatalf("got %d hook failures, want %d: %v", len(failed), len(tc.failed), failed)
+			}
+			for _, e := range failed {
+				hook, _ := e.Data["hook"].(string)
+				msg, _ := e.Data["error"].(string)
+				if want, ok := tc.failed[hook]; !ok || !strings.Contains(msg, want) || e.Data["id"] != "worker" {
+					t.Errorf("hook failure %v, want one of %v", e.Data, tc.failed)
+				}
+			}
+			if tc.lc.QuietCommand != "" && !hasLine(h.p.Logs(), "[quietCommand] going to fail") {
+				t.Errorf("hook output missing from the logs: %v", h.p.Logs())
+			}
+		})
 	}
 }
 
-func TestStopCommandInsteadOfSignal(t *testing.T) {
-	rec := filepath.Join(t.TempDir(), "rec")
-	spec := baseSpec(t, "worker", fmt.Sprintf(`trap 'echo term >> %[1]s; exit 0' TERM; trap 'echo usr2 >> %[1]s; exit 0' USR2; echo ready; while :; do sleep 0.02; done`, rec))
-	spec.Lifecycle = Lifecycle{StopCommand: `kill -USR2 $ROLLBRIDGE_PID`}
-	p, _ := newProc(t, spec)
-	startReady(t, p)
-	if err := p.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := readFile(t, rec); got != "usr2\n" {
-		t.Errorf("got %q, want only the stop command's signal", got)
-	}
+func TestStopContextEndsSequence(t *testing.T) {
+	t.Parallel()
+	t.Run("already cancelled", func(t *testing.T) {
+		t.Parallel()
+		rec := filepath.Join(t.TempDir(), "record")
+		spec := childSpec(t, "worker", "signals", "RB_RECORD="+rec, "RB_QUIT=")
+		spec.GracefulStop = time.Hour
+		spec.Lifecycle = Lifecycle{QuietCommand: "echo quiet >> " + shellQuote(rec), DrainTimeout: time.Hour}
+		h := newHarness(t, spec)
+		pid := h.startReady()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		h.stopCtx(ctx)
+		assertGroupGone(t, pid)
+		if got := readFile(t, rec); got != "" {
+			t.Errorf("recorded %q: nothing but SIGKILL should have happened", got)
+		}
+		if st := h.p.Status(); st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" || st.State != Stopped {
+			t.Errorf("state %s signal %v", st.State, st.ExitSignal)
+		}
+	})
+	t.Run("cancelled during the drain hook", func(t *testing.T) {
+		t.Parallel()
+		hookPid := filepath.Join(t.TempDir(), "hookpid")
+		spec := childSpec(t, "worker", "signals", "RB_QUIT=")
+		spec.GracefulStop = time.Hour
+		spec.Lifecycle = Lifecycle{DrainCommand: "echo $$ > " + shellQuote(hookPid) + "; exec sleep 1000", DrainTimeout: time.Hour}
+		h := newHarness(t, spec)
+		pid := h.startReady()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.stopCtx(ctx)
+		}()
+		hp := readPid(t, hookPid)
+		waitFor(t, "stopping state", func() bool { return h.p.Status().State == Stopping })
+		cancel()
+		waitClosed(t, "Stop", done)
+		assertGroupGone(t, pid)
+		assertDead(t, hp)
+		if st := h.p.Status(); st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" {
+			t.Errorf("signal %v, want SIGKILL", st.ExitSignal)
+		}
+		if f := h.events("lifecycle hook failed"); len(f) != 1 || !strings.Contains(fmt.Sprint(f[0].Data["error"]), "interrupted") {
+			t.Errorf("hook failures %v, want one interrupted drainCommand", f)
+		}
+	})
 }
 
-func TestFailingAndHangingHooksStillStop(t *testing.T) {
-	spec := baseSpec(t, "worker", `trap '' TERM; echo ready; while :; do sleep 0.02; done`)
+func TestGrandchildIgnoringTermIsKilledWithItsGroup(t *testing.T) {
+	t.Parallel()
+	pidFile := filepath.Join(t.TempDir(), "grandchild")
+	spec := childSpec(t, "worker", "grandchild", "RB_PIDFILE="+pidFile)
 	spec.GracefulStop = 300 * time.Millisecond
-	spec.Lifecycle = Lifecycle{QuietCommand: "exit 3", DrainCommand: "sleep 1000", DrainTimeout: 300 * time.Millisecond}
-	p, log := newProc(t, spec)
-	pid := startReady(t, p)
-	began := time.Now()
-	if err := p.Stop(context.Background()); err != nil {
-		t.Fatal(err)
+	h := newHarness(t, spec)
+	pid := h.start()
+	h.waitLine("leader ready")
+	gc := readPid(t, pidFile)
+	if members := liveMembers(t, pid); len(members) != 2 {
+		t.Fatalf("group members before stop: %v, want leader and grandchild", members)
 	}
-	// quiet (fails fast) + drain (300ms, killed) + grace (300ms) + SIGKILL; 10s is a generous bound.
-	if d := time.Since(began); d > 10*time.Second {
-		t.Errorf("stop took %v", d)
-	}
-	if !groupGone(pid) {
-		t.Error("group alive")
-	}
-	failed := eventsNamed(log, "lifecycle hook failed")
-	if len(failed) != 2 || failed[0].Data["hook"] != "quietCommand" || failed[1].Data["hook"] != "drainCommand" ||
-		!strings.Contains(fmt.Sprint(failed[1].Data["error"]), "timed out") {
-		t.Errorf("hook failure events %+v", failed)
-	}
-	if st := p.Status(); st.State != Stopped || st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" {
-		t.Errorf("status %s %v", st.State, st.ExitSignal)
+	h.stop()
+	assertDead(t, gc)
+	assertGroupGone(t, pid)
+	if st := h.p.Status(); st.ExitSignal == nil || *st.ExitSignal != "SIGTERM" || st.State != Stopped {
+		t.Errorf("leader: state %s signal %v, want stopped by SIGTERM", st.State, st.ExitSignal)
 	}
 }
 
-func TestCustomStopSignalReceived(t *testing.T) {
-	rec := filepath.Join(t.TempDir(), "rec")
-	spec := baseSpec(t, "worker", fmt.Sprintf(`trap 'echo int >> %[1]s; exit 0' INT; trap 'echo term >> %[1]s; exit 0' TERM; echo ready; while :; do sleep 0.02; done`, rec))
-	spec.StopSignal = syscall.SIGINT
-	p, _ := newProc(t, spec)
-	startReady(t, p)
-	if err := p.Stop(context.Background()); err != nil {
-		t.Fatal(err)
+func TestCrashLeftoversAreKilled(t *testing.T) {
+	t.Parallel()
+	pidFile := filepath.Join(t.TempDir(), "grandchild")
+	spec := childSpec(t, "worker", "grandchild", "RB_PIDFILE="+pidFile, "RB_EXIT=3")
+	spec.GracefulStop = 300 * time.Millisecond
+	spec.Restart.MaxRestarts = 0
+	h := newHarness(t, spec)
+	pid := h.start()
+	h.waitExited() // the grandchild still holds the output: Done must not wait for it
+	gc := readPid(t, pidFile)
+	if st := h.p.Status(); st.ExitCode == nil || *st.ExitCode != 3 || st.Pid != nil {
+		t.Errorf("exit %v pid %v, want 3 and no pid", st.ExitCode, st.Pid)
 	}
-	if got := readFile(t, rec); got != "int\n" {
-		t.Errorf("got %q, want int", got)
-	}
-}
-
-func TestGrandchildIgnoringTermIsKilledWithGroup(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "gc")
-	spec := baseSpec(t, "worker", fmt.Sprintf(`sh -c 'trap "" TERM; echo $$ > %s; while :; do sleep 0.05; done' & wait`, pidFile))
-	spec.GracefulStop = 200 * time.Millisecond
-	p, _ := newProc(t, spec)
-	pid := start(t, p)
-	eventually(t, "grandchild pid", func() bool { return strings.TrimSpace(readFile(t, pidFile)) != "" })
-	gc, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidFile)))
-	if err := p.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if !groupGone(pid) {
-		t.Error("group alive")
-	}
-	if st, err := statFields(gc); err == nil && st[0] != "Z" {
-		t.Errorf("grandchild %d survived (state %s)", gc, st[0])
+	h.waitEvents("restart limit reached", 1) // emitted once the leftovers are gone
+	assertDead(t, gc)
+	assertGroupGone(t, pid)
+	if st := h.p.Status(); st.State != Failed {
+		t.Errorf("state %s, want failed", st.State)
 	}
 }
 
-func TestOutputRing(t *testing.T) {
-	spec := baseSpec(t, "chatty", `i=0; while [ $i -lt 30 ]; do echo "line $i"; i=$((i+1)); done; sleep 0.2; echo err >&2; sleep 0.2; printf partial`)
+func TestOutputRingKeepsExactlyOutputLines(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "chatty", "lines", "RB_LINES=30", "RB_PARTIAL=partial")
 	spec.OutputLines = 5
 	spec.Restart.MaxRestarts = 0
-	p, _ := newProc(t, spec)
-	start(t, p)
-	eventually(t, "partial last line", func() bool {
-		l := p.Logs()
-		return len(l) > 0 && l[len(l)-1].Line == "partial"
-	})
-	_ = p.Stop(context.Background())
-	logs := p.Logs()
-	if len(logs) != 5 {
-		t.Fatalf("kept %d lines, want 5: %+v", len(logs), logs)
-	}
+	h := newHarness(t, spec)
+	h.start()
+	h.waitExited() // Done includes reading the output to its end: no polling needed
 	var got []string
-	for _, l := range logs {
+	for _, l := range h.p.Logs() {
 		got = append(got, l.Stream+":"+l.Line)
 	}
-	// stdout and stderr are read independently, so only per-stream order is fixed.
-	joined := strings.Join(got, ",")
-	for _, want := range []string{"stdout:line 28", "stdout:line 29", "stderr:err", "stdout:partial"} {
-		if !strings.Contains(joined, want) {
-			t.Errorf("ring %v lacks %s", got, want)
+	want := []string{"stdout:line 26", "stdout:line 27", "stdout:line 28", "stdout:line 29", "stdout:partial"}
+	if !slices.Equal(got, want) {
+		t.Errorf("logs:\n got %v\nwant %v", got, want)
+	}
+	if st := h.p.Status(); len(st.Logs) != 5 {
+		t.Errorf("status has %d log lines, want 5", len(st.Logs))
+	}
+}
+
+func TestLongLineIsCut(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "long", "long", "RB_LONG=200000")
+	spec.Restart.MaxRestarts = 0
+	h := newHarness(t, spec)
+	h.start()
+	h.waitExited()
+	logs := h.p.Logs()
+	if len(logs) != 2 {
+		t.Fatalf("got %d lines, want the cut long line and the next one", len(logs))
+	}
+	if l := logs[0].Line; len(l) != maxLineBytes || strings.Trim(l, "x") != "" {
+		t.Errorf("first line has %d bytes, want %d x's", len(l), maxLineBytes)
+	}
+	if logs[1].Line != "after" {
+		t.Errorf("second line %.40q, want after", logs[1].Line)
+	}
+}
+
+func TestOutputStreamsAreForwarded(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []string
+	spec := childSpec(t, "web", "streams")
+	spec.Restart.MaxRestarts = 0
+	h := newHarness(t, spec, WithOutput(func(id string, l Line) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, id+" "+l.Stream+" "+l.Line)
+	}))
+	h.start()
+	h.waitExited()
+	mu.Lock()
+	defer mu.Unlock()
+	sort.Strings(got)
+	if want := []string{"web stderr to stderr", "web stdout to stdout"}; !slices.Equal(got, want) {
+		t.Errorf("forwarded %v, want %v", got, want)
+	}
+}
+
+func TestCrashIsRestartedWithReasonCrash(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "worker", "crash-until", "RB_COUNTER="+filepath.Join(t.TempDir(), "n"), "RB_UNTIL=3")
+	h := newHarness(t, spec)
+	h.start()
+	h.waitLine("up")
+	st := h.p.Status()
+	if st.State != Running || st.Restarts != 2 || st.LastStartReason == nil || *st.LastStartReason != ReasonCrash {
+		t.Errorf("state %s restarts %d reason %v, want running, 2, crash", st.State, st.Restarts, st.LastStartReason)
+	}
+	var reasons []string
+	for _, e := range h.events("process started") {
+		reasons = append(reasons, e.Data["reason"].(string))
+	}
+	if want := []string{"deploy", "crash", "crash"}; !slices.Equal(reasons, want) {
+		t.Errorf("start reasons %v, want %v", reasons, want)
+	}
+	for _, e := range h.events("process exited") {
+		if e.Data["exitCode"] != 1 {
+			t.Errorf("exit event %v, want exitCode 1", e.Data)
 		}
 	}
 }
 
-func TestLongLineBounded(t *testing.T) {
-	spec := baseSpec(t, "long", `head -c 200000 /dev/zero | tr '\0' 'x'; echo; echo after; exec sleep 1000`)
-	p, _ := newProc(t, spec)
-	start(t, p)
-	eventually(t, "line after the long one", func() bool {
-		l := p.Logs()
-		return len(l) > 0 && l[len(l)-1].Line == "after"
-	})
-	logs := p.Logs()
-	if len(logs) != 2 || len(logs[0].Line) != maxLine {
-		t.Errorf("got %d lines, first %d bytes; want 2 lines, first cut at %d", len(logs), len(logs[0].Line), maxLine)
-	}
-}
-
-func TestCrashRestartedWithReason(t *testing.T) {
-	counter := filepath.Join(t.TempDir(), "n")
-	spec := baseSpec(t, "worker", fmt.Sprintf(`echo x >> %s; n=$(wc -l < %s); if [ $n -lt 3 ]; then exit 1; fi; exec sleep 1000`, counter, counter))
-	p, log := newProc(t, spec)
-	start(t, p)
-	eventually(t, "third run", func() bool { return p.Status().Restarts == 2 && p.Status().State == Running })
-	started := eventsNamed(log, "process started")
-	if len(started) != 3 || started[1].Data["reason"] != "crash" || started[2].Data["reason"] != "crash" {
-		t.Errorf("started %+v", started)
-	}
-	if st := p.Status(); *st.LastStartReason != ReasonCrash {
-		t.Errorf("reason %v", *st.LastStartReason)
-	}
-}
-
-func TestBackoffDelays(t *testing.T) {
-	for _, tc := range []struct {
-		base   time.Duration
-		factor float64
-		n      int
-		max    time.Duration
-		want   time.Duration
-	}{
-		{time.Second, 1, 5, 0, time.Second},
-		{time.Second, 2, 0, 0, time.Second},
-		{time.Second, 2, 3, 0, 8 * time.Second},
-		{time.Second, 2, 10, 30 * time.Second, 30 * time.Second},
-		{100 * time.Millisecond, 1.5, 2, 0, 225 * time.Millisecond},
-		{time.Second, 0.5, 3, 0, time.Second},
-		{time.Second, 10, 400, 0, time.Duration(1<<62 - 1)},
-	} {
-		got := restartDelay(tc.base, tc.factor, tc.n, tc.max)
-		if tc.n == 400 {
-			if got <= 0 {
-				t.Errorf("overflow: %v", got)
-			}
-			continue
-		}
-		if got != tc.want {
-			t.Errorf("restartDelay(%v, %v, %d, %v) = %v, want %v", tc.base, tc.factor, tc.n, tc.max, got, tc.want)
-		}
-	}
-	now := time.Now()
-	times := []time.Time{now.Add(-3 * time.Second), now.Add(-time.Second), now}
-	if got := inWindow(append([]time.Time(nil), times...), now, 2*time.Second); len(got) != 2 {
-		t.Errorf("window kept %d, want 2", len(got))
-	}
-	if got := inWindow(append([]time.Time(nil), times...), now, 0); len(got) != 3 {
-		t.Errorf("lifetime window kept %d", len(got))
-	}
-}
-
-// TestBackoffObserved: delays double between restarts (100ms, 200ms, 400ms).
-func TestBackoffObserved(t *testing.T) {
-	spec := baseSpec(t, "crasher", "exit 1")
+func TestBackoffIsObserved(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "crasher", "crash", "RB_EXIT=1")
 	spec.RestartDelay = 100 * time.Millisecond
 	spec.Restart = RestartPolicy{MaxRestarts: 3, BackoffFactor: 2}
-	p, log := newProc(t, spec)
-	start(t, p)
-	eventually(t, "restart limit", func() bool { return len(eventsNamed(log, "restart limit reached")) == 1 })
-	started := eventsNamed(log, "process started")
-	exited := eventsNamed(log, "process exited")
+	h := newHarness(t, spec)
+	h.start()
+	h.waitEvents("restart limit reached", 1)
+	started, exited := h.events("process started"), h.events("process exited")
 	if len(started) != 4 || len(exited) != 4 {
-		t.Fatalf("%d starts, %d exits; want 4 each", len(started), len(exited))
+		t.Fatalf("%d starts and %d exits, want 4 each", len(started), len(exited))
 	}
-	for i, want := range []time.Duration{100, 200, 400} {
-		gap := started[i+1].At.Sub(exited[i].At)
-		// Lower bound only: the machine may be slow, never early.
-		if gap < want*time.Millisecond {
-			t.Errorf("restart %d after %v, want at least %vms", i+1, gap, want)
+	for i, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+		// Only a lower bound: a busy machine makes restarts late, never early.
+		if gap := started[i+1].At.Sub(exited[i].At); gap < want {
+			t.Errorf("restart %d came %v after the exit, want at least %v", i+1, gap, want)
 		}
 	}
-	if st := p.Status(); st.State != Failed || st.Restarts != 3 {
-		t.Errorf("state %s restarts %d", st.State, st.Restarts)
+	if st := h.p.Status(); st.State != Failed || st.Restarts != 3 {
+		t.Errorf("state %s restarts %d, want failed after 3", st.State, st.Restarts)
+	}
+}
+
+func TestRestartLimitAndManualRevival(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "crasher", "crash", "RB_EXIT=1")
+	spec.Restart = RestartPolicy{MaxRestarts: 2, Window: time.Hour}
+	h := newHarness(t, spec)
+	h.start()
+	limit := h.waitEvents("restart limit reached", 1)
+	if limit[0].Data["restarts"] != 2 || limit[0].Data["id"] != "crasher" {
+		t.Errorf("limit event %v", limit[0].Data)
+	}
+	if st := h.p.Status(); st.State != Failed || st.Restarts != 2 || st.ExitCode == nil || *st.ExitCode != 1 {
+		t.Errorf("state %s restarts %d exit %v", st.State, st.Restarts, st.ExitCode)
+	}
+	// A manual restart revives it with a fresh budget: two more automatic restarts.
+	if err := h.p.Restart(context.Background(), ReasonManual); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEvents("restart limit reached", 2)
+	var reasons []string
+	for _, e := range h.events("process started") {
+		reasons = append(reasons, e.Data["reason"].(string))
+	}
+	if want := []string{"deploy", "crash", "crash", "manual", "crash", "crash"}; !slices.Equal(reasons, want) {
+		t.Errorf("start reasons %v, want %v", reasons, want)
+	}
+	if st := h.p.Status(); st.Restarts != 4 || st.State != Failed {
+		t.Errorf("restarts %d state %s, want 4 failed", st.Restarts, st.State)
 	}
 }
 
 func TestMaxRestartsZero(t *testing.T) {
-	spec := baseSpec(t, "once", "exit 2")
+	t.Parallel()
+	spec := childSpec(t, "once", "crash", "RB_EXIT=2")
 	spec.Restart.MaxRestarts = 0
-	p, log := newProc(t, spec)
-	start(t, p)
-	eventually(t, "restart limit", func() bool { return len(eventsNamed(log, "restart limit reached")) == 1 })
-	if n := len(eventsNamed(log, "process started")); n != 1 {
+	h := newHarness(t, spec)
+	h.start()
+	limit := h.waitEvents("restart limit reached", 1)
+	if limit[0].Data["restarts"] != 0 {
+		t.Errorf("limit event %v, want restarts 0", limit[0].Data)
+	}
+	if n := len(h.events("process started")); n != 1 {
 		t.Errorf("%d starts, want 1", n)
 	}
-	if st := p.Status(); st.State != Failed || *st.ExitCode != 2 || st.Restarts != 0 {
-		t.Errorf("status %s %v %d", st.State, *st.ExitCode, st.Restarts)
-	}
-	// A manual restart revives it.
-	if err := p.Restart(context.Background(), ReasonManual); err != nil {
-		t.Fatal(err)
-	}
-	if st := p.Status(); *st.LastStartReason != ReasonManual {
-		t.Errorf("reason %v", *st.LastStartReason)
+	if st := h.p.Status(); st.State != Failed || st.ExitCode == nil || *st.ExitCode != 2 || st.Restarts != 0 {
+		t.Errorf("state %s exit %v restarts %d", st.State, st.ExitCode, st.Restarts)
 	}
 }
 
 func TestStopCancelsPendingRestart(t *testing.T) {
-	spec := baseSpec(t, "crasher", "exit 1")
-	spec.RestartDelay = 300 * time.Millisecond
-	p, log := newProc(t, spec)
-	start(t, p)
-	<-p.Exited()
-	eventually(t, "failed", func() bool { return p.Status().State == Failed })
-	_ = p.Stop(context.Background())
-	time.Sleep(500 * time.Millisecond) // longer than the restart delay: nothing may start
-	if n := len(eventsNamed(log, "process started")); n != 1 {
-		t.Errorf("%d starts after Stop, want 1", n)
+	t.Parallel()
+	spec := childSpec(t, "crasher", "crash", "RB_EXIT=1")
+	spec.RestartDelay = time.Hour // the restart would only come long after the test
+	h := newHarness(t, spec)
+	h.start()
+	h.waitExited()
+	h.stop() // must not wait out the delay; goleak checks the waiting goroutine ended
+	if st := h.p.Status(); st.State != Stopped {
+		t.Errorf("state %s, want stopped", st.State)
 	}
+	if n := len(h.events("process started")); n != 1 {
+		t.Errorf("%d starts, want 1", n)
+	}
+	// Start works again afterwards, and a new start cancels nothing it should not.
+	h.p.SetSpec(childSpec(t, "crasher", "signals", "RB_QUIT=SIGTERM"))
+	h.startReady()
 }
 
-func TestSetSpecUsedOnNextRestart(t *testing.T) {
-	spec := baseSpec(t, "svc", `echo v1; exec sleep 1000`)
-	p, _ := newProc(t, spec)
-	start(t, p)
-	spec2 := spec
-	spec2.Command = `echo v2; exec sleep 1000`
-	p.SetSpec(spec2)
-	if err := p.Restart(context.Background(), ReasonManual); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "v2 output", func() bool {
-		l := p.Logs()
-		return len(l) > 0 && l[len(l)-1].Line == "v2"
+func TestMemoryHogIsRestarted(t *testing.T) {
+	t.Parallel()
+	const MiB = 1 << 20
+	spec := childSpec(t, "hog", "hog", "RB_MIB=160", "RB_COUNTER="+filepath.Join(t.TempDir(), "n"))
+	spec.Memory = &MemoryPolicy{LimitBytes: 120 * MiB, WarnBytes: 80 * MiB, CheckInterval: 50 * time.Millisecond}
+	h := newHarness(t, spec)
+	h.start()
+	waitFor(t, "a memory restart", func() bool {
+		st := h.p.Status()
+		return st.MemoryRestarts == 1 && st.State == Running
 	})
-}
-
-func TestExitedChannel(t *testing.T) {
-	spec := baseSpec(t, "short", "sleep 0.1; exit 4")
-	spec.Restart.MaxRestarts = 0
-	p, _ := newProc(t, spec)
-	start(t, p)
-	select {
-	case <-p.Exited():
-	case <-time.After(10 * time.Second):
-		t.Fatal("Exited not closed")
+	st := h.p.Status()
+	if st.LastStartReason == nil || *st.LastStartReason != ReasonMemory || st.LastMemoryRestartAt == nil || st.Restarts != 0 {
+		t.Errorf("status after memory restart: reason %v at %v restarts %d", st.LastStartReason, st.LastMemoryRestartAt, st.Restarts)
+	}
+	var order []string
+	for _, e := range h.log.Recent(0) {
+		switch e.Message {
+		case "memory warning", "memory limit exceeded", "process started":
+			order = append(order, fmt.Sprint(e.Message, " ", e.Data["reason"]))
+		}
+		if e.Message == "memory limit exceeded" {
+			if rss, _ := e.Data["rssBytes"].(uint64); rss <= 120*MiB || e.Data["limitBytes"] != uint64(120*MiB) {
+				t.Errorf("limit event %v", e.Data)
+			}
+		}
+	}
+	want := []string{"process started deploy", "memory warning <nil>", "memory limit exceeded <nil>", "process started memory"}
+	if len(order) < len(want) || !slices.Equal(order[:len(want)], want) {
+		t.Errorf("events %v, want %v first", order, want)
 	}
 }
 
-func TestMemoryHogRestarted(t *testing.T) {
-	spec := baseSpec(t, "hog", selfCommand(t, "hog", "RB_HOG_MIB=64"))
-	spec.Memory = &MemoryPolicy{LimitBytes: 48 << 20, WarnBytes: 16 << 20, CheckInterval: 50 * time.Millisecond}
-	p, log := newProc(t, spec)
-	start(t, p)
-	eventually(t, "memory restart", func() bool { return p.Status().MemoryRestarts >= 1 })
-	eventually(t, "restarted run", func() bool { return p.Status().State == Running })
-	st := p.Status()
-	if *st.LastStartReason != ReasonMemory || st.LastMemoryRestartAt == nil {
-		t.Errorf("status %+v", st)
-	}
-	if len(eventsNamed(log, "memory warning")) < 1 || len(eventsNamed(log, "memory limit exceeded")) < 1 {
-		t.Errorf("events: %v", log.Recent(0))
-	}
-	var memStart bool
-	for _, e := range eventsNamed(log, "process started") {
-		memStart = memStart || e.Data["reason"] == "memory"
-	}
-	if !memStart {
-		t.Error("no process started event with reason memory")
-	}
-}
-
-func TestRSSOfTwoMembers(t *testing.T) {
-	exe, _ := os.Executable()
-	cmd := fmt.Sprintf("RB_PROC_MODE=hog RB_HOG_MIB=20 %[1]s & RB_PROC_MODE=hog RB_HOG_MIB=20 %[1]s & wait", exe)
-	spec := baseSpec(t, "pair", cmd)
-	spec.Memory = &MemoryPolicy{LimitBytes: 1 << 40, CheckInterval: 30 * time.Millisecond}
-	p, _ := newProc(t, spec)
-	start(t, p)
-	eventually(t, "both hogs counted", func() bool {
-		st := p.Status()
+func TestRSSIsSummedOverTheGroup(t *testing.T) {
+	t.Parallel()
+	const MiB = 1 << 20
+	exe := testExe(t)
+	spec := childSpec(t, "pair", "hog", "RB_MIB=32")
+	spec.Command = fmt.Sprintf("%s & %s & wait", shellQuote(exe), shellQuote(exe))
+	spec.Memory = &MemoryPolicy{LimitBytes: 1 << 40, WarnBytes: 1 * MiB, CheckInterval: 20 * time.Millisecond}
+	h := newHarness(t, spec)
+	h.start()
+	waitFor(t, "both hogs sampled", func() bool {
 		hogs := 0
-		for _, c := range st.Children {
-			if strings.Contains(c.Command, filepath.Base(exe)) && c.RSSBytes >= 20<<20 {
+		for _, c := range h.p.Status().Children {
+			if strings.Contains(c.Command, filepath.Base(exe)) && c.RSSBytes >= 32*MiB {
 				hogs++
 			}
 		}
-		return hogs == 2 && st.RSSBytes >= 40<<20
+		return hogs == 2
 	})
-	st := p.Status()
+	st := h.p.Status()
 	var sum uint64
 	for _, c := range st.Children {
 		sum += c.RSSBytes
-		if c.Pid == 0 || c.Command == "" {
+		if c.Pid <= 0 || c.Command == "" || c.RSSBytes == 0 {
 			t.Errorf("member %+v", c)
 		}
 	}
-	if sum != st.RSSBytes || len(st.Children) < 3 { // sh + two hogs
-		t.Errorf("rss %d, children %+v", st.RSSBytes, st.Children)
+	if len(st.Children) != 3 || sum != st.RSSBytes {
+		t.Errorf("children %+v (want the shell and two hogs), rssBytes %d, sum %d", st.Children, st.RSSBytes, sum)
+	}
+	if w := h.events("memory warning"); len(w) != 1 {
+		t.Errorf("got %d memory warnings, want exactly one", len(w))
+	}
+}
+
+func TestExitedChannel(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "short", "crash", "RB_EXIT=4")
+	spec.Restart.MaxRestarts = 0
+	h := newHarness(t, spec)
+	h.start()
+	h.waitExited()
+	if st := h.p.Status(); st.ExitCode == nil || *st.ExitCode != 4 {
+		t.Errorf("exit %v, want 4", st.ExitCode)
+	}
+	h.p.SetSpec(childSpec(t, "short", "signals", "RB_QUIT=SIGTERM"))
+	if err := h.p.Restart(context.Background(), ReasonManual); err != nil {
+		t.Fatal(err)
+	}
+	ex := h.p.Exited()
+	select {
+	case <-ex:
+		t.Fatal("Exited of the new run is already closed")
+	default:
+	}
+	h.stop()
+	waitClosed(t, "Exited after Stop", ex)
+}
+
+func TestSetSpecIsUsedByTheNextStart(t *testing.T) {
+	t.Parallel()
+	spec1 := childSpec(t, "svc", "signals", "RB_QUIT=SIGTERM", "RB_TAG=v1")
+	h := newHarness(t, spec1)
+	pid := h.startReady()
+	h.waitLine("tag v1")
+
+	spec2 := childSpec(t, "svc", "signals", "RB_QUIT=SIGTERM", "RB_TAG=v2")
+	h.p.SetSpec(spec2)
+	if st := h.p.Status(); st.Cwd != spec1.Dir {
+		t.Errorf("status shows cwd %s, want the running spec's %s", st.Cwd, spec1.Dir)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil { // a crash
+		t.Fatal(err)
+	}
+	h.waitLine("tag v2")
+	if st := h.p.Status(); st.Cwd != spec2.Dir || *st.LastStartReason != ReasonCrash {
+		t.Errorf("after the crash restart: cwd %s reason %v", st.Cwd, *st.LastStartReason)
+	}
+
+	h.p.SetSpec(childSpec(t, "svc", "signals", "RB_QUIT=SIGTERM", "RB_TAG=v3"))
+	if err := h.p.Restart(context.Background(), ReasonManual); err != nil {
+		t.Fatal(err)
+	}
+	h.waitLine("tag v3")
+}
+
+func TestStopIsIdempotent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, childSpec(t, "web", "signals", "RB_QUIT=SIGTERM"))
+	h.stop() // never started
+	if st := h.p.Status(); st.State != Stopped {
+		t.Errorf("state %s", st.State)
+	}
+	pid := h.startReady()
+	if err := h.p.Start(context.Background(), ReasonDeploy); err != nil { // already running: nothing happens
+		t.Fatal(err)
+	}
+	if n := len(h.events("process started")); n != 1 {
+		t.Errorf("%d starts, want 1", n)
+	}
+	h.stop()
+	h.stop()
+	assertGroupGone(t, pid)
+	if n := len(h.events("process exited")); n != 1 {
+		t.Errorf("%d exits, want 1", n)
+	}
+}
+
+func TestStatusDoesNotWaitForStop(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "slow", "signals", "RB_QUIT=")
+	spec.GracefulStop = 2 * time.Second
+	h := newHarness(t, spec)
+	h.startReady()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.stop()
+	}()
+	// Each Status call below returns while Stop is still waiting out the
+	// grace period: if Status blocked behind it, Stopping would never be seen.
+	waitFor(t, "stopping state", func() bool { return h.p.Status().State == Stopping })
+	select {
+	case <-done:
+		t.Fatal("Stop already returned; the grace period should still run")
+	default:
+	}
+	if h.p.ID() != "slow" || len(h.p.Logs()) == 0 {
+		t.Errorf("ID %q logs %v", h.p.ID(), h.p.Logs())
+	}
+	waitClosed(t, "Stop", done)
+	if st := h.p.Status(); st.State != Stopped || st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" {
+		t.Errorf("state %s signal %v", st.State, st.ExitSignal)
+	}
+}
+
+// TestConcurrentCalls mixes every entry point, for the race detector and to
+// show that nothing deadlocks and nothing is left running.
+func TestConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "busy", "signals", "RB_QUIT=SIGTERM")
+	h := newHarness(t, spec)
+	h.startReady()
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		wg.Add(4)
+		go func() { defer wg.Done(); _ = h.p.Restart(ctx, ReasonManual) }()
+		go func() { defer wg.Done(); _ = h.p.Start(ctx, ReasonManual) }()
+		go func() { defer wg.Done(); _ = h.p.Stop(ctx) }()
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				_ = h.p.Status()
+				_ = h.p.Logs()
+				<-time.After(time.Millisecond)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	waitClosed(t, "concurrent calls", done)
+	h.stop()
+	if st := h.p.Status(); st.State != Stopped || st.Pid != nil {
+		t.Errorf("state %s pid %v", st.State, st.Pid)
 	}
 }
 
 func TestStartTime(t *testing.T) {
+	t.Parallel()
 	a, err := StartTime(os.Getpid())
 	if err != nil || a == 0 {
-		t.Fatalf("StartTime = %d, %v", a, err)
+		t.Fatalf("StartTime(self) = %d, %v", a, err)
 	}
-	b, _ := StartTime(os.Getpid())
-	if a != b {
-		t.Errorf("unstable: %d vs %d", a, b)
+	if b, _ := StartTime(os.Getpid()); a != b {
+		t.Errorf("unstable start time: %d then %d", a, b)
+	}
+	if parent, err := StartTime(os.Getppid()); err != nil || parent > a {
+		t.Errorf("parent start time %d (%v) is after ours %d", parent, err, a)
 	}
 	if _, err := StartTime(1 << 30); err == nil {
-		t.Error("no error for a missing pid")
+		t.Error("no error for a pid that cannot exist")
 	}
 }
 
-func TestConcurrentStatusDuringStop(t *testing.T) {
-	spec := baseSpec(t, "slow", `trap 'sleep 0.3; exit 0' TERM; echo ready; while :; do sleep 0.02; done`)
-	p, _ := newProc(t, spec)
-	startReady(t, p)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = p.Stop(context.Background())
-	}()
-	eventually(t, "stopping state", func() bool { return p.Status().State == Stopping })
-	wg.Wait()
-	if p.Status().State != Stopped {
-		t.Errorf("state %s", p.Status().State)
+func TestStartCancelsPendingRestart(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "crasher", "crash", "RB_EXIT=1")
+	spec.RestartDelay = time.Hour
+	h := newHarness(t, spec)
+	h.start()
+	h.waitExited()
+	h.p.SetSpec(childSpec(t, "crasher", "signals", "RB_QUIT=SIGTERM"))
+	if err := h.p.Start(context.Background(), ReasonManual); err != nil {
+		t.Fatal(err)
+	}
+	h.waitLine("ready")
+	if st := h.p.Status(); st.State != Running || *st.LastStartReason != ReasonManual || st.Restarts != 0 {
+		t.Errorf("state %s reason %v restarts %d", st.State, *st.LastStartReason, st.Restarts)
+	}
+	if n := len(h.events("process started")); n != 2 {
+		t.Errorf("%d starts, want 2", n)
+	}
+}
+
+func TestStopWinsOverMemoryRestart(t *testing.T) {
+	t.Parallel()
+	hookPid := filepath.Join(t.TempDir(), "hookpid")
+	spec := childSpec(t, "hog", "hog", "RB_MIB=64")
+	spec.Memory = &MemoryPolicy{LimitBytes: 48 << 20, CheckInterval: 20 * time.Millisecond}
+	spec.GracefulStop = time.Hour
+	// The memory restart's stop sequence hangs in this hook until Stop cuts it short.
+	spec.Lifecycle = Lifecycle{DrainCommand: "echo $$ > " + shellQuote(hookPid) + "; exec sleep 1000", DrainTimeout: time.Hour}
+	h := newHarness(t, spec)
+	pid := h.start()
+	hp := readPid(t, hookPid)
+	if st := h.p.Status(); st.State != Stopping || st.MemoryRestarts != 1 {
+		t.Errorf("during the memory restart: state %s memoryRestarts %d", st.State, st.MemoryRestarts)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no patience: the hook is killed and the group with it
+	h.stopCtx(ctx)
+	assertGroupGone(t, pid)
+	assertDead(t, hp)
+	if n := len(h.events("process started")); n != 1 {
+		t.Errorf("%d starts: the memory restart must not start a new run after Stop", n)
+	}
+	if st := h.p.Status(); st.State != Stopped || st.Pid != nil {
+		t.Errorf("state %s pid %v", st.State, st.Pid)
 	}
 }

@@ -6,33 +6,43 @@ import (
 )
 
 // restartDelay is base × factor^n, capped by maxDelay (0: no cap), where n
-// is the number of restarts already counted in the current window.
+// is the number of restarts already made in the current window. A factor
+// below 1 counts as 1, so the delay never shrinks.
 func restartDelay(base time.Duration, factor float64, n int, maxDelay time.Duration) time.Duration {
-	if factor < 1 {
+	if base <= 0 {
+		return 0
+	}
+	if factor < 1 || math.IsNaN(factor) {
 		factor = 1
 	}
-	d := float64(base) * math.Pow(factor, float64(n))
-	limit := float64(math.MaxInt64 / 2)
+	limit := float64(math.MaxInt64 / 2) // far beyond any useful delay, and safe to convert back
 	if maxDelay > 0 {
-		limit = math.Min(limit, float64(maxDelay))
+		limit = min(limit, float64(maxDelay))
 	}
-	if d > limit || math.IsInf(d, 0) || math.IsNaN(d) {
+	d := float64(base) * math.Pow(factor, float64(n))
+	if math.IsInf(d, 0) || d > limit {
 		d = limit
 	}
 	return time.Duration(d)
 }
 
-// inWindow drops restart times older than window (0: keep all) and returns
-// what is left.
-func inWindow(times []time.Time, now time.Time, window time.Duration) []time.Time {
-	if window <= 0 {
-		return times
-	}
-	keep := times[:0]
-	for _, t := range times {
-		if now.Sub(t) < window {
-			keep = append(keep, t)
+// nextRestart decides what follows a crash. restarts holds the times of
+// the automatic restarts made so far; those outside the rolling window are
+// dropped (all are kept when the window is 0), so a long clean run resets
+// both the count and the backoff. ok is false when the budget is spent.
+func nextRestart(base time.Duration, pol RestartPolicy, restarts []time.Time, now time.Time) (kept []time.Time, delay time.Duration, ok bool) {
+	kept = restarts
+	if pol.Window > 0 {
+		kept = restarts[:0:0]
+		for _, t := range restarts {
+			if now.Sub(t) < pol.Window {
+				kept = append(kept, t)
+			}
 		}
 	}
-	return keep
+	n := len(kept)
+	if pol.MaxRestarts >= 0 && n >= pol.MaxRestarts {
+		return kept, 0, false
+	}
+	return kept, restartDelay(base, pol.BackoffFactor, n, pol.MaxDelay), true
 }

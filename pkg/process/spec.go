@@ -7,52 +7,55 @@ import (
 )
 
 // Spec is a fully rendered process definition: templates are already
-// resolved by the caller.
+// resolved by the caller. The zero values of the optional fields are usable
+// (no hooks, SIGTERM, no memory supervision, 50 output lines). A Process only
+// reads a Spec's slices and maps; the caller must not change them afterwards.
 type Spec struct {
-	ID           string   // instance id, e.g. "web" or "worker#1"
-	Command      string   // run as /bin/sh -c Command
-	Dir          string   // working directory; must exist
-	Env          []string // complete environment, KEY=VALUE
-	StopSignal   syscall.Signal
+	ID           string         // instance id, e.g. "web" or "worker#1"; names the process in status and events
+	Command      string         // run as /bin/sh -c Command
+	Dir          string         // working directory; must exist
+	Env          []string       // the complete environment, KEY=VALUE; nothing is inherited
+	StopSignal   syscall.Signal // graceful stop signal; 0 means SIGTERM
 	Lifecycle    Lifecycle
-	GracefulStop time.Duration // between stopSignal/stopCommand and SIGKILL
+	GracefulStop time.Duration // from stopSignal/stopCommand to SIGKILL; also bounds the quiet and stop hooks
 	RestartDelay time.Duration // base delay before an automatic restart
 	Restart      RestartPolicy
-	Memory       *MemoryPolicy // nil: no memory supervision
-	OutputLines  int           // lines kept; <= 0 means 50
-	// Fields are added to the data of every event this process emits
-	// (releaseId, policy, processId, ...).
+	Memory       *MemoryPolicy // nil: memory is not supervised
+	OutputLines  int           // output lines kept; <= 0 means 50
+	// Fields are merged into the data of every event this process emits
+	// (releaseId, policy, ...). The event's own keys win on a clash.
 	Fields map[string]any
 }
 
-// Lifecycle holds the stop hooks, run through /bin/sh with the process's
-// environment plus ROLLBRIDGE_PID.
+// Lifecycle holds the stop hooks. Each runs through /bin/sh -c in Dir with
+// the process's environment plus ROLLBRIDGE_PID (the group leader's pid).
 type Lifecycle struct {
-	QuietCommand string
-	DrainCommand string
-	StopCommand  string
-	DrainTimeout time.Duration // 0 skips the drain step
+	QuietCommand string        // first: stop taking new work
+	DrainCommand string        // then: block until drained; needs DrainTimeout > 0
+	StopCommand  string        // replaces StopSignal when set
+	DrainTimeout time.Duration // bounds the drain step; 0 skips it
 }
 
 // RestartPolicy bounds automatic restarts after a crash.
 type RestartPolicy struct {
-	MaxRestarts   int           // -1 unlimited, 0 never
-	Window        time.Duration // rolling window for MaxRestarts and backoff; 0 = lifetime
-	BackoffFactor float64       // < 1 is treated as 1
-	MaxDelay      time.Duration // 0 = no cap
+	MaxRestarts   int           // restarts allowed within Window; -1 unlimited, 0 never
+	Window        time.Duration // rolling window for MaxRestarts and the backoff; 0 = the whole lifetime
+	BackoffFactor float64       // delay = RestartDelay × BackoffFactor^n; < 1 is treated as 1
+	MaxDelay      time.Duration // cap of the delay; 0 = no cap
 }
 
-// MemoryPolicy restarts the process when its group's RSS passes LimitBytes.
+// MemoryPolicy restarts the process gracefully when the RSS summed over its
+// process group exceeds LimitBytes.
 type MemoryPolicy struct {
 	LimitBytes    uint64
-	WarnBytes     uint64 // 0: no warning
-	CheckInterval time.Duration
+	WarnBytes     uint64        // one "memory warning" per run above this; 0 = off
+	CheckInterval time.Duration // sampling period; <= 0 means 5s
 }
 
 // StartReason says why a process was (last) started.
 type StartReason string
 
-// The start reasons of the spec.
+// The start reasons, with the spec's names.
 const (
 	ReasonDeploy StartReason = "deploy"
 	ReasonCrash  StartReason = "crash"
@@ -60,10 +63,14 @@ const (
 	ReasonMemory StartReason = "memory"
 )
 
-// State is a process's lifecycle state.
+func (r StartReason) String() string { return string(r) }
+
+// State is where a process is in its lifecycle:
+// Starting -> Running -> Stopping -> Stopped, or Failed after a crash, a
+// failed start or an exhausted restart budget.
 type State string
 
-// Process states, with the spec's names.
+// The process states, with the spec's names.
 const (
 	Starting State = "starting"
 	Running  State = "running"
@@ -74,14 +81,14 @@ const (
 
 func (s State) String() string { return string(s) }
 
-// Line is one captured line of output.
+// Line is one captured line of output (or of a lifecycle hook's output).
 type Line struct {
 	At     time.Time `json:"at"`
 	Line   string    `json:"line"`
 	Stream string    `json:"stream"` // "stdout" or "stderr"
 }
 
-// Member is one process of a managed process group.
+// Member is one live process of a managed process group.
 type Member struct {
 	Pid      int    `json:"pid"`
 	Command  string `json:"command"`
@@ -89,29 +96,35 @@ type Member struct {
 }
 
 // Runner starts OS-level children. ExecRunner is the default; another
-// implementation (say, transient systemd units) can replace it without
-// changing Process or its callers.
+// implementation (transient systemd units, say) can replace it without
+// changing Process or its callers, because a Process only ever talks to the
+// Handle it gets back.
 type Runner interface {
-	// Start spawns spec and sends every output line to out. It fails
-	// without leaving anything running.
+	// Start spawns spec and calls out for every line of output, from any
+	// goroutine, until the output ends. When it returns an error nothing is
+	// left running. ctx bounds the spawn only, never the child's life.
 	Start(ctx context.Context, spec Spec, out func(Line)) (Handle, error)
 }
 
-// Handle is one running child, the leader of its own process group.
+// Handle is one started child, the leader of its own process group. All
+// methods are safe for concurrent use and may be called after the group is
+// gone.
 type Handle interface {
+	// Pid is the group leader's pid, which is also the process group id.
 	Pid() int
-	// Done is closed when the group leader has exited.
+	// Done is closed once the leader has exited and its output has been
+	// read to the end (see ExecRunner for the case of members that keep
+	// the output open).
 	Done() <-chan struct{}
-	// ExitStatus is valid after Done: an exit code, or the signal name
-	// ("SIGKILL") that ended the leader.
+	// ExitStatus is valid after Done: the leader's exit code, or nil and
+	// the name of the signal that killed it ("SIGKILL").
 	ExitStatus() (code *int, signal string)
-	// Signal sends sig to every member of the group.
+	// Signal sends sig to every member of the group. A group with no
+	// live member is not an error.
 	Signal(sig syscall.Signal) error
-	// GroupAlive reports whether any (non-zombie) member is left.
+	// GroupAlive reports whether any member of the group (the leader
+	// included) is still alive; zombies do not count.
 	GroupAlive() bool
-	// Members lists the group's live members with their RSS.
+	// Members lists the live members with their command and RSS.
 	Members() []Member
-	// Close waits (briefly) for the output to be read to its end and
-	// releases the handle. Call it once the group is gone.
-	Close()
 }

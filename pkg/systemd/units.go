@@ -76,7 +76,7 @@ func DropIns(cfg *config.Config, rollbridged string) ([]UnitFile, error) {
 func StopTimeoutSeconds(cfg *config.Config) int {
 	slowest := int64(0)
 	for _, p := range cfg.Processes {
-		hook := max(p.GracefulStopMs, 1000)
+		hook := p.GracefulStopMs // quiet and stop hooks are bounded by the grace period
 		seq := p.GracefulStopMs
 		if l := p.Lifecycle; l != nil {
 			if l.QuietCommand != "" {

@@ -1,0 +1,36 @@
+package process_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+)
+
+func Example() {
+	ctx := context.Background()
+	p := process.New(process.Spec{
+		ID:      "hello",
+		Command: "echo hello; echo world",
+		Dir:     os.TempDir(),
+		Env:     []string{"PATH=/usr/bin:/bin"},
+	}, process.ExecRunner{}, events.Discard)
+	p.SetAutoRestart(false) // a one-shot command: do not bring it back
+	if err := p.Start(ctx, process.ReasonManual); err != nil {
+		fmt.Println(err)
+		return
+	}
+	<-p.Exited() // the output is complete once the run has exited
+	for _, l := range p.Logs() {
+		fmt.Println(l.Stream, l.Line)
+	}
+	st := p.Status()
+	fmt.Println(st.State, *st.ExitCode)
+	_ = p.Stop(ctx) // nothing runs any more; Stop only settles the state
+	// Output:
+	// stdout hello
+	// stdout world
+	// stopped 0
+}
