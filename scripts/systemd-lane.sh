@@ -85,6 +85,9 @@ first=$(sb curl -s -o /dev/null -w '%{http_code}' --max-time 15 http://127.0.0.1
 check "the first connection activates rollbridge@demo and gets an answer (HTTP $first: no release yet)" test "$first" = 503
 check "service active after activation" bash -c "[ \"\$('$SB' exec -- systemctl is-active rollbridge@demo.service)\" = active ]"
 
+dj=$(ctl doctor --json 2>/dev/null)
+check "doctor over D-Bus: drop-ins match the config, sockets listen, all checks pass" \
+  bash -c "jq -e '.ok and (.checks[] | select(.name==\"systemd drop-ins\") | .ok) and ([.checks[] | select(.name|startswith(\"socket \")) | select(.ok)] | length == 2)' >/dev/null <<<\"\$1\"" _ "$dj"
 ctl deploy --release-path /srv/demo/releases/v1 --release-id v1 >/dev/null 2>&1
 check "deploy v1 switches traffic ($(body))" bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v1' ]]"
 ctl deploy --release-path /srv/demo/releases/v2 --release-id v2 >/dev/null 2>&1
@@ -104,6 +107,12 @@ check "journal: the app's own output with ROLLBRIDGE_PROCESS_ID=web, its release
 check "journalctl ROLLBRIDGE_PROCESS_ID=worker filters a worker's lines" \
   bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_PROCESS_ID=worker -o cat --no-pager | grep -q 'worker of v2'"
 
+# A stale drop-in is caught: change the proxy port in the config only.
+sed -i 's/port: 18080/port: 18081/' "$ROOT/etc/rollbridge/demo.jsonnet"
+dj=$(ctl doctor --json 2>/dev/null)
+check "doctor flags drop-ins that no longer match the config" \
+  bash -c "jq -e '(.ok|not) and (.checks[] | select(.name==\"systemd drop-ins\") | (.ok|not))' >/dev/null <<<\"\$1\"" _ "$dj"
+sed -i 's/port: 18081/port: 18080/' "$ROOT/etc/rollbridge/demo.jsonnet"
 sb systemctl reload rollbridge@demo.service
 check "systemctl reload: config reloaded, still active" \
   wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='config reloaded' -o cat --no-pager | grep -q 'config reloaded'"

@@ -58,13 +58,20 @@ func runDoctor(c *cli.Context) error {
 		add("config", false, "%v", configError(err))
 	} else {
 		add("config", true, "valid: %d %s, proxy on %s", len(cfg.Processes), plural(len(cfg.Processes), "process", "processes"), cfg.ProxyAddr())
-		doctorEnvironment(c.Context, cfg, add)
+		// Under systemd the sockets belong to socket units: a held port or a
+		// running daemon is then the normal state, not a conflict.
+		var sysChecks []check
+		managed := false
+		if systemd.Booted() {
+			managed = doctorSystemd(c.Context, cfg, func(name string, ok bool, format string, args ...any) {
+				sysChecks = append(sysChecks, check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+			})
+		}
+		doctorEnvironment(c.Context, cfg, managed, add)
 		if rp := c.String("release-path"); rp != "" {
 			doctorRelease(cfg, rp, c.String("release-id"), c.String("revision"), add)
 		}
-		if systemd.Booted() {
-			doctorSystemd(c.Context, cfg, add)
-		}
+		checks = append(checks, sysChecks...)
 	}
 	ok := true
 	for _, ch := range checks {
@@ -99,9 +106,11 @@ func runDoctor(c *cli.Context) error {
 
 type addFunc func(name string, ok bool, format string, args ...any)
 
-func doctorEnvironment(ctx context.Context, cfg *config.Config, add addFunc) {
+func doctorEnvironment(ctx context.Context, cfg *config.Config, managed bool, add addFunc) {
 	sock := cfg.Control.Path
 	switch {
+	case managed:
+		add("control socket", true, "%s belongs to %s (systemd passes it to the daemon)", sock, systemd.ControlSocketUnit(cfg.Application))
 	case !daemonHoldsSocket(sock):
 		if _, err := os.Stat(sock); err == nil {
 			add("control socket", true, "no daemon running; a stale socket file at %s will be removed when the daemon starts", sock)
@@ -129,6 +138,11 @@ func doctorEnvironment(ctx context.Context, cfg *config.Config, add addFunc) {
 	dirCheck(add, "control socket directory", filepath.Dir(sock))
 	ln, err := net.Listen("tcp", cfg.ProxyAddr())
 	switch {
+	case managed:
+		if err == nil {
+			_ = ln.Close() // probe only
+		}
+		add("proxy port", true, "%s belongs to %s (systemd passes it to the daemon)", cfg.ProxyAddr(), systemd.ProxySocketUnit(cfg.Application))
 	case err == nil:
 		_ = ln.Close() // probe only
 		add("proxy port", true, "%s is available", cfg.ProxyAddr())
@@ -224,21 +238,23 @@ func doctorRelease(cfg *config.Config, path, id, revision string, add addFunc) {
 	}
 }
 
-// doctorSystemd checks the units against the config over D-Bus.
-func doctorSystemd(ctx context.Context, cfg *config.Config, add addFunc) {
+// doctorSystemd checks the units against the config over D-Bus. It
+// reports whether systemd manages this application's sockets (both socket
+// units active).
+func doctorSystemd(ctx context.Context, cfg *config.Config, add addFunc) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	m, err := systemd.Connect(ctx)
 	if err != nil {
 		add("systemd", false, "systemd runs but cannot be reached over D-Bus: %v", err)
-		return
+		return false
 	}
 	defer m.Close()
 	app := cfg.Application
 	svc, err := m.Unit(ctx, systemd.ServiceUnit(app))
 	if err != nil || !svc.Exists() {
 		add("systemd units", true, "%s is not installed; fine when the daemon runs outside systemd (rollbridgectl systemd units --install sets it up)", systemd.ServiceUnit(app))
-		return
+		return false
 	}
 	want, err := systemd.DropIns(cfg, findRollbridged())
 	if err != nil {
@@ -257,22 +273,28 @@ func doctorSystemd(ctx context.Context, cfg *config.Config, add addFunc) {
 			add("systemd drop-ins", true, "match the config")
 		}
 	}
+	listening := 0
 	for _, name := range []string{systemd.ProxySocketUnit(app), systemd.ControlSocketUnit(app)} {
 		u, err := m.Unit(ctx, name)
 		switch {
 		case err != nil || !u.Exists():
 			add("socket "+name, false, "not installed")
 		case u.ActiveState == "active" && u.SubState == "listening" || u.SubState == "running":
+			listening++
 			add("socket "+name, true, "%s (%s)", u.ActiveState, u.SubState)
 		default:
 			add("socket "+name, false, "%s (%s); start it: systemctl enable --now %s", u.ActiveState, u.SubState, name)
 		}
 	}
-	if svc.ActiveState == "active" {
+	switch {
+	case svc.ActiveState == "active":
 		add("service "+svc.Name, true, "active (%s)", svc.SubState)
-	} else {
+	case svc.ActiveState == "failed":
+		add("service "+svc.Name, false, "failed; see journalctl -u %s", svc.Name)
+	default:
 		add("service "+svc.Name, true, "%s (%s): it starts on the first connection to its sockets", svc.ActiveState, svc.SubState)
 	}
+	return listening == 2
 }
 
 // sameDirectives compares unit files by their directives, ignoring comments
