@@ -12,6 +12,14 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	$(GO) build -o $(BIN)/demo-app ./examples/app
 
+# The benchmark suite (docs/performance.md): installs nginx if it can,
+# builds, runs every section and prints the table; raw numbers go to
+# bench/results/. BENCH_ARGS=-quick for a smoke run.
+bench: build
+	$(GO) build -o $(BIN)/ ./bench/cmd/loadgen ./bench/cmd/suite
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nginx-light >/dev/null 2>&1 || apt-get install -y -qq nginx >/dev/null 2>&1; } || echo "nginx not available: the nginx column stays empty"
+	$(BIN)/suite -bin $(BIN) $(BENCH_ARGS)
+
 # The README's main job: daemon + example app + two deploys under load.
 demo:
 	./scripts/demo.sh

@@ -227,6 +227,7 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 		h := web.cfg.Health
 		url := "http://" + net.JoinHostPort(cfg.Proxy.UpstreamHost, strconv.Itoa(rv.Ports[web.cfg.ID])) + h.Path
 		progress.send("health check", map[string]any{"url": url})
+		checkStart := time.Now()
 		err := release.WaitHealthy(ctx, nil, release.HealthCheck{URL: url, Timeout: config.Ms(h.TimeoutMs),
 			Interval: config.Ms(h.IntervalMs), StartDelay: config.Ms(h.StartDelayMs)}, web.proc.Exited())
 		if errors.Is(err, release.ErrExited) {
@@ -239,6 +240,9 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 			}
 			return fail(err)
 		}
+		healthy := map[string]any{"releaseId": r.id, "url": url, "waitedMs": time.Since(checkStart).Milliseconds()}
+		s.emit("release healthy", healthy)
+		progress.send("release healthy", healthy)
 	} else if exited(web.proc) {
 		return fail(fmt.Errorf("process %s exited (%s) right after it started", web.proc.ID(), exitText(web.proc.Status())))
 	}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/bench/load"
+)
+
+// Report is everything one suite run measured.
+type Report struct {
+	Started   time.Time         `json:"started"`
+	Machine   string            `json:"machine"`
+	Options   map[string]any    `json:"options"`
+	Proxy     []ProxyScenario   `json:"proxy"`
+	Deploy    *DeployReport     `json:"deployUnderLoad,omitempty"`
+	Drain     *DrainReport      `json:"drain,omitempty"`
+	Footprint *FootprintReport  `json:"footprint,omitempty"`
+	Notes     []string          `json:"notes,omitempty"`
+}
+
+// ProxyScenario is one load shape against every target.
+type ProxyScenario struct {
+	Name    string                  `json:"name"`
+	Targets map[string]*TargetStats `json:"targets"`
+}
+
+// TargetStats aggregates the repeats of one scenario on one target.
+type TargetStats struct {
+	Runs      []load.Result `json:"runs"`
+	CPUPerReq []float64     `json:"cpuUsPerRequest"` // of the target process(es), per run
+}
+
+func (t *TargetStats) rps() (lo, med, hi float64) {
+	var v []float64
+	for _, r := range t.Runs {
+		v = append(v, r.RPS)
+	}
+	return stats(v)
+}
+
+func (t *TargetStats) median(f func(load.Result) float64) float64 {
+	var v []float64
+	for _, r := range t.Runs {
+		v = append(v, f(r))
+	}
+	_, m, _ := stats(v)
+	return m
+}
+
+func (t *TargetStats) failures() int64 {
+	var n int64
+	for _, r := range t.Runs {
+		n += r.Failures
+	}
+	return n
+}
+
+func stats(v []float64) (lo, med, hi float64) {
+	if len(v) == 0 {
+		return 0, 0, 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[0], s[len(s)/2], s[len(s)-1]
+}
+
+func machine() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	model := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+			break
+		}
+	}
+	n := strings.Count(string(b), "processor\t:")
+	return fmt.Sprintf("%d × %s", n, model)
+}
+
+func run(ctx context.Context, o options) (*Report, error) {
+	rep := &Report{Started: time.Now().UTC(), Machine: machine(),
+		Options: map[string]any{"repeat": o.repeat, "durationS": o.dur.Seconds(), "deploys": o.deploys, "quick": o.quick}}
+	e, err := setup(o)
+	if e != nil {
+		defer e.close()
+	}
+	if err != nil {
+		return rep, err
+	}
+	if e.ngURL == "" {
+		rep.Notes = append(rep.Notes, "nginx was not available: no nginx column")
+	}
+	want := func(s string) bool { return strings.Contains(o.sections, s) }
+	if want("proxy") {
+		rep.Proxy = proxyMatrix(ctx, e)
+	}
+	if want("deploy") {
+		if rep.Deploy, err = deployUnderLoad(ctx, e); err != nil {
+			return rep, fmt.Errorf("deploy under load: %w", err)
+		}
+	}
+	if want("footprint") {
+		if rep.Footprint, err = footprint(ctx, e); err != nil {
+			return rep, fmt.Errorf("footprint: %w", err)
+		}
+	}
+	if want("drain") {
+		if rep.Drain, err = drainAtScale(ctx, e); err != nil {
+			return rep, fmt.Errorf("drain: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+// proxyMatrix runs every load shape against the app directly, through
+// rollbridged and through nginx, interleaving targets within each repeat so
+// that machine noise hits them alike.
+func proxyMatrix(ctx context.Context, e *env) []ProxyScenario {
+	type shape struct {
+		name, path string
+		c          int
+		keepAlive  bool
+		body       []byte
+	}
+	var shapes []shape
+	for _, size := range []struct{ name, path string }{{"100 B", "/bytes?n=100"}, {"1 MiB", "/bytes?n=1048576"}} {
+		for _, c := range []int{1, 64, 256} {
+			for _, ka := range []bool{true, false} {
+				mode := "keep-alive"
+				if !ka {
+					mode = "new conn"
+				}
+				shapes = append(shapes, shape{fmt.Sprintf("GET %s c%d %s", size.name, c, mode), size.path, c, ka, nil})
+			}
+		}
+	}
+	upload := make([]byte, 1<<20)
+	for _, c := range []int{1, 64} {
+		shapes = append(shapes, shape{fmt.Sprintf("POST 1 MiB c%d keep-alive", c), "/upload", c, true, upload})
+	}
+	targets := []struct {
+		name, url string
+		pid       func() int
+	}{
+		{"direct", e.appURL, func() int { return e.app.Process.Pid }},
+		{"rollbridged", e.rbURL, func() int { return e.rb.cmd.Process.Pid }},
+	}
+	if e.ngURL != "" {
+		targets = append(targets, struct {
+			name, url string
+			pid       func() int
+		}{"nginx", e.ngURL, func() int { return e.nginx.Process.Pid }})
+	}
+	var out []ProxyScenario
+	for _, s := range shapes {
+		sc := ProxyScenario{Name: s.name, Targets: map[string]*TargetStats{}}
+		for i := 0; i < e.o.repeat; i++ {
+			for _, t := range targets {
+				st := sc.Targets[t.name]
+				if st == nil {
+					st = &TargetStats{}
+					sc.Targets[t.name] = st
+				}
+				cpu0 := cpuTime(t.pid())
+				r := load.Run(ctx, load.Config{URL: t.url + s.path, Concurrency: s.c, Duration: e.o.dur, KeepAlive: s.keepAlive, Body: s.body})
+				cpu := cpuTime(t.pid()) - cpu0
+				st.Runs = append(st.Runs, r)
+				if r.Requests > 0 {
+					st.CPUPerReq = append(st.CPUPerReq, float64(cpu.Microseconds())/float64(r.Requests))
+				}
+				time.Sleep(200 * time.Millisecond) // let TIME_WAIT and GC settle between runs
+			}
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s done\n", s.name)
+		out = append(out, sc)
+	}
+	return out
+}
