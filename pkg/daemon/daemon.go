@@ -108,7 +108,7 @@ func Run(ctx context.Context, o Options) error {
 	d := &daemon{log: log, lns: lns, version: o.Version, notifier: notifier,
 		shutdownReq: make(chan struct{}), stopped: make(chan struct{})}
 	d.cfg.Store(cfg)
-	px := proxy.New(proxy.Options{})
+	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report})
 	d.proxy = px
 	d.sup = supervisor.New(supervisor.Options{
 		Config: cfg, Proxy: px, Events: log, Runner: process.ExecRunner{}, Env: env, Output: o.ProcessOutput,
@@ -193,6 +193,31 @@ func Run(ctx context.Context, o Options) error {
 	wg.Wait()
 	log.Emit("daemon stopped", map[string]any{"application": cfg.Application})
 	return nil
+}
+
+// errorReporter turns proxy errors into "upstream error" events, at most
+// one per second: a dead upstream fails every request, and one line per
+// request would flood the journal.
+type errorReporter struct {
+	log        *events.Log
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (e *errorReporter) report(releaseID string, err error) {
+	e.mu.Lock()
+	now := time.Now()
+	if now.Sub(e.last) < time.Second {
+		e.suppressed++
+		e.mu.Unlock()
+		return
+	}
+	e.last = now
+	n := e.suppressed
+	e.suppressed = 0
+	e.mu.Unlock()
+	e.log.Emit("upstream error", map[string]any{"releaseId": releaseID, "error": err.Error(), "suppressedSinceLast": n})
 }
 
 // finishState settles the state file at exit. The shutdown command is the

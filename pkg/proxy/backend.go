@@ -2,83 +2,111 @@ package proxy
 
 import (
 	"context"
-	"net/http"
+	"fmt"
 	"net/http/httputil"
+	"sync"
 	"sync/atomic"
 )
 
-// Backend is one release's upstream plus its connection accounting. Create
-// it with NewBackend; a Backend is safe for concurrent use.
+// Backend is one release's upstream (its proxied process at host:port) plus
+// its connection accounting. Create it with NewBackend and make it live with
+// Proxy.Swap; the Proxy it is first swapped into serves it from then on.
+// All methods are safe for concurrent use.
 type Backend struct {
 	releaseID string
-	addr      string // host:port of the proxied process
-	rp        *httputil.ReverseProxy
+	addr      string
 
-	http atomic.Int64 // in-flight HTTP requests
-	ws   atomic.Int64 // open upgraded connections
+	http atomic.Int64 // in-flight plain HTTP requests
+	ws   atomic.Int64 // upgrade requests, from handshake until both sides are closed
 
-	// draining makes decrements signal zero; the active backend skips that.
-	draining atomic.Bool
-	zero     chan struct{} // capacity 1: "a counter reached 0"
+	// drainers counts the Drain calls waiting. While there are none, a
+	// counter reaching zero costs the request path one atomic load and no
+	// lock; the active backend hits zero after almost every request under
+	// light load.
+	drainers atomic.Int32
+	mu       sync.Mutex
+	idle     chan struct{} // closed and replaced, under mu, when a counter reaches zero while drainers > 0
 
-	kill     context.Context // cancelled by CloseConnections
+	// kill ends every upgraded connection of this backend: each one runs
+	// under a context that kill's cancellation cancels.
+	kill     context.Context
 	killFunc context.CancelFunc
+
+	bind sync.Once              // sets rp on the first Swap
+	rp   *httputil.ReverseProxy // read-only once bound
 }
 
-// NewBackend returns a backend for the process at addr ("127.0.0.1:18182").
-// It is not used until passed to Proxy.Swap.
+// NewBackend returns a backend for the process listening at addr
+// ("127.0.0.1:18182"). It serves nothing until passed to Proxy.Swap.
 func NewBackend(releaseID, addr string) *Backend {
 	kill, cancel := context.WithCancel(context.Background())
-	return &Backend{releaseID: releaseID, addr: addr, zero: make(chan struct{}, 1), kill: kill, killFunc: cancel}
+	return &Backend{
+		releaseID: releaseID,
+		addr:      addr,
+		idle:      make(chan struct{}),
+		kill:      kill,
+		killFunc:  cancel,
+	}
 }
 
 // ReleaseID names the release this backend serves.
 func (b *Backend) ReleaseID() string { return b.releaseID }
 
-// Addr is the upstream host:port.
-func (b *Backend) Addr() string { return b.addr }
-
-// Connections returns the in-flight HTTP requests and open upgraded
-// (WebSocket) connections.
+// Connections returns the plain HTTP requests in flight and the open
+// upgraded (WebSocket) connections. An upgrade counts from the moment its
+// request arrives until both its client and backend sides are closed; it is
+// never counted as HTTP.
 func (b *Backend) Connections() (http, websocket int64) {
 	return b.http.Load(), b.ws.Load()
 }
 
-func (b *Backend) done(c *atomic.Int64) {
-	if c.Add(-1) == 0 && b.draining.Load() {
-		select {
-		case b.zero <- struct{}{}:
-		default: // a signal is already pending
-		}
-	}
-}
-
-// Drain waits until the backend has no in-flight request and no open
-// upgraded connection, or ctx ends (then it returns ctx.Err()). New
-// requests may still arrive on pinned connections meanwhile; call it after
-// the backend was swapped out. One Drain at a time.
+// Drain waits until the backend has no request in flight and no upgraded
+// connection open. It returns nil once both counts are 0, or, if ctx ends
+// first, an error wrapping ctx.Err() (errors.Is(err,
+// context.DeadlineExceeded) after a drain timeout) with the counts left
+// open. It blocks on a channel, not a poll loop. Several callers may wait
+// at once.
+//
+// Call it after the backend was swapped out: no new request reaches a
+// backend that is no longer active, so the counts only go down. On the
+// active backend Drain returns at the first moment both counts are 0.
+// Drain closes nothing itself; CloseConnections does that.
 func (b *Backend) Drain(ctx context.Context) error {
-	b.draining.Store(true)
+	b.drainers.Add(1)
+	defer b.drainers.Add(-1)
 	for {
-		if b.http.Load() == 0 && b.ws.Load() == 0 {
+		// Take the channel before reading the counts: a counter that reaches
+		// 0 after the reads closes this channel, or a newer one after it
+		// closed this one, so the wake-up cannot be missed.
+		b.mu.Lock()
+		idle := b.idle
+		b.mu.Unlock()
+		h, ws := b.Connections()
+		if h == 0 && ws == 0 {
 			return nil
 		}
 		select {
-		case <-b.zero:
+		case <-idle:
 		case <-ctx.Done():
-			return ctx.Err()
+			h, ws = b.Connections()
+			return fmt.Errorf("drain release %s: %d requests and %d websockets still open: %w", b.releaseID, h, ws, ctx.Err())
 		}
 	}
 }
 
-// CloseConnections closes every upgraded connection of this backend on
-// both sides, and makes any later upgrade through it fail at once. Plain
-// HTTP requests in flight are cut when their upstream goes away.
+// CloseConnections closes every upgraded connection of this backend, on
+// both the client and the backend side, and makes later upgrades through
+// it fail with 503. Plain HTTP requests in flight are left to finish or to
+// end with the process. It is idempotent and does not wait; watch
+// Connections or Drain for the count to reach 0.
 func (b *Backend) CloseConnections() { b.killFunc() }
 
-// serveHTTP forwards a plain request and counts it while in flight.
-func (b *Backend) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	b.http.Add(1)
-	defer b.done(&b.http)
-	b.rp.ServeHTTP(w, r)
+// done ends one request or connection counted in c.
+func (b *Backend) done(c *atomic.Int64) {
+	if c.Add(-1) == 0 && b.drainers.Load() > 0 {
+		b.mu.Lock()
+		close(b.idle)
+		b.idle = make(chan struct{})
+		b.mu.Unlock()
+	}
 }

@@ -1,9 +1,18 @@
 // Package proxy is the stable HTTP/WebSocket front door of rollbridged.
 //
-// The active release is a *Backend behind an atomic pointer: the request
-// path takes no locks. Plain HTTP is routed per request, so a keep-alive
-// client moves to a new release on its next request. An Upgrade (WebSocket)
-// is pinned to the backend that accepted it for its whole life, and its two
-// sides are always closed together. Each backend counts its in-flight
-// requests and open upgraded connections, which is what a deploy drains.
+// A Proxy forwards to the active release's Backend, which sits behind an
+// atomic pointer so the request path takes no locks. Plain HTTP is routed
+// per request: a keep-alive client moves to a new release on its next
+// request. An upgraded (WebSocket) connection stays on the backend that
+// accepted it for its whole life, and when either of its sides ends, both
+// are closed. Each Backend counts its in-flight requests and open upgraded
+// connections; a deploy swaps the new backend in, drains the old one with
+// Backend.Drain, and force-closes what is left with
+// Backend.CloseConnections.
+//
+// Forwarding uses httputil.ReverseProxy (Rewrite) over one shared
+// keep-alive HTTP/1.1 transport. The proxy answers itself only when it
+// cannot forward: 503 "No active release" when no backend is active, 502
+// when the upstream refuses or breaks the connection, 504 when connecting
+// times out.
 package proxy

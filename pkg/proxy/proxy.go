@@ -1,66 +1,101 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+)
+
+// Transport tuning used where Options leave a field zero.
+const (
+	defaultDialTimeout         = 5 * time.Second
+	defaultMaxIdleConnsPerHost = 1024
+	defaultIdleConnTimeout     = 90 * time.Second
 )
 
 // Options tune a Proxy. The zero value is ready to use.
 type Options struct {
-	// DialTimeout bounds connecting to an upstream (default 5s).
+	// DialTimeout bounds connecting to an upstream; 0 means 5s. Upstreams
+	// are local processes, so a slow connect means a wedged one; the client
+	// then gets 504.
 	DialTimeout time.Duration
-	// MaxIdleConnsPerHost is the keep-alive pool per upstream (default 1024).
+
+	// MaxIdleConnsPerHost is how many keep-alive connections to one
+	// upstream stay open between requests; 0 means 1024. Size it for the
+	// peak number of concurrent requests, or connections get closed and
+	// dialled again under load.
 	MaxIdleConnsPerHost int
+
+	// OnError, if set, hears about each request the proxy could not complete
+	// because of the upstream: it answered 502/504, or the upstream failed
+	// midway through a response already begun. releaseID names the backend.
+	// Clients that went away and requests made while no release is active
+	// are not reported. It runs on the request's goroutine, possibly many
+	// at once, so it must be quick and safe for concurrent use; it is never
+	// called for a request that succeeded.
+	OnError func(releaseID string, err error)
 }
 
-// Proxy is an http.Handler forwarding to the active Backend.
+// Proxy is an http.Handler that forwards each request to the active
+// Backend. Create it with New; it is safe for concurrent use.
 type Proxy struct {
 	active    atomic.Pointer[Backend]
 	transport *http.Transport
-	dialer    *net.Dialer
 	buffers   *bufferPool
-	errors    atomic.Uint64 // upstream failures answered with 502
+	onError   func(releaseID string, err error)
 }
 
-// New returns a Proxy with no active backend (it answers 503).
+// New returns a Proxy with no active backend: until Swap gives it one, it
+// answers every request 503 "No active release".
 func New(o Options) *Proxy {
 	if o.DialTimeout <= 0 {
-		o.DialTimeout = 5 * time.Second
+		o.DialTimeout = defaultDialTimeout
 	}
 	if o.MaxIdleConnsPerHost <= 0 {
-		o.MaxIdleConnsPerHost = 1024
+		o.MaxIdleConnsPerHost = defaultMaxIdleConnsPerHost
 	}
 	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	// HTTP/1.1 only: upgrades (WebSocket) cannot cross an HTTP/2 hop, and a
+	// local hop gains nothing from multiplexing.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
 	return &Proxy{
-		dialer: dialer,
 		transport: &http.Transport{
+			// No Proxy func: upstreams are local, so HTTP_PROXY from the
+			// daemon's environment must not reroute them.
 			DialContext:         dialer.DialContext,
-			MaxIdleConns:        0, // no global cap; per host below
+			Protocols:           &protocols,
+			MaxIdleConns:        0, // no overall cap; per host below
 			MaxIdleConnsPerHost: o.MaxIdleConnsPerHost,
-			IdleConnTimeout:     90 * time.Second,
-			// A proxy passes encodings through; transparent gzip would
-			// change what the client receives and cost CPU.
+			IdleConnTimeout:     defaultIdleConnTimeout,
+			// A proxy passes encodings through untouched; transparent gzip
+			// would change what the client receives and cost CPU.
 			DisableCompression:    true,
 			ExpectContinueTimeout: time.Second,
-			WriteBufferSize:       32 << 10,
-			ReadBufferSize:        32 << 10,
+			// No ResponseHeaderTimeout: long polls are legitimate, and the
+			// front end (nginx proxy_read_timeout) owns request timeouts.
 		},
-		buffers: newBufferPool(),
+		buffers: &bufferPool{},
+		onError: o.OnError,
 	}
 }
 
-// Swap makes next the active backend (nil: no active release) and returns
-// the previous one. Requests already routed keep their backend.
+// Swap makes next the active backend and returns the previous one (nil if
+// there was none). next == nil means no active release. Requests already
+// routed keep their backend, and so do open upgraded connections; every
+// request that starts after Swap returns goes to next. A Backend is bound
+// to the first Proxy it is swapped into.
 func (p *Proxy) Swap(next *Backend) (prev *Backend) {
-	if next != nil && next.rp == nil {
-		next.rp = p.reverseProxy(next)
+	if next != nil {
+		next.bind.Do(func() { next.rp = p.reverseProxy(next) })
 	}
 	return p.active.Swap(next)
 }
@@ -68,97 +103,223 @@ func (p *Proxy) Swap(next *Backend) (prev *Backend) {
 // Active returns the active backend, or nil.
 func (p *Proxy) Active() *Backend { return p.active.Load() }
 
-// UpstreamErrors counts requests answered 502 because the upstream failed.
-func (p *Proxy) UpstreamErrors() uint64 { return p.errors.Load() }
-
-// Close drops idle upstream connections.
+// Close closes idle keep-alive connections to upstreams. It does not touch
+// requests in flight or upgraded connections (see Backend.CloseConnections),
+// and the Proxy keeps working: later requests dial again. Call it once the
+// proxy stopped serving. It may be called any number of times.
 func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
 
-// ServeHTTP routes one request to the active backend.
+// ServeHTTP forwards r to the active backend. It takes no locks (only a
+// request ending on a backend that a Drain waits for takes one, to wake it).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b := p.active.Load()
+	upgrade := isUpgrade(r.Header)
+	b, n := p.acquire(upgrade)
 	if b == nil {
-		h := w.Header()
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("Retry-After", "1")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("No active release\n")) // the client may be gone
+		http.Error(w, "No active release", http.StatusServiceUnavailable)
 		return
 	}
-	if isUpgrade(r.Header) {
-		p.serveUpgrade(w, r, b)
+	defer b.done(n) // also when ReverseProxy aborts with http.ErrAbortHandler
+	if upgrade {
+		b.serveUpgrade(w, r)
 		return
 	}
-	b.serveHTTP(w, r)
+	b.rp.ServeHTTP(w, r)
 }
 
-// reverseProxy builds the backend's ReverseProxy once, so the hot path
-// needs no per-request closure or context value to find its target.
+// acquire counts a new request on the active backend and returns it with
+// the counter to release, or nil if no release is active.
+//
+// Loading the pointer and counting are two steps, so a Swap can fall in
+// between, and a Drain started right after it could see 0 and let the old
+// process be stopped under this request. Checking that the backend is still
+// active after counting closes that gap: if it still is, any Drain of it
+// starts later and sees the count; if not, the count is undone and the
+// request goes to the backend that replaced it.
+func (p *Proxy) acquire(upgrade bool) (*Backend, *atomic.Int64) {
+	b := p.active.Load()
+	for b != nil {
+		n := &b.http
+		if upgrade {
+			n = &b.ws
+		}
+		n.Add(1)
+		now := p.active.Load()
+		if now == b {
+			return b, n
+		}
+		b.done(n)
+		b = now
+	}
+	return nil, nil
+}
+
+// reverseProxy builds b's ReverseProxy once, at its first Swap, so the
+// request path needs no per-request closure or context value to find its
+// target.
 func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
-	addr := b.addr
-	return &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = addr
+			pr.Out.URL.Host = b.addr
 			pr.Out.Host = pr.In.Host // the app sees the Host the client asked for
+			// ReverseProxy drops query parameters it cannot parse (";" or bad
+			// escapes) to stop parameter smuggling between proxy and app. This
+			// proxy never reads the query, so pass it on exactly as received,
+			// as nginx does.
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			setForwarded(pr.Out.Header, pr.In)
 		},
-		Transport:    p.transport,
-		BufferPool:   p.buffers,
-		ErrorHandler: p.errorHandler,
+		Transport:      p.transport,
+		BufferPool:     p.buffers,
+		ModifyResponse: keepBackend,
+		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.fail(w, r, b, err) },
+		// Without ErrorLog, ReverseProxy prints to the process-wide log
+		// package (for example when an upstream dies mid-body); route those
+		// lines to OnError instead.
+		ErrorLog: log.New(logWriter{p: p, b: b}, "", 0),
 	}
+	return rp
 }
 
-// setForwarded adds X-Forwarded-* the way a front end like nginx expects:
-// X-Forwarded-For gets the client address appended; X-Forwarded-Proto and
-// -Host sent by the front end are kept (rollbridge sits behind it, and an app
-// behind TLS termination must still see https), else filled from this hop.
+// setForwarded fills X-Forwarded-* the way apps behind nginx expect.
+// ReverseProxy (in Rewrite mode) removed the client's copies from out; in
+// still has them.
+//
+// X-Forwarded-For gets this hop's client address appended, as nginx's
+// $proxy_add_x_forwarded_for does. X-Forwarded-Proto and X-Forwarded-Host
+// are kept when the front end sent them: rollbridged normally sits behind a
+// front end that terminates TLS, and overwriting "https" with this hop's
+// "http" would send apps into redirect loops. Only without them are they
+// filled from this hop (https if it was TLS). Forwarded passes unchanged,
+// as through nginx. Anyone who can reach the proxy port directly can set
+// these headers, as with any proxy that trusts its front end.
 func setForwarded(out http.Header, in *http.Request) {
-	clientIP, _, err := net.SplitHostPort(in.RemoteAddr)
-	if err == nil {
-		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-			clientIP = strings.Join(prior, ", ") + ", " + clientIP
+	// One backing array for the three values this hop sets, capped so that
+	// a later Add to one header cannot overwrite the next: one allocation
+	// per request instead of three.
+	vals := make([]string, 3)
+	prior := in.Header["X-Forwarded-For"]
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		switch len(prior) {
+		case 0:
+			vals[0] = ip
+		case 1:
+			vals[0] = prior[0] + ", " + ip
+		default:
+			vals[0] = strings.Join(prior, ", ") + ", " + ip
 		}
-		out["X-Forwarded-For"] = []string{clientIP}
+		out["X-Forwarded-For"] = vals[0:1:1]
+	} else if prior != nil {
+		out["X-Forwarded-For"] = prior
 	}
-	if v := in.Header["X-Forwarded-Proto"]; len(v) > 0 {
+	if v := in.Header["X-Forwarded-Proto"]; v != nil {
 		out["X-Forwarded-Proto"] = v
-	} else if in.TLS != nil {
-		out["X-Forwarded-Proto"] = []string{"https"}
 	} else {
-		out["X-Forwarded-Proto"] = []string{"http"}
+		vals[1] = "http"
+		if in.TLS != nil {
+			vals[1] = "https"
+		}
+		out["X-Forwarded-Proto"] = vals[1:2:2]
 	}
-	if v := in.Header["X-Forwarded-Host"]; len(v) > 0 {
+	if v := in.Header["X-Forwarded-Host"]; v != nil {
 		out["X-Forwarded-Host"] = v
 	} else {
-		out["X-Forwarded-Host"] = []string{in.Host}
+		vals[2] = in.Host
+		out["X-Forwarded-Host"] = vals[2:3:3]
+	}
+	if v := in.Header["Forwarded"]; v != nil {
+		out["Forwarded"] = v
 	}
 }
 
-func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		// The client went away; nobody reads an answer.
-		w.WriteHeader(499)
+// fail answers a request that could not be forwarded and reports the
+// upstream's failures to OnError.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, b *Backend, err error) {
+	if uw, ok := w.(*upgradeWriter); ok && uw.hijacked {
+		// The connection was taken over for the upgrade, and what failed was
+		// writing the 101 to the client: a client problem, and no status can
+		// be sent any more (net/http would only log a complaint).
 		return
 	}
-	p.errors.Add(1)
-	status := http.StatusBadGateway
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, syscall.ECONNREFUSED) {
-		status = http.StatusGatewayTimeout
+	status := classify(r.Context(), b.kill, err)
+	switch status {
+	case statusClientClosed:
+		// Nobody reads this answer. Write the status anyway so net/http does
+		// not write a 200 for the handler; there is nothing to report.
+		w.WriteHeader(status)
+		return
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		p.report(b, r, err)
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(http.StatusText(status) + "\n")) // the client may be gone
+	http.Error(w, statusBody(status), status)
 }
 
-// isUpgrade reports a Connection: upgrade request with an Upgrade header.
+// statusClientClosed is nginx's 499: the client closed the request before
+// the answer was ready.
+const statusClientClosed = 499
+
+// classify maps a forwarding error to the status for the client:
+//   - 499 when the client went away (reqCtx ended), so the error is
+//     no fault of the upstream;
+//   - 503 when CloseConnections killed the backend under an upgrade;
+//   - 504 when connecting to or hearing from the upstream timed out;
+//   - 502 for everything else: connection refused or reset, a broken
+//     response.
+func classify(reqCtx, kill context.Context, err error) int {
+	switch {
+	case kill.Err() != nil && errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	case reqCtx.Err() != nil, errors.Is(err, context.Canceled):
+		return statusClientClosed
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// statusBody is the plain-text body of a status the proxy answers itself.
+func statusBody(status int) string {
+	switch status {
+	case http.StatusBadGateway:
+		return "Bad gateway"
+	case http.StatusGatewayTimeout:
+		return "Gateway timeout"
+	case http.StatusServiceUnavailable:
+		return "Release stopped"
+	}
+	return http.StatusText(status)
+}
+
+func (p *Proxy) report(b *Backend, r *http.Request, err error) {
+	if p.onError != nil {
+		p.onError(b.releaseID, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, err))
+	}
+}
+
+// logWriter turns a line ReverseProxy logs into an OnError report.
+type logWriter struct {
+	p *Proxy
+	b *Backend
+}
+
+func (lw logWriter) Write(line []byte) (int, error) {
+	if lw.p.onError != nil {
+		lw.p.onError(lw.b.releaseID, errors.New(strings.TrimSpace(string(line))))
+	}
+	return len(line), nil
+}
+
+// isUpgrade reports a request asking to switch protocols (WebSocket): an
+// Upgrade header and "upgrade" among the Connection tokens, the same test
+// ReverseProxy applies before it hijacks.
 func isUpgrade(h http.Header) bool {
-	if len(h["Upgrade"]) == 0 {
+	if len(h["Upgrade"]) == 0 { // almost every request stops here, without allocating
 		return false
 	}
 	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
+		for tok := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
 				return true
 			}
@@ -167,19 +328,24 @@ func isUpgrade(h http.Header) bool {
 	return false
 }
 
-// bufferPool lends 32 KiB copy buffers to ReverseProxy.
+// copyBufSize matches io.Copy's buffer, which ReverseProxy would otherwise
+// allocate afresh for every response body.
+const copyBufSize = 32 << 10
+
+// bufferPool lends ReverseProxy its body-copy buffers. It stores array
+// pointers so that Put does not allocate a slice header per call.
 type bufferPool struct{ pool sync.Pool }
 
-func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+func (bp *bufferPool) Get() []byte {
+	if a, ok := bp.pool.Get().(*[copyBufSize]byte); ok {
+		return a[:]
+	}
+	return new([copyBufSize]byte)[:]
 }
 
-func (bp *bufferPool) Get() []byte { return *(bp.pool.Get().(*[]byte)) }
-
 func (bp *bufferPool) Put(b []byte) {
-	if cap(b) != 32<<10 {
+	if cap(b) < copyBufSize {
 		return
 	}
-	b = b[:cap(b)]
-	bp.pool.Put(&b)
+	bp.pool.Put((*[copyBufSize]byte)(b[:copyBufSize]))
 }

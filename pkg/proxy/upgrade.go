@@ -3,122 +3,109 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
-	"sync"
 )
 
-// hopHeaders are dropped when forwarding; Connection and Upgrade are set
-// again explicitly for the upgrade itself.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// serveUpgrade proxies a protocol switch (WebSocket) itself rather than
-// through ReverseProxy: the standard one half-closes the client when the
-// backend ends and then waits for the client, so a client that never
-// closes keeps the connection — and a draining release — alive forever.
-// Here, when either side ends, both are closed.
-func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, b *Backend) {
-	b.ws.Add(1)
-	defer b.done(&b.ws)
+// serveUpgrade forwards a protocol switch (WebSocket) to b for the whole
+// life of the connection, which is what pins it to b.
+//
+// ReverseProxy does the handshake and the copying, and closes the backend
+// side when the request context ends. Running it under a context that
+// CloseConnections cancels therefore lets a force-close end the backend
+// side; the copy from the backend then fails and ReverseProxy closes the
+// client side too.
+func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	if b.kill.Err() != nil {
-		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		http.Error(w, statusBody(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(b.kill, cancel)
 	defer stop()
-
-	dctx, dcancel := context.WithTimeout(ctx, p.dialer.Timeout)
-	backConn, err := p.dialer.DialContext(dctx, "tcp", b.addr)
-	dcancel()
-	if err != nil {
-		p.errorHandler(w, r, err)
-		return
+	uw := &upgradeWriter{ResponseWriter: w}
+	b.rp.ServeHTTP(uw, r.WithContext(context.WithValue(ctx, upgradeKey{}, uw)))
+	if uw.backend != nil {
+		// ReverseProxy closes the client side before it returns but leaves
+		// the backend side to a goroutine of its own, and does not close it
+		// at all when it rejects the app's 101 (wrong protocol). Close it
+		// here, so the connection is gone on both sides before the caller
+		// stops counting it.
+		_ = uw.backend.Close() // usually closed already; the error says only that
 	}
-	defer backConn.Close()
-	// Cancellation (client gone, CloseConnections, shutdown) unblocks every
-	// read and write below by closing the backend side.
-	stopBack := context.AfterFunc(ctx, func() { _ = backConn.Close() })
-	defer stopBack()
-
-	out := r.Clone(ctx)
-	out.RequestURI = ""
-	out.URL.Scheme, out.URL.Host = "http", b.addr
-	out.Host = r.Host
-	for _, h := range hopHeaders {
-		out.Header.Del(h)
-	}
-	out.Header.Set("Connection", "Upgrade")
-	out.Header["Upgrade"] = r.Header["Upgrade"]
-	setForwarded(out.Header, r)
-	if err := out.Write(backConn); err != nil {
-		p.errorHandler(w, r, err)
-		return
-	}
-	br := bufio.NewReader(backConn)
-	res, err := http.ReadResponse(br, out)
-	if err != nil {
-		p.errorHandler(w, r, err)
-		return
-	}
-	if res.StatusCode != http.StatusSwitchingProtocols {
-		// The app refused the upgrade: relay its answer as a normal response.
-		defer res.Body.Close()
-		for _, h := range hopHeaders {
-			res.Header.Del(h)
-		}
-		for k, v := range res.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(res.StatusCode)
-		_, _ = io.Copy(w, res.Body) // a failed relay only ends this response
-		return
-	}
-	clientConn, clientBuf, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		p.errorHandler(w, r, err)
-		return
-	}
-	defer clientConn.Close()
-	stopClient := context.AfterFunc(ctx, func() { _ = clientConn.Close() })
-	defer stopClient()
-
-	res.Body = nil // the head only; the rest of br is upgraded traffic
-	if err := res.Write(clientBuf); err != nil {
-		return
-	}
-	if err := clientBuf.Flush(); err != nil {
-		return
-	}
-	pipe(clientConn, clientBuf.Reader, backConn, br)
 }
 
-// pipe copies both ways until either direction ends, then closes both
-// connections and waits for the other copy to stop.
-func pipe(client net.Conn, clientR io.Reader, back net.Conn, backR io.Reader) {
-	var once sync.Once
-	closeBoth := func() {
-		once.Do(func() {
-			_ = client.Close() // ending the pair; errors are moot
-			_ = back.Close()
-		})
+// upgradeKey is the request context key under which ModifyResponse finds
+// the upgrade's upgradeWriter.
+type upgradeKey struct{}
+
+// keepBackend is ReverseProxy's ModifyResponse. For a 101 it records the
+// upgraded backend connection (the response body) with the request's
+// upgradeWriter, so serveUpgrade can close it. It runs on the request's
+// goroutine; for any other response it only compares the status.
+func keepBackend(res *http.Response) error {
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		return nil
 	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		defer closeBoth()
-		_, _ = io.Copy(back, clientR)
-	}()
-	go func() {
-		defer wg.Done()
-		defer closeBoth()
-		_, _ = io.Copy(client, backR)
-	}()
-	wg.Wait()
+	uw, ok := res.Request.Context().Value(upgradeKey{}).(*upgradeWriter)
+	if !ok {
+		// ReverseProxy would refuse this too, but leave the connection
+		// open; returning an error makes it close the body (502).
+		return errors.New("app switched protocols on a request that asked for no upgrade")
+	}
+	uw.backend = res.Body
+	return nil
+}
+
+// upgradeWriter hands ReverseProxy a client connection that cannot be
+// half-closed.
+//
+// When the backend ends its side, ReverseProxy only half-closes the client
+// (CloseWrite) and keeps copying until the client closes too. A client that
+// never does (one that stopped reading, or sits behind a front end that
+// keeps the socket open) then holds the connection, its count, and so the
+// drain of an old release, forever: the Node original's half-closed-socket
+// leak. Without CloseWrite, ReverseProxy closes both sides as soon as
+// either one ends. WebSocket has its own closing handshake, so nothing is
+// lost by not half-closing TCP.
+type upgradeWriter struct {
+	http.ResponseWriter
+	hijacked bool      // the 101 is being written: the error handler must not write a status
+	backend  io.Closer // the upgraded backend connection, once the app answered 101
+}
+
+// Unwrap lets http.ResponseController reach Flush on the real writer when
+// the app refuses the upgrade with a streamed response.
+func (w *upgradeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err // ReverseProxy tests it with errors.Is(err, http.ErrNotSupported)
+	}
+	w.hijacked = true
+	return &fullCloseConn{Conn: conn, br: brw.Reader}, brw, nil
+}
+
+// fullCloseConn is a hijacked client connection without CloseWrite (see
+// upgradeWriter). It also reads through the server's buffered reader first:
+// ReverseProxy copies from the raw connection, which would skip any bytes
+// the client sent right behind its handshake that net/http had already
+// buffered.
+type fullCloseConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (c *fullCloseConn) Read(p []byte) (int, error) {
+	if c.br != nil {
+		if c.br.Buffered() > 0 {
+			return c.br.Read(p)
+		}
+		c.br = nil // drained; only ReverseProxy's one copy goroutine reads
+	}
+	return c.Conn.Read(p)
 }

@@ -18,12 +18,16 @@ type HealthCheck struct {
 	StartDelay time.Duration
 }
 
-// firstPause is the first delay between probes. The pause doubles up to
-// Interval: a booting app is usually ready within tens of milliseconds of
-// binding its port, and a refused connection costs nothing, so polling fast
-// at first makes the switch follow readiness closely (the Node original's
-// fixed 250 ms poll added ~300 ms to most deploys) without hammering a slow app.
-const firstPause = 5 * time.Millisecond
+// Probing schedule. For the first fastPhase the pause between probes is
+// firstPause; after that it doubles up to Interval. Most apps are ready
+// within a second of starting, and a refused connection costs next to
+// nothing, so polling fast at first makes the switch follow readiness by a
+// few milliseconds (the Node original's fixed 250 ms poll added ~300 ms to
+// most deploys); an app that boots for longer is not hammered.
+const (
+	firstPause = 5 * time.Millisecond
+	fastPhase  = time.Second
+)
 
 // probeTimeout bounds one probe so a hung handler cannot eat the window.
 const probeTimeout = 5 * time.Second
@@ -60,7 +64,8 @@ func WaitHealthy(ctx context.Context, client *http.Client, hc HealthCheck, exite
 			return ErrExited
 		}
 	}
-	deadline := time.Now().Add(hc.Timeout)
+	began := time.Now()
+	deadline := began.Add(hc.Timeout)
 	pause := firstPause
 	reason := "no answer yet"
 	for {
@@ -96,7 +101,9 @@ func WaitHealthy(ctx context.Context, client *http.Client, hc HealthCheck, exite
 			t.Stop()
 			return ErrExited
 		}
-		pause = min(pause*2, max(hc.Interval, firstPause))
+		if time.Since(began) >= fastPhase {
+			pause = min(pause*2, max(hc.Interval, firstPause))
+		}
 	}
 }
 
