@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -64,6 +65,18 @@ func main() {
 }
 
 func run(ctx context.Context, path string) error {
+	// ROLLBRIDGE_CPUPROFILE=FILE writes a CPU profile of the whole run (for
+	// docs/performance.md: profiling the proxy under load).
+	if p := os.Getenv("ROLLBRIDGE_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	act, err := systemd.ActivatedListeners() // also clears LISTEN_* for the children
 	if err != nil {
 		return err

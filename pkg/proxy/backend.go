@@ -34,6 +34,7 @@ type Backend struct {
 
 	bind sync.Once              // sets rp on the first Swap
 	rp   *httputil.ReverseProxy // read-only once bound
+	fast atomic.Pointer[fastTransport]
 }
 
 // NewBackend returns a backend for the process listening at addr
@@ -99,7 +100,12 @@ func (b *Backend) Drain(ctx context.Context) error {
 // it fail with 503. Plain HTTP requests in flight are left to finish or to
 // end with the process. It is idempotent and does not wait; watch
 // Connections or Drain for the count to reach 0.
-func (b *Backend) CloseConnections() { b.killFunc() }
+func (b *Backend) CloseConnections() {
+	b.killFunc()
+	if f := b.fast.Load(); f != nil {
+		f.closeIdle() // keep-alive connections to a retiring process
+	}
+}
 
 // done ends one request or connection counted in c.
 func (b *Backend) done(c *atomic.Int64) {

@@ -49,6 +49,8 @@ type Options struct {
 type Proxy struct {
 	active    atomic.Pointer[Backend]
 	transport *http.Transport
+	dialer    *net.Dialer
+	maxIdle   int
 	buffers   *bufferPool
 	onError   func(releaseID string, err error)
 }
@@ -83,6 +85,8 @@ func New(o Options) *Proxy {
 			// No ResponseHeaderTimeout: long polls are legitimate, and the
 			// front end (nginx proxy_read_timeout) owns request timeouts.
 		},
+		dialer:  dialer,
+		maxIdle: o.MaxIdleConnsPerHost,
 		buffers: &bufferPool{},
 		onError: o.OnError,
 	}
@@ -157,6 +161,8 @@ func (p *Proxy) acquire(upgrade bool) (*Backend, *atomic.Int64) {
 // request path needs no per-request closure or context value to find its
 // target.
 func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
+	fast := newFastTransport(b.addr, p.dialer, p.transport, p.maxIdle, defaultIdleConnTimeout)
+	b.fast.Store(fast)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
@@ -169,7 +175,7 @@ func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
 			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			setForwarded(pr.Out.Header, pr.In)
 		},
-		Transport:      p.transport,
+		Transport:      fast,
 		BufferPool:     p.buffers,
 		ModifyResponse: keepBackend,
 		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.fail(w, r, b, err) },

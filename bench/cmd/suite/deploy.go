@@ -23,12 +23,12 @@ type DeployReport struct {
 
 // Phase is one deploy's timeline, in milliseconds from "deploy starting".
 type Phase struct {
-	Release     string  `json:"release"`
-	WebStarted  float64 `json:"webStarted"`
-	Healthy     float64 `json:"healthy"`
-	Switched    float64 `json:"switched"`
-	Returned    float64 `json:"returned"`
-	OldStopped  float64 `json:"oldStopped"` // -1 if not seen
+	Release    string  `json:"release"`
+	WebStarted float64 `json:"webStarted"`
+	Healthy    float64 `json:"healthy"`
+	Switched   float64 `json:"switched"`
+	Returned   float64 `json:"returned"`
+	OldStopped float64 `json:"oldStopped"` // -1 if not seen
 }
 
 func deployUnderLoad(ctx context.Context, e *env) (*DeployReport, error) {

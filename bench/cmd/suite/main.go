@@ -25,6 +25,7 @@ type options struct {
 	quick    bool
 	noNginx  bool
 	sections string
+	match    string
 }
 
 func main() {
@@ -38,6 +39,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "one short run per scenario (a smoke test, not a measurement)")
 	flag.BoolVar(&o.noNginx, "no-nginx", false, "skip the nginx comparison")
 	flag.StringVar(&o.sections, "only", "proxy,deploy,drain,footprint", "sections to run")
+	flag.StringVar(&o.match, "match", "", "only proxy scenarios whose name contains this")
 	flag.Parse()
 	if o.quick {
 		o.repeat, o.dur, o.deploys, o.sockets = 1, time.Second, 10, 500

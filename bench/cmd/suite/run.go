@@ -13,14 +13,14 @@ import (
 
 // Report is everything one suite run measured.
 type Report struct {
-	Started   time.Time         `json:"started"`
-	Machine   string            `json:"machine"`
-	Options   map[string]any    `json:"options"`
-	Proxy     []ProxyScenario   `json:"proxy"`
-	Deploy    *DeployReport     `json:"deployUnderLoad,omitempty"`
-	Drain     *DrainReport      `json:"drain,omitempty"`
-	Footprint *FootprintReport  `json:"footprint,omitempty"`
-	Notes     []string          `json:"notes,omitempty"`
+	Started   time.Time        `json:"started"`
+	Machine   string           `json:"machine"`
+	Options   map[string]any   `json:"options"`
+	Proxy     []ProxyScenario  `json:"proxy"`
+	Deploy    *DeployReport    `json:"deployUnderLoad,omitempty"`
+	Drain     *DrainReport     `json:"drain,omitempty"`
+	Footprint *FootprintReport `json:"footprint,omitempty"`
+	Notes     []string         `json:"notes,omitempty"`
 }
 
 // ProxyScenario is one load shape against every target.
@@ -158,6 +158,9 @@ func proxyMatrix(ctx context.Context, e *env) []ProxyScenario {
 	}
 	var out []ProxyScenario
 	for _, s := range shapes {
+		if e.o.match != "" && !strings.Contains(s.name, e.o.match) {
+			continue
+		}
 		sc := ProxyScenario{Name: s.name, Targets: map[string]*TargetStats{}}
 		for i := 0; i < e.o.repeat; i++ {
 			for _, t := range targets {

@@ -1,0 +1,273 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rawUpstream is a hand-written HTTP/1.1 server, so tests control exactly
+// when connections close. handle gets each request line and returns the
+// raw response bytes and whether to close the connection after them.
+func rawUpstream(t *testing.T, handle func(conn int, req *http.Request) (string, bool)) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			n := int(conns.Add(1))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					resp, closeAfter := handle(n, req)
+					if _, err := io.WriteString(c, resp); err != nil || closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String(), &conns
+}
+
+func ok(body string) string {
+	return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}
+
+func TestFastPathReusesConnections(t *testing.T) {
+	addr, conns := rawUpstream(t, func(c int, r *http.Request) (string, bool) { return ok("x"), false })
+	p, url, _ := newProxy(t)
+	activate(p, "v1", addr)
+	client := newClient(t)
+	for i := 0; i < 20; i++ {
+		if code, body := get(t, client, url+"/"); code != 200 || body != "x" {
+			t.Fatalf("got %d %q", code, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d upstream connections for 20 sequential requests, want 1", n)
+	}
+}
+
+// TestIdleConnectionClosedByApp: the app closes a kept-alive connection
+// while it sits in the pool (a keep-alive timeout); the next request must
+// not fail.
+func TestIdleConnectionClosedByApp(t *testing.T) {
+	var mu sync.Mutex
+	var served []int
+	addr, conns := rawUpstream(t, func(c int, r *http.Request) (string, bool) {
+		mu.Lock()
+		served = append(served, c)
+		mu.Unlock()
+		return ok("x"), false
+	})
+	p, url, _ := newProxy(t)
+	b := activate(p, "v1", addr)
+	client := newClient(t)
+	get(t, client, url+"/")
+	// Close the pooled connection from the app's side.
+	f := b.fast.Load()
+	pc := <-f.idle
+	_ = pc.conn.(*net.TCPConn).CloseRead() // the app's close shows up as EOF to our peek
+	// Make it look idle long enough to be peeked at, then put it back.
+	pc.idleSince = time.Now().Add(-time.Second)
+	f.idle <- pc
+	for i := 0; i < 3; i++ {
+		if code, _ := get(t, client, url+"/"); code != 200 {
+			t.Fatalf("request %d after the app closed the idle connection: %d", i, code)
+		}
+	}
+	if conns.Load() != 2 {
+		t.Errorf("%d connections, want 2 (the dead one replaced once)", conns.Load())
+	}
+}
+
+// TestStaleConnectionRetried: the connection dies between the peek and
+// the request; a GET is sent again on a fresh connection.
+func TestStaleConnectionRetried(t *testing.T) {
+	addr, conns := rawUpstream(t, func(c int, r *http.Request) (string, bool) {
+		if c == 1 && r.URL.Path == "/second" {
+			return "", true // the first connection dies without answering
+		}
+		return ok(r.URL.Path), false
+	})
+	p, url, _ := newProxy(t)
+	activate(p, "v1", addr)
+	client := newClient(t)
+	get(t, client, url+"/first")
+	if code, body := get(t, client, url+"/second"); code != 200 || body != "/second" {
+		t.Errorf("retry: %d %q", code, body)
+	}
+	if conns.Load() != 2 {
+		t.Errorf("%d connections, want 2", conns.Load())
+	}
+	// A POST without a body is not repeated: the app may have acted on it.
+	addr2, _ := rawUpstream(t, func(c int, r *http.Request) (string, bool) {
+		if c == 1 && r.Method == http.MethodPost {
+			return "", true
+		}
+		return ok("x"), false
+	})
+	activate(p, "v2", addr2)
+	get(t, client, url+"/")
+	resp, err := client.Post(url+"/", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("POST on a dying connection: %d, want 502", resp.StatusCode)
+	}
+}
+
+func TestInterimResponsesAndHead(t *testing.T) {
+	addr, _ := rawUpstream(t, func(c int, r *http.Request) (string, bool) {
+		if r.Method == http.MethodHead {
+			return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false
+		}
+		return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + ok("hello"), false
+	})
+	p, url, _ := newProxy(t)
+	activate(p, "v1", addr)
+	client := newClient(t)
+	if code, body := get(t, client, url+"/"); code != 200 || body != "hello" {
+		t.Errorf("after 103: %d %q", code, body)
+	}
+	resp, err := client.Head(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != 5 {
+		t.Errorf("HEAD: %d %d", resp.StatusCode, resp.ContentLength)
+	}
+	// The connection is still in sync after the HEAD (no body was read).
+	if code, body := get(t, client, url+"/"); code != 200 || body != "hello" {
+		t.Errorf("after HEAD: %d %q", code, body)
+	}
+}
+
+func TestAbandonedBodyClosesConnection(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/endless" {
+			_, _ = io.WriteString(w, "small")
+			return
+		}
+		chunk := make([]byte, 32<<10)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	p, url, _ := newProxy(t)
+	b := activate(p, "v1", srv.Listener.Addr().String())
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/endless", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = resp.Body.Read(make([]byte, 100))
+	cancel() // the client leaves mid-body
+	resp.Body.Close()
+	waitCounts(t, b, 0, 0)
+	// The half-read connection was not pooled: the next request dials anew
+	// and gets a clean answer.
+	if code, body := get(t, newClient(t), url+"/small"); code != 200 || body != "small" {
+		t.Errorf("after an abandoned body: %d %q", code, body)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d upstream connections, want 2 (the abandoned one is not reused)", n)
+	}
+}
+
+func TestClientGoneWhileUpstreamThinks(t *testing.T) {
+	release := make(chan struct{})
+	_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	p, url, _ := newProxy(t)
+	b := activate(p, "v1", addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	waitCounts(t, b, 1, 0)
+	cancel()
+	<-done
+	// The proxy's request ended too (the upstream read was unblocked).
+	waitCounts(t, b, 0, 0)
+}
+
+func TestCloseConnectionsEmptiesPool(t *testing.T) {
+	addr, _ := rawUpstream(t, func(c int, r *http.Request) (string, bool) { return ok("x"), false })
+	p, url, _ := newProxy(t)
+	b := activate(p, "v1", addr)
+	get(t, newClient(t), url+"/")
+	if n := len(b.fast.Load().idle); n != 1 {
+		t.Fatalf("%d pooled connections, want 1", n)
+	}
+	b.CloseConnections()
+	if n := len(b.fast.Load().idle); n != 0 {
+		t.Errorf("%d pooled connections after CloseConnections", n)
+	}
+}
