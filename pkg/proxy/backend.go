@@ -32,9 +32,10 @@ type Backend struct {
 	kill     context.Context
 	killFunc context.CancelFunc
 
-	bind sync.Once              // sets rp on the first Swap
-	rp   *httputil.ReverseProxy // read-only once bound
-	fast atomic.Pointer[fastTransport]
+	bind    sync.Once              // sets rp on the first Swap
+	rp      *httputil.ReverseProxy // read-only once bound
+	fast    atomic.Pointer[fastTransport]
+	buffers *bufferPool // the Proxy's copy buffers, set with rp
 }
 
 // NewBackend returns a backend for the process listening at addr

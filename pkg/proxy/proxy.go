@@ -99,7 +99,10 @@ func New(o Options) *Proxy {
 // to the first Proxy it is swapped into.
 func (p *Proxy) Swap(next *Backend) (prev *Backend) {
 	if next != nil {
-		next.bind.Do(func() { next.rp = p.reverseProxy(next) })
+		next.bind.Do(func() {
+			next.buffers = p.buffers
+			next.rp = p.reverseProxy(next)
+		})
 	}
 	return p.active.Swap(next)
 }
@@ -161,7 +164,7 @@ func (p *Proxy) acquire(upgrade bool) (*Backend, *atomic.Int64) {
 // request path needs no per-request closure or context value to find its
 // target.
 func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
-	fast := newFastTransport(b.addr, p.dialer, p.transport, p.maxIdle, defaultIdleConnTimeout)
+	fast := newFastTransport(b.addr, p.dialer, p.transport, p.maxIdle, defaultIdleConnTimeout, p.buffers)
 	b.fast.Store(fast)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -241,12 +244,6 @@ func setForwarded(out http.Header, in *http.Request) {
 // fail answers a request that could not be forwarded and reports the
 // upstream's failures to OnError.
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, b *Backend, err error) {
-	if uw, ok := w.(*upgradeWriter); ok && uw.hijacked {
-		// The connection was taken over for the upgrade, and what failed was
-		// writing the 101 to the client: a client problem, and no status can
-		// be sent any more (net/http would only log a complaint).
-		return
-	}
 	status := classify(r.Context(), b.kill, err)
 	switch status {
 	case statusClientClosed:

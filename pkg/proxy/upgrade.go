@@ -4,19 +4,27 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
+	"syscall"
 )
 
 // serveUpgrade forwards a protocol switch (WebSocket) to b for the whole
 // life of the connection, which is what pins it to b.
 //
-// ReverseProxy does the handshake and the copying, and closes the backend
-// side when the request context ends. Running it under a context that
-// CloseConnections cancels therefore lets a force-close end the backend
-// side; the copy from the backend then fails and ReverseProxy closes the
-// client side too.
+// It does the handshake and the copying itself rather than through
+// ReverseProxy, for three reasons:
+//   - both sides close together when either ends (ReverseProxy half-closes
+//     the client and waits for it, the Node original's leak of draining
+//     releases);
+//   - CloseConnections (the backend's kill context) closes both sides;
+//   - an idle socket costs two goroutines and no buffers (ReverseProxy uses
+//     four goroutines and keeps two 32 KiB buffers and two bufio buffers
+//     per socket), which is what lets one daemon drain ten thousand of them.
 func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	if b.kill.Err() != nil {
 		http.Error(w, statusBody(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
@@ -24,88 +32,226 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	stop := context.AfterFunc(b.kill, cancel)
-	defer stop()
-	uw := &upgradeWriter{ResponseWriter: w}
-	b.rp.ServeHTTP(uw, r.WithContext(context.WithValue(ctx, upgradeKey{}, uw)))
-	if uw.backend != nil {
-		// ReverseProxy closes the client side before it returns but leaves
-		// the backend side to a goroutine of its own, and does not close it
-		// at all when it rejects the app's 101 (wrong protocol). Close it
-		// here, so the connection is gone on both sides before the caller
-		// stops counting it.
-		_ = uw.backend.Close() // usually closed already; the error says only that
+	stopKill := context.AfterFunc(b.kill, cancel)
+	defer stopKill()
+	orig := r
+	r = r.WithContext(ctx)
+	fail := func(err error) {
+		if b.kill.Err() != nil {
+			// CloseConnections cut the handshake: say so (503), not the
+			// side effect it had on the connection.
+			err = fmt.Errorf("release %s stopped: %w", b.releaseID, context.Canceled)
+		}
+		b.rp.ErrorHandler(w, orig, err)
+	}
+
+	t := b.fast.Load()
+	backConn, err := t.dialer.DialContext(ctx, "tcp", b.addr)
+	if err != nil {
+		fail(err)
+		return
+	}
+	// Until the copy takes over, ending ctx (client gone, kill) unblocks the
+	// handshake by closing the backend.
+	stopBack := context.AfterFunc(ctx, func() { _ = backConn.Close() })
+	closeBack := true
+	defer func() {
+		if closeBack {
+			stopBack()
+			_ = backConn.Close() // not handed over to the copy
+		}
+	}()
+
+	out := upgradeRequest(r, b.addr)
+	if err := out.Write(backConn); err != nil {
+		fail(err)
+		return
+	}
+	br := bufio.NewReaderSize(backConn, 4<<10)
+	res, err := readFinalResponse(br, out)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		relay(w, res, b.buffers) // the app refused the upgrade: pass its answer on
+		return
+	}
+	if want, got := upgradeType(r.Header), upgradeType(res.Header); !strings.EqualFold(want, got) {
+		fail(fmt.Errorf("app switched to protocol %q when %q was asked for", got, want))
+		return
+	}
+	clientConn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		fail(err)
+		return
+	}
+	res.Body = nil // write the head only
+	if err := res.Write(brw.Writer); err != nil {
+		_ = clientConn.Close() // client gone while we answered
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		_ = clientConn.Close()
+		return
+	}
+	closeBack = false
+	stopBack()
+	b.pipe(ctx, clientConn, brw.Reader, backConn, br)
+}
+
+// upgradeRequest is the request sent to the app: hop-by-hop headers
+// removed (Connection and Upgrade set again for the switch), X-Forwarded-*
+// as for plain requests, the client's Host kept.
+func upgradeRequest(r *http.Request, addr string) *http.Request {
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	out.URL.Scheme, out.URL.Host = "http", addr
+	out.Host = r.Host
+	out.Close = false
+	for _, tok := range r.Header["Connection"] {
+		for name := range strings.SplitSeq(tok, ",") {
+			out.Header.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+		out.Header.Del(h)
+	}
+	setForwarded(out.Header, r)
+	out.Header.Set("Connection", "Upgrade")
+	out.Header.Set("Upgrade", upgradeType(r.Header))
+	out.Body = nil
+	out.ContentLength = 0
+	return out
+}
+
+// hopHeaders are meaningful for one connection only (RFC 9110 §7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func upgradeType(h http.Header) string { return h.Get("Upgrade") }
+
+// readFinalResponse reads the app's answer, skipping interim 1xx answers
+// other than 101.
+func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for {
+		res, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, err
+		}
+		if res.StatusCode >= 100 && res.StatusCode < 200 && res.StatusCode != http.StatusSwitchingProtocols {
+			_ = res.Body.Close()
+			continue
+		}
+		return res, nil
 	}
 }
 
-// upgradeKey is the request context key under which ModifyResponse finds
-// the upgrade's upgradeWriter.
-type upgradeKey struct{}
-
-// keepBackend is ReverseProxy's ModifyResponse. For a 101 it records the
-// upgraded backend connection (the response body) with the request's
-// upgradeWriter, so serveUpgrade can close it. It runs on the request's
-// goroutine; for any other response it only compares the status.
-func keepBackend(res *http.Response) error {
-	if res.StatusCode != http.StatusSwitchingProtocols {
-		return nil
+// relay passes a non-101 answer to the client as an ordinary response.
+func relay(w http.ResponseWriter, res *http.Response, buffers *bufferPool) {
+	defer res.Body.Close()
+	for _, tok := range res.Header["Connection"] {
+		for name := range strings.SplitSeq(tok, ",") {
+			res.Header.Del(strings.TrimSpace(name))
+		}
 	}
-	uw, ok := res.Request.Context().Value(upgradeKey{}).(*upgradeWriter)
+	for _, h := range hopHeaders {
+		res.Header.Del(h)
+	}
+	for k, v := range res.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(res.StatusCode)
+	buf := buffers.Get()
+	defer buffers.Put(buf)
+	_, _ = io.CopyBuffer(w, res.Body, buf) // a broken relay only ends this response
+}
+
+// pipe copies both ways until either direction ends, then closes both
+// connections, and returns once the other direction stopped too. ctx ending
+// (CloseConnections, shutdown) closes both at once. One direction runs on
+// the caller's goroutine, so a socket costs two goroutines in all.
+func (b *Backend) pipe(ctx context.Context, client net.Conn, clientBuf *bufio.Reader, back net.Conn, backBuf *bufio.Reader) {
+	var once sync.Once
+	closeBoth := func() {
+		once.Do(func() {
+			_ = client.Close() // ending the pair; errors are moot
+			_ = back.Close()
+		})
+	}
+	stop := context.AfterFunc(ctx, closeBoth)
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer closeBoth()
+		copyFrom(client, back, backBuf, b.buffers)
+	}()
+	copyFrom(back, client, clientBuf, b.buffers)
+	closeBoth()
+	<-done
+}
+
+// copyFrom copies src to dst until EOF or an error: first whatever src's
+// reader had buffered, then straight from the connection. Between bursts
+// it waits in the runtime's poller holding no buffer, and borrows one from
+// buffers only while data moves.
+func copyFrom(dst io.Writer, src net.Conn, buffered *bufio.Reader, buffers *bufferPool) {
+	if n := buffered.Buffered(); n > 0 {
+		early, _ := buffered.Peek(n) // cannot fail for Buffered() bytes
+		if _, err := dst.Write(early); err != nil {
+			return
+		}
+	}
+	rc, err := syscallConn(src)
+	for {
+		if err == nil {
+			if waitReadable(rc) != nil {
+				return
+			}
+		}
+		buf := buffers.Get()
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				buffers.Put(buf)
+				return
+			}
+		}
+		buffers.Put(buf)
+		if rerr != nil {
+			return
+		}
+	}
+}
+
+func syscallConn(c net.Conn) (syscall.RawConn, error) {
+	sc, ok := c.(syscall.Conn)
 	if !ok {
-		// ReverseProxy would refuse this too, but leave the connection
-		// open; returning an error makes it close the body (502).
+		return nil, errors.New("no raw connection")
+	}
+	return sc.SyscallConn()
+}
+
+// waitReadable blocks in the runtime's poller, holding no buffer, until the
+// connection has data, EOF or an error for Read to report.
+func waitReadable(rc syscall.RawConn) error {
+	var probe [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), probe[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN // readable, EOF or an error: let Read report it
+	})
+}
+
+// keepBackend is ReverseProxy's ModifyResponse for plain requests: an app
+// answering 101 to a request that asked for no upgrade gets a 502 and its
+// connection closed (ReverseProxy would leave that connection open).
+func keepBackend(res *http.Response) error {
+	if res.StatusCode == http.StatusSwitchingProtocols {
 		return errors.New("app switched protocols on a request that asked for no upgrade")
 	}
-	uw.backend = res.Body
 	return nil
-}
-
-// upgradeWriter hands ReverseProxy a client connection that cannot be
-// half-closed.
-//
-// When the backend ends its side, ReverseProxy only half-closes the client
-// (CloseWrite) and keeps copying until the client closes too. A client that
-// never does (one that stopped reading, or sits behind a front end that
-// keeps the socket open) then holds the connection, its count, and so the
-// drain of an old release, forever: the Node original's half-closed-socket
-// leak. Without CloseWrite, ReverseProxy closes both sides as soon as
-// either one ends. WebSocket has its own closing handshake, so nothing is
-// lost by not half-closing TCP.
-type upgradeWriter struct {
-	http.ResponseWriter
-	hijacked bool      // the 101 is being written: the error handler must not write a status
-	backend  io.Closer // the upgraded backend connection, once the app answered 101
-}
-
-// Unwrap lets http.ResponseController reach Flush on the real writer when
-// the app refuses the upgrade with a streamed response.
-func (w *upgradeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err // ReverseProxy tests it with errors.Is(err, http.ErrNotSupported)
-	}
-	w.hijacked = true
-	return &fullCloseConn{Conn: conn, br: brw.Reader}, brw, nil
-}
-
-// fullCloseConn is a hijacked client connection without CloseWrite (see
-// upgradeWriter). It also reads through the server's buffered reader first:
-// ReverseProxy copies from the raw connection, which would skip any bytes
-// the client sent right behind its handshake that net/http had already
-// buffered.
-type fullCloseConn struct {
-	net.Conn
-	br *bufio.Reader
-}
-
-func (c *fullCloseConn) Read(p []byte) (int, error) {
-	if c.br != nil {
-		if c.br.Buffered() > 0 {
-			return c.br.Read(p)
-		}
-		c.br = nil // drained; only ReverseProxy's one copy goroutine reads
-	}
-	return c.Conn.Read(p)
 }

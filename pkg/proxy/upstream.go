@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// fastTransport sends body-less, non-upgrade requests — nearly all proxied
-// traffic — over its own keep-alive pool, on the caller's goroutine:
+// fastTransport sends body-less requests — nearly all proxied traffic —
+// over its own keep-alive pool, on the caller's goroutine:
 // write the request, read the response head, hand the body to ReverseProxy.
 // http.Transport instead passes every request to a writer goroutine and
 // every response from a reader goroutine, and keeps a read pending on each
@@ -34,6 +34,7 @@ type fastTransport struct {
 	fallback http.RoundTripper
 	idle     chan *pconn // the pool; a channel, so the request path needs no mutex
 	idleTTL  time.Duration
+	buffers  *bufferPool
 }
 
 // peekAfter is how long a connection may sit idle before it is peeked at.
@@ -47,13 +48,13 @@ type pconn struct {
 	idleSince time.Time
 }
 
-func newFastTransport(addr string, dialer *net.Dialer, fallback http.RoundTripper, maxIdle int, idleTTL time.Duration) *fastTransport {
-	return &fastTransport{addr: addr, dialer: dialer, fallback: fallback, idle: make(chan *pconn, maxIdle), idleTTL: idleTTL}
+func newFastTransport(addr string, dialer *net.Dialer, fallback http.RoundTripper, maxIdle int, idleTTL time.Duration, buffers *bufferPool) *fastTransport {
+	return &fastTransport{addr: addr, dialer: dialer, fallback: fallback, idle: make(chan *pconn, maxIdle), idleTTL: idleTTL, buffers: buffers}
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if (req.Body != nil && req.Body != http.NoBody) || req.Header["Upgrade"] != nil {
+	if req.Body != nil && req.Body != http.NoBody {
 		return t.fallback.RoundTrip(req)
 	}
 	for attempt := 0; ; attempt++ {
@@ -158,7 +159,8 @@ func (t *fastTransport) closeIdle() {
 func (t *fastTransport) exchange(pc *pconn, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	// Unblock the reads and writes below if the client goes away.
-	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(time.Unix(1, 0)) })
+	conn := pc.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	if err := req.Write(pc.bw); err != nil {
 		stop()
 		return nil, err
