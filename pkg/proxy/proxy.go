@@ -130,6 +130,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.serveUpgrade(w, r)
 		return
 	}
+	if b.forward(w, r) {
+		return
+	}
 	b.rp.ServeHTTP(w, r)
 }
 

@@ -157,11 +157,16 @@ func (t *fastTransport) closeIdle() {
 // streamed from the connection by whoever reads resp.Body; the connection
 // goes back to the pool once that body was read to its end.
 func (t *fastTransport) exchange(pc *pconn, req *http.Request) (*http.Response, error) {
+	return t.exchangeWith(pc, req, req.Write)
+}
+
+// exchangeWith is exchange with the request head written by write.
+func (t *fastTransport) exchangeWith(pc *pconn, req *http.Request, write func(io.Writer) error) (*http.Response, error) {
 	ctx := req.Context()
 	// Unblock the reads and writes below if the client goes away.
 	conn := pc.conn
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	if err := req.Write(pc.bw); err != nil {
+	if err := write(pc.bw); err != nil {
 		stop()
 		return nil, err
 	}

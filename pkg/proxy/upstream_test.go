@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -269,5 +270,54 @@ func TestCloseConnectionsEmptiesPool(t *testing.T) {
 	b.CloseConnections()
 	if n := len(b.fast.Load().idle); n != 0 {
 		t.Errorf("%d pooled connections after CloseConnections", n)
+	}
+}
+
+func TestForwardTrailersAndTE(t *testing.T) {
+	var gotTE string
+	_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
+		gotTE = r.Header.Get("Te")
+		w.Header().Set("Trailer", "X-Checksum")
+		_, _ = io.WriteString(w, "body")
+		w.Header().Set("X-Checksum", "abc123")
+	})
+	p, url, _ := newProxy(t)
+	activate(p, "v1", addr)
+	req, _ := http.NewRequest(http.MethodGet, url+"/", nil)
+	req.Header.Set("Te", "trailers")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "body" || resp.Trailer.Get("X-Checksum") != "abc123" {
+		t.Errorf("body %q trailer %v", body, resp.Trailer)
+	}
+	if gotTE != "trailers" {
+		t.Errorf("Te at the app: %q, want trailers", gotTE)
+	}
+}
+
+func TestAbsoluteFormTargetUsesReverseProxy(t *testing.T) {
+	_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.URL.Path+"?"+r.URL.RawQuery)
+	})
+	p, url, _ := newProxy(t)
+	activate(p, "v1", addr)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET http://example.com/abs?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "/abs?x=1" {
+		t.Errorf("got %d %q", resp.StatusCode, b)
 	}
 }
