@@ -36,7 +36,10 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 		if err != nil {
 			break
 		}
-		res, err = t.exchangeWith(pc, r, func(w io.Writer) error { return writeHead(w.(*bufio.Writer), r) })
+		// The client's Connection: close is about its own connection; the
+		// head sent to the app never asks to close (writeHead drops it), so
+		// the upstream connection stays pooled.
+		res, err = t.exchangeWith(pc, r, func(w io.Writer) error { return writeHead(w.(*bufio.Writer), r) }, false)
 		if err == nil {
 			break
 		}

@@ -157,11 +157,12 @@ func (t *fastTransport) closeIdle() {
 // streamed from the connection by whoever reads resp.Body; the connection
 // goes back to the pool once that body was read to its end.
 func (t *fastTransport) exchange(pc *pconn, req *http.Request) (*http.Response, error) {
-	return t.exchangeWith(pc, req, req.Write)
+	return t.exchangeWith(pc, req, req.Write, req.Close)
 }
 
-// exchangeWith is exchange with the request head written by write.
-func (t *fastTransport) exchangeWith(pc *pconn, req *http.Request, write func(io.Writer) error) (*http.Response, error) {
+// exchangeWith is exchange with the request head written by write; closing
+// says whether that head asked the app to close the connection.
+func (t *fastTransport) exchangeWith(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
 	ctx := req.Context()
 	// Unblock the reads and writes below if the client goes away.
 	conn := pc.conn
@@ -192,7 +193,7 @@ func (t *fastTransport) exchangeWith(pc *pconn, req *http.Request, write func(io
 		resp = r
 		break
 	}
-	keep := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	keep := !resp.Close && !closing && resp.StatusCode != http.StatusSwitchingProtocols
 	resp.Body = &pooledBody{rc: resp.Body, pc: pc, t: t, keep: keep, stop: stop}
 	return resp, nil
 }

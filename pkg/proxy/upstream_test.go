@@ -321,3 +321,20 @@ func TestAbsoluteFormTargetUsesReverseProxy(t *testing.T) {
 		t.Errorf("got %d %q", resp.StatusCode, b)
 	}
 }
+
+// TestClientConnectionCloseKeepsUpstreamAlive: clients that open a new
+// connection per request must not cost a new upstream connection each.
+func TestClientConnectionCloseKeepsUpstreamAlive(t *testing.T) {
+	addr, conns := rawUpstream(t, func(c int, r *http.Request) (string, bool) { return ok("x"), false })
+	p, url, _ := newProxy(t)
+	activate(p, "v1", addr)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := 0; i < 10; i++ {
+		if code, body := get(t, client, url+"/"); code != 200 || body != "x" {
+			t.Fatalf("got %d %q", code, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d upstream connections for 10 client connections, want 1", n)
+	}
+}
