@@ -50,15 +50,7 @@ func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
 	}
 	s.mu.Unlock()
 	s.stopRelease(r)
-	var wg sync.WaitGroup
-	for _, u := range singles {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = u.proc.Stop(context.Background()) // bounded by its own stop sequence
-		}()
-	}
-	wg.Wait()
+	stopAll(unitProcs(singles))
 	s.mu.Lock()
 	s.pruneLocked(time.Now())
 	s.mu.Unlock()
@@ -221,13 +213,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.stopRelease(r) }()
 	}
-	for _, u := range units {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = u.proc.Stop(context.Background()) // bounded by its own stop sequence
-		}()
-	}
+	stopAll(unitProcs(units))
 	wg.Wait()
 	s.bg.Wait()
 }

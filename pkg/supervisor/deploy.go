@@ -7,7 +7,6 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
@@ -431,15 +430,7 @@ func (s *Supervisor) failDeploy(r, prev *rel, services []*unit, cause error) err
 		output[in.proc.ID()] = lines
 	}
 	s.stopRelease(r)
-	var wg sync.WaitGroup
-	for _, u := range services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = u.proc.Stop(context.Background()) // Stop reports through events; nothing to add here
-		}()
-	}
-	wg.Wait()
+	stopAll(unitProcs(services))
 	s.mu.Lock()
 	for _, u := range services {
 		if s.services[u.cfg.ID] == u {
@@ -547,9 +538,7 @@ func (s *Supervisor) replaceSingletons(ctx context.Context, cfg *config.Config, 
 		}
 	}
 	s.mu.Unlock()
-	for _, u := range gone {
-		_ = u.proc.Stop(context.Background()) // bounded by its own stop sequence
-	}
+	stopAll(unitProcs(gone))
 	return firstErr
 }
 
@@ -624,15 +613,7 @@ func (s *Supervisor) stopRelease(r *rel) {
 		s.proxy.Swap(nil)
 	}
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, in := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = in.proc.Stop(context.Background()) // bounded by its own stop sequence
-		}()
-	}
-	wg.Wait()
+	stopAll(instanceProcs(procs))
 	if backend != nil {
 		backend.CloseConnections()
 	}

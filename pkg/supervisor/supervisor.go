@@ -198,3 +198,34 @@ func (s *Supervisor) findLocked(id string) *rel {
 	}
 	return nil
 }
+
+// stopAll stops processes in parallel and returns when all are stopped.
+// Stop reports through events and is bounded by each process's own stop
+// sequence, so there is nothing to return.
+func stopAll(procs []*process.Process) {
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.Stop(context.Background()) // see above
+		}()
+	}
+	wg.Wait()
+}
+
+func unitProcs(units []*unit) []*process.Process {
+	out := make([]*process.Process, len(units))
+	for i, u := range units {
+		out[i] = u.proc
+	}
+	return out
+}
+
+func instanceProcs(ins []*instance) []*process.Process {
+	out := make([]*process.Process, len(ins))
+	for i, in := range ins {
+		out[i] = in.proc
+	}
+	return out
+}
