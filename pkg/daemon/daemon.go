@@ -237,7 +237,7 @@ func (d *daemon) finishState(final *state.Snapshot, byCommand bool) {
 	}
 	final.Stopped = true
 	final.Processes = []state.ProcessRecord{}
-	final.Events = d.log.Recent(persistedEvents)
+	final.Events = d.log.Recent(state.MaxEvents)
 	if err := state.Save(cfg.StatePath, final); err != nil {
 		d.log.Emit("state save failed", map[string]any{"path": cfg.StatePath, "error": err.Error()})
 	}

@@ -17,23 +17,16 @@ import (
 
 // saveInterval bounds how stale the state file gets when nothing happens
 // (crash restarts change pids without a deploy).
-const (
-	saveInterval    = 5 * time.Second
-	persistedEvents = 100
-)
+const saveInterval = 5 * time.Second
 
 // loadState reads a leftover state file, reports orphans and installs the
 // live orphan check for status. It returns the snapshot (nil if none).
 func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor) *state.Snapshot {
 	prev, err := state.Load(cfg.StatePath)
-	var corrupt *state.CorruptError
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil
-	case errors.As(err, &corrupt):
-		log.Emit("state file unreadable", map[string]any{"path": cfg.StatePath, "error": err.Error()})
-		return nil
-	case err != nil:
+	case err != nil: // torn, foreign or unreadable: reported, then ignored and overwritten
 		log.Emit("state file unreadable", map[string]any{"path": cfg.StatePath, "error": err.Error()})
 		return nil
 	}

@@ -18,6 +18,9 @@ import (
 // Version is the snapshot format version this code writes and reads.
 const Version = 1
 
+// MaxEvents is how many recent events a snapshot carries.
+const MaxEvents = 100
+
 // Snapshot is what the daemon persists.
 type Snapshot struct {
 	Version     int       `json:"version"`

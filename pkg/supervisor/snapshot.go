@@ -9,9 +9,6 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 )
 
-// persistedEvents is how many recent events a snapshot carries.
-const persistedEvents = 100
-
 // PersistSnapshot describes what runs now, for the state file. It holds the
 // lock only to copy references; /proc is read outside it.
 func (s *Supervisor) PersistSnapshot() *state.Snapshot {
@@ -61,6 +58,6 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 		snap.Processes = append(snap.Processes, state.ProcessRecord{ID: st.ID, ProcessID: p.processID, ReleaseID: p.releaseID,
 			Policy: p.policy, Pid: *st.Pid, StartTime: start, Restarts: st.Restarts, MemoryRestarts: st.MemoryRestarts})
 	}
-	snap.Events = s.events.Recent(persistedEvents)
+	snap.Events = s.events.Recent(state.MaxEvents)
 	return snap
 }
