@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/urfave/cli/v2"
@@ -35,7 +36,13 @@ func deployCommand() *cli.Command {
 				}
 				fmt.Fprintf(c.App.ErrWriter, "rollbridgectl: %s\n", how)
 			}
-			return &control.Request{Command: control.CmdDeploy, ReleasePath: c.String("release-path"),
+			// The daemon runs elsewhere (under systemd, in /var/lib/rollbridge):
+			// a relative path means relative to where this command runs.
+			rel, err := filepath.Abs(c.String("release-path"))
+			if err != nil {
+				return nil, err
+			}
+			return &control.Request{Command: control.CmdDeploy, ReleasePath: rel,
 				ReleaseID: c.String("release-id"), Revision: c.String("revision")}, nil
 		}),
 	}

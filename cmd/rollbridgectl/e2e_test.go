@@ -251,6 +251,16 @@ func TestE2EFailedDeployExit1(t *testing.T) {
 	if e.get("/") != "v1" {
 		t.Error("previous release not serving")
 	}
+	// A relative --release-path is relative to where rollbridgectl runs,
+	// not to the daemon's working directory.
+	rel := filepath.Join(e.t.TempDir(), "rel-v3")
+	if err := os.MkdirAll(rel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Dir(rel))
+	if _, stderr, code := e.ctl("deploy", "--release-path", "rel-v3", "--release-id", "v3"); code != 0 {
+		t.Errorf("relative release path: %d %s", code, stderr)
+	}
 	_, stderr, code = e.ctl("deploy", "--release-path", "/nonexistent/rel")
 	if code != exitFailed || !strings.Contains(stderr, "release path /nonexistent/rel does not exist") {
 		t.Errorf("missing path: exit %d: %s", code, stderr)

@@ -103,9 +103,45 @@ func TestOrphansAfterDaemonSIGKILL(t *testing.T) {
 	if ev := f.events(); !strings.Contains(ev, "orphaned processes found") || !strings.Contains(ev, "restore skipped") {
 		t.Errorf("events lack the orphan report: %s", ev)
 	}
-	// Once the leftover is stopped, status stops listing it.
+	// The new daemon's own saves keep the leftover on record, and so does a
+	// shutdown: that file is what rollbridgectl recover reads afterwards.
+	waitUntil(t, "the leftover kept in the new daemon's state file", func() bool {
+		s, err := state.Load(f.statePath())
+		return err == nil && len(s.Orphans()) == 1 && s.Orphans()[0].Pid == webPid
+	})
+	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdShutdown}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := state.Load(f.statePath())
+	if err != nil || len(s.Orphans()) != 1 || s.Orphans()[0].Pid != webPid {
+		t.Fatalf("after shutdown the state file must still name the orphan for recover: %v %+v", err, s)
+	}
+	// Once the leftover is stopped, a new daemon lists nothing.
 	_ = syscall.Kill(-webPid, syscall.SIGKILL)
-	waitUntil(t, "orphan list to clear", func() bool { return len(f.status().Orphans) == 0 })
+	waitUntil(t, "orphan gone", func() bool { return len(s.Orphans()) == 0 })
+	f.start(nil, "")
+	f.waitReady()
+	if o := f.status().Orphans; len(o) != 0 {
+		t.Errorf("orphans after they were stopped: %+v", o)
+	}
+}
+
+func TestRestoreWithUnrecordedActiveRelease(t *testing.T) {
+	f := stateFixture(t)
+	good := filepath.Join(f.dir, "v1")
+	if err := os.MkdirAll(good, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The active release is not among the recorded ones (a hand-edited or
+	// older file): the daemon must not crash, and restores what it can.
+	f.reboot("ghost", map[string]string{"v1": good})
+	f.start(nil, "")
+	f.waitReady()
+	st := f.status()
+	if st.ActiveReleaseID == nil || *st.ActiveReleaseID != "v1" || st.Daemon.RestoreProblem == nil ||
+		!strings.Contains(*st.Daemon.RestoreProblem, "release ghost could not be restored (it was not recorded)") {
+		t.Errorf("active %v problem %v", st.ActiveReleaseID, st.Daemon.RestoreProblem)
+	}
 }
 
 // reboot writes the state a daemon leaves when the machine goes down: an

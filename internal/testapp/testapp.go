@@ -6,7 +6,7 @@
 //	GET /ping    200, or RB_APP_HEALTH as the status
 //	GET /slow    sleeps ?ms= milliseconds, then answers like /
 //	GET /ws      WebSocket echo, replies "<release>:<message>"
-//	GET /env     the process's ROLLBRIDGE_* variables as KEY=VALUE lines
+//	GET /env     the process's ROLLBRIDGE_*, NOTIFY_SOCKET and WATCHDOG_* variables as KEY=VALUE lines
 //
 // RB_APP_EXIT=N exits with N right away; RB_APP_BOOT_MS delays listening.
 package testapp
@@ -56,7 +56,7 @@ func Main() {
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
 		var lines []string
 		for _, kv := range os.Environ() {
-			if strings.HasPrefix(kv, "ROLLBRIDGE_") {
+			if strings.HasPrefix(kv, "ROLLBRIDGE_") || strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "WATCHDOG_") {
 				lines = append(lines, kv)
 			}
 		}

@@ -263,6 +263,10 @@ func TestValidationRules(t *testing.T) {
 		{"template in env", p(`env: {X: '{{nope}}'}`), "(w).env.X: {{nope}} is not a known template variable", "template variables"},
 		{"application with slash", `{application: 'a/b', proxy: {}, processes: [` + web + `]}`, `application: "a/b" cannot be used`, "letters, digits"},
 		{"backoffFactor too big", p(`restart: {backoffFactor: 1001}`), "must be a number between 1 and 1000, got number 1001", "Set restart.backoffFactor"},
+		{"milliseconds too big", `{proxy: {drainTimeoutMs: 1e13}, processes: [` + web + `]}`, "proxy.drainTimeoutMs: 10000000000000 is more than the 315360000000 milliseconds (ten years) allowed", "at most 315360000000"},
+		{"replicas too many", p(`replicas: 1000000`), "(w).replicas: 1000000 is more than the 1000 replicas allowed", "Set replicas to at most 1000"},
+		{"outputLines too many", p(`outputLines: 1e9`), "(w).outputLines: 1000000000 is more than the 100000 lines allowed", "at most 100000"},
+		{"singleton port referenced", p(`command: 'x {{ports.cron}}'`) + ` + {processes+: [{id: 'cron', policy: 'singleton', command: 'c', port: 9000}]}`, "{{ports.cron}} names a singleton", "make it a service"},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {

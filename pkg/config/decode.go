@@ -188,13 +188,35 @@ func (o obj) integer(k string, minimum int64, what, fix string) (int64, bool) {
 	return int64(f), true
 }
 
+// Upper bounds: beyond them a value is a mistake, and some would overflow
+// (time.Duration holds ~292 years) or exhaust the machine.
+const (
+	maxMs          = 10 * 365 * 24 * 3600 * 1000 // ten years
+	maxReplicas    = 1000
+	maxOutputLines = 100000
+	maxKeep        = 10000
+)
+
 // ms reads a non-negative millisecond count. Fractions are rejected: no
 // timer here has sub-millisecond meaning, and a fraction is usually a unit mix-up.
 func (o obj) ms(k string, positive bool) (int64, bool) {
+	var v int64
+	var ok bool
 	if positive {
-		return o.integer(k, 1, "a positive number of milliseconds", fmt.Sprintf("Set %s to a whole number of milliseconds greater than 0.", k))
+		v, ok = o.integer(k, 1, "a positive number of milliseconds", fmt.Sprintf("Set %s to a whole number of milliseconds greater than 0.", k))
+	} else {
+		v, ok = o.integer(k, 0, "a non-negative number of milliseconds", fmt.Sprintf("Set %s to a whole number of milliseconds, 0 or more.", k))
 	}
-	return o.integer(k, 0, "a non-negative number of milliseconds", fmt.Sprintf("Set %s to a whole number of milliseconds, 0 or more.", k))
+	return o.atMost(k, v, ok, maxMs, "milliseconds (ten years)")
+}
+
+// atMost rejects v above limit.
+func (o obj) atMost(k string, v int64, ok bool, limit int64, unit string) (int64, bool) {
+	if ok && v > limit {
+		o.c.add(join(o.path, k), fmt.Sprintf("Set %s to at most %d.", k, limit), "%d is more than the %d %s allowed", v, limit, unit)
+		return 0, false
+	}
+	return v, ok
 }
 
 func (o obj) stringList(k, fix string) ([]string, bool) {
@@ -415,7 +437,9 @@ func decodeRetention(c *collector, top obj, cfg *Config) {
 		return
 	}
 	if n, ok := o.integer("keep", 0, "a non-negative integer", "Set releaseRetention.keep to how many stopped releases to remember, e.g. 10."); ok {
-		cfg.ReleaseRetention.Keep = int(n)
+		if n, ok = o.atMost("keep", n, ok, maxKeep, "releases"); ok {
+			cfg.ReleaseRetention.Keep = int(n)
+		}
 	}
 	if n, ok := o.ms("maxAgeMs", false); ok {
 		cfg.ReleaseRetention.MaxAgeMs = n
@@ -569,10 +593,14 @@ func decodeProcess(c *collector, path string, v any, cfg *Config) Process {
 		p.Memory = decodeMemory(c, join(path, "memory"), o.m["memory"])
 	}
 	if n, ok := o.integer("replicas", 1, "a positive integer", "Set replicas to 1 or more (the number of identical instances)."); ok {
-		p.Replicas = int(n)
+		if n, ok = o.atMost("replicas", n, ok, maxReplicas, "replicas"); ok {
+			p.Replicas = int(n)
+		}
 	}
 	if n, ok := o.integer("outputLines", 1, "a positive integer", "Set outputLines to how many recent output lines to keep, e.g. 50."); ok {
-		p.OutputLines = int(n)
+		if n, ok = o.atMost("outputLines", n, ok, maxOutputLines, "lines"); ok {
+			p.OutputLines = int(n)
+		}
 	}
 	return p
 }

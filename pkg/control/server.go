@@ -64,6 +64,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
+	var pause time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -73,12 +74,20 @@ func (s *Server) Serve(ln net.Listener) error {
 			if done {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors (EMFILE) and the like pass: the control
+			// socket must outlive them, or no deploy or shutdown gets through.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(pause):
+			case <-s.ctx.Done():
+				return nil
+			}
+			continue
 		}
+		pause = 0
 		s.mu.Lock()
 		if s.done {
 			s.mu.Unlock()

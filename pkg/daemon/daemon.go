@@ -52,15 +52,18 @@ type Notifier interface {
 	Reloading()
 	Stopping()
 	Watchdog()
+	// ExtendTimeout asks for more time to finish starting (EXTEND_TIMEOUT_USEC).
+	ExtendTimeout(d time.Duration)
 }
 
 type nopNotifier struct{}
 
-func (nopNotifier) Ready(string)  {}
-func (nopNotifier) Status(string) {}
-func (nopNotifier) Reloading()    {}
-func (nopNotifier) Stopping()     {}
-func (nopNotifier) Watchdog()     {}
+func (nopNotifier) ExtendTimeout(time.Duration) {}
+func (nopNotifier) Ready(string)                {}
+func (nopNotifier) Status(string)               {}
+func (nopNotifier) Reloading()                  {}
+func (nopNotifier) Stopping()                   {}
+func (nopNotifier) Watchdog()                   {}
 
 // Run serves until ctx ends or a shutdown command arrives, then stops every
 // managed process and returns. It returns an error only when the daemon
@@ -125,7 +128,7 @@ func Run(ctx context.Context, o Options) error {
 	var prev *state.Snapshot
 	if cfg.StatePath != "" {
 		prev = loadState(cfg, log, d.sup)
-		restore(ctx, cfg, prev, log, d.sup)
+		restore(ctx, cfg, prev, log, d.sup, notifier)
 	}
 
 	var wg sync.WaitGroup
@@ -157,7 +160,7 @@ func Run(ctx context.Context, o Options) error {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup)
+			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup, prev)
 		}()
 	}
 	if o.WatchdogInterval > 0 {
@@ -187,7 +190,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	byCommand := isClosed(d.shutdownReq)
 	d.shutdown()
-	d.finishState(final, byCommand)
+	d.finishState(cfg.StatePath, withLeftovers(final, prev), byCommand)
 	close(d.stopped) // lets a pending shutdown command answer
 	d.ctl.Close(5 * time.Second)
 	wg.Wait()
@@ -224,22 +227,34 @@ func (e *errorReporter) report(releaseID string, err error) {
 // "clean" shutdown of the spec and removes it. A signal (systemctl stop, a
 // reboot) keeps a snapshot saying every process was stopped, so the next
 // start can restore the active release.
-func (d *daemon) finishState(final *state.Snapshot, byCommand bool) {
-	cfg := d.cfg.Load()
-	if final == nil {
+//
+// Leftovers of an earlier daemon (orphans) are kept in either case: the
+// file is what lets rollbridgectl recover find them.
+func (d *daemon) finishState(path string, final *state.Snapshot, byCommand bool) {
+	if final == nil || path == "" {
 		return
 	}
-	if byCommand {
-		if err := state.Remove(cfg.StatePath); err != nil {
-			d.log.Emit("state file not removed", map[string]any{"path": cfg.StatePath, "error": err.Error()})
+	// Our own processes are all stopped now; only leftovers can be alive.
+	var leftovers []state.ProcessRecord
+	for _, p := range final.Processes {
+		if state.Alive(p.Pid, p.StartTime) {
+			leftovers = append(leftovers, p)
+		}
+	}
+	if byCommand && len(leftovers) == 0 {
+		if err := state.Remove(path); err != nil {
+			d.log.Emit("state file not removed", map[string]any{"path": path, "error": err.Error()})
 		}
 		return
 	}
-	final.Stopped = true
-	final.Processes = []state.ProcessRecord{}
+	final.Stopped = len(leftovers) == 0
+	final.Processes = append([]state.ProcessRecord{}, leftovers...)
+	if byCommand {
+		final.ActiveReleaseID = "" // shut down on purpose: nothing to restore
+	}
 	final.Events = d.log.Recent(state.MaxEvents)
-	if err := state.Save(cfg.StatePath, final); err != nil {
-		d.log.Emit("state save failed", map[string]any{"path": cfg.StatePath, "error": err.Error()})
+	if err := state.Save(path, final); err != nil {
+		d.log.Emit("state save failed", map[string]any{"path": path, "error": err.Error()})
 	}
 }
 

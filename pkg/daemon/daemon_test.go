@@ -290,3 +290,24 @@ func TestControlSocketUnknownOwner(t *testing.T) {
 		t.Errorf("socket left behind: %v", err)
 	}
 }
+
+func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
+	dir := shortDir(t)
+	a := testConfig(t, dir, "{}")
+	for name, mod := range map[string]func(c *config.Config){
+		"statePath":   func(c *config.Config) { c.StatePath = "/var/lib/x.json" },
+		"proxy port":  func(c *config.Config) { c.Proxy.Port = 9999 },
+		"socket path": func(c *config.Config) { c.Control.Path = "/tmp/other.sock" },
+	} {
+		b := *a
+		mod(&b)
+		if listenerChange(a, &b) == "" {
+			t.Errorf("%s change not refused", name)
+		}
+	}
+	b := *a
+	b.Proxy.DrainTimeoutMs = 1
+	if why := listenerChange(a, &b); why != "" {
+		t.Errorf("a timeout change was refused: %s", why)
+	}
+}

@@ -138,7 +138,7 @@ func (d *daemon) reload(load func() (*config.Config, error)) {
 	}
 	cur := d.cfg.Load()
 	if why := listenerChange(cur, next); why != "" {
-		d.log.Emit("config reload refused", map[string]any{"error": why + "; restart the daemon to apply listener changes", "kept": "the running config"})
+		d.log.Emit("config reload refused", map[string]any{"error": why + "; restart the daemon to apply this change", "kept": "the running config"})
 		return
 	}
 	d.cfg.Store(next)
@@ -155,6 +155,8 @@ func listenerChange(a, b *config.Config) string {
 		return fmt.Sprintf("proxy address changed from %s to %s", a.ProxyAddr(), b.ProxyAddr())
 	case a.Control.Path != b.Control.Path:
 		return fmt.Sprintf("control.path changed from %s to %s", a.Control.Path, b.Control.Path)
+	case a.StatePath != b.StatePath:
+		return fmt.Sprintf("statePath changed from %q to %q", a.StatePath, b.StatePath)
 	case !equalPtr(a.Control.Mode, b.Control.Mode) || !equalPtr(a.Control.Owner, b.Control.Owner) || !equalPtr(a.Control.Group, b.Control.Group):
 		return "control.mode/owner/group changed"
 	}

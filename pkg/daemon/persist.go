@@ -42,7 +42,7 @@ func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor) 
 // restore redeploys the release that was active when the previous daemon
 // stopped, through the normal health-checked deploy; if that fails, the
 // previously active retained releases, newest first.
-func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log *events.Log, sup *supervisor.Supervisor) {
+func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log *events.Log, sup *supervisor.Supervisor, notifier Notifier) {
 	if prev == nil || prev.ActiveReleaseID == "" || !cfg.RestoreOnStart {
 		return
 	}
@@ -66,13 +66,24 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 	sort.Slice(others, func(i, j int) bool { return others[i].RetiredAt.After(others[j].RetiredAt) })
 	candidates = append(candidates, others...)
 	var failures []string
+	// Each attempt may take a whole health-check window; tell systemd, so
+	// its start timeout does not kill a restore that is making progress.
+	attempt := config.Ms(cfg.Proxy.HealthTimeoutMs) + 30*time.Second
+	if p := cfg.Proxied(); p != nil && p.Health != nil {
+		attempt = config.Ms(p.Health.TimeoutMs+p.Health.StartDelayMs) + 30*time.Second
+	}
 	for _, r := range candidates {
+		notifier.ExtendTimeout(attempt)
 		log.Emit("restore starting", map[string]any{"releaseId": r.ID, "releasePath": r.Path})
 		_, err := sup.Deploy(ctx, supervisor.DeployRequest{ReleasePath: r.Path, ReleaseID: r.ID, Revision: r.Revision}, nil)
 		if err == nil {
 			log.Emit("release restored", map[string]any{"releaseId": r.ID, "wasActive": r.ID == prev.ActiveReleaseID})
 			if r.ID != prev.ActiveReleaseID {
-				sup.SetRestoreProblem(fmt.Sprintf("release %s could not be restored (%s); serving the previous release %s", prev.ActiveReleaseID, failures[0], r.ID))
+				why := "it was not recorded"
+				if len(failures) > 0 {
+					why = failures[0]
+				}
+				sup.SetRestoreProblem(fmt.Sprintf("release %s could not be restored (%s); serving the previous release %s", prev.ActiveReleaseID, why, r.ID))
 			}
 			return
 		}
@@ -86,10 +97,25 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 	log.Emit("restore failed", map[string]any{"releaseId": prev.ActiveReleaseID, "error": msg})
 }
 
+// withLeftovers adds the still-running processes of the previous daemon to
+// snap, so a later daemon — or rollbridgectl recover — still knows about
+// them until they are gone.
+func withLeftovers(snap *state.Snapshot, prev *state.Snapshot) *state.Snapshot {
+	if prev == nil {
+		return snap
+	}
+	for _, p := range prev.Processes {
+		if state.Alive(p.Pid, p.StartTime) {
+			snap.Processes = append(snap.Processes, p)
+		}
+	}
+	return snap
+}
+
 // persister writes the state file after changes and every saveInterval.
 // A failed write (full disk, read-only directory) is reported once and
 // retried; it never stops the daemon.
-func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor) {
+func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor, prev *state.Snapshot) {
 	t := time.NewTicker(saveInterval)
 	defer t.Stop()
 	lastErr := ""
@@ -100,7 +126,7 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 		case <-dirty:
 		case <-t.C:
 		}
-		err := state.Save(path, sup.PersistSnapshot())
+		err := state.Save(path, withLeftovers(sup.PersistSnapshot(), prev))
 		switch {
 		case err != nil && err.Error() != lastErr:
 			lastErr = err.Error()

@@ -123,6 +123,9 @@ func upgradeRequest(r *http.Request, addr string) *http.Request {
 	setForwarded(out.Header, r)
 	out.Header.Set("Connection", "Upgrade")
 	out.Header.Set("Upgrade", upgradeType(r.Header))
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // Request.Write would add Go's own
+	}
 	out.Body = nil
 	out.ContentLength = 0
 	return out

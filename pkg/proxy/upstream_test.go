@@ -338,3 +338,27 @@ func TestClientConnectionCloseKeepsUpstreamAlive(t *testing.T) {
 		t.Errorf("%d upstream connections for 10 client connections, want 1", n)
 	}
 }
+
+func TestUpgradeAddsNoUserAgent(t *testing.T) {
+	got := make(chan []string, 1)
+	_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header["User-Agent"]
+		http.Error(w, "no", http.StatusForbidden)
+	})
+	p, url, _ := newProxy(t)
+	activate(p, "v1", addr)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ua := <-got; len(ua) != 0 {
+		t.Errorf("app saw User-Agent %q; the client sent none", ua)
+	}
+}

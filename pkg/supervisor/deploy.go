@@ -184,6 +184,7 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	s.mu.Lock()
 	prev := s.active
 	r.stopped = make(chan struct{})
+	r.gen++ // a rollback relaunches a record: stale stops must not touch the new run
 	r.stopping = false
 	s.mu.Unlock()
 	var prevID *string
@@ -560,6 +561,7 @@ func (s *Supervisor) retire(prev *rel) {
 	prev.drainCancel = cancel
 	procs := append([]*instance(nil), prev.procs...)
 	backend := prev.backend
+	gen := prev.gen
 	s.mu.Unlock()
 	for _, in := range procs {
 		in.proc.SetAutoRestart(false) // only an active release's processes are restarted
@@ -581,7 +583,7 @@ func (s *Supervisor) retire(prev *rel) {
 		backend.CloseConnections()
 		s.emit("release drained", map[string]any{"releaseId": prev.id, "timedOut": err != nil,
 			"connectionsAtStart": http0 + ws0, "connectionsClosed": http1 + ws1})
-		s.stopRelease(prev)
+		s.stopReleaseGen(prev, gen)
 		s.mu.Lock()
 		s.pruneLocked(time.Now())
 		s.mu.Unlock()
@@ -593,6 +595,22 @@ func (s *Supervisor) retire(prev *rel) {
 // Concurrent callers wait for the first one's stop.
 func (s *Supervisor) stopRelease(r *rel) {
 	s.mu.Lock()
+	s.stopReleaseLocked(r)
+}
+
+// stopReleaseGen stops r only if it is still the launch gen; a drain that
+// ends after a rollback relaunched the release must leave the new run alone.
+func (s *Supervisor) stopReleaseGen(r *rel, gen int) {
+	s.mu.Lock()
+	if r.gen != gen {
+		s.mu.Unlock()
+		return
+	}
+	s.stopReleaseLocked(r)
+}
+
+// stopReleaseLocked is stopRelease with s.mu held on entry; it unlocks.
+func (s *Supervisor) stopReleaseLocked(r *rel) {
 	if r.drainCancel != nil {
 		r.drainCancel()
 	}

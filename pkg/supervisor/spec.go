@@ -82,7 +82,12 @@ func (s *Supervisor) processEnv(cfg *config.Config, p *config.Process, rv releas
 	m["ROLLBRIDGE_RELEASE_ID"] = rv.ID
 	m["ROLLBRIDGE_RELEASE_PATH"] = rv.Path
 	m["ROLLBRIDGE_REVISION"] = revision
-	delete(m, "ROLLBRIDGE_PORT") // never inherit the daemon's own
+	// Never pass on what belongs to the daemon: its own port variable, and
+	// systemd's notification and watchdog sockets (an app that notifies
+	// would only make systemd log "reception only permitted for main PID").
+	for _, k := range []string{"ROLLBRIDGE_PORT", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+		delete(m, k)
+	}
 	if port, ok := rv.Ports[p.ID]; ok {
 		m["ROLLBRIDGE_PORT"] = strconv.Itoa(port)
 	}

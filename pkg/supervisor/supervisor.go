@@ -76,6 +76,7 @@ type rel struct {
 	procs              []*instance
 	backend            *proxy.Backend
 	drainCancel        context.CancelFunc
+	gen                int           // launch generation: bumped by every launch of this record
 	stopping           bool          // a stop is in progress or done for this launch
 	stopped            chan struct{} // closed once that stop finished; renewed by each launch
 }

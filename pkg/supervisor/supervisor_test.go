@@ -223,6 +223,9 @@ func TestServiceStablePortAndTemplateRefresh(t *testing.T) {
 }
 
 func TestReplicasAndInjectedEnv(t *testing.T) {
+	// systemd's sockets belong to the daemon, never to its children.
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("WATCHDOG_USEC", "10000000")
 	h := newHarness(t, webConfig(t, `[{id: 'worker', command: 'echo "$ROLLBRIDGE_PROCESS_ID {{replicaIndex}}/{{replicaCount}} $ROLLBRIDGE_REPLICA_INDEX/$ROLLBRIDGE_REPLICA_COUNT"; exec sleep 1000', replicas: 3}]`))
 	h.deploy("v1")
 	seen := map[string]bool{}
@@ -248,6 +251,9 @@ func TestReplicasAndInjectedEnv(t *testing.T) {
 		if !strings.Contains(env, want) {
 			t.Errorf("web env lacks %s:\n%s", want, env)
 		}
+	}
+	if strings.Contains(env, "NOTIFY_SOCKET") || strings.Contains(env, "WATCHDOG_") {
+		t.Errorf("the daemon's systemd variables leaked to a managed process:\n%s", env)
 	}
 }
 

@@ -2,6 +2,7 @@ package systemd
 
 import (
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -43,6 +44,12 @@ func (n *Notifier) Reloading() {
 
 // Stopping tells systemd the daemon is shutting down.
 func (n *Notifier) Stopping() { n.send("STOPPING=1") }
+
+// ExtendTimeout asks systemd to wait d longer for the start (or stop) to
+// finish; a restore that redeploys a release can take a health-check window.
+func (n *Notifier) ExtendTimeout(d time.Duration) {
+	n.send("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(d.Microseconds(), 10))
+}
 
 // Watchdog pings the service watchdog.
 func (n *Notifier) Watchdog() { n.send("WATCHDOG=1") }
