@@ -15,7 +15,8 @@ func newApp() *cli.App {
 		Version: version.Version,
 		Description: "rollbridgectl validates rollbridge.jsonnet configs and talks to the running\n" +
 			"rollbridged daemon over its Unix control socket (control.path).\n" +
-			"Every command takes -c/--config (default: rollbridge.jsonnet in the working directory).",
+			"Commands take -c/--config (default: rollbridge.jsonnet in the working directory);\n" +
+			"the ones that talk to a running daemon also take --socket to bypass the config.",
 		Commands: []*cli.Command{
 			deployCommand(),
 			rollbackCommand(),

@@ -22,9 +22,9 @@ import (
 // ensureFlags are shared by ensure-daemon and deploy --ensure-daemon.
 func ensureFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "daemon-log-path", Usage: "file the detached daemon's output is appended to (default /tmp/rollbridge-APP.log)"},
-		&cli.StringFlag{Name: "daemon-pid-path", Usage: "file the detached daemon's pid is written to (default /tmp/rollbridge-APP.pid)"},
-		&cli.IntFlag{Name: "daemon-start-timeout-ms", Value: 10000, Usage: "how long to wait for the daemon to answer"},
+		&cli.StringFlag{Name: "daemon-log-path", Usage: "`FILE` the detached daemon's output is appended to (default /tmp/rollbridge-APP.log)"},
+		&cli.StringFlag{Name: "daemon-pid-path", Usage: "`FILE` the detached daemon's pid is written to (default /tmp/rollbridge-APP.pid)"},
+		&cli.IntFlag{Name: "daemon-start-timeout-ms", Value: 10000, Usage: "how long to wait for the daemon to answer, in `MS`"},
 	}
 }
 

@@ -22,6 +22,9 @@ func logsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		),
 		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf(fmt.Sprintf("unexpected argument %q (use --process ID)", c.Args().First()))
+			}
 			raw, err := call(c, &control.Request{Command: control.CmdLogs, Process: c.String("process")})
 			if err != nil {
 				return err
@@ -73,6 +76,9 @@ func eventsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		),
 		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf(fmt.Sprintf("unexpected argument %q (use --limit N)", c.Args().First()))
+			}
 			if c.Int("limit") < 0 {
 				return usageErrorf("--limit must be 0 or more")
 			}
