@@ -56,13 +56,6 @@ func New(capacity int, outputs ...Output) *Log {
 	return &Log{ring: make([]Event, capacity), outputs: outputs, now: time.Now}
 }
 
-// AddOutput appends an output; events emitted afterwards are written to it.
-func (l *Log) AddOutput(o Output) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.outputs = append(l.outputs, o)
-}
-
 // Emit records an event. The data map is copied, so callers may reuse it.
 func (l *Log) Emit(message string, data map[string]any) {
 	d := make(map[string]any, len(data))

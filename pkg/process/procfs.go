@@ -62,6 +62,19 @@ func StartTime(pid int) (uint64, error) {
 	return st.startTime, nil
 }
 
+// Alive reports whether pid is a running (not zombie) process that started
+// at startTime; startTime 0 skips that check.
+func Alive(pid int, startTime uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := readStat(pid)
+	if err != nil || !st.live() {
+		return false
+	}
+	return startTime == 0 || st.startTime == startTime
+}
+
 // groupPids scans /proc for the live members of process group pgid.
 func groupPids(pgid int) ([]int, error) {
 	d, err := os.Open("/proc")

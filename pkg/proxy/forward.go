@@ -26,28 +26,10 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 	if (r.Body != nil && r.Body != http.NoBody) || r.ProtoMajor != 1 || !strings.HasPrefix(r.RequestURI, "/") {
 		return false
 	}
-	t := b.fast.Load()
-	var res *http.Response
-	var err error
-	for attempt := 0; ; attempt++ {
-		var pc *pconn
-		var reused bool
-		pc, reused, err = t.get(r.Context())
-		if err != nil {
-			break
-		}
-		// The client's Connection: close is about its own connection; the
-		// head sent to the app never asks to close (writeHead drops it), so
-		// the upstream connection stays pooled.
-		res, err = t.exchangeWith(pc, r, func(w io.Writer) error { return writeHead(w.(*bufio.Writer), r) }, false)
-		if err == nil {
-			break
-		}
-		_ = pc.conn.Close() // broken: never pooled again
-		if !reused || attempt > 0 || !repeatable(r) || r.Context().Err() != nil {
-			break
-		}
-	}
+	// The client's Connection: close is about its own connection; the head
+	// sent to the app never asks to close (writeHead drops it), so the
+	// upstream connection stays pooled.
+	res, err := b.fast.Load().send(r, func(w io.Writer) error { return writeHead(w.(*bufio.Writer), r) }, false)
 	if err != nil {
 		b.rp.ErrorHandler(w, r, err)
 		return true
@@ -57,16 +39,10 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 		b.rp.ErrorHandler(w, r, errors.New("app switched protocols on a request that asked for no upgrade"))
 		return true
 	}
+	removeHopByHop(res.Header)
 	h := w.Header()
 	for k, v := range res.Header {
-		if !isHop(k) {
-			h[k] = v
-		}
-	}
-	for _, tok := range res.Header["Connection"] {
-		for name := range strings.SplitSeq(tok, ",") {
-			h.Del(strings.TrimSpace(name))
-		}
+		h[k] = v
 	}
 	if len(res.Trailer) > 0 {
 		names := make([]string, 0, len(res.Trailer))
@@ -193,6 +169,23 @@ func writeHeaderLine(bw *bufio.Writer, k, v string) {
 	}
 	bw.WriteString(v)
 	bw.WriteString("\r\n")
+}
+
+// removeHopByHop deletes the hop-by-hop headers from h, and those its
+// Connection header names.
+func removeHopByHop(h http.Header) {
+	for _, tok := range h["Connection"] {
+		for name := range strings.SplitSeq(tok, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for k := range h {
+		if isHop(k) {
+			delete(h, k)
+		}
+	}
 }
 
 // isHop reports a hop-by-hop header (canonical form).

@@ -109,14 +109,7 @@ func upgradeRequest(r *http.Request, addr string) *http.Request {
 	out.URL.Scheme, out.URL.Host = "http", addr
 	out.Host = r.Host
 	out.Close = false
-	for _, tok := range r.Header["Connection"] {
-		for name := range strings.SplitSeq(tok, ",") {
-			out.Header.Del(strings.TrimSpace(name))
-		}
-	}
-	for _, h := range hopHeaders {
-		out.Header.Del(h)
-	}
+	removeHopByHop(out.Header)
 	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
 		out.Header.Del(h)
 	}
@@ -130,10 +123,6 @@ func upgradeRequest(r *http.Request, addr string) *http.Request {
 	out.ContentLength = 0
 	return out
 }
-
-// hopHeaders are meaningful for one connection only (RFC 9110 §7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 func upgradeType(h http.Header) string { return h.Get("Upgrade") }
 
@@ -156,14 +145,7 @@ func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, err
 // relay passes a non-101 answer to the client as an ordinary response.
 func relay(w http.ResponseWriter, res *http.Response, buffers *bufferPool) {
 	defer res.Body.Close()
-	for _, tok := range res.Header["Connection"] {
-		for name := range strings.SplitSeq(tok, ",") {
-			res.Header.Del(strings.TrimSpace(name))
-		}
-	}
-	for _, h := range hopHeaders {
-		res.Header.Del(h)
-	}
+	removeHopByHop(res.Header)
 	for k, v := range res.Header {
 		w.Header()[k] = v
 	}

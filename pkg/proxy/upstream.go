@@ -52,17 +52,26 @@ func newFastTransport(addr string, dialer *net.Dialer, fallback http.RoundTrippe
 	return &fastTransport{addr: addr, dialer: dialer, fallback: fallback, idle: make(chan *pconn, maxIdle), idleTTL: idleTTL, buffers: buffers}
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper for what ReverseProxy still
+// sends (requests forward does not take); bodies go to the fallback.
 func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		return t.fallback.RoundTrip(req)
 	}
+	return t.send(req, req.Write, req.Close)
+}
+
+// send writes a request head with write on a pooled (or new) connection and
+// reads the response head. A reused connection that fails before the answer
+// began is retried once on a fresh one for repeatable methods: the app
+// closed it between our peek and our write, so it never saw the request.
+func (t *fastTransport) send(req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := t.get(req.Context())
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(pc, req)
+		resp, err := t.exchange(pc, req, write, closing)
 		if err == nil {
 			return resp, nil
 		}
@@ -70,8 +79,6 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !reused || attempt > 0 || !repeatable(req) || req.Context().Err() != nil {
 			return nil, err
 		}
-		// A kept-alive connection the app closed between our peek and our
-		// write: the app never saw the request, so send it on a fresh one.
 	}
 }
 
@@ -153,45 +160,29 @@ func (t *fastTransport) closeIdle() {
 	}
 }
 
-// exchange writes req and reads the response head on pc. The body is
-// streamed from the connection by whoever reads resp.Body; the connection
-// goes back to the pool once that body was read to its end.
-func (t *fastTransport) exchange(pc *pconn, req *http.Request) (*http.Response, error) {
-	return t.exchangeWith(pc, req, req.Write, req.Close)
-}
-
-// exchangeWith is exchange with the request head written by write; closing
-// says whether that head asked the app to close the connection.
-func (t *fastTransport) exchangeWith(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
+// exchange writes a request head (write) and reads the response head on
+// pc. The body is streamed from the connection by whoever reads resp.Body;
+// the connection goes back to the pool once that body was read to its end,
+// unless closing (the head asked the app to close) or the app said so.
+func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
 	ctx := req.Context()
 	// Unblock the reads and writes below if the client goes away.
 	conn := pc.conn
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	if err := write(pc.bw); err != nil {
-		stop()
-		return nil, err
-	}
-	if err := pc.bw.Flush(); err != nil {
-		stop()
-		return nil, err
+	err := write(pc.bw)
+	if err == nil {
+		err = pc.bw.Flush()
 	}
 	var resp *http.Response
-	for {
-		r, err := http.ReadResponse(pc.br, req)
-		if err != nil {
-			stop()
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			return nil, err
+	if err == nil {
+		resp, err = readFinalResponse(pc.br, req)
+	}
+	if err != nil {
+		stop()
+		if ctx.Err() != nil {
+			err = ctx.Err()
 		}
-		// Skip interim answers (103 Early Hints, a stray 100); 101 is final.
-		if r.StatusCode >= 100 && r.StatusCode < 200 && r.StatusCode != http.StatusSwitchingProtocols {
-			_ = r.Body.Close()
-			continue
-		}
-		resp = r
-		break
+		return nil, err
 	}
 	keep := !resp.Close && !closing && resp.StatusCode != http.StatusSwitchingProtocols
 	resp.Body = &pooledBody{rc: resp.Body, pc: pc, t: t, keep: keep, stop: stop}

@@ -144,17 +144,3 @@ func TestStartDelayRunsBeforeTheWindow(t *testing.T) {
 		t.Errorf("first probe after %v, want no earlier than the 150ms start delay", d)
 	}
 }
-
-func TestStateTransitions(t *testing.T) {
-	for _, tc := range []struct {
-		from, to State
-		ok       bool
-	}{
-		{Starting, Active, true}, {Starting, Failed, true}, {Active, Draining, true}, {Draining, Stopped, true},
-		{Stopped, Starting, true}, {Active, Starting, false}, {Draining, Active, false}, {Stopped, Active, false},
-	} {
-		if got := tc.from.CanMove(tc.to); got != tc.ok {
-			t.Errorf("%s -> %s: got %v, want %v", tc.from, tc.to, got, tc.ok)
-		}
-	}
-}

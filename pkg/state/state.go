@@ -1,18 +1,15 @@
 package state
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
 
 // Version is the snapshot format version this code writes and reads.
@@ -175,49 +172,8 @@ func (s *Snapshot) Orphans() []Orphan {
 	return out
 }
 
-// Alive reports whether pid runs and started at startTime (when known).
-func Alive(pid int, startTime uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	st, err := readStat(pid)
-	if err != nil {
-		return false
-	}
-	if st.state == "Z" || st.state == "X" {
-		return false
-	}
-	return startTime == 0 || st.startTime == startTime
-}
-
-type procStat struct {
-	state     string
-	startTime uint64
-}
-
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	// The command name (field 2) may contain spaces: parse after its ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return procStat{}, errors.New("malformed stat")
-	}
-	f := strings.Fields(string(b[i+2:]))
-	if len(f) < 20 {
-		return procStat{}, errors.New("short stat")
-	}
-	st, err := strconv.ParseUint(f[19], 10, 64)
-	return procStat{state: f[0], startTime: st}, err
-}
+// Alive reports whether pid runs and started at startTime (0: any time).
+func Alive(pid int, startTime uint64) bool { return process.Alive(pid, startTime) }
 
 // StartTime returns pid's start time in clock ticks since boot.
-func StartTime(pid int) (uint64, error) {
-	st, err := readStat(pid)
-	return st.startTime, err
-}
+func StartTime(pid int) (uint64, error) { return process.StartTime(pid) }

@@ -54,7 +54,6 @@ func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
 	s.mu.Lock()
 	s.pruneLocked(time.Now())
 	s.mu.Unlock()
-	s.changed()
 	return nil
 }
 
@@ -126,7 +125,6 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 		}
 		res.Restarted = append(res.Restarted, t.id)
 	}
-	s.changed()
 	return res, nil
 }
 
@@ -216,18 +214,6 @@ func (s *Supervisor) Shutdown(ctx context.Context) {
 	stopAll(unitProcs(units))
 	wg.Wait()
 	s.bg.Wait()
-}
-
-// Idle reports whether the daemon holds no live release (used by restore).
-func (s *Supervisor) Idle() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.releases {
-		if r.state.Live() {
-			return false
-		}
-	}
-	return true
 }
 
 // Counts summarises the state for sd_notify STATUS= lines.

@@ -271,7 +271,6 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	s.mu.Lock()
 	s.pruneLocked(time.Now())
 	s.mu.Unlock()
-	s.changed()
 	if singletonErr != nil {
 		s.emit("deploy failed", map[string]any{"releaseId": r.id, "error": singletonErr.Error(), "trafficSwitched": true})
 		return nil, fmt.Errorf("release %s is active, but %w", r.id, singletonErr)
@@ -360,7 +359,7 @@ func (s *Supervisor) ensureServices(ctx context.Context, cfg *config.Config, rv 
 			// afresh with this release's template.
 			_ = u.proc.Stop(context.Background()) // already stopped: only resets its state
 		}
-		spec, err := s.instanceSpec(cfg, p, rv, 0, map[string]any{"releaseId": rv.ID, "policy": string(p.Policy), "processId": p.ID})
+		spec, err := s.instanceSpec(cfg, p, rv, 0)
 		if err != nil {
 			return started, err
 		}
@@ -390,7 +389,7 @@ func (s *Supervisor) startReleaseProcesses(ctx context.Context, r *rel, rv relea
 	order = append(order, cfg.Proxied())
 	for _, p := range order {
 		for i := 0; i < max(p.Replicas, 1); i++ {
-			spec, err := s.instanceSpec(cfg, p, rv, i, map[string]any{"releaseId": r.id, "policy": string(p.Policy), "processId": p.ID})
+			spec, err := s.instanceSpec(cfg, p, rv, i)
 			if err != nil {
 				return err
 			}
@@ -447,7 +446,6 @@ func (s *Supervisor) failDeploy(r, prev *rel, services []*unit, cause error) err
 		data["activeReleaseId"] = prev.id
 	}
 	s.emit("deploy failed", data)
-	s.changed()
 	still := "no release is active"
 	if prev != nil {
 		still = "release " + prev.id + " stays active"
@@ -469,7 +467,7 @@ func (s *Supervisor) refreshServices(cfg *config.Config, rv releaseVars) {
 		if p == nil || p.Policy != config.Service {
 			continue // removed from the config by a reload: keep its old template
 		}
-		spec, err := s.instanceSpec(cfg, p, rv, 0, map[string]any{"releaseId": rv.ID, "policy": string(p.Policy), "processId": p.ID})
+		spec, err := s.instanceSpec(cfg, p, rv, 0)
 		if err != nil {
 			s.emit("service template refresh failed", map[string]any{"id": p.ID, "releaseId": rv.ID, "error": err.Error()})
 			continue
@@ -513,8 +511,7 @@ func (s *Supervisor) replaceSingletons(ctx context.Context, cfg *config.Config, 
 			}
 			ports[p.ID] = port
 		}
-		spec, err := s.instanceSpec(cfg, p, releaseVars{ID: rv.ID, Path: rv.Path, Revision: rv.Revision, Ports: ports}, 0,
-			map[string]any{"releaseId": r.id, "policy": string(p.Policy), "processId": p.ID})
+		spec, err := s.instanceSpec(cfg, p, releaseVars{ID: rv.ID, Path: rv.Path, Revision: rv.Revision, Ports: ports}, 0)
 		if err != nil {
 			firstErr = cmpErr(firstErr, fmt.Errorf("singleton %s: %w", p.ID, err))
 			continue
@@ -587,7 +584,6 @@ func (s *Supervisor) retire(prev *rel) {
 		s.mu.Lock()
 		s.pruneLocked(time.Now())
 		s.mu.Unlock()
-		s.changed()
 	}()
 }
 

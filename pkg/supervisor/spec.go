@@ -21,8 +21,10 @@ type releaseVars struct {
 }
 
 // instanceSpec renders one instance of p for a release and builds its
-// process.Spec: environment, stop behaviour, restart and memory policies.
-func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv releaseVars, replica int, fields map[string]any) (process.Spec, error) {
+// process.Spec: environment, stop behaviour, restart and memory policies,
+// and the fields every event of the process carries.
+func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv releaseVars, replica int) (process.Spec, error) {
+	fields := map[string]any{"releaseId": rv.ID, "policy": string(p.Policy), "processId": p.ID}
 	vars := config.Vars{
 		ReleasePath: rv.Path, ReleaseID: rv.ID, Revision: rv.Revision, Application: cfg.Application,
 		ProcessID: p.ID, ReplicaIndex: replica, ReplicaCount: p.Replicas, Port: rv.Ports[p.ID], Ports: rv.Ports,

@@ -27,8 +27,6 @@ type Options struct {
 	Env map[string]string
 	// Output receives every line a managed process prints (journald forwarding).
 	Output func(fields map[string]any, l process.Line)
-	// Changed is called after every state change worth persisting. It must not block.
-	Changed func()
 }
 
 // Supervisor owns releases, services and singletons. Create it with New and
@@ -40,7 +38,6 @@ type Supervisor struct {
 	runner  process.Runner
 	env     map[string]string
 	output  func(map[string]any, process.Line)
-	changed func()
 	started time.Time
 
 	// life ends at Shutdown: running deploys and drains abort.
@@ -100,22 +97,16 @@ type unit struct {
 func New(o Options) *Supervisor {
 	life, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{
-		proxy: o.Proxy, events: o.Events, runner: o.Runner, env: o.Env, output: o.Output, changed: o.Changed,
+		proxy: o.Proxy, events: o.Events, runner: o.Runner, env: o.Env, output: o.Output,
 		started: time.Now(), life: life, cancel: cancel,
 		services: map[string]*unit{}, singletons: map[string]*unit{},
 	}
 	if s.env == nil {
 		s.env = map[string]string{}
 	}
-	if s.changed == nil {
-		s.changed = func() {}
-	}
 	s.cfg.Store(o.Config)
 	return s
 }
-
-// Config returns the current config.
-func (s *Supervisor) Config() *config.Config { return s.cfg.Load() }
 
 // SetConfig replaces the config used from the next deploy, rollback or
 // restart on. Running processes keep the definition they were started with.
