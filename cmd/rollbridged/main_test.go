@@ -188,12 +188,16 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
-func TestSocketActivationServesOnInheritedListeners(t *testing.T) {
+// heldSockets binds the proxy and control sockets outside the daemon, as
+// systemd's socket units do, and returns a fixture using them, the proxy
+// port and the two descriptors to pass in.
+func heldSockets(t *testing.T) (*fixture, int, *os.File, *os.File) {
+	t.Helper()
 	proxyLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer proxyLn.Close()
+	t.Cleanup(func() { proxyLn.Close() })
 	port := proxyLn.Addr().(*net.TCPAddr).Port
 	f := newFixture(t, port, "{}")
 	ctlLn, err := net.Listen("unix", f.sock)
@@ -201,8 +205,13 @@ func TestSocketActivationServesOnInheritedListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctlLn.(*net.UnixListener).SetUnlinkOnClose(false)
-	defer ctlLn.Close()
-	cmd := f.start(nil, "proxy:control", listenerFile(t, proxyLn), listenerFile(t, ctlLn))
+	t.Cleanup(func() { ctlLn.Close() })
+	return f, port, listenerFile(t, proxyLn), listenerFile(t, ctlLn)
+}
+
+func TestSocketActivationServesOnInheritedListeners(t *testing.T) {
+	f, port, pf, cf := heldSockets(t)
+	cmd := f.start(nil, "proxy:control", pf, cf)
 	f.waitReady()
 	f.deploy("v1")
 	if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); code != 200 || body != "v1" {
@@ -381,20 +390,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 // daemon (as systemd does), a connection made while no daemon runs waits in
 // the kernel backlog and is answered by the next daemon — never refused.
 func TestConnectionsQueueAcrossRestart(t *testing.T) {
-	proxyLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxyLn.Close()
-	port := proxyLn.Addr().(*net.TCPAddr).Port
-	f := newFixture(t, port, "{}")
-	ctlLn, err := net.Listen("unix", f.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctlLn.(*net.UnixListener).SetUnlinkOnClose(false)
-	defer ctlLn.Close()
-	pf, cf := listenerFile(t, proxyLn), listenerFile(t, ctlLn)
+	f, port, pf, cf := heldSockets(t)
 	first := f.start(nil, "proxy:control", pf, cf)
 	f.waitReady()
 	_ = first.Process.Kill() // a crash: nothing shuts down cleanly

@@ -79,14 +79,20 @@ func TestFastPathReusesConnections(t *testing.T) {
 	addr, conns := rawUpstream(t, func(c int, r *http.Request) (string, bool) { return ok("x"), false })
 	p, url, _ := newProxy(t)
 	activate(p, "v1", addr)
-	client := newClient(t)
-	for i := 0; i < 20; i++ {
+	requestsOnOneUpstream(t, newClient(t), url, 20, conns)
+}
+
+// requestsOnOneUpstream sends n sequential GETs and checks they all used a
+// single upstream connection.
+func requestsOnOneUpstream(t *testing.T, client *http.Client, url string, n int, conns *atomic.Int64) {
+	t.Helper()
+	for i := 0; i < n; i++ {
 		if code, body := get(t, client, url+"/"); code != 200 || body != "x" {
 			t.Fatalf("got %d %q", code, body)
 		}
 	}
-	if n := conns.Load(); n != 1 {
-		t.Errorf("%d upstream connections for 20 sequential requests, want 1", n)
+	if c := conns.Load(); c != 1 {
+		t.Errorf("%d upstream connections for %d requests, want 1", c, n)
 	}
 }
 
@@ -328,15 +334,7 @@ func TestClientConnectionCloseKeepsUpstreamAlive(t *testing.T) {
 	addr, conns := rawUpstream(t, func(c int, r *http.Request) (string, bool) { return ok("x"), false })
 	p, url, _ := newProxy(t)
 	activate(p, "v1", addr)
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	for i := 0; i < 10; i++ {
-		if code, body := get(t, client, url+"/"); code != 200 || body != "x" {
-			t.Fatalf("got %d %q", code, body)
-		}
-	}
-	if n := conns.Load(); n != 1 {
-		t.Errorf("%d upstream connections for 10 client connections, want 1", n)
-	}
+	requestsOnOneUpstream(t, &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, url, 10, conns)
 }
 
 func TestUpgradeAddsNoUserAgent(t *testing.T) {
