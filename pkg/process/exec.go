@@ -9,11 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
 
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -98,7 +100,8 @@ func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle,
 	// no copying goroutines and Wait never waits for the output.
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
+	t := acquireTree()
+	err = t.start(cmd)
 	// The child holds its own copies now. Ours must go, or the output would
 	// never end.
 	_ = outW.Close()
@@ -106,9 +109,11 @@ func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle,
 	if err != nil {
 		_ = outR.Close()
 		_ = errR.Close()
+		t.release()
 		return nil, fmt.Errorf("start /bin/sh: %w", err)
 	}
-	h := &execHandle{pid: cmd.Process.Pid, done: make(chan struct{}), leaderExited: make(chan struct{})}
+	h := &execHandle{pid: cmd.Process.Pid, tree: t, grp: group{leader: cmd.Process.Pid},
+		done: make(chan struct{}), leaderExited: make(chan struct{})}
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go func() { defer readers.Done(); readLines(outR, "stdout", out) }()
@@ -121,20 +126,36 @@ func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle,
 
 type execHandle struct {
 	pid          int
+	tree         *tree
 	done         chan struct{}
 	leaderExited chan struct{}
 
 	mu     sync.Mutex
 	code   *int
 	signal string
-	hint   []int // members seen by the last liveness check
+
+	grpMu    sync.Mutex // guards grp and cmdlines; held while walking the run's processes
+	grp      group
+	cmdlines map[int]cmdline // by pid, for the members of the last look
+}
+
+// cmdline is a member's command line, kept while the same program runs in
+// the same process (pid, start time and name): it is read once, not at
+// every look. An exec changes the name, which reads it again.
+type cmdline struct {
+	start uint64
+	comm  string
+	text  string
 }
 
 // wait is the only caller of cmd.Wait. It reaps the leader, closes done once
 // the output has ended (or outputGrace passed), and closes the pipes once
-// nobody is left to write to them.
+// nobody is left to write to them. It holds the handle's reference to the
+// tree until then.
 func (h *execHandle) wait(cmd *exec.Cmd, readersDone <-chan struct{}, pipes ...*os.File) {
+	defer h.tree.release()
 	err := cmd.Wait()
+	h.tree.waited(h.pid)
 	h.setExit(cmd.ProcessState, err)
 	close(h.leaderExited)
 
@@ -232,17 +253,39 @@ func (h *execHandle) GroupAlive() bool {
 	default:
 		return true // the leader itself is alive
 	}
-	h.mu.Lock()
-	hint := h.hint
-	h.mu.Unlock()
-	alive, hint := groupAlive(h.pid, hint)
-	h.mu.Lock()
-	h.hint = hint
-	h.mu.Unlock()
-	return alive
+	h.grpMu.Lock()
+	defer h.grpMu.Unlock()
+	return h.tree.groupAlive(&h.grp)
 }
 
-func (h *execHandle) Members() []Member { return groupMembers(h.pid) }
+// Members walks the run's processes (see tree.members): the leader's
+// descendants, members seen before and orphans handed to the daemon. It
+// never reads a pid outside that set.
+func (h *execHandle) Members() []Member {
+	leaderAlive := true
+	select {
+	case <-h.leaderExited:
+		leaderAlive = false
+	default:
+	}
+	h.grpMu.Lock()
+	defer h.grpMu.Unlock()
+	sts := h.tree.members(&h.grp, leaderAlive, shareWindow)
+	page := uint64(os.Getpagesize())
+	out := make([]Member, 0, len(sts))
+	cmds := make(map[int]cmdline, len(sts))
+	for _, st := range sts {
+		c, ok := h.cmdlines[st.Pid]
+		if !ok || c.start != st.StartTime || c.comm != st.Comm {
+			c = cmdline{st.StartTime, st.Comm, procfs.Cmdline(st.Pid, st.Comm)}
+		}
+		cmds[st.Pid] = c
+		out = append(out, Member{Pid: st.Pid, Command: c.text, RSSBytes: st.RSSPages * page})
+	}
+	h.cmdlines = cmds
+	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
+	return out
+}
 
 // readLines hands each line of r to out. A line longer than maxLineBytes is
 // cut there and the rest of it dropped; a last line without a newline is

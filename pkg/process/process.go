@@ -333,6 +333,28 @@ func (p *Process) Status() Status {
 	return st
 }
 
+// Brief is the part of Status that costs nothing to read: no output lines
+// and no member list. Periodic jobs (the state file, the sd_notify status
+// line) use it, so their cost does not grow with outputLines.
+type Brief struct {
+	ID             string
+	State          State
+	Pid            int // 0 unless the leader runs
+	Restarts       int
+	MemoryRestarts int
+}
+
+// Brief returns the cheap part of a snapshot (see Brief).
+func (p *Process) Brief() Brief {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := Brief{ID: p.spec.ID, State: p.state, Restarts: p.restarts, MemoryRestarts: p.memRestarts}
+	if p.cur != nil && !p.cur.leaderGone {
+		b.ID, b.Pid = p.cur.spec.ID, p.cur.h.Pid()
+	}
+	return b
+}
+
 func (p *Process) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err // even if op is free: an abandoned call must not act
@@ -591,11 +613,14 @@ func (p *Process) sample(r *run) {
 	if interval <= 0 {
 		interval = defaultCheckInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
+		// Ticks fall on multiples of the interval, so every process with
+		// the same interval wakes at the same moment and their samples
+		// share one look at the daemon's children (see shareWindow).
+		t := time.NewTimer(time.Until(nextTick(time.Now(), interval)))
 		select {
 		case <-r.h.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -624,6 +649,12 @@ func (p *Process) sample(r *run) {
 			return
 		}
 	}
+}
+
+// nextTick is the first multiple of interval (counted from the Unix epoch)
+// after now.
+func nextTick(now time.Time, interval time.Duration) time.Time {
+	return now.Truncate(interval).Add(interval)
 }
 
 // memoryRestart stops r gracefully and starts the process again with

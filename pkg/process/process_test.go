@@ -588,7 +588,8 @@ func TestMemoryHogIsRestarted(t *testing.T) {
 	h.start()
 	waitFor(t, "a memory restart", func() bool {
 		st := h.p.Status()
-		return st.MemoryRestarts == 1 && st.State == Running
+		// The start event follows the state change: wait for both.
+		return st.MemoryRestarts == 1 && st.State == Running && len(h.events("process started")) == 2
 	})
 	st := h.p.Status()
 	if st.LastStartReason == nil || *st.LastStartReason != ReasonMemory || st.LastMemoryRestartAt == nil || st.Restarts != 0 {

@@ -183,15 +183,19 @@ func (p *Process) hook(ctx context.Context, r *run, name, command string, limit 
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
 	cmd.WaitDelay = hookWaitDelay
-	err := cmd.Run()
-	stdout.flush()
-	stderr.flush()
-	if cmd.Process != nil {
+	t := acquireTree()
+	defer t.release()
+	err := t.start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+		t.waited(cmd.Process.Pid)
 		// Whatever the hook left running in its group goes with it.
-		if alive, _ := groupAlive(cmd.Process.Pid, nil); alive {
+		if t.groupAlive(&group{leader: cmd.Process.Pid}) {
 			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // best effort; it is not the managed process
 		}
 	}
+	stdout.flush()
+	stderr.flush()
 	if err == nil || (errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState.Success()) {
 		return
 	}

@@ -1,0 +1,250 @@
+// Package procfs reads the few facts rollbridge needs about a process from
+// Linux's /proc: its state, parent, process group, start time, resident
+// memory, children and command line.
+//
+// Every function reads only the files of the pids it is given, so callers
+// that walk a process tree pay for that tree, never for the whole host.
+// Scanning every pid of the host is deliberately not offered here: the one
+// caller that needs it (rollbridgectl's offline cleanup) owns that cost.
+package procfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Stat is what rollbridge uses of /proc/PID/stat.
+type Stat struct {
+	Pid       int
+	Comm      string // field 2, without the parentheses
+	State     byte   // field 3: R, S, D, Z, X, ...
+	Ppid      int    // field 4
+	Pgrp      int    // field 5
+	Session   int    // field 6
+	Threads   int    // field 20
+	StartTime uint64 // field 22, clock ticks since boot
+	RSSPages  uint64 // field 24
+}
+
+// Live reports whether the process is running or sleeping, not a zombie
+// (exited, waiting to be reaped) or dead.
+func (s Stat) Live() bool { return s.State != 'Z' && s.State != 'X' }
+
+// ReadStat reads /proc/PID/stat. The error wraps fs.ErrNotExist when the
+// process is gone.
+func ReadStat(pid int) (Stat, error) {
+	var buf [512]byte
+	b, err := readFile("/proc/"+strconv.Itoa(pid)+"/stat", buf[:])
+	if err != nil {
+		return Stat{}, err
+	}
+	return ParseStat(pid, b)
+}
+
+// readFile reads a /proc file with plain system calls into buf (growing it
+// when needed): open, read, close. os.ReadFile costs three times as much
+// here (it also stats the file and registers it with the poller), which
+// matters for a supervisor that reads a few files per process every second.
+//
+// procfs fills a read as far as the file goes, so a read that returns less
+// than asked is the end of the file and no extra read is made to see EOF.
+func readFile(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, pathError("open", path, err)
+	}
+	defer func() { _ = unix.Close(fd) }() // read-only: nothing to flush
+	n := 0
+	for {
+		if n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, pathError("read", path, err)
+		}
+		n += m
+		if m == 0 || n < len(buf) {
+			return buf[:n], nil
+		}
+	}
+}
+
+// pathError makes ENOENT and ESRCH (the process or thread is gone) match
+// fs.ErrNotExist, as os.ReadFile's errors would.
+func pathError(op, path string, err error) error {
+	if err == unix.ESRCH {
+		err = unix.ENOENT
+	}
+	return &fs.PathError{Op: op, Path: path, Err: err}
+}
+
+// ParseStat parses the contents of /proc/PID/stat.
+func ParseStat(pid int, b []byte) (Stat, error) {
+	// The command name may itself contain spaces and parentheses, so the
+	// fields are counted from the last ')'.
+	open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < open || closing+2 > len(b) {
+		return Stat{}, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	f := strings.Fields(string(b[closing+2:])) // f[0] is field 3
+	if len(f) < 22 || len(f[0]) == 0 {
+		return Stat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	st := Stat{Pid: pid, State: f[0][0], Comm: string(b[open+1 : closing])}
+	ints := []struct {
+		name string
+		idx  int
+		dst  *int
+	}{{"ppid", 1, &st.Ppid}, {"pgrp", 2, &st.Pgrp}, {"session", 3, &st.Session}, {"num_threads", 17, &st.Threads}}
+	for _, x := range ints {
+		v, err := strconv.Atoi(f[x.idx])
+		if err != nil {
+			return Stat{}, fmt.Errorf("/proc/%d/stat: %s: %w", pid, x.name, err)
+		}
+		*x.dst = v
+	}
+	var err error
+	if st.StartTime, err = strconv.ParseUint(f[19], 10, 64); err != nil {
+		return Stat{}, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)
+	}
+	if st.RSSPages, err = strconv.ParseUint(f[21], 10, 64); err != nil {
+		return Stat{}, fmt.Errorf("/proc/%d/stat: rss: %w", pid, err)
+	}
+	return st, nil
+}
+
+// StartTime returns when pid started, in clock ticks since boot. A pid and
+// its start time together name one process: a recycled pid has a different
+// start time.
+func StartTime(pid int) (uint64, error) {
+	st, err := ReadStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return st.StartTime, nil
+}
+
+// Alive reports whether pid is a live (not zombie) process that started at
+// startTime; startTime 0 skips that check.
+func Alive(pid int, startTime uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := ReadStat(pid)
+	if err != nil || !st.Live() {
+		return false
+	}
+	return startTime == 0 || st.StartTime == startTime
+}
+
+// Children lists the pids of pid's children. The kernel keeps the list per
+// thread (a child belongs to the thread that forked it, and an orphan to
+// the thread it was handed to), so every task's list is read. A process
+// that is gone has no children and no error.
+//
+// The kernel documents this list as exact only while nothing forks or
+// exits; callers that poll it see a new child at their next look.
+func Children(pid int) ([]int, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	tasks, err := listDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []int
+	var buf [256]byte
+	for _, tid := range tasks {
+		out = appendChildren(out, dir+tid+"/children", buf[:])
+	}
+	return out, nil
+}
+
+// ChildrenOf is Children for a process just read with ReadStat: a process
+// with one thread has one list, at task/PID, so the task directory is not
+// listed. A thread started since the stat was read is missed until the
+// next look.
+func ChildrenOf(st Stat) []int {
+	if st.Threads != 1 {
+		kids, _ := Children(st.Pid) // unreadable: no children found now, the next look tries again
+		return kids
+	}
+	return MainThreadChildren(st.Pid)
+}
+
+// MainThreadChildren lists the children of pid's main thread only. That is
+// where the kernel puts the orphans it hands to a child subreaper (the
+// first live thread of the process), so a subreaper finds what it adopted
+// with one read, however many threads it has.
+func MainThreadChildren(pid int) []int {
+	var buf [256]byte
+	p := strconv.Itoa(pid)
+	return appendChildren(nil, "/proc/"+p+"/task/"+p+"/children", buf[:])
+}
+
+// appendChildren adds the pids listed in a task's children file to out. A
+// thread that ended meanwhile (ENOENT or ESRCH) has none.
+func appendChildren(out []int, path string, buf []byte) []int {
+	b, err := readFile(path, buf)
+	if err != nil {
+		return out
+	}
+	for len(b) > 0 {
+		var f []byte
+		if i := bytes.IndexByte(b, ' '); i >= 0 {
+			f, b = b[:i], b[i+1:]
+		} else {
+			f, b = b, nil
+		}
+		if c, err := strconv.Atoi(string(bytes.TrimSpace(f))); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// listDir returns the names in dir (without "." and ".."), with plain
+// system calls for the reason readFile gives.
+func listDir(dir string) ([]string, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, pathError("open", dir, err)
+	}
+	defer func() { _ = unix.Close(fd) }() // read-only: nothing to flush
+	var buf [4096]byte
+	var names []string
+	for {
+		n, err := unix.Getdents(fd, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, pathError("getdents", dir, err)
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+}
+
+// Cmdline is the process's argv joined by spaces, or comm when the kernel
+// shows no argv (kernel threads, exiting processes).
+func Cmdline(pid int, comm string) string {
+	b, err := readFile("/proc/"+strconv.Itoa(pid)+"/cmdline", make([]byte, 256))
+	if err != nil || len(b) == 0 {
+		return comm
+	}
+	return strings.TrimSpace(string(bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '})))
+}

@@ -1,0 +1,98 @@
+package procfs
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseStatOddNames(t *testing.T) {
+	// A command name may hold spaces and parentheses; fields count from the last ')'.
+	line := "42 (a) b (c)) S 7 42 40 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 1000000 250 18446744073709551615"
+	st, err := ParseStat(42, []byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Stat{Pid: 42, Comm: "a) b (c)", State: 'S', Ppid: 7, Pgrp: 42, Session: 40, Threads: 1, StartTime: 12345, RSSPages: 250}
+	if st != want {
+		t.Errorf("got %+v, want %+v", st, want)
+	}
+	for _, bad := range []string{"", "42 no parens", "42 (x) S 1 2", "42 (x) S a 2 3 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 1 1 1"} {
+		if _, err := ParseStat(42, []byte(bad)); err == nil {
+			t.Errorf("ParseStat(%q) accepted malformed input", bad)
+		}
+	}
+}
+
+func TestSelfAndChildren(t *testing.T) {
+	self, err := ReadStat(os.Getpid())
+	if err != nil || !self.Live() || self.Ppid != os.Getppid() {
+		t.Fatalf("ReadStat(self) = %+v, %v", self, err)
+	}
+	if !Alive(os.Getpid(), self.StartTime) || Alive(os.Getpid(), self.StartTime+1) || Alive(0, 0) {
+		t.Error("Alive does not tell this process by its start time")
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	kids, err := Children(os.Getpid())
+	if err != nil || !slices.Contains(kids, cmd.Process.Pid) {
+		t.Errorf("Children(self) = %v, %v; want it to contain %d", kids, err, cmd.Process.Pid)
+	}
+	// This test binary has many threads; sleep has one (the shortcut).
+	if self.Threads < 2 {
+		t.Errorf("this process has %d threads, want several", self.Threads)
+	}
+	st, err := ReadStat(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kids := ChildrenOf(st); len(kids) != 0 {
+		t.Errorf("ChildrenOf(sleep) = %v", kids)
+	}
+	if kids := ChildrenOf(self); !slices.Contains(kids, cmd.Process.Pid) {
+		t.Errorf("ChildrenOf(self) = %v; want it to contain %d", kids, cmd.Process.Pid)
+	}
+	if got := waitCmdline(cmd.Process.Pid, "sleep 30"); got != "sleep 30" {
+		t.Errorf("Cmdline = %q", got)
+	}
+	if kids, err := Children(1 << 30); kids != nil || err != nil {
+		t.Errorf("Children(no such pid) = %v, %v; want nothing", kids, err)
+	}
+	if _, err := ReadStat(1 << 30); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadStat(no such pid) = %v; want fs.ErrNotExist", err)
+	}
+	if got := Cmdline(1<<30, "gone"); got != "gone" {
+		t.Errorf("Cmdline(no such pid) = %q; want the fallback", got)
+	}
+	long := strings.Repeat("a", 5000)
+	c2 := exec.Command("/bin/sh", "-c", "sleep 30; :", long)
+	if err := c2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c2.Process.Kill(); _ = c2.Wait() }()
+	want := "/bin/sh -c sleep 30; : " + long
+	if got := waitCmdline(c2.Process.Pid, want); got != want {
+		t.Errorf("Cmdline of a long command line has %d bytes, want %d", len(got), len(want))
+	}
+}
+
+// waitCmdline reads pid's command line until it is want (a child shows
+// ours until its exec is done) or a few seconds passed, and returns the last.
+func waitCmdline(pid int, want string) string {
+	var got string
+	for i := 0; i < 1000; i++ {
+		if got = Cmdline(pid, "x"); got == want {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval, not synchronisation
+	}
+	return got
+}

@@ -1,0 +1,286 @@
+package process
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// shareWindow is how old a listing of the daemon's own children may be and
+// still serve another sample: memory checks are aligned to their interval,
+// so every process due at the same tick shares one listing.
+const shareWindow = 100 * time.Millisecond
+
+// tree is this OS process's view of the processes it started: it finds the
+// members of a managed process by walking down from what it knows instead
+// of reading every pid of the host, so supervision costs what the daemon
+// manages and nothing more, however busy the host is.
+//
+// To make that walk complete the process becomes a child subreaper
+// (PR_SET_CHILD_SUBREAPER): a member whose parent exits is handed to the
+// daemon rather than to init, so it stays below us. The daemon then has to
+// reap those adopted children itself, which is what the reaper goroutine
+// does on SIGCHLD.
+//
+// The subreaper bit and SIGCHLD belong to the whole OS process, and a second
+// reaper would collect the exit status that the first one's spawns wait for.
+// So there is exactly one tree per OS process, shared by every ExecRunner
+// and held (reference counted) by every live handle and running hook: the
+// reaper runs exactly while something of ours may need reaping.
+type tree struct {
+	self      int
+	selfPgrp  int
+	subreaper bool // false only where the kernel refused: see groupAlive
+
+	// spawnMu is held across a spawn and its registration and by the
+	// reaper, so the reaper never collects a child whose exit status
+	// os/exec is about to wait for.
+	spawnMu sync.Mutex
+	spawned map[int]struct{}
+
+	listMu  sync.Mutex
+	listAt  time.Time
+	adopted []procfs.Stat // direct children not spawned by us (orphans handed to us), at listAt
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// shared holds the one tree of this OS process; see tree.
+var shared struct {
+	mu   sync.Mutex
+	t    *tree
+	refs int
+}
+
+// acquireTree returns the process's tree, creating it (and starting its
+// reaper) on first use. Each call must be paired with a release.
+func acquireTree() *tree {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.refs == 0 {
+		if shared.t == nil {
+			t := &tree{self: os.Getpid(), selfPgrp: unix.Getpgrp(), spawned: map[int]struct{}{}}
+			t.subreaper = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == nil
+			shared.t = t
+		}
+		t := shared.t
+		t.stop, t.done = make(chan struct{}), make(chan struct{})
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGCHLD)
+		go t.reapLoop(sig)
+	}
+	shared.refs++
+	return shared.t
+}
+
+// release drops one reference; the last one stops the reaper (the
+// subreaper bit stays: adopted children wait as zombies for the next use).
+func (t *tree) release() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	shared.refs--
+	if shared.refs == 0 {
+		close(t.stop)
+		<-t.done
+	}
+}
+
+func (t *tree) reapLoop(sig chan os.Signal) {
+	defer close(t.done)
+	defer signal.Stop(sig)
+	t.reap() // whatever died while nobody listened
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-sig:
+			t.reap()
+		}
+	}
+}
+
+// reap collects the exit status of adopted children that have exited (on
+// the main thread's list, see adoptedChildren). It
+// leaves alone the children we spawned (os/exec waits for those) and any
+// child in our own process group: only our spawns get a group of their own,
+// so a child in ours was started by some other code of this OS process
+// (a test helper, say) that will wait for it.
+func (t *tree) reap() {
+	t.spawnMu.Lock()
+	defer t.spawnMu.Unlock()
+	for _, pid := range procfs.MainThreadChildren(t.self) {
+		if _, ours := t.spawned[pid]; ours {
+			continue
+		}
+		st, err := procfs.ReadStat(pid)
+		if err != nil || st.Live() || st.Pgrp == t.selfPgrp {
+			continue
+		}
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil) // it is ours to reap; ECHILD means it is gone already
+	}
+}
+
+// start starts cmd and registers it as one of our spawns, so the reaper
+// leaves its exit status to cmd.Wait. Call waited with the pid once Wait
+// has returned.
+func (t *tree) start(cmd *exec.Cmd) error {
+	t.spawnMu.Lock()
+	defer t.spawnMu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	t.spawned[cmd.Process.Pid] = struct{}{}
+	return nil
+}
+
+func (t *tree) waited(pid int) {
+	t.spawnMu.Lock()
+	defer t.spawnMu.Unlock()
+	delete(t.spawned, pid)
+}
+
+// adoptedChildren lists our direct children that we did not spawn (orphans
+// of managed processes), from a listing at most maxAge old. The kernel
+// hands orphans to the subreaper's first live thread, the main thread, so
+// only its list is read (the daemon has dozens of threads).
+func (t *tree) adoptedChildren(maxAge time.Duration) []procfs.Stat {
+	t.listMu.Lock()
+	defer t.listMu.Unlock()
+	if maxAge > 0 && time.Since(t.listAt) <= maxAge {
+		return t.adopted
+	}
+	t.spawnMu.Lock()
+	spawned := make(map[int]struct{}, len(t.spawned))
+	for pid := range t.spawned {
+		spawned[pid] = struct{}{}
+	}
+	t.spawnMu.Unlock()
+	var out []procfs.Stat
+	for _, pid := range procfs.MainThreadChildren(t.self) {
+		if _, ours := spawned[pid]; ours {
+			continue
+		}
+		if st, err := procfs.ReadStat(pid); err == nil {
+			out = append(out, st)
+		}
+	}
+	t.adopted, t.listAt = out, time.Now()
+	return out
+}
+
+// group is what a handle remembers about the processes of one managed run
+// between two looks: the leader, and every member seen so far by pid and
+// start time, so a member stays known after its parent exits (when it is
+// handed to us, or, without the subreaper bit, to init).
+type group struct {
+	leader int
+	known  map[int]uint64 // pid -> start time
+}
+
+// members walks the run's processes: the leader's descendants while it
+// lives, every previously seen member still alive and its descendants, and
+// adopted children still in the leader's process group (an orphan we had
+// not seen yet). That includes members that called setsid or changed their
+// process group: they are the app's processes and use the app's memory.
+// Only the pids found are read. It updates g.known.
+func (t *tree) members(g *group, leaderAlive bool, maxAge time.Duration) []procfs.Stat {
+	var out []procfs.Stat
+	seen := map[int]bool{}
+	var walk func(pid int, start uint64)
+	walk = func(pid int, start uint64) {
+		if seen[pid] {
+			return
+		}
+		seen[pid] = true
+		st, err := procfs.ReadStat(pid)
+		if err != nil || !st.Live() || (start != 0 && st.StartTime != start) {
+			return // gone, a zombie (it has no children left), or a recycled pid
+		}
+		out = append(out, st)
+		for _, k := range procfs.ChildrenOf(st) {
+			walk(k, 0)
+		}
+	}
+	if leaderAlive {
+		walk(g.leader, 0)
+	}
+	for pid, start := range g.known {
+		walk(pid, start)
+	}
+	for _, st := range t.adoptedChildren(maxAge) {
+		if st.Pgrp == g.leader {
+			walk(st.Pid, st.StartTime)
+		}
+	}
+	next := make(map[int]uint64, len(out))
+	for _, st := range out {
+		if st.Pid != g.leader {
+			next[st.Pid] = st.StartTime
+		}
+	}
+	g.known = next
+	return out
+}
+
+// groupAlive reports whether process group pgid (a leader that has exited)
+// still has a live member. Stops signal the group, so this is about the
+// group, not the whole tree.
+//
+// kill(-pgid, 0) alone is not enough: it also succeeds for zombies, and an
+// adopted member waits as a zombie until the reaper runs.
+func (t *tree) groupAlive(g *group) bool {
+	if err := unix.Kill(-g.leader, 0); errors.Is(err, unix.ESRCH) {
+		g.known = nil
+		return false
+	}
+	for pid, start := range g.known { // the common case while a stop waits: one read
+		if st, err := procfs.ReadStat(pid); err == nil && st.Live() && st.StartTime == start && st.Pgrp == g.leader {
+			return true
+		}
+	}
+	for _, st := range t.members(g, false, 0) {
+		if st.Pgrp == g.leader {
+			return true
+		}
+	}
+	if t.subreaper {
+		return false // every member of the group is below us, and none is alive
+	}
+	// Without the subreaper bit an orphaned member may sit under init where
+	// no walk finds it. Only then, and only while a stop waits, read every
+	// pid: leaving a member behind would be worse than the cost.
+	return scanGroup(g.leader)
+}
+
+// scanGroup reads every pid of the host for a live member of group pgid.
+func scanGroup(pgid int) bool {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return true // no /proc: trust kill, which found someone
+	}
+	names, err := d.Readdirnames(-1)
+	_ = d.Close() // read-only directory handle
+	if err != nil {
+		return true
+	}
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		if st, err := procfs.ReadStat(pid); err == nil && st.Pgrp == pgid && st.Live() {
+			return true
+		}
+	}
+	return false
+}
