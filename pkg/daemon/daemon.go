@@ -147,7 +147,8 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	log.Emit("daemon started", map[string]any{"application": cfg.Application, "pid": os.Getpid(),
 		"proxy": lns.Proxy.Addr().String(), "control": cfg.Control.Path, "version": o.Version})
-	notifier.Ready(d.summary())
+	line, _ := d.summary()
+	notifier.Ready(line)
 
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	var loops sync.WaitGroup

@@ -11,8 +11,10 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 )
 
-// summary is the one-line STATUS= text: what serves, what drains, what failed.
-func (d *daemon) summary() string {
+// summary is the one-line STATUS= text: what serves, what drains, what
+// failed. draining says whether a release is draining, whose connection
+// count changes without an event.
+func (d *daemon) summary() (line string, draining bool) {
 	c := d.sup.Summary()
 	parts := []string{}
 	if c.ActiveID != "" {
@@ -29,25 +31,33 @@ func (d *daemon) summary() string {
 	if c.DeployInProgress != "" {
 		parts = append(parts, c.DeployInProgress)
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, "; "), len(c.Draining) > 0
 }
 
-// statusLoop keeps STATUS= current: after events, and every few seconds for
-// the connection counts of draining releases.
+// statusRefresh is how often STATUS= is recomputed while a release drains,
+// for its falling connection count; otherwise only events change it.
+const statusRefresh = 5 * time.Second
+
+// statusLoop keeps STATUS= current: after events, and every statusRefresh
+// while a release drains. An idle daemon does not wake up for it.
 func (d *daemon) statusLoop(ctx context.Context, dirty <-chan struct{}) {
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
 	last := ""
+	var refresh <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-dirty:
-		case <-tick.C:
+		case <-refresh:
 		}
-		if s := d.summary(); s != last {
+		s, draining := d.summary()
+		if s != last {
 			d.notifier.Status(s)
 			last = s
+		}
+		refresh = nil
+		if draining {
+			refresh = time.After(statusRefresh)
 		}
 	}
 }
@@ -126,7 +136,7 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // from the next deploy, rollback or restart on.
 func (d *daemon) reload(load func() (*config.Config, error)) {
 	d.notifier.Reloading()
-	defer func() { d.notifier.Ready(d.summary()) }()
+	defer func() { s, _ := d.summary(); d.notifier.Ready(s) }()
 	if load == nil {
 		d.log.Emit("config reload refused", map[string]any{"error": "the daemon was started without a config file to re-read"})
 		return

@@ -15,9 +15,11 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
 )
 
-// saveInterval bounds how stale the state file gets when nothing happens
-// (crash restarts change pids without a deploy).
-const saveInterval = 5 * time.Second
+// saveRetry is how long a failed state save waits before it is tried
+// again. Successful saves need no timer: every change that the state file
+// records (a process started, a release switched or stopped) is an event,
+// and every event marks the state dirty.
+const saveRetry = 5 * time.Second
 
 // loadState reads a leftover state file, reports orphans and installs the
 // live orphan check for status. It returns the snapshot (nil if none).
@@ -112,21 +114,25 @@ func withLeftovers(snap *state.Snapshot, prev *state.Snapshot) *state.Snapshot {
 	return snap
 }
 
-// persister writes the state file after changes and every saveInterval.
-// A failed write (full disk, read-only directory) is reported once and
-// retried; it never stops the daemon.
+// persistLoop writes the state file after every change. A failed write
+// (full disk, read-only directory) is reported once and retried every
+// saveRetry until it succeeds; it never stops the daemon. Nothing wakes it
+// while nothing changes.
 func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor, prev *state.Snapshot) {
-	t := time.NewTicker(saveInterval)
-	defer t.Stop()
 	lastErr := ""
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-dirty:
-		case <-t.C:
+		case <-retry:
 		}
 		err := state.Save(path, withLeftovers(sup.PersistSnapshot(), prev))
+		retry = nil
+		if err != nil {
+			retry = time.After(saveRetry)
+		}
 		switch {
 		case err != nil && err.Error() != lastErr:
 			lastErr = err.Error()

@@ -240,7 +240,7 @@ func (s *Supervisor) Summary() Counts {
 		}
 		if r.state == release.Active {
 			for _, in := range r.procs {
-				if in.proc.Status().State == process.Failed {
+				if in.proc.Brief().State == process.Failed {
 					c.FailedProcesses = append(c.FailedProcesses, in.proc.ID())
 				}
 			}
@@ -248,7 +248,7 @@ func (s *Supervisor) Summary() Counts {
 	}
 	for _, m := range []map[string]*unit{s.services, s.singletons} {
 		for _, u := range m {
-			if u.proc.Status().State == process.Failed {
+			if u.proc.Brief().State == process.Failed {
 				c.FailedProcesses = append(c.FailedProcesses, u.cfg.ID)
 			}
 		}

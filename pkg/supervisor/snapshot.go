@@ -47,16 +47,16 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 	s.mu.Unlock()
 	snap.Processes = []state.ProcessRecord{}
 	for _, p := range procs {
-		st := p.p.Status()
-		if st.Pid == nil {
+		b := p.p.Brief()
+		if b.Pid == 0 {
 			continue
 		}
-		start, err := state.StartTime(*st.Pid)
+		start, err := state.StartTime(b.Pid)
 		if err != nil {
 			continue // exited a moment ago
 		}
-		snap.Processes = append(snap.Processes, state.ProcessRecord{ID: st.ID, ProcessID: p.processID, ReleaseID: p.releaseID,
-			Policy: p.policy, Pid: *st.Pid, StartTime: start, Restarts: st.Restarts, MemoryRestarts: st.MemoryRestarts})
+		snap.Processes = append(snap.Processes, state.ProcessRecord{ID: b.ID, ProcessID: p.processID, ReleaseID: p.releaseID,
+			Policy: p.policy, Pid: b.Pid, StartTime: start, Restarts: b.Restarts, MemoryRestarts: b.MemoryRestarts})
 	}
 	snap.Events = s.events.Recent(state.MaxEvents)
 	return snap
