@@ -121,7 +121,7 @@ func Run(ctx context.Context, o Options) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	d.ctl = control.NewServer(&supervisor.Handler{Sup: d.sup, Status: d.status, Shutdown: d.shutdownCommand}, log)
+	d.ctl = control.NewServer(&handler{Sup: d.sup, Status: d.status, Shutdown: d.shutdownCommand}, log)
 
 	// Restore before serving: requests and commands wait in the kernel
 	// backlog meanwhile instead of meeting a half-started daemon.

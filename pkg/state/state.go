@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
-	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
 
 // Version is the snapshot format version this code writes and reads.
@@ -173,7 +173,7 @@ func (s *Snapshot) Orphans() []Orphan {
 }
 
 // Alive reports whether pid runs and started at startTime (0: any time).
-func Alive(pid int, startTime uint64) bool { return process.Alive(pid, startTime) }
+func Alive(pid int, startTime uint64) bool { return procfs.Alive(pid, startTime) }
 
 // StartTime returns pid's start time in clock ticks since boot.
-func StartTime(pid int) (uint64, error) { return process.StartTime(pid) }
+func StartTime(pid int) (uint64, error) { return procfs.StartTime(pid) }

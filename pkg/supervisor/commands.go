@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
-	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
@@ -29,17 +28,17 @@ func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
 		r = s.findLocked(releaseID)
 		if r == nil {
 			s.mu.Unlock()
-			return control.Errorf(control.CodeNotFound, "release %s is not retained; retained releases: %s", releaseID, s.retainedIDsLocked())
+			return refuse(ErrNotFound, "release %s is not retained; retained releases: %s", releaseID, s.retainedIDsLocked())
 		}
 	}
 	if r == nil {
 		s.mu.Unlock()
-		return control.Errorf(control.CodeNotFound, "no release is active; nothing to stop")
+		return refuse(ErrNotFound, "no release is active; nothing to stop")
 	}
 	wasActive := r == s.active
 	if !r.state.Live() {
 		s.mu.Unlock()
-		return control.Errorf(control.CodeConflict, "release %s is already %s", r.id, r.state)
+		return refuse(ErrConflict, "release %s is already %s", r.id, r.state)
 	}
 	var singles []*unit
 	if wasActive {
@@ -67,10 +66,10 @@ type RestartResult struct {
 // processes are revived.
 func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*RestartResult, error) {
 	if policy == string(config.Proxied) {
-		return nil, control.Errorf(control.CodeConflict, "the proxied process is never restarted in place (it would drop traffic); run rollbridgectl deploy to replace it without downtime")
+		return nil, refuse(ErrConflict, "the proxied process is never restarted in place (it would drop traffic); run rollbridgectl deploy to replace it without downtime")
 	}
 	if policy != "" && policy != string(config.Companion) && policy != string(config.Singleton) && policy != string(config.Service) {
-		return nil, control.Errorf(control.CodeBadRequest, "unknown policy %q; use companion, singleton or service", policy)
+		return nil, refuse(ErrInvalid, "unknown policy %q; use companion, singleton or service", policy)
 	}
 	if err := s.begin("restart"); err != nil {
 		return nil, err
@@ -112,10 +111,10 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	}
 	s.mu.Unlock()
 	if proxiedMatch || processID != "" && s.cfg.Load().Proxied() != nil && s.cfg.Load().Proxied().ID == processID {
-		return nil, control.Errorf(control.CodeConflict, "%s is the proxied process and is never restarted in place (it would drop traffic); run rollbridgectl deploy to replace it without downtime", processID)
+		return nil, refuse(ErrConflict, "%s is the proxied process and is never restarted in place (it would drop traffic); run rollbridgectl deploy to replace it without downtime", processID)
 	}
 	if processID != "" && len(targets) == 0 {
-		return nil, control.Errorf(control.CodeNotFound, "no managed process %q (companions exist only while a release is active); known: %s", processID, strings.Join(known, ", "))
+		return nil, refuse(ErrNotFound, "no managed process %q (companions exist only while a release is active); known: %s", processID, strings.Join(known, ", "))
 	}
 	res := &RestartResult{Restarted: []string{}}
 	for _, t := range targets {
@@ -169,7 +168,7 @@ func (s *Supervisor) Logs(id string) ([]ProcessLogs, error) {
 	}
 	s.mu.Unlock()
 	if id != "" && len(out) == 0 {
-		return nil, control.Errorf(control.CodeNotFound, "no managed process %q", id)
+		return nil, refuse(ErrNotFound, "no managed process %q", id)
 	}
 	if out == nil {
 		out = []ProcessLogs{}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
-	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
@@ -112,9 +111,9 @@ func (s *Supervisor) rollbackTargetLocked(id string) (*rel, error) {
 		r := s.findLocked(id)
 		switch {
 		case r == nil:
-			return nil, control.Errorf(control.CodeNotFound, "release %s is not retained; retained releases: %s", id, s.retainedIDsLocked())
+			return nil, refuse(ErrNotFound, "release %s is not retained; retained releases: %s", id, s.retainedIDsLocked())
 		case r == s.active:
-			return nil, control.Errorf(control.CodeConflict, "release %s is already active", id)
+			return nil, refuse(ErrConflict, "release %s is already active", id)
 		}
 		return r, nil
 	}
@@ -128,7 +127,7 @@ func (s *Supervisor) rollbackTargetLocked(id string) (*rel, error) {
 		}
 	}
 	if best == nil {
-		return nil, control.Errorf(control.CodeNotFound, "no previous release to roll back to")
+		return nil, refuse(ErrNotFound, "no previous release to roll back to")
 	}
 	return best, nil
 }
@@ -236,7 +235,7 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 		}
 		if err != nil {
 			if ctx.Err() != nil && s.life.Err() != nil {
-				err = errors.New("the daemon is shutting down")
+				err = ErrShuttingDown
 			}
 			return fail(err)
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
-	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
@@ -133,10 +132,10 @@ func (s *Supervisor) begin(what string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
-		return control.Errorf(control.CodeShuttingDown, "the daemon is shutting down")
+		return refuse(ErrShuttingDown, "the daemon is shutting down")
 	}
 	if s.running != "" {
-		return control.Errorf(control.CodeDeployInProgress,
+		return refuse(ErrBusy,
 			"another command is running: %s; wait for it to finish (rollbridgectl status shows it) and try again", s.running)
 	}
 	s.running = fmt.Sprintf("%s (started %s)", what, time.Now().UTC().Format(time.RFC3339))

@@ -16,7 +16,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
-	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 )
@@ -288,7 +287,7 @@ func TestConcurrentDeploysOneFailsFast(t *testing.T) {
 		switch {
 		case err == nil:
 			ok++
-		case errors.Is(err, control.ErrDeployInProgress) && strings.Contains(err.Error(), "deploy of release c"):
+		case errors.Is(err, ErrBusy) && strings.Contains(err.Error(), "deploy of release c"):
 			busy++
 		default:
 			t.Errorf("unexpected error %v", err)
@@ -408,7 +407,7 @@ func TestReleaseRetention(t *testing.T) {
 		st := h.status()
 		return len(st.Releases) == 1 && st.Releases[0].ReleaseID == "v5"
 	})
-	if _, err := h.sup.Rollback(context.Background(), "v2", nil); !errors.Is(err, control.ErrNotFound) {
+	if _, err := h.sup.Rollback(context.Background(), "v2", nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("rollback to a pruned release: %v", err)
 	}
 }

@@ -1,0 +1,39 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+)
+
+// The kinds of refusal a command can meet. Callers branch on them with
+// errors.Is; the daemon maps each to its wire code in one place.
+var (
+	// ErrNotFound: the named release or process does not exist (or is no
+	// longer retained).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the request contradicts the current state (rolling back
+	// to the active release, stopping a stopped one, restarting the proxied
+	// process in place).
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the request itself is wrong (an unknown policy).
+	ErrInvalid = errors.New("invalid request")
+	// ErrBusy: another mutating command runs; the message names it.
+	ErrBusy = errors.New("another command is running")
+	// ErrShuttingDown: the supervisor is stopping and takes no new commands.
+	ErrShuttingDown = errors.New("the daemon is shutting down")
+)
+
+// refusal is an error of one of the kinds above with a message for people.
+type refusal struct {
+	kind error
+	msg  string
+}
+
+func (e *refusal) Error() string { return e.msg }
+
+// Unwrap lets errors.Is(err, ErrNotFound) and friends match.
+func (e *refusal) Unwrap() error { return e.kind }
+
+func refuse(kind error, format string, args ...any) error {
+	return &refusal{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
