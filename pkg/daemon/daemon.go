@@ -99,6 +99,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}))
 	log := events.New(events.DefaultCapacity, outputs...)
+	defer log.Close() // writes what is still queued for stdout or the journal
 
 	if err := checkInherited(cfg, o.Listeners); err != nil {
 		return err

@@ -24,8 +24,9 @@ type Sink interface {
 }
 
 // Output is where an emitted event is written after it entered the history.
-// Write is called with the Log's output lock held, in emission order, so an
-// Output need not be safe for concurrent use. It must not call back into the Log.
+// Write is called from one goroutine, in emission order, off the emitter's
+// path (see Log), so an Output need not be safe for concurrent use and may
+// be slow. It must not call back into the Log.
 type Output interface {
 	Write(Event)
 }
@@ -36,15 +37,31 @@ type OutputFunc func(Event)
 // Write calls f(e).
 func (f OutputFunc) Write(e Event) { f(e) }
 
+// QueueLength bounds the events waiting for the outputs. When a stalled
+// output (a journal socket that does not drain, a blocked stdout) lets it
+// fill up, new events are still recorded in the history but not written;
+// the drops are counted and reported as one "events dropped" event once
+// the outputs catch up.
+const QueueLength = 4096
+
 // Log is a Sink holding the most recent events in a ring. The zero value is
-// not usable; call New.
+// not usable; call New. A Log with outputs owns one goroutine that writes
+// to them; Close stops it after writing what is queued.
+//
+// Emit never waits for an output: it records the event in the ring and
+// hands it to the writer through a bounded queue, so a stalled output never
+// blocks the daemon.
 type Log struct {
 	mu      sync.Mutex
 	ring    []Event
 	next    int // index the next event is written to
 	full    bool
-	outputs []Output
 	now     func() time.Time
+	queue   chan Event // nil without outputs
+	closed  bool
+	dropped uint64 // not written since the last "events dropped" report
+	lost    uint64 // not written, ever
+	done    chan struct{}
 }
 
 // New returns a Log keeping the last capacity events (DefaultCapacity when
@@ -53,10 +70,40 @@ func New(capacity int, outputs ...Output) *Log {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	return &Log{ring: make([]Event, capacity), outputs: outputs, now: time.Now}
+	l := &Log{ring: make([]Event, capacity), now: time.Now, done: make(chan struct{})}
+	if len(outputs) == 0 {
+		close(l.done)
+		return l
+	}
+	l.queue = make(chan Event, QueueLength)
+	go l.write(outputs)
+	return l
+}
+
+// write is the one goroutine that calls the outputs.
+func (l *Log) write(outputs []Output) {
+	defer close(l.done)
+	for e := range l.queue {
+		for _, o := range outputs {
+			o.Write(e)
+		}
+		l.mu.Lock()
+		n := l.dropped
+		l.dropped = 0
+		l.mu.Unlock()
+		if n > 0 {
+			// Written here, not queued: the queue may still be full.
+			d := Event{At: l.now().UTC(), Message: string(EventsDropped), Data: map[string]any{KeyCount: n,
+				KeyHint: "an output (journal, stdout) was too slow; the events are in the history (rollbridgectl events) but were not logged"}}
+			for _, o := range outputs {
+				o.Write(d)
+			}
+		}
+	}
 }
 
 // Emit records an event. The data map is copied, so callers may reuse it.
+// After Close, events are still recorded in the history but not written.
 func (l *Log) Emit(message string, data map[string]any) {
 	d := make(map[string]any, len(data))
 	for k, v := range data {
@@ -70,9 +117,35 @@ func (l *Log) Emit(message string, data map[string]any) {
 	if l.next == 0 {
 		l.full = true
 	}
-	for _, o := range l.outputs {
-		o.Write(e)
+	if l.queue == nil || l.closed {
+		return
 	}
+	select {
+	case l.queue <- e:
+	default:
+		l.dropped++
+		l.lost++
+	}
+}
+
+// Dropped returns how many events were recorded but never written to the
+// outputs because their queue was full.
+func (l *Log) Dropped() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
+}
+
+// Close writes the events still queued, stops the writer and returns once
+// it has. It is idempotent.
+func (l *Log) Close() {
+	l.mu.Lock()
+	if l.queue != nil && !l.closed {
+		l.closed = true
+		close(l.queue)
+	}
+	l.mu.Unlock()
+	<-l.done
 }
 
 // Recent returns up to limit of the newest events, oldest first. limit <= 0

@@ -47,6 +47,7 @@ func TestJSONLinesOutput(t *testing.T) {
 	var buf bytes.Buffer
 	l := New(0, JSONLines(&buf))
 	l.Emit("traffic switched", map[string]any{"releaseId": "v2"})
+	l.Close() // writes what is queued
 	var e struct {
 		At      string         `json:"at"`
 		Message string         `json:"message"`
@@ -86,5 +87,88 @@ func TestConcurrentEmit(t *testing.T) {
 	wg.Wait()
 	if n := len(l.Recent(0)); n != DefaultCapacity {
 		t.Errorf("got %d events, want %d", n, DefaultCapacity)
+	}
+}
+
+// TestStalledOutputNeverBlocksEmit stalls the only output and checks that
+// emitting goes on at full speed, that the history keeps everything, and
+// that the drops are counted and reported once the output moves again.
+func TestStalledOutputNeverBlocksEmit(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var written []Event
+	l := New(10*QueueLength, OutputFunc(func(e Event) {
+		<-release // stalled until the test lets go
+		mu.Lock()
+		written = append(written, e)
+		mu.Unlock()
+	}))
+	const n = 2 * QueueLength
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < n; i++ {
+			l.Emit("e", map[string]any{"i": i})
+		}
+		close(done)
+	}()
+	<-done // returns although the output has not written one event
+	if got := len(l.Recent(0)); got != n {
+		t.Errorf("history has %d events, want %d", got, n)
+	}
+	if d := l.Dropped(); d == 0 || d >= n {
+		t.Errorf("Dropped() = %d, want some but not all of %d", d, n)
+	}
+	close(release)
+	l.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	var report *Event
+	for i := range written {
+		if written[i].Message == string(EventsDropped) {
+			report = &written[i]
+		}
+	}
+	if report == nil || report.Data[KeyCount] != l.Dropped() {
+		t.Fatalf("no %q event with the count %d among %d written", EventsDropped, l.Dropped(), len(written))
+	}
+	if got := uint64(len(written)-1) + l.Dropped(); got != n {
+		t.Errorf("written %d + dropped %d != emitted %d", len(written)-1, l.Dropped(), n)
+	}
+	// Order is kept for what was written.
+	last := -1
+	for _, e := range written {
+		if i, ok := e.Data["i"].(int); ok {
+			if i <= last {
+				t.Fatalf("event %d written after %d", i, last)
+			}
+			last = i
+		}
+	}
+}
+
+func TestCloseIsIdempotentAndEmitAfterCloseRecords(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(0, JSONLines(&buf))
+	l.Emit("a", nil)
+	l.Close()
+	l.Close()
+	l.Emit("b", nil)
+	if n := len(l.Recent(0)); n != 2 {
+		t.Errorf("history has %d events, want 2", n)
+	}
+	if got := bytes.Count(buf.Bytes(), []byte("\n")); got != 1 {
+		t.Errorf("%d lines written, want only the one before Close", got)
+	}
+	New(0).Close() // no outputs, no goroutine
+}
+
+func TestPriorities(t *testing.T) {
+	for _, c := range []struct {
+		n    Name
+		want Priority
+	}{{DeployFailed, PriErr}, {MemoryWarning, PriWarning}, {TrafficSwitched, PriNotice}, {ProcessStarted, PriInfo}, {Name("unknown"), PriInfo}} {
+		if got := c.n.Priority(); got != c.want {
+			t.Errorf("%s: priority %d, want %d", c.n, got, c.want)
+		}
 	}
 }

@@ -23,16 +23,6 @@ func StdoutIsJournal() bool {
 	return false
 }
 
-// warnings are the events logged at warning priority; everything else is info.
-var warnings = map[string]journal.Priority{
-	"deploy failed":         journal.PriErr,
-	"restart limit reached": journal.PriErr,
-	"memory limit exceeded": journal.PriWarning,
-	"memory warning":        journal.PriWarning,
-	"command failed":        journal.PriWarning,
-	"lifecycle hook failed": journal.PriWarning,
-}
-
 // JournalOutput writes each event as a native journal entry: MESSAGE is
 // the event name with its data, ROLLBRIDGE_EVENT the name, and every data
 // key becomes a ROLLBRIDGE_<KEY> field (releaseId -> ROLLBRIDGE_RELEASE_ID).
@@ -58,10 +48,8 @@ func JournalOutput(application string) events.Output {
 		if b, err := json.Marshal(e.Data); err == nil {
 			vars["ROLLBRIDGE_DATA"] = string(b)
 		}
-		pri, ok := warnings[e.Message]
-		if !ok {
-			pri = journal.PriInfo
-		}
+		// The priority is decided beside the event's name (events.Name.Priority).
+		pri := journal.Priority(events.Name(e.Message).Priority())
 		_ = journal.Send(e.Message+formatData(e.Data), pri, vars) // losing a log entry must not stop the daemon
 	})
 }
