@@ -75,7 +75,7 @@ out=$(ctl systemd units --install 2>&1); echo "$out" | sed 's/^/  /'
 check "systemd units --install wrote the drop-ins and reloaded systemd over D-Bus" grep -q "systemd reloaded" <<<"$out"
 # A short watchdog for this lane, so the SIGSTOP check is quick.
 install -d "$ROOT/etc/systemd/system/rollbridge@demo.service.d"
-printf '[Service]\nWatchdogSec=3\n' >"$ROOT/etc/systemd/system/rollbridge@demo.service.d/60-lane.conf"
+printf '[Unit]\nStartLimitIntervalSec=0\n[Service]\nWatchdogSec=3\n' >"$ROOT/etc/systemd/system/rollbridge@demo.service.d/60-lane.conf"
 sb systemctl daemon-reload
 check "drop-in carries the proxy address" bash -c "grep -q 'ListenStream=127.0.0.1:18080' '$ROOT/etc/systemd/system/rollbridge-proxy@demo.socket.d/50-rollbridge.conf'"
 
