@@ -97,8 +97,9 @@ func waitHTTP(url string) error {
 }
 
 // startDaemon runs rollbridged with a config whose processes are given as
-// Jsonnet (the web process is always the demo app).
-func (e *env) startDaemon(name string, extra string, retention int) (*daemon, string, error) {
+// Jsonnet (the web process is always the demo app; webExtra, an object or
+// "{}", is merged into it).
+func (e *env) startDaemon(name, webExtra, extra string, retention int) (*daemon, string, error) {
 	dir := filepath.Join(e.work, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err
@@ -109,8 +110,8 @@ func (e *env) startDaemon(name string, extra string, retention int) (*daemon, st
 	cfg := filepath.Join(dir, "rollbridge.jsonnet")
 	src := fmt.Sprintf(`{application: %q, control: {path: %q}, releaseRetention: {keep: %d},
   proxy: {host: '127.0.0.1', port: %d, drainTimeoutMs: 30000},
-  processes: [{id: 'web', policy: 'proxied', command: 'exec %s --port {{port}}', port: {from: 15000, to: 15999}, health: {path: '/ping', intervalMs: 250}}] + %s}`,
-		name, filepath.Join(dir, "c.sock"), retention, port, absApp, extra)
+  processes: [{id: 'web', policy: 'proxied', command: 'exec %s --port {{port}}', port: {from: 15000, to: 15999}, health: {path: '/ping', intervalMs: 250}} + %s] + %s}`,
+		name, filepath.Join(dir, "c.sock"), retention, port, absApp, webExtra, extra)
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		return nil, "", err
 	}
@@ -158,7 +159,7 @@ func setup(o options) (*env, error) {
 	if err := waitHTTP(e.appURL + "/ping"); err != nil {
 		return e, err
 	}
-	if e.rb, e.rbURL, err = e.startDaemon("rb", "[]", 10); err != nil {
+	if e.rb, e.rbURL, err = e.startDaemon("rb", "{}", "[]", 10); err != nil {
 		return e, err
 	}
 	if _, err := e.rb.deploy(context.Background(), nil); err != nil {

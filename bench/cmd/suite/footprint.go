@@ -27,7 +27,7 @@ type FootprintReport struct {
 func footprint(ctx context.Context, e *env) (*FootprintReport, error) {
 	rep := &FootprintReport{}
 	// Idle: a fresh daemon with nothing deployed.
-	idle, _, err := e.startDaemon("idle", "[]", 10)
+	idle, _, err := e.startDaemon("idle", "{}", "[]", 10)
 	if err != nil {
 		return rep, err
 	}
@@ -60,7 +60,7 @@ func footprint(ctx context.Context, e *env) (*FootprintReport, error) {
 
 	// Status with 10 retained releases of 10 processes each.
 	extra := "[{id: 'w' + i, command: 'exec sleep 100000'} for i in ['1','2','3','4','5','6','7','8','9']]"
-	big, _, err := e.startDaemon("big", extra, 10)
+	big, _, err := e.startDaemon("big", "{}", extra, 10)
 	if err != nil {
 		return rep, err
 	}

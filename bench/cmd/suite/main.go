@@ -38,7 +38,7 @@ func main() {
 	flag.IntVar(&o.sockets, "sockets", 10000, "WebSockets for the drain test (capped by the fd limit)")
 	flag.BoolVar(&o.quick, "quick", false, "one short run per scenario (a smoke test, not a measurement)")
 	flag.BoolVar(&o.noNginx, "no-nginx", false, "skip the nginx comparison")
-	flag.StringVar(&o.sections, "only", "proxy,deploy,drain,footprint", "sections to run")
+	flag.StringVar(&o.sections, "only", "proxy,deploy,drain,footprint,idle", "sections to run")
 	flag.StringVar(&o.match, "match", "", "only proxy scenarios whose name contains this")
 	flag.Parse()
 	if o.quick {

@@ -99,6 +99,22 @@ func (r *Report) Table() string {
 		fmt.Fprintf(&b, "| status, 10 releases × 10 processes (%d KiB), control socket | %.2f / %.2f / %.2f ms (min/median/max) |\n", f.StatusBytes/1024, lo, m, hi)
 		fmt.Fprintf(&b, "| `rollbridgectl status`, same daemon, whole process | %.1f / %.1f / %.1f ms |\n", clo, cm, chi)
 	}
+	if id := r.Idle; id != nil && len(id.Cells) > 0 {
+		fmt.Fprintf(&b, "\n## Idle cost (no traffic; every managed process with a 1 s memory check; daemon CPU %% of one core over %.0f s, median [min–max])\n\n", id.WindowS)
+		b.WriteString("| managed processes |")
+		for _, x := range idleExtra {
+			fmt.Fprintf(&b, " +%d host processes |", x)
+		}
+		b.WriteString("\n|---|" + strings.Repeat("---|", len(idleExtra)) + "\n")
+		for _, n := range idleManaged {
+			fmt.Fprintf(&b, "| %d |", n)
+			for _, x := range idleExtra {
+				lo, m, hi := stats(id.cpu(n, x))
+				fmt.Fprintf(&b, " %.2f [%.2f–%.2f] |", m, lo, hi)
+			}
+			b.WriteString("\n")
+		}
+	}
 	if d := r.Drain; d != nil {
 		fmt.Fprintf(&b, "\n## Drain at scale\n\n| measure | value |\n|---|---|\n")
 		fmt.Fprintf(&b, "| open WebSockets on the old release | %d (requested %d) |\n", d.Sockets, d.Requested)

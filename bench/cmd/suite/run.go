@@ -20,6 +20,7 @@ type Report struct {
 	Deploy    *DeployReport    `json:"deployUnderLoad,omitempty"`
 	Drain     *DrainReport     `json:"drain,omitempty"`
 	Footprint *FootprintReport `json:"footprint,omitempty"`
+	Idle      *IdleReport      `json:"idle,omitempty"`
 	Notes     []string         `json:"notes,omitempty"`
 }
 
@@ -107,6 +108,11 @@ func run(ctx context.Context, o options) (*Report, error) {
 	if want("footprint") {
 		if rep.Footprint, err = footprint(ctx, e); err != nil {
 			return rep, fmt.Errorf("footprint: %w", err)
+		}
+	}
+	if want("idle") {
+		if rep.Idle, err = idleCost(ctx, e); err != nil {
+			return rep, fmt.Errorf("idle cost: %w", err)
 		}
 	}
 	if want("drain") {
