@@ -251,19 +251,6 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
-// processCPU is the CPU time of one process only (not its group).
-func processCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+2:]))
-	u, _ := strconv.ParseUint(f[11], 10, 64)
-	s, _ := strconv.ParseUint(f[12], 10, 64)
-	return time.Duration(u+s) * time.Second / 100
-}
-
 // rssKiB is VmRSS of pid.
 func rssKiB(pid int) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
