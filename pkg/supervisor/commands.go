@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
@@ -18,41 +17,20 @@ import (
 // release also stops the singletons, which run its code; services keep
 // running. With no active release the proxy answers 503.
 func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
-	if err := s.begin("stop"); err != nil {
+	if err := s.tab.begin("stop"); err != nil {
 		return err
 	}
-	defer s.end()
-	s.mu.Lock()
-	r := s.active
-	if releaseID != "" {
-		r = s.findLocked(releaseID)
-		if r == nil {
-			s.mu.Unlock()
-			return refuse(ErrNotFound, "release %s is not retained; retained releases: %s", releaseID, s.retainedIDsLocked())
-		}
+	defer s.tab.end()
+	r, singles, err := s.tab.stopTarget(releaseID)
+	if err != nil {
+		return err
 	}
-	if r == nil {
-		s.mu.Unlock()
-		return refuse(ErrNotFound, "no release is active; nothing to stop")
-	}
-	wasActive := r == s.active
-	if !r.state.Live() {
-		s.mu.Unlock()
-		return refuse(ErrConflict, "release %s is already %s", r.id, r.state)
-	}
-	var singles []*unit
-	if wasActive {
-		for id, u := range s.singletons {
-			singles = append(singles, u)
-			delete(s.singletons, id)
-		}
-	}
-	s.mu.Unlock()
-	s.stopRelease(r)
+	stopErr := s.stopRelease(r)
 	stopAll(unitProcs(singles))
-	s.mu.Lock()
-	s.pruneLocked(time.Now())
-	s.mu.Unlock()
+	s.prune()
+	if stopErr != nil {
+		return fmt.Errorf("stop release %s: %w", r.id, stopErr)
+	}
 	return nil
 }
 
@@ -71,17 +49,17 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	if policy != "" && policy != string(config.Companion) && policy != string(config.Singleton) && policy != string(config.Service) {
 		return nil, refuse(ErrInvalid, "unknown policy %q; use companion, singleton or service", policy)
 	}
-	if err := s.begin("restart"); err != nil {
+	if err := s.tab.begin("restart"); err != nil {
 		return nil, err
 	}
-	defer s.end()
+	defer s.tab.end()
 	type target struct {
 		id   string
 		proc *process.Process
 	}
 	var targets []target
 	var known []string
-	s.mu.Lock()
+	v := s.tab.view()
 	add := func(id, base string, pol config.Policy, p *process.Process) {
 		known = append(known, id)
 		switch {
@@ -92,7 +70,7 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 		}
 	}
 	proxiedMatch := false
-	if r := s.active; r != nil {
+	if r := v.activeRelease(); r != nil {
 		for _, in := range r.procs {
 			if in.cfg.Policy == config.Proxied {
 				if processID == in.proc.ID() {
@@ -103,13 +81,12 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 			add(in.proc.ID(), in.cfg.ID, in.cfg.Policy, in.proc)
 		}
 	}
-	for _, u := range sortedUnits(s.singletons) {
+	for _, u := range v.singletons {
 		add(u.cfg.ID, u.cfg.ID, config.Singleton, u.proc)
 	}
-	for _, u := range sortedUnits(s.services) {
+	for _, u := range v.services {
 		add(u.cfg.ID, u.cfg.ID, config.Service, u.proc)
 	}
-	s.mu.Unlock()
 	if proxiedMatch || processID != "" && s.cfg.Load().Proxied() != nil && s.cfg.Load().Proxied().ID == processID {
 		return nil, refuse(ErrConflict, "%s is the proxied process and is never restarted in place (it would drop traffic); run rollbridgectl deploy to replace it without downtime", processID)
 	}
@@ -127,15 +104,6 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	return res, nil
 }
 
-func sortedUnits(m map[string]*unit) []*unit {
-	out := make([]*unit, 0, len(m))
-	for _, u := range m {
-		out = append(out, u)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].cfg.ID < out[j].cfg.ID })
-	return out
-}
-
 // ProcessLogs is one process's retained output.
 type ProcessLogs struct {
 	ID     string         `json:"id"`
@@ -147,26 +115,25 @@ type ProcessLogs struct {
 // processes matching id (base or instance id).
 func (s *Supervisor) Logs(id string) ([]ProcessLogs, error) {
 	var out []ProcessLogs
-	s.mu.Lock()
-	for i := len(s.releases) - 1; i >= 0; i-- {
-		r := s.releases[i]
+	v := s.tab.view()
+	for i := len(v.releases) - 1; i >= 0; i-- {
+		r := v.releases[i]
 		for _, in := range r.procs {
 			if id == "" || id == in.proc.ID() || id == in.cfg.ID {
 				out = append(out, ProcessLogs{ID: in.proc.ID(), Source: "release " + r.id, Logs: in.proc.Logs()})
 			}
 		}
 	}
-	for _, u := range sortedUnits(s.services) {
+	for _, u := range v.services {
 		if id == "" || id == u.cfg.ID {
 			out = append(out, ProcessLogs{ID: u.cfg.ID, Source: "service", Logs: u.proc.Logs()})
 		}
 	}
-	for _, u := range sortedUnits(s.singletons) {
+	for _, u := range v.singletons {
 		if id == "" || id == u.cfg.ID {
 			out = append(out, ProcessLogs{ID: u.cfg.ID, Source: "singleton", Logs: u.proc.Logs()})
 		}
 	}
-	s.mu.Unlock()
 	if id != "" && len(out) == 0 {
 		return nil, refuse(ErrNotFound, "no managed process %q", id)
 	}
@@ -183,32 +150,24 @@ func (s *Supervisor) Events(limit int) []events.Event { return s.events.Recent(l
 // singletons, services) and waits for the background drains. It is
 // idempotent; after it, mutating commands fail with ErrShuttingDown.
 func (s *Supervisor) Shutdown(ctx context.Context) {
-	s.mu.Lock()
-	if s.down {
-		s.mu.Unlock()
+	wait, first := s.tab.shutdown()
+	if !first {
 		return
 	}
-	s.down = true
-	wait := s.opDone
-	s.mu.Unlock()
 	s.cancel() // aborts a health check in progress and every drain
 	if wait != nil {
 		<-wait
 	}
-	s.mu.Lock()
-	rels := append([]*rel(nil), s.releases...)
-	units := make([]*unit, 0, len(s.services)+len(s.singletons))
-	for _, u := range s.singletons {
-		units = append(units, u)
-	}
-	for _, u := range s.services {
-		units = append(units, u)
-	}
-	s.mu.Unlock()
+	rels, units := s.tab.everything()
 	var wg sync.WaitGroup
 	for _, r := range rels {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.stopRelease(r) }()
+		go func() {
+			defer wg.Done()
+			if err := s.stopRelease(r); err != nil {
+				s.internalError(err)
+			}
+		}()
 	}
 	stopAll(unitProcs(units))
 	wg.Wait()
@@ -225,14 +184,12 @@ type Counts struct {
 
 // Summary returns the counts behind the one-line status.
 func (s *Supervisor) Summary() Counts {
-	var c Counts
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.active != nil {
-		c.ActiveID = s.active.id
+	v := s.tab.view()
+	c := Counts{DeployInProgress: v.running}
+	if r := v.activeRelease(); r != nil {
+		c.ActiveID = r.id
 	}
-	c.DeployInProgress = s.running
-	for _, r := range s.releases {
+	for _, r := range v.releases {
 		if r.state == release.Draining && r.backend != nil {
 			h, w := r.backend.Connections()
 			c.Draining = append(c.Draining, fmt.Sprintf("%s (%d connections)", r.id, h+w))
@@ -245,8 +202,8 @@ func (s *Supervisor) Summary() Counts {
 			}
 		}
 	}
-	for _, m := range []map[string]*unit{s.services, s.singletons} {
-		for _, u := range m {
+	for _, units := range [][]unit{v.services, v.singletons} {
+		for _, u := range units {
 			if u.proc.Brief().State == process.Failed {
 				c.FailedProcesses = append(c.FailedProcesses, u.cfg.ID)
 			}

@@ -9,8 +9,8 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 )
 
-// PersistSnapshot describes what runs now, for the state file. It holds the
-// lock only to copy references; /proc is read outside it.
+// PersistSnapshot describes what runs now, for the state file. It copies
+// the table in one short section; /proc is read outside it.
 func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 	type proc struct {
 		p         *process.Process
@@ -20,31 +20,26 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 	}
 	snap := &state.Snapshot{Application: s.cfg.Load().Application, SavedAt: time.Now().UTC(), DaemonPid: os.Getpid()}
 	var procs []proc
-	s.mu.Lock()
-	if s.active != nil {
-		snap.ActiveReleaseID = s.active.id
+	v := s.tab.view()
+	if r := v.activeRelease(); r != nil {
+		snap.ActiveReleaseID = r.id
 	}
-	for _, r := range s.releases {
+	for _, r := range v.releases {
 		if r.state == release.Failed {
 			continue // never served; nothing to restore or roll back to
 		}
-		rec := state.ReleaseRecord{ID: r.id, Path: r.path, Revision: r.revision, State: string(r.state),
-			ActivatedAt: r.activatedAt.UTC(), RetiredAt: r.retiredAt().UTC(), Ports: map[string]int{}}
-		for k, v := range r.ports {
-			rec.Ports[k] = v
-		}
-		snap.Releases = append(snap.Releases, rec)
+		snap.Releases = append(snap.Releases, state.ReleaseRecord{ID: r.id, Path: r.path, Revision: r.revision, State: string(r.state),
+			ActivatedAt: r.activatedAt.UTC(), RetiredAt: r.retiredAt().UTC(), Ports: r.ports})
 		for _, in := range r.procs {
 			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy)})
 		}
 	}
-	for _, u := range s.services {
+	for _, u := range v.services {
 		procs = append(procs, proc{u.proc, u.cfg.ID, u.releaseID, "service"})
 	}
-	for _, u := range s.singletons {
+	for _, u := range v.singletons {
 		procs = append(procs, proc{u.proc, u.cfg.ID, u.releaseID, "singleton"})
 	}
-	s.mu.Unlock()
 	snap.Processes = []state.ProcessRecord{}
 	for _, p := range procs {
 		b := p.p.Brief()

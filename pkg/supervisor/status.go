@@ -101,10 +101,9 @@ func strPtr(s string) *string {
 // Snapshot builds the status. It never waits for a running command.
 func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status {
 	cfg := s.cfg.Load()
-	s.mu.Lock()
 	// maxAgeMs is about time, not events: apply it whenever someone looks.
-	s.pruneLocked(time.Now())
-	orphans := s.orphans
+	s.prune()
+	v := s.tab.view()
 	st := Status{
 		Application: cfg.Application,
 		Control:     ControlStatus{Path: cfg.Control.Path},
@@ -112,23 +111,20 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 		Releases:    []ReleaseStatus{},
 		Services:    []UnitStatus{},
 		Singletons:  []UnitStatus{},
-		Daemon: DaemonStatus{Pid: pid, Version: version, StartedAt: s.started.UTC(), CommandInProgress: strPtr(s.running),
-			RestoreProblem: strPtr(s.restore)},
+		Daemon: DaemonStatus{Pid: pid, Version: version, StartedAt: s.started.UTC(), CommandInProgress: strPtr(v.running),
+			RestoreProblem: strPtr(v.restore)},
 	}
-	if s.active != nil {
-		id := s.active.id
+	if r := v.activeRelease(); r != nil {
+		id := r.id
 		st.ActiveReleaseID = &id
 	}
-	for i := len(s.releases) - 1; i >= 0; i-- { // newest first
-		r := s.releases[i]
+	for i := len(v.releases) - 1; i >= 0; i-- { // newest first
+		r := v.releases[i]
 		rs := ReleaseStatus{
 			ReleaseID: r.id, ReleasePath: r.path, Revision: strPtr(r.revision), State: r.state,
-			Ports: map[string]int{}, CreatedAt: r.createdAt.UTC(), ActivatedAt: timePtr(r.activatedAt),
+			Ports: r.ports, CreatedAt: r.createdAt.UTC(), ActivatedAt: timePtr(r.activatedAt),
 			DrainStartedAt: timePtr(r.drainStartedAt), StoppedAt: timePtr(r.stoppedAt), Error: strPtr(r.lastError),
 			Processes: []ProcessStatus{},
-		}
-		for k, v := range r.ports {
-			rs.Ports[k] = v
 		}
 		if r.backend != nil && r.state.Live() {
 			h, w := r.backend.Connections()
@@ -140,16 +136,15 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 		}
 		st.Releases = append(st.Releases, rs)
 	}
-	for _, u := range sortedUnits(s.services) {
+	for _, u := range v.services {
 		st.Services = append(st.Services, UnitStatus{ID: u.cfg.ID, ReleaseID: u.releaseID, Process: procStatus(u.proc, "service", u.port)})
 	}
-	for _, u := range sortedUnits(s.singletons) {
+	for _, u := range v.singletons {
 		st.Singletons = append(st.Singletons, UnitStatus{ID: u.cfg.ID, ReleaseID: u.releaseID, Process: procStatus(u.proc, "singleton", u.port)})
 	}
-	s.mu.Unlock()
 	st.Orphans = []state.Orphan{}
-	if orphans != nil {
-		st.Orphans = orphans()
+	if v.orphans != nil {
+		st.Orphans = v.orphans()
 	}
 	return st
 }

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
-	"github.com/rollbridge/rollbridge-go/pkg/release"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 )
 
@@ -29,10 +27,9 @@ type Options struct {
 }
 
 // Supervisor owns releases, services and singletons. Create it with New and
-// end it with Shutdown.
+// end it with Shutdown. Its methods are safe for concurrent use.
 type Supervisor struct {
 	cfg     atomic.Pointer[config.Config]
-	proxy   *proxy.Proxy
 	events  *events.Log
 	runner  process.Runner
 	env     map[string]string
@@ -44,61 +41,15 @@ type Supervisor struct {
 	cancel context.CancelFunc
 	bg     sync.WaitGroup // drain goroutines
 
-	mu         sync.Mutex
-	releases   []*rel // oldest first
-	active     *rel
-	services   map[string]*unit
-	singletons map[string]*unit
-	orphans    func() []state.Orphan // set by the state layer; nil means none
-	restore    string                // why the last restore failed or was skipped ("" = fine)
-	down       bool
-	// running describes the mutating command in progress ("" when none);
-	// opDone is closed when it ends.
-	running string
-	opDone  chan struct{}
-}
-
-// rel is one release's record. Fields are guarded by Supervisor.mu.
-type rel struct {
-	id, path, revision string
-	cfg                *config.Config // the config this release was started with
-	state              release.State
-	createdAt          time.Time
-	activatedAt        time.Time
-	drainStartedAt     time.Time
-	stoppedAt          time.Time
-	lastError          string
-	ports              map[string]int
-	procs              []*instance
-	backend            *proxy.Backend
-	drainCancel        context.CancelFunc
-	gen                int           // launch generation: bumped by every launch of this record
-	stopping           bool          // a stop is in progress or done for this launch
-	stopped            chan struct{} // closed once that stop finished; renewed by each launch
-}
-
-// instance is one managed process of a release.
-type instance struct {
-	cfg     *config.Process
-	replica int
-	proc    *process.Process
-}
-
-// unit is a service or a singleton: one daemon-level managed process.
-type unit struct {
-	cfg       *config.Process
-	proc      *process.Process
-	port      int
-	releaseID string // the release whose template it runs
+	tab *table // every piece of mutable state, and its only writer
 }
 
 // New returns a Supervisor with nothing running.
 func New(o Options) *Supervisor {
 	life, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{
-		proxy: o.Proxy, events: o.Events, runner: o.Runner, env: o.Env, output: o.Output,
-		started: time.Now(), life: life, cancel: cancel,
-		services: map[string]*unit{}, singletons: map[string]*unit{},
+		events: o.Events, runner: o.Runner, env: o.Env, output: o.Output,
+		started: time.Now(), life: life, cancel: cancel, tab: newTable(o.Proxy.Swap),
 	}
 	if s.env == nil {
 		s.env = map[string]string{}
@@ -112,44 +63,11 @@ func New(o Options) *Supervisor {
 func (s *Supervisor) SetConfig(c *config.Config) { s.cfg.Store(c) }
 
 // SetOrphans installs the function status uses to list orphans.
-func (s *Supervisor) SetOrphans(f func() []state.Orphan) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.orphans = f
-}
+func (s *Supervisor) SetOrphans(f func() []state.Orphan) { s.tab.setOrphans(f) }
 
 // SetRestoreProblem records why restoring the last active release failed or
 // was skipped, for status; "" clears it.
-func (s *Supervisor) SetRestoreProblem(msg string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.restore = msg
-}
-
-// begin takes the operation slot without waiting: a second mutating command
-// fails at once, naming the one that runs.
-func (s *Supervisor) begin(what string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
-		return refuse(ErrShuttingDown, "the daemon is shutting down")
-	}
-	if s.running != "" {
-		return refuse(ErrBusy,
-			"another command is running: %s; wait for it to finish (rollbridgectl status shows it) and try again", s.running)
-	}
-	s.running = fmt.Sprintf("%s (started %s)", what, time.Now().UTC().Format(time.RFC3339))
-	s.opDone = make(chan struct{})
-	return nil
-}
-
-func (s *Supervisor) end() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.running = ""
-	close(s.opDone)
-	s.opDone = nil
-}
+func (s *Supervisor) SetRestoreProblem(msg string) { s.tab.setRestoreProblem(msg) }
 
 func (s *Supervisor) emit(msg string, data map[string]any) { s.events.Emit(msg, data) }
 
@@ -169,54 +87,4 @@ func (s *Supervisor) newProcess(spec process.Spec) *process.Process {
 		}))
 	}
 	return process.New(spec, s.runner, s.events, opts...)
-}
-
-func (r *rel) proxied() *instance {
-	for _, in := range r.procs {
-		if in.cfg.Policy == config.Proxied {
-			return in
-		}
-	}
-	return nil
-}
-
-// findLocked returns the release record with id, or nil.
-func (s *Supervisor) findLocked(id string) *rel {
-	for _, r := range s.releases {
-		if r.id == id {
-			return r
-		}
-	}
-	return nil
-}
-
-// stopAll stops processes in parallel and returns when all are stopped.
-// Stop reports through events and is bounded by each process's own stop
-// sequence, so there is nothing to return.
-func stopAll(procs []*process.Process) {
-	var wg sync.WaitGroup
-	for _, p := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = p.Stop(context.Background()) // see above
-		}()
-	}
-	wg.Wait()
-}
-
-func unitProcs(units []*unit) []*process.Process {
-	out := make([]*process.Process, len(units))
-	for i, u := range units {
-		out[i] = u.proc
-	}
-	return out
-}
-
-func instanceProcs(ins []*instance) []*process.Process {
-	out := make([]*process.Process, len(ins))
-	for i, in := range ins {
-		out[i] = in.proc
-	}
-	return out
 }

@@ -1,0 +1,148 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/release"
+)
+
+// allocatePorts reserves a port for every release process with a port and
+// every service that has none yet; running services and singletons keep theirs.
+func (s *Supervisor) allocatePorts(cfg *config.Config) (map[string]int, error) {
+	ports := map[string]int{}
+	var reqs []release.PortRequest
+	v := s.tab.view()
+	for _, units := range [][]unit{v.services, v.singletons} {
+		for _, u := range units {
+			if u.port != 0 {
+				ports[u.cfg.ID] = u.port
+			}
+		}
+	}
+	for i := range cfg.Processes {
+		p := &cfg.Processes[i]
+		if p.Port == nil {
+			continue
+		}
+		switch p.Policy {
+		case config.Service:
+			if _, ok := ports[p.ID]; ok {
+				continue
+			}
+		case config.Singleton:
+			continue // allocated when it is replaced, after the old one freed its port
+		}
+		reqs = append(reqs, release.PortRequest{ProcessID: p.ID, Range: *p.Port})
+	}
+	got, err := release.Allocate(cfg.Proxy.UpstreamHost, reqs, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range got {
+		ports[k] = v
+	}
+	return ports, nil
+}
+
+// releasePorts picks the ports that belong to the release itself (its
+// proxied process and companions) out of a deploy's allocation.
+func releasePorts(cfg *config.Config, ports map[string]int) map[string]int {
+	out := map[string]int{}
+	for _, p := range cfg.Processes {
+		if (p.Policy == config.Proxied || p.Policy == config.Companion) && p.Port != nil {
+			out[p.ID] = ports[p.ID]
+		}
+	}
+	return out
+}
+
+// startReleaseProcesses starts the companions (every replica), then the
+// proxied process, of release r, and returns the proxied instance.
+func (s *Supervisor) startReleaseProcesses(ctx context.Context, r *rel, cfg *config.Config, rv releaseVars, progress Progress) (*instance, error) {
+	var order []*config.Process
+	for i := range cfg.Processes {
+		if cfg.Processes[i].Policy == config.Companion {
+			order = append(order, &cfg.Processes[i])
+		}
+	}
+	order = append(order, cfg.Proxied())
+	var web *instance
+	for _, p := range order {
+		for i := 0; i < max(p.Replicas, 1); i++ {
+			spec, err := s.instanceSpec(cfg, p, rv, i)
+			if err != nil {
+				return nil, err
+			}
+			in := &instance{cfg: p, replica: i, proc: s.newProcess(spec)}
+			if p.Policy == config.Proxied {
+				// A crash before the switch fails the deploy instead of
+				// being retried behind the health check's back.
+				in.proc.SetAutoRestart(false)
+				web = in
+			}
+			s.tab.addInstance(r, in)
+			if err := in.proc.Start(ctx, process.ReasonDeploy); err != nil {
+				return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+			}
+			progress.send("process started", map[string]any{"id": spec.ID, "pid": in.proc.Status().Pid})
+		}
+	}
+	return web, nil
+}
+
+// waitReady waits until the proxied process web of r, listening on addr,
+// may take traffic: its health check passes, or, with health: false, it did
+// not exit right away.
+func (s *Supervisor) waitReady(ctx context.Context, r *rel, web *instance, addr string, progress Progress) error {
+	if !web.cfg.HealthEnabled() {
+		if exited(web.proc) {
+			return fmt.Errorf("process %s exited (%s) right after it started", web.proc.ID(), exitText(web.proc.Status()))
+		}
+		return nil
+	}
+	h := web.cfg.Health
+	url := "http://" + addr + h.Path
+	progress.send("health check", map[string]any{"url": url})
+	checkStart := time.Now()
+	err := release.WaitHealthy(ctx, nil, release.HealthCheck{URL: url, Timeout: config.Ms(h.TimeoutMs),
+		Interval: config.Ms(h.IntervalMs), StartDelay: config.Ms(h.StartDelayMs)}, web.proc.Exited())
+	if errors.Is(err, release.ErrExited) {
+		st := web.proc.Status()
+		err = fmt.Errorf("process %s exited (%s) before its health check at %s passed", web.proc.ID(), exitText(st), url)
+	}
+	if err != nil {
+		if ctx.Err() != nil && s.life.Err() != nil {
+			return ErrShuttingDown
+		}
+		return err
+	}
+	healthy := map[string]any{"releaseId": r.id, "url": url, "waitedMs": time.Since(checkStart).Milliseconds()}
+	s.emit("release healthy", healthy)
+	progress.send("release healthy", healthy)
+	return nil
+}
+
+func exited(p *process.Process) bool {
+	select {
+	case <-p.Exited():
+		return true
+	default:
+		return false
+	}
+}
+
+func exitText(st process.Status) string {
+	switch {
+	case st.ExitSignal != nil:
+		return "signal " + *st.ExitSignal
+	case st.ExitCode != nil:
+		return "exit code " + strconv.Itoa(*st.ExitCode)
+	}
+	return "no exit status"
+}

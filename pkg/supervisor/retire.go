@@ -1,0 +1,117 @@
+package supervisor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+)
+
+// retire moves prev, the release that was active until now, to draining:
+// nonBlockingDrain companions start stopping now; the rest stop once its
+// connections are gone or the drain times out. The drain runs in a
+// goroutine owned by the Supervisor (Shutdown waits for it).
+func (s *Supervisor) retire(prev *rel) error {
+	drain := config.Ms(s.tab.current(prev).cfg.Proxy.DrainTimeoutMs)
+	ctx, cancel := context.WithTimeout(s.life, drain)
+	l, procs, backend, err := s.tab.retire(prev, cancel)
+	if err != nil {
+		cancel()
+		return err
+	}
+	for _, in := range procs {
+		in.proc.SetAutoRestart(false) // only an active release's processes are restarted
+		if in.cfg.NonBlockingDrain {
+			s.bg.Add(1)
+			go func() {
+				defer s.bg.Done()
+				_ = in.proc.Stop(context.Background()) // bounded by its own stop sequence
+			}()
+		}
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer cancel()
+		http0, ws0 := backend.Connections()
+		err := backend.Drain(ctx)
+		http1, ws1 := backend.Connections()
+		backend.CloseConnections()
+		s.emit("release drained", map[string]any{"releaseId": prev.id, "timedOut": err != nil,
+			"connectionsAtStart": http0 + ws0, "connectionsClosed": http1 + ws1})
+		// l, not prev's current run: if a rollback relaunched prev meanwhile,
+		// it stopped l first, and this stop finds nothing left to do.
+		if err := s.stopRun(prev, l); err != nil {
+			s.internalError(err)
+		}
+		s.prune()
+	}()
+	return nil
+}
+
+// stopRelease stops r's current run; see stopRun.
+func (s *Supervisor) stopRelease(r *rel) error { return s.stopRun(r, s.tab.current(r)) }
+
+// stopRun stops every process of run l of release r (in parallel) and
+// marks r stopped. Concurrent and later callers for the same run wait for
+// the first one's stop and return nil. It returns only an illegal state
+// change, which is a bug.
+func (s *Supervisor) stopRun(r *rel, l *run) error {
+	procs, backend, first := s.tab.beginStop(r, l)
+	if !first {
+		<-l.stopped
+		return nil
+	}
+	stopAll(instanceProcs(procs))
+	if backend != nil {
+		backend.CloseConnections()
+	}
+	served, err := s.tab.finishStop(r, l)
+	if served {
+		s.emit("release stopped", map[string]any{"releaseId": r.id})
+	}
+	return err
+}
+
+// prune applies the release retention of the current config.
+func (s *Supervisor) prune() { s.tab.prune(time.Now(), s.cfg.Load().ReleaseRetention) }
+
+// internalError reports a broken invariant (an illegal release state
+// change) that has no caller to return to. The change was not made; the
+// daemon keeps running.
+func (s *Supervisor) internalError(err error) {
+	s.emit("internal error", map[string]any{"error": err.Error()})
+}
+
+// stopAll stops processes in parallel and returns when all are stopped.
+// Stop reports through events and is bounded by each process's own stop
+// sequence, so there is nothing to return.
+func stopAll(procs []*process.Process) {
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.Stop(context.Background()) // see above
+		}()
+	}
+	wg.Wait()
+}
+
+func unitProcs(units []*unit) []*process.Process {
+	out := make([]*process.Process, len(units))
+	for i, u := range units {
+		out[i] = u.proc
+	}
+	return out
+}
+
+func instanceProcs(ins []*instance) []*process.Process {
+	out := make([]*process.Process, len(ins))
+	for i, in := range ins {
+		out[i] = in.proc
+	}
+	return out
+}

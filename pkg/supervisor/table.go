@@ -1,0 +1,281 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/proxy"
+	"github.com/rollbridge/rollbridge-go/pkg/release"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+)
+
+// table is the one owner of the supervisor's mutable state: the release
+// records and their launches, the active release, the services, the
+// singletons, the running-command slot and what status reports about
+// restore and orphans. Its methods are the only code that writes those
+// fields, and every release state change goes through setStateLocked,
+// which checks it against release.CanBecome.
+//
+// Each method holds mu for one short section that neither blocks nor calls
+// out (no process is started or stopped, nothing waits), so a reader never
+// waits for a deploy, a health check or a stop sequence. Methods whose name
+// ends in Locked are helpers called with mu held; none of them unlocks it.
+type table struct {
+	// swap is the proxy's Swap. It is called inside the section that moves
+	// the active release, so the table's active release and the proxy's
+	// backend always change together.
+	swap func(*proxy.Backend) *proxy.Backend
+
+	mu         sync.Mutex
+	releases   []*rel // oldest first
+	active     *rel
+	services   map[string]*unit
+	singletons map[string]*unit
+	orphans    func() []state.Orphan // set by the state layer; nil means none
+	restore    string                // why the last restore failed or was skipped ("" = fine)
+	down       bool
+	// running describes the mutating command in progress ("" when none);
+	// opDone is closed when it ends.
+	running string
+	opDone  chan struct{}
+	// relaunching is the record the running rollback is about to relaunch:
+	// prune leaves it alone while its old run stops.
+	relaunching *rel
+}
+
+func newTable(swap func(*proxy.Backend) *proxy.Backend) *table {
+	return &table{swap: swap, services: map[string]*unit{}, singletons: map[string]*unit{}}
+}
+
+// rel is one release record. id, path, revision and createdAt never change;
+// every other field belongs to the table.
+type rel struct {
+	id, path, revision string
+	createdAt          time.Time
+
+	state          release.State
+	activatedAt    time.Time
+	drainStartedAt time.Time
+	stoppedAt      time.Time
+	lastError      string
+	run            *run // the current launch; never nil
+}
+
+// run is one launch of a release record and what it started. A rollback
+// relaunches a record with a new run, and only once the old run is fully
+// stopped (relaunch checks it). Whatever still holds an old run — the drain
+// goroutine of a release that was rolled back to — can therefore only ever
+// stop that old run, which is already stopped: a late drain completion
+// cannot touch the relaunched release. This replaces launch generation
+// counters.
+type run struct {
+	cfg     *config.Config // the config this launch started with; never changes
+	stopped chan struct{}  // closed once the run's stop finished
+
+	ports       map[string]int
+	procs       []*instance
+	backend     *proxy.Backend
+	drainCancel context.CancelFunc
+	stopping    bool // a stop is in progress or done
+}
+
+func newRun(cfg *config.Config) *run { return &run{cfg: cfg, stopped: make(chan struct{})} }
+
+// instance is one managed process of a release. It never changes.
+type instance struct {
+	cfg     *config.Process
+	replica int
+	proc    *process.Process
+}
+
+// unit is a service or a singleton: one daemon-level managed process. cfg,
+// proc and port never change; releaseID belongs to the table.
+type unit struct {
+	cfg       *config.Process
+	proc      *process.Process
+	port      int
+	releaseID string // the release whose template it runs
+}
+
+// begin takes the running-command slot without waiting: a second mutating
+// command fails at once, naming the one that runs.
+func (t *table) begin(what string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.down {
+		return refuse(ErrShuttingDown, "the daemon is shutting down")
+	}
+	if t.running != "" {
+		return refuse(ErrBusy,
+			"another command is running: %s; wait for it to finish (rollbridgectl status shows it) and try again", t.running)
+	}
+	t.running = fmt.Sprintf("%s (started %s)", what, time.Now().UTC().Format(time.RFC3339))
+	t.opDone = make(chan struct{})
+	return nil
+}
+
+// end frees the slot taken by begin.
+func (t *table) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.running = ""
+	t.relaunching = nil
+	close(t.opDone)
+	t.opDone = nil
+}
+
+// shutdown refuses every later command. first is false if it was called
+// before; wait, if not nil, is closed when the running command ends.
+func (t *table) shutdown() (wait <-chan struct{}, first bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.down {
+		return nil, false
+	}
+	t.down = true
+	if t.opDone != nil {
+		wait = t.opDone
+	}
+	return wait, true
+}
+
+func (t *table) setOrphans(f func() []state.Orphan) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.orphans = f
+}
+
+func (t *table) setRestoreProblem(msg string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.restore = msg
+}
+
+// setStateLocked moves r to next if the transition table allows it; if not,
+// r is left as it is.
+func (t *table) setStateLocked(r *rel, next release.State) error {
+	if err := release.Transition(r.state, next); err != nil {
+		return fmt.Errorf("release %s: %w", r.id, err)
+	}
+	r.state = next
+	return nil
+}
+
+func (t *table) findLocked(id string) *rel {
+	for _, r := range t.releases {
+		if r.id == id {
+			return r
+		}
+	}
+	return nil
+}
+
+func (t *table) removeLocked(r *rel) {
+	for i, x := range t.releases {
+		if x == r {
+			t.releases = append(t.releases[:i], t.releases[i+1:]...)
+			return
+		}
+	}
+}
+
+func (t *table) retainedIDsLocked() string {
+	out := ""
+	for _, r := range t.releases {
+		if out != "" {
+			out += ", "
+		}
+		out += r.id
+	}
+	if out == "" {
+		return "none"
+	}
+	return out
+}
+
+// service returns the service with base id id, or nil.
+func (t *table) service(id string) *unit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.services[id]
+}
+
+func (t *table) setService(u *unit) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.services[u.cfg.ID] = u
+}
+
+// serviceUnits returns the services, in no particular order.
+func (t *table) serviceUnits() []*unit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*unit, 0, len(t.services))
+	for _, u := range t.services {
+		out = append(out, u)
+	}
+	return out
+}
+
+// setUnitRelease records that u now restarts from release id's template.
+func (t *table) setUnitRelease(u *unit, id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u.releaseID = id
+}
+
+// singleton returns the singleton with id, or nil.
+func (t *table) singleton(id string) *unit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.singletons[id]
+}
+
+func (t *table) setSingleton(u *unit) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.singletons[u.cfg.ID] = u
+}
+
+// dropSingletonsExcept takes every singleton whose id is not in wanted out
+// of the table and returns them for the caller to stop.
+func (t *table) dropSingletonsExcept(wanted map[string]bool) []*unit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gone []*unit
+	for id, u := range t.singletons {
+		if !wanted[id] {
+			gone = append(gone, u)
+			delete(t.singletons, id)
+		}
+	}
+	return gone
+}
+
+// everything returns every release record and every service and singleton,
+// for Shutdown.
+func (t *table) everything() ([]*rel, []*unit) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	units := make([]*unit, 0, len(t.services)+len(t.singletons))
+	for _, u := range t.singletons {
+		units = append(units, u)
+	}
+	for _, u := range t.services {
+		units = append(units, u)
+	}
+	return append([]*rel(nil), t.releases...), units
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

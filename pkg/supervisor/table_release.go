@@ -1,0 +1,273 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/proxy"
+	"github.com/rollbridge/rollbridge-go/pkg/release"
+)
+
+// add records a new release in state Starting with a fresh run. An id
+// taken by a live release gets a "-N" suffix, because redeploying what runs
+// (say, the same revision to pick up new env) must work; a stopped or
+// failed record with that id is replaced.
+func (t *table) add(id, path, revision string, cfg *config.Config) *rel {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old := t.findLocked(id); old != nil {
+		if old.state.Live() {
+			for n := 2; ; n++ {
+				c := id + "-" + strconv.Itoa(n)
+				if t.findLocked(c) == nil {
+					id = c
+					break
+				}
+			}
+		} else {
+			t.removeLocked(old)
+		}
+	}
+	r := &rel{id: id, path: path, revision: revision, createdAt: time.Now(), state: release.Starting, run: newRun(cfg)}
+	t.releases = append(t.releases, r)
+	return r
+}
+
+// rollbackTarget picks the release a rollback relaunches: the one named by
+// id, or the one retired most recently. Until relaunch or the end of the
+// command, prune keeps it even once it is stopped.
+func (t *table) rollbackTarget(id string) (*rel, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, err := t.rollbackTargetLocked(id)
+	if err == nil {
+		t.relaunching = r
+	}
+	return r, err
+}
+
+func (t *table) rollbackTargetLocked(id string) (*rel, error) {
+	if id != "" {
+		r := t.findLocked(id)
+		switch {
+		case r == nil:
+			return nil, refuse(ErrNotFound, "release %s is not retained; retained releases: %s", id, t.retainedIDsLocked())
+		case r == t.active:
+			return nil, refuse(ErrConflict, "release %s is already active", id)
+		}
+		return r, nil
+	}
+	var best *rel
+	for _, r := range t.releases {
+		if r == t.active || r.activatedAt.IsZero() && r.drainStartedAt.IsZero() {
+			continue // never served traffic
+		}
+		if best == nil || r.retiredAtLocked().After(best.retiredAtLocked()) {
+			best = r
+		}
+	}
+	if best == nil {
+		return nil, refuse(ErrNotFound, "no previous release to roll back to")
+	}
+	return best, nil
+}
+
+func (r *rel) retiredAtLocked() time.Time {
+	if !r.drainStartedAt.IsZero() {
+		return r.drainStartedAt
+	}
+	return r.stoppedAt
+}
+
+// relaunch moves a stopped or failed record back to Starting with a fresh
+// run. The previous run must be fully stopped: that is what keeps a late
+// drain completion away from the new run (see run).
+func (t *table) relaunch(r *rel, cfg *config.Config) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.findLocked(r.id) != r {
+		return refuse(ErrNotFound, "release %s is no longer retained; retained releases: %s", r.id, t.retainedIDsLocked())
+	}
+	if !isClosed(r.run.stopped) {
+		return fmt.Errorf("relaunch release %s: its previous processes are still stopping", r.id)
+	}
+	if err := t.setStateLocked(r, release.Starting); err != nil {
+		return fmt.Errorf("relaunch: %w", err)
+	}
+	r.lastError = ""
+	r.activatedAt, r.drainStartedAt, r.stoppedAt = time.Time{}, time.Time{}, time.Time{}
+	r.run = newRun(cfg)
+	t.relaunching = nil // Starting is live: prune skips it anyway
+	return nil
+}
+
+// current returns r's current run.
+func (t *table) current(r *rel) *run {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return r.run
+}
+
+// activeRelease returns the release that takes traffic, or nil.
+func (t *table) activeRelease() *rel {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.active
+}
+
+// setPorts records the ports of r's current run (for status and the state file).
+func (t *table) setPorts(r *rel, ports map[string]int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r.run.ports = ports
+}
+
+// addInstance records a process of r's current run before it starts, so a
+// stop that comes while it starts finds it.
+func (t *table) addInstance(r *rel, in *instance) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r.run.procs = append(r.run.procs, in)
+}
+
+// procs returns the processes of r's current run.
+func (t *table) procs(r *rel) []*instance {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]*instance(nil), r.run.procs...)
+}
+
+// activate makes the starting release r the active one and switches the
+// proxy to backend in the same section.
+func (t *table) activate(r *rel, backend *proxy.Backend) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.setStateLocked(r, release.Active); err != nil {
+		return fmt.Errorf("switch traffic: %w", err)
+	}
+	r.run.backend = backend
+	r.activatedAt = time.Now()
+	t.active = r
+	t.swap(backend)
+	return nil
+}
+
+// fail marks the starting release r failed (its processes are stopped by
+// then) and forgets the services its deploy started.
+func (t *table) fail(r *rel, cause error, started []*unit) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, u := range started {
+		if t.services[u.cfg.ID] == u {
+			delete(t.services, u.cfg.ID)
+		}
+	}
+	r.lastError = cause.Error()
+	return t.setStateLocked(r, release.Failed)
+}
+
+// retire moves the active-until-now release r to Draining. cancel ends its
+// drain early (a stop or a rollback calls it). It returns what the drain
+// needs: r's run, its processes and its backend.
+func (t *table) retire(r *rel, cancel context.CancelFunc) (*run, []*instance, *proxy.Backend, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.setStateLocked(r, release.Draining); err != nil {
+		return nil, nil, nil, fmt.Errorf("retire: %w", err)
+	}
+	r.drainStartedAt = time.Now()
+	r.run.drainCancel = cancel
+	return r.run, append([]*instance(nil), r.run.procs...), r.run.backend, nil
+}
+
+// beginStop claims the stop of run l of r. Only the first caller gets
+// first == true and must stop procs and then call finishStop; later callers
+// wait for l.stopped. A release that is active stops taking traffic here.
+func (t *table) beginStop(r *rel, l *run) (procs []*instance, backend *proxy.Backend, first bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l.drainCancel != nil {
+		l.drainCancel()
+	}
+	if l.stopping {
+		return nil, nil, false
+	}
+	l.stopping = true
+	if t.active == r && r.run == l {
+		t.active = nil
+		t.swap(nil)
+	}
+	return append([]*instance(nil), l.procs...), l.backend, true
+}
+
+// finishStop records that run l of r stopped and wakes those waiting for it.
+// served reports whether r had served traffic and is now Stopped; a release
+// whose deploy failed stays Starting here, and fail marks it.
+//
+// l is always r's current run: a record is relaunched only after its run's
+// stop finished.
+func (t *table) finishStop(r *rel, l *run) (served bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer close(l.stopped)
+	r.stoppedAt = time.Now()
+	if r.state == release.Starting {
+		return false, nil
+	}
+	if err := t.setStateLocked(r, release.Stopped); err != nil {
+		return false, fmt.Errorf("stop: %w", err)
+	}
+	return true, nil
+}
+
+// stopTarget picks the release a stop command stops: the active one, or the
+// one named by id. If it is the active release, the singletons (which run
+// its code) are taken out of the table for the caller to stop.
+func (t *table) stopTarget(id string) (*rel, []*unit, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.active
+	if id != "" {
+		r = t.findLocked(id)
+		if r == nil {
+			return nil, nil, refuse(ErrNotFound, "release %s is not retained; retained releases: %s", id, t.retainedIDsLocked())
+		}
+	}
+	if r == nil {
+		return nil, nil, refuse(ErrNotFound, "no release is active; nothing to stop")
+	}
+	if !r.state.Live() {
+		return nil, nil, refuse(ErrConflict, "release %s is already %s", r.id, r.state)
+	}
+	var singles []*unit
+	if r == t.active {
+		for id, u := range t.singletons {
+			singles = append(singles, u)
+			delete(t.singletons, id)
+		}
+	}
+	return r, singles, nil
+}
+
+// prune forgets stopped and failed releases beyond the retention: more than
+// keep of them, or stopped longer than maxAgeMs ago. Releases that run or
+// are still stopping, and the target of a running rollback, are never pruned.
+func (t *table) prune(now time.Time, ret config.ReleaseRetention) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := 0
+	for i := len(t.releases) - 1; i >= 0; i-- {
+		r := t.releases[i]
+		if r.state.Live() || r.run.stopping && !isClosed(r.run.stopped) || r == t.relaunching {
+			continue
+		}
+		kept++
+		tooOld := ret.MaxAgeMs > 0 && !r.stoppedAt.IsZero() && now.Sub(r.stoppedAt) > config.Ms(ret.MaxAgeMs)
+		if kept > ret.Keep || tooOld {
+			t.releases = append(t.releases[:i], t.releases[i+1:]...)
+		}
+	}
+}

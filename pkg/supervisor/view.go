@@ -1,0 +1,82 @@
+package supervisor
+
+import (
+	"sort"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/proxy"
+	"github.com/rollbridge/rollbridge-go/pkg/release"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+)
+
+// view is a copy of the table for readers, taken in one section. It holds
+// plain values and pointers to things that never change or lock for
+// themselves (processes, backends), so readers use it without the lock.
+type view struct {
+	releases   []releaseView // oldest first
+	active     int           // index of the active release in releases, -1 if none
+	services   []unit        // sorted by id
+	singletons []unit        // sorted by id
+	orphans    func() []state.Orphan
+	restore    string
+	running    string
+}
+
+// releaseView is a release record and its current run, copied.
+type releaseView struct {
+	id, path, revision string
+	state              release.State
+	createdAt          time.Time
+	activatedAt        time.Time
+	drainStartedAt     time.Time
+	stoppedAt          time.Time
+	lastError          string
+	ports              map[string]int
+	procs              []*instance
+	backend            *proxy.Backend
+}
+
+func (v releaseView) retiredAt() time.Time {
+	if !v.drainStartedAt.IsZero() {
+		return v.drainStartedAt
+	}
+	return v.stoppedAt
+}
+
+// activeRelease returns the active release's view, or nil.
+func (v *view) activeRelease() *releaseView {
+	if v.active < 0 {
+		return nil
+	}
+	return &v.releases[v.active]
+}
+
+func (t *table) view() view {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v := view{releases: make([]releaseView, 0, len(t.releases)), active: -1,
+		services: sortedUnitsLocked(t.services), singletons: sortedUnitsLocked(t.singletons),
+		orphans: t.orphans, restore: t.restore, running: t.running}
+	for i, r := range t.releases {
+		if r == t.active {
+			v.active = i
+		}
+		ports := make(map[string]int, len(r.run.ports))
+		for k, p := range r.run.ports {
+			ports[k] = p
+		}
+		v.releases = append(v.releases, releaseView{id: r.id, path: r.path, revision: r.revision, state: r.state,
+			createdAt: r.createdAt, activatedAt: r.activatedAt, drainStartedAt: r.drainStartedAt, stoppedAt: r.stoppedAt,
+			lastError: r.lastError, ports: ports, procs: append([]*instance(nil), r.run.procs...), backend: r.run.backend})
+	}
+	return v
+}
+
+func sortedUnitsLocked(m map[string]*unit) []unit {
+	out := make([]unit, 0, len(m))
+	for _, u := range m {
+		out = append(out, *u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].cfg.ID < out[j].cfg.ID })
+	return out
+}
