@@ -79,7 +79,9 @@ func TestDeploySwitchesAndDrainsWebSocket(t *testing.T) {
 func TestFailedHealthCheckKeepsPreviousRelease(t *testing.T) {
 	h := newHarness(t, webConfig(t, `[{id: 'svc', policy: 'service', command: 'exec sleep 1000'}]`))
 	h.deploy("v1")
-	h.cfg.Processes[0].Health.TimeoutMs = 500
+	// The window only has to outlast the app's start on a loaded host: the
+	// app answers 503 for all of it.
+	h.cfg.Processes[0].Health.TimeoutMs = 3000
 	svcPid := *h.status().Services[0].Process.Pid
 	_, err := h.tryDeploy("v2", map[string]string{"health": "503"})
 	if err == nil || !strings.Contains(err.Error(), "health check failed for http://127.0.0.1:") || !strings.Contains(err.Error(), "/ping: HTTP 503") ||
@@ -110,7 +112,8 @@ func TestFailedHealthCheckKeepsPreviousRelease(t *testing.T) {
 
 func TestFailedFirstDeployStopsServicesItStarted(t *testing.T) {
 	h := newHarness(t, webConfig(t, `[{id: 'svc', policy: 'service', command: 'exec sleep 1000', port: 7000}]`))
-	h.cfg.Processes[0].Health.TimeoutMs = 300
+	window := h.cfg.Processes[0].Health.TimeoutMs
+	h.cfg.Processes[0].Health.TimeoutMs = 3000 // see TestFailedHealthCheckKeepsPreviousRelease
 	_, err := h.tryDeploy("v1", map[string]string{"health": "500"})
 	if err == nil || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "no release is active") {
 		t.Fatalf("got %v", err)
@@ -122,6 +125,7 @@ func TestFailedFirstDeployStopsServicesItStarted(t *testing.T) {
 		t.Errorf("got %d, want 503", code)
 	}
 	// The port of the service is free again: a good deploy can take it.
+	h.cfg.Processes[0].Health.TimeoutMs = window
 	h.deploy("v2")
 	if p := h.status().Services[0].Process.Port; p == nil || *p != 7000 {
 		t.Errorf("service port %v", p)
