@@ -196,7 +196,7 @@ func (t *table) beginStop(r *rel, l *run) (procs []*instance, backend *proxy.Bac
 		return nil, nil, false
 	}
 	l.stopping = true
-	if t.active == r && r.run == l {
+	if t.active == r && r.run == l { // l is r's current run (see run); checked so a broken invariant cannot cut traffic
 		t.active = nil
 		t.swap(nil)
 	}
