@@ -31,6 +31,7 @@ const (
 	CommandFailed               Name = "command failed"
 	UpstreamError               Name = "upstream error"
 	EventsDropped               Name = "events dropped"
+	InternalError               Name = "internal error" // a broken invariant with no caller to report to
 )
 
 // Deploys and releases.
@@ -78,6 +79,7 @@ const (
 // are PriInfo.
 var priorities = map[Name]Priority{
 	DeployFailed:                 PriErr,
+	InternalError:                PriErr,
 	RestartLimitReached:          PriErr,
 	RestoreFailed:                PriErr,
 	ProcessStopFailed:            PriErr,
