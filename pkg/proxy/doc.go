@@ -10,9 +10,14 @@
 // Backend.Drain, and force-closes what is left with
 // Backend.CloseConnections.
 //
-// Forwarding uses httputil.ReverseProxy (Rewrite) over one shared
-// keep-alive HTTP/1.1 transport. The proxy answers itself only when it
-// cannot forward: 503 "No active release" when no backend is active, 502
-// when the upstream refuses or breaks the connection, 504 when connecting
-// times out.
+// A request takes one of three paths: body-less requests (nearly all) are
+// written straight to a per-backend keep-alive pool, requests with a body
+// go through httputil.ReverseProxy, and protocol switches through the
+// proxy's own handshake and copy. The app cannot tell them apart: one
+// header policy (header.go) decides the request target, the Host and every
+// header it is sent.
+//
+// The proxy answers itself only when it cannot forward: 503 "No active
+// release" when no backend is active, 502 when the upstream refuses or
+// breaks the connection, 504 when connecting times out.
 package proxy

@@ -173,13 +173,13 @@ func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = b.addr
-			pr.Out.Host = pr.In.Host // the app sees the Host the client asked for
-			// ReverseProxy drops query parameters it cannot parse (";" or bad
-			// escapes) to stop parameter smuggling between proxy and app. This
-			// proxy never reads the query, so pass it on exactly as received,
-			// as nginx does.
-			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-			setForwarded(pr.Out.Header, pr.In)
+			// The one header policy (header.go) decides, not ReverseProxy's
+			// own pass: ReverseProxy would re-escape the target, drop query
+			// parameters it cannot parse (";", bad escapes) and let a
+			// Connection token remove the forwarding record.
+			setAppTarget(pr.Out.URL, pr.In)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header = appHeader(pr.In, "")
 		},
 		Transport:      fast,
 		BufferPool:     p.buffers,
@@ -191,57 +191,6 @@ func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
 		ErrorLog: log.New(logWriter{p: p, b: b}, "", 0),
 	}
 	return rp
-}
-
-// setForwarded fills X-Forwarded-* the way apps behind nginx expect.
-// ReverseProxy (in Rewrite mode) removed the client's copies from out; in
-// still has them.
-//
-// X-Forwarded-For gets this hop's client address appended, as nginx's
-// $proxy_add_x_forwarded_for does. X-Forwarded-Proto and X-Forwarded-Host
-// are kept when the front end sent them: rollbridged normally sits behind a
-// front end that terminates TLS, and overwriting "https" with this hop's
-// "http" would send apps into redirect loops. Only without them are they
-// filled from this hop (https if it was TLS). Forwarded passes unchanged,
-// as through nginx. Anyone who can reach the proxy port directly can set
-// these headers, as with any proxy that trusts its front end.
-func setForwarded(out http.Header, in *http.Request) {
-	// One backing array for the three values this hop sets, capped so that
-	// a later Add to one header cannot overwrite the next: one allocation
-	// per request instead of three.
-	vals := make([]string, 3)
-	prior := in.Header["X-Forwarded-For"]
-	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		switch len(prior) {
-		case 0:
-			vals[0] = ip
-		case 1:
-			vals[0] = prior[0] + ", " + ip
-		default:
-			vals[0] = strings.Join(prior, ", ") + ", " + ip
-		}
-		out["X-Forwarded-For"] = vals[0:1:1]
-	} else if prior != nil {
-		out["X-Forwarded-For"] = prior
-	}
-	if v := in.Header["X-Forwarded-Proto"]; v != nil {
-		out["X-Forwarded-Proto"] = v
-	} else {
-		vals[1] = "http"
-		if in.TLS != nil {
-			vals[1] = "https"
-		}
-		out["X-Forwarded-Proto"] = vals[1:2:2]
-	}
-	if v := in.Header["X-Forwarded-Host"]; v != nil {
-		out["X-Forwarded-Host"] = v
-	} else {
-		vals[2] = in.Host
-		out["X-Forwarded-Host"] = vals[2:3:3]
-	}
-	if v := in.Header["Forwarded"]; v != nil {
-		out["Forwarded"] = v
-	}
 }
 
 // fail answers a request that could not be forwarded and reports the
@@ -315,23 +264,6 @@ func (lw logWriter) Write(line []byte) (int, error) {
 		lw.p.onError(lw.b.releaseID, errors.New(strings.TrimSpace(string(line))))
 	}
 	return len(line), nil
-}
-
-// isUpgrade reports a request asking to switch protocols (WebSocket): an
-// Upgrade header and "upgrade" among the Connection tokens, the same test
-// ReverseProxy applies before it hijacks.
-func isUpgrade(h http.Header) bool {
-	if len(h["Upgrade"]) == 0 { // almost every request stops here, without allocating
-		return false
-	}
-	for _, v := range h["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // copyBufSize matches io.Copy's buffer, which ReverseProxy would otherwise

@@ -62,13 +62,19 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	out := upgradeRequest(r, b.addr)
-	if err := out.Write(backConn); err != nil {
+	// The handshake's head only: bytes the client sent after it belong to
+	// the new protocol and go through the copy below.
+	bw := bufio.NewWriterSize(backConn, 4<<10)
+	err = writeHead(bw, r, upgradeType(r.Header))
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
 		fail(err)
 		return
 	}
 	br := bufio.NewReaderSize(backConn, 4<<10)
-	res, err := readFinalResponse(br, out)
+	res, err := readFinalResponse(br, r)
 	if err != nil {
 		fail(err)
 		return
@@ -99,32 +105,6 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	stopBack()
 	b.pipe(ctx, clientConn, brw.Reader, backConn, br)
 }
-
-// upgradeRequest is the request sent to the app: hop-by-hop headers
-// removed (Connection and Upgrade set again for the switch), X-Forwarded-*
-// as for plain requests, the client's Host kept.
-func upgradeRequest(r *http.Request, addr string) *http.Request {
-	out := r.Clone(r.Context())
-	out.RequestURI = ""
-	out.URL.Scheme, out.URL.Host = "http", addr
-	out.Host = r.Host
-	out.Close = false
-	removeHopByHop(out.Header)
-	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
-		out.Header.Del(h)
-	}
-	setForwarded(out.Header, r)
-	out.Header.Set("Connection", "Upgrade")
-	out.Header.Set("Upgrade", upgradeType(r.Header))
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // Request.Write would add Go's own
-	}
-	out.Body = nil
-	out.ContentLength = 0
-	return out
-}
-
-func upgradeType(h http.Header) string { return h.Get("Upgrade") }
 
 // readFinalResponse reads the app's answer, skipping interim 1xx answers
 // other than 101.
