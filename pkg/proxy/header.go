@@ -75,7 +75,9 @@ func setAppTarget(u *url.URL, in *http.Request) {
 //
 // The forwarding record:
 //   - X-Forwarded-For: the client's entries with this hop's peer address
-//     appended, as one line (nginx's $proxy_add_x_forwarded_for).
+//     appended, as one line (nginx's $proxy_add_x_forwarded_for). The peer
+//     is appended whether or not it is a trusted proxy: the list records
+//     hops, and Proxy.ClientAddr decides which entry to believe.
 //   - X-Forwarded-Proto and X-Forwarded-Host: the front end's, when it sent
 //     them; rollbridged normally sits behind one that terminates TLS, and
 //     replacing its "https" with this hop's "http" would send apps into
@@ -83,7 +85,9 @@ func setAppTarget(u *url.URL, in *http.Request) {
 //   - Forwarded and X-Forwarded-Port: passed on unchanged.
 //
 // Anyone who can reach the proxy port directly can set these headers, as
-// with any proxy that trusts its front end.
+// with any proxy that trusts its front end. Options.TrustedProxies says
+// whom rollbridged itself believes, for ClientAddr; it changes nothing
+// that is sent.
 //
 // It runs on the request path, so it allocates nothing itself but the
 // joined X-Forwarded-For line.

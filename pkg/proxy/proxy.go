@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,14 @@ type Options struct {
 	// at once, so it must be quick and safe for concurrent use; it is never
 	// called for a request that succeeded.
 	OnError func(releaseID string, err error)
+
+	// TrustedProxies are the front ends (nginx, a load balancer) whose
+	// X-Forwarded-For entries ClientAddr believes; see ClientAddr for how
+	// the client is found. Empty (the zero value) trusts no one: the client
+	// is the peer of the TCP connection. It changes nothing that is sent to
+	// the app: X-Forwarded-For always gets the peer appended. New copies
+	// the list.
+	TrustedProxies []netip.Prefix
 }
 
 // Proxy is an http.Handler that forwards each request to the active
@@ -53,6 +62,7 @@ type Proxy struct {
 	maxIdle   int
 	buffers   *bufferPool
 	onError   func(releaseID string, err error)
+	trusted   []netip.Prefix // masked, IPv4-mapped ones as IPv4; read-only
 }
 
 // New returns a Proxy with no active backend: until Swap gives it one, it
@@ -89,7 +99,25 @@ func New(o Options) *Proxy {
 		maxIdle: o.MaxIdleConnsPerHost,
 		buffers: &bufferPool{},
 		onError: o.OnError,
+		trusted: trustedPrefixes(o.TrustedProxies),
 	}
+}
+
+// trustedPrefixes copies ps in the form ClientAddr compares against:
+// masked, and "::ffff:10.0.0.0/104" as "10.0.0.0/8", since addresses are
+// compared unmapped.
+func trustedPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if !p.IsValid() {
+			continue // matches nothing
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }
 
 // Swap makes next the active backend and returns the previous one (nil if
