@@ -13,7 +13,7 @@ import (
 // body-less requests, ReverseProxy for requests with a body, upgrade.go for
 // protocol switches). appTarget, appHeaders and the Host rule decide; the
 // paths only encode the decision, either as wire bytes (writeHead) or as an
-// http.Header for net/http to write (appHeader). One policy, so the app
+// http.Header for net/http to write (setAppHeader). One policy, so the app
 // cannot tell which path a request took (TestSamePolicyOnEveryPath).
 //
 // The app gets:
@@ -180,12 +180,13 @@ func writeHead(bw *bufio.Writer, r *http.Request, upgrade string) error {
 	return err
 }
 
-// appHeader returns the header the app is sent for r, for a request that
-// net/http writes (ReverseProxy). It shares no slice with r.Header.
-func appHeader(r *http.Request, upgrade string) http.Header {
-	h := make(http.Header, len(r.Header)+4)
+// setAppHeader replaces what h holds with the header the app is sent for r,
+// for a request that net/http writes (ReverseProxy). h keeps its map, so
+// ReverseProxy's clone of the client's header is reused, not thrown away;
+// it shares no slice with r.Header.
+func setAppHeader(h http.Header, r *http.Request, upgrade string) {
+	clear(h)
 	appHeaders(r, upgrade, func(k, v string) { h[k] = append(h[k], v) })
-	return h
 }
 
 // writeHeaderLine writes "k: v", with any CR or LF in v turned into a

@@ -207,7 +207,7 @@ func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
 			// Connection token remove the forwarding record.
 			setAppTarget(pr.Out.URL, pr.In)
 			pr.Out.Host = pr.In.Host
-			pr.Out.Header = appHeader(pr.In, "")
+			setAppHeader(pr.Out.Header, pr.In, "")
 		},
 		Transport:      fast,
 		BufferPool:     p.buffers,
