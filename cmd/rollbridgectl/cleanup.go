@@ -63,16 +63,8 @@ func runPredeployCleanup(c *cli.Context) error {
 	}
 	res := cleanupResult{RecoveredOrphans: []state.Orphan{}, Screens: []string{}, Processes: []legacyStop{}}
 	client := &control.Client{Path: cfg.Control.Path}
-	var st struct {
-		ActiveReleaseID *string `json:"activeReleaseId"`
-		Proxy           struct {
-			Host         string `json:"host"`
-			Port         int    `json:"port"`
-			UpstreamHost string `json:"upstreamHost"`
-		} `json:"proxy"`
-		Daemon struct{ Version string } `json:"daemon"`
-	}
-	daemonUp := client.Call(c.Context, &control.Request{Command: control.CmdStatus}, &st) == nil
+	st, err := client.Status(c.Context)
+	daemonUp := err == nil
 	switch {
 	case daemonUp && st.ActiveReleaseID != nil:
 		res.Skipped = true
@@ -88,7 +80,7 @@ func runPredeployCleanup(c *cli.Context) error {
 			why = append(why, fmt.Sprintf("daemon version %s differs from %s", st.Daemon.Version, version.Version))
 		}
 		if len(why) > 0 {
-			if err := client.Call(c.Context, &control.Request{Command: control.CmdShutdown}, nil); err != nil {
+			if _, err := client.Shutdown(c.Context); err != nil {
 				return fmt.Errorf("restart the daemon: %w", err)
 			}
 			if _, _, err := ensureDaemon(c); err != nil {

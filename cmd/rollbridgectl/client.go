@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,24 +54,61 @@ func configError(err error) error {
 	return err
 }
 
-// call sends one request and returns the daemon's final line. Progress
-// lines go to stderr; failures become exit codes.
-func call(c *cli.Context, req *control.Request) (json.RawMessage, error) {
+// daemonClient returns a client for the control socket (see socketPath).
+func daemonClient(c *cli.Context) (*control.Client, error) {
 	path, err := socketPath(c)
 	if err != nil {
 		return nil, err
 	}
-	progress := func(p control.Progress) {
+	return &control.Client{Path: path}, nil
+}
+
+// printProgress prints a deploy's or rollback's progress lines to stderr.
+func printProgress(c *cli.Context) func(control.Progress) {
+	return func(p control.Progress) {
 		fmt.Fprintf(c.App.ErrWriter, "rollbridgectl: %s%s\n", p.Message, formatData(p.Data))
 	}
-	raw, err := (&control.Client{Path: path}).Do(c.Context, req, progress)
-	if err != nil {
-		if errors.Is(err, control.ErrUnreachable) {
-			return nil, &exitError{code: exitUnreachable, msg: err.Error()}
-		}
-		return nil, fmt.Errorf("%s: %w", req.Command, err)
+}
+
+// daemonError turns a failed call into the command's error: an unreachable
+// daemon exits 3, anything else names the command.
+func daemonError(command string, err error) error {
+	if errors.Is(err, control.ErrUnreachable) {
+		return &exitError{code: exitUnreachable, msg: err.Error()}
 	}
-	return raw, nil
+	return fmt.Errorf("%s: %w", command, err)
+}
+
+// callDaemon runs one call against the daemon and prints its result the way
+// the daemon sent it (see printResult).
+func callDaemon[R control.Result](c *cli.Context, command string, call func(cl *control.Client, ctx context.Context) (R, error)) error {
+	cl, err := daemonClient(c)
+	if err != nil {
+		return err
+	}
+	r, err := call(cl, c.Context)
+	if err != nil {
+		return daemonError(command, err)
+	}
+	return printResult(c, r)
+}
+
+// printResult prints a result as the daemon's final line, indented:
+// {"status":"success", ...}.
+func printResult[R control.Result](c *cli.Context, r R) error {
+	b, err := control.EncodeResult(r)
+	if err != nil {
+		return err
+	}
+	return printJSON(c, b)
+}
+
+// noArgs refuses positional arguments: every value is a flag.
+func noArgs(c *cli.Context, hint string) error {
+	if c.NArg() > 0 {
+		return usageErrorf(fmt.Sprintf("unexpected argument %q%s", c.Args().First(), hint))
+	}
+	return nil
 }
 
 // formatData renders progress/event data as " key=value ..." in key order.
@@ -114,22 +152,4 @@ func printJSON(c *cli.Context, raw []byte) error {
 	buf.WriteByte('\n')
 	_, err := c.App.Writer.Write(buf.Bytes())
 	return err
-}
-
-// jsonAction runs a command whose output is the daemon's answer as JSON.
-func jsonAction(build func(c *cli.Context) (*control.Request, error)) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		if c.NArg() > 0 {
-			return usageErrorf(fmt.Sprintf("unexpected argument %q", c.Args().First()))
-		}
-		req, err := build(c)
-		if err != nil {
-			return err
-		}
-		raw, err := call(c, req)
-		if err != nil {
-			return err
-		}
-		return printJSON(c, raw)
-	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -25,14 +26,17 @@ func deployCommand() *cli.Command {
 			&cli.BoolFlag{Name: "ensure-daemon", Usage: "start the daemon first when none answers (see ensure-daemon)"},
 			ensureFlags()[0], ensureFlags()[1], ensureFlags()[2],
 		),
-		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c, ""); err != nil {
+				return err
+			}
 			if c.String("release-path") == "" {
-				return nil, usageErrorf("deploy needs --release-path DIR: the prepared release directory")
+				return usageErrorf("deploy needs --release-path DIR: the prepared release directory")
 			}
 			if c.Bool("ensure-daemon") {
 				_, how, err := ensureDaemon(c)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				fmt.Fprintf(c.App.ErrWriter, "rollbridgectl: %s\n", how)
 			}
@@ -40,11 +44,13 @@ func deployCommand() *cli.Command {
 			// a relative path means relative to where this command runs.
 			rel, err := filepath.Abs(c.String("release-path"))
 			if err != nil {
-				return nil, err
+				return err
 			}
-			return &control.Request{Command: control.CmdDeploy, ReleasePath: rel,
-				ReleaseID: c.String("release-id"), Revision: c.String("revision")}, nil
-		}),
+			req := control.DeployRequest{ReleasePath: rel, ReleaseID: c.String("release-id"), Revision: c.String("revision")}
+			return callDaemon(c, control.CmdDeploy, func(cl *control.Client, ctx context.Context) (control.DeployResult, error) {
+				return cl.Deploy(ctx, req, printProgress(c))
+			})
+		},
 	}
 }
 
@@ -57,9 +63,15 @@ func rollbackCommand() *cli.Command {
 			"replace singletons, drain the current release. A failed rollback leaves the\n" +
 			"current release active. Database migrations are not reverted.",
 		Flags: daemonFlags(&cli.StringFlag{Name: "release-id", Usage: "retained release `ID` to roll back to"}),
-		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
-			return &control.Request{Command: control.CmdRollback, ReleaseID: c.String("release-id")}, nil
-		}),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c, ""); err != nil {
+				return err
+			}
+			req := control.RollbackRequest{ReleaseID: c.String("release-id")}
+			return callDaemon(c, control.CmdRollback, func(cl *control.Client, ctx context.Context) (control.DeployResult, error) {
+				return cl.Rollback(ctx, req, printProgress(c))
+			})
+		},
 	}
 }
 
@@ -69,9 +81,12 @@ func statusCommand() *cli.Command {
 		Usage:     "print the daemon's status as JSON",
 		UsageText: "rollbridgectl status [-c PATH]",
 		Flags:     daemonFlags(),
-		Action: jsonAction(func(*cli.Context) (*control.Request, error) {
-			return &control.Request{Command: control.CmdStatus}, nil
-		}),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c, ""); err != nil {
+				return err
+			}
+			return callDaemon(c, control.CmdStatus, (*control.Client).Status)
+		},
 	}
 }
 
@@ -83,9 +98,15 @@ func stopCommand() *cli.Command {
 		Description: "Stopping the active release also stops the singletons; services keep running.\n" +
 			"Until the next deploy the proxy answers 503 No active release.",
 		Flags: daemonFlags(&cli.StringFlag{Name: "release-id", Usage: "release `ID` to stop"}),
-		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
-			return &control.Request{Command: control.CmdStop, ReleaseID: c.String("release-id")}, nil
-		}),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c, ""); err != nil {
+				return err
+			}
+			req := control.StopRequest{ReleaseID: c.String("release-id")}
+			return callDaemon(c, control.CmdStop, func(cl *control.Client, ctx context.Context) (control.Status, error) {
+				return cl.Stop(ctx, req)
+			})
+		},
 	}
 }
 
@@ -102,12 +123,18 @@ func restartCommand() *cli.Command {
 			&cli.StringFlag{Name: "process", Usage: "process `ID` (base or instance id)"},
 			&cli.StringFlag{Name: "policy", Usage: "restart every process with this `POLICY`"},
 		),
-		Action: jsonAction(func(c *cli.Context) (*control.Request, error) {
-			if c.String("process") != "" && c.String("policy") != "" {
-				return nil, usageErrorf("use --process or --policy, not both")
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c, ""); err != nil {
+				return err
 			}
-			return &control.Request{Command: control.CmdRestart, Process: c.String("process"), Policy: c.String("policy")}, nil
-		}),
+			if c.String("process") != "" && c.String("policy") != "" {
+				return usageErrorf("use --process or --policy, not both")
+			}
+			req := control.RestartRequest{Process: c.String("process"), Policy: c.String("policy")}
+			return callDaemon(c, control.CmdRestart, func(cl *control.Client, ctx context.Context) (control.RestartResult, error) {
+				return cl.Restart(ctx, req)
+			})
+		},
 	}
 }
 
@@ -119,8 +146,11 @@ func shutdownCommand() *cli.Command {
 		Description: "Answers once every process has stopped and the control socket is removed:\n" +
 			`{"status":"success","message":"shutdown"}.`,
 		Flags: daemonFlags(),
-		Action: jsonAction(func(*cli.Context) (*control.Request, error) {
-			return &control.Request{Command: control.CmdShutdown}, nil
-		}),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c, ""); err != nil {
+				return err
+			}
+			return callDaemon(c, control.CmdShutdown, (*control.Client).Shutdown)
+		},
 	}
 }

@@ -118,12 +118,8 @@ func doctorEnvironment(ctx context.Context, cfg *config.Config, managed bool, ad
 			add("control socket", true, "no daemon running; %s is free to bind", sock)
 		}
 	default:
-		var st struct {
-			Application     string  `json:"application"`
-			ActiveReleaseID *string `json:"activeReleaseId"`
-		}
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := (&control.Client{Path: sock}).Call(qctx, &control.Request{Command: control.CmdStatus}, &st)
+		st, err := (&control.Client{Path: sock}).Status(qctx)
 		cancel()
 		if err == nil {
 			active := "none"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,12 +13,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/testapp"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/daemon"
 )
 
@@ -77,9 +80,7 @@ func startDaemon(t *testing.T, processes string) *env {
 	for {
 		out, _, code := runCtl(t, "status", "-c", cfgPath)
 		if code == 0 {
-			var st struct {
-				Proxy struct{ Port int } `json:"proxy"`
-			}
+			var st control.Status
 			if err := json.Unmarshal([]byte(out), &st); err != nil {
 				t.Fatal(err)
 			}
@@ -157,27 +158,10 @@ func (e *env) get(path string) string {
 	return strings.TrimSpace(string(b))
 }
 
-type statusJSON struct {
-	Status          string  `json:"status"`
-	ActiveReleaseID *string `json:"activeReleaseId"`
-	Application     string  `json:"application"`
-	Releases        []struct {
-		ReleaseID string `json:"releaseId"`
-		State     string `json:"state"`
-		Processes []struct {
-			ID              string  `json:"id"`
-			State           string  `json:"state"`
-			Pid             *int    `json:"pid"`
-			LastStartReason *string `json:"lastStartReason"`
-		} `json:"processes"`
-	} `json:"releases"`
-	Services   []struct{ ID string } `json:"services"`
-	Singletons []struct{ ID string } `json:"singletons"`
-	Orphans    []any                 `json:"orphans"`
-}
-
-func (e *env) status() statusJSON {
-	var st statusJSON
+// status decodes the status command's output: the daemon's answer, whose
+// shape is control.Status.
+func (e *env) status() control.Status {
+	var st control.Status
 	e.ok(&st, "status")
 	return st
 }
@@ -238,6 +222,28 @@ func TestE2EDeployStatusAndShape(t *testing.T) {
 	info, err := os.Stat(e.sock)
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("control socket mode %v %v, want 0600", info.Mode().Perm(), err)
+	}
+}
+
+// TestE2EOutputIsTheDaemonsAnswer: the JSON commands print the daemon's
+// final line as it crossed the socket, indented; the typed client loses
+// nothing on the way.
+func TestE2EOutputIsTheDaemonsAnswer(t *testing.T) {
+	e := startDaemon(t, `[{id: 'svc', policy: 'service', command: 'echo up; exec sleep 1000'}]`)
+	e.mustDeploy("v1")
+	raw, err := (&control.Client{Path: e.sock}).Do(context.Background(), &control.Request{Command: control.CmdStatus}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := e.ctl("status")
+	var want bytes.Buffer
+	if err := json.Indent(&want, bytes.TrimSpace(raw), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	// uptimeMs moves between the two calls; compare everything else.
+	uptime := regexp.MustCompile(`"uptimeMs": [0-9]+`)
+	if code != 0 || uptime.ReplaceAllString(out, "") != uptime.ReplaceAllString(want.String()+"\n", "") {
+		t.Errorf("exit %d; printed\n%s\ndaemon sent\n%s", code, out, want.String())
 	}
 }
 
@@ -326,7 +332,7 @@ func TestE2EStopVariants(t *testing.T) {
 	}
 	e.mustDeploy("v1")
 	e.mustDeploy("v2")
-	var st statusJSON
+	var st control.Status
 	e.ok(&st, "stop", "--release-id", "v1")
 	waitFor(t, "v1 stopped", func() bool { return e.releaseState("v1") == "stopped" })
 	e.ok(&st, "stop")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -41,33 +40,33 @@ func ensureDaemonCommand() *cli.Command {
 			"Then it waits until the daemon answers and prints the status JSON.",
 		Flags: daemonFlags(ensureFlags()...),
 		Action: func(c *cli.Context) error {
-			raw, how, err := ensureDaemon(c)
+			st, how, err := ensureDaemon(c)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.ErrWriter, "rollbridgectl: %s\n", how)
-			return printJSON(c, raw)
+			return printResult(c, st)
 		},
 	}
 }
 
 // ensureDaemon returns the daemon's status, starting it first if needed,
 // and says how it got there.
-func ensureDaemon(c *cli.Context) (json.RawMessage, string, error) {
+func ensureDaemon(c *cli.Context) (control.Status, string, error) {
+	var none control.Status
 	cfg, err := loadConfig(c)
 	if err != nil {
-		return nil, "", configError(err)
+		return none, "", configError(err)
 	}
 	sock := cfg.Control.Path
 	if s := c.String("socket"); s != "" {
 		sock = s
 	}
 	client := &control.Client{Path: sock}
-	status := &control.Request{Command: control.CmdStatus}
-	if raw, err := client.Do(c.Context, status, nil); err == nil {
-		return raw, "daemon already running on " + sock, nil
+	if st, err := client.Status(c.Context); err == nil {
+		return st, "daemon already running on " + sock, nil
 	} else if !errors.Is(err, control.ErrUnreachable) {
-		return nil, "", err
+		return none, "", err
 	}
 	timeout := time.Duration(c.Int("daemon-start-timeout-ms")) * time.Millisecond
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
@@ -77,12 +76,12 @@ func ensureDaemon(c *cli.Context) (json.RawMessage, string, error) {
 	if systemd.Booted() {
 		started, err := startUnit(ctx, unit)
 		if err != nil {
-			return nil, "", err
+			return none, "", err
 		}
 		if started {
 			raw, err := waitForDaemon(ctx, client, nil)
 			if err != nil {
-				return nil, "", fmt.Errorf("%s started but the daemon did not answer on %s within %v: %w (see journalctl -u %s)", unit, sock, timeout, err, unit)
+				return none, "", fmt.Errorf("%s started but the daemon did not answer on %s within %v: %w (see journalctl -u %s)", unit, sock, timeout, err, unit)
 			}
 			return raw, "started " + unit + " through systemd", nil
 		}
@@ -97,11 +96,11 @@ func ensureDaemon(c *cli.Context) (json.RawMessage, string, error) {
 	}
 	exited, err := spawnDetached(cfg, logPath, pidPath)
 	if err != nil {
-		return nil, "", err
+		return none, "", err
 	}
 	raw, err := waitForDaemon(ctx, client, exited)
 	if err != nil {
-		return nil, "", fmt.Errorf("started rollbridged but it did not answer on %s: %w; its log %s ends with:\n%s", sock, err, logPath, tail(logPath, 10))
+		return none, "", fmt.Errorf("started rollbridged but it did not answer on %s: %w; its log %s ends with:\n%s", sock, err, logPath, tail(logPath, 10))
 	}
 	return raw, fmt.Sprintf("started a detached rollbridged (log %s, pid file %s)", logPath, pidPath), nil
 }
@@ -148,17 +147,17 @@ func spawnDetached(cfg *config.Config, logPath, pidPath string) (<-chan struct{}
 }
 
 // waitForDaemon polls the socket until the daemon answers status.
-func waitForDaemon(ctx context.Context, client *control.Client, exited <-chan struct{}) (json.RawMessage, error) {
+func waitForDaemon(ctx context.Context, client *control.Client, exited <-chan struct{}) (control.Status, error) {
 	for {
-		raw, err := client.Do(ctx, &control.Request{Command: control.CmdStatus}, nil)
+		st, err := client.Status(ctx)
 		if err == nil {
-			return raw, nil
+			return st, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return st, ctx.Err()
 		case <-exited:
-			return nil, errors.New("rollbridged exited")
+			return st, errors.New("rollbridged exited")
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

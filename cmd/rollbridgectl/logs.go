@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/urfave/cli/v2"
@@ -22,35 +21,25 @@ func logsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		),
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usageErrorf(fmt.Sprintf("unexpected argument %q (use --process ID)", c.Args().First()))
+			if err := noArgs(c, " (use --process ID)"); err != nil {
+				return err
 			}
-			raw, err := call(c, &control.Request{Command: control.CmdLogs, Process: c.String("process")})
+			cl, err := daemonClient(c)
 			if err != nil {
 				return err
 			}
-			var res struct {
-				Processes json.RawMessage `json:"processes"`
-			}
-			if err := json.Unmarshal(raw, &res); err != nil {
-				return err
+			res, err := cl.Logs(c.Context, control.LogsRequest{Process: c.String("process")})
+			if err != nil {
+				return daemonError(control.CmdLogs, err)
 			}
 			if c.Bool("json") {
-				return printJSON(c, res.Processes)
+				b, err := json.Marshal(res.Processes)
+				if err != nil {
+					return err
+				}
+				return printJSON(c, b)
 			}
-			var procs []struct {
-				ID     string `json:"id"`
-				Source string `json:"source"`
-				Logs   []struct {
-					At     time.Time `json:"at"`
-					Line   string    `json:"line"`
-					Stream string    `json:"stream"`
-				} `json:"logs"`
-			}
-			if err := json.Unmarshal(res.Processes, &procs); err != nil {
-				return err
-			}
-			for i, p := range procs {
+			for i, p := range res.Processes {
 				if i > 0 {
 					fmt.Fprintln(c.App.Writer)
 				}
@@ -76,34 +65,28 @@ func eventsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		),
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usageErrorf(fmt.Sprintf("unexpected argument %q (use --limit N)", c.Args().First()))
+			if err := noArgs(c, " (use --limit N)"); err != nil {
+				return err
 			}
 			if c.Int("limit") < 0 {
 				return usageErrorf("--limit must be 0 or more")
 			}
-			raw, err := call(c, &control.Request{Command: control.CmdEvents, Limit: c.Int("limit")})
+			cl, err := daemonClient(c)
 			if err != nil {
 				return err
 			}
-			var res struct {
-				Events json.RawMessage `json:"events"`
-			}
-			if err := json.Unmarshal(raw, &res); err != nil {
-				return err
+			res, err := cl.Events(c.Context, control.EventsRequest{Limit: c.Int("limit")})
+			if err != nil {
+				return daemonError(control.CmdEvents, err)
 			}
 			if c.Bool("json") {
-				return printJSON(c, res.Events)
+				b, err := json.Marshal(res.Events)
+				if err != nil {
+					return err
+				}
+				return printJSON(c, b)
 			}
-			var evs []struct {
-				At      time.Time      `json:"at"`
-				Message string         `json:"message"`
-				Data    map[string]any `json:"data"`
-			}
-			if err := json.Unmarshal(res.Events, &evs); err != nil {
-				return err
-			}
-			for _, e := range evs {
+			for _, e := range res.Events {
 				fmt.Fprintf(c.App.Writer, "%s %s%s\n", e.At.Format("2006-01-02T15:04:05.000Z07:00"), e.Message, formatData(e.Data))
 			}
 			return nil

@@ -141,7 +141,10 @@ func (f *fixture) client() *control.Client { return &control.Client{Path: f.sock
 func (f *fixture) waitReady() {
 	f.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for f.client().Call(context.Background(), &control.Request{Command: control.CmdStatus}, nil) != nil {
+	for {
+		if _, err := f.client().Status(context.Background()); err == nil {
+			break
+		}
 		if time.Now().After(deadline) {
 			f.t.Fatal("daemon did not answer")
 		}
@@ -155,7 +158,7 @@ func (f *fixture) deploy(id string) {
 	if err := os.MkdirAll(rel, 0o755); err != nil {
 		f.t.Fatal(err)
 	}
-	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdDeploy, ReleasePath: rel, ReleaseID: id}, nil); err != nil {
+	if _, err := f.client().Deploy(context.Background(), control.DeployRequest{ReleasePath: rel, ReleaseID: id}, nil); err != nil {
 		f.t.Fatalf("deploy %s: %v", id, err)
 	}
 }
@@ -252,7 +255,7 @@ func TestNotifyLifecycle(t *testing.T) {
 	cmd := f.start([]string{"NOTIFY_SOCKET=" + nsock}, "")
 	ready := waitMsg(t, msgs, "READY=1")
 	// READY means serving: the control socket answers at once.
-	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdStatus}, nil); err != nil {
+	if _, err := f.client().Status(context.Background()); err != nil {
 		t.Fatalf("READY sent before the control socket answered: %v", err)
 	}
 	if !strings.Contains(ready, "STATUS=no active release") {
@@ -282,13 +285,8 @@ func TestNotifyLifecycle(t *testing.T) {
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitMsg(t, msgs, "RELOADING=1")
 	waitMsg(t, msgs, "READY=1")
-	var evs struct {
-		Events []struct {
-			Message string
-			Data    map[string]any
-		}
-	}
-	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdEvents}, &evs); err != nil {
+	evs, err := f.client().Events(context.Background(), control.EventsRequest{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string

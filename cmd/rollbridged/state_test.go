@@ -16,26 +16,10 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 )
 
-type daemonStatus struct {
-	ActiveReleaseID *string        `json:"activeReleaseId"`
-	Orphans         []state.Orphan `json:"orphans"`
-	Proxy           struct{ Port int }
-	Releases        []struct {
-		ReleaseID string `json:"releaseId"`
-		Processes []struct {
-			ID  string
-			Pid *int
-		}
-	}
-	Daemon struct {
-		RestoreProblem *string `json:"restoreProblem"`
-	}
-}
-
-func (f *fixture) status() daemonStatus {
+func (f *fixture) status() control.Status {
 	f.t.Helper()
-	var st daemonStatus
-	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdStatus}, &st); err != nil {
+	st, err := f.client().Status(context.Background())
+	if err != nil {
 		f.t.Fatal(err)
 	}
 	return st
@@ -43,11 +27,15 @@ func (f *fixture) status() daemonStatus {
 
 func (f *fixture) events() string {
 	f.t.Helper()
-	var ev struct{ Events json.RawMessage }
-	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdEvents}, &ev); err != nil {
+	ev, err := f.client().Events(context.Background(), control.EventsRequest{})
+	if err != nil {
 		f.t.Fatal(err)
 	}
-	return string(ev.Events)
+	b, err := json.Marshal(ev.Events)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return string(b)
 }
 
 func (f *fixture) statePath() string { return filepath.Join(f.dir, "state.json") }
@@ -109,7 +97,7 @@ func TestOrphansAfterDaemonSIGKILL(t *testing.T) {
 		s, err := state.Load(f.statePath())
 		return err == nil && len(s.Orphans()) == 1 && s.Orphans()[0].Pid == webPid
 	})
-	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdShutdown}, nil); err != nil {
+	if _, err := f.client().Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	s, err := state.Load(f.statePath())
@@ -171,10 +159,11 @@ func TestRestoreAfterReboot(t *testing.T) {
 	f.start([]string{"NOTIFY_SOCKET=" + nsock}, "")
 	// The very first status answer already shows the restored release:
 	// restore runs before the control socket is served.
-	var st daemonStatus
+	var st control.Status
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdStatus}, &st); err == nil {
+		var err error
+		if st, err = f.client().Status(context.Background()); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -253,7 +242,7 @@ func TestStateFileOnStopAndShutdown(t *testing.T) {
 		t.Fatalf("not restored after a clean stop: %v", st.ActiveReleaseID)
 	}
 	// The shutdown command is the clean end: the file goes.
-	if err := f.client().Call(context.Background(), &control.Request{Command: control.CmdShutdown}, nil); err != nil {
+	if _, err := f.client().Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(f.statePath()); !os.IsNotExist(err) {

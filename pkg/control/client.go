@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 )
 
 // ErrUnreachable wraps every failure to reach a daemon (no socket file,
@@ -41,16 +42,92 @@ func unwrapSyscall(err error) error {
 	return err
 }
 
-// Client talks to one daemon socket. The zero value is not usable; set Path.
+// Client talks to one daemon socket. The zero value is not usable; set
+// Path. A Client holds no connection between calls, so it is safe for
+// concurrent use.
+//
+// Every method returns the command's result, an *Error from the daemon
+// (errors.Is(err, ErrNotFound) and friends match its code), an
+// *UnreachableError when no daemon answers (errors.Is(err, ErrUnreachable)),
+// or ctx's error. Cancelling ctx closes the connection; the daemon goes on
+// with the command.
 type Client struct {
 	Path string
 }
 
-// Do sends req and waits for the final line, calling progress for each
-// progress line. It returns the final line as sent by the daemon (a JSON
-// object with "status":"success"), an *Error from the daemon, or an
-// *UnreachableError. Cancelling ctx closes the connection; the daemon goes
-// on with the command.
+// Deploy starts a prepared release; progress (may be nil) sees each
+// progress line.
+func (c *Client) Deploy(ctx context.Context, req DeployRequest, progress func(Progress)) (DeployResult, error) {
+	return call[DeployResult](ctx, c, req.wire(), progress)
+}
+
+// Rollback redeploys a retained release; progress (may be nil) sees each
+// progress line.
+func (c *Client) Rollback(ctx context.Context, req RollbackRequest, progress func(Progress)) (DeployResult, error) {
+	return call[DeployResult](ctx, c, req.wire(), progress)
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	return call[Status](ctx, c, &Request{Command: CmdStatus}, nil)
+}
+
+// Stop stops a release and returns the status after the stop.
+func (c *Client) Stop(ctx context.Context, req StopRequest) (Status, error) {
+	return call[Status](ctx, c, req.wire(), nil)
+}
+
+// Restart restarts non-proxied processes in place.
+func (c *Client) Restart(ctx context.Context, req RestartRequest) (RestartResult, error) {
+	return call[RestartResult](ctx, c, req.wire(), nil)
+}
+
+// Logs returns the retained output of the matching processes.
+func (c *Client) Logs(ctx context.Context, req LogsRequest) (LogsResult, error) {
+	return call[LogsResult](ctx, c, req.wire(), nil)
+}
+
+// Events returns the newest events, oldest first.
+func (c *Client) Events(ctx context.Context, req EventsRequest) (EventsResult, error) {
+	return call[EventsResult](ctx, c, req.wire(), nil)
+}
+
+// Shutdown stops the daemon; it returns once every process has stopped and
+// the socket file is gone.
+func (c *Client) Shutdown(ctx context.Context) (ShutdownResult, error) {
+	return call[ShutdownResult](ctx, c, &Request{Command: CmdShutdown}, nil)
+}
+
+// Listening reports whether anything accepts connections on the socket:
+// a daemon, or another program that holds the path. It waits at most a
+// second.
+func (c *Client) Listening(ctx context.Context) bool {
+	d := net.Dialer{Timeout: time.Second}
+	conn, err := d.DialContext(ctx, "unix", c.Path)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close() // only probing
+	return true
+}
+
+func call[R Result](ctx context.Context, c *Client, req *Request, progress func(Progress)) (R, error) {
+	var out R
+	raw, err := c.Do(ctx, req, progress)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return out, fmt.Errorf("unreadable answer to %s from the daemon: %w", req.Command, err)
+	}
+	return out, nil
+}
+
+// Do sends req and waits for the final line, calling progress (may be nil)
+// for each progress line. It returns the final line as sent by the daemon
+// (a JSON object with "status":"success"), for tools that pass the answer
+// through unread; everything else uses the typed methods above. Errors are
+// as for those methods.
 func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) (json.RawMessage, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.Path)
@@ -63,14 +140,14 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 
 	b, err := json.Marshal(req)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode %s request: %w", req.Command, err)
 	}
 	if _, err := conn.Write(append(b, '\n')); err != nil {
 		return nil, &UnreachableError{Path: c.Path, Err: err}
 	}
 	r := bufio.NewReaderSize(conn, 64<<10)
 	for {
-		line, err := r.ReadBytes('\n')
+		raw, err := r.ReadBytes('\n')
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -78,16 +155,10 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 				return nil, fmt.Errorf("the daemon closed the connection before answering %s", req.Command)
 			}
-			return nil, err
+			return nil, fmt.Errorf("read the answer to %s: %w", req.Command, err)
 		}
-		var head struct {
-			Status  string         `json:"status"`
-			Error   string         `json:"error"`
-			Code    string         `json:"code"`
-			Message string         `json:"message"`
-			Data    map[string]any `json:"data"`
-		}
-		if err := json.Unmarshal(line, &head); err != nil {
+		var head line
+		if err := json.Unmarshal(raw, &head); err != nil {
 			return nil, fmt.Errorf("unreadable answer from the daemon: %w", err)
 		}
 		switch head.Status {
@@ -98,18 +169,9 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 		case "error":
 			return nil, &Error{Code: head.Code, Message: head.Error}
 		case "success":
-			return json.RawMessage(line), nil
+			return json.RawMessage(raw), nil
 		default:
-			return nil, fmt.Errorf("unexpected answer from the daemon: %s", line)
+			return nil, fmt.Errorf("unexpected answer from the daemon: %s", raw)
 		}
 	}
-}
-
-// Call is Do without progress, decoding the final line into out (if non-nil).
-func (c *Client) Call(ctx context.Context, req *Request, out any) error {
-	raw, err := c.Do(ctx, req, nil)
-	if err != nil || out == nil {
-		return err
-	}
-	return json.Unmarshal(raw, out)
 }

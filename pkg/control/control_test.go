@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"go.uber.org/goleak"
 )
 
@@ -30,15 +29,39 @@ func socketPath(t testing.TB) string {
 	return filepath.Join(dir, "s.sock")
 }
 
-func startServer(t testing.TB, h Handler) (*Server, string, *events.Log) {
+// failure is one call of the server's failed hook.
+type failure struct {
+	command string
+	err     *Error
+}
+
+// failures collects what the server reports through its failed hook.
+type failures struct {
+	mu   sync.Mutex
+	list []failure
+}
+
+func (f *failures) add(command string, err *Error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.list = append(f.list, failure{command, err})
+}
+
+func (f *failures) get() []failure {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]failure(nil), f.list...)
+}
+
+func startServer(t testing.TB, h Handler) (*Server, string, *failures) {
 	t.Helper()
 	path := socketPath(t)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := events.New(100)
-	srv := NewServer(h, log)
+	fails := &failures{}
+	srv := NewServer(h, fails.add)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -47,7 +70,7 @@ func startServer(t testing.TB, h Handler) (*Server, string, *events.Log) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return srv, path, log
+	return srv, path, fails
 }
 
 // rawExchange writes lines and reads one answer line per written line.
@@ -77,23 +100,42 @@ func rawExchange(t *testing.T, path string, lines ...string) []map[string]any {
 	return out
 }
 
-func echoHandler() Handler {
-	return HandlerFunc(func(ctx context.Context, req *Request, progress func(Progress)) (any, error) {
-		switch req.Command {
-		case CmdDeploy:
-			progress(Progress{Message: "starting", Data: map[string]any{"releaseId": req.ReleaseID}})
-			return map[string]any{"activeReleaseId": req.ReleaseID, "previousReleaseId": nil}, nil
-		case CmdStop:
-			return nil, Errorf(CodeNotFound, "release %q is not retained", req.ReleaseID)
-		case CmdEvents:
-			return map[string]any{"limit": req.Limit}, nil
-		}
-		return struct{}{}, nil
-	})
+// echo is a Handler that answers from its request: deploy reports one
+// progress line and activates the requested id, stop refuses with
+// not_found, events returns limit events, the rest return empty results.
+type echo struct{}
+
+func (echo) Deploy(_ context.Context, req DeployRequest, progress func(Progress)) (DeployResult, error) {
+	progress(Progress{Message: "starting", Data: map[string]any{"releaseId": req.ReleaseID}})
+	return DeployResult{ActiveReleaseID: req.ReleaseID}, nil
+}
+
+func (echo) Rollback(context.Context, RollbackRequest, func(Progress)) (DeployResult, error) {
+	return DeployResult{}, nil
+}
+
+func (echo) Status(context.Context) (Status, error) { return Status{Application: "echo"}, nil }
+
+func (echo) Stop(_ context.Context, req StopRequest) (Status, error) {
+	return Status{}, Errorf(CodeNotFound, "release %q is not retained", req.ReleaseID)
+}
+
+func (echo) Restart(context.Context, RestartRequest) (RestartResult, error) {
+	return RestartResult{}, nil
+}
+
+func (echo) Logs(context.Context, LogsRequest) (LogsResult, error) { return LogsResult{}, nil }
+
+func (echo) Events(_ context.Context, req EventsRequest) (EventsResult, error) {
+	return EventsResult{Events: make([]Event, req.Limit)}, nil
+}
+
+func (echo) Shutdown(context.Context) (ShutdownResult, error) {
+	return ShutdownResult{Message: "shutdown"}, nil
 }
 
 func TestRoundTripWithProgress(t *testing.T) {
-	_, path, _ := startServer(t, echoHandler())
+	_, path, _ := startServer(t, echo{})
 	c := &Client{Path: path}
 	var got []Progress
 	raw, err := c.Do(context.Background(), &Request{Command: CmdDeploy, ReleasePath: "/srv/r1", ReleaseID: "v1"}, func(p Progress) { got = append(got, p) })
@@ -113,30 +155,39 @@ func TestRoundTripWithProgress(t *testing.T) {
 	if len(got) != 1 || got[0].Message != "starting" || got[0].Data["releaseId"] != "v1" {
 		t.Errorf("progress = %+v", got)
 	}
-	// An empty result object is still a success line.
-	if raw, err := c.Do(context.Background(), &Request{Command: CmdStatus}, nil); err != nil || string(raw) != `{"status":"success"}`+"\n" {
-		t.Errorf("empty result: %s %v", raw, err)
+	// The typed methods decode the same lines.
+	got = nil
+	res2, err := c.Deploy(context.Background(), DeployRequest{ReleasePath: "/srv/r2", ReleaseID: "v2"}, func(p Progress) { got = append(got, p) })
+	if err != nil || res2.ActiveReleaseID != "v2" || res2.PreviousReleaseID != nil || len(got) != 1 {
+		t.Errorf("typed deploy: %+v %v, progress %+v", res2, err, got)
+	}
+	if st, err := c.Status(context.Background()); err != nil || st.Application != "echo" {
+		t.Errorf("typed status: %+v %v", st, err)
+	}
+	if ev, err := c.Events(context.Background(), EventsRequest{Limit: 2}); err != nil || len(ev.Events) != 2 {
+		t.Errorf("typed events: %+v %v", ev, err)
 	}
 }
 
 func TestErrorCodesCrossTheSocket(t *testing.T) {
-	_, path, log := startServer(t, echoHandler())
+	_, path, fails := startServer(t, echo{})
 	c := &Client{Path: path}
-	_, err := c.Do(context.Background(), &Request{Command: CmdStop, ReleaseID: "v9"}, nil)
+	_, err := c.Stop(context.Background(), StopRequest{ReleaseID: "v9"})
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"v9" is not retained`) {
 		t.Errorf("got %v, want ErrNotFound with the message", err)
 	}
 	if errors.Is(err, ErrConflict) {
 		t.Errorf("error matches the wrong code")
 	}
-	evs := log.Recent(0)
-	if len(evs) != 1 || evs[0].Message != "command failed" || evs[0].Data["command"] != "stop" {
-		t.Errorf("events = %+v", evs)
+	// The handler's own errors are the handler's to record, so the same
+	// failure is never reported twice.
+	if f := fails.get(); len(f) != 0 {
+		t.Errorf("handler error reported by the server: %+v", f)
 	}
 }
 
 func TestBadInputGetsErrorAndServerKeepsServing(t *testing.T) {
-	_, path, log := startServer(t, echoHandler())
+	_, path, fails := startServer(t, echo{})
 	cases := []struct{ in, code, want string }{
 		{`{"command":`, CodeBadRequest, "malformed JSON"},
 		{`not json`, CodeBadRequest, "must be a JSON object"},
@@ -166,16 +217,23 @@ func TestBadInputGetsErrorAndServerKeepsServing(t *testing.T) {
 			t.Errorf("%q: got %v, want code %s and %q", tc.in, a, tc.code, tc.want)
 		}
 	}
-	if last := answers[len(cases)]; last["status"] != "success" || last["limit"] != float64(3) {
+	if last := answers[len(cases)]; last["status"] != "success" || len(last["events"].([]any)) != 3 {
 		t.Errorf("valid request after bad ones: %v", last)
 	}
-	if n := len(log.Recent(0)); n != len(cases) {
-		t.Errorf("%d command failed events, want %d", n, len(cases))
+	// Every refusal is reported once, without a command (none decoded).
+	f := fails.get()
+	if len(f) != len(cases) {
+		t.Fatalf("%d failures reported, want %d", len(f), len(cases))
+	}
+	for i, tc := range cases {
+		if f[i].command != "" || f[i].err.Code != tc.code {
+			t.Errorf("%q reported as %+v", tc.in, f[i])
+		}
 	}
 }
 
 func TestOverlongLine(t *testing.T) {
-	_, path, _ := startServer(t, echoHandler())
+	_, path, fails := startServer(t, echo{})
 	conn, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -192,8 +250,11 @@ func TestOverlongLine(t *testing.T) {
 	if !strings.Contains(string(resp), "longer than") {
 		t.Errorf("got %s", resp)
 	}
+	if f := fails.get(); len(f) != 1 || f[0].err.Code != CodeBadRequest {
+		t.Errorf("over-long line reported as %+v", f)
+	}
 	// A fresh connection still works.
-	if err := (&Client{Path: path}).Call(context.Background(), &Request{Command: CmdStatus}, nil); err != nil {
+	if _, err := (&Client{Path: path}).Status(context.Background()); err != nil {
 		t.Errorf("status after an over-long line: %v", err)
 	}
 }
@@ -202,18 +263,17 @@ func TestClientDisconnectDoesNotCancelHandler(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})
 	finished := make(chan error, 1)
-	h := HandlerFunc(func(ctx context.Context, req *Request, progress func(Progress)) (any, error) {
+	h := slowDeploy{run: func(ctx context.Context, progress func(Progress)) {
 		close(started)
 		<-release
 		progress(Progress{Message: "still going"}) // the client is gone: must not block or panic
 		finished <- ctx.Err()
-		return nil, nil
-	})
+	}}
 	_, path, _ := startServer(t, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		_, err := (&Client{Path: path}).Do(ctx, &Request{Command: CmdDeploy, ReleasePath: "/x"}, nil)
+		_, err := (&Client{Path: path}).Deploy(ctx, DeployRequest{ReleasePath: "/x"}, nil)
 		errc <- err
 	}()
 	<-started
@@ -229,7 +289,7 @@ func TestClientDisconnectDoesNotCancelHandler(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	path := socketPath(t)
-	_, err := (&Client{Path: path}).Do(context.Background(), &Request{Command: CmdStatus}, nil)
+	_, err := (&Client{Path: path}).Status(context.Background())
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "is rollbridged running?") {
 		t.Errorf("missing socket: %v", err)
 	}
@@ -240,20 +300,19 @@ func TestUnreachable(t *testing.T) {
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	_, err = (&Client{Path: path}).Do(context.Background(), &Request{Command: CmdStatus}, nil)
+	_, err = (&Client{Path: path}).Status(context.Background())
 	if !errors.Is(err, ErrUnreachable) {
 		t.Errorf("stale socket: %v", err)
+	}
+	if (&Client{Path: path}).Listening(context.Background()) {
+		t.Error("a socket file with nobody behind it counts as listening")
 	}
 }
 
 func TestCloseWaitsForRequestsInProgress(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})
-	h := HandlerFunc(func(ctx context.Context, req *Request, progress func(Progress)) (any, error) {
-		close(started)
-		<-release
-		return map[string]string{"message": "shutdown"}, nil
-	})
+	h := slowShutdown{started: started, release: release}
 	path := socketPath(t)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -268,10 +327,10 @@ func TestCloseWaitsForRequestsInProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idle.Close()
-	res := make(chan json.RawMessage, 1)
+	res := make(chan string, 1)
 	go func() {
-		raw, _ := (&Client{Path: path}).Do(context.Background(), &Request{Command: CmdShutdown}, nil)
-		res <- raw
+		r, _ := (&Client{Path: path}).Shutdown(context.Background())
+		res <- r.Message
 	}()
 	<-started
 	closed := make(chan struct{})
@@ -288,8 +347,8 @@ func TestCloseWaitsForRequestsInProgress(t *testing.T) {
 	}()
 	wg.Wait()
 	close(release)
-	if raw := <-res; !strings.Contains(string(raw), `"message":"shutdown"`) {
-		t.Errorf("in-progress request lost its answer: %s", raw)
+	if msg := <-res; msg != "shutdown" {
+		t.Errorf("in-progress request lost its answer: %q", msg)
 	}
 	<-closed
 	if err := <-served; err != nil {
@@ -316,4 +375,27 @@ func TestDecodeRequestFieldsPerCommand(t *testing.T) {
 			t.Errorf("DecodeRequest(%s) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
 	}
+}
+
+// slowDeploy is echo with a deploy that runs run.
+type slowDeploy struct {
+	echo
+	run func(ctx context.Context, progress func(Progress))
+}
+
+func (h slowDeploy) Deploy(ctx context.Context, _ DeployRequest, progress func(Progress)) (DeployResult, error) {
+	h.run(ctx, progress)
+	return DeployResult{}, nil
+}
+
+// slowShutdown is echo with a shutdown that waits for release.
+type slowShutdown struct {
+	echo
+	started, release chan struct{}
+}
+
+func (h slowShutdown) Shutdown(context.Context) (ShutdownResult, error) {
+	close(h.started)
+	<-h.release
+	return ShutdownResult{Message: "shutdown"}, nil
 }

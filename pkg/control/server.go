@@ -7,33 +7,15 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/rollbridge/rollbridge-go/pkg/events"
 )
-
-// Handler executes one decoded request. progress may be called any number of
-// times before Handle returns; it never blocks on a slow or gone client. The
-// result must marshal to a JSON object (its fields are sent next to
-// "status":"success"), or be nil. ctx ends when the server closes, not when
-// the client hangs up: a deploy continues if its caller disconnects.
-type Handler interface {
-	Handle(ctx context.Context, req *Request, progress func(Progress)) (any, error)
-}
-
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, req *Request, progress func(Progress)) (any, error)
-
-// Handle calls f.
-func (f HandlerFunc) Handle(ctx context.Context, req *Request, progress func(Progress)) (any, error) {
-	return f(ctx, req, progress)
-}
 
 // Server serves the protocol on a listener. Create it with NewServer; Serve
 // blocks until Close. Every request that fails — bad input included — is
-// answered with an error line and recorded as a "command failed" event.
+// answered with an error line and the connection stays usable (except after
+// an over-long line).
 type Server struct {
 	handler Handler
-	events  events.Sink
+	failed  func(command string, err *Error)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -45,13 +27,21 @@ type Server struct {
 	done  bool
 }
 
-// NewServer returns a Server dispatching to h and reporting failures to sink.
-func NewServer(h Handler, sink events.Sink) *Server {
+// NewServer returns a Server dispatching to h.
+//
+// failed, when not nil, is told about every failure the server produces
+// itself: a request that does not decode (malformed, unknown command, a
+// wrong field, an over-long line) and an answer that cannot be encoded.
+// command is "" unless the request decoded. Errors the handler returns are
+// not passed to failed: the handler records its own (see Handler), so each
+// failure is recorded once. failed is called from connection goroutines,
+// possibly concurrently.
+func NewServer(h Handler, failed func(command string, err *Error)) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	if sink == nil {
-		sink = events.Discard
+	if failed == nil {
+		failed = func(string, *Error) {}
 	}
-	return &Server{handler: h, events: sink, ctx: ctx, cancel: cancel, conns: map[net.Conn]bool{}}
+	return &Server{handler: h, failed: failed, ctx: ctx, cancel: cancel, conns: map[net.Conn]bool{}}
 }
 
 // Serve accepts connections until the listener is closed by Close. It
@@ -185,31 +175,31 @@ func (s *Server) serveConn(c net.Conn) {
 
 func (s *Server) handle(w *lineWriter, req *Request) {
 	progress := func(p Progress) {
-		b, err := encodeJSONLine(progressLine{Status: "progress", Message: p.Message, Data: p.Data})
-		if err == nil {
+		if b, err := encodeProgress(p); err == nil {
 			w.write(b)
 		}
 	}
-	result, err := s.handler.Handle(s.ctx, req, progress)
-	if err != nil {
-		s.fail(w, req, err)
+	b, err := dispatch(s.ctx, s.handler, req, progress)
+	if err == nil {
+		w.write(b)
 		return
 	}
-	b, err := encodeSuccess(result)
-	if err != nil {
-		s.fail(w, req, err)
+	var he *handlerError
+	if errors.As(err, &he) {
+		w.write(encodeError(asError(he.err)))
 		return
 	}
-	w.write(b)
+	s.fail(w, req, err)
 }
 
+// fail answers with err and reports it as a failure of the server's own.
 func (s *Server) fail(w *lineWriter, req *Request, err error) {
 	e := asError(err)
-	data := map[string]any{"error": e.Message, "code": e.Code}
+	command := ""
 	if req != nil {
-		data["command"] = req.Command
+		command = req.Command
 	}
-	s.events.Emit("command failed", data)
+	s.failed(command, e)
 	w.write(encodeError(e))
 }
 

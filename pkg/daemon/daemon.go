@@ -122,7 +122,8 @@ func Run(ctx context.Context, o Options) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	d.ctl = control.NewServer(&handler{Sup: d.sup, Status: d.status, Shutdown: d.shutdownCommand}, log)
+	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand}
+	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })
 
 	// Restore before serving: requests and commands wait in the kernel
 	// backlog meanwhile instead of meeting a half-started daemon.
@@ -285,7 +286,7 @@ type daemon struct {
 	stopped      chan struct{} // closed once everything is down and the socket removed
 }
 
-func (d *daemon) status() any {
+func (d *daemon) status() supervisor.Status {
 	cfg := d.cfg.Load()
 	host, port := cfg.Proxy.Host, cfg.Proxy.Port
 	if a, ok := d.lns.Proxy.Addr().(*net.TCPAddr); ok {

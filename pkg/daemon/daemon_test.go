@@ -71,7 +71,10 @@ func runDaemon(t *testing.T, o Options) (context.CancelFunc, chan error) {
 	go func() { done <- Run(ctx, o) }()
 	c := &control.Client{Path: o.Config.Control.Path}
 	deadline := time.Now().Add(10 * time.Second)
-	for c.Call(context.Background(), &control.Request{Command: control.CmdStatus}, nil) != nil {
+	for {
+		if _, err := c.Status(context.Background()); err == nil {
+			break
+		}
 		select {
 		case err := <-done:
 			cancel()

@@ -100,11 +100,7 @@ func clearControlPath(ctx context.Context, path string) error {
 	_ = conn.Close() // only probing
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var st2 struct {
-		Application     string  `json:"application"`
-		ActiveReleaseID *string `json:"activeReleaseId"`
-	}
-	if err := (&control.Client{Path: path}).Call(qctx, &control.Request{Command: control.CmdStatus}, &st2); err == nil && st2.Application != "" {
+	if st2, err := (&control.Client{Path: path}).Status(qctx); err == nil && st2.Application != "" {
 		active := "none"
 		if st2.ActiveReleaseID != nil {
 			active = *st2.ActiveReleaseID

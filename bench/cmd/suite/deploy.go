@@ -81,16 +81,9 @@ func deployUnderLoad(ctx context.Context, e *env) (*DeployReport, error) {
 
 	// When did each retired release stop? From the daemon's events.
 	stopped := map[string]time.Time{}
-	var ev struct {
-		Events []struct {
-			At      time.Time
-			Message string
-			Data    map[string]any
-		}
-	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if err := e.rb.client.Call(ctx, &control.Request{Command: control.CmdEvents}, &ev); err == nil {
+		if ev, err := e.rb.client.Events(ctx, control.EventsRequest{}); err == nil {
 			for _, x := range ev.Events {
 				if x.Message == "release stopped" {
 					if id, ok := x.Data["releaseId"].(string); ok {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/rollbridge/rollbridge-go/pkg/control"
 )
 
 // DrainReport is the WebSockets-at-scale section.
@@ -87,10 +86,13 @@ func drainAtScale(ctx context.Context, e *env) (*DrainReport, error) {
 	rep.RSSAfterKiB = rssKiB(pid)
 	rep.KiBPerSocket = float64(rep.RSSAfterKiB-rep.RSSBeforeKiB) / float64(n)
 
-	var st struct {
-		ActiveReleaseID *string `json:"activeReleaseId"`
+	st, err := e.rb.client.Status(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("status before the switch: %w", err)
 	}
-	_ = e.rb.client.Call(ctx, &control.Request{Command: control.CmdStatus}, &st)
+	if st.ActiveReleaseID == nil {
+		return rep, fmt.Errorf("no active release before the switch")
+	}
 	old := *st.ActiveReleaseID
 	t0 := time.Now()
 	if _, err := e.rb.deploy(ctx, nil); err != nil {
@@ -117,19 +119,8 @@ func drainAtScale(ctx context.Context, e *env) (*DrainReport, error) {
 	return rep, nil
 }
 
-type releaseInfo struct {
-	Releases []struct {
-		ReleaseID   string `json:"releaseId"`
-		State       string `json:"state"`
-		Connections struct {
-			WebSocket int64 `json:"websocket"`
-		} `json:"connections"`
-	} `json:"releases"`
-}
-
 func releaseState(ctx context.Context, e *env, id string) string {
-	var st releaseInfo
-	_ = e.rb.client.Call(ctx, &control.Request{Command: control.CmdStatus}, &st)
+	st, _ := e.rb.client.Status(ctx) // unreachable: no releases, "absent"
 	for _, r := range st.Releases {
 		if r.ReleaseID == id {
 			return r.State
@@ -139,8 +130,7 @@ func releaseState(ctx context.Context, e *env, id string) string {
 }
 
 func releaseWS(ctx context.Context, e *env, id string) int64 {
-	var st releaseInfo
-	_ = e.rb.client.Call(ctx, &control.Request{Command: control.CmdStatus}, &st)
+	st, _ := e.rb.client.Status(ctx) // unreachable: no releases, -1
 	for _, r := range st.Releases {
 		if r.ReleaseID == id {
 			return r.Connections.WebSocket

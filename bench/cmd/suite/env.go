@@ -122,7 +122,10 @@ func (e *env) startDaemon(name, webExtra, extra string, retention int) (*daemon,
 	}
 	d := &daemon{cmd: cmd, client: &control.Client{Path: filepath.Join(dir, "c.sock")}, cfg: cfg, dir: dir}
 	deadline := time.Now().Add(15 * time.Second)
-	for d.client.Call(context.Background(), &control.Request{Command: control.CmdStatus}, nil) != nil {
+	for {
+		if _, err := d.client.Status(context.Background()); err == nil {
+			break
+		}
 		if time.Now().After(deadline) {
 			return nil, "", fmt.Errorf("%s did not answer on its control socket (see %s.log)", name, filepath.Join(e.work, name))
 		}
@@ -139,7 +142,7 @@ func (d *daemon) deploy(ctx context.Context, progress func(control.Progress)) (s
 	if err := os.MkdirAll(rel, 0o755); err != nil {
 		return "", err
 	}
-	_, err := d.client.Do(ctx, &control.Request{Command: control.CmdDeploy, ReleasePath: rel, ReleaseID: id}, progress)
+	_, err := d.client.Deploy(ctx, control.DeployRequest{ReleasePath: rel, ReleaseID: id}, progress)
 	return id, err
 }
 

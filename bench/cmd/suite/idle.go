@@ -10,8 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/rollbridge/rollbridge-go/pkg/control"
 )
 
 // IdleReport is what supervision costs while nothing happens: the daemon's
@@ -90,19 +88,13 @@ func idleCell(ctx context.Context, e *env, managed, extra int, window time.Durat
 	}
 	defer func() {
 		// Stopped before the next cell, so one cell's daemon never loads another's window.
-		_ = d.client.Call(ctx, &control.Request{Command: control.CmdShutdown}, nil)
+		_, _ = d.client.Shutdown(ctx)
 	}()
 	if _, err := d.deploy(ctx, nil); err != nil {
 		return cell, fmt.Errorf("idle cell deploy: %w", err)
 	}
-	var st struct {
-		Releases []struct {
-			Processes []struct {
-				State string `json:"state"`
-			} `json:"processes"`
-		} `json:"releases"`
-	}
-	if err := d.client.Call(ctx, &control.Request{Command: control.CmdStatus}, &st); err != nil {
+	st, err := d.client.Status(ctx)
+	if err != nil {
 		return cell, err
 	}
 	for _, r := range st.Releases {

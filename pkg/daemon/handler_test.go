@@ -1,0 +1,137 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// TestMappingKeepsNullAndEmpty: a nil list stays null and an empty one [];
+// the domain decides which lists are always present.
+func TestMappingKeepsNullAndEmpty(t *testing.T) {
+	st := statusResult(supervisor.Status{Releases: []supervisor.ReleaseStatus{{}}, Services: []supervisor.UnitStatus{}})
+	if st.Orphans != nil || st.Singletons != nil || st.Services == nil || len(st.Services) != 0 {
+		t.Errorf("lists: orphans %#v services %#v singletons %#v", st.Orphans, st.Services, st.Singletons)
+	}
+	if r := st.Releases[0]; r.Processes != nil || r.Ports != nil || r.Revision != nil || r.Error != nil {
+		t.Errorf("release %+v", r)
+	}
+	p := processEntry(supervisor.ProcessStatus{Status: process.Status{Logs: []process.Line{}}})
+	if p.Logs == nil || p.Children != nil || p.LastStartReason != nil || p.Pid != nil {
+		t.Errorf("process %+v", p)
+	}
+	logs := []events.Event{{Message: "x"}}
+	ev := mapSlice(logs, func(e events.Event) control.Event { return control.Event{Message: e.Message, Data: e.Data} })
+	if len(ev) != 1 || ev[0].Data != nil {
+		t.Errorf("events %+v", ev)
+	}
+}
+
+func TestWireErrorCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		code string
+	}{
+		{"not found", fmt.Errorf("stop: %w", supervisor.ErrNotFound), control.CodeNotFound},
+		{"conflict", supervisor.ErrConflict, control.CodeConflict},
+		{"invalid", supervisor.ErrInvalid, control.CodeBadRequest},
+		{"busy", supervisor.ErrBusy, control.CodeDeployInProgress},
+		{"shutting down", fmt.Errorf("deploy of release v1 failed: %w", supervisor.ErrShuttingDown), control.CodeShuttingDown},
+		{"other", errors.New("disk full"), control.CodeFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if e := wireError(tc.err); e.Code != tc.code || e.Message != tc.err.Error() {
+				t.Errorf("got %+v, want code %s and message %q", e, tc.code, tc.err.Error())
+			}
+		})
+	}
+}
+
+// countEvents returns how many events of each message the daemon recorded.
+func countEvents(t *testing.T, c *control.Client) map[string]int {
+	t.Helper()
+	res, err := c.Events(context.Background(), control.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, e := range res.Events {
+		n[e.Message]++
+	}
+	return n
+}
+
+// TestEachFailureRecordedOnce: a deploy whose flow failed is recorded by
+// the supervisor only ("deploy failed"), a refusal and bad input as
+// "command failed" only.
+func TestEachFailureRecordedOnce(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "{}")
+	runDaemon(t, Options{Config: cfg, Stdout: &lockedBuffer{}})
+	c := &control.Client{Path: cfg.Control.Path}
+	ctx := context.Background()
+	want := map[string]int{}
+	check := func(step string) {
+		t.Helper()
+		got := countEvents(t, c)
+		if got["deploy failed"] != want["deploy failed"] || got["command failed"] != want["command failed"] {
+			t.Errorf("after %s: deploy failed %d, command failed %d; want %d and %d", step,
+				got["deploy failed"], got["command failed"], want["deploy failed"], want["command failed"])
+		}
+	}
+
+	// The release path is missing: the supervisor records it.
+	if _, err := c.Deploy(ctx, control.DeployRequest{ReleasePath: filepath.Join(dir, "none")}, nil); err == nil {
+		t.Fatal("deploy of a missing path succeeded")
+	}
+	want["deploy failed"]++
+	check("missing release path")
+
+	// The process exits at once ('true'): the flow fails, the supervisor records it.
+	rel := filepath.Join(dir, "r1")
+	if err := os.Mkdir(rel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Deploy(ctx, control.DeployRequest{ReleasePath: rel, ReleaseID: "v1"}, nil); err == nil {
+		t.Fatal("deploy of a release whose process exits succeeded")
+	}
+	want["deploy failed"]++
+	check("failed flow")
+
+	// Refusals: nothing ran, the handler records them.
+	if _, err := c.Rollback(ctx, control.RollbackRequest{ReleaseID: "nope"}, nil); !errors.Is(err, control.ErrNotFound) {
+		t.Errorf("rollback: %v", err)
+	}
+	if _, err := c.Stop(ctx, control.StopRequest{}); !errors.Is(err, control.ErrNotFound) {
+		t.Errorf("stop: %v", err)
+	}
+	want["command failed"] += 2
+	check("refusals")
+
+	// Input that never reaches the handler: the server's hook records it.
+	conn, err := net.Dial("unix", cfg.Control.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("{\"command\":\"nope\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Read(make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+	want["command failed"]++
+	check("bad input")
+}
