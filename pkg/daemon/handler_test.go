@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,14 +9,69 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/release"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
 )
 
 func ptr[T any](v T) *T { return &v }
+
+// domainStatus is, in the supervisor's types, the status that
+// pkg/control's golden test pins (goldenStatus there).
+func domainStatus() supervisor.Status {
+	at := time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC)
+	proc := func(st process.Status, policy string, port *int) supervisor.ProcessStatus {
+		return supervisor.ProcessStatus{Status: st, Policy: policy, Port: port}
+	}
+	web := proc(process.Status{ID: "web", Command: "bin/server --port 18183", Cwd: "/srv/shop/releases/2", State: process.Running,
+		Pid: ptr(4242), StartedAt: ptr(at), UptimeMs: ptr(int64(5021)), LastStartReason: ptr(process.ReasonDeploy),
+		Logs:     []process.Line{{At: at, Line: "listening on 18183", Stream: "stdout"}},
+		RSSBytes: 1 << 20, Children: []process.Member{{Pid: 4243, Command: "worker", RSSBytes: 4096}}}, "proxied", ptr(18183))
+	crashed := proc(process.Status{ID: "beacon", Command: "bin/beacon", Cwd: "/srv/shop/releases/2", State: process.Failed,
+		Restarts: 3, ExitCode: ptr(1), LastStartReason: ptr(process.ReasonCrash), Logs: []process.Line{},
+		MemoryRestarts: 1, LastMemoryRestartAt: ptr(at), Children: []process.Member{}}, "service", nil)
+	killed := proc(process.Status{ID: "scheduler", Command: "bin/cron", Cwd: "/srv/shop/releases/2", State: process.Stopped,
+		ExitSignal: ptr("SIGKILL"), Logs: []process.Line{}, Children: []process.Member{}}, "singleton", nil)
+	return supervisor.Status{
+		ActiveReleaseID: ptr("v2"), Application: "shop",
+		Control: supervisor.ControlStatus{Path: "/run/rollbridge-shop.sock"},
+		Orphans: []state.Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v1"}},
+		Proxy:   supervisor.ProxyStatus{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
+		Releases: []supervisor.ReleaseStatus{
+			{ReleaseID: "v2", ReleasePath: "/srv/shop/releases/2", Revision: ptr("abc123"), State: release.Active,
+				Ports: map[string]int{"web": 18183}, Connections: supervisor.Connections{HTTP: 3, WebSocket: 12}, ConnectionCount: 15,
+				CreatedAt: at, ActivatedAt: ptr(at), Processes: []supervisor.ProcessStatus{web}},
+			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", State: release.Failed, Ports: map[string]int{},
+				CreatedAt: at, StoppedAt: ptr(at), DrainStartedAt: ptr(at), Error: ptr("health check failed"), Processes: []supervisor.ProcessStatus{}},
+		},
+		Services:   []supervisor.UnitStatus{{ID: "beacon", ReleaseID: "v2", Process: crashed}},
+		Singletons: []supervisor.UnitStatus{{ID: "scheduler", ReleaseID: "v2", Process: killed}},
+		Daemon: supervisor.DaemonStatus{Pid: 4100, Version: "0.1.0", StartedAt: at,
+			CommandInProgress: ptr("deploy of release v3 (started 2026-11-26T14:30:00Z)"), RestoreProblem: ptr("release v0 could not be restored")},
+	}
+}
+
+// TestStatusMappingMatchesGolden: every field of the domain status reaches
+// the wire, with the bytes docs/protocol.md documents (pkg/control pins
+// them in its golden files).
+func TestStatusMappingMatchesGolden(t *testing.T) {
+	got, err := control.EncodeResult(statusResult(domainStatus()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join("..", "control", "testdata", "golden", "status.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(append(got, '\n'), want) {
+		t.Errorf("mapped status\n%s\nwant\n%s", got, want)
+	}
+}
 
 // TestMappingKeepsNullAndEmpty: a nil list stays null and an empty one [];
 // the domain decides which lists are always present.

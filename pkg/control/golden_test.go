@@ -1,0 +1,217 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden from the current encoder")
+
+// fixed is a Handler that answers every command with the values it holds,
+// or with err.
+type fixed struct {
+	progress []Progress
+	deploy   DeployResult
+	status   Status
+	restart  RestartResult
+	logs     LogsResult
+	events   EventsResult
+	err      error
+}
+
+func (f fixed) Deploy(_ context.Context, _ DeployRequest, progress func(Progress)) (DeployResult, error) {
+	for _, p := range f.progress {
+		progress(p)
+	}
+	return f.deploy, f.err
+}
+
+func (f fixed) Rollback(ctx context.Context, _ RollbackRequest, progress func(Progress)) (DeployResult, error) {
+	return f.Deploy(ctx, DeployRequest{}, progress)
+}
+
+func (f fixed) Status(context.Context) (Status, error)            { return f.status, f.err }
+func (f fixed) Stop(context.Context, StopRequest) (Status, error) { return f.status, f.err }
+func (f fixed) Restart(context.Context, RestartRequest) (RestartResult, error) {
+	return f.restart, f.err
+}
+func (f fixed) Logs(context.Context, LogsRequest) (LogsResult, error)       { return f.logs, f.err }
+func (f fixed) Events(context.Context, EventsRequest) (EventsResult, error) { return f.events, f.err }
+func (f fixed) Shutdown(context.Context) (ShutdownResult, error) {
+	return ShutdownResult{Message: "shutdown"}, f.err
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// goldenStatus has every field docs/protocol.md shows, set: a live release
+// with a running process, a service, a singleton, an orphan, a restore
+// problem and a command in progress.
+func goldenStatus() Status {
+	at := time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC)
+	web := Process{ID: "web", Command: "bin/server --port 18183", Cwd: "/srv/shop/releases/2", State: "running",
+		Pid: ptr(4242), StartedAt: ptr(at), UptimeMs: ptr(int64(5021)), LastStartReason: ptr("deploy"),
+		Logs:     []LogLine{{At: at, Line: "listening on 18183", Stream: "stdout"}},
+		RSSBytes: 1 << 20, Children: []Member{{Pid: 4243, Command: "worker", RSSBytes: 4096}}, Policy: "proxied", Port: ptr(18183)}
+	crashed := Process{ID: "beacon", Command: "bin/beacon", Cwd: "/srv/shop/releases/2", State: "failed",
+		Restarts: 3, ExitCode: ptr(1), ExitSignal: nil, LastStartReason: ptr("crash"), Logs: []LogLine{},
+		MemoryRestarts: 1, LastMemoryRestartAt: ptr(at), Children: []Member{}, Policy: "service"}
+	killed := Process{ID: "scheduler", Command: "bin/cron", Cwd: "/srv/shop/releases/2", State: "stopped",
+		ExitSignal: ptr("SIGKILL"), Logs: []LogLine{}, Children: []Member{}, Policy: "singleton"}
+	return Status{
+		ActiveReleaseID: ptr("v2"), Application: "shop",
+		Control: ControlInfo{Path: "/run/rollbridge-shop.sock"},
+		Orphans: []Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v1"}},
+		Proxy:   ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
+		Releases: []Release{
+			{ReleaseID: "v2", ReleasePath: "/srv/shop/releases/2", Revision: ptr("abc123"), State: "active",
+				Ports: map[string]int{"web": 18183}, Connections: Connections{HTTP: 3, WebSocket: 12}, ConnectionCount: 15,
+				CreatedAt: at, ActivatedAt: ptr(at), Processes: []Process{web}},
+			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", State: "failed", Ports: map[string]int{},
+				CreatedAt: at, StoppedAt: ptr(at), DrainStartedAt: ptr(at), Error: ptr("health check failed"), Processes: []Process{}},
+		},
+		Services:   []Unit{{ID: "beacon", ReleaseID: "v2", Process: crashed}},
+		Singletons: []Unit{{ID: "scheduler", ReleaseID: "v2", Process: killed}},
+		Daemon: DaemonInfo{Pid: 4100, Version: "0.1.0", StartedAt: at, CommandInProgress: ptr("deploy of release v3 (started 2026-11-26T14:30:00Z)"),
+			RestoreProblem: ptr("release v0 could not be restored")},
+	}
+}
+
+// emptyStatus is a fresh daemon's status: the documented arrays are
+// empty, the optional values null, restoreProblem left out.
+func emptyStatus() Status {
+	at := time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC)
+	return Status{Application: "shop", Control: ControlInfo{Path: "/run/rollbridge-shop.sock"}, Orphans: []Orphan{},
+		Proxy: ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"}, Releases: []Release{},
+		Services: []Unit{}, Singletons: []Unit{}, Daemon: DaemonInfo{Pid: 4100, Version: "0.1.0", StartedAt: at}}
+}
+
+// TestGoldenWireBytes pins the exact bytes of every answer docs/protocol.md
+// documents: each command's success line, progress lines, and each error
+// code, including which absent values are null and which are left out.
+// Run with -update after an intended protocol change, and update the docs.
+func TestGoldenWireBytes(t *testing.T) {
+	at := time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC)
+	progress := []Progress{
+		{Message: "deploy starting", Data: map[string]any{"releaseId": "abc123", "releasePath": "/srv/app/releases/42"}},
+		{Message: "process started", Data: map[string]any{"id": "web", "pid": 4242}},
+		{Message: "traffic switched", Data: map[string]any{"previousReleaseId": "v41", "releaseId": "abc123"}},
+		{Message: "no data"},
+	}
+	cases := []struct {
+		name, request string
+		h             fixed
+	}{
+		{"deploy", `{"command":"deploy","releasePath":"/srv/app/releases/42","revision":"abc123"}`,
+			fixed{progress: progress, deploy: DeployResult{ActiveReleaseID: "abc123", PreviousReleaseID: ptr("v41")}}},
+		{"deploy-first", `{"command":"deploy","releasePath":"/srv/app/releases/1"}`,
+			fixed{deploy: DeployResult{ActiveReleaseID: "20261126143000"}}},
+		{"rollback", `{"command":"rollback"}`, fixed{deploy: DeployResult{ActiveReleaseID: "v41", PreviousReleaseID: ptr("abc123")}}},
+		{"status", `{"command":"status"}`, fixed{status: goldenStatus()}},
+		{"status-empty", `{"command":"status"}`, fixed{status: emptyStatus()}},
+		{"stop", `{"command":"stop","releaseId":"v2"}`, fixed{status: emptyStatus()}},
+		{"restart", `{"command":"restart","process":"worker"}`, fixed{restart: RestartResult{Restarted: []string{"worker#0", "worker#1"}}}},
+		{"restart-none", `{"command":"restart","policy":"service"}`, fixed{restart: RestartResult{Restarted: []string{}}}},
+		{"logs", `{"command":"logs"}`, fixed{logs: LogsResult{Processes: []ProcessLogs{
+			{ID: "web", Source: "release v2", Logs: []LogLine{{At: at, Line: "GET / 200", Stream: "stdout"}, {At: at, Line: "warn", Stream: "stderr"}}},
+			{ID: "beacon", Source: "service", Logs: []LogLine{}}}}}},
+		{"logs-none", `{"command":"logs"}`, fixed{logs: LogsResult{Processes: []ProcessLogs{}}}},
+		{"events", `{"command":"events","limit":2}`, fixed{events: EventsResult{Events: []Event{
+			{At: at, Message: "deploy starting", Data: map[string]any{"releaseId": "v2", "previousReleaseId": nil, "revision": ""}},
+			{At: at, Message: "daemon stopping", Data: map[string]any{}}}}}},
+		{"events-none", `{"command":"events"}`, fixed{events: EventsResult{Events: []Event{}}}},
+		{"shutdown", `{"command":"shutdown"}`, fixed{}},
+		{"error-not-found", `{"command":"rollback","releaseId":"nope"}`, fixed{err: Errorf(CodeNotFound, "release nope is not retained; retained releases: v1")}},
+		{"error-conflict", `{"command":"rollback","releaseId":"v1"}`, fixed{err: Errorf(CodeConflict, "release v1 is already active")}},
+		{"error-busy", `{"command":"stop"}`, fixed{err: Errorf(CodeDeployInProgress, "another command is running: deploy of release v3")}},
+		{"error-shutting-down", `{"command":"restart"}`, fixed{err: Errorf(CodeShuttingDown, "the daemon is shutting down")}},
+		{"error-wrapped-code", `{"command":"restart","policy":"x"}`, fixed{err: fmt.Errorf("restart: %w", Errorf(CodeBadRequest, "unknown policy \"x\""))}},
+		{"error-failed", `{"command":"deploy","releasePath":"/r"}`, fixed{progress: progress[:1], err: errors.New("deploy of release v2 failed: health check failed")}},
+		{"error-malformed", `{"command":`, fixed{}},
+		{"error-unknown-command", `{"command":"explode"}`, fixed{}},
+		{"error-missing-field", `{"command":"deploy"}`, fixed{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, path, _ := startServer(t, tc.h)
+			got := exchange(t, path, tc.request)
+			file := filepath.Join("testdata", "golden", tc.name+".jsonl")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestGoldenWireBytes -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("wire bytes changed:\ngot  %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+// exchange sends one request line and returns every line of the answer,
+// progress lines included, as the server wrote them.
+func exchange(t *testing.T, path, request string) []byte {
+	t.Helper()
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(request + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("reading the answer to %s: %v (so far: %s)", request, err, out)
+		}
+		out = append(out, line...)
+		if !bytes.HasPrefix(line, []byte(`{"status":"progress"`)) {
+			return out
+		}
+	}
+}
+
+// TestEncodeResultMatchesServer: rollbridgectl prints EncodeResult's bytes,
+// the server sends them; they must be one and the same.
+func TestEncodeResultMatchesServer(t *testing.T) {
+	_, path, _ := startServer(t, fixed{status: goldenStatus()})
+	got := exchange(t, path, `{"command":"status"}`)
+	want, err := EncodeResult(goldenStatus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, append(want, '\n')) {
+		t.Errorf("server sent\n%s\nEncodeResult gives\n%s", got, want)
+	}
+	// And a typed round trip loses nothing.
+	st, err := (&Client{Path: path}).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := EncodeResult(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again, want) {
+		t.Errorf("round trip changed the status:\n%s\n%s", again, want)
+	}
+}
