@@ -2,10 +2,10 @@
 // Linux's /proc: its state, parent, process group, start time, resident
 // memory, children and command line.
 //
-// Every function reads only the files of the pids it is given, so callers
-// that walk a process tree pay for that tree, never for the whole host.
-// Scanning every pid of the host is deliberately not offered here: the one
-// caller that needs it (rollbridgectl's offline cleanup) owns that cost.
+// Every function but AllPids reads only the files of the pids it is given,
+// so callers that walk a process tree pay for that tree, never for the
+// whole host. AllPids is the one exception, for the few callers that must
+// find processes no tree leads to; its doc says who they are.
 package procfs
 
 import (
@@ -247,4 +247,26 @@ func Cmdline(pid int, comm string) string {
 		return comm
 	}
 	return strings.TrimSpace(string(bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '})))
+}
+
+// AllPids lists every process of the host. Its cost grows with the host,
+// not with what the caller manages, so it is only for work that runs once
+// and must find processes it did not start: rollbridgectl's offline tools
+// (predeploy-cleanup's legacy takeover, the group check when recover or
+// predeploy-cleanup stops a process group whose leader is gone) and the
+// daemon's stop of a group whose member it cannot reach through its own
+// tree. Never call it from a periodic path: status, memory sampling, the
+// state file and the watchdog read only the trees they own.
+func AllPids() ([]int, error) {
+	names, err := listDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	pids := make([]int, 0, len(names))
+	for _, n := range names {
+		if pid, err := strconv.Atoi(n); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

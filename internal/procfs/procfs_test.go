@@ -96,3 +96,13 @@ func waitCmdline(pid int, want string) string {
 	}
 	return got
 }
+
+func TestAllPids(t *testing.T) {
+	pids, err := AllPids()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(pids, os.Getpid()) || !slices.Contains(pids, 1) {
+		t.Errorf("AllPids() = %d pids without this process or pid 1", len(pids))
+	}
+}
