@@ -1,0 +1,98 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+)
+
+func TestStatusAndDetail(t *testing.T) {
+	if OK.String() != "ok" || Warn.String() != "warn" || Fail.String() != "fail" || Status(9).String() != "Status(9)" {
+		t.Error("Status.String")
+	}
+	c := Check{Message: "out of date", Fix: "run x"}
+	if c.Detail() != "out of date; run x" {
+		t.Errorf("detail %q", c.Detail())
+	}
+	c.Fix = ""
+	if c.Detail() != "out of date" {
+		t.Errorf("detail without fix %q", c.Detail())
+	}
+}
+
+func TestConfigThatDidNotLoadIsTheOnlyCheck(t *testing.T) {
+	got := Run(context.Background(), Options{ConfigErr: errors.New("no config file")})
+	if len(got) != 1 || got[0].Name != "config" || got[0].Status != Fail || got[0].Message != "no config file" {
+		t.Errorf("got %+v", got)
+	}
+}
+
+func fixture(t *testing.T, extra string) *config.Config {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rbdr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	src := fmt.Sprintf(`{application: 'dr', statePath: %q, control: {path: %q}, proxy: {port: %d},
+	  processes: [{id: 'web', policy: 'proxied', command: 'serve {{port}}', cwd: '{{releasePath}}/app', port: 18000}]} + %s`,
+		filepath.Join(dir, "state.json"), filepath.Join(dir, "c.sock"), port, extra)
+	p := filepath.Join(dir, "rollbridge.jsonnet")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func byName(checks []Check) map[string]Check {
+	m := map[string]Check{}
+	for _, c := range checks {
+		m[c.Name] = c
+	}
+	return m
+}
+
+func TestRunFindsOrphansAndMissingDirectories(t *testing.T) {
+	cfg := fixture(t, "{}")
+	// A recorded process that still runs: this test itself.
+	start, err := state.StartTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := state.Save(cfg.StatePath, &state.Snapshot{Processes: []state.ProcessRecord{{ID: "web", Pid: os.Getpid(), StartTime: start, ReleaseID: "v1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	rel := t.TempDir() // without app/
+	checks := byName(Run(context.Background(), Options{Config: cfg, Release: &Release{Path: rel}}))
+	for name, want := range map[string]Status{"config": OK, "control socket": OK, "control socket directory": OK, "proxy port": OK,
+		"state directory": OK, "orphans": Fail, "release path": OK, "process templates": OK, "process working directories": Fail} {
+		if got := checks[name]; got.Status != want {
+			t.Errorf("%s: %+v, want %v", name, got, want)
+		}
+	}
+	o := checks["orphans"]
+	if !strings.Contains(o.Message, fmt.Sprintf("web (pid %d, release v1)", os.Getpid())) || !strings.Contains(o.Fix, "rollbridgectl recover --force") {
+		t.Errorf("orphans: %+v", o)
+	}
+	if m := checks["process working directories"].Message; m != "missing: web: "+filepath.Join(rel, "app") {
+		t.Errorf("working directories: %q", m)
+	}
+}

@@ -1,0 +1,112 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+	"github.com/rollbridge/rollbridge-go/pkg/systemd"
+)
+
+// environment checks what a daemon for cfg needs on this host. managed
+// says systemd holds the sockets for it.
+func environment(ctx context.Context, cfg *config.Config, managed bool) []Check {
+	sock := cfg.Control.Path
+	client := &control.Client{Path: sock}
+	held := client.Listening(ctx)
+	checks := []Check{controlSocket(ctx, cfg, client, managed, held), writableDir("control socket directory", filepath.Dir(sock)),
+		proxyPort(cfg, managed)}
+	if cfg.StatePath == "" {
+		return checks
+	}
+	return append(checks, writableDir("state directory", filepath.Dir(cfg.StatePath)), orphans(cfg.StatePath, held))
+}
+
+func controlSocket(ctx context.Context, cfg *config.Config, client *control.Client, managed, held bool) Check {
+	const name = "control socket"
+	sock := client.Path
+	switch {
+	case managed:
+		return pass(name, "%s belongs to %s (systemd passes it to the daemon)", sock, systemd.ControlSocketUnit(cfg.Application))
+	case !held:
+		if _, err := os.Stat(sock); err == nil {
+			return pass(name, "no daemon running; a stale socket file at %s will be removed when the daemon starts", sock)
+		}
+		return pass(name, "no daemon running; %s is free to bind", sock)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := client.Status(qctx)
+	if err != nil {
+		return fail(name, "%s is held by another program", sock)
+	}
+	active := "none"
+	if st.ActiveReleaseID != nil {
+		active = *st.ActiveReleaseID
+	}
+	return fail(name, "a rollbridge daemon for %q already runs on %s (active release: %s); a second one could not start", st.Application, sock, active)
+}
+
+func proxyPort(cfg *config.Config, managed bool) Check {
+	const name = "proxy port"
+	addr := cfg.ProxyAddr()
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		_ = ln.Close() // a probe only
+	}
+	switch {
+	case managed:
+		return pass(name, "%s belongs to %s (systemd passes it to the daemon)", addr, systemd.ProxySocketUnit(cfg.Application))
+	case err == nil:
+		return pass(name, "%s is available", addr)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fail(name, "%s is already in use (ss -ltnp 'sport = :%d' shows by whom)", addr, cfg.Proxy.Port)
+	}
+	return fail(name, "%s cannot be bound: %v", addr, err)
+}
+
+// writableDir proves a directory writable by creating and removing a file.
+func writableDir(name, dir string) Check {
+	f, err := os.CreateTemp(dir, ".rollbridge-doctor-*")
+	if err != nil {
+		return fail(name, "%s is not writable: %v", dir, err)
+	}
+	_ = f.Close()
+	_ = os.Remove(f.Name()) // our own probe file
+	return pass(name, "%s is writable", dir)
+}
+
+// orphans looks for processes of a previous daemon in the state file; held
+// says something listens on the control socket (then the file is its).
+func orphans(statePath string, held bool) Check {
+	const name = "orphans"
+	snap, err := state.Load(statePath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return pass(name, "no state file at %s: nothing left behind", statePath)
+	case err != nil:
+		return fail(name, "%v", err)
+	case held:
+		return pass(name, "the state file belongs to the running daemon")
+	}
+	left := snap.Orphans()
+	if len(left) == 0 {
+		return pass(name, "no process of a previous daemon is still running")
+	}
+	list := make([]string, len(left))
+	for i, o := range left {
+		list[i] = fmt.Sprintf("%s (pid %d, release %s)", o.ID, o.Pid, o.ReleaseID)
+	}
+	c := fail(name, "still running from a previous daemon: %s", strings.Join(list, ", "))
+	c.Fix = "check them (a pid may have been reused), then rollbridgectl recover --force"
+	return c
+}

@@ -1,0 +1,96 @@
+package doctor
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/systemd"
+)
+
+// units checks the application's systemd units against the config over
+// D-Bus. managed reports whether systemd holds this application's sockets
+// (both socket units listening).
+func units(ctx context.Context, cfg *config.Config, daemonPath string) (checks []Check, managed bool) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := systemd.Connect(ctx)
+	if err != nil {
+		return []Check{fail("systemd", "systemd runs but cannot be reached over D-Bus: %v", err)}, false
+	}
+	defer m.Close()
+	app := cfg.Application
+	svc, err := m.Unit(ctx, systemd.ServiceUnit(app))
+	if err != nil || !svc.Exists() {
+		c := pass("systemd units", "%s is not installed; fine when the daemon runs outside systemd (rollbridgectl systemd units --install sets it up)", systemd.ServiceUnit(app))
+		c.Status = Warn
+		return []Check{c}, false
+	}
+	checks = append(checks, dropIns(cfg, daemonPath))
+	listening := 0
+	for _, name := range []string{systemd.ProxySocketUnit(app), systemd.ControlSocketUnit(app)} {
+		u, err := m.Unit(ctx, name)
+		switch {
+		case err != nil || !u.Exists():
+			checks = append(checks, fail("socket "+name, "not installed"))
+		case u.ActiveState == "active" && u.SubState == "listening" || u.SubState == "running":
+			listening++
+			checks = append(checks, pass("socket "+name, "%s (%s)", u.ActiveState, u.SubState))
+		default:
+			c := fail("socket "+name, "%s (%s)", u.ActiveState, u.SubState)
+			c.Fix = "start it: systemctl enable --now " + name
+			checks = append(checks, c)
+		}
+	}
+	switch svc.ActiveState {
+	case "active":
+		checks = append(checks, pass("service "+svc.Name, "active (%s)", svc.SubState))
+	case "failed":
+		c := fail("service "+svc.Name, "failed")
+		c.Fix = "see journalctl -u " + svc.Name
+		checks = append(checks, c)
+	default:
+		checks = append(checks, pass("service "+svc.Name, "%s (%s): it starts on the first connection to its sockets", svc.ActiveState, svc.SubState))
+	}
+	return checks, listening == 2
+}
+
+// dropIns compares the installed drop-ins with the ones the config gives.
+func dropIns(cfg *config.Config, daemonPath string) Check {
+	const name = "systemd drop-ins"
+	want, err := systemd.DropIns(cfg, daemonPath)
+	if err != nil {
+		return fail(name, "%v", err)
+	}
+	var stale []string
+	for _, f := range want {
+		got, err := os.ReadFile(filepath.Join("/etc/systemd/system", f.Path))
+		if err != nil || !sameDirectives(string(got), f.Content) {
+			stale = append(stale, f.Path)
+		}
+	}
+	if len(stale) > 0 {
+		c := fail(name, "out of date with the config: %s", strings.Join(stale, ", "))
+		c.Fix = "run rollbridgectl systemd units --install"
+		return c
+	}
+	return pass(name, "match the config")
+}
+
+// sameDirectives compares unit files by their directives, ignoring comments
+// (they name the config path, which may be spelled differently).
+func sameDirectives(a, b string) bool {
+	strip := func(s string) string {
+		var out []string
+		for _, l := range strings.Split(s, "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	return strip(a) == strip(b)
+}
