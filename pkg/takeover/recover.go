@@ -1,0 +1,82 @@
+package takeover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/internal/pgroup"
+	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"github.com/rollbridge/rollbridge-go/pkg/state"
+)
+
+// RecoverResult is what Recover found and did.
+type RecoverResult struct {
+	StatePath        string         `json:"statePath"`
+	Orphans          []state.Orphan `json:"orphans"`      // recorded processes still running
+	Stopped          []state.Orphan `json:"stopped"`      // with force: the ones now gone
+	StillRunning     []state.Orphan `json:"stillRunning"` // with force: the ones that survived
+	StateFileRemoved bool           `json:"stateFileRemoved"`
+	DryRun           bool           `json:"dryRun"` // force was not set: nothing was touched
+}
+
+// Recover lists the processes a crashed daemon left running (recorded in
+// cfg.StatePath, same pid and start time) and, with force, stops each one's
+// process group (SIGTERM, SIGKILL after proxy.forceStopTimeoutMs) and
+// removes the state file — unless one survived, when the file is kept for
+// another look. It refuses while anything listens on the control socket:
+// a live daemon's processes are not orphans.
+func Recover(ctx context.Context, cfg *config.Config, force bool) (*RecoverResult, error) {
+	return recoverWith(ctx, cfg, force, pgroup.Stop)
+}
+
+// stopFunc is pgroup.Stop's signature; tests stand in for a process that
+// cannot be stopped, which cannot be staged for real when running as root.
+type stopFunc func(ctx context.Context, targets []pgroup.Target, grace time.Duration) []pgroup.Result
+
+func recoverWith(ctx context.Context, cfg *config.Config, force bool, stop stopFunc) (*RecoverResult, error) {
+	if cfg.StatePath == "" {
+		return nil, errors.New("recover needs statePath in the config: without it the daemon records nothing to recover")
+	}
+	if (&control.Client{Path: cfg.Control.Path}).Listening(ctx) {
+		return nil, fmt.Errorf("a daemon (or another program) holds the control socket %s; its processes are not orphans. recover is for after a crash: check rollbridgectl status", cfg.Control.Path)
+	}
+	res := &RecoverResult{StatePath: cfg.StatePath, Orphans: []state.Orphan{}, Stopped: []state.Orphan{}, StillRunning: []state.Orphan{}, DryRun: !force}
+	snap, err := state.Load(cfg.StatePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return res, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Orphans = snap.Orphans()
+	if !force {
+		return res, nil
+	}
+	starts := map[int]uint64{}
+	for _, p := range snap.Processes {
+		starts[p.Pid] = p.StartTime
+	}
+	// rollbridge starts every process as the leader of its own group.
+	targets := make([]pgroup.Target, len(res.Orphans))
+	for i, o := range res.Orphans {
+		targets[i] = pgroup.Target{Pid: o.Pid, StartTime: starts[o.Pid], Group: true}
+	}
+	for i, r := range stop(ctx, targets, config.Ms(cfg.Proxy.ForceStopTimeoutMs)) {
+		if r.Gone {
+			res.Stopped = append(res.Stopped, res.Orphans[i])
+		} else {
+			res.StillRunning = append(res.StillRunning, res.Orphans[i])
+		}
+	}
+	if len(res.StillRunning) == 0 {
+		if err := state.Remove(cfg.StatePath); err != nil {
+			return nil, err // an *os.PathError: it names the operation and the file
+		}
+		res.StateFileRemoved = true
+	}
+	return res, nil
+}
