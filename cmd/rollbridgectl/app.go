@@ -1,12 +1,29 @@
 package main
 
 import (
-	"os"
+	"context"
+	"fmt"
+	"io"
 
 	"github.com/rollbridge/rollbridge-go/internal/version"
-	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/urfave/cli/v2"
 )
+
+// run runs rollbridgectl with args (args[0] is the program name), writing
+// to stdout and stderr, and returns the exit code. main and the tests share
+// it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp()
+	app.Writer, app.ErrWriter = stdout, stderr
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(stderr, "rollbridgectl:", msg)
+	}
+	return exitCode(err)
+}
 
 func newApp() *cli.App {
 	app := &cli.App{
@@ -35,7 +52,7 @@ func newApp() *cli.App {
 			completionCommand(),
 			manCommand(),
 		},
-		// main alone decides the exit code; urfave/cli must not call os.Exit.
+		// run alone turns errors into exit codes; urfave/cli must not exit.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageErrorf(err.Error())
@@ -47,21 +64,4 @@ func newApp() *cli.App {
 		cmd.HideHelpCommand = true // "help" as a subcommand only confuses completion and the man page
 	}
 	return app
-}
-
-// configFlag is accepted by every command.
-func configFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:        "config",
-		Aliases:     []string{"c"},
-		Usage:       "config file `PATH`",
-		EnvVars:     []string{"ROLLBRIDGE_CONFIG"},
-		Value:       "",
-		DefaultText: config.DefaultFile,
-	}
-}
-
-// loadConfig loads the config named by --config with this process's environment.
-func loadConfig(c *cli.Context) (*config.Config, error) {
-	return config.Load(c.String("config"), config.EnvMap(os.Environ()))
 }

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
+	"github.com/rollbridge/rollbridge-go/pkg/takeover"
 )
 
 // spawnGroup starts a long-running shell in its own process group (as
@@ -119,42 +120,6 @@ func TestRecoverRefusals(t *testing.T) {
 	}
 }
 
-// TestRecoverKeepsFileWhenAnOrphanSurvives: when a process cannot be
-// stopped (owned by another user, say — as root here, that cannot be staged
-// with a real process, so the signal step is replaced for one of them),
-// the state file stays and the command fails.
-func TestRecoverKeepsFileWhenAnOrphanSurvives(t *testing.T) {
-	cfgPath, statePath, _ := recoverFixture(t, "{}")
-	a, aStart := spawnGroup(t, "exec sleep 300")
-	b, bStart := spawnGroup(t, "exec sleep 301")
-	if err := state.Save(statePath, &state.Snapshot{Processes: []state.ProcessRecord{{ID: "a", Pid: a, StartTime: aStart}, {ID: "b", Pid: b, StartTime: bStart}}}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refuseB := func(pid int, start uint64, grace time.Duration) bool {
-		if pid == b {
-			return false // EPERM stand-in
-		}
-		return stopGroup(pid, start, grace)
-	}
-	res, err := recoverOrphans(cfg, true, refuseB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Stopped) != 1 || res.Stopped[0].Pid != a || len(res.StillRunning) != 1 || res.StateFileRemoved {
-		t.Errorf("result %+v", res)
-	}
-	if _, err := os.Stat(statePath); err != nil {
-		t.Errorf("state file must be kept: %v", err)
-	}
-	if state.Alive(a, aStart) || !state.Alive(b, bStart) {
-		t.Error("wrong process stopped")
-	}
-}
-
 func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
 	if _, err := exec.LookPath("screen"); err != nil {
 		t.Fatal("screen is not installed; CI installs it (apt-get install screen)")
@@ -181,20 +146,19 @@ func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
 	})
 	var child int
 	waitFor(t, "legacy child", func() bool {
-		for _, p := range listProcs() {
-			if p.ppid == seed {
-				child = p.pid
-				return true
-			}
+		kids, err := procfs.Children(seed)
+		if err != nil || len(kids) == 0 {
+			return false
 		}
-		return false
+		child = kids[0]
+		return true
 	})
 
 	out, errOut, code := runCtl(t, "predeploy-cleanup", "-c", cfg, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	var res cleanupResult
+	var res takeover.CleanupResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -204,7 +168,7 @@ func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
 	if len(res.Screens) != 1 || res.Screens[0] != marker {
 		t.Errorf("screens: %+v", res.Screens)
 	}
-	stopped := map[int]legacyStop{}
+	stopped := map[int]takeover.LegacyStop{}
 	for _, p := range res.Processes {
 		stopped[p.Pid] = p
 	}
@@ -212,7 +176,7 @@ func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
 		t.Errorf("legacy processes: %+v (seed %d, child %d needs SIGKILL)", res.Processes, seed, child)
 	}
 	for _, pid := range []int{seed, child, orphan} {
-		waitFor(t, fmt.Sprintf("pid %d gone", pid), func() bool { return !alive(pid) })
+		waitFor(t, fmt.Sprintf("pid %d gone", pid), func() bool { return !state.Alive(pid, 0) })
 	}
 	if !state.Alive(other, otherStart) {
 		t.Error("an unrelated process was stopped")

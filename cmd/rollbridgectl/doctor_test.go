@@ -13,8 +13,8 @@ import (
 )
 
 type doctorOut struct {
-	Checks []check `json:"checks"`
-	OK     bool    `json:"ok"`
+	Checks []checkJSON `json:"checks"`
+	OK     bool        `json:"ok"`
 }
 
 func runDoctorJSON(t *testing.T, args ...string) (doctorOut, int) {
@@ -27,13 +27,13 @@ func runDoctorJSON(t *testing.T, args ...string) (doctorOut, int) {
 	return res, code
 }
 
-func (d doctorOut) get(name string) check {
+func (d doctorOut) get(name string) checkJSON {
 	for _, c := range d.Checks {
 		if c.Name == name {
 			return c
 		}
 	}
-	return check{Name: name, Detail: "absent"}
+	return checkJSON{Name: name, Detail: "absent"}
 }
 
 func doctorFixture(t *testing.T, port int, extra string) (cfg, dir string) {

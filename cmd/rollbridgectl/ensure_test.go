@@ -133,7 +133,7 @@ func TestSystemdUnits(t *testing.T) {
 			t.Errorf("%s not written: %v", f, err)
 		}
 	}
-	if !knownUnit("/nonexistent", "rollbridge@.service") {
+	if !distroHasUnit("rollbridge@.service") {
 		// Template units are installed unless the distribution already has them.
 		if _, err := os.Stat(filepath.Join(unitDir, "rollbridge@.service")); err != nil {
 			t.Errorf("template unit not installed: %v\n%s", err, out)
@@ -144,3 +144,15 @@ func TestSystemdUnits(t *testing.T) {
 		t.Errorf("port 0: %d %s", code, errOut)
 	}
 }
+
+// distroHasUnit reports whether the distribution already ships a template
+// unit, in which case systemd units --install leaves it alone.
+func distroHasUnit(name string) bool {
+	for _, d := range []string{"/lib/systemd/system", "/usr/lib/systemd/system"} {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+

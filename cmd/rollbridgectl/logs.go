@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 
 	"github.com/rollbridge/rollbridge-go/pkg/control"
@@ -24,20 +24,15 @@ func logsCommand() *cli.Command {
 			if err := noArgs(c, " (use --process ID)"); err != nil {
 				return err
 			}
-			cl, err := daemonClient(c)
+			req := control.LogsRequest{Process: c.String("process")}
+			res, err := ask(c, control.CmdLogs, func(cl *control.Client, ctx context.Context) (control.LogsResult, error) {
+				return cl.Logs(ctx, req)
+			})
 			if err != nil {
 				return err
 			}
-			res, err := cl.Logs(c.Context, control.LogsRequest{Process: c.String("process")})
-			if err != nil {
-				return daemonError(control.CmdLogs, err)
-			}
 			if c.Bool("json") {
-				b, err := json.Marshal(res.Processes)
-				if err != nil {
-					return err
-				}
-				return printJSON(c, b)
+				return printValue(c, res.Processes)
 			}
 			for i, p := range res.Processes {
 				if i > 0 {
@@ -45,7 +40,7 @@ func logsCommand() *cli.Command {
 				}
 				fmt.Fprintf(c.App.Writer, "== %s (%s) ==\n", p.ID, p.Source)
 				for _, l := range p.Logs {
-					fmt.Fprintf(c.App.Writer, "%s %s %s\n", l.At.Format("2006-01-02T15:04:05.000Z07:00"), l.Stream, l.Line)
+					fmt.Fprintf(c.App.Writer, "%s %s %s\n", l.At.Format(timeFormat), l.Stream, l.Line)
 				}
 			}
 			return nil
@@ -71,23 +66,18 @@ func eventsCommand() *cli.Command {
 			if c.Int("limit") < 0 {
 				return usageErrorf("--limit must be 0 or more")
 			}
-			cl, err := daemonClient(c)
+			req := control.EventsRequest{Limit: c.Int("limit")}
+			res, err := ask(c, control.CmdEvents, func(cl *control.Client, ctx context.Context) (control.EventsResult, error) {
+				return cl.Events(ctx, req)
+			})
 			if err != nil {
 				return err
 			}
-			res, err := cl.Events(c.Context, control.EventsRequest{Limit: c.Int("limit")})
-			if err != nil {
-				return daemonError(control.CmdEvents, err)
-			}
 			if c.Bool("json") {
-				b, err := json.Marshal(res.Events)
-				if err != nil {
-					return err
-				}
-				return printJSON(c, b)
+				return printValue(c, res.Events)
 			}
 			for _, e := range res.Events {
-				fmt.Fprintf(c.App.Writer, "%s %s%s\n", e.At.Format("2006-01-02T15:04:05.000Z07:00"), e.Message, formatData(e.Data))
+				fmt.Fprintf(c.App.Writer, "%s %s%s\n", e.At.Format(timeFormat), e.Message, formatData(e.Data))
 			}
 			return nil
 		},

@@ -1,11 +1,12 @@
 // Command rollbridgectl is the command-line client of rollbridged: it
 // validates configs and sends deploy, rollback, status and other commands
-// over the daemon's control socket.
+// over the daemon's control socket. Every command parses its flags, calls
+// pkg/control (or pkg/doctor, pkg/takeover, pkg/systemd for work on the
+// host), and renders the result.
 package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,12 +14,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := newApp().RunContext(ctx, os.Args)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(os.Stderr, "rollbridgectl:", msg)
-		}
-		os.Exit(exitCode(err))
-	}
+	os.Exit(code)
 }

@@ -13,17 +13,8 @@ import (
 // runCtl runs the CLI in-process and returns stdout, stderr and the exit code.
 func runCtl(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	app := newApp()
 	var out, errb bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errb
-	err := app.RunContext(context.Background(), append([]string{"rollbridgectl"}, args...))
-	code := 0
-	if err != nil {
-		code = exitCode(err)
-		if msg := err.Error(); msg != "" {
-			errb.WriteString("rollbridgectl: " + msg + "\n")
-		}
-	}
+	code := run(context.Background(), append([]string{"rollbridgectl"}, args...), &out, &errb)
 	return out.String(), errb.String(), code
 }
 

@@ -84,10 +84,3 @@ func displayPath(flag string, cfg *config.Config) string {
 	}
 	return config.DefaultFile
 }
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
