@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -264,20 +263,11 @@ func (t *tree) groupAlive(g *group) bool {
 
 // scanGroup reads every pid of the host for a live member of group pgid.
 func scanGroup(pgid int) bool {
-	d, err := os.Open("/proc")
+	pids, err := procfs.AllPids()
 	if err != nil {
 		return true // no /proc: trust kill, which found someone
 	}
-	names, err := d.Readdirnames(-1)
-	_ = d.Close() // read-only directory handle
-	if err != nil {
-		return true
-	}
-	for _, n := range names {
-		pid, err := strconv.Atoi(n)
-		if err != nil {
-			continue
-		}
+	for _, pid := range pids {
 		if st, err := procfs.ReadStat(pid); err == nil && st.Pgrp == pgid && st.Live() {
 			return true
 		}
