@@ -1,0 +1,96 @@
+package process
+
+import (
+	"context"
+	"time"
+)
+
+// defaultCheckInterval is the memory sampling period when the policy has none.
+const defaultCheckInterval = 5 * time.Second
+
+// sample measures the group's RSS every CheckInterval while the leader runs,
+// warns once above WarnBytes and hands over to the monitor above LimitBytes.
+func (p *Process) sample(r *run) {
+	defer close(r.samplerDone)
+	m := r.spec.Memory
+	interval := m.CheckInterval
+	if interval <= 0 {
+		interval = defaultCheckInterval
+	}
+	for {
+		// Ticks fall on multiples of the interval, so every process with
+		// the same interval wakes at the same moment and their samples
+		// share one look at the daemon's children (see shareWindow).
+		t := time.NewTimer(time.Until(nextTick(time.Now(), interval)))
+		select {
+		case <-r.h.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		members := r.h.Members()
+		var sum uint64
+		for _, mb := range members {
+			sum += mb.RSSBytes
+		}
+		p.mu.Lock()
+		if r.stopping || r.leaderGone {
+			p.mu.Unlock()
+			return // a stop is under way; its exit is not a memory problem
+		}
+		if p.cur == r {
+			p.rss, p.children = sum, members
+		}
+		warn := m.WarnBytes > 0 && sum > m.WarnBytes && !r.warned
+		r.warned = r.warned || warn
+		p.mu.Unlock()
+		if warn {
+			p.emit(r.spec, "memory warning", map[string]any{"rssBytes": sum, "warnBytes": m.WarnBytes})
+		}
+		if sum > m.LimitBytes {
+			p.emit(r.spec, "memory limit exceeded", map[string]any{"rssBytes": sum, "limitBytes": m.LimitBytes})
+			close(r.memLimit)
+			return
+		}
+	}
+}
+
+// nextTick is the first multiple of interval (counted from the Unix epoch)
+// after now.
+func nextTick(now time.Time, interval time.Duration) time.Time {
+	return now.Truncate(interval).Add(interval)
+}
+
+// memoryRestart stops r gracefully and starts the process again with
+// reason memory, unless someone else took over r meanwhile.
+func (p *Process) memoryRestart(r *run) {
+	select {
+	case p.op <- struct{}{}:
+	case <-r.cancel:
+		return // a Stop, Start or Restart owns r now
+	}
+	defer p.release()
+	p.mu.Lock()
+	if r.canceled || r.leaderGone || r.stopping || p.cur != r {
+		p.mu.Unlock()
+		return // crashed meanwhile (the monitor restarts it) or taken over
+	}
+	r.stopping = true
+	p.state = Stopping
+	p.memRestarts++
+	p.lastMemRestart = time.Now().UTC()
+	p.mu.Unlock()
+	if err := p.stopSequence(r); err != nil {
+		p.emit(r.spec, "process stop failed", map[string]any{"error": err.Error()})
+		return
+	}
+	p.mu.Lock()
+	canceled := r.canceled
+	p.mu.Unlock()
+	if canceled {
+		return // a Stop arrived during the sequence: it wins
+	}
+	if err := p.startLocked(context.Background(), ReasonMemory); err != nil {
+		p.emit(r.spec, "process start failed", map[string]any{"reason": string(ReasonMemory), "error": err.Error()})
+	}
+}

@@ -1,0 +1,256 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+func (p *Process) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err // even if op is free: an abandoned call must not act
+	}
+	select {
+	case p.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *Process) release() { <-p.op }
+
+// cancelLocked forbids r's monitor to start a successor. Whoever holds op
+// and then waits for r.finished must call it first, or the monitor could
+// wait for op forever.
+func (p *Process) cancelLocked(r *run) {
+	if !r.canceled {
+		r.canceled = true
+		close(r.cancel)
+	}
+}
+
+// emit sends an event with the spec's Fields, the id and data.
+func (p *Process) emit(spec Spec, msg string, data map[string]any) {
+	d := make(map[string]any, len(spec.Fields)+len(data)+1)
+	for k, v := range spec.Fields {
+		d[k] = v
+	}
+	d["id"] = spec.ID
+	for k, v := range data {
+		d[k] = v
+	}
+	p.sink.Emit(msg, d)
+}
+
+// startLocked spawns a new run of the current spec. The caller holds op and
+// has settled the previous run.
+func (p *Process) startLocked(ctx context.Context, reason StartReason) error {
+	p.mu.Lock()
+	spec := p.spec
+	p.state = Starting
+	p.mu.Unlock()
+	p.ring.resize(spec.OutputLines)
+	r := &run{
+		spec: spec, exited: make(chan struct{}), finished: make(chan struct{}), cancel: make(chan struct{}),
+		memLimit: make(chan struct{}), samplerDone: make(chan struct{}),
+	}
+	r.hurryCtx, r.hurry = context.WithCancel(context.Background())
+	output := p.output
+	r.out = func(l Line) {
+		p.ring.add(l)
+		if output != nil {
+			output(spec.ID, l)
+		}
+	}
+	h, err := p.runner.Start(ctx, spec, r.out)
+	if err != nil {
+		p.mu.Lock()
+		p.state = Failed
+		p.mu.Unlock()
+		return fmt.Errorf("process %s: %w", spec.ID, err)
+	}
+	r.h = h
+	now := time.Now()
+	p.mu.Lock()
+	p.cur, p.exited = r, r.exited
+	p.state = Running
+	p.startedAt, p.lastReason = now.UTC(), reason
+	p.exitCode, p.exitSignal = nil, ""
+	p.rss, p.children = 0, nil
+	p.mu.Unlock()
+	// Emitted before the monitor exists, so "process exited" always follows it.
+	p.emit(spec, "process started", map[string]any{"pid": h.Pid(), "reason": string(reason)})
+	if m := spec.Memory; m != nil && m.LimitBytes > 0 {
+		go p.sample(r)
+	} else {
+		close(r.samplerDone)
+	}
+	go p.monitor(r)
+	return nil
+}
+
+// stopRun brings run r to its end and returns once its group is gone and its
+// monitor has returned. The caller holds op. ctx ending hurries the sequence.
+func (p *Process) stopRun(ctx context.Context, r *run) error {
+	p.mu.Lock()
+	p.cancelLocked(r)
+	leaderRuns := !r.leaderGone
+	if leaderRuns {
+		r.stopping = true
+		if p.cur == r {
+			p.state = Stopping
+		}
+	}
+	p.mu.Unlock()
+	if ctx.Err() != nil {
+		r.hurry() // now, not later from AfterFunc's goroutine: no hook may start
+	}
+	stopHurry := context.AfterFunc(ctx, r.hurry)
+	defer stopHurry()
+	var err error
+	if leaderRuns {
+		err = p.stopSequence(r)
+	} else {
+		// After a crash the monitor is already removing the leftovers; doing
+		// it here too is harmless and lets ctx hurry it.
+		err = terminate(r.hurryCtx, r.h, stopSignal(r.spec), r.spec.GracefulStop)
+	}
+	<-r.finished
+	return err
+}
+
+// monitor owns the end of run r: it records the leader's exit, handles a
+// crash (leftovers, restart policy) or performs a memory restart, and
+// returns once everything it started has returned.
+func (p *Process) monitor(r *run) {
+	// r.hurry is deliberately not called here: a stop hook may still be
+	// within its bound after the group is gone. A context derived from
+	// Background holds no resources, so leaving it uncancelled costs nothing.
+	defer close(r.finished)
+	var memDone chan struct{}
+	select {
+	case <-r.h.Done():
+	case <-r.memLimit:
+		memDone = make(chan struct{})
+		go func() {
+			defer close(memDone)
+			p.memoryRestart(r)
+		}()
+		<-r.h.Done()
+	}
+	if crashed := p.recordExit(r); crashed {
+		p.afterCrash(r)
+	}
+	<-r.samplerDone
+	if memDone != nil {
+		<-memDone
+	}
+}
+
+// recordExit stores the leader's exit status and reports whether the exit
+// was a crash (not asked for by a stop).
+func (p *Process) recordExit(r *run) bool {
+	code, sig := r.h.ExitStatus()
+	p.mu.Lock()
+	r.leaderGone = true
+	crashed := !r.stopping
+	if p.cur == r {
+		p.exitCode, p.exitSignal = code, sig
+		p.rss, p.children = 0, nil
+		if crashed {
+			p.state = Failed
+			if code != nil && *code == 0 {
+				p.state = Stopped // ended on its own, cleanly
+			}
+		}
+	}
+	p.mu.Unlock()
+	data := map[string]any{"pid": r.h.Pid(), "exitCode": nil, "exitSignal": nil}
+	if code != nil {
+		data["exitCode"] = *code
+	}
+	if sig != "" {
+		data["exitSignal"] = sig
+	}
+	p.emit(r.spec, "process exited", data)
+	close(r.exited)
+	return crashed
+}
+
+// afterCrash removes what the crashed leader left in its group, then
+// restarts the process after the policy's delay, or gives up.
+func (p *Process) afterCrash(r *run) {
+	// Leftovers must not outlive the leader, or every restart would add
+	// another copy of them.
+	if err := terminate(r.hurryCtx, r.h, stopSignal(r.spec), r.spec.GracefulStop); err != nil {
+		p.emit(r.spec, "process stop failed", map[string]any{"error": err.Error()})
+		return // restarting next to an unkillable copy would only make two
+	}
+	for {
+		p.mu.Lock()
+		if r.canceled || p.cur != r || !p.autoRestart {
+			p.mu.Unlock()
+			return
+		}
+		spec := p.spec // the next start uses the newest spec, and so does its policy
+		kept, delay, ok := nextRestart(spec.RestartDelay, spec.Restart, p.restartTimes, time.Now())
+		p.restartTimes = kept
+		if !ok {
+			p.state = Failed
+			n := p.restarts
+			p.mu.Unlock()
+			p.emit(spec, "restart limit reached", map[string]any{
+				"restarts": n, "maxRestarts": spec.Restart.MaxRestarts, "windowMs": spec.Restart.Window.Milliseconds(),
+			})
+			return
+		}
+		p.mu.Unlock()
+		if !p.waitRestartDelay(r, delay) {
+			return
+		}
+		select {
+		case p.op <- struct{}{}:
+		case <-r.cancel:
+			return
+		}
+		p.mu.Lock()
+		if r.canceled || p.cur != r || !p.autoRestart {
+			p.mu.Unlock()
+			p.release()
+			return
+		}
+		p.restartTimes = append(p.restartTimes, time.Now())
+		p.restarts++
+		p.mu.Unlock()
+		err := p.startLocked(context.Background(), ReasonCrash)
+		p.release()
+		if err == nil {
+			return
+		}
+		// Counted as a restart; the policy decides whether to try again.
+		p.emit(spec, "process start failed", map[string]any{"reason": string(ReasonCrash), "error": err.Error()})
+	}
+}
+
+// waitRestartDelay waits d unless r is cancelled or auto-restart is turned
+// off meanwhile; it reports whether to go on with the restart.
+func (p *Process) waitRestartDelay(r *run, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		changed, on := p.autoChanged, p.autoRestart
+		p.mu.Unlock()
+		if !on {
+			return false
+		}
+		select {
+		case <-t.C:
+			return true
+		case <-r.cancel:
+			return false
+		case <-changed:
+		}
+	}
+}
