@@ -88,8 +88,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		outputs = []events.Output{events.JSONLines(w)}
 	}
-	// Every event may change the one-line status; recompute it off the
-	// event path (outputs run under the event log's lock).
+	// Every event may change the one-line status and the state file: mark
+	// both dirty and let their loops do the work, so the event log's writer
+	// never waits for a status computation or a disk.
 	outputs = append(outputs, events.OutputFunc(func(events.Event) {
 		for _, ch := range []chan struct{}{statusDirty, stateDirty} {
 			select {

@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"strings"
-	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
@@ -31,36 +29,12 @@ import (
 //     over-long line) is recorded by the control server's failed hook,
 //     also as "command failed" (see commandFailed).
 //
-// The supervisor's API does not say which of its errors it recorded, so
-// the handler looks for its "deploy failed" event (see recordedSince).
+// The supervisor marks the failures it recorded with supervisor.ErrRecorded.
 type handler struct {
 	sup      *supervisor.Supervisor
 	log      *events.Log
 	status   func() supervisor.Status
 	shutdown func(ctx context.Context) error
-}
-
-// recordedSince reports whether the supervisor recorded err as "deploy
-// failed" since start. The event history is written as the event is
-// emitted (the outputs lag behind it), so the event of a failure is there
-// by the time the failing call returns. The supervisor puts the cause it
-// records into the error it returns; requiring the event's text inside err
-// keeps a refusal ("another command is running") that happens to overlap
-// the running command's failure from being taken for it.
-//
-// A wall clock stepped back during the command can only hide the event,
-// and then the failure is recorded twice, never not at all.
-func (h *handler) recordedSince(start time.Time, err error) bool {
-	evs := h.log.Recent(0)
-	for i := len(evs) - 1; i >= 0 && !evs[i].At.Before(start); i-- {
-		if evs[i].Message != string(events.DeployFailed) {
-			continue
-		}
-		if msg, _ := evs[i].Data[events.KeyError].(string); msg != "" && strings.Contains(err.Error(), msg) {
-			return true
-		}
-	}
-	return false
 }
 
 // codes maps the supervisor's refusals to wire codes; anything else is
@@ -88,11 +62,11 @@ func wireError(err error) *control.Error {
 	return &control.Error{Code: code, Message: err.Error()}
 }
 
-// fail returns err as a wire error and records it, unless recorded says
-// the supervisor already did (see handler).
-func (h *handler) fail(command string, err error, recorded bool) *control.Error {
+// fail returns err as a wire error and records it, unless the supervisor
+// already did (see handler).
+func (h *handler) fail(command string, err error) *control.Error {
 	e := wireError(err)
-	if !recorded {
+	if !errors.Is(err, supervisor.ErrRecorded) {
 		commandFailed(h.log, command, e)
 	}
 	return e
@@ -114,20 +88,18 @@ func progressFunc(progress func(control.Progress)) supervisor.Progress {
 
 // Deploy runs the supervisor's deploy.
 func (h *handler) Deploy(ctx context.Context, req control.DeployRequest, progress func(control.Progress)) (control.DeployResult, error) {
-	start := time.Now()
 	res, err := h.sup.Deploy(ctx, supervisor.DeployRequest{ReleasePath: req.ReleasePath, ReleaseID: req.ReleaseID, Revision: req.Revision}, progressFunc(progress))
 	if err != nil {
-		return control.DeployResult{}, h.fail(control.CmdDeploy, err, h.recordedSince(start, err))
+		return control.DeployResult{}, h.fail(control.CmdDeploy, err)
 	}
 	return deployResult(res), nil
 }
 
 // Rollback runs the supervisor's rollback.
 func (h *handler) Rollback(ctx context.Context, req control.RollbackRequest, progress func(control.Progress)) (control.DeployResult, error) {
-	start := time.Now()
 	res, err := h.sup.Rollback(ctx, req.ReleaseID, progressFunc(progress))
 	if err != nil {
-		return control.DeployResult{}, h.fail(control.CmdRollback, err, h.recordedSince(start, err))
+		return control.DeployResult{}, h.fail(control.CmdRollback, err)
 	}
 	return deployResult(res), nil
 }
@@ -140,7 +112,7 @@ func (h *handler) Status(context.Context) (control.Status, error) {
 // Stop stops a release and answers with the status after the stop.
 func (h *handler) Stop(ctx context.Context, req control.StopRequest) (control.Status, error) {
 	if err := h.sup.Stop(ctx, req.ReleaseID); err != nil {
-		return control.Status{}, h.fail(control.CmdStop, err, false)
+		return control.Status{}, h.fail(control.CmdStop, err)
 	}
 	return statusResult(h.status()), nil
 }
@@ -149,7 +121,7 @@ func (h *handler) Stop(ctx context.Context, req control.StopRequest) (control.St
 func (h *handler) Restart(ctx context.Context, req control.RestartRequest) (control.RestartResult, error) {
 	res, err := h.sup.Restart(ctx, req.Process, req.Policy)
 	if err != nil {
-		return control.RestartResult{}, h.fail(control.CmdRestart, err, false)
+		return control.RestartResult{}, h.fail(control.CmdRestart, err)
 	}
 	return control.RestartResult{Restarted: res.Restarted}, nil
 }
@@ -158,7 +130,7 @@ func (h *handler) Restart(ctx context.Context, req control.RestartRequest) (cont
 func (h *handler) Logs(_ context.Context, req control.LogsRequest) (control.LogsResult, error) {
 	logs, err := h.sup.Logs(req.Process)
 	if err != nil {
-		return control.LogsResult{}, h.fail(control.CmdLogs, err, false)
+		return control.LogsResult{}, h.fail(control.CmdLogs, err)
 	}
 	return control.LogsResult{Processes: mapSlice(logs, func(l supervisor.ProcessLogs) control.ProcessLogs {
 		return control.ProcessLogs{ID: l.ID, Source: l.Source, Logs: logLines(l.Logs)}
@@ -175,7 +147,7 @@ func (h *handler) Events(_ context.Context, req control.EventsRequest) (control.
 // Shutdown stops the daemon and answers once it has.
 func (h *handler) Shutdown(ctx context.Context) (control.ShutdownResult, error) {
 	if err := h.shutdown(ctx); err != nil {
-		return control.ShutdownResult{}, h.fail(control.CmdShutdown, err, false)
+		return control.ShutdownResult{}, h.fail(control.CmdShutdown, err)
 	}
 	return control.ShutdownResult{Message: "shutdown"}, nil
 }

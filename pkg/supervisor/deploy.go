@@ -55,7 +55,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Pro
 	}
 	if err := checkReleasePath(path); err != nil {
 		s.emit("deploy failed", map[string]any{"releaseId": id, "releasePath": path, "error": err.Error()})
-		return nil, err
+		return nil, recorded(err)
 	}
 	r := s.tab.add(id, path, req.Revision, s.cfg.Load())
 	return s.launch(ctx, r, progress)
@@ -153,7 +153,7 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	s.prune()
 	if singletonErr != nil {
 		s.emit("deploy failed", map[string]any{"releaseId": r.id, "error": singletonErr.Error(), "trafficSwitched": true})
-		return nil, fmt.Errorf("release %s is active, but %w", r.id, singletonErr)
+		return nil, recorded(fmt.Errorf("release %s is active, but %w", r.id, singletonErr))
 	}
 	return &DeployResult{ActiveReleaseID: r.id, PreviousReleaseID: prevID}, nil
 }
@@ -188,5 +188,5 @@ func (s *Supervisor) failDeploy(r, prev *rel, services []*unit, cause error) err
 	if prev != nil {
 		still = "release " + prev.id + " stays active"
 	}
-	return fmt.Errorf("deploy of release %s failed: %w (%s; see rollbridgectl logs and events)", r.id, cause, still)
+	return recorded(fmt.Errorf("deploy of release %s failed: %w (%s; see rollbridgectl logs and events)", r.id, cause, still))
 }

@@ -21,7 +21,20 @@ var (
 	ErrBusy = errors.New("another command is running")
 	// ErrShuttingDown: the supervisor is stopping and takes no new commands.
 	ErrShuttingDown = errors.New("the daemon is shutting down")
+	// ErrRecorded marks a failure the supervisor has already recorded as a
+	// "deploy failed" event, with the details only it knows (the output,
+	// which release stays active): whoever reports failures to the event
+	// history must not record it again.
+	ErrRecorded = errors.New("already recorded")
 )
+
+// recorded wraps err with ErrRecorded; its message is err's.
+func recorded(err error) error { return recordedError{err} }
+
+type recordedError struct{ err error }
+
+func (e recordedError) Error() string   { return e.err.Error() }
+func (e recordedError) Unwrap() []error { return []error{e.err, ErrRecorded} }
 
 // refusal is an error of one of the kinds above with a message for people.
 type refusal struct {

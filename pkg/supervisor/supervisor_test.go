@@ -415,3 +415,17 @@ func TestReleaseRetention(t *testing.T) {
 		t.Errorf("rollback to a pruned release: %v", err)
 	}
 }
+
+// TestRecordedFailuresAreMarked checks the contract the daemon relies on to
+// record each failure once: a failed deploy is recorded here and says so
+// with ErrRecorded; a refusal is not recorded and does not.
+func TestRecordedFailuresAreMarked(t *testing.T) {
+	h := newHarness(t, webConfig(t, `[]`))
+	_, err := h.sup.Deploy(context.Background(), DeployRequest{ReleasePath: "/nonexistent/release", ReleaseID: "x"}, nil)
+	if !errors.Is(err, ErrRecorded) || len(h.events("deploy failed")) != 1 {
+		t.Errorf("missing release path: err %v, %d deploy failed events; want ErrRecorded and one event", err, len(h.events("deploy failed")))
+	}
+	if _, err := h.sup.Rollback(context.Background(), "", nil); err == nil || errors.Is(err, ErrRecorded) || !errors.Is(err, ErrNotFound) {
+		t.Errorf("rollback with nothing to roll back to: %v; want ErrNotFound, not recorded", err)
+	}
+}
