@@ -139,16 +139,16 @@ func Run(ctx context.Context, o Options) error {
 	go func() {
 		defer wg.Done()
 		if err := d.httpSrv.Serve(accepts); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Emit("proxy stopped serving", map[string]any{"error": err.Error()})
+			log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: err.Error()})
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		if err := d.ctl.Serve(lns.Control); err != nil {
-			log.Emit("control socket stopped serving", map[string]any{"error": err.Error()})
+			log.Emit(events.ControlSocketStoppedServing, map[string]any{events.KeyError: err.Error()})
 		}
 	}()
-	log.Emit("daemon started", map[string]any{"application": cfg.Application, "pid": os.Getpid(),
+	log.Emit(events.DaemonStarted, map[string]any{events.KeyApplication: cfg.Application, events.KeyPid: os.Getpid(),
 		"proxy": lns.Proxy.Addr().String(), "control": cfg.Control.Path, "version": o.Version})
 	line, _ := d.summary()
 	notifier.Ready(line)
@@ -198,7 +198,7 @@ func Run(ctx context.Context, o Options) error {
 	close(d.stopped) // lets a pending shutdown command answer
 	d.ctl.Close(5 * time.Second)
 	wg.Wait()
-	log.Emit("daemon stopped", map[string]any{"application": cfg.Application})
+	log.Emit(events.DaemonStopped, map[string]any{events.KeyApplication: cfg.Application})
 	return nil
 }
 
@@ -224,7 +224,7 @@ func (e *errorReporter) report(releaseID string, err error) {
 	n := e.suppressed
 	e.suppressed = 0
 	e.mu.Unlock()
-	e.log.Emit("upstream error", map[string]any{"releaseId": releaseID, "error": err.Error(), "suppressedSinceLast": n})
+	e.log.Emit(events.UpstreamError, map[string]any{events.KeyReleaseID: releaseID, events.KeyError: err.Error(), "suppressedSinceLast": n})
 }
 
 // finishState settles the state file at exit. The shutdown command is the
@@ -247,7 +247,7 @@ func (d *daemon) finishState(path string, final *state.Snapshot, byCommand bool)
 	}
 	if byCommand && len(leftovers) == 0 {
 		if err := state.Remove(path); err != nil {
-			d.log.Emit("state file not removed", map[string]any{"path": path, "error": err.Error()})
+			d.log.Emit(events.StateFileNotRemoved, map[string]any{events.KeyPath: path, events.KeyError: err.Error()})
 		}
 		return
 	}
@@ -258,7 +258,7 @@ func (d *daemon) finishState(path string, final *state.Snapshot, byCommand bool)
 	}
 	final.Events = d.log.Recent(state.MaxEvents)
 	if err := state.Save(path, final); err != nil {
-		d.log.Emit("state save failed", map[string]any{"path": path, "error": err.Error()})
+		d.log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: err.Error()})
 	}
 }
 
@@ -312,7 +312,7 @@ func (d *daemon) shutdownCommand(ctx context.Context) error {
 // every managed process, then the control socket file.
 func (d *daemon) shutdown() {
 	cfg := d.cfg.Load()
-	d.log.Emit("daemon stopping", map[string]any{"application": cfg.Application})
+	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application})
 	d.ctl.StopAccepting()
 	grace := config.Ms(cfg.Proxy.DrainTimeoutMs)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)

@@ -79,7 +79,7 @@ func commandFailed(log events.Sink, command string, e *control.Error) {
 	if command != "" {
 		data["command"] = command
 	}
-	log.Emit(string(events.CommandFailed), data)
+	log.Emit(events.CommandFailed, data)
 }
 
 func progressFunc(progress func(control.Progress)) supervisor.Progress {
@@ -140,7 +140,7 @@ func (h *handler) Logs(_ context.Context, req control.LogsRequest) (control.Logs
 // Events answers with the event history.
 func (h *handler) Events(_ context.Context, req control.EventsRequest) (control.EventsResult, error) {
 	return control.EventsResult{Events: mapSlice(h.sup.Events(req.Limit), func(e events.Event) control.Event {
-		return control.Event{At: e.At, Message: e.Message, Data: e.Data}
+		return control.Event{At: e.At, Message: string(e.Message), Data: e.Data}
 	})}, nil
 }
 

@@ -88,7 +88,7 @@ func TestMappingKeepsNullAndEmpty(t *testing.T) {
 		t.Errorf("process %+v", p)
 	}
 	logs := []events.Event{{Message: "x"}}
-	ev := mapSlice(logs, func(e events.Event) control.Event { return control.Event{Message: e.Message, Data: e.Data} })
+	ev := mapSlice(logs, func(e events.Event) control.Event { return control.Event{Message: string(e.Message), Data: e.Data} })
 	if len(ev) != 1 || ev[0].Data != nil {
 		t.Errorf("events %+v", ev)
 	}

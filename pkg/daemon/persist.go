@@ -29,13 +29,13 @@ func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor) 
 	case errors.Is(err, os.ErrNotExist):
 		return nil
 	case err != nil: // torn, foreign or unreadable: reported, then ignored and overwritten
-		log.Emit("state file unreadable", map[string]any{"path": cfg.StatePath, "error": err.Error()})
+		log.Emit(events.StateFileUnreadable, map[string]any{events.KeyPath: cfg.StatePath, events.KeyError: err.Error()})
 		return nil
 	}
 	log.Restore(prev.Events)
 	sup.SetOrphans(prev.Orphans) // re-checked on every status: the list clears itself
 	if orphans := prev.Orphans(); len(orphans) > 0 {
-		log.Emit("orphaned processes found", map[string]any{"orphans": orphans, "count": len(orphans),
+		log.Emit(events.OrphanedProcessesFound, map[string]any{"orphans": orphans, events.KeyCount: len(orphans),
 			"hint": "a previous daemon left these running; check them, then stop them with rollbridgectl recover --force"})
 	}
 	return prev
@@ -52,7 +52,7 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 		msg := fmt.Sprintf("release %s was not restored: %d processes of the previous daemon still run; run rollbridgectl recover, then restart the daemon",
 			prev.ActiveReleaseID, len(orphans))
 		sup.SetRestoreProblem(msg)
-		log.Emit("restore skipped", map[string]any{"releaseId": prev.ActiveReleaseID, "reason": msg})
+		log.Emit(events.RestoreSkipped, map[string]any{events.KeyReleaseID: prev.ActiveReleaseID, events.KeyReason: msg})
 		return
 	}
 	var candidates []state.ReleaseRecord
@@ -76,10 +76,10 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 	}
 	for _, r := range candidates {
 		notifier.ExtendTimeout(attempt)
-		log.Emit("restore starting", map[string]any{"releaseId": r.ID, "releasePath": r.Path})
+		log.Emit(events.RestoreStarting, map[string]any{events.KeyReleaseID: r.ID, "releasePath": r.Path})
 		_, err := sup.Deploy(ctx, supervisor.DeployRequest{ReleasePath: r.Path, ReleaseID: r.ID, Revision: r.Revision}, nil)
 		if err == nil {
-			log.Emit("release restored", map[string]any{"releaseId": r.ID, "wasActive": r.ID == prev.ActiveReleaseID})
+			log.Emit(events.ReleaseRestored, map[string]any{events.KeyReleaseID: r.ID, "wasActive": r.ID == prev.ActiveReleaseID})
 			if r.ID != prev.ActiveReleaseID {
 				why := "it was not recorded"
 				if len(failures) > 0 {
@@ -96,7 +96,7 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 	}
 	msg := "nothing could be restored; the proxy answers 503 until the next deploy: " + strings.Join(failures, "; ")
 	sup.SetRestoreProblem(msg)
-	log.Emit("restore failed", map[string]any{"releaseId": prev.ActiveReleaseID, "error": msg})
+	log.Emit(events.RestoreFailed, map[string]any{events.KeyReleaseID: prev.ActiveReleaseID, events.KeyError: msg})
 }
 
 // withLeftovers adds the still-running processes of the previous daemon to
@@ -136,10 +136,10 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 		switch {
 		case err != nil && err.Error() != lastErr:
 			lastErr = err.Error()
-			log.Emit("state save failed", map[string]any{"path": path, "error": lastErr, "hint": "the daemon keeps running and retries every few seconds"})
+			log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: lastErr, events.KeyHint: "the daemon keeps running and retries every few seconds"})
 		case err == nil && lastErr != "":
 			lastErr = ""
-			log.Emit("state saved again", map[string]any{"path": path})
+			log.Emit(events.StateSavedAgain, map[string]any{events.KeyPath: path})
 		}
 	}
 }

@@ -13,14 +13,14 @@ const DefaultCapacity = 1000
 // Event is one entry of the history. Data is never nil once emitted.
 type Event struct {
 	At      time.Time      `json:"at"`
-	Message string         `json:"message"`
+	Message Name           `json:"message"`
 	Data    map[string]any `json:"data"`
 }
 
 // Sink receives events. Every package that reports something takes a Sink, so
 // tests can pass a *Log and read back what happened.
 type Sink interface {
-	Emit(message string, data map[string]any)
+	Emit(name Name, data map[string]any)
 }
 
 // Output is where an emitted event is written after it entered the history.
@@ -93,7 +93,7 @@ func (l *Log) write(outputs []Output) {
 		l.mu.Unlock()
 		if n > 0 {
 			// Written here, not queued: the queue may still be full.
-			d := Event{At: l.now().UTC(), Message: string(EventsDropped), Data: map[string]any{KeyCount: n,
+			d := Event{At: l.now().UTC(), Message: EventsDropped, Data: map[string]any{KeyCount: n,
 				KeyHint: "an output (journal, stdout) was too slow; the events are in the history (rollbridgectl events) but were not logged"}}
 			for _, o := range outputs {
 				o.Write(d)
@@ -104,14 +104,14 @@ func (l *Log) write(outputs []Output) {
 
 // Emit records an event. The data map is copied, so callers may reuse it.
 // After Close, events are still recorded in the history but not written.
-func (l *Log) Emit(message string, data map[string]any) {
+func (l *Log) Emit(name Name, data map[string]any) {
 	d := make(map[string]any, len(data))
 	for k, v := range data {
 		d[k] = v
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := Event{At: l.now().UTC(), Message: message, Data: d}
+	e := Event{At: l.now().UTC(), Message: name, Data: d}
 	l.ring[l.next] = e
 	l.next = (l.next + 1) % len(l.ring)
 	if l.next == 0 {
@@ -198,4 +198,4 @@ var Discard Sink = discard{}
 
 type discard struct{}
 
-func (discard) Emit(string, map[string]any) {}
+func (discard) Emit(Name, map[string]any) {}

@@ -11,14 +11,14 @@ import (
 func TestRecentKeepsNewestInOrder(t *testing.T) {
 	l := New(3)
 	for i := 0; i < 5; i++ {
-		l.Emit(fmt.Sprintf("e%d", i), map[string]any{"i": i})
+		l.Emit(Name(fmt.Sprintf("e%d", i)), map[string]any{"i": i})
 	}
 	got := l.Recent(0)
 	if len(got) != 3 {
 		t.Fatalf("got %d events, want 3", len(got))
 	}
 	for i, want := range []string{"e2", "e3", "e4"} {
-		if got[i].Message != want {
+		if string(got[i].Message) != want {
 			t.Errorf("event %d: got %q, want %q", i, got[i].Message, want)
 		}
 	}
@@ -124,7 +124,7 @@ func TestStalledOutputNeverBlocksEmit(t *testing.T) {
 	defer mu.Unlock()
 	var report *Event
 	for i := range written {
-		if written[i].Message == string(EventsDropped) {
+		if written[i].Message == EventsDropped {
 			report = &written[i]
 		}
 	}

@@ -131,7 +131,7 @@ func (h *harness) waitExited() {
 func (h *harness) events(message string) []events.Event {
 	var out []events.Event
 	for _, e := range h.log.Recent(0) {
-		if e.Message == message {
+		if string(e.Message) == message {
 			out = append(out, e)
 		}
 	}

@@ -3,6 +3,8 @@ package process
 import (
 	"context"
 	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 )
 
 // defaultCheckInterval is the memory sampling period when the policy has none.
@@ -45,10 +47,10 @@ func (p *Process) sample(r *run) {
 		r.warned = r.warned || warn
 		p.mu.Unlock()
 		if warn {
-			p.emit(r.spec, "memory warning", map[string]any{"rssBytes": sum, "warnBytes": m.WarnBytes})
+			p.emit(r.spec, events.MemoryWarning, map[string]any{"rssBytes": sum, "warnBytes": m.WarnBytes})
 		}
 		if sum > m.LimitBytes {
-			p.emit(r.spec, "memory limit exceeded", map[string]any{"rssBytes": sum, "limitBytes": m.LimitBytes})
+			p.emit(r.spec, events.MemoryLimitExceeded, map[string]any{"rssBytes": sum, "limitBytes": m.LimitBytes})
 			close(r.memLimit)
 			return
 		}
@@ -81,7 +83,7 @@ func (p *Process) memoryRestart(r *run) {
 	p.lastMemRestart = time.Now().UTC()
 	p.mu.Unlock()
 	if err := p.stopSequence(r); err != nil {
-		p.emit(r.spec, "process stop failed", map[string]any{"error": err.Error()})
+		p.emit(r.spec, events.ProcessStopFailed, map[string]any{events.KeyError: err.Error()})
 		return
 	}
 	p.mu.Lock()
@@ -91,6 +93,6 @@ func (p *Process) memoryRestart(r *run) {
 		return // a Stop arrived during the sequence: it wins
 	}
 	if err := p.startLocked(context.Background(), ReasonMemory); err != nil {
-		p.emit(r.spec, "process start failed", map[string]any{"reason": string(ReasonMemory), "error": err.Error()})
+		p.emit(r.spec, events.ProcessStartFailed, map[string]any{events.KeyReason: string(ReasonMemory), events.KeyError: err.Error()})
 	}
 }

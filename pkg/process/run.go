@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 )
 
 func (p *Process) acquire(ctx context.Context) error {
@@ -31,7 +33,7 @@ func (p *Process) cancelLocked(r *run) {
 }
 
 // emit sends an event with the spec's Fields, the id and data.
-func (p *Process) emit(spec Spec, msg string, data map[string]any) {
+func (p *Process) emit(spec Spec, name events.Name, data map[string]any) {
 	d := make(map[string]any, len(spec.Fields)+len(data)+1)
 	for k, v := range spec.Fields {
 		d[k] = v
@@ -40,7 +42,7 @@ func (p *Process) emit(spec Spec, msg string, data map[string]any) {
 	for k, v := range data {
 		d[k] = v
 	}
-	p.sink.Emit(msg, d)
+	p.sink.Emit(name, d)
 }
 
 // startLocked spawns a new run of the current spec. The caller holds op and
@@ -80,7 +82,7 @@ func (p *Process) startLocked(ctx context.Context, reason StartReason) error {
 	p.rss, p.children = 0, nil
 	p.mu.Unlock()
 	// Emitted before the monitor exists, so "process exited" always follows it.
-	p.emit(spec, "process started", map[string]any{"pid": h.Pid(), "reason": string(reason)})
+	p.emit(spec, events.ProcessStarted, map[string]any{events.KeyPid: h.Pid(), events.KeyReason: string(reason)})
 	if m := spec.Memory; m != nil && m.LimitBytes > 0 {
 		go p.sample(r)
 	} else {
@@ -166,14 +168,14 @@ func (p *Process) recordExit(r *run) bool {
 		}
 	}
 	p.mu.Unlock()
-	data := map[string]any{"pid": r.h.Pid(), "exitCode": nil, "exitSignal": nil}
+	data := map[string]any{events.KeyPid: r.h.Pid(), "exitCode": nil, "exitSignal": nil}
 	if code != nil {
 		data["exitCode"] = *code
 	}
 	if sig != "" {
 		data["exitSignal"] = sig
 	}
-	p.emit(r.spec, "process exited", data)
+	p.emit(r.spec, events.ProcessExited, data)
 	close(r.exited)
 	return crashed
 }
@@ -184,7 +186,7 @@ func (p *Process) afterCrash(r *run) {
 	// Leftovers must not outlive the leader, or every restart would add
 	// another copy of them.
 	if err := terminate(r.hurryCtx, r.h, stopSignal(r.spec), r.spec.GracefulStop); err != nil {
-		p.emit(r.spec, "process stop failed", map[string]any{"error": err.Error()})
+		p.emit(r.spec, events.ProcessStopFailed, map[string]any{events.KeyError: err.Error()})
 		return // restarting next to an unkillable copy would only make two
 	}
 	for {
@@ -200,7 +202,7 @@ func (p *Process) afterCrash(r *run) {
 			p.state = Failed
 			n := p.restarts
 			p.mu.Unlock()
-			p.emit(spec, "restart limit reached", map[string]any{
+			p.emit(spec, events.RestartLimitReached, map[string]any{
 				"restarts": n, "maxRestarts": spec.Restart.MaxRestarts, "windowMs": spec.Restart.Window.Milliseconds(),
 			})
 			return
@@ -229,7 +231,7 @@ func (p *Process) afterCrash(r *run) {
 			return
 		}
 		// Counted as a restart; the policy decides whether to try again.
-		p.emit(spec, "process start failed", map[string]any{"reason": string(ReasonCrash), "error": err.Error()})
+		p.emit(spec, events.ProcessStartFailed, map[string]any{events.KeyReason: string(ReasonCrash), events.KeyError: err.Error()})
 	}
 }
 

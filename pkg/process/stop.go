@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 )
 
 const (
@@ -169,7 +171,7 @@ func waitGone(ctx context.Context, h Handle, d time.Duration) bool {
 func (p *Process) hook(ctx context.Context, r *run, name, command string, limit time.Duration) {
 	if limit <= 0 {
 		// gracefulStopMs 0 means "kill at once": there is no time to run it.
-		p.emit(r.spec, "lifecycle hook failed", map[string]any{"hook": name, "error": "not run: its time limit is 0"})
+		p.emit(r.spec, events.LifecycleHookFailed, map[string]any{"hook": name, events.KeyError: "not run: its time limit is 0"})
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, limit)
@@ -206,7 +208,7 @@ func (p *Process) hook(ctx context.Context, r *run, name, command string, limit 
 	case hctx.Err() != nil:
 		msg = fmt.Sprintf("timed out after %v and was killed", limit)
 	}
-	p.emit(r.spec, "lifecycle hook failed", map[string]any{"hook": name, "error": msg})
+	p.emit(r.spec, events.LifecycleHookFailed, map[string]any{"hook": name, events.KeyError: msg})
 }
 
 // lineWriter splits a hook's output into lines for the output ring. exec

@@ -47,6 +47,11 @@ func TestMembersIncludeGrandchildrenAndSetsid(t *testing.T) {
 	leader := h.start()
 	h.waitLine("ready")
 	var st Status
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last sample: %+v", st.Children)
+		}
+	})
 	waitFor(t, "four members sampled, each with its memory", func() bool {
 		st = h.p.Status()
 		byCmd := pidsByCommand(st.Children)

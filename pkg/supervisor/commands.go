@@ -95,7 +95,7 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	}
 	res := &RestartResult{Restarted: []string{}}
 	for _, t := range targets {
-		s.emit("process restart requested", map[string]any{"id": t.id})
+		s.emit(events.ProcessRestartRequested, map[string]any{events.KeyID: t.id})
 		if err := t.proc.Restart(ctx, process.ReasonManual); err != nil {
 			return res, fmt.Errorf("restart %s: %w", t.id, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 )
 
@@ -28,9 +29,9 @@ type DeployResult struct {
 // Progress reports a step of a long command; it may be nil.
 type Progress func(message string, data map[string]any)
 
-func (p Progress) send(msg string, data map[string]any) {
+func (p Progress) send(name events.Name, data map[string]any) {
 	if p != nil {
-		p(msg, data)
+		p(string(name), data)
 	}
 }
 
@@ -54,7 +55,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Pro
 		return nil, err
 	}
 	if err := checkReleasePath(path); err != nil {
-		s.emit("deploy failed", map[string]any{"releaseId": id, "releasePath": path, "error": err.Error()})
+		s.emit(events.DeployFailed, map[string]any{events.KeyReleaseID: id, "releasePath": path, events.KeyError: err.Error()})
 		return nil, recorded(err)
 	}
 	r := s.tab.add(id, path, req.Revision, s.cfg.Load())
@@ -75,7 +76,7 @@ func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Pr
 	if err := checkReleasePath(target.path); err != nil {
 		return nil, fmt.Errorf("rollback to %s: %w", target.id, err)
 	}
-	progress.send("rollback starting", map[string]any{"releaseId": target.id})
+	progress.send(events.RollbackStarting, map[string]any{events.KeyReleaseID: target.id})
 	// A target still draining is stopped first: its processes are the
 	// previous launch and must not overlap the fresh start. stopRelease
 	// returns only once that stop finished, which relaunch requires.
@@ -102,8 +103,8 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	if prev != nil {
 		prevID = &prev.id
 	}
-	s.emit("deploy starting", map[string]any{"releaseId": r.id, "releasePath": r.path, "revision": r.revision, "previousReleaseId": prevID})
-	progress.send("deploy starting", map[string]any{"releaseId": r.id, "releasePath": r.path})
+	s.emit(events.DeployStarting, map[string]any{events.KeyReleaseID: r.id, "releasePath": r.path, "revision": r.revision, "previousReleaseId": prevID})
+	progress.send(events.DeployStarting, map[string]any{events.KeyReleaseID: r.id, "releasePath": r.path})
 
 	var startedServices []*unit
 	fail := func(err error) (*DeployResult, error) {
@@ -137,8 +138,8 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 		return fail(err)
 	}
 	web.proc.SetAutoRestart(true)
-	s.emit("traffic switched", map[string]any{"releaseId": r.id, "previousReleaseId": prevID})
-	progress.send("traffic switched", map[string]any{"releaseId": r.id, "previousReleaseId": prevID})
+	s.emit(events.TrafficSwitched, map[string]any{events.KeyReleaseID: r.id, "previousReleaseId": prevID})
+	progress.send(events.TrafficSwitched, map[string]any{events.KeyReleaseID: r.id, "previousReleaseId": prevID})
 
 	// 4. services now restart from the newest good release.
 	s.refreshServices(cfg, rv)
@@ -152,7 +153,7 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	}
 	s.prune()
 	if singletonErr != nil {
-		s.emit("deploy failed", map[string]any{"releaseId": r.id, "error": singletonErr.Error(), "trafficSwitched": true})
+		s.emit(events.DeployFailed, map[string]any{events.KeyReleaseID: r.id, events.KeyError: singletonErr.Error(), "trafficSwitched": true})
 		return nil, recorded(fmt.Errorf("release %s is active, but %w", r.id, singletonErr))
 	}
 	return &DeployResult{ActiveReleaseID: r.id, PreviousReleaseID: prevID}, nil
@@ -179,11 +180,11 @@ func (s *Supervisor) failDeploy(r, prev *rel, services []*unit, cause error) err
 		s.internalError(err)
 	}
 	s.prune()
-	data := map[string]any{"releaseId": r.id, "error": cause.Error(), "output": output}
+	data := map[string]any{events.KeyReleaseID: r.id, events.KeyError: cause.Error(), "output": output}
 	if prev != nil {
 		data["activeReleaseId"] = prev.id
 	}
-	s.emit("deploy failed", data)
+	s.emit(events.DeployFailed, data)
 	still := "no release is active"
 	if prev != nil {
 		still = "release " + prev.id + " stays active"

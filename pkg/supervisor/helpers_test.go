@@ -143,7 +143,7 @@ func (h *harness) releaseStatus(id string) ReleaseStatus {
 func (h *harness) events(name string) []events.Event {
 	var out []events.Event
 	for _, e := range h.log.Recent(0) {
-		if e.Message == name {
+		if string(e.Message) == name {
 			out = append(out, e)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 )
@@ -90,7 +91,7 @@ func (s *Supervisor) startReleaseProcesses(ctx context.Context, r *rel, cfg *con
 			if err := in.proc.Start(ctx, process.ReasonDeploy); err != nil {
 				return nil, fmt.Errorf("start %s: %w", spec.ID, err)
 			}
-			progress.send("process started", map[string]any{"id": spec.ID, "pid": in.proc.Status().Pid})
+			progress.send(events.ProcessStarted, map[string]any{events.KeyID: spec.ID, events.KeyPid: in.proc.Status().Pid})
 		}
 	}
 	return web, nil
@@ -108,7 +109,7 @@ func (s *Supervisor) waitReady(ctx context.Context, r *rel, web *instance, addr 
 	}
 	h := web.cfg.Health
 	url := "http://" + addr + h.Path
-	progress.send("health check", map[string]any{"url": url})
+	progress.send(events.HealthCheck, map[string]any{"url": url})
 	checkStart := time.Now()
 	err := release.WaitHealthy(ctx, nil, release.HealthCheck{URL: url, Timeout: config.Ms(h.TimeoutMs),
 		Interval: config.Ms(h.IntervalMs), StartDelay: config.Ms(h.StartDelayMs)}, web.proc.Exited())
@@ -122,9 +123,9 @@ func (s *Supervisor) waitReady(ctx context.Context, r *rel, web *instance, addr 
 		}
 		return err
 	}
-	healthy := map[string]any{"releaseId": r.id, "url": url, "waitedMs": time.Since(checkStart).Milliseconds()}
-	s.emit("release healthy", healthy)
-	progress.send("release healthy", healthy)
+	healthy := map[string]any{events.KeyReleaseID: r.id, "url": url, "waitedMs": time.Since(checkStart).Milliseconds()}
+	s.emit(events.ReleaseHealthy, healthy)
+	progress.send(events.ReleaseHealthy, healthy)
 	return nil
 }
 

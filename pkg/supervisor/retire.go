@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
 
@@ -39,7 +40,7 @@ func (s *Supervisor) retire(prev *rel) error {
 		err := backend.Drain(ctx)
 		http1, ws1 := backend.Connections()
 		backend.CloseConnections()
-		s.emit("release drained", map[string]any{"releaseId": prev.id, "timedOut": err != nil,
+		s.emit(events.ReleaseDrained, map[string]any{events.KeyReleaseID: prev.id, "timedOut": err != nil,
 			"connectionsAtStart": http0 + ws0, "connectionsClosed": http1 + ws1})
 		// l, not prev's current run: if a rollback relaunched prev meanwhile,
 		// it stopped l first, and this stop finds nothing left to do.
@@ -70,7 +71,7 @@ func (s *Supervisor) stopRun(r *rel, l *run) error {
 	}
 	served, err := s.tab.finishStop(r, l)
 	if served {
-		s.emit("release stopped", map[string]any{"releaseId": r.id})
+		s.emit(events.ReleaseStopped, map[string]any{events.KeyReleaseID: r.id})
 	}
 	return err
 }
@@ -82,7 +83,7 @@ func (s *Supervisor) prune() { s.tab.prune(time.Now(), s.cfg.Load().ReleaseReten
 // change) that has no caller to return to. The change was not made; the
 // daemon keeps running.
 func (s *Supervisor) internalError(err error) {
-	s.emit("internal error", map[string]any{"error": err.Error()})
+	s.emit(events.InternalError, map[string]any{events.KeyError: err.Error()})
 }
 
 // stopAll stops processes in parallel and returns when all are stopped.

@@ -69,7 +69,7 @@ func (s *Supervisor) SetOrphans(f func() []state.Orphan) { s.tab.setOrphans(f) }
 // was skipped, for status; "" clears it.
 func (s *Supervisor) SetRestoreProblem(msg string) { s.tab.setRestoreProblem(msg) }
 
-func (s *Supervisor) emit(msg string, data map[string]any) { s.events.Emit(msg, data) }
+func (s *Supervisor) emit(name events.Name, data map[string]any) { s.events.Emit(name, data) }
 
 // newProcess wraps process.New with the supervisor's runner, events and output.
 func (s *Supervisor) newProcess(spec process.Spec) *process.Process {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 )
@@ -37,7 +38,7 @@ func (s *Supervisor) ensureServices(ctx context.Context, cfg *config.Config, rv 
 		}
 		s.tab.setService(nu)
 		started = append(started, nu)
-		progress.send("service started", map[string]any{"id": p.ID, "pid": nu.proc.Status().Pid})
+		progress.send(events.ServiceStarted, map[string]any{events.KeyID: p.ID, events.KeyPid: nu.proc.Status().Pid})
 	}
 	return started, nil
 }
@@ -52,7 +53,7 @@ func (s *Supervisor) refreshServices(cfg *config.Config, rv releaseVars) {
 		}
 		spec, err := s.instanceSpec(cfg, p, rv, 0)
 		if err != nil {
-			s.emit("service template refresh failed", map[string]any{"id": p.ID, "releaseId": rv.ID, "error": err.Error()})
+			s.emit(events.ServiceTemplateRefreshFailed, map[string]any{events.KeyID: p.ID, events.KeyReleaseID: rv.ID, events.KeyError: err.Error()})
 			continue
 		}
 		u.proc.SetSpec(spec)
@@ -101,7 +102,7 @@ func (s *Supervisor) replaceSingletons(ctx context.Context, cfg *config.Config, 
 			firstErr = cmpErr(firstErr, fmt.Errorf("singleton %s failed to start: %w", p.ID, err))
 			continue
 		}
-		progress.send("singleton replaced", map[string]any{"id": p.ID, "pid": u.proc.Status().Pid})
+		progress.send(events.SingletonReplaced, map[string]any{events.KeyID: p.ID, events.KeyPid: u.proc.Status().Pid})
 	}
 	// Singletons removed from the config by a reload stop with this deploy.
 	stopAll(unitProcs(s.tab.dropSingletonsExcept(wanted)))

@@ -31,7 +31,7 @@ func JournalOutput(application string) events.Output {
 		vars := map[string]string{
 			"SYSLOG_IDENTIFIER":      "rollbridged",
 			"ROLLBRIDGE_APPLICATION": application,
-			"ROLLBRIDGE_EVENT":       e.Message,
+			"ROLLBRIDGE_EVENT":       string(e.Message),
 		}
 		for k, v := range e.Data {
 			vars["ROLLBRIDGE_"+fieldName(k)] = fieldValue(v)
@@ -49,8 +49,8 @@ func JournalOutput(application string) events.Output {
 			vars["ROLLBRIDGE_DATA"] = string(b)
 		}
 		// The priority is decided beside the event's name (events.Name.Priority).
-		pri := journal.Priority(events.Name(e.Message).Priority())
-		_ = journal.Send(e.Message+formatData(e.Data), pri, vars) // losing a log entry must not stop the daemon
+		pri := journal.Priority(e.Message.Priority())
+		_ = journal.Send(string(e.Message)+formatData(e.Data), pri, vars) // losing a log entry must not stop the daemon
 	})
 }
 
