@@ -7,23 +7,6 @@ import (
 	"time"
 )
 
-// Defaults, named once so docs, validation and normalisation agree.
-const (
-	DefaultFile               = "rollbridge.jsonnet"
-	DefaultProxyHost          = "127.0.0.1"
-	DefaultProxyPort          = 8182
-	DefaultHealthPath         = "/ping"
-	DefaultHealthTimeoutMs    = 30000
-	DefaultHealthIntervalMs   = 250
-	DefaultDrainTimeoutMs     = 60000
-	DefaultForceStopTimeoutMs = 10000
-	DefaultRestartDelayMs     = 1000
-	DefaultOutputLines        = 50
-	DefaultMemoryCheckMs      = 5000
-	DefaultRetentionKeep      = 10
-	DefaultStopSignal         = "SIGTERM"
-)
-
 // Policy is a process's lifecycle policy.
 type Policy string
 
@@ -41,6 +24,9 @@ var Policies = []Policy{Proxied, Companion, Singleton, Service}
 // Config is a loaded, normalised configuration. Its JSON form (encoding/json)
 // is what `rollbridgectl validate --json` prints, and it loads back to an
 // equal Config.
+//
+// The struct definitions below are the schema (see schema.go): `json` names
+// the field in the config file.
 type Config struct {
 	Application      string           `json:"application"`
 	Control          Control          `json:"control"`

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,26 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Field lists, used both to reject unknown fields and to suggest the intended one.
-var (
-	topFields       = []string{"application", "control", "legacyTakeover", "processes", "proxy", "releaseRetention", "restoreOnStart", "statePath"}
-	controlFields   = []string{"group", "mode", "owner", "path"}
-	proxyFields     = []string{"drainTimeoutMs", "forceStopTimeoutMs", "healthPath", "healthTimeoutMs", "host", "port", "upstreamHost"}
-	retentionFields = []string{"keep", "maxAgeMs"}
-	legacyFields    = []string{"forceStopTimeoutMs", "processes", "screens"}
-	legacyProcFlds  = []string{"includes", "name"}
-	processFields   = []string{"command", "cwd", "env", "gracefulStopMs", "health", "id", "lifecycle", "memory", "nonBlockingDrain", "outputLines", "policy", "port", "replicas", "restart", "restartDelayMs", "stopSignal"}
-	healthFields    = []string{"intervalMs", "path", "startDelayMs", "timeoutMs"}
-	lifecycleFields = []string{"drainCommand", "drainTimeoutMs", "quietCommand", "stopCommand"}
-	restartFields   = []string{"backoffFactor", "maxDelayMs", "maxRestarts", "windowMs"}
-	memoryFields    = []string{"checkIntervalMs", "limitBytes", "warnBytes"}
-	portFields      = []string{"from", "to"}
-)
-
-// Decode turns an evaluated config (JSON text) into a normalised Config.
-// configPath is used for the application default (basename of its directory)
-// and stored in Config.Path. It returns Issues when anything is wrong; the
-// returned Config is then only partially filled and must not be used.
+// Decode turns an evaluated config (JSON text) into a normalised Config:
+// walk the JSON, taking each field that is given and valid (the known keys
+// of each object are the fields of its struct in config.go), then
+// applyDefaults, then the rules that span fields. configPath is used for the
+// application default (basename of its directory) and stored in
+// Config.Path. It returns Issues when anything is wrong; the returned Config
+// is then only partially filled and must not be used.
 func Decode(data []byte, configPath string) (*Config, error) {
 	var root any
 	dec := json.NewDecoder(strings.NewReader(string(data)))
@@ -43,9 +29,10 @@ func Decode(data []byte, configPath string) (*Config, error) {
 	if dec.More() {
 		return nil, Issues{{Message: "config holds more than one JSON value", Fix: "Make the config evaluate to one JSON object."}}
 	}
-	c := &collector{}
+	c := &collector{set: fieldSet{}}
 	cfg, ok := decodeConfig(c, root, configPath)
 	if ok {
+		applyDefaults(cfg, c.set)
 		validate(c, cfg)
 	}
 	if len(c.issues) > 0 {
@@ -243,29 +230,30 @@ func (o obj) stringList(k, fix string) ([]string, bool) {
 }
 
 func decodeConfig(c *collector, root any, configPath string) (*Config, bool) {
-	cfg := &Config{Path: configPath, RestoreOnStart: true}
-	top, ok := c.object("", root, topFields, "Make the config evaluate to an object such as {proxy: {...}, processes: [...]}.")
+	cfg := &Config{Path: configPath}
+	top, ok := c.object("", root, fieldsOf[Config](), "Make the config evaluate to an object such as {proxy: {...}, processes: [...]}.")
 	if !ok {
 		return cfg, false
 	}
 	if app, ok := top.nonEmptyStr("application", "Set application to your app's name, e.g. application: 'shop'."); ok {
-		cfg.Application = app
+		take(c, &cfg.Application, app)
 		if !validAppName(app) {
 			c.add("application", "Use letters, digits, '.', '_' and '-' only, e.g. 'ticket-server'.",
 				"%q cannot be used: it names the control socket (/tmp/rollbridge-<application>.sock) and the systemd unit", app)
 		}
-	} else if !top.has("application") {
-		cfg.Application = filepath.Base(filepath.Dir(configPath))
-		if !validAppName(cfg.Application) {
-			c.add("application", "Set application explicitly, e.g. application: 'ticket-server'.",
-				"not set, and the config directory's name %q cannot be used as one (letters, digits, '.', '_' and '-' only)", cfg.Application)
-		}
+	} else if top.has("application") {
+		// A rejected name is not replaced by the directory's: the issue
+		// already says what to write, and the default would need its own.
+		c.set[&cfg.Application] = true
+	} else if name := defaultApplication(configPath); !validAppName(name) {
+		c.add("application", "Set application explicitly, e.g. application: 'ticket-server'.",
+			"not set, and the config directory's name %q cannot be used as one (letters, digits, '.', '_' and '-' only)", name)
 	}
 	if sp, ok := top.nonEmptyStr("statePath", "Set statePath to a file path such as '/var/lib/rollbridge/app.state.json', or remove it."); ok {
-		cfg.StatePath = sp
+		take(c, &cfg.StatePath, sp)
 	}
 	if b, ok := top.boolean("restoreOnStart", "Set restoreOnStart to true or false."); ok {
-		cfg.RestoreOnStart = b
+		take(c, &cfg.RestoreOnStart, b)
 	}
 	decodeProxy(c, top, cfg)
 	decodeControl(c, top, cfg)
@@ -290,23 +278,27 @@ func validAppName(s string) bool {
 }
 
 func decodeControl(c *collector, top obj, cfg *Config) {
-	if top.has("control") {
-		o, ok := c.object("control", top.m["control"], controlFields, "Set control to an object such as {path: '/tmp/rollbridge-app.sock'}.")
-		if ok {
-			if p, ok := o.nonEmptyStr("path", "Set control.path to a Unix socket path such as '/tmp/rollbridge-app.sock'."); ok {
-				cfg.Control.Path = p
-			}
-			cfg.Control.Mode = decodeMode(o)
-			cfg.Control.Owner = decodeIDOrName(o, "owner", "user")
-			cfg.Control.Group = decodeIDOrName(o, "group", "group")
-		}
+	if !top.has("control") {
+		return
 	}
-	if cfg.Control.Path == "" && cfg.Application != "" {
-		cfg.Control.Path = "/tmp/rollbridge-" + cfg.Application + ".sock"
+	o, ok := c.object("control", top.m["control"], fieldsOf[Control](), "Set control to an object such as {path: '/tmp/rollbridge-app.sock'}.")
+	if !ok {
+		return
 	}
-	// sun_path holds 108 bytes including the terminating NUL.
-	if len(cfg.Control.Path) > 107 {
-		c.add("control.path", "Use a shorter socket path, e.g. under /run or /tmp.", "is %d bytes long; a Unix socket path may be at most 107", len(cfg.Control.Path))
+	if p, ok := o.nonEmptyStr("path", "Set control.path to a Unix socket path such as '/tmp/rollbridge-app.sock'."); ok {
+		take(c, &cfg.Control.Path, p)
+		checkSocketPath(c, p)
+	}
+	cfg.Control.Mode = decodeMode(o)
+	cfg.Control.Owner = decodeIDOrName(o, "owner", "user")
+	cfg.Control.Group = decodeIDOrName(o, "group", "group")
+}
+
+// checkSocketPath rejects a control.path that does not fit sun_path, which
+// holds 108 bytes including the terminating NUL.
+func checkSocketPath(c *collector, path string) {
+	if len(path) > 107 {
+		c.add("control.path", "Use a shorter socket path, e.g. under /run or /tmp.", "is %d bytes long; a Unix socket path may be at most 107", len(path))
 	}
 }
 
@@ -374,22 +366,17 @@ func decodeIDOrName(o obj, key, kind string) *IDOrName {
 }
 
 func decodeProxy(c *collector, top obj, cfg *Config) {
-	p := Proxy{
-		Host: DefaultProxyHost, Port: DefaultProxyPort, HealthPath: DefaultHealthPath,
-		HealthTimeoutMs: DefaultHealthTimeoutMs, DrainTimeoutMs: DefaultDrainTimeoutMs,
-		ForceStopTimeoutMs: DefaultForceStopTimeoutMs,
-	}
-	defer func() { cfg.Proxy = p }()
+	p := &cfg.Proxy
 	if !top.has("proxy") {
 		c.add("proxy", "Add proxy: {host: '127.0.0.1', port: 8182} — the stable address your front end points at.", "is required")
 		return
 	}
-	o, ok := c.object("proxy", top.m["proxy"], proxyFields, "Set proxy to an object such as {host: '127.0.0.1', port: 8182}.")
+	o, ok := c.object("proxy", top.m["proxy"], fieldsOf[Proxy](), "Set proxy to an object such as {host: '127.0.0.1', port: 8182}.")
 	if !ok {
 		return
 	}
 	if h, ok := o.nonEmptyStr("host", "Set proxy.host to an interface address such as '127.0.0.1' or '0.0.0.0'."); ok {
-		p.Host = h
+		take(c, &p.Host, h)
 	}
 	// 0 is accepted for the stable port: the daemon then binds an ephemeral
 	// port and reports it in status, which tests and local experiments use.
@@ -397,52 +384,45 @@ func decodeProxy(c *collector, top obj, cfg *Config) {
 		if n > 65535 {
 			c.add("proxy.port", "Set proxy.port to a port number between 1 and 65535.", "%d is not a port number", n)
 		} else {
-			p.Port = int(n)
+			take(c, &p.Port, int(n))
 		}
 	}
 	if h, ok := o.nonEmptyStr("upstreamHost", "Set proxy.upstreamHost to the address release processes listen on, e.g. '127.0.0.1'."); ok {
-		p.UpstreamHost = h
-	} else if !o.has("upstreamHost") {
-		p.UpstreamHost = p.Host
-		if ip := net.ParseIP(p.Host); ip != nil && ip.IsUnspecified() {
-			// A wildcard bind address is not something to connect to.
-			p.UpstreamHost = "127.0.0.1"
-		}
+		take(c, &p.UpstreamHost, h)
 	}
 	if hp, ok := o.nonEmptyStr("healthPath", "Set proxy.healthPath to an HTTP path such as '/ping'."); ok {
 		if !strings.HasPrefix(hp, "/") {
 			c.add("proxy.healthPath", fmt.Sprintf("Write it as %q.", "/"+hp), "%q must start with /", hp)
 		} else {
-			p.HealthPath = hp
+			take(c, &p.HealthPath, hp)
 		}
 	}
 	if v, ok := o.ms("healthTimeoutMs", true); ok {
-		p.HealthTimeoutMs = v
+		take(c, &p.HealthTimeoutMs, v)
 	}
 	if v, ok := o.ms("drainTimeoutMs", false); ok {
-		p.DrainTimeoutMs = v
+		take(c, &p.DrainTimeoutMs, v)
 	}
 	if v, ok := o.ms("forceStopTimeoutMs", false); ok {
-		p.ForceStopTimeoutMs = v
+		take(c, &p.ForceStopTimeoutMs, v)
 	}
 }
 
 func decodeRetention(c *collector, top obj, cfg *Config) {
-	cfg.ReleaseRetention = ReleaseRetention{Keep: DefaultRetentionKeep}
 	if !top.has("releaseRetention") {
 		return
 	}
-	o, ok := c.object("releaseRetention", top.m["releaseRetention"], retentionFields, "Set releaseRetention to an object such as {keep: 5, maxAgeMs: 86400000}.")
+	o, ok := c.object("releaseRetention", top.m["releaseRetention"], fieldsOf[ReleaseRetention](), "Set releaseRetention to an object such as {keep: 5, maxAgeMs: 86400000}.")
 	if !ok {
 		return
 	}
 	if n, ok := o.integer("keep", 0, "a non-negative integer", "Set releaseRetention.keep to how many stopped releases to remember, e.g. 10."); ok {
 		if n, ok = o.atMost("keep", n, ok, maxKeep, "releases"); ok {
-			cfg.ReleaseRetention.Keep = int(n)
+			take(c, &cfg.ReleaseRetention.Keep, int(n))
 		}
 	}
 	if n, ok := o.ms("maxAgeMs", false); ok {
-		cfg.ReleaseRetention.MaxAgeMs = n
+		take(c, &cfg.ReleaseRetention.MaxAgeMs, n)
 	}
 }
 
@@ -450,17 +430,17 @@ func decodeLegacy(c *collector, top obj, cfg *Config) {
 	if !top.has("legacyTakeover") {
 		return
 	}
-	o, ok := c.object("legacyTakeover", top.m["legacyTakeover"], legacyFields, "Set legacyTakeover to an object such as {screens: ['app'], processes: [{includes: ['server.js']}]}.")
+	o, ok := c.object("legacyTakeover", top.m["legacyTakeover"], fieldsOf[LegacyTakeover](), "Set legacyTakeover to an object such as {screens: ['app'], processes: [{includes: ['server.js']}]}.")
 	if !ok {
 		return
 	}
-	lt := &LegacyTakeover{Screens: []string{}, Processes: []LegacyProcess{}, ForceStopTimeoutMs: cfg.Proxy.ForceStopTimeoutMs}
+	lt := &LegacyTakeover{}
 	cfg.LegacyTakeover = lt
 	if s, ok := o.stringList("screens", "List GNU Screen session names, e.g. screens: ['ticket-server']."); ok {
-		lt.Screens = s
+		take(c, &lt.Screens, s)
 	}
 	if v, ok := o.ms("forceStopTimeoutMs", false); ok {
-		lt.ForceStopTimeoutMs = v
+		take(c, &lt.ForceStopTimeoutMs, v)
 	}
 	if !o.has("processes") {
 		return
@@ -470,15 +450,19 @@ func decodeLegacy(c *collector, top obj, cfg *Config) {
 		c.add("legacyTakeover.processes", "Set it to a list such as [{name: 'legacy web', includes: ['server.js', '--port 8082']}].", "must be an array, got %s", describe(o.m["processes"]))
 		return
 	}
+	// Full capacity up front: entries are decoded in place, and the field
+	// set records their addresses, which an append must not move.
+	take(c, &lt.Processes, make([]LegacyProcess, 0, len(arr)))
 	for i, v := range arr {
 		path := fmt.Sprintf("legacyTakeover.processes[%d]", i)
-		po, ok := c.object(path, v, legacyProcFlds, "Write each entry as {name: 'legacy web', includes: ['server.js']}.")
+		po, ok := c.object(path, v, fieldsOf[LegacyProcess](), "Write each entry as {name: 'legacy web', includes: ['server.js']}.")
 		if !ok {
 			continue
 		}
-		lp := LegacyProcess{Name: fmt.Sprintf("legacy process %d", i+1)}
+		lt.Processes = append(lt.Processes, LegacyProcess{})
+		lp := &lt.Processes[len(lt.Processes)-1]
 		if n, ok := po.nonEmptyStr("name", "Give the entry a label such as 'legacy web'."); ok {
-			lp.Name = n
+			take(c, &lp.Name, n)
 		}
 		const incFix = "List strings that all appear in the legacy process's command line, e.g. includes: ['/srv/app/', 'server.js']."
 		if !po.has("includes") {
@@ -487,9 +471,8 @@ func decodeLegacy(c *collector, top obj, cfg *Config) {
 			if len(inc) == 0 {
 				c.add(path+".includes", incFix, "must list at least one string (an empty list would match every process)")
 			}
-			lp.Includes = inc
+			take(c, &lp.Includes, inc)
 		}
-		lt.Processes = append(lt.Processes, lp)
 	}
 }
 
@@ -504,34 +487,31 @@ func decodeProcesses(c *collector, top obj, cfg *Config) {
 		c.add("processes", fix, "must be an array, got %s", describe(top.m["processes"]))
 		return
 	}
+	// Decoded in place: the field set records addresses inside the slice.
+	cfg.Processes = make([]Process, len(arr))
 	for i, v := range arr {
-		cfg.Processes = append(cfg.Processes, decodeProcess(c, fmt.Sprintf("processes[%d]", i), v, cfg))
+		decodeProcess(c, i, v, &cfg.Processes[i])
 	}
 }
 
-func decodeProcess(c *collector, path string, v any, cfg *Config) Process {
-	p := Process{
-		Policy: Companion, Cwd: "{{releasePath}}", Env: map[string]string{},
-		StopSignal: DefaultStopSignal, GracefulStopMs: cfg.Proxy.ForceStopTimeoutMs,
-		RestartDelayMs: DefaultRestartDelayMs, Replicas: 1, OutputLines: DefaultOutputLines,
-		Restart: Restart{BackoffFactor: 1},
-	}
+func decodeProcess(c *collector, i int, v any, p *Process) {
+	path := processPath(i, "")
 	if m, ok := v.(map[string]any); ok {
 		if id, ok := m["id"].(string); ok && id != "" {
-			path = processPath(indexOf(path), id) // label every issue of this process with its id
+			path = processPath(i, id) // label every issue of this process with its id
 		}
 	}
-	o, ok := c.object(path, v, processFields, "Write each process as {id: 'web', policy: 'proxied', command: '...'}.")
+	o, ok := c.object(path, v, fieldsOf[Process](), "Write each process as {id: 'web', policy: 'proxied', command: '...'}.")
 	if !ok {
-		return p
+		return
 	}
 	if id, ok := o.nonEmptyStr("id", "Give the process an id such as 'web' or 'worker'."); ok {
-		p.ID = id
+		take(c, &p.ID, id)
 	} else if !o.has("id") {
 		c.add(path+".id", "Give the process an id such as 'web' or 'worker'.", "is required")
 	}
 	if pol, ok := o.str("policy", "Set policy to one of proxied, companion, singleton, service."); ok {
-		p.Policy = Policy(pol)
+		take(c, &p.Policy, Policy(pol)) // kept even when unknown: the rules that read it check c.failed first
 		if !containsPolicy(pol) {
 			names := make([]string, len(Policies))
 			for i, x := range Policies {
@@ -547,20 +527,23 @@ func decodeProcess(c *collector, path string, v any, cfg *Config) Process {
 	if !o.has("command") {
 		c.add(join(path, "command"), "Set command to the shell command that starts the process, e.g. 'node server.js --port {{port}}'.", "is required")
 	} else if cmd, ok := o.nonEmptyStr("command", "Set command to the shell command that starts the process."); ok {
-		p.Command = cmd
+		take(c, &p.Command, cmd)
 	}
 	if cwd, ok := o.nonEmptyStr("cwd", "Set cwd to a directory, e.g. '{{releasePath}}' or '{{releasePath}}/backend'."); ok {
-		p.Cwd = cwd
+		take(c, &p.Cwd, cwd)
 	}
 	if o.has("env") {
-		decodeEnv(c, join(path, "env"), o.m["env"], p.Env)
+		if env, ok := decodeEnv(c, join(path, "env"), o.m["env"]); ok {
+			take(c, &p.Env, env)
+		}
 	}
 	if o.has("port") {
 		p.Port = decodePort(c, join(path, "port"), o.m["port"])
 	}
-	decodeHealth(c, o, path, &p, cfg)
-	if p.Policy != Proxied && !o.has("health") {
-		p.Health = nil // only the proxied process is health-checked; no defaults to show elsewhere
+	if o.has("health") {
+		// Taken even when rejected, so the proxied process's default check
+		// does not stand in for a health value that was wrong.
+		take(c, &p.Health, decodeHealth(c, join(path, "health"), o.m["health"]))
 	}
 	if sig, ok := o.nonEmptyStr("stopSignal", "Set stopSignal to a signal name such as 'SIGTERM', 'SIGINT' or 'SIGQUIT'."); ok {
 		if unix.SignalNum(sig) == 0 {
@@ -571,38 +554,37 @@ func decodeProcess(c *collector, path string, v any, cfg *Config) Process {
 			}
 			c.add(join(path, "stopSignal"), fix, "%q is not a signal name", sig)
 		} else {
-			p.StopSignal = sig
+			take(c, &p.StopSignal, sig)
 		}
 	}
 	if b, ok := o.boolean("nonBlockingDrain", "Set nonBlockingDrain to true or false."); ok {
-		p.NonBlockingDrain = b
+		take(c, &p.NonBlockingDrain, b)
 	}
 	if o.has("lifecycle") {
 		p.Lifecycle = decodeLifecycle(c, join(path, "lifecycle"), o.m["lifecycle"])
 	}
 	if v, ok := o.ms("gracefulStopMs", false); ok {
-		p.GracefulStopMs = v
+		take(c, &p.GracefulStopMs, v)
 	}
 	if v, ok := o.ms("restartDelayMs", false); ok {
-		p.RestartDelayMs = v
+		take(c, &p.RestartDelayMs, v)
 	}
 	if o.has("restart") {
-		p.Restart = decodeRestart(c, join(path, "restart"), o.m["restart"])
+		decodeRestart(c, join(path, "restart"), o.m["restart"], &p.Restart)
 	}
 	if o.has("memory") {
 		p.Memory = decodeMemory(c, join(path, "memory"), o.m["memory"])
 	}
 	if n, ok := o.integer("replicas", 1, "a positive integer", "Set replicas to 1 or more (the number of identical instances)."); ok {
 		if n, ok = o.atMost("replicas", n, ok, maxReplicas, "replicas"); ok {
-			p.Replicas = int(n)
+			take(c, &p.Replicas, int(n))
 		}
 	}
 	if n, ok := o.integer("outputLines", 1, "a positive integer", "Set outputLines to how many recent output lines to keep, e.g. 50."); ok {
 		if n, ok = o.atMost("outputLines", n, ok, maxOutputLines, "lines"); ok {
-			p.OutputLines = int(n)
+			take(c, &p.OutputLines, int(n))
 		}
 	}
-	return p
 }
 
 // processPath labels processes[i] with its id so messages say which one.
@@ -613,20 +595,15 @@ func processPath(i int, id string) string {
 	return fmt.Sprintf("processes[%d] (%s)", i, id)
 }
 
-func indexOf(path string) int {
-	i := strings.LastIndex(path, "[")
-	j := strings.Index(path[i:], "]")
-	n, _ := strconv.Atoi(path[i+1 : i+j]) // path is built by us: processes[N]
-	return n
-}
-
-// decodeEnv fills dst from an object of strings; keys are free-form.
-func decodeEnv(c *collector, path string, v any, dst map[string]string) {
+// decodeEnv reads an object of strings; keys are free-form. ok is false
+// when v is not an object; the good entries of an object with bad ones are kept.
+func decodeEnv(c *collector, path string, v any) (map[string]string, bool) {
 	em, ok := v.(map[string]any)
 	if !ok {
 		c.add(path, "Write env as an object of strings, e.g. env: {NODE_ENV: 'production', PORT: '{{port}}'}.", "must be an object, got %s", describe(v))
-		return
+		return nil, false
 	}
+	dst := make(map[string]string, len(em))
 	keys := make([]string, 0, len(em))
 	for k := range em {
 		keys = append(keys, k)
@@ -644,6 +621,7 @@ func decodeEnv(c *collector, path string, v any, dst map[string]string) {
 		}
 		dst[k] = s
 	}
+	return dst, true
 }
 
 func containsPolicy(s string) bool {
@@ -672,7 +650,7 @@ func decodePort(c *collector, path string, v any) *PortRange {
 			return &PortRange{From: n, To: n}
 		}
 	case map[string]any:
-		o, ok := c.object(path, x, portFields, fix)
+		o, ok := c.object(path, x, fieldsOf[PortRange](), fix)
 		if !ok {
 			return nil
 		}
@@ -696,46 +674,41 @@ func decodePort(c *collector, path string, v any) *PortRange {
 	return nil
 }
 
-func decodeHealth(c *collector, o obj, path string, p *Process, cfg *Config) {
-	h := &Health{Path: cfg.Proxy.HealthPath, TimeoutMs: cfg.Proxy.HealthTimeoutMs, IntervalMs: DefaultHealthIntervalMs}
-	if !o.has("health") {
-		p.Health = h
-		return
-	}
-	hp := join(path, "health")
-	if b, ok := o.m["health"].(bool); ok {
+// decodeHealth reads `health: false` or a health object; nil when rejected.
+func decodeHealth(c *collector, hp string, v any) *Health {
+	if b, ok := v.(bool); ok {
 		if b {
 			c.add(hp, "Remove health to use the defaults, set it to an object such as {path: '/ping'}, or to false to disable it.", "must be an object or false, got true")
-			return
+			return nil
 		}
-		p.Health = &Health{Disabled: true}
-		return
+		return &Health{Disabled: true}
 	}
-	ho, ok := c.object(hp, o.m["health"], healthFields, "Set health to an object such as {path: '/ping', timeoutMs: 30000}, or false to disable it.")
+	ho, ok := c.object(hp, v, fieldsOf[Health](), "Set health to an object such as {path: '/ping', timeoutMs: 30000}, or false to disable it.")
 	if !ok {
-		return
+		return nil
 	}
+	h := &Health{}
 	if s, ok := ho.nonEmptyStr("path", "Set health.path to an HTTP path such as '/ping'."); ok {
 		if !strings.HasPrefix(s, "/") {
 			c.add(hp+".path", fmt.Sprintf("Write it as %q.", "/"+s), "%q must start with /", s)
 		} else {
-			h.Path = s
+			take(c, &h.Path, s)
 		}
 	}
 	if v, ok := ho.ms("timeoutMs", true); ok {
-		h.TimeoutMs = v
+		take(c, &h.TimeoutMs, v)
 	}
 	if v, ok := ho.ms("intervalMs", true); ok {
-		h.IntervalMs = v
+		take(c, &h.IntervalMs, v)
 	}
 	if v, ok := ho.ms("startDelayMs", false); ok {
-		h.StartDelayMs = v
+		take(c, &h.StartDelayMs, v)
 	}
-	p.Health = h
+	return h
 }
 
 func decodeLifecycle(c *collector, path string, v any) *Lifecycle {
-	o, ok := c.object(path, v, lifecycleFields, "Set lifecycle to an object such as {quietCommand: 'kill -TSTP -$ROLLBRIDGE_PID', drainTimeoutMs: 60000}.")
+	o, ok := c.object(path, v, fieldsOf[Lifecycle](), "Set lifecycle to an object such as {quietCommand: 'kill -TSTP -$ROLLBRIDGE_PID', drainTimeoutMs: 60000}.")
 	if !ok {
 		return nil
 	}
@@ -744,55 +717,54 @@ func decodeLifecycle(c *collector, path string, v any) *Lifecycle {
 	l.DrainCommand, _ = o.nonEmptyStr("drainCommand", "Set drainCommand to a shell command that blocks until the process drained, or remove it.")
 	l.StopCommand, _ = o.nonEmptyStr("stopCommand", "Set stopCommand to a shell command, or remove it.")
 	if n, ok := o.ms("drainTimeoutMs", false); ok {
-		l.DrainTimeoutMs = n
+		take(c, &l.DrainTimeoutMs, n)
 	}
 	return l
 }
 
-func decodeRestart(c *collector, path string, v any) Restart {
-	r := Restart{BackoffFactor: 1}
-	o, ok := c.object(path, v, restartFields, "Set restart to an object such as {maxRestarts: 5, windowMs: 60000, backoffFactor: 2, maxDelayMs: 30000}.")
+// decodeRestart fills r, which is part of its Process.
+func decodeRestart(c *collector, path string, v any, r *Restart) {
+	o, ok := c.object(path, v, fieldsOf[Restart](), "Set restart to an object such as {maxRestarts: 5, windowMs: 60000, backoffFactor: 2, maxDelayMs: 30000}.")
 	if !ok {
-		return r
+		return
 	}
 	if n, ok := o.integer("maxRestarts", 0, "a non-negative integer", "Set restart.maxRestarts to 0 or more, or remove it for unlimited restarts."); ok {
 		m := int(n)
-		r.MaxRestarts = &m
+		take(c, &r.MaxRestarts, &m)
 	}
 	if n, ok := o.ms("windowMs", false); ok {
-		r.WindowMs = n
+		take(c, &r.WindowMs, n)
 	}
 	if n, ok := o.ms("maxDelayMs", false); ok {
-		r.MaxDelayMs = n
+		take(c, &r.MaxDelayMs, n)
 	}
 	if o.has("backoffFactor") {
 		f, _, ok := o.number("backoffFactor")
 		if !ok || f < 1 || f > 1000 {
 			c.add(path+".backoffFactor", "Set restart.backoffFactor to 1 (constant delay) or more, e.g. 2 to double each time.", "must be a number between 1 and 1000, got %s", describe(o.m["backoffFactor"]))
 		} else {
-			r.BackoffFactor = f
+			take(c, &r.BackoffFactor, f)
 		}
 	}
-	return r
 }
 
 func decodeMemory(c *collector, path string, v any) *Memory {
-	o, ok := c.object(path, v, memoryFields, "Set memory to an object such as {limitBytes: 536870912, warnBytes: 402653184}.")
+	o, ok := c.object(path, v, fieldsOf[Memory](), "Set memory to an object such as {limitBytes: 536870912, warnBytes: 402653184}.")
 	if !ok {
 		return nil
 	}
-	m := &Memory{CheckIntervalMs: DefaultMemoryCheckMs}
+	m := &Memory{}
 	const limFix = "Set memory.limitBytes to the RSS limit in bytes, e.g. 536870912 for 512 MiB."
 	if !o.has("limitBytes") {
 		c.add(path+".limitBytes", limFix, "is required when memory is set")
 	} else if n, ok := o.integer("limitBytes", 1, "a positive integer number of bytes", limFix); ok {
-		m.LimitBytes = n
+		take(c, &m.LimitBytes, n)
 	}
 	if n, ok := o.integer("warnBytes", 0, "a non-negative integer number of bytes", "Set memory.warnBytes below limitBytes, or 0 to turn the warning off."); ok {
-		m.WarnBytes = n
+		take(c, &m.WarnBytes, n)
 	}
 	if n, ok := o.ms("checkIntervalMs", true); ok {
-		m.CheckIntervalMs = n
+		take(c, &m.CheckIntervalMs, n)
 	}
 	return m
 }

@@ -7,6 +7,10 @@
 // defaults -> check the cross-field rules. A caller gets either a Config or an
 // Issues error listing everything that is wrong, each with a fix.
 //
+// The struct definitions in config.go are the schema: their json tags are
+// the keys the decoder accepts, and applyDefaults in defaults.go is the one
+// place defaults are filled in.
+//
 // Field names, types and defaults follow the Node original's docs/config.md,
 // so a config translated from rollbridge.js keeps its meaning. This package
 // is the only importer of go-jsonnet.

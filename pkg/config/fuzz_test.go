@@ -18,6 +18,9 @@ func FuzzDecode(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	if data, err := os.ReadFile("testdata/every-field.json"); err == nil {
+		f.Add(data)
+	}
 	f.Add([]byte(`{"proxy":{},"processes":[{"id":"web","policy":"proxied","command":"x {{port}}","port":18000}]}`))
 	f.Add([]byte(`{"proxy":{"port":"x"},"processes":[{"id":"a#1","replicas":2,"port":{"from":5,"to":1}}]}`))
 	f.Add([]byte(`[1,2`))

@@ -52,8 +52,12 @@ func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("no config file: looked for %s in the working directory; create it or pass -c/--config PATH", e.Path)
 }
 
-// collector accumulates issues during a walk.
-type collector struct{ issues Issues }
+// collector accumulates issues during a walk, and the fields it took from
+// the config (see fieldSet).
+type collector struct {
+	issues Issues
+	set    fieldSet
+}
 
 // failedAt reports whether an issue was recorded at exactly path.
 func (c *collector) failedAt(path string) bool {

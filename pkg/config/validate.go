@@ -6,10 +6,14 @@ import (
 	"strings"
 )
 
-// validate checks the rules that span fields. It runs after the walk even
-// when that found problems, so every rule first checks that the fields it
-// reads were decoded cleanly: a follow-on issue would only add noise.
+// validate checks the rules that span fields, and those that read a value
+// applyDefaults may have filled in. It runs after the walk even when that
+// found problems, so every rule first checks that the fields it reads were
+// decoded cleanly: a follow-on issue would only add noise.
 func validate(c *collector, cfg *Config) {
+	if !c.set[&cfg.Control.Path] {
+		checkSocketPath(c, cfg.Control.Path) // the default grows with application
+	}
 	var proxied []string
 	seen := map[string]int{}
 	withPort := map[string]bool{}

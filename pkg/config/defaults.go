@@ -1,0 +1,117 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+)
+
+// Defaults, named once so docs, validation and normalisation agree.
+const (
+	DefaultFile               = "rollbridge.jsonnet"
+	DefaultProxyHost          = "127.0.0.1"
+	DefaultProxyPort          = 8182
+	DefaultHealthPath         = "/ping"
+	DefaultHealthTimeoutMs    = 30000
+	DefaultHealthIntervalMs   = 250
+	DefaultDrainTimeoutMs     = 60000
+	DefaultForceStopTimeoutMs = 10000
+	DefaultRestartDelayMs     = 1000
+	DefaultOutputLines        = 50
+	DefaultMemoryCheckMs      = 5000
+	DefaultRetentionKeep      = 10
+	DefaultStopSignal         = "SIGTERM"
+)
+
+// fieldSet records which fields the decoder took from the config, by the
+// field's address in the Config being built, so applyDefaults fills exactly
+// the others. Addresses rather than paths, because 0 and false are
+// legitimate settings (drainTimeoutMs: 0, restoreOnStart: false) that a
+// zero check cannot tell from "absent". Fields that have no default (port,
+// lifecycle, memory, control.mode) are assigned without being recorded.
+type fieldSet map[any]bool
+
+// take stores a decoded value and records that field as given.
+func take[T any](c *collector, field *T, v T) {
+	*field = v
+	c.set[field] = true
+}
+
+// orDefault sets field to v unless the config gave it.
+func orDefault[T any](set fieldSet, field *T, v T) {
+	if !set[field] {
+		*field = v
+	}
+}
+
+// applyDefaults fills every field the config left out, and every field whose
+// value was rejected (the Config is then only used to word further issues).
+// It is the one place defaults are applied; the order matters only where a
+// default is another field's value (gracefulStopMs is proxy.forceStopTimeoutMs).
+func applyDefaults(cfg *Config, set fieldSet) {
+	orDefault(set, &cfg.Application, defaultApplication(cfg.Path))
+	orDefault(set, &cfg.RestoreOnStart, true)
+	if cfg.Application != "" {
+		orDefault(set, &cfg.Control.Path, "/tmp/rollbridge-"+cfg.Application+".sock")
+	}
+
+	p := &cfg.Proxy
+	orDefault(set, &p.Host, DefaultProxyHost)
+	orDefault(set, &p.Port, DefaultProxyPort)
+	orDefault(set, &p.UpstreamHost, defaultUpstreamHost(p.Host))
+	orDefault(set, &p.HealthPath, DefaultHealthPath)
+	orDefault(set, &p.HealthTimeoutMs, DefaultHealthTimeoutMs)
+	orDefault(set, &p.DrainTimeoutMs, DefaultDrainTimeoutMs)
+	orDefault(set, &p.ForceStopTimeoutMs, DefaultForceStopTimeoutMs)
+
+	orDefault(set, &cfg.ReleaseRetention.Keep, DefaultRetentionKeep)
+
+	if lt := cfg.LegacyTakeover; lt != nil {
+		orDefault(set, &lt.Screens, []string{})
+		orDefault(set, &lt.Processes, []LegacyProcess{})
+		orDefault(set, &lt.ForceStopTimeoutMs, p.ForceStopTimeoutMs)
+		for i := range lt.Processes {
+			orDefault(set, &lt.Processes[i].Name, fmt.Sprintf("legacy process %d", i+1))
+		}
+	}
+
+	for i := range cfg.Processes {
+		pr := &cfg.Processes[i]
+		orDefault(set, &pr.Policy, Companion)
+		orDefault(set, &pr.Cwd, "{{releasePath}}")
+		orDefault(set, &pr.Env, map[string]string{})
+		orDefault(set, &pr.StopSignal, DefaultStopSignal)
+		orDefault(set, &pr.GracefulStopMs, p.ForceStopTimeoutMs)
+		orDefault(set, &pr.RestartDelayMs, DefaultRestartDelayMs)
+		orDefault(set, &pr.Replicas, 1)
+		orDefault(set, &pr.OutputLines, DefaultOutputLines)
+		orDefault(set, &pr.Restart.BackoffFactor, 1)
+		// Only the proxied process is health-checked, so only it gets a
+		// default check; a rejected health value stays unset.
+		if pr.Policy == Proxied {
+			orDefault(set, &pr.Health, &Health{})
+		}
+		if h := pr.Health; h != nil && !h.Disabled {
+			orDefault(set, &h.Path, p.HealthPath)
+			orDefault(set, &h.TimeoutMs, p.HealthTimeoutMs)
+			orDefault(set, &h.IntervalMs, DefaultHealthIntervalMs)
+		}
+		if m := pr.Memory; m != nil {
+			orDefault(set, &m.CheckIntervalMs, DefaultMemoryCheckMs)
+		}
+	}
+}
+
+// defaultApplication is the name of the directory holding the config.
+func defaultApplication(configPath string) string {
+	return filepath.Base(filepath.Dir(configPath))
+}
+
+// defaultUpstreamHost is proxy.host, except that a wildcard bind address is
+// not something to connect to.
+func defaultUpstreamHost(host string) string {
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return host
+}

@@ -1,0 +1,286 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// schemaLeaf is a field the schema declares, named the way docs/config.md
+// names fields: "proxy.port", "processes[].health.path".
+type schemaLeaf struct {
+	path string
+}
+
+// schemaObjects lists every schema struct type reachable from Config.
+func schemaObjects() []reflect.Type {
+	var out []reflect.Type
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if !isObject(t) || seen[t] {
+			return
+		}
+		seen[t] = true
+		out = append(out, t)
+		for _, f := range schemaFields(t) {
+			walk(t.Field(f.index).Type)
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	return out
+}
+
+// elemType strips pointers and one level of slice: what a field's JSON
+// value is made of.
+func elemType(t reflect.Type) (reflect.Type, bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Slice && isObject(t.Elem()) {
+		return t.Elem(), true
+	}
+	return t, false
+}
+
+// schemaLeaves lists every field that holds a value rather than an object.
+func schemaLeaves(t reflect.Type, prefix string) []schemaLeaf {
+	var out []schemaLeaf
+	for _, f := range schemaFields(t) {
+		path := join(prefix, f.name)
+		et, list := elemType(t.Field(f.index).Type)
+		if list {
+			path += "[]"
+		}
+		if isObject(et) {
+			out = append(out, schemaLeaves(et, path)...)
+			continue
+		}
+		out = append(out, schemaLeaf{path})
+	}
+	return out
+}
+
+// TestKnownFieldsAreTheStructFields pins the decoder's key lists to the
+// struct definitions: every field of every schema struct is accepted where
+// that struct is decoded, and nothing else is.
+func TestKnownFieldsAreTheStructFields(t *testing.T) {
+	for _, typ := range schemaObjects() {
+		var want []string
+		for i := range typ.NumField() {
+			if n, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ","); n != "" && n != "-" {
+				want = append(want, n)
+			}
+		}
+		sort.Strings(want)
+		got := knownFieldsByType(typ)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decoder accepts %v, struct declares %v", typ.Name(), got, want)
+		}
+	}
+}
+
+// knownFieldsByType calls fieldsOf for a runtime type.
+func knownFieldsByType(t reflect.Type) []string {
+	switch t {
+	case reflect.TypeFor[Config]():
+		return fieldsOf[Config]()
+	case reflect.TypeFor[Control]():
+		return fieldsOf[Control]()
+	case reflect.TypeFor[Proxy]():
+		return fieldsOf[Proxy]()
+	case reflect.TypeFor[ReleaseRetention]():
+		return fieldsOf[ReleaseRetention]()
+	case reflect.TypeFor[LegacyTakeover]():
+		return fieldsOf[LegacyTakeover]()
+	case reflect.TypeFor[LegacyProcess]():
+		return fieldsOf[LegacyProcess]()
+	case reflect.TypeFor[Process]():
+		return fieldsOf[Process]()
+	case reflect.TypeFor[PortRange]():
+		return fieldsOf[PortRange]()
+	case reflect.TypeFor[Health]():
+		return fieldsOf[Health]()
+	case reflect.TypeFor[Lifecycle]():
+		return fieldsOf[Lifecycle]()
+	case reflect.TypeFor[Restart]():
+		return fieldsOf[Restart]()
+	case reflect.TypeFor[Memory]():
+		return fieldsOf[Memory]()
+	}
+	return []string{"no decoder for " + t.Name() + "; add it to knownFieldsByType"}
+}
+
+// jsonPath addresses a value inside a decoded JSON tree.
+type jsonPath []any // string keys and int indexes
+
+func (p jsonPath) String() string {
+	var b strings.Builder
+	for _, s := range p {
+		switch s := s.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(s)
+		case int:
+			fmt.Fprintf(&b, "[%d]", s)
+		}
+	}
+	return b.String()
+}
+
+// schemaName drops the indexes: processes[1].command -> processes[].command.
+func (p jsonPath) schemaName() string {
+	return regexp.MustCompile(`\[\d+\]`).ReplaceAllString(p.String(), "[]")
+}
+
+func (p jsonPath) get(v any) (any, bool) {
+	for _, s := range p {
+		switch s := s.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if v, ok = m[s]; !ok {
+				return nil, false
+			}
+		case int:
+			a, ok := v.([]any)
+			if !ok || s >= len(a) {
+				return nil, false
+			}
+			v = a[s]
+		}
+	}
+	return v, true
+}
+
+// leafOccurrences walks a JSON config along the schema and returns the path
+// of every value it sets, and the keys the schema does not know.
+func leafOccurrences(t reflect.Type, v any, at jsonPath) (leaves []jsonPath, unknown []string) {
+	m, _ := v.(map[string]any)
+	byName := map[string]reflect.Type{}
+	for _, f := range schemaFields(t) {
+		byName[f.name] = t.Field(f.index).Type
+	}
+	for k, x := range m {
+		p := append(append(jsonPath{}, at...), k)
+		ft, ok := byName[k]
+		if !ok {
+			unknown = append(unknown, p.String())
+			continue
+		}
+		et, list := elemType(ft)
+		switch {
+		case list && isObject(et):
+			arr, _ := x.([]any)
+			for i, e := range arr {
+				l, u := leafOccurrences(et, e, append(append(jsonPath{}, p...), i))
+				leaves, unknown = append(leaves, l...), append(unknown, u...)
+			}
+		case isObject(et):
+			l, u := leafOccurrences(et, x, p)
+			leaves, unknown = append(leaves, l...), append(unknown, u...)
+		default:
+			leaves = append(leaves, p)
+		}
+	}
+	return leaves, unknown
+}
+
+func decodeJSON(t testing.TB, v any) (any, error) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Decode(data, "/srv/app/rollbridge.jsonnet")
+	if err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree any
+	if err := json.Unmarshal(out, &tree); err != nil {
+		t.Fatal(err)
+	}
+	return tree, nil
+}
+
+// TestDecoderReadsEverySchemaField fails when a struct field is added
+// without the decoder reading it, or testdata/every-field.json without it.
+// The fixture sets every field; each one must come out of the decoder as
+// given, and for each field at least one setting must matter: leaving it
+// out changes the result, or is an issue naming it.
+func TestDecoderReadsEverySchemaField(t *testing.T) {
+	data, err := os.ReadFile("testdata/every-field.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixture any
+	if err := json.Unmarshal(data, &fixture); err != nil {
+		t.Fatal(err)
+	}
+	leaves, unknown := leafOccurrences(reflect.TypeFor[Config](), fixture, nil)
+	for _, u := range unknown {
+		t.Errorf("fixture sets %s, which is not a schema field", u)
+	}
+	covered := map[string]bool{}
+	for _, l := range leaves {
+		covered[l.schemaName()] = true
+	}
+	for _, l := range schemaLeaves(reflect.TypeFor[Config](), "") {
+		if !covered[l.path] {
+			t.Errorf("testdata/every-field.json does not set %s; add it with a value other than its default", l.path)
+		}
+	}
+
+	full, err := decodeJSON(t, fixture)
+	if err != nil {
+		t.Fatalf("fixture does not validate: %v", err)
+	}
+	matters := map[string]bool{}
+	for _, l := range leaves {
+		want, _ := l.get(fixture)
+		if got, _ := l.get(full); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decoded %v, fixture says %v", l, got, want)
+		}
+		// Leave it out: the default must differ, or the absence be an issue.
+		var clone any
+		_ = json.Unmarshal(data, &clone)
+		parent, _ := l[:len(l)-1].get(clone)
+		delete(parent.(map[string]any), l[len(l)-1].(string))
+		without, err := decodeJSON(t, clone)
+		var issues Issues
+		switch {
+		case errors.As(err, &issues):
+			for _, is := range issues {
+				matters[l.schemaName()] = matters[l.schemaName()] || strings.Contains(is.Message, l[len(l)-1].(string))
+			}
+		case err != nil:
+			t.Fatalf("without %s: %v", l, err)
+		default:
+			got, _ := l.get(without)
+			want, _ := l.get(full)
+			matters[l.schemaName()] = matters[l.schemaName()] || !reflect.DeepEqual(got, want)
+		}
+	}
+	for name := range covered {
+		if !matters[name] {
+			t.Errorf("%s: every value the fixture gives equals the default; give one that differs", name)
+		}
+	}
+}
