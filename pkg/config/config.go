@@ -62,11 +62,23 @@ type Proxy struct {
 	ForceStopTimeoutMs int64  `json:"forceStopTimeoutMs"`
 }
 
+// HealthTimeout is HealthTimeoutMs as a Duration.
+func (p Proxy) HealthTimeout() time.Duration { return Ms(p.HealthTimeoutMs) }
+
+// DrainTimeout is DrainTimeoutMs as a Duration.
+func (p Proxy) DrainTimeout() time.Duration { return Ms(p.DrainTimeoutMs) }
+
+// ForceStopTimeout is ForceStopTimeoutMs as a Duration.
+func (p Proxy) ForceStopTimeout() time.Duration { return Ms(p.ForceStopTimeoutMs) }
+
 // ReleaseRetention bounds how many stopped releases the daemon remembers.
 type ReleaseRetention struct {
 	Keep     int   `json:"keep"`
 	MaxAgeMs int64 `json:"maxAgeMs"`
 }
+
+// MaxAge is MaxAgeMs as a Duration; 0 means no age limit.
+func (r ReleaseRetention) MaxAge() time.Duration { return Ms(r.MaxAgeMs) }
 
 // LegacyTakeover describes pre-Rollbridge processes predeploy-cleanup stops.
 type LegacyTakeover struct {
@@ -74,6 +86,9 @@ type LegacyTakeover struct {
 	Processes          []LegacyProcess `json:"processes"`
 	ForceStopTimeoutMs int64           `json:"forceStopTimeoutMs"`
 }
+
+// ForceStopTimeout is ForceStopTimeoutMs as a Duration.
+func (l LegacyTakeover) ForceStopTimeout() time.Duration { return Ms(l.ForceStopTimeoutMs) }
 
 // LegacyProcess matches processes whose command line contains every Includes string.
 type LegacyProcess struct {
@@ -101,6 +116,12 @@ type Process struct {
 	OutputLines      int               `json:"outputLines"`
 }
 
+// GracefulStop is GracefulStopMs as a Duration.
+func (p *Process) GracefulStop() time.Duration { return Ms(p.GracefulStopMs) }
+
+// RestartDelay is RestartDelayMs as a Duration.
+func (p *Process) RestartDelay() time.Duration { return Ms(p.RestartDelayMs) }
+
 // PortRange is an inclusive port range; a fixed port has From == To.
 type PortRange struct {
 	From int `json:"from"`
@@ -124,6 +145,15 @@ type Health struct {
 	StartDelayMs int64  `json:"startDelayMs"`
 }
 
+// Timeout is TimeoutMs as a Duration.
+func (h Health) Timeout() time.Duration { return Ms(h.TimeoutMs) }
+
+// Interval is IntervalMs as a Duration.
+func (h Health) Interval() time.Duration { return Ms(h.IntervalMs) }
+
+// StartDelay is StartDelayMs as a Duration.
+func (h Health) StartDelay() time.Duration { return Ms(h.StartDelayMs) }
+
 // MarshalJSON writes `false` for a disabled check, as it was configured.
 func (h Health) MarshalJSON() ([]byte, error) {
 	if h.Disabled {
@@ -141,6 +171,9 @@ type Lifecycle struct {
 	StopCommand    string `json:"stopCommand,omitempty"`
 }
 
+// DrainTimeout is DrainTimeoutMs as a Duration; 0 skips the drain step.
+func (l Lifecycle) DrainTimeout() time.Duration { return Ms(l.DrainTimeoutMs) }
+
 // Restart is the automatic restart policy. MaxRestarts nil means unlimited.
 type Restart struct {
 	MaxRestarts   *int    `json:"maxRestarts,omitempty"`
@@ -149,12 +182,21 @@ type Restart struct {
 	MaxDelayMs    int64   `json:"maxDelayMs"`
 }
 
+// Window is WindowMs as a Duration; 0 counts over the whole lifetime.
+func (r Restart) Window() time.Duration { return Ms(r.WindowMs) }
+
+// MaxDelay is MaxDelayMs as a Duration; 0 means no cap.
+func (r Restart) MaxDelay() time.Duration { return Ms(r.MaxDelayMs) }
+
 // Memory is the RSS supervision policy.
 type Memory struct {
 	LimitBytes      int64 `json:"limitBytes"`
 	WarnBytes       int64 `json:"warnBytes"`
 	CheckIntervalMs int64 `json:"checkIntervalMs"`
 }
+
+// CheckInterval is CheckIntervalMs as a Duration.
+func (m Memory) CheckInterval() time.Duration { return Ms(m.CheckIntervalMs) }
 
 // FileMode is control.mode. It marshals as the octal string ("660") so the
 // normalised JSON reads like the configuration people write.
@@ -187,7 +229,10 @@ func (v IDOrName) String() string {
 	return strconv.Itoa(v.ID)
 }
 
-// Ms converts a millisecond field to a Duration.
+// Ms converts a millisecond field to a Duration. Each ...Ms field also has a
+// method without the suffix (Proxy.DrainTimeout, Process.GracefulStop, ...)
+// that does this; callers should prefer those. Load bounds every ...Ms value
+// to ten years, so the product cannot overflow.
 func Ms(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 // Proxied returns the proxied process. A validated Config has exactly one.

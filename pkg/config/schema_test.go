@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // schemaLeaf is a field the schema declares, named the way docs/config.md
@@ -281,6 +282,34 @@ func TestDecoderReadsEverySchemaField(t *testing.T) {
 	for name := range covered {
 		if !matters[name] {
 			t.Errorf("%s: every value the fixture gives equals the default; give one that differs", name)
+		}
+	}
+}
+
+// TestDurationMethods: each ...Ms field has a method without the suffix
+// returning the same span as a Duration.
+func TestDurationMethods(t *testing.T) {
+	for _, typ := range schemaObjects() {
+		for _, f := range schemaFields(typ) {
+			sf := typ.Field(f.index)
+			if !strings.HasSuffix(sf.Name, "Ms") || sf.Type.Kind() != reflect.Int64 {
+				continue
+			}
+			v := reflect.New(typ) // *T has the methods of T and *T
+			v.Elem().Field(f.index).SetInt(1234)
+			m := v.MethodByName(strings.TrimSuffix(sf.Name, "Ms"))
+			if !m.IsValid() {
+				t.Errorf("%s.%s has no method %s() time.Duration", typ.Name(), sf.Name, strings.TrimSuffix(sf.Name, "Ms"))
+				continue
+			}
+			out := m.Call(nil)
+			if len(out) != 1 || out[0].Type() != reflect.TypeFor[time.Duration]() {
+				t.Errorf("%s.%s: method does not return a time.Duration", typ.Name(), sf.Name)
+				continue
+			}
+			if got := out[0].Interface().(time.Duration); got != 1234*time.Millisecond {
+				t.Errorf("%s.%s = 1234: got %v, want 1.234s", typ.Name(), sf.Name, got)
+			}
 		}
 	}
 }
