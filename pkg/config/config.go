@@ -26,40 +26,48 @@ var Policies = []Policy{Proxied, Companion, Singleton, Service}
 // equal Config.
 //
 // The struct definitions below are the schema (see schema.go): `json` names
-// the field in the config file.
+// the field in the config file, `reload` says what a change to it takes in a
+// running daemon (ReloadLive, ReloadNextDeploy, ReloadRestart). A struct-valued
+// field's class is at least that of every field inside it.
 type Config struct {
-	Application      string           `json:"application"`
-	Control          Control          `json:"control"`
-	Proxy            Proxy            `json:"proxy"`
-	Processes        []Process        `json:"processes"`
-	ReleaseRetention ReleaseRetention `json:"releaseRetention"`
-	StatePath        string           `json:"statePath,omitempty"`
+	// Application names the default control socket, the systemd units and
+	// the state, so it cannot change under a running daemon.
+	Application      string           `json:"application" reload:"restart"`
+	Control          Control          `json:"control" reload:"restart"`
+	Proxy            Proxy            `json:"proxy" reload:"restart"`
+	Processes        []Process        `json:"processes" reload:"next-deploy"`
+	ReleaseRetention ReleaseRetention `json:"releaseRetention" reload:"next-deploy"`
+	// StatePath is opened at start and written from then on.
+	StatePath string `json:"statePath,omitempty" reload:"restart"`
 	// RestoreOnStart (extension, default true): when the state file names an
 	// active release and none of its processes survived, redeploy it at start.
-	RestoreOnStart bool            `json:"restoreOnStart"`
-	LegacyTakeover *LegacyTakeover `json:"legacyTakeover,omitempty"`
+	// Only a start reads it, so a reload has nothing to wait for.
+	RestoreOnStart bool `json:"restoreOnStart" reload:"live"`
+	// LegacyTakeover is read by rollbridgectl predeploy-cleanup from the
+	// file itself, never by the daemon.
+	LegacyTakeover *LegacyTakeover `json:"legacyTakeover,omitempty" reload:"live"`
 
 	// Path is the absolute path of the file this config was loaded from.
 	Path string `json:"-"`
 }
 
-// Control configures the Unix control socket.
+// Control configures the Unix control socket. The daemon binds it at start.
 type Control struct {
-	Path  string    `json:"path"`
-	Mode  *FileMode `json:"mode,omitempty"`
-	Owner *IDOrName `json:"owner,omitempty"`
-	Group *IDOrName `json:"group,omitempty"`
+	Path  string    `json:"path" reload:"restart"`
+	Mode  *FileMode `json:"mode,omitempty" reload:"restart"`
+	Owner *IDOrName `json:"owner,omitempty" reload:"restart"`
+	Group *IDOrName `json:"group,omitempty" reload:"restart"`
 }
 
 // Proxy configures the stable listener and shared defaults.
 type Proxy struct {
-	Host               string `json:"host"`
-	Port               int    `json:"port"`
-	UpstreamHost       string `json:"upstreamHost"`
-	HealthPath         string `json:"healthPath"`
-	HealthTimeoutMs    int64  `json:"healthTimeoutMs"`
-	DrainTimeoutMs     int64  `json:"drainTimeoutMs"`
-	ForceStopTimeoutMs int64  `json:"forceStopTimeoutMs"`
+	Host               string `json:"host" reload:"restart"`
+	Port               int    `json:"port" reload:"restart"`
+	UpstreamHost       string `json:"upstreamHost" reload:"next-deploy"`
+	HealthPath         string `json:"healthPath" reload:"next-deploy"`
+	HealthTimeoutMs    int64  `json:"healthTimeoutMs" reload:"next-deploy"`
+	DrainTimeoutMs     int64  `json:"drainTimeoutMs" reload:"next-deploy"`
+	ForceStopTimeoutMs int64  `json:"forceStopTimeoutMs" reload:"next-deploy"`
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.
@@ -73,8 +81,8 @@ func (p Proxy) ForceStopTimeout() time.Duration { return Ms(p.ForceStopTimeoutMs
 
 // ReleaseRetention bounds how many stopped releases the daemon remembers.
 type ReleaseRetention struct {
-	Keep     int   `json:"keep"`
-	MaxAgeMs int64 `json:"maxAgeMs"`
+	Keep     int   `json:"keep" reload:"next-deploy"`
+	MaxAgeMs int64 `json:"maxAgeMs" reload:"next-deploy"`
 }
 
 // MaxAge is MaxAgeMs as a Duration; 0 means no age limit.
@@ -82,9 +90,9 @@ func (r ReleaseRetention) MaxAge() time.Duration { return Ms(r.MaxAgeMs) }
 
 // LegacyTakeover describes pre-Rollbridge processes predeploy-cleanup stops.
 type LegacyTakeover struct {
-	Screens            []string        `json:"screens"`
-	Processes          []LegacyProcess `json:"processes"`
-	ForceStopTimeoutMs int64           `json:"forceStopTimeoutMs"`
+	Screens            []string        `json:"screens" reload:"live"`
+	Processes          []LegacyProcess `json:"processes" reload:"live"`
+	ForceStopTimeoutMs int64           `json:"forceStopTimeoutMs" reload:"live"`
 }
 
 // ForceStopTimeout is ForceStopTimeoutMs as a Duration.
@@ -92,28 +100,29 @@ func (l LegacyTakeover) ForceStopTimeout() time.Duration { return Ms(l.ForceStop
 
 // LegacyProcess matches processes whose command line contains every Includes string.
 type LegacyProcess struct {
-	Name     string   `json:"name"`
-	Includes []string `json:"includes"`
+	Name     string   `json:"name" reload:"live"`
+	Includes []string `json:"includes" reload:"live"`
 }
 
-// Process is one entry of processes[].
+// Process is one entry of processes[]. Every field applies from the next
+// deploy: a running process keeps the definition it was started with.
 type Process struct {
-	ID               string            `json:"id"`
-	Policy           Policy            `json:"policy"`
-	Command          string            `json:"command"`
-	Cwd              string            `json:"cwd"`
-	Env              map[string]string `json:"env"`
-	Port             *PortRange        `json:"port,omitempty"`
-	Health           *Health           `json:"health,omitempty"`
-	StopSignal       string            `json:"stopSignal"`
-	NonBlockingDrain bool              `json:"nonBlockingDrain"`
-	Lifecycle        *Lifecycle        `json:"lifecycle,omitempty"`
-	GracefulStopMs   int64             `json:"gracefulStopMs"`
-	RestartDelayMs   int64             `json:"restartDelayMs"`
-	Restart          Restart           `json:"restart"`
-	Memory           *Memory           `json:"memory,omitempty"`
-	Replicas         int               `json:"replicas"`
-	OutputLines      int               `json:"outputLines"`
+	ID               string            `json:"id" reload:"next-deploy"`
+	Policy           Policy            `json:"policy" reload:"next-deploy"`
+	Command          string            `json:"command" reload:"next-deploy"`
+	Cwd              string            `json:"cwd" reload:"next-deploy"`
+	Env              map[string]string `json:"env" reload:"next-deploy"`
+	Port             *PortRange        `json:"port,omitempty" reload:"next-deploy"`
+	Health           *Health           `json:"health,omitempty" reload:"next-deploy"`
+	StopSignal       string            `json:"stopSignal" reload:"next-deploy"`
+	NonBlockingDrain bool              `json:"nonBlockingDrain" reload:"next-deploy"`
+	Lifecycle        *Lifecycle        `json:"lifecycle,omitempty" reload:"next-deploy"`
+	GracefulStopMs   int64             `json:"gracefulStopMs" reload:"next-deploy"`
+	RestartDelayMs   int64             `json:"restartDelayMs" reload:"next-deploy"`
+	Restart          Restart           `json:"restart" reload:"next-deploy"`
+	Memory           *Memory           `json:"memory,omitempty" reload:"next-deploy"`
+	Replicas         int               `json:"replicas" reload:"next-deploy"`
+	OutputLines      int               `json:"outputLines" reload:"next-deploy"`
 }
 
 // GracefulStop is GracefulStopMs as a Duration.
@@ -124,8 +133,8 @@ func (p *Process) RestartDelay() time.Duration { return Ms(p.RestartDelayMs) }
 
 // PortRange is an inclusive port range; a fixed port has From == To.
 type PortRange struct {
-	From int `json:"from"`
-	To   int `json:"to"`
+	From int `json:"from" reload:"next-deploy"`
+	To   int `json:"to" reload:"next-deploy"`
 }
 
 // String formats the range as "from-to", or the single port.
@@ -138,11 +147,11 @@ func (r PortRange) String() string {
 
 // Health is the proxied process's health check. Disabled is `health: false`.
 type Health struct {
-	Disabled     bool   `json:"-"`
-	Path         string `json:"path"`
-	TimeoutMs    int64  `json:"timeoutMs"`
-	IntervalMs   int64  `json:"intervalMs"`
-	StartDelayMs int64  `json:"startDelayMs"`
+	Disabled     bool   `json:"-" reload:"next-deploy"` // part of health's value, not a key of its own
+	Path         string `json:"path" reload:"next-deploy"`
+	TimeoutMs    int64  `json:"timeoutMs" reload:"next-deploy"`
+	IntervalMs   int64  `json:"intervalMs" reload:"next-deploy"`
+	StartDelayMs int64  `json:"startDelayMs" reload:"next-deploy"`
 }
 
 // Timeout is TimeoutMs as a Duration.
@@ -165,10 +174,10 @@ func (h Health) MarshalJSON() ([]byte, error) {
 
 // Lifecycle holds the stop hooks.
 type Lifecycle struct {
-	QuietCommand   string `json:"quietCommand,omitempty"`
-	DrainCommand   string `json:"drainCommand,omitempty"`
-	DrainTimeoutMs int64  `json:"drainTimeoutMs"`
-	StopCommand    string `json:"stopCommand,omitempty"`
+	QuietCommand   string `json:"quietCommand,omitempty" reload:"next-deploy"`
+	DrainCommand   string `json:"drainCommand,omitempty" reload:"next-deploy"`
+	DrainTimeoutMs int64  `json:"drainTimeoutMs" reload:"next-deploy"`
+	StopCommand    string `json:"stopCommand,omitempty" reload:"next-deploy"`
 }
 
 // DrainTimeout is DrainTimeoutMs as a Duration; 0 skips the drain step.
@@ -176,10 +185,10 @@ func (l Lifecycle) DrainTimeout() time.Duration { return Ms(l.DrainTimeoutMs) }
 
 // Restart is the automatic restart policy. MaxRestarts nil means unlimited.
 type Restart struct {
-	MaxRestarts   *int    `json:"maxRestarts,omitempty"`
-	WindowMs      int64   `json:"windowMs"`
-	BackoffFactor float64 `json:"backoffFactor"`
-	MaxDelayMs    int64   `json:"maxDelayMs"`
+	MaxRestarts   *int    `json:"maxRestarts,omitempty" reload:"next-deploy"`
+	WindowMs      int64   `json:"windowMs" reload:"next-deploy"`
+	BackoffFactor float64 `json:"backoffFactor" reload:"next-deploy"`
+	MaxDelayMs    int64   `json:"maxDelayMs" reload:"next-deploy"`
 }
 
 // Window is WindowMs as a Duration; 0 counts over the whole lifetime.
@@ -190,9 +199,9 @@ func (r Restart) MaxDelay() time.Duration { return Ms(r.MaxDelayMs) }
 
 // Memory is the RSS supervision policy.
 type Memory struct {
-	LimitBytes      int64 `json:"limitBytes"`
-	WarnBytes       int64 `json:"warnBytes"`
-	CheckIntervalMs int64 `json:"checkIntervalMs"`
+	LimitBytes      int64 `json:"limitBytes" reload:"next-deploy"`
+	WarnBytes       int64 `json:"warnBytes" reload:"next-deploy"`
+	CheckIntervalMs int64 `json:"checkIntervalMs" reload:"next-deploy"`
 }
 
 // CheckInterval is CheckIntervalMs as a Duration.

@@ -8,8 +8,9 @@
 // Issues error listing everything that is wrong, each with a fix.
 //
 // The struct definitions in config.go are the schema: their json tags are
-// the keys the decoder accepts, and applyDefaults in defaults.go is the one
-// place defaults are filled in.
+// the keys the decoder accepts, their reload tags say what a changed value
+// takes in a running daemon (Diff), and applyDefaults in defaults.go is the
+// one place defaults are filled in.
 //
 // Field names, types and defaults follow the Node original's docs/config.md,
 // so a config translated from rollbridge.js keeps its meaning. This package

@@ -16,7 +16,8 @@ import (
 // schemaLeaf is a field the schema declares, named the way docs/config.md
 // names fields: "proxy.port", "processes[].health.path".
 type schemaLeaf struct {
-	path string
+	path   string
+	reload Reload
 }
 
 // schemaObjects lists every schema struct type reachable from Config.
@@ -57,6 +58,9 @@ func elemType(t reflect.Type) (reflect.Type, bool) {
 func schemaLeaves(t reflect.Type, prefix string) []schemaLeaf {
 	var out []schemaLeaf
 	for _, f := range schemaFields(t) {
+		if f.name == "" {
+			continue
+		}
 		path := join(prefix, f.name)
 		et, list := elemType(t.Field(f.index).Type)
 		if list {
@@ -66,9 +70,33 @@ func schemaLeaves(t reflect.Type, prefix string) []schemaLeaf {
 			out = append(out, schemaLeaves(et, path)...)
 			continue
 		}
-		out = append(out, schemaLeaf{path})
+		out = append(out, schemaLeaf{path, f.reload})
 	}
 	return out
+}
+
+func TestEveryFieldHasAReloadClass(t *testing.T) {
+	for _, typ := range schemaObjects() {
+		for _, f := range schemaFields(typ) {
+			sf := typ.Field(f.index)
+			if f.reload == 0 {
+				t.Errorf("%s.%s has reload tag %q; want one of live, next-deploy, restart", typ.Name(), sf.Name, sf.Tag.Get("reload"))
+				continue
+			}
+			// A field holding an object is reported as a whole when it
+			// appears or goes away, so it must be at least as demanding as
+			// anything inside it.
+			et, _ := elemType(sf.Type)
+			if !isObject(et) {
+				continue
+			}
+			for _, inner := range schemaFields(et) {
+				if inner.reload > f.reload {
+					t.Errorf("%s.%s is %s but contains %s, which is %s", typ.Name(), sf.Name, f.reload, et.Field(inner.index).Name, inner.reload)
+				}
+			}
+		}
+	}
 }
 
 // TestKnownFieldsAreTheStructFields pins the decoder's key lists to the
@@ -178,7 +206,7 @@ func leafOccurrences(t reflect.Type, v any, at jsonPath) (leaves []jsonPath, unk
 	for k, x := range m {
 		p := append(append(jsonPath{}, at...), k)
 		ft, ok := byName[k]
-		if !ok {
+		if !ok || k == "" {
 			unknown = append(unknown, p.String())
 			continue
 		}
@@ -309,6 +337,161 @@ func TestDurationMethods(t *testing.T) {
 			}
 			if got := out[0].Interface().(time.Duration); got != 1234*time.Millisecond {
 				t.Errorf("%s.%s = 1234: got %v, want 1.234s", typ.Name(), sf.Name, got)
+			}
+		}
+	}
+}
+
+func TestDiff(t *testing.T) {
+	base := `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`
+	type want struct {
+		path     string
+		reload   Reload
+		from, to string
+	}
+	for _, tc := range []struct {
+		name, src string
+		want      []want
+	}{
+		{"identical", base, nil},
+		{"proxy port", `{proxy: {port: 9000}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"proxy.port", ReloadRestart, "8182", "9000"}}},
+		{"proxy host moves upstreamHost too", `{proxy: {host: '10.0.0.5'}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"proxy.host", ReloadRestart, `"127.0.0.1"`, `"10.0.0.5"`}, {"proxy.upstreamHost", ReloadNextDeploy, `"127.0.0.1"`, `"10.0.0.5"`}}},
+		{"control mode set", `{control: {mode: '640'}, proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"control.mode", ReloadRestart, "unset", `"640"`}}},
+		{"application", `{application: 'other', proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"application", ReloadRestart, `"app"`, `"other"`}, {"control.path", ReloadRestart, `"/tmp/rollbridge-app.sock"`, `"/tmp/rollbridge-other.sock"`}}},
+		{"drain timeout", `{proxy: {drainTimeoutMs: 5}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"proxy.drainTimeoutMs", ReloadNextDeploy, "60000", "5"}}},
+		{"process command", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'y'}]}`,
+			[]want{{"processes[1] (w).command", ReloadNextDeploy, `"x"`, `"y"`}}},
+		{"memory added", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'x', memory: {limitBytes: 5}}]}`,
+			[]want{{"processes[1] (w).memory", ReloadNextDeploy, "unset", `{"limitBytes":5,"warnBytes":0,"checkIntervalMs":5000}`}}},
+		{"health disabled", `{proxy: {}, processes: [` + web + ` + {health: false}, {id: 'w', command: 'x'}]}`,
+			[]want{{"processes[0] (web).health", ReloadNextDeploy, `{"path":"/ping","timeoutMs":30000,"intervalMs":250,"startDelayMs":0}`, "false"}}},
+		{"process added", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}, {id: 'v', command: 'x'}]}`,
+			[]want{{"processes", ReloadNextDeploy, "2 entries", "3 entries"}}},
+		{"renamed process", `{proxy: {}, processes: [` + web + `, {id: 'v', command: 'x'}]}`,
+			[]want{{"processes[1].id", ReloadNextDeploy, `"w"`, `"v"`}}},
+		{"legacy takeover", `{legacyTakeover: {screens: ['s']}, proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"legacyTakeover", ReloadLive, "unset", `{"screens":["s"],"processes":[],"forceStopTimeoutMs":10000}`}}},
+		{"restore and retention", `{restoreOnStart: false, releaseRetention: {keep: 3}, proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"releaseRetention.keep", ReloadNextDeploy, "10", "3"}, {"restoreOnStart", ReloadLive, "true", "false"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := mustLoad(t, base), mustLoad(t, tc.src)
+			got := Diff(a, b)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d changes %v, want %d %v", len(got), got, len(tc.want), tc.want)
+			}
+			for i, w := range tc.want {
+				if g := got[i]; g.Path != w.path || g.Reload != w.reload || g.From != w.from || g.To != w.to {
+					t.Errorf("change %d: got {%s %s %s %s}, want %v", i, g.Path, g.Reload, g.From, g.To, w)
+				}
+			}
+			if back := Diff(b, a); len(back) != len(got) {
+				t.Errorf("Diff(b, a) has %d changes, Diff(a, b) %d", len(back), len(got))
+			}
+		})
+	}
+}
+
+func TestDiffTreatsEmptyAndNilAlike(t *testing.T) {
+	a := mustLoad(t, `{proxy: {}, processes: [`+web+`]}`)
+	b := *a
+	b.Processes = append([]Process(nil), a.Processes...)
+	b.Processes[0].Env = nil
+	if got := Diff(a, &b); len(got) != 0 {
+		t.Errorf("got %v, want no changes", got)
+	}
+}
+
+func TestChangeString(t *testing.T) {
+	c := Change{Path: "proxy.port", Reload: ReloadRestart, From: "8182", To: "9000"}
+	if got, want := c.String(), "proxy.port changed from 8182 to 9000"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for r, want := range map[Reload]string{ReloadLive: "live", ReloadNextDeploy: "next-deploy", ReloadRestart: "restart", 0: "Reload(0)"} {
+		if r.String() != want {
+			t.Errorf("Reload(%d).String() = %q, want %q", int(r), r.String(), want)
+		}
+	}
+}
+
+// TestDocsListReloadClasses keeps the reload table in docs/config.md true:
+// every schema field is matched by exactly one row, the row's class is the
+// field's, and every name in the table matches a field.
+func TestDocsListReloadClasses(t *testing.T) {
+	data, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	const heading = "\n## Reloading a running daemon\n"
+	start := strings.Index(doc, heading)
+	if start < 0 {
+		t.Fatalf("docs/config.md has no %q section", strings.TrimSpace(heading))
+	}
+	section := doc[start+len(heading):]
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	type row struct {
+		class    Reload
+		patterns []string
+	}
+	var rows []row
+	tick := regexp.MustCompile("`([^`]+)`")
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 5 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		class, ok := parseReload(strings.Trim(strings.TrimSpace(cells[1]), "`"))
+		if !ok {
+			t.Errorf("row %q: first cell is not a reload class", line)
+			continue
+		}
+		r := row{class: class}
+		for _, m := range tick.FindAllStringSubmatch(cells[3], -1) {
+			r.patterns = append(r.patterns, m[1])
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("found %d class rows in the section, want 3", len(rows))
+	}
+	match := func(pattern, path string) bool {
+		if prefix, ok := strings.CutSuffix(pattern, ".*"); ok {
+			return strings.HasPrefix(path, prefix+".") || strings.HasPrefix(path, prefix+"[].")
+		}
+		return pattern == path
+	}
+	used := map[string]bool{}
+	for _, leaf := range schemaLeaves(reflect.TypeFor[Config](), "") {
+		var in []Reload
+		for _, r := range rows {
+			for _, p := range r.patterns {
+				if match(p, leaf.path) {
+					in = append(in, r.class)
+					used[p] = true
+				}
+			}
+		}
+		switch {
+		case len(in) == 0:
+			t.Errorf("%s (%s) is not in the table", leaf.path, leaf.reload)
+		case len(in) > 1:
+			t.Errorf("%s is in the table %d times", leaf.path, len(in))
+		case in[0] != leaf.reload:
+			t.Errorf("%s is listed as %s, the schema says %s", leaf.path, in[0], leaf.reload)
+		}
+	}
+	for _, r := range rows {
+		for _, p := range r.patterns {
+			if !used[p] {
+				t.Errorf("the table names %q, which is no config field", p)
 			}
 		}
 	}
