@@ -132,8 +132,8 @@ func (l *countingListener) Accept() (net.Conn, error) {
 }
 
 // reload re-reads the config on SIGHUP. Changes that would need new
-// listeners are refused (the running config stays); everything else applies
-// from the next deploy, rollback or restart on.
+// listeners are refused (the running config stays); everything else is
+// stored and applies as its reload class says (see config.Diff).
 func (d *daemon) reload(load func() (*config.Config, error)) {
 	d.notifier.Reloading()
 	defer func() { s, _ := d.summary(); d.notifier.Ready(s) }()
@@ -156,27 +156,23 @@ func (d *daemon) reload(load func() (*config.Config, error)) {
 	d.log.Emit("config reloaded", map[string]any{"path": next.Path, "processes": len(next.Processes)})
 }
 
-// listenerChange says what differs in the sockets the daemon holds, or "".
+// listenerChange names each changed field that needs new sockets or a new
+// state file, i.e. a daemon restart (config.ReloadRestart), or returns "".
 func listenerChange(a, b *config.Config) string {
-	switch {
-	case a.Application != b.Application:
-		return fmt.Sprintf("application changed from %q to %q", a.Application, b.Application)
-	case a.Proxy.Host != b.Proxy.Host || a.Proxy.Port != b.Proxy.Port:
-		return fmt.Sprintf("proxy address changed from %s to %s", a.ProxyAddr(), b.ProxyAddr())
-	case a.Control.Path != b.Control.Path:
-		return fmt.Sprintf("control.path changed from %s to %s", a.Control.Path, b.Control.Path)
-	case a.StatePath != b.StatePath:
-		return fmt.Sprintf("statePath changed from %q to %q", a.StatePath, b.StatePath)
-	case !equalPtr(a.Control.Mode, b.Control.Mode) || !equalPtr(a.Control.Owner, b.Control.Owner) || !equalPtr(a.Control.Group, b.Control.Group):
-		return "control.mode/owner/group changed"
+	var why, proxyFields []string
+	for _, ch := range config.Diff(a, b) {
+		switch {
+		case ch.Reload != config.ReloadRestart:
+		case ch.Path == "proxy.host" || ch.Path == "proxy.port":
+			proxyFields = append(proxyFields, ch.Path)
+		default:
+			why = append(why, ch.String())
+		}
 	}
-	return ""
-}
-
-// equalPtr compares two optional values by what they point to.
-func equalPtr[T comparable](a, b *T) bool {
-	if a == nil || b == nil {
-		return a == b
+	if len(proxyFields) > 0 {
+		// Host and port are one listening socket: name it once, by its address.
+		why = append([]string{fmt.Sprintf("proxy address changed from %s to %s (%s)",
+			a.ProxyAddr(), b.ProxyAddr(), strings.Join(proxyFields, ", "))}, why...)
 	}
-	return *a == *b
+	return strings.Join(why, "; ")
 }
