@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -68,6 +69,12 @@ type Proxy struct {
 	HealthTimeoutMs    int64  `json:"healthTimeoutMs" reload:"next-deploy"`
 	DrainTimeoutMs     int64  `json:"drainTimeoutMs" reload:"next-deploy"`
 	ForceStopTimeoutMs int64  `json:"forceStopTimeoutMs" reload:"next-deploy"`
+	// TrustedProxies (extension, default empty) are the peers whose
+	// X-Forwarded-For entries the proxy believes: the client is the rightmost
+	// entry that is not one of them. A single address is a /32 or /128
+	// prefix; an IPv4-mapped IPv6 address or prefix is stored as IPv4.
+	// It describes the front end, not a release, so it applies live.
+	TrustedProxies []netip.Prefix `json:"trustedProxies" reload:"live"`
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.

@@ -3,8 +3,10 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -49,8 +51,8 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("control = %+v", cfg.Control)
 	}
 	wantProxy := Proxy{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", HealthPath: "/ping",
-		HealthTimeoutMs: 30000, DrainTimeoutMs: 60000, ForceStopTimeoutMs: 10000}
-	if cfg.Proxy != wantProxy {
+		HealthTimeoutMs: 30000, DrainTimeoutMs: 60000, ForceStopTimeoutMs: 10000, TrustedProxies: []netip.Prefix{}}
+	if !reflect.DeepEqual(cfg.Proxy, wantProxy) {
 		t.Errorf("proxy = %+v, want %+v", cfg.Proxy, wantProxy)
 	}
 	if cfg.ReleaseRetention != (ReleaseRetention{Keep: 10}) || cfg.StatePath != "" || cfg.LegacyTakeover != nil || !cfg.RestoreOnStart {
@@ -266,6 +268,12 @@ func TestValidationRules(t *testing.T) {
 		{"milliseconds too big", `{proxy: {drainTimeoutMs: 1e13}, processes: [` + web + `]}`, "proxy.drainTimeoutMs: 10000000000000 is more than the 315360000000 milliseconds (ten years) allowed", "at most 315360000000"},
 		{"replicas too many", p(`replicas: 1000000`), "(w).replicas: 1000000 is more than the 1000 replicas allowed", "Set replicas to at most 1000"},
 		{"outputLines too many", p(`outputLines: 1e9`), "(w).outputLines: 1000000000 is more than the 100000 lines allowed", "at most 100000"},
+		{"trustedProxies not a list", `{proxy: {trustedProxies: '10.0.0.1'}, processes: [` + web + `]}`, `proxy.trustedProxies: must be an array of IP addresses or CIDR prefixes, got string "10.0.0.1"`, "trustedProxies: ['127.0.0.1', '10.0.0.0/8', '::1']"},
+		{"trustedProxies bad address", `{proxy: {trustedProxies: ['10.0.0.300']}, processes: [` + web + `]}`, `proxy.trustedProxies[0]: "10.0.0.300" is not an IP address or CIDR prefix`, "Write an IP address such as '10.0.0.1'"},
+		{"trustedProxies bad prefix", `{proxy: {trustedProxies: ['::1', '10.0.0.0/33']}, processes: [` + web + `]}`, `proxy.trustedProxies[1]: "10.0.0.0/33" is not a CIDR prefix`, "a CIDR prefix such as '10.0.0.0/8'"},
+		{"trustedProxies host bits", `{proxy: {trustedProxies: ['10.1.2.3/8']}, processes: [` + web + `]}`, `"10.1.2.3/8" has bits set beyond its prefix length`, `Write the network as "10.0.0.0/8", or the single address as "10.1.2.3".`},
+		{"trustedProxies zone", `{proxy: {trustedProxies: ['fe80::1%eth0']}, processes: [` + web + `]}`, `"fe80::1%eth0" has an IPv6 zone`, "Remove the %zone part."},
+		{"trustedProxies number", `{proxy: {trustedProxies: [10]}, processes: [` + web + `]}`, "proxy.trustedProxies[0]: must be a string holding an IP address or CIDR prefix, got number 10", "List the front ends' addresses"},
 		{"singleton port referenced", p(`command: 'x {{ports.cron}}'`) + ` + {processes+: [{id: 'cron', policy: 'singleton', command: 'c', port: 9000}]}`, "{{ports.cron}} names a singleton", "make it a service"},
 	}
 	for _, r := range rows {

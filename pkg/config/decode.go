@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -406,6 +407,71 @@ func decodeProxy(c *collector, top obj, cfg *Config) {
 	if v, ok := o.ms("forceStopTimeoutMs", false); ok {
 		take(c, &p.ForceStopTimeoutMs, v)
 	}
+	if o.has("trustedProxies") {
+		if list, ok := decodeTrustedProxies(c, "proxy.trustedProxies", o.m["trustedProxies"]); ok {
+			take(c, &p.TrustedProxies, list)
+		}
+	}
+}
+
+// decodeTrustedProxies reads a list of IP addresses and CIDR prefixes. A
+// single address becomes a one-address prefix; an IPv4-mapped IPv6 one
+// becomes IPv4, since peers are compared as the proxy sees them.
+func decodeTrustedProxies(c *collector, path string, v any) ([]netip.Prefix, bool) {
+	const fix = "List the front ends' addresses or networks, e.g. trustedProxies: ['127.0.0.1', '10.0.0.0/8', '::1']."
+	arr, ok := v.([]any)
+	if !ok {
+		c.add(path, fix, "must be an array of IP addresses or CIDR prefixes, got %s", describe(v))
+		return nil, false
+	}
+	out := make([]netip.Prefix, 0, len(arr))
+	good := true
+	for i, x := range arr {
+		where := fmt.Sprintf("%s[%d]", path, i)
+		s, ok := x.(string)
+		if !ok {
+			c.add(where, fix, "must be a string holding an IP address or CIDR prefix, got %s", describe(x))
+			good = false
+			continue
+		}
+		p, problem, fix := parsePrefix(s)
+		if problem != "" {
+			c.add(where, fix, "%q %s", truncate(s, 60), problem)
+			good = false
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, good
+}
+
+// parsePrefix reads one trustedProxies entry. problem is "" when s is good;
+// otherwise it says what is wrong, and fix what to write instead.
+func parsePrefix(s string) (p netip.Prefix, problem, fix string) {
+	const generalFix = "Write an IP address such as '10.0.0.1' or '::1', or a CIDR prefix such as '10.0.0.0/8'."
+	if strings.Contains(s, "%") {
+		return netip.Prefix{}, "has an IPv6 zone; zones cannot be matched", "Remove the %zone part."
+	}
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, "is not a CIDR prefix", generalFix
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, "is not an IP address or CIDR prefix", generalFix
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, "has bits set beyond its prefix length",
+			fmt.Sprintf("Write the network as %q, or the single address as %q.", p.Masked().String(), p.Addr().String())
+	}
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p, "", ""
 }
 
 func decodeRetention(c *collector, top obj, cfg *Config) {

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 )
 
@@ -63,6 +64,7 @@ func applyDefaults(cfg *Config, set fieldSet) {
 	orDefault(set, &p.HealthTimeoutMs, DefaultHealthTimeoutMs)
 	orDefault(set, &p.DrainTimeoutMs, DefaultDrainTimeoutMs)
 	orDefault(set, &p.ForceStopTimeoutMs, DefaultForceStopTimeoutMs)
+	orDefault(set, &p.TrustedProxies, []netip.Prefix{})
 
 	orDefault(set, &cfg.ReleaseRetention.Keep, DefaultRetentionKeep)
 

@@ -22,6 +22,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(`{"proxy":{},"processes":[{"id":"web","policy":"proxied","command":"x {{port}}","port":18000}]}`))
+	f.Add([]byte(`{"proxy":{"trustedProxies":["::ffff:10.0.0.0/104","10.0.0.1","fe80::/10"]},"processes":[{"id":"web","policy":"proxied","command":"x","port":1}]}`))
 	f.Add([]byte(`{"proxy":{"port":"x"},"processes":[{"id":"a#1","replicas":2,"port":{"from":5,"to":1}}]}`))
 	f.Add([]byte(`[1,2`))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"reflect"
 	"regexp"
@@ -362,6 +363,8 @@ func TestDiff(t *testing.T) {
 			[]want{{"control.mode", ReloadRestart, "unset", `"640"`}}},
 		{"application", `{application: 'other', proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
 			[]want{{"application", ReloadRestart, `"app"`, `"other"`}, {"control.path", ReloadRestart, `"/tmp/rollbridge-app.sock"`, `"/tmp/rollbridge-other.sock"`}}},
+		{"trusted proxies", `{proxy: {trustedProxies: ['10.0.0.1']}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"proxy.trustedProxies", ReloadLive, "[]", `["10.0.0.1/32"]`}}},
 		{"drain timeout", `{proxy: {drainTimeoutMs: 5}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
 			[]want{{"proxy.drainTimeoutMs", ReloadNextDeploy, "60000", "5"}}},
 		{"process command", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'y'}]}`,
@@ -400,6 +403,7 @@ func TestDiff(t *testing.T) {
 func TestDiffTreatsEmptyAndNilAlike(t *testing.T) {
 	a := mustLoad(t, `{proxy: {}, processes: [`+web+`]}`)
 	b := *a
+	b.Proxy.TrustedProxies = nil
 	b.Processes = append([]Process(nil), a.Processes...)
 	b.Processes[0].Env = nil
 	if got := Diff(a, &b); len(got) != 0 {
@@ -416,6 +420,29 @@ func TestChangeString(t *testing.T) {
 		if r.String() != want {
 			t.Errorf("Reload(%d).String() = %q, want %q", int(r), r.String(), want)
 		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	cfg := mustLoad(t, `{proxy: {trustedProxies: ['10.1.2.3', '192.168.0.0/16', '::1', 'fd00::/8', '::ffff:172.16.0.1', '::ffff:172.16.0.0/108']},
+		processes: [`+web+`]}`)
+	want := []netip.Prefix{
+		netip.MustParsePrefix("10.1.2.3/32"), netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fd00::/8"),
+		netip.MustParsePrefix("172.16.0.1/32"), netip.MustParsePrefix("172.16.0.0/12"),
+	}
+	if !reflect.DeepEqual(cfg.Proxy.TrustedProxies, want) {
+		t.Errorf("got %v, want %v", cfg.Proxy.TrustedProxies, want)
+	}
+	data, err := json.Marshal(cfg.Proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"trustedProxies":["10.1.2.3/32","192.168.0.0/16","::1/128","fd00::/8","172.16.0.1/32","172.16.0.0/12"]`) {
+		t.Errorf("JSON form: %s", data)
+	}
+	if got := mustLoad(t, `{proxy: {}, processes: [`+web+`]}`).Proxy.TrustedProxies; got == nil || len(got) != 0 {
+		t.Errorf("default: got %#v, want an empty list", got)
 	}
 }
 
