@@ -78,13 +78,13 @@ type Proxy struct {
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.
-func (p Proxy) HealthTimeout() time.Duration { return Ms(p.HealthTimeoutMs) }
+func (p Proxy) HealthTimeout() time.Duration { return ms(p.HealthTimeoutMs) }
 
 // DrainTimeout is DrainTimeoutMs as a Duration.
-func (p Proxy) DrainTimeout() time.Duration { return Ms(p.DrainTimeoutMs) }
+func (p Proxy) DrainTimeout() time.Duration { return ms(p.DrainTimeoutMs) }
 
 // ForceStopTimeout is ForceStopTimeoutMs as a Duration.
-func (p Proxy) ForceStopTimeout() time.Duration { return Ms(p.ForceStopTimeoutMs) }
+func (p Proxy) ForceStopTimeout() time.Duration { return ms(p.ForceStopTimeoutMs) }
 
 // ReleaseRetention bounds how many stopped releases the daemon remembers.
 type ReleaseRetention struct {
@@ -93,7 +93,7 @@ type ReleaseRetention struct {
 }
 
 // MaxAge is MaxAgeMs as a Duration; 0 means no age limit.
-func (r ReleaseRetention) MaxAge() time.Duration { return Ms(r.MaxAgeMs) }
+func (r ReleaseRetention) MaxAge() time.Duration { return ms(r.MaxAgeMs) }
 
 // LegacyTakeover describes pre-Rollbridge processes predeploy-cleanup stops.
 type LegacyTakeover struct {
@@ -103,7 +103,7 @@ type LegacyTakeover struct {
 }
 
 // ForceStopTimeout is ForceStopTimeoutMs as a Duration.
-func (l LegacyTakeover) ForceStopTimeout() time.Duration { return Ms(l.ForceStopTimeoutMs) }
+func (l LegacyTakeover) ForceStopTimeout() time.Duration { return ms(l.ForceStopTimeoutMs) }
 
 // LegacyProcess matches processes whose command line contains every Includes string.
 type LegacyProcess struct {
@@ -133,10 +133,10 @@ type Process struct {
 }
 
 // GracefulStop is GracefulStopMs as a Duration.
-func (p *Process) GracefulStop() time.Duration { return Ms(p.GracefulStopMs) }
+func (p *Process) GracefulStop() time.Duration { return ms(p.GracefulStopMs) }
 
 // RestartDelay is RestartDelayMs as a Duration.
-func (p *Process) RestartDelay() time.Duration { return Ms(p.RestartDelayMs) }
+func (p *Process) RestartDelay() time.Duration { return ms(p.RestartDelayMs) }
 
 // PortRange is an inclusive port range; a fixed port has From == To.
 type PortRange struct {
@@ -162,13 +162,13 @@ type Health struct {
 }
 
 // Timeout is TimeoutMs as a Duration.
-func (h Health) Timeout() time.Duration { return Ms(h.TimeoutMs) }
+func (h Health) Timeout() time.Duration { return ms(h.TimeoutMs) }
 
 // Interval is IntervalMs as a Duration.
-func (h Health) Interval() time.Duration { return Ms(h.IntervalMs) }
+func (h Health) Interval() time.Duration { return ms(h.IntervalMs) }
 
 // StartDelay is StartDelayMs as a Duration.
-func (h Health) StartDelay() time.Duration { return Ms(h.StartDelayMs) }
+func (h Health) StartDelay() time.Duration { return ms(h.StartDelayMs) }
 
 // MarshalJSON writes `false` for a disabled check, as it was configured.
 func (h Health) MarshalJSON() ([]byte, error) {
@@ -188,7 +188,7 @@ type Lifecycle struct {
 }
 
 // DrainTimeout is DrainTimeoutMs as a Duration; 0 skips the drain step.
-func (l Lifecycle) DrainTimeout() time.Duration { return Ms(l.DrainTimeoutMs) }
+func (l Lifecycle) DrainTimeout() time.Duration { return ms(l.DrainTimeoutMs) }
 
 // Restart is the automatic restart policy. MaxRestarts nil means unlimited.
 type Restart struct {
@@ -199,10 +199,10 @@ type Restart struct {
 }
 
 // Window is WindowMs as a Duration; 0 counts over the whole lifetime.
-func (r Restart) Window() time.Duration { return Ms(r.WindowMs) }
+func (r Restart) Window() time.Duration { return ms(r.WindowMs) }
 
 // MaxDelay is MaxDelayMs as a Duration; 0 means no cap.
-func (r Restart) MaxDelay() time.Duration { return Ms(r.MaxDelayMs) }
+func (r Restart) MaxDelay() time.Duration { return ms(r.MaxDelayMs) }
 
 // Memory is the RSS supervision policy.
 type Memory struct {
@@ -212,7 +212,7 @@ type Memory struct {
 }
 
 // CheckInterval is CheckIntervalMs as a Duration.
-func (m Memory) CheckInterval() time.Duration { return Ms(m.CheckIntervalMs) }
+func (m Memory) CheckInterval() time.Duration { return ms(m.CheckIntervalMs) }
 
 // FileMode is control.mode. It marshals as the octal string ("660") so the
 // normalised JSON reads like the configuration people write.
@@ -245,11 +245,11 @@ func (v IDOrName) String() string {
 	return strconv.Itoa(v.ID)
 }
 
-// Ms converts a millisecond field to a Duration. Each ...Ms field also has a
-// method without the suffix (Proxy.DrainTimeout, Process.GracefulStop, ...)
-// that does this; callers should prefer those. Load bounds every ...Ms value
-// to ten years, so the product cannot overflow.
-func Ms(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+// ms converts a millisecond field to a Duration for the methods that give
+// every ...Ms field as a time.Duration (Proxy.DrainTimeout,
+// Process.GracefulStop, ...). Load bounds every ...Ms value to ten years, so
+// the product cannot overflow.
+func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
 
 // Proxied returns the proxied process. A validated Config has exactly one.
 func (c *Config) Proxied() *Process {

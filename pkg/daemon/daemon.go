@@ -113,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 	d := &daemon{log: log, lns: lns, version: o.Version, notifier: notifier,
 		shutdownReq: make(chan struct{}), stopped: make(chan struct{})}
 	d.cfg.Store(cfg)
-	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report})
+	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies})
 	d.proxy = px
 	d.sup = supervisor.New(supervisor.Options{
 		Config: cfg, Proxy: px, Events: log, Runner: process.ExecRunner{}, Env: env, Output: o.ProcessOutput,
@@ -314,7 +314,7 @@ func (d *daemon) shutdown() {
 	cfg := d.cfg.Load()
 	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application})
 	d.ctl.StopAccepting()
-	grace := config.Ms(cfg.Proxy.DrainTimeoutMs)
+	grace := cfg.Proxy.DrainTimeout()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	err := d.httpSrv.Shutdown(ctx) // waits for in-flight HTTP, not for hijacked WebSockets
 	cancel()

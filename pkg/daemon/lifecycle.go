@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 )
 
 // summary is the one-line STATUS= text: what serves, what drains, what
@@ -138,22 +139,23 @@ func (d *daemon) reload(load func() (*config.Config, error)) {
 	d.notifier.Reloading()
 	defer func() { s, _ := d.summary(); d.notifier.Ready(s) }()
 	if load == nil {
-		d.log.Emit("config reload refused", map[string]any{"error": "the daemon was started without a config file to re-read"})
+		d.log.Emit(events.ConfigReloadRefused, map[string]any{events.KeyError: "the daemon was started without a config file to re-read"})
 		return
 	}
 	next, err := load()
 	if err != nil {
-		d.log.Emit("config reload refused", map[string]any{"error": err.Error(), "kept": "the running config"})
+		d.log.Emit(events.ConfigReloadRefused, map[string]any{events.KeyError: err.Error(), "kept": "the running config"})
 		return
 	}
 	cur := d.cfg.Load()
 	if why := listenerChange(cur, next); why != "" {
-		d.log.Emit("config reload refused", map[string]any{"error": why + "; restart the daemon to apply this change", "kept": "the running config"})
+		d.log.Emit(events.ConfigReloadRefused, map[string]any{events.KeyError: why + "; restart the daemon to apply this change", "kept": "the running config"})
 		return
 	}
 	d.cfg.Store(next)
 	d.sup.SetConfig(next)
-	d.log.Emit("config reloaded", map[string]any{"path": next.Path, "processes": len(next.Processes)})
+	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies) // live: the next request uses it
+	d.log.Emit(events.ConfigReloaded, map[string]any{events.KeyPath: next.Path, "processes": len(next.Processes)})
 }
 
 // listenerChange names each changed field that needs new sockets or a new

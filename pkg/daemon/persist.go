@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -70,9 +71,9 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 	var failures []string
 	// Each attempt may take a whole health-check window; tell systemd, so
 	// its start timeout does not kill a restore that is making progress.
-	attempt := config.Ms(cfg.Proxy.HealthTimeoutMs) + 30*time.Second
+	attempt := cfg.Proxy.HealthTimeout() + 30*time.Second
 	if p := cfg.Proxied(); p != nil && p.Health != nil {
-		attempt = config.Ms(p.Health.TimeoutMs+p.Health.StartDelayMs) + 30*time.Second
+		attempt = p.Health.Timeout() + p.Health.StartDelay() + 30*time.Second
 	}
 	for _, r := range candidates {
 		notifier.ExtendTimeout(attempt)
@@ -119,7 +120,7 @@ func withLeftovers(snap *state.Snapshot, prev *state.Snapshot) *state.Snapshot {
 // saveRetry until it succeeds; it never stops the daemon. Nothing wakes it
 // while nothing changes.
 func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor, prev *state.Snapshot) {
-	lastErr := ""
+	lastErr, lastSaved := "", ""
 	var retry <-chan time.Time
 	for {
 		select {
@@ -128,7 +129,15 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 		case <-dirty:
 		case <-retry:
 		}
-		err := state.Save(path, withLeftovers(sup.PersistSnapshot(), prev))
+		snap := withLeftovers(sup.PersistSnapshot(), prev)
+		content := contentKey(snap)
+		if content != "" && content == lastSaved && lastErr == "" {
+			continue // an event already in the last save (its dirty mark can trail the save)
+		}
+		err := state.Save(path, snap)
+		if err == nil {
+			lastSaved = content
+		}
 		retry = nil
 		if err != nil {
 			retry = time.After(saveRetry)
@@ -142,4 +151,16 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 			log.Emit(events.StateSavedAgain, map[string]any{events.KeyPath: path})
 		}
 	}
+}
+
+// contentKey is what a snapshot records, without the moment it was taken:
+// two snapshots with the same key need not both be written.
+func contentKey(s *state.Snapshot) string {
+	c := *s
+	c.SavedAt = time.Time{}
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return "" // never equal to a real key: the save goes ahead and reports the error
+	}
+	return string(b)
 }

@@ -28,7 +28,7 @@ import (
 // It is a function rather than a value stored on each request so that
 // requests whose client nobody asks about pay nothing for it.
 func (p *Proxy) ClientAddr(r *http.Request) netip.Addr {
-	return clientAddr(p.trusted, r.RemoteAddr, r.Header["X-Forwarded-For"])
+	return clientAddr(*p.trusted.Load(), r.RemoteAddr, r.Header["X-Forwarded-For"])
 }
 
 // clientAddr is ClientAddr over its inputs: the trusted prefixes (masked),

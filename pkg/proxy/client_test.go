@@ -154,3 +154,26 @@ func FuzzClientAddr(f *testing.F) {
 		}
 	})
 }
+
+// TestSetTrustedProxies checks that a reload's new list applies to the next
+// request, and that the caller's slice is copied.
+func TestSetTrustedProxies(t *testing.T) {
+	p := New(Options{})
+	t.Cleanup(p.Close)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "10.1.2.3:5555"
+	r.Header.Set("X-Forwarded-For", "203.0.113.9")
+	if got := p.ClientAddr(r).String(); got != "10.1.2.3" {
+		t.Fatalf("nobody trusted: got %s, want the peer", got)
+	}
+	list := prefixes(t, "10.0.0.0/8")
+	p.SetTrustedProxies(list)
+	list[0] = netip.MustParsePrefix("192.0.2.0/24") // must not reach the proxy
+	if got := p.ClientAddr(r).String(); got != "203.0.113.9" {
+		t.Errorf("after SetTrustedProxies: got %s, want the forwarded client", got)
+	}
+	p.SetTrustedProxies(nil)
+	if got := p.ClientAddr(r).String(); got != "10.1.2.3" {
+		t.Errorf("after clearing the list: got %s, want the peer", got)
+	}
+}

@@ -62,7 +62,9 @@ type Proxy struct {
 	maxIdle   int
 	buffers   *bufferPool
 	onError   func(releaseID string, err error)
-	trusted   []netip.Prefix // masked, IPv4-mapped ones as IPv4; read-only
+	// trusted is the TrustedProxies list, masked, IPv4-mapped ones as
+	// IPv4. A reload replaces the whole slice; nobody writes into one.
+	trusted atomic.Pointer[[]netip.Prefix]
 }
 
 // New returns a Proxy with no active backend: until Swap gives it one, it
@@ -79,7 +81,7 @@ func New(o Options) *Proxy {
 	// local hop gains nothing from multiplexing.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	return &Proxy{
+	p := &Proxy{
 		transport: &http.Transport{
 			// No Proxy func: upstreams are local, so HTTP_PROXY from the
 			// daemon's environment must not reroute them.
@@ -99,8 +101,16 @@ func New(o Options) *Proxy {
 		maxIdle: o.MaxIdleConnsPerHost,
 		buffers: &bufferPool{},
 		onError: o.OnError,
-		trusted: trustedPrefixes(o.TrustedProxies),
 	}
+	p.SetTrustedProxies(o.TrustedProxies)
+	return p
+}
+
+// SetTrustedProxies replaces the TrustedProxies list (a config reload); it
+// copies ps. Requests already being handled may still use the old list.
+func (p *Proxy) SetTrustedProxies(ps []netip.Prefix) {
+	t := trustedPrefixes(ps)
+	p.trusted.Store(&t)
 }
 
 // trustedPrefixes copies ps in the form ClientAddr compares against:

@@ -111,8 +111,8 @@ func (s *Supervisor) waitReady(ctx context.Context, r *rel, web *instance, addr 
 	url := "http://" + addr + h.Path
 	progress.send(events.HealthCheck, map[string]any{"url": url})
 	checkStart := time.Now()
-	err := release.WaitHealthy(ctx, nil, release.HealthCheck{URL: url, Timeout: config.Ms(h.TimeoutMs),
-		Interval: config.Ms(h.IntervalMs), StartDelay: config.Ms(h.StartDelayMs)}, web.proc.Exited())
+	err := release.WaitHealthy(ctx, nil, release.HealthCheck{URL: url, Timeout: h.Timeout(),
+		Interval: h.Interval(), StartDelay: h.StartDelay()}, web.proc.Exited())
 	if errors.Is(err, release.ErrExited) {
 		st := web.proc.Status()
 		err = fmt.Errorf("process %s exited (%s) before its health check at %s passed", web.proc.ID(), exitText(st), url)

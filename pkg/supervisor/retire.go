@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
@@ -15,7 +14,7 @@ import (
 // connections are gone or the drain times out. The drain runs in a
 // goroutine owned by the Supervisor (Shutdown waits for it).
 func (s *Supervisor) retire(prev *rel) error {
-	drain := config.Ms(s.tab.current(prev).cfg.Proxy.DrainTimeoutMs)
+	drain := s.tab.current(prev).cfg.Proxy.DrainTimeout()
 	ctx, cancel := context.WithTimeout(s.life, drain)
 	l, procs, backend, err := s.tab.retire(prev, cancel)
 	if err != nil {

@@ -41,13 +41,13 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 		Dir:          r.Cwd,
 		Env:          env,
 		StopSignal:   syscall.Signal(unix.SignalNum(p.StopSignal)),
-		GracefulStop: config.Ms(p.GracefulStopMs),
-		RestartDelay: config.Ms(p.RestartDelayMs),
+		GracefulStop: p.GracefulStop(),
+		RestartDelay: p.RestartDelay(),
 		Restart: process.RestartPolicy{
 			MaxRestarts:   -1,
-			Window:        config.Ms(p.Restart.WindowMs),
+			Window:        p.Restart.Window(),
 			BackoffFactor: p.Restart.BackoffFactor,
-			MaxDelay:      config.Ms(p.Restart.MaxDelayMs),
+			MaxDelay:      p.Restart.MaxDelay(),
 		},
 		OutputLines: p.OutputLines,
 		Fields:      fields,
@@ -57,11 +57,11 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 	}
 	if l := p.Lifecycle; l != nil {
 		spec.Lifecycle = process.Lifecycle{QuietCommand: l.QuietCommand, DrainCommand: l.DrainCommand,
-			StopCommand: l.StopCommand, DrainTimeout: config.Ms(l.DrainTimeoutMs)}
+			StopCommand: l.StopCommand, DrainTimeout: l.DrainTimeout()}
 	}
 	if m := p.Memory; m != nil {
 		spec.Memory = &process.MemoryPolicy{LimitBytes: uint64(m.LimitBytes), WarnBytes: uint64(m.WarnBytes),
-			CheckInterval: config.Ms(m.CheckIntervalMs)}
+			CheckInterval: m.CheckInterval()}
 	}
 	return spec, nil
 }

@@ -265,7 +265,7 @@ func (t *table) prune(now time.Time, ret config.ReleaseRetention) {
 			continue
 		}
 		kept++
-		tooOld := ret.MaxAgeMs > 0 && !r.stoppedAt.IsZero() && now.Sub(r.stoppedAt) > config.Ms(ret.MaxAgeMs)
+		tooOld := ret.MaxAgeMs > 0 && !r.stoppedAt.IsZero() && now.Sub(r.stoppedAt) > ret.MaxAge()
 		if kept > ret.Keep || tooOld {
 			t.releases = append(t.releases[:i], t.releases[i+1:]...)
 		}

@@ -74,7 +74,7 @@ func Cleanup(ctx context.Context, cfg *config.Config, o CleanupOptions) (*Cleanu
 				res.Screens = append(res.Screens, name)
 			}
 		}
-		stopped, err := stopLegacy(ctx, lt.Processes, config.Ms(lt.ForceStopTimeoutMs))
+		stopped, err := stopLegacy(ctx, lt.Processes, lt.ForceStopTimeout())
 		if err != nil {
 			return nil, err
 		}

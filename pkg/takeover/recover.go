@@ -65,7 +65,7 @@ func recoverWith(ctx context.Context, cfg *config.Config, force bool, stop stopF
 	for i, o := range res.Orphans {
 		targets[i] = pgroup.Target{Pid: o.Pid, StartTime: starts[o.Pid], Group: true}
 	}
-	for i, r := range stop(ctx, targets, config.Ms(cfg.Proxy.ForceStopTimeoutMs)) {
+	for i, r := range stop(ctx, targets, cfg.Proxy.ForceStopTimeout()) {
 		if r.Gone {
 			res.Stopped = append(res.Stopped, res.Orphans[i])
 		} else {
