@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 )
@@ -42,7 +43,7 @@ func TestRollbackToDrainingReleaseSurvivesItsDrain(t *testing.T) {
 	}
 	// The old run's drain reports once it noticed the cancel; from then on
 	// it can only touch that old run.
-	eventually(t, "the old drain of v1 to end", func() bool {
+	testutil.Eventually(t, "the old drain of v1 to end", func() bool {
 		for _, e := range h.events("release drained") {
 			if e.Data["releaseId"] == "v1" {
 				return true
@@ -65,7 +66,7 @@ func TestRollbackToDrainingReleaseSurvivesItsDrain(t *testing.T) {
 
 	// The relaunched v1 retires normally: one more stop, not two.
 	h.deploy("v3")
-	eventually(t, "v1 stopped again", func() bool {
+	testutil.Eventually(t, "v1 stopped again", func() bool {
 		n := 0
 		for _, e := range h.events("release stopped") {
 			if e.Data["releaseId"] == "v1" {
@@ -145,7 +146,7 @@ func TestConcurrentCommandsKeepTheStateConsistent(t *testing.T) {
 				defer mutators.Done()
 				err := cmd()
 				for errors.Is(err, ErrBusy) {
-					if !waitFor(t, "the running command to end before "+what, func() bool { return h.status().Daemon.CommandInProgress == nil }) {
+					if !testutil.Poll(t, "the running command to end before "+what, func() bool { return h.status().Daemon.CommandInProgress == nil }) {
 						return
 					}
 					err = cmd()
@@ -205,7 +206,7 @@ func TestConcurrentCommandsKeepTheStateConsistent(t *testing.T) {
 	for _, ws := range sockets {
 		ws.CloseNow()
 	}
-	eventually(t, "every drain to end", func() bool {
+	testutil.Eventually(t, "every drain to end", func() bool {
 		for _, r := range h.status().Releases {
 			if r.State == release.Draining || r.State == release.Starting {
 				return false

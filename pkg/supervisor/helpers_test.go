@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/testapp"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
@@ -148,31 +147,6 @@ func (h *harness) events(name string) []events.Event {
 		}
 	}
 	return out
-}
-
-// eventually polls cond until it holds and fails the test if it does not
-// within a generous deadline. Only the test's own goroutine may call it;
-// other goroutines use waitFor.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	if !waitFor(t, what, cond) {
-		t.FailNow()
-	}
-}
-
-// waitFor is eventually for any goroutine: it reports a timeout with
-// t.Errorf and returns false instead of stopping the test.
-func waitFor(t testing.TB, what string, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Errorf("timed out waiting for %s", what)
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
 
 func dump(v any) string {

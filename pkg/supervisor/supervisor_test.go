@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
@@ -57,7 +58,7 @@ func TestDeploySwitchesAndDrainsWebSocket(t *testing.T) {
 		t.Errorf("echo %q %v", msg, err)
 	}
 	// The nonBlockingDrain worker of v1 stops while v1 still drains.
-	eventually(t, "v1 worker stopped", func() bool {
+	testutil.Eventually(t, "v1 worker stopped", func() bool {
 		b, _ := os.ReadFile(rec)
 		return strings.TrimSpace(string(b)) == "v1"
 	})
@@ -65,7 +66,7 @@ func TestDeploySwitchesAndDrainsWebSocket(t *testing.T) {
 		t.Errorf("v1 is %s while its socket is open", st)
 	}
 	ws.Close(websocket.StatusNormalClosure, "")
-	eventually(t, "v1 stopped", func() bool { return h.releaseStatus("v1").State == release.Stopped })
+	testutil.Eventually(t, "v1 stopped", func() bool { return h.releaseStatus("v1").State == release.Stopped })
 	for _, p := range h.releaseStatus("v1").Processes {
 		if p.State != process.Stopped || p.Pid != nil {
 			t.Errorf("v1 process %s: %s %v", p.ID, p.State, p.Pid)
@@ -180,7 +181,7 @@ func TestSingletonNeverOverlaps(t *testing.T) {
 	for _, id := range []string{"v1", "v2", "v3"} {
 		h.deploy(id)
 	}
-	eventually(t, "v3 singleton running", func() bool {
+	testutil.Eventually(t, "v3 singleton running", func() bool {
 		b, _ := os.ReadFile(rec)
 		return strings.HasSuffix(string(b), "start v3\n")
 	})
@@ -212,7 +213,7 @@ func TestServiceStablePortAndTemplateRefresh(t *testing.T) {
 	if err := syscallKill(pid); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "service restarted", func() bool {
+	testutil.Eventually(t, "service restarted", func() bool {
 		s := h.status().Services[0].Process
 		return s.Pid != nil && *s.Pid != pid && s.State == process.Running && len(s.Logs) >= 2
 	})
@@ -232,7 +233,7 @@ func TestReplicasAndInjectedEnv(t *testing.T) {
 	h := newHarness(t, webConfig(t, `[{id: 'worker', command: 'echo "$ROLLBRIDGE_PROCESS_ID {{replicaIndex}}/{{replicaCount}} $ROLLBRIDGE_REPLICA_INDEX/$ROLLBRIDGE_REPLICA_COUNT"; exec sleep 1000', replicas: 3}]`))
 	h.deploy("v1")
 	seen := map[string]bool{}
-	eventually(t, "replica output", func() bool {
+	testutil.Eventually(t, "replica output", func() bool {
 		for _, p := range h.releaseStatus("v1").Processes {
 			if p.Policy == "companion" && len(p.Logs) > 0 {
 				seen[p.ID+" "+p.Logs[0].Line] = true
@@ -267,8 +268,8 @@ func TestProxy502WhileWebDownThenRecovers(t *testing.T) {
 	if err := syscallKill(pid); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "502 while down", func() bool { code, _ := h.get("/"); return code == http.StatusBadGateway })
-	eventually(t, "recovery", func() bool { code, body := h.get("/"); return code == 200 && body == "v1" })
+	testutil.Eventually(t, "502 while down", func() bool { code, _ := h.get("/"); return code == http.StatusBadGateway })
+	testutil.Eventually(t, "recovery", func() bool { code, body := h.get("/"); return code == 200 && body == "v1" })
 	if r := h.releaseStatus("v1").Processes[0]; r.Restarts != 1 || *r.LastStartReason != process.ReasonCrash {
 		t.Errorf("web restarts %d reason %v", r.Restarts, r.LastStartReason)
 	}
@@ -306,7 +307,7 @@ func TestStatusAnswersDuringHealthCheck(t *testing.T) {
 	h := newHarness(t, strings.Replace(webConfig(t, `[]`), "health: {intervalMs: 20}", "health: {intervalMs: 20, startDelayMs: 2000}", 1))
 	done := make(chan error, 1)
 	go func() { _, err := h.tryDeploy("v1", nil); done <- err }()
-	eventually(t, "deploy in progress", func() bool { return h.status().Daemon.CommandInProgress != nil })
+	testutil.Eventually(t, "deploy in progress", func() bool { return h.status().Daemon.CommandInProgress != nil })
 	began := time.Now()
 	st := h.status()
 	_ = h.sup.Events(10)
@@ -365,7 +366,7 @@ func TestFiveDeploysUnderLoadZeroFailures(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		h.deploy(fmt.Sprintf("v%d", i))
 	}
-	eventually(t, "old releases stopped", func() bool {
+	testutil.Eventually(t, "old releases stopped", func() bool {
 		for _, r := range h.status().Releases {
 			if r.State == release.Draining {
 				return false
@@ -397,7 +398,7 @@ func TestReleaseRetention(t *testing.T) {
 	for _, id := range []string{"v1", "v2", "v3", "v4"} {
 		h.deploy(id)
 	}
-	eventually(t, "pruning", func() bool {
+	testutil.Eventually(t, "pruning", func() bool {
 		var ids []string
 		for _, r := range h.status().Releases {
 			ids = append(ids, r.ReleaseID+":"+string(r.State))
@@ -407,7 +408,7 @@ func TestReleaseRetention(t *testing.T) {
 	// maxAgeMs prunes stopped releases older than that, whatever keep says.
 	h.cfg.ReleaseRetention = config.ReleaseRetention{Keep: 10, MaxAgeMs: 1}
 	h.deploy("v5")
-	eventually(t, "age pruning", func() bool {
+	testutil.Eventually(t, "age pruning", func() bool {
 		st := h.status()
 		return len(st.Releases) == 1 && st.Releases[0].ReleaseID == "v5"
 	})
