@@ -47,7 +47,10 @@ type harness struct {
 	proxy *proxy.Proxy
 	log   *events.Log
 	url   string
-	cfg   *config.Config
+	cfg   *config.Config // the config last handed to sup; never written in place
+	src   string         // its Jsonnet source, which reconfigure extends
+	path  string
+	env   map[string]string
 }
 
 // newHarness loads a config (Jsonnet source), starts a proxy on
@@ -76,13 +79,32 @@ func newHarness(t testing.TB, src string) *harness {
 	go srv.Serve(ln)
 	log := events.New(events.DefaultCapacity)
 	sup := New(Options{Config: cfg, Proxy: px, Events: log, Runner: process.ExecRunner{}, Env: env})
-	h := &harness{t: t, sup: sup, proxy: px, log: log, url: "http://" + ln.Addr().String(), cfg: cfg}
+	h := &harness{t: t, sup: sup, proxy: px, log: log, url: "http://" + ln.Addr().String(), cfg: cfg, src: src, path: path, env: env}
 	t.Cleanup(func() {
 		sup.Shutdown(context.Background())
 		srv.Close()
 		px.Close()
 	})
 	return h
+}
+
+// reconfigure loads the harness's source extended by patch (a Jsonnet
+// object, as in `src + patch`) as a new config and hands it over with
+// SetConfig, as the daemon's reload does. Writing fields of the config in
+// use instead would race with the supervisor, which reads it from its own
+// goroutines; a fresh value shares nothing with it.
+func (h *harness) reconfigure(patch string) {
+	h.t.Helper()
+	h.src = "(" + h.src + ") + " + patch
+	if err := os.WriteFile(h.path, []byte(h.src), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	cfg, err := config.Load(h.path, h.env)
+	if err != nil {
+		h.t.Fatalf("config: %v", err)
+	}
+	h.cfg = cfg
+	h.sup.SetConfig(cfg)
 }
 
 // release makes a release directory holding files (name -> content).
@@ -166,6 +188,12 @@ func webConfig(t testing.TB, extra string) string {
 	return fmt.Sprintf(`{application: 'test', proxy: {port: 0, drainTimeoutMs: 10000, forceStopTimeoutMs: 3000},
 	  processes: [{id: 'web', policy: 'proxied', command: %q, port: %s, health: {intervalMs: 20}}] + %s}`,
 		appCmd(t), portRange(), extra)
+}
+
+// healthTimeout is a reconfigure patch that sets the proxied process's
+// health.timeoutMs.
+func healthTimeout(ms int64) string {
+	return fmt.Sprintf(`{processes: [p + (if p.policy == 'proxied' then {health+: {timeoutMs: %d}} else {}) for p in super.processes]}`, ms)
 }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
-	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 )
@@ -82,7 +81,7 @@ func TestFailedHealthCheckKeepsPreviousRelease(t *testing.T) {
 	h.deploy("v1")
 	// The window only has to outlast the app's start on a loaded host: the
 	// app answers 503 for all of it.
-	h.cfg.Processes[0].Health.TimeoutMs = 3000
+	h.reconfigure(healthTimeout(3000))
 	svcPid := *h.status().Services[0].Process.Pid
 	_, err := h.tryDeploy("v2", map[string]string{"health": "503"})
 	if err == nil || !strings.Contains(err.Error(), "health check failed for http://127.0.0.1:") || !strings.Contains(err.Error(), "/ping: HTTP 503") ||
@@ -114,7 +113,7 @@ func TestFailedHealthCheckKeepsPreviousRelease(t *testing.T) {
 func TestFailedFirstDeployStopsServicesItStarted(t *testing.T) {
 	h := newHarness(t, webConfig(t, `[{id: 'svc', policy: 'service', command: 'exec sleep 1000', port: 7000}]`))
 	window := h.cfg.Processes[0].Health.TimeoutMs
-	h.cfg.Processes[0].Health.TimeoutMs = 3000 // see TestFailedHealthCheckKeepsPreviousRelease
+	h.reconfigure(healthTimeout(3000)) // see TestFailedHealthCheckKeepsPreviousRelease
 	_, err := h.tryDeploy("v1", map[string]string{"health": "500"})
 	if err == nil || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "no release is active") {
 		t.Fatalf("got %v", err)
@@ -126,7 +125,7 @@ func TestFailedFirstDeployStopsServicesItStarted(t *testing.T) {
 		t.Errorf("got %d, want 503", code)
 	}
 	// The port of the service is free again: a good deploy can take it.
-	h.cfg.Processes[0].Health.TimeoutMs = window
+	h.reconfigure(healthTimeout(window))
 	h.deploy("v2")
 	if p := h.status().Services[0].Process.Port; p == nil || *p != 7000 {
 		t.Errorf("service port %v", p)
@@ -406,7 +405,7 @@ func TestReleaseRetention(t *testing.T) {
 		return strings.Join(ids, ",") == "v4:active,v3:stopped"
 	})
 	// maxAgeMs prunes stopped releases older than that, whatever keep says.
-	h.cfg.ReleaseRetention = config.ReleaseRetention{Keep: 10, MaxAgeMs: 1}
+	h.reconfigure(`{releaseRetention: {keep: 10, maxAgeMs: 1}}`)
 	h.deploy("v5")
 	testutil.Eventually(t, "age pruning", func() bool {
 		st := h.status()
