@@ -11,12 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 )
-
-// waitTimeout bounds every wait in the tests. It is far above anything a
-// healthy run needs, so it only ever fires on a real hang.
-const waitTimeout = 30 * time.Second
 
 func testExe(t testing.TB) string {
 	t.Helper()
@@ -64,7 +61,7 @@ func newHarness(t testing.TB, spec Spec, opts ...Option) *harness {
 	h := &harness{t: t, log: events.New(0)}
 	h.p = New(spec, ExecRunner{}, h.log, opts...)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout)
 		defer cancel()
 		if err := h.p.Stop(ctx); err != nil {
 			t.Errorf("cleanup stop: %v", err)
@@ -113,14 +110,14 @@ func (h *harness) stopCtx(ctx context.Context) {
 		if err != nil {
 			h.t.Fatalf("Stop: %v", err)
 		}
-	case <-time.After(waitTimeout):
-		h.t.Fatalf("Stop did not return within %v", waitTimeout)
+	case <-time.After(testutil.Timeout):
+		h.t.Fatalf("Stop did not return within %v", testutil.Timeout)
 	}
 }
 
 func (h *harness) waitLine(line string) {
 	h.t.Helper()
-	waitFor(h.t, "output line "+strconv.Quote(line), func() bool { return hasLine(h.p.Logs(), line) })
+	testutil.Eventually(h.t, "output line "+strconv.Quote(line), func() bool { return hasLine(h.p.Logs(), line) })
 }
 
 func (h *harness) waitExited() {
@@ -140,7 +137,7 @@ func (h *harness) events(message string) []events.Event {
 
 func (h *harness) waitEvents(message string, n int) []events.Event {
 	h.t.Helper()
-	waitFor(h.t, strconv.Itoa(n)+" "+strconv.Quote(message)+" events", func() bool { return len(h.events(message)) >= n })
+	testutil.Eventually(h.t, strconv.Itoa(n)+" "+strconv.Quote(message)+" events", func() bool { return len(h.events(message)) >= n })
 	return h.events(message)
 }
 
@@ -153,24 +150,12 @@ func hasLine(lines []Line, want string) bool {
 	return false
 }
 
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, not synchronisation
-	}
-}
-
 func waitClosed(t testing.TB, what string, ch <-chan struct{}) {
 	t.Helper()
 	select {
 	case <-ch:
-	case <-time.After(waitTimeout):
-		t.Fatalf("%s not closed within %v", what, waitTimeout)
+	case <-time.After(testutil.Timeout):
+		t.Fatalf("%s not closed within %v", what, testutil.Timeout)
 	}
 }
 
@@ -237,7 +222,7 @@ func readFile(t testing.TB, path string) string {
 func readPid(t testing.TB, path string) int {
 	t.Helper()
 	var pid int
-	waitFor(t, "pid file "+path, func() bool {
+	testutil.Eventually(t, "pid file "+path, func() bool {
 		n, err := strconv.Atoi(strings.TrimSpace(readFile(t, path)))
 		pid = n
 		return err == nil && n > 0

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
 func TestStartStopStatusAndEvents(t *testing.T) {
@@ -203,7 +205,7 @@ func TestStopSequence(t *testing.T) {
 		{
 			name: "drain without a command waits for the exit",
 			quit: "SIGUSR1",
-			lc:   Lifecycle{QuietCommand: "echo quiet >> REC; kill -USR1 $ROLLBRIDGE_PID", DrainTimeout: waitTimeout},
+			lc:   Lifecycle{QuietCommand: "echo quiet >> REC; kill -USR1 $ROLLBRIDGE_PID", DrainTimeout: testutil.Timeout},
 			want: "quiet\nSIGUSR1\n",
 		},
 		{
@@ -221,7 +223,7 @@ func TestStopSequence(t *testing.T) {
 		{
 			name: "hooks stop at a process that already left during the drain",
 			quit: "SIGUSR1",
-			lc: Lifecycle{QuietCommand: "kill -USR1 $ROLLBRIDGE_PID", DrainTimeout: waitTimeout,
+			lc: Lifecycle{QuietCommand: "kill -USR1 $ROLLBRIDGE_PID", DrainTimeout: testutil.Timeout,
 				StopCommand: "echo stop >> REC"},
 			want: "SIGUSR1\n",
 		},
@@ -349,7 +351,7 @@ func TestStopContextEndsSequence(t *testing.T) {
 			h.stopCtx(ctx)
 		}()
 		hp := readPid(t, hookPid)
-		waitFor(t, "stopping state", func() bool { return h.p.Status().State == Stopping })
+		testutil.Eventually(t, "stopping state", func() bool { return h.p.Status().State == Stopping })
 		cancel()
 		waitClosed(t, "Stop", done)
 		assertGroupGone(t, pid)
@@ -586,7 +588,7 @@ func TestMemoryHogIsRestarted(t *testing.T) {
 	spec.Memory = &MemoryPolicy{LimitBytes: 120 * MiB, WarnBytes: 80 * MiB, CheckInterval: 50 * time.Millisecond}
 	h := newHarness(t, spec)
 	h.start()
-	waitFor(t, "a memory restart", func() bool {
+	testutil.Eventually(t, "a memory restart", func() bool {
 		st := h.p.Status()
 		// The start event follows the state change: wait for both.
 		return st.MemoryRestarts == 1 && st.State == Running && len(h.events("process started")) == 2
@@ -622,7 +624,7 @@ func TestRSSIsSummedOverTheGroup(t *testing.T) {
 	spec.Memory = &MemoryPolicy{LimitBytes: 1 << 40, WarnBytes: 1 * MiB, CheckInterval: 20 * time.Millisecond}
 	h := newHarness(t, spec)
 	h.start()
-	waitFor(t, "both hogs sampled", func() bool {
+	testutil.Eventually(t, "both hogs sampled", func() bool {
 		hogs := 0
 		for _, c := range h.p.Status().Children {
 			if strings.Contains(c.Command, filepath.Base(exe)) && c.RSSBytes >= 32*MiB {
@@ -733,7 +735,7 @@ func TestStatusDoesNotWaitForStop(t *testing.T) {
 	}()
 	// Each Status call below returns while Stop is still waiting out the
 	// grace period: if Status blocked behind it, Stopping would never be seen.
-	waitFor(t, "stopping state", func() bool { return h.p.Status().State == Stopping })
+	testutil.Eventually(t, "stopping state", func() bool { return h.p.Status().State == Stopping })
 	select {
 	case <-done:
 		t.Fatal("Stop already returned; the grace period should still run")
@@ -767,7 +769,7 @@ func TestConcurrentCalls(t *testing.T) {
 			for j := 0; j < 50; j++ {
 				_ = h.p.Status()
 				_ = h.p.Logs()
-				<-time.After(time.Millisecond)
+				<-time.After(time.Millisecond) // spreads the reads over the mutators' run; pacing, nothing waits on it
 			}
 		}()
 	}

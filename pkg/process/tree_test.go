@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
 // treeSpec runs script as the managed command, with memory supervision so
@@ -52,7 +53,7 @@ func TestMembersIncludeGrandchildrenAndSetsid(t *testing.T) {
 			t.Logf("last sample: %+v", st.Children)
 		}
 	})
-	waitFor(t, "four members sampled, each with its memory", func() bool {
+	testutil.Eventually(t, "four members sampled, each with its memory", func() bool {
 		st = h.p.Status()
 		byCmd := pidsByCommand(st.Children)
 		for _, m := range st.Children {
@@ -91,7 +92,7 @@ func TestMembersIncludeAdoptedOrphans(t *testing.T) {
 	leader := h.start()
 	h.waitLine("ready")
 	var st Status
-	waitFor(t, "the orphan sampled", func() bool {
+	testutil.Eventually(t, "the orphan sampled", func() bool {
 		st = h.p.Status()
 		return pidsByCommand(st.Children)["sleep 602"] != 0
 	})
@@ -102,7 +103,7 @@ func TestMembersIncludeAdoptedOrphans(t *testing.T) {
 	}
 	// The short-lived orphan (sleep 0.05) was adopted too; once it exits the
 	// reaper collects it, so no zombie of the group waits under us.
-	waitFor(t, "the exited orphan reaped", func() bool { return len(zombieChildrenIn(t, leader)) == 0 })
+	testutil.Eventually(t, "the exited orphan reaped", func() bool { return len(zombieChildrenIn(t, leader)) == 0 })
 }
 
 // zombieChildrenIn lists this process's exited-but-unreaped children that
@@ -170,7 +171,7 @@ func TestMembersReadOnlyTheTree(t *testing.T) {
 	h := newHarness(t, treeSpec(t, "small", `(sleep 604; :) & echo ready; wait`))
 	h.start()
 	h.waitLine("ready")
-	waitFor(t, "three members", func() bool { return len(h.p.Status().Children) == 3 })
+	testutil.Eventually(t, "three members", func() bool { return len(h.p.Status().Children) == 3 })
 	h.p.mu.Lock()
 	handle := h.p.cur.h
 	h.p.mu.Unlock()
