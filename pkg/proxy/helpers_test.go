@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -95,21 +96,6 @@ func get(t testing.TB, c *http.Client, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// eventually polls cond until it holds, failing the test after 10s. It is
-// for states with no event to wait on, like a counter dropping.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // wantCounts checks b's counters.
 func wantCounts(t testing.TB, b *Backend, http, ws int64) {
 	t.Helper()
@@ -121,7 +107,7 @@ func wantCounts(t testing.TB, b *Backend, http, ws int64) {
 // waitCounts waits until b's counters are (http, ws).
 func waitCounts(t testing.TB, b *Backend, http, ws int64) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s Connections() = (%d, %d)", b.ReleaseID(), http, ws), func() bool {
+	testutil.Eventually(t, fmt.Sprintf("%s Connections() = (%d, %d)", b.ReleaseID(), http, ws), func() bool {
 		h, w := b.Connections()
 		return h == http && w == ws
 	})

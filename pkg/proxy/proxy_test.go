@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
 func TestNoActiveRelease503(t *testing.T) {
@@ -599,7 +601,7 @@ func (l *load) get(c *http.Client, url string) (string, error) {
 func (l *load) waitFor(t testing.TB, n int64) {
 	t.Helper()
 	target := l.requests.Load() + n
-	eventually(t, fmt.Sprintf("%d requests", target), func() bool { return l.requests.Load() >= target })
+	testutil.Eventually(t, fmt.Sprintf("%d requests", target), func() bool { return l.requests.Load() >= target })
 }
 
 func (l *load) stop(t testing.TB) {
