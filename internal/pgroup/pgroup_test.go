@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
 // spawn starts script in its own process group and returns it as a target.
@@ -47,24 +48,13 @@ func members(t *testing.T, pgid int) []int {
 	return out
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestStop(t *testing.T) {
 	polite := spawn(t, "exec sleep 300")
 	stubborn := spawn(t, "trap '' TERM; while :; do sleep 0.05; done")
 	stubborn.Group = false
 	// The leader obeys SIGTERM; a member of its group ignores it.
 	group := spawn(t, "sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & exec sleep 300")
-	eventually(t, "the group's member", func() bool { return len(members(t, group.Pid)) > 0 })
+	testutil.Eventually(t, "the group's member", func() bool { return len(members(t, group.Pid)) > 0 })
 	member := members(t, group.Pid)
 	// A pid found with another start time is someone else's now.
 	other := spawn(t, "exec sleep 300")
@@ -100,5 +90,5 @@ func TestStopEndsWithContext(t *testing.T) {
 	if !res[0].Killed {
 		t.Errorf("got %+v", res[0])
 	}
-	eventually(t, "the process gone", func() bool { return !procfs.Alive(stubborn.Pid, stubborn.StartTime) })
+	testutil.Eventually(t, "the process gone", func() bool { return !procfs.Alive(stubborn.Pid, stubborn.StartTime) })
 }

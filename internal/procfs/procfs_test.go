@@ -2,13 +2,15 @@ package procfs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
 func TestParseStatOddNames(t *testing.T) {
@@ -60,9 +62,7 @@ func TestSelfAndChildren(t *testing.T) {
 	if kids := ChildrenOf(self); !slices.Contains(kids, cmd.Process.Pid) {
 		t.Errorf("ChildrenOf(self) = %v; want it to contain %d", kids, cmd.Process.Pid)
 	}
-	if got := waitCmdline(cmd.Process.Pid, "sleep 30"); got != "sleep 30" {
-		t.Errorf("Cmdline = %q", got)
-	}
+	waitCmdline(t, cmd.Process.Pid, "sleep 30")
 	if kids, err := Children(1 << 30); kids != nil || err != nil {
 		t.Errorf("Children(no such pid) = %v, %v; want nothing", kids, err)
 	}
@@ -79,22 +79,15 @@ func TestSelfAndChildren(t *testing.T) {
 	}
 	defer func() { _ = c2.Process.Kill(); _ = c2.Wait() }()
 	want := "/bin/sh -c sleep 30; : " + long
-	if got := waitCmdline(c2.Process.Pid, want); got != want {
-		t.Errorf("Cmdline of a long command line has %d bytes, want %d", len(got), len(want))
-	}
+	waitCmdline(t, c2.Process.Pid, want)
 }
 
-// waitCmdline reads pid's command line until it is want (a child shows
-// ours until its exec is done) or a few seconds passed, and returns the last.
-func waitCmdline(pid int, want string) string {
-	var got string
-	for i := 0; i < 1000; i++ {
-		if got = Cmdline(pid, "x"); got == want {
-			break
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, not synchronisation
-	}
-	return got
+// waitCmdline waits until pid's command line reads want: a child shows
+// ours until its exec is done.
+func waitCmdline(t *testing.T, pid int, want string) {
+	t.Helper()
+	what := fmt.Sprintf("Cmdline(%d) to read the %d bytes %.40q...", pid, len(want), want)
+	testutil.Eventually(t, what, func() bool { return Cmdline(pid, "x") == want })
 }
 
 func TestAllPids(t *testing.T) {
