@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/takeover"
 )
@@ -28,7 +29,7 @@ func spawnGroup(t *testing.T, script string) (int, uint64) {
 	go func() { _ = cmd.Wait() }() // reap it whenever it ends
 	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	var start uint64
-	waitFor(t, "process start time", func() bool {
+	testutil.Eventually(t, "process start time", func() bool {
 		s, err := state.StartTime(cmd.Process.Pid)
 		start = s
 		return err == nil
@@ -140,12 +141,12 @@ func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
 		t.Fatalf("screen: %v %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("screen", "-S", marker, "-X", "quit").Run() })
-	waitFor(t, "screen session", func() bool {
+	testutil.Eventually(t, "screen session", func() bool {
 		out, _ := exec.Command("screen", "-ls").CombinedOutput()
 		return strings.Contains(string(out), marker)
 	})
 	var child int
-	waitFor(t, "legacy child", func() bool {
+	testutil.Eventually(t, "legacy child", func() bool {
 		kids, err := procfs.Children(seed)
 		if err != nil || len(kids) == 0 {
 			return false
@@ -176,7 +177,7 @@ func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
 		t.Errorf("legacy processes: %+v (seed %d, child %d needs SIGKILL)", res.Processes, seed, child)
 	}
 	for _, pid := range []int{seed, child, orphan} {
-		waitFor(t, fmt.Sprintf("pid %d gone", pid), func() bool { return !state.Alive(pid, 0) })
+		testutil.Eventually(t, fmt.Sprintf("pid %d gone", pid), func() bool { return !state.Alive(pid, 0) })
 	}
 	if !state.Alive(other, otherStart) {
 		t.Error("an unrelated process was stopped")

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/testapp"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/daemon"
@@ -38,17 +39,6 @@ type env struct {
 	url    string // proxy base URL
 	done   chan error
 	cancel context.CancelFunc
-	stdout *syncBuffer
-}
-
-type syncBuffer struct {
-	ch chan string
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.ch <- string(p)
-	return len(p), nil
 }
 
 // startDaemon writes a config (Jsonnet object body after the standard
@@ -74,24 +64,21 @@ func startDaemon(t *testing.T, processes string) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, cfg: cfgPath, sock: cfg.Control.Path, done: make(chan error, 1), cancel: cancel, stdout: &syncBuffer{ch: make(chan string, 10000)}}
-	go func() { e.done <- daemon.Run(ctx, daemon.Options{Config: cfg, Stdout: e.stdout, Version: "test"}) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	e := &env{t: t, cfg: cfgPath, sock: cfg.Control.Path, done: make(chan error, 1), cancel: cancel}
+	// The daemon's log is not under test here; the commands' answers are.
+	go func() { e.done <- daemon.Run(ctx, daemon.Options{Config: cfg, Stdout: io.Discard, Version: "test"}) }()
+	testutil.Eventually(t, "the daemon to answer status", func() bool {
 		out, _, code := runCtl(t, "status", "-c", cfgPath)
-		if code == 0 {
-			var st control.Status
-			if err := json.Unmarshal([]byte(out), &st); err != nil {
-				t.Fatal(err)
-			}
-			e.url = fmt.Sprintf("http://127.0.0.1:%d", st.Proxy.Port)
-			break
+		if code != 0 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon did not answer")
+		var st control.Status
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		e.url = fmt.Sprintf("http://127.0.0.1:%d", st.Proxy.Port)
+		return true
+	})
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -173,17 +160,6 @@ func (e *env) releaseState(id string) string {
 		}
 	}
 	return "absent"
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestE2EDeployStatusAndShape(t *testing.T) {
@@ -307,7 +283,7 @@ func TestE2ERollbackToDrainingRelease(t *testing.T) {
 	// Hold v1 in draining with an in-flight slow request.
 	done := make(chan string, 1)
 	go func() { done <- e.get("/slow?ms=1500") }()
-	waitFor(t, "request in flight", func() bool { return strings.Contains(e.statusRaw(), `"http": 1`) })
+	testutil.Eventually(t, "request in flight", func() bool { return strings.Contains(e.statusRaw(), `"http": 1`) })
 	e.mustDeploy("v2")
 	if st := e.releaseState("v1"); st != "draining" {
 		t.Fatalf("v1 is %s", st)
@@ -334,7 +310,7 @@ func TestE2EStopVariants(t *testing.T) {
 	e.mustDeploy("v2")
 	var st control.Status
 	e.ok(&st, "stop", "--release-id", "v1")
-	waitFor(t, "v1 stopped", func() bool { return e.releaseState("v1") == "stopped" })
+	testutil.Eventually(t, "v1 stopped", func() bool { return e.releaseState("v1") == "stopped" })
 	e.ok(&st, "stop")
 	if st.ActiveReleaseID != nil || len(st.Singletons) != 0 || len(st.Services) != 1 {
 		t.Errorf("after stop: %+v", st)
@@ -403,7 +379,7 @@ func TestE2ERestartVariants(t *testing.T) {
 func TestE2ELogsAndEvents(t *testing.T) {
 	e := startDaemon(t, `[{id: 'worker', command: 'echo hello from {{processId}}; exec sleep 1000'}]`)
 	e.mustDeploy("v1")
-	waitFor(t, "worker output", func() bool {
+	testutil.Eventually(t, "worker output", func() bool {
 		out, _, _ := e.ctl("logs", "--process", "worker")
 		return strings.Contains(out, "stdout hello from worker")
 	})

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/takeover"
 )
 
@@ -54,9 +54,8 @@ func TestEnsureDaemonDetachedThenReused(t *testing.T) {
 	}
 	defer func() {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
-		for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
+		// This process is its parent, and ensure-daemon reaps it, so gone means gone.
+		testutil.Eventually(t, "the detached daemon to exit on SIGTERM", func() bool { return syscall.Kill(pid, 0) != nil })
 	}()
 	if sid, _ := syscall.Getpgid(pid); sid != pid {
 		t.Errorf("daemon is not its own process group/session leader (pgid %d)", sid)
