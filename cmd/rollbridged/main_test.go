@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
 	"github.com/rollbridge/rollbridge-go/internal/testapp"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 )
 
@@ -99,7 +101,7 @@ func notifySocket(t *testing.T, dir string) (string, <-chan string) {
 // waitMsg waits for a notification containing want.
 func waitMsg(t *testing.T, ch <-chan string, want string) string {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(testutil.Timeout)
 	for {
 		select {
 		case m := <-ch:
@@ -107,10 +109,71 @@ func waitMsg(t *testing.T, ch <-chan string, want string) string {
 				return m
 			}
 		case <-deadline:
-			t.Fatalf("no notification containing %q", want)
+			t.Fatalf("no notification containing %q within %v", want, testutil.Timeout)
 			return ""
 		}
 	}
+}
+
+// mark sends mark to the notify socket at path as a datagram of its own.
+// The socket keeps datagrams in the order they were sent, so the test can
+// tell what the daemon sent before and after a point of its choosing.
+func mark(t *testing.T, path, mark string) {
+	t.Helper()
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(mark)); err != nil {
+		t.Fatalf("send %s: %v", mark, err)
+	}
+}
+
+// msgsUntil returns the notifications that arrive before the one equal to
+// mark, consuming mark too.
+func msgsUntil(t *testing.T, ch <-chan string, mark string) []string {
+	t.Helper()
+	var out []string
+	deadline := time.After(testutil.Timeout)
+	for {
+		select {
+		case m := <-ch:
+			if m == mark {
+				return out
+			}
+			out = append(out, m)
+		case <-deadline:
+			t.Fatalf("marker %q not received within %v", mark, testutil.Timeout)
+			return nil
+		}
+	}
+}
+
+// stopped reports whether every thread of pid is stopped by a signal
+// (state T in /proc/PID/task/TID/stat). Until then a thread still running
+// may send.
+func stopped(t *testing.T, pid int) bool {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if err != nil {
+			return false // a thread came or went: look again
+		}
+		st, err := procfs.ParseStat(pid, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 // start runs rollbridged; fds become fd 3.. with LISTEN_* set the way
@@ -140,16 +203,10 @@ func (f *fixture) client() *control.Client { return &control.Client{Path: f.sock
 
 func (f *fixture) waitReady() {
 	f.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := f.client().Status(context.Background()); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatal("daemon did not answer")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(f.t, "the daemon to answer status", func() bool {
+		_, err := f.client().Status(context.Background())
+		return err == nil
+	})
 }
 
 func (f *fixture) deploy(id string) {
@@ -308,40 +365,40 @@ func TestNotifyLifecycle(t *testing.T) {
 	}
 }
 
+// TestWatchdogPings: pings arrive while the daemon runs, none while it is
+// stopped, and they resume once it continues. It counts and orders the
+// notifications; how far apart they are is the daemon's business.
 func TestWatchdogPings(t *testing.T) {
+	const watchdog = 400 * time.Millisecond // WATCHDOG_USEC; the daemon pings at half of it
 	f := newFixture(t, 0, "{}")
 	nsock, msgs := notifySocket(t, f.dir)
 	// WATCHDOG_PID must be the daemon: exec in sh keeps the pid.
 	cmd := exec.Command("/bin/sh", "-c", `WATCHDOG_PID=$$ exec "$0" --config "$1"`, daemonBin, f.cfg)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+nsock, "WATCHDOG_USEC=400000")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+nsock, fmt.Sprintf("WATCHDOG_USEC=%d", watchdog.Microseconds()))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	waitMsg(t, msgs, "READY=1")
-	var stamps []time.Time
-	for len(stamps) < 4 {
+	for i := 0; i < 3; i++ {
 		waitMsg(t, msgs, "WATCHDOG=1")
-		stamps = append(stamps, time.Now())
 	}
-	// Half of 400ms is 200ms; only check it is not the full interval or
-	// far faster (a loose band: the machine may be busy).
-	avg := stamps[3].Sub(stamps[0]) / 3
-	if avg < 100*time.Millisecond || avg > 400*time.Millisecond {
-		t.Errorf("average ping interval %v, want about 200ms", avg)
-	}
-	// A stopped daemon (its core cannot answer) sends no pings.
+
+	// A stopped daemon (its core cannot answer) sends no pings, and nothing
+	// else pings on its behalf. Once all its threads are stopped, whatever
+	// it sent before is queued ahead of the first marker.
 	_ = cmd.Process.Signal(syscall.SIGSTOP)
-	time.Sleep(300 * time.Millisecond)
-	for len(msgs) > 0 {
-		<-msgs
-	}
-	select {
-	case m := <-msgs:
-		t.Errorf("notification while stopped: %q", m)
-	case <-time.After(600 * time.Millisecond):
-	}
+	testutil.Eventually(t, "every thread of the daemon stopped", func() bool { return stopped(t, cmd.Process.Pid) })
+	mark(t, nsock, "MARK=stopped")
+	msgsUntil(t, msgs, "MARK=stopped") // sent before the stop took hold
+	// The window is what is tested: two whole watchdog intervals, in which
+	// a daemon that was not stopped would ping about four times.
+	time.Sleep(2 * watchdog)
+	mark(t, nsock, "MARK=continued")
 	_ = cmd.Process.Signal(syscall.SIGCONT)
+	if during := msgsUntil(t, msgs, "MARK=continued"); len(during) > 0 {
+		t.Errorf("notifications while the daemon was stopped: %q", during)
+	}
 	waitMsg(t, msgs, "WATCHDOG=1")
 }
 
@@ -373,7 +430,14 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 		resp.Body.Close()
 		res <- result{code: resp.StatusCode, body: strings.TrimSpace(string(b))}
 	}()
-	time.Sleep(200 * time.Millisecond) // let the request reach the app
+	testutil.Eventually(t, "the request in flight", func() bool {
+		for _, r := range f.status().Releases {
+			if r.ReleaseID == "v1" {
+				return r.Connections.HTTP == 1
+			}
+		}
+		return false
+	})
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	r := <-res
 	if r.err != nil || r.code != 200 || r.body != "v1" {
