@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"go.uber.org/goleak"
@@ -69,27 +70,22 @@ func runDaemon(t *testing.T, o Options) (context.CancelFunc, chan error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, o) }()
-	c := &control.Client{Path: o.Config.Control.Path}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := c.Status(context.Background()); err == nil {
-			break
-		}
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("Run returned early: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatal("daemon did not answer")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 	t.Cleanup(func() {
 		cancel()
 		<-done
+	})
+	c := &control.Client{Path: o.Config.Control.Path}
+	testutil.Eventually(t, "the daemon to answer status", func() bool {
+		if _, err := c.Status(context.Background()); err == nil {
+			return true
+		}
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("Run returned early: %v", err)
+		default:
+		}
+		return false
 	})
 	return cancel, done
 }
@@ -221,10 +217,38 @@ func TestInheritedListenerMismatch(t *testing.T) {
 	}
 }
 
+// TestWatchdogLoopPingsOnlyWhenProbePasses records what the loop does, in
+// order, and checks that order: a ping follows each passing probe and no
+// other step, so a wedged core (a probe that never answers) gets no pings,
+// and pings resume once the probe passes again.
 func TestWatchdogLoopPingsOnlyWhenProbePasses(t *testing.T) {
 	var mu sync.Mutex
 	healthy := true
-	pings := make(chan time.Time, 100)
+	var trace []string // "pass", "fail" and "ping", as the loop did them
+	record := func(step string) {
+		mu.Lock()
+		defer mu.Unlock()
+		trace = append(trace, step)
+	}
+	// count counts the steps equal to step after the first from steps.
+	count := func(from, step string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n, seen := 0, from == ""
+		for _, s := range trace {
+			seen = seen || s == from
+			if seen && s == step {
+				n++
+			}
+		}
+		return n
+	}
+	setHealthy := func(h bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		healthy = h
+		trace = append(trace, fmt.Sprintf("healthy=%v", h))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -235,33 +259,39 @@ func TestWatchdogLoopPingsOnlyWhenProbePasses(t *testing.T) {
 			mu.Unlock()
 			if !h {
 				<-ctx.Done() // a wedged core: the probe never answers
+				record("fail")
 				return ctx.Err()
 			}
+			record("pass")
 			return nil
-		}, func() { pings <- time.Now() })
+		}, func() { record("ping") })
 	}()
-	for i := 0; i < 3; i++ {
-		select {
-		case <-pings:
-		case <-time.After(5 * time.Second):
-			t.Fatal("no ping while healthy")
-		}
-	}
-	mu.Lock()
-	healthy = false
-	mu.Unlock()
-	// Drain pings that were already under way, then expect silence.
-	time.Sleep(60 * time.Millisecond)
-	for len(pings) > 0 {
-		<-pings
-	}
-	select {
-	case <-pings:
-		t.Error("pinged while the core was wedged")
-	case <-time.After(200 * time.Millisecond):
-	}
+	testutil.Eventually(t, "3 pings while the probe passes", func() bool { return count("", "ping") >= 3 })
+	setHealthy(false)
+	testutil.Eventually(t, "3 probes failing", func() bool { return count("healthy=false", "fail") >= 3 })
+	setHealthy(true)
+	testutil.Eventually(t, "a ping after the probe passes again", func() bool { return count("healthy=true", "ping") >= 1 })
 	cancel()
 	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	var steps []string // the loop's own steps, without the test's switches
+	for _, s := range trace {
+		if !strings.HasPrefix(s, "healthy=") {
+			steps = append(steps, s)
+		}
+	}
+	for i, s := range steps {
+		switch {
+		case s == "ping" && (i == 0 || steps[i-1] != "pass"):
+			t.Errorf("step %d pinged without a passing probe before it: %q", i, steps)
+			return
+		case s == "pass" && i+1 < len(steps) && steps[i+1] != "ping":
+			t.Errorf("step %d: a passing probe was not followed by a ping: %q", i, steps)
+			return
+		}
+	}
 }
 
 func TestControlSocketOwnerGroupMode(t *testing.T) {
