@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -335,17 +336,20 @@ func TestCloseWaitsForRequestsInProgress(t *testing.T) {
 	<-started
 	closed := make(chan struct{})
 	go func() { srv.Close(5 * time.Second); close(closed) }()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-closed:
-			t.Errorf("Close returned while a request was in progress")
-		case <-time.After(100 * time.Millisecond):
-		}
-	}()
-	wg.Wait()
+	// Close has begun once it hung up the idle connection.
+	if err := idle.SetReadDeadline(time.Now().Add(testutil.Timeout)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Close did not hang up an idle connection within %v", testutil.Timeout)
+	}
+	// The window is what is tested, not a wait for something: Close must
+	// not return in it while the request runs.
+	select {
+	case <-closed:
+		t.Errorf("Close returned while a request was in progress")
+	case <-time.After(100 * time.Millisecond):
+	}
 	close(release)
 	if msg := <-res; msg != "shutdown" {
 		t.Errorf("in-progress request lost its answer: %q", msg)
