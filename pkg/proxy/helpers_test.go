@@ -156,11 +156,3 @@ func echo(t testing.TB, c *websocket.Conn, msg string) string {
 	}
 	return string(got)
 }
-
-// zeroReader is an endless stream of zero bytes.
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
-}
