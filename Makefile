@@ -4,7 +4,18 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/rollbridge/rollbridge-go/internal/version.Version=$(VERSION)
 BIN     := bin
 
-.PHONY: all build test check fmt vet race fuzz demo bench clean
+# staticcheck at a release that knows Go 1.26. `make staticcheck` installs
+# it into the first GOPATH entry's bin when that copy is missing or another
+# version, and always runs it by that path, so whatever staticcheck PATH
+# finds first is never the one that decides. Release 2026.2.2 is module
+# version v0.8.2; go install is given the module version, which resolves
+# from the module cache and from proxies that serve only semver versions.
+STATICCHECK_VERSION := 2026.2.2
+STATICCHECK_MODULE  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+STATICCHECK_BIN     := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin
+STATICCHECK         := $(STATICCHECK_BIN)/staticcheck
+
+.PHONY: all build test check gofmt vet staticcheck fmt race fuzz demo bench clean
 
 all: build
 
@@ -24,13 +35,26 @@ bench: build
 demo:
 	./scripts/demo.sh
 
-# The one test command: formatting, vet, and every test with the race detector.
+# The one test command: formatting, vet, staticcheck, and every test with
+# the race detector.
 test: check race
 
-check:
+# The static checks, in this order.
+check: gofmt vet staticcheck
+
+gofmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
 	$(GO) vet ./...
+
+# staticcheck's default checks (ST1005 included), tests too.
+staticcheck:
+	@$(STATICCHECK) -version 2>/dev/null | grep -qF ' $(STATICCHECK_VERSION) ' || \
+	  { echo "installing staticcheck $(STATICCHECK_VERSION) into $(STATICCHECK_BIN)"; \
+	    GOBIN=$(STATICCHECK_BIN) $(GO) install $(STATICCHECK_MODULE); }
+	$(STATICCHECK) ./...
 
 race:
 	$(GO) test -race -count=1 -timeout 15m ./...
