@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -46,5 +47,19 @@ func TestPollNamesWhatTimedOut(t *testing.T) {
 	}
 	if len(r.errors) != 1 || !strings.Contains(r.errors[0], "waiting for the answer") {
 		t.Errorf("got reports %q, want one naming the answer", r.errors)
+	}
+}
+
+// TestOnlyTestsImportIt keeps the package out of every binary: no
+// package's non-test files may import it.
+func TestOnlyTestsImportIt(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{range .Imports}}{{$.ImportPath}} {{.}}{{"\n"}}{{end}}`, "../../...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasSuffix(line, " github.com/rollbridge/rollbridge-go/internal/testutil") {
+			t.Errorf("%s: imported by a non-test file", strings.Fields(line)[0])
+		}
 	}
 }
