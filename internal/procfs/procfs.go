@@ -239,6 +239,30 @@ func listDir(dir string) ([]string, error) {
 	}
 }
 
+// EnvValue returns the value of key in pid's environment as the process
+// started with it (/proc/PID/environ), and whether it was there. Reading
+// another user's environment needs the rights to ptrace it (root, or the
+// same user); otherwise it reports false.
+func EnvValue(pid int, key string) (string, bool) {
+	b, err := readFile("/proc/"+strconv.Itoa(pid)+"/environ", make([]byte, 4096))
+	if err != nil {
+		return "", false
+	}
+	prefix := []byte(key + "=")
+	for len(b) > 0 {
+		var kv []byte
+		if i := bytes.IndexByte(b, 0); i >= 0 {
+			kv, b = b[:i], b[i+1:]
+		} else {
+			kv, b = b, nil
+		}
+		if bytes.HasPrefix(kv, prefix) {
+			return string(kv[len(prefix):]), true
+		}
+	}
+	return "", false
+}
+
 // Cmdline is the process's argv joined by spaces, or comm when the kernel
 // shows no argv (kernel threads, exiting processes).
 func Cmdline(pid int, comm string) string {

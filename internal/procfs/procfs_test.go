@@ -99,3 +99,24 @@ func TestAllPids(t *testing.T) {
 		t.Errorf("AllPids() = %d pids without this process or pid 1", len(pids))
 	}
 }
+
+func TestEnvValue(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	cmd.Env = []string{"A=1", "ROLLBRIDGE_RUN=tok", "ROLLBRIDGE_RUNX=no", "EMPTY="}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitCmdline(t, cmd.Process.Pid, "sleep 30") // until the exec is done
+	for _, c := range []struct {
+		key, want string
+		ok        bool
+	}{{"ROLLBRIDGE_RUN", "tok", true}, {"EMPTY", "", true}, {"A", "1", true}, {"MISSING", "", false}} {
+		if got, ok := EnvValue(cmd.Process.Pid, c.key); got != c.want || ok != c.ok {
+			t.Errorf("EnvValue(%s) = %q, %v; want %q, %v", c.key, got, ok, c.want, c.ok)
+		}
+	}
+	if _, ok := EnvValue(1<<30, "A"); ok {
+		t.Error("EnvValue of a missing process found something")
+	}
+}

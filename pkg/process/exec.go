@@ -3,6 +3,8 @@ package process
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -90,12 +92,19 @@ func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle,
 		_ = outW.Close()
 		return nil, fmt.Errorf("output pipe: %w", err)
 	}
+	token, err := newRunToken()
+	if err != nil {
+		_ = outR.Close() // nothing was started
+		_ = outW.Close()
+		_ = errR.Close()
+		_ = errW.Close()
+		return nil, err
+	}
 	cmd := exec.Command("/bin/sh", "-c", spec.Command)
 	cmd.Dir = spec.Dir
-	cmd.Env = spec.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{} // nil would make exec inherit ours; Env is meant to be complete
-	}
+	// Env is meant to be complete (never nil, which would inherit ours);
+	// the token goes last so that it wins over a variable of the same name.
+	cmd.Env = append(append(make([]string, 0, len(spec.Env)+1), spec.Env...), RunEnv+"="+token)
 	// *os.File outputs are handed to the child as they are, so exec starts
 	// no copying goroutines and Wait never waits for the output.
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -112,7 +121,7 @@ func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle,
 		t.release()
 		return nil, fmt.Errorf("start /bin/sh: %w", err)
 	}
-	h := &execHandle{pid: cmd.Process.Pid, tree: t, grp: group{leader: cmd.Process.Pid},
+	h := &execHandle{pid: cmd.Process.Pid, tree: t, grp: group{leader: cmd.Process.Pid, token: token},
 		done: make(chan struct{}), leaderExited: make(chan struct{})}
 	var readers sync.WaitGroup
 	readers.Add(2)
@@ -234,40 +243,50 @@ func (h *execHandle) ExitStatus() (*int, string) {
 	return &c, h.signal
 }
 
-// Signal sends sig to the group. Once every member is gone the group id may
-// be handed to an unrelated process, so a group without a live member is
-// left alone.
+// Signal sends sig to every process of the run (see tree.signal): its
+// process group, and each member that left it with setsid or setpgid, so a
+// daemon that double-forked is stopped with the run instead of leaking.
 func (h *execHandle) Signal(sig syscall.Signal) error {
-	if !h.GroupAlive() {
-		return nil
-	}
-	if err := unix.Kill(-h.pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("signal process group %d: %w", h.pid, err)
-	}
-	return nil
+	leaderAlive := !isClosed(h.leaderExited)
+	h.grpMu.Lock()
+	defer h.grpMu.Unlock()
+	return h.tree.signal(&h.grp, leaderAlive, sig)
 }
 
+// GroupAlive reports whether any process of the run is alive: the leader,
+// a member of its process group, or a member that left the group.
 func (h *execHandle) GroupAlive() bool {
-	select {
-	case <-h.leaderExited:
-	default:
+	if !isClosed(h.leaderExited) {
 		return true // the leader itself is alive
 	}
 	h.grpMu.Lock()
 	defer h.grpMu.Unlock()
-	return h.tree.groupAlive(&h.grp)
+	return h.tree.alive(&h.grp)
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// newRunToken returns a random token for RunEnv.
+func newRunToken() (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("run token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // Members walks the run's processes (see tree.members): the leader's
 // descendants, members seen before and orphans handed to the daemon. It
 // never reads a pid outside that set.
 func (h *execHandle) Members() []Member {
-	leaderAlive := true
-	select {
-	case <-h.leaderExited:
-		leaderAlive = false
-	default:
-	}
+	leaderAlive := !isClosed(h.leaderExited)
 	h.grpMu.Lock()
 	defer h.grpMu.Unlock()
 	sts := h.tree.members(&h.grp, leaderAlive, shareWindow)

@@ -119,11 +119,13 @@ type Handle interface {
 	// ExitStatus is valid after Done: the leader's exit code, or nil and
 	// the name of the signal that killed it ("SIGKILL").
 	ExitStatus() (code *int, signal string)
-	// Signal sends sig to every member of the group. A group with no
-	// live member is not an error.
+	// Signal sends sig to every process of the run: the leader's group
+	// and the descendants that left it (setsid, a double fork). A run with
+	// no live process is not an error.
 	Signal(sig syscall.Signal) error
-	// GroupAlive reports whether any member of the group (the leader
-	// included) is still alive; zombies do not count.
+	// GroupAlive reports whether any process of the run (the leader, its
+	// group, the descendants that left it) is still alive; zombies do not
+	// count. A stop waits until it is false.
 	GroupAlive() bool
 	// Members lists the live members with their command and RSS.
 	Members() []Member

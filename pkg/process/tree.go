@@ -2,6 +2,7 @@ package process
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -47,7 +48,8 @@ type tree struct {
 
 	listMu  sync.Mutex
 	listAt  time.Time
-	adopted []procfs.Stat // direct children not spawned by us (orphans handed to us), at listAt
+	adopted []procfs.Stat   // direct children not spawned by us (orphans handed to us), at listAt
+	runOf   map[proc]string // the RunEnv token of each adopted child, read once from its environment
 
 	stop chan struct{}
 	done chan struct{}
@@ -67,7 +69,7 @@ func acquireTree() *tree {
 	defer shared.mu.Unlock()
 	if shared.refs == 0 {
 		if shared.t == nil {
-			t := &tree{self: os.Getpid(), selfPgrp: unix.Getpgrp(), spawned: map[int]struct{}{}}
+			t := &tree{self: os.Getpid(), selfPgrp: unix.Getpgrp(), spawned: map[int]struct{}{}, runOf: map[proc]string{}}
 			t.subreaper = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == nil
 			shared.t = t
 		}
@@ -148,6 +150,30 @@ func (t *tree) waited(pid int) {
 	delete(t.spawned, pid)
 }
 
+// proc names one process: a pid and its start time.
+type proc struct {
+	pid   int
+	start uint64
+}
+
+// RunEnv is the variable the exec runner adds to every run's environment
+// with a token unique to the run. Descendants inherit it, so an orphan that
+// left the run's process group and session (a daemon that double-forked
+// and called setsid) can still be told apart when it is handed to us.
+const RunEnv = "ROLLBRIDGE_RUN"
+
+// runToken returns the RunEnv token an adopted child carries ("" for none).
+// Called with listMu held; the answer is kept while the child stays adopted.
+func (t *tree) runTokenLocked(st procfs.Stat) string {
+	k := proc{st.Pid, st.StartTime}
+	if tok, ok := t.runOf[k]; ok {
+		return tok
+	}
+	tok, _ := procfs.EnvValue(st.Pid, RunEnv) // unreadable: "", the child stays unattributed
+	t.runOf[k] = tok
+	return tok
+}
+
 // adoptedChildren lists our direct children that we did not spawn (orphans
 // of managed processes), from a listing at most maxAge old. The kernel
 // hands orphans to the subreaper's first live thread, the main thread, so
@@ -165,15 +191,34 @@ func (t *tree) adoptedChildren(maxAge time.Duration) []procfs.Stat {
 	}
 	t.spawnMu.Unlock()
 	var out []procfs.Stat
+	runOf := make(map[proc]string, len(t.runOf))
 	for _, pid := range procfs.MainThreadChildren(t.self) {
 		if _, ours := spawned[pid]; ours {
 			continue
 		}
 		if st, err := procfs.ReadStat(pid); err == nil {
 			out = append(out, st)
+			if tok, ok := t.runOf[proc{st.Pid, st.StartTime}]; ok {
+				runOf[proc{st.Pid, st.StartTime}] = tok
+			}
 		}
 	}
-	t.adopted, t.listAt = out, time.Now()
+	t.adopted, t.listAt, t.runOf = out, time.Now(), runOf
+	return out
+}
+
+// adoptedOf returns the adopted children that belong to run g: those still
+// in its process group, and those carrying its RunEnv token.
+func (t *tree) adoptedOf(g *group, maxAge time.Duration) []procfs.Stat {
+	all := t.adoptedChildren(maxAge)
+	t.listMu.Lock()
+	defer t.listMu.Unlock()
+	var out []procfs.Stat
+	for _, st := range all {
+		if st.Pgrp == g.leader || (g.token != "" && st.Live() && t.runTokenLocked(st) == g.token) {
+			out = append(out, st)
+		}
+	}
 	return out
 }
 
@@ -183,15 +228,16 @@ func (t *tree) adoptedChildren(maxAge time.Duration) []procfs.Stat {
 // handed to us, or, without the subreaper bit, to init).
 type group struct {
 	leader int
+	token  string         // the run's RunEnv value; "" for groups that have none (hooks)
 	known  map[int]uint64 // pid -> start time
 }
 
 // members walks the run's processes: the leader's descendants while it
 // lives, every previously seen member still alive and its descendants, and
-// adopted children still in the leader's process group (an orphan we had
-// not seen yet). That includes members that called setsid or changed their
-// process group: they are the app's processes and use the app's memory.
-// Only the pids found are read. It updates g.known.
+// adopted children of the run (see adoptedOf: an orphan we had not seen
+// yet). That includes members that called setsid or changed their process
+// group: they are the app's processes, use the app's memory and are stopped
+// with it. Only the pids found are read. It updates g.known.
 func (t *tree) members(g *group, leaderAlive bool, maxAge time.Duration) []procfs.Stat {
 	var out []procfs.Stat
 	seen := map[int]bool{}
@@ -216,10 +262,8 @@ func (t *tree) members(g *group, leaderAlive bool, maxAge time.Duration) []procf
 	for pid, start := range g.known {
 		walk(pid, start)
 	}
-	for _, st := range t.adoptedChildren(maxAge) {
-		if st.Pgrp == g.leader {
-			walk(st.Pid, st.StartTime)
-		}
+	for _, st := range t.adoptedOf(g, maxAge) {
+		walk(st.Pid, st.StartTime)
 	}
 	next := make(map[int]uint64, len(out))
 	for _, st := range out {
@@ -231,34 +275,78 @@ func (t *tree) members(g *group, leaderAlive bool, maxAge time.Duration) []procf
 	return out
 }
 
-// groupAlive reports whether process group pgid (a leader that has exited)
-// still has a live member. Stops signal the group, so this is about the
-// group, not the whole tree.
+// alive reports whether any process of run g is alive once its leader has
+// exited: a member of its process group, or a member that left the group.
 //
 // kill(-pgid, 0) alone is not enough: it also succeeds for zombies, and an
 // adopted member waits as a zombie until the reaper runs.
-func (t *tree) groupAlive(g *group) bool {
-	if err := unix.Kill(-g.leader, 0); errors.Is(err, unix.ESRCH) {
-		g.known = nil
-		return false
-	}
+func (t *tree) alive(g *group) bool {
 	for pid, start := range g.known { // the common case while a stop waits: one read
-		if st, err := procfs.ReadStat(pid); err == nil && st.Live() && st.StartTime == start && st.Pgrp == g.leader {
+		if st, err := procfs.ReadStat(pid); err == nil && st.Live() && st.StartTime == start {
 			return true
 		}
+	}
+	if len(t.members(g, false, 0)) > 0 {
+		return true
+	}
+	return t.groupBeyondTree(g)
+}
+
+// groupBeyondTree covers the one case the walk cannot: without the
+// subreaper bit an orphaned member of the group may sit under init. Only
+// then, and only while a stop waits, every pid is read: leaving a member
+// behind would be worse than the cost.
+func (t *tree) groupBeyondTree(g *group) bool {
+	if t.subreaper {
+		return false
+	}
+	if err := unix.Kill(-g.leader, 0); errors.Is(err, unix.ESRCH) {
+		return false
+	}
+	return scanGroup(g.leader)
+}
+
+// signal sends sig to every process of run g: to its process group while
+// the group has a live member, and one by one to the members that left it.
+// A group without a live member is left alone: its id may already belong
+// to an unrelated process.
+func (t *tree) signal(g *group, leaderAlive bool, sig syscall.Signal) error {
+	ms := t.members(g, leaderAlive, 0)
+	groupLive := leaderAlive
+	for _, m := range ms {
+		groupLive = groupLive || m.Pgrp == g.leader
+	}
+	var errs []error
+	if groupLive || t.groupBeyondTree(g) {
+		if err := unix.Kill(-g.leader, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("signal process group %d: %w", g.leader, err))
+		}
+	}
+	for _, m := range ms {
+		if m.Pgrp == g.leader {
+			continue
+		}
+		// Just found below us and alive; a pid is not reused before its
+		// parent (we, or a member) has reaped it.
+		if err := unix.Kill(m.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("signal process %d: %w", m.Pid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// groupAlive reports whether process group pgid (a leader that has exited)
+// still has a live member: for a hook's group, which has no run token.
+func (t *tree) groupAlive(g *group) bool {
+	if err := unix.Kill(-g.leader, 0); errors.Is(err, unix.ESRCH) {
+		return false
 	}
 	for _, st := range t.members(g, false, 0) {
 		if st.Pgrp == g.leader {
 			return true
 		}
 	}
-	if t.subreaper {
-		return false // every member of the group is below us, and none is alive
-	}
-	// Without the subreaper bit an orphaned member may sit under init where
-	// no walk finds it. Only then, and only while a stop waits, read every
-	// pid: leaving a member behind would be worse than the cost.
-	return scanGroup(g.leader)
+	return t.groupBeyondTree(g)
 }
 
 // scanGroup reads every pid of the host for a live member of group pgid.

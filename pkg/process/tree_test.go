@@ -1,8 +1,10 @@
 package process
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -188,4 +190,34 @@ func TestMembersReadOnlyTheTree(t *testing.T) {
 		t.Errorf("one look at 3 members made %d reads with %d other processes on the host: it reads outside the tree", reads, hostProcs)
 	}
 	t.Logf("one look at 3 members: %d read system calls (%d other processes on the host)", reads, hostProcs)
+}
+
+// TestStopReachesProcessesThatLeftTheGroup starts a run whose shell leaves
+// two processes outside its process group — one after setsid that stays
+// its child, one that double-forks into a new session and is orphaned at
+// once — and checks that Stop ends both: a supervisor must not leak a
+// process per deploy because an app daemonizes.
+func TestStopReachesProcessesThatLeftTheGroup(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	child, orphan := filepath.Join(dir, "child"), filepath.Join(dir, "orphan")
+	script := fmt.Sprintf(`setsid sh -c 'echo $$ > %s; exec sleep 1000' & `+
+		`(setsid sh -c 'echo $$ > %s; exec sleep 1001' &) ; echo ready; exec sleep 1002`, child, orphan)
+	spec := childSpec(t, "escapes", "unused")
+	spec.Command = script
+	h := newHarness(t, spec)
+	h.start()
+	h.waitLine("ready")
+	cpid, opid := readPid(t, child), readPid(t, orphan)
+	for _, pid := range []int{cpid, opid} {
+		killOnCleanup(t, pid) // if the test fails, do not leak them
+	}
+	testutil.Eventually(t, "the double-forked process handed to us", func() bool {
+		st, err := procfs.ReadStat(opid)
+		return err == nil && st.Ppid == syscall.Getpid() && st.Session == opid
+	})
+	h.stop()
+	for _, pid := range []int{cpid, opid} {
+		testutil.Eventually(t, fmt.Sprintf("pid %d gone", pid), func() bool { return !procfs.Alive(pid, 0) })
+	}
 }
