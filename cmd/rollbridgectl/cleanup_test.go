@@ -122,9 +122,7 @@ func TestRecoverRefusals(t *testing.T) {
 }
 
 func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
-	if _, err := exec.LookPath("screen"); err != nil {
-		t.Fatal("screen is not installed; CI installs it (apt-get install screen)")
-	}
+	testutil.NeedTool(t, "screen")
 	marker := fmt.Sprintf("legacy-%d", time.Now().UnixNano())
 	cfg, statePath, _ := recoverFixture(t, fmt.Sprintf(`{legacyTakeover: {forceStopTimeoutMs: 300, screens: [%q],
 	  processes: [{name: 'legacy web', includes: [%q, 'serve']}]}}`, marker, marker))

@@ -1,4 +1,6 @@
-// Package testutil holds the waiting helpers every test package shares.
+// Package testutil holds the helpers every test package shares: waiting
+// for a state (Eventually, Poll) and requiring what a test needs of the
+// host (NeedTool, NeedRoot).
 //
 // Only _test.go files import it: no binary links it, which is why it may
 // stop a test with t.FailNow. A test waits for a state it cannot be told

@@ -3,6 +3,7 @@ package testutil
 import (
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -61,5 +62,52 @@ func TestOnlyTestsImportIt(t *testing.T) {
 		if strings.HasSuffix(line, " github.com/rollbridge/rollbridge-go/internal/testutil") {
 			t.Errorf("%s: imported by a non-test file", strings.Fields(line)[0])
 		}
+	}
+}
+
+// skipRecorder keeps what NeedTool reports instead of skipping or failing
+// the test running it. SkipNow and FailNow must still end the helper, as
+// the real ones do, so they leave by runtime.Goexit in a goroutine of
+// their own.
+type skipRecorder struct {
+	testing.TB
+	skipped, fatal []string
+}
+
+func (r *skipRecorder) Helper() {}
+func (r *skipRecorder) Skipf(format string, args ...any) {
+	r.skipped = append(r.skipped, fmt.Sprintf(format, args...))
+	runtime.Goexit()
+}
+func (r *skipRecorder) Fatalf(format string, args ...any) {
+	r.fatal = append(r.fatal, fmt.Sprintf(format, args...))
+	runtime.Goexit()
+}
+
+func needToolIn(t *testing.T, ci string, name string) *skipRecorder {
+	t.Helper()
+	t.Setenv("CI", ci)
+	r := &skipRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		NeedTool(r, name)
+	}()
+	<-done
+	return r
+}
+
+func TestNeedTool(t *testing.T) {
+	const absent = "rollbridge-no-such-tool"
+	if r := needToolIn(t, "", "sh"); len(r.skipped)+len(r.fatal) != 0 {
+		t.Errorf("an installed tool: skipped %q, failed %q", r.skipped, r.fatal)
+	}
+	r := needToolIn(t, "", absent)
+	if len(r.skipped) != 1 || len(r.fatal) != 0 || !strings.Contains(r.skipped[0], absent+" is not installed") {
+		t.Errorf("missing outside CI: skipped %q, failed %q; want one skip naming the tool", r.skipped, r.fatal)
+	}
+	r = needToolIn(t, "1", absent)
+	if len(r.fatal) != 1 || len(r.skipped) != 0 || !strings.Contains(r.fatal[0], absent+" is not installed") {
+		t.Errorf("missing under CI: skipped %q, failed %q; want one failure naming the tool", r.skipped, r.fatal)
 	}
 }
