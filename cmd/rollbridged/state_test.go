@@ -296,3 +296,48 @@ func TestIdleDaemonLeavesStateFileAlone(t *testing.T) {
 		t.Errorf("the state file was rewritten while the daemon was idle (inode %d -> %d)", before, after)
 	}
 }
+
+// TestStateFileHoldsNoSecrets: a release whose command line and environment
+// carry secrets, and whose process prints them, fails to deploy. The live
+// events keep its output for the operator; the state file on disk holds
+// none of it.
+func TestStateFileHoldsNoSecrets(t *testing.T) {
+	const envSecret, argSecret = "hunter2-from-env", "s3cr3t-on-the-command-line"
+	statePath := filepath.Join(t.TempDir(), "state.json")
+	f := newFixture(t, 0, fmt.Sprintf(`{statePath: %q, processes: [{id: 'web', policy: 'proxied', port: {from: 30000, to: 32499},
+	  env: {API_TOKEN: %q}, command: 'echo "token=$API_TOKEN"; echo "arg=%s" >&2; exit 3'}]}`, statePath, envSecret, argSecret))
+	f.start(nil, "")
+	f.waitReady()
+	rel := filepath.Join(f.dir, "v1")
+	if err := os.MkdirAll(rel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client().Deploy(context.Background(), control.DeployRequest{ReleasePath: rel, ReleaseID: "v1"}, nil); err == nil {
+		t.Fatal("the deploy of a release that exits at once succeeded")
+	}
+	// The operator still sees the output where it belongs: the live history.
+	if ev := f.events(); !strings.Contains(ev, envSecret) {
+		t.Fatalf("the deploy failed event lost the process output: %s", ev)
+	}
+	testutil.Eventually(t, "the failed deploy recorded in the state file", func() bool {
+		s, err := state.Load(statePath)
+		if err != nil {
+			return false
+		}
+		for _, e := range s.Events {
+			if e.Message == "deploy failed" {
+				return true
+			}
+		}
+		return false
+	})
+	b, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{envSecret, argSecret} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("the state file holds %q:\n%s", secret, b)
+		}
+	}
+}

@@ -4,5 +4,7 @@
 //
 // Writes are atomic (temporary file, fsync, rename, fsync of the directory),
 // so a reader sees the old snapshot or the new one, never half of one.
-// Process environments are never written: they may hold secrets.
+// Nothing that may hold a secret is written: no process environment,
+// command line, working directory or output, not even inside the recorded
+// events' data (Save removes those keys).
 package state

@@ -89,12 +89,22 @@ func Load(path string) (*Snapshot, error) {
 }
 
 // Save writes snap to path atomically: a temporary file in the same
-// directory, fsync, rename over path, fsync of the directory.
+// directory, fsync, rename over path, fsync of the directory. It is the one
+// place a snapshot reaches the disk, so it is where secrets are kept out:
+// the events' data is written without the keys that can carry a command
+// line, a working directory, an environment or process output (see
+// secretKey). snap itself is not changed, apart from its Version.
 func Save(path string, snap *Snapshot) error {
 	snap.Version = Version
-	b, err := json.MarshalIndent(snap, "", " ")
+	safe := *snap
+	evs, err := scrubEvents(snap.Events)
 	if err != nil {
-		return err
+		return fmt.Errorf("write state file %s: %w", path, err)
+	}
+	safe.Events = evs
+	b, err := json.MarshalIndent(&safe, "", " ")
+	if err != nil {
+		return fmt.Errorf("write state file %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")

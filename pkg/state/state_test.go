@@ -119,6 +119,60 @@ func TestNoEnvironmentInFile(t *testing.T) {
 	}
 }
 
+// TestNoSecretsInFile: the keys that can carry a secret are removed from
+// event data at any depth before the file is written; the caller's events
+// (the live history) keep them.
+func TestNoSecretsInFile(t *testing.T) {
+	const secret = "hunter2-in-the-file"
+	type procStatus struct {
+		ID      string   `json:"id"`
+		Command string   `json:"command"`
+		Logs    []string `json:"logs"`
+	}
+	snap := sample()
+	failed := map[string]any{"releaseId": "v3", "error": "health check failed",
+		"output": map[string][]string{"web": {"token=" + secret}}}
+	snap.Events = append(snap.Events,
+		events.Event{At: time.Now().UTC(), Message: "deploy failed", Data: failed},
+		events.Event{At: time.Now().UTC(), Message: "process started", Data: map[string]any{"id": "web", "command": "serve --token " + secret, "cwd": "/srv/" + secret}},
+		events.Event{At: time.Now().UTC(), Message: "release startup process status", Data: map[string]any{"processes": []any{
+			procStatus{ID: "web", Command: "x " + secret, Logs: []string{secret}},
+			map[string]any{"id": "worker", "env": map[string]string{"TOKEN": secret}, "environment": secret, "children": []string{secret}},
+		}}},
+	)
+	path := filepath.Join(t.TempDir(), "s.json")
+	if err := Save(path, snap); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), secret) {
+		t.Errorf("the state file holds the secret:\n%s", b)
+	}
+	for _, key := range []string{"output", "command", "cwd", "logs", "env", "environment", "children"} {
+		if strings.Contains(string(b), `"`+key+`"`) {
+			t.Errorf("the state file has a %q key", key)
+		}
+	}
+	out, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.Events[len(out.Events)-3]
+	if got.Data["releaseId"] != "v3" || got.Data["error"] != "health check failed" {
+		t.Errorf("the other keys must stay: %v", got.Data)
+	}
+	procs, _ := out.Events[len(out.Events)-1].Data["processes"].([]any)
+	if len(procs) != 2 || procs[0].(map[string]any)["id"] != "web" || procs[1].(map[string]any)["id"] != "worker" {
+		t.Errorf("nested objects keep their other keys: %v", procs)
+	}
+	if _, ok := failed["output"]; !ok {
+		t.Error("Save changed the caller's event data")
+	}
+}
+
 func TestOrphansByPidAndStartTime(t *testing.T) {
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
