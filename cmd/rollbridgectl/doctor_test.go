@@ -149,15 +149,15 @@ func TestDoctorRunningDaemonAndOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, code = runDoctorJSON(t, "-c", cfg)
-	if c := res.get("orphans"); code != exitFailed || c.OK || !strings.Contains(c.Detail, fmt.Sprintf("web (pid %d, release v3)", pid)) {
+	if c := res.get("orphaned processes"); code != exitFailed || c.OK || !strings.Contains(c.Detail, fmt.Sprintf("web (pid %d, release v3)", pid)) {
 		t.Errorf("orphans: %d %+v", code, c)
 	}
-	if c := res.get("state directory"); !c.OK {
-		t.Errorf("state directory: %+v", c)
+	if c := res.get("state path directory"); !c.OK {
+		t.Errorf("state path directory: %+v", c)
 	}
 	_ = os.WriteFile(cfg, []byte(strings.Replace(string(src), "STATE", filepath.Join(dir, "missing", "s.json"), 1)), 0o644)
 	res, _ = runDoctorJSON(t, "-c", cfg)
-	if c := res.get("state directory"); c.OK || !strings.Contains(c.Detail, "not writable") {
+	if c := res.get("state path directory"); c.OK || !strings.Contains(c.Detail, "not writable") {
 		t.Errorf("missing state dir: %+v", c)
 	}
 }

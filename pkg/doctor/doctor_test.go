@@ -83,14 +83,14 @@ func TestRunFindsOrphansAndMissingDirectories(t *testing.T) {
 	rel := t.TempDir() // without app/
 	checks := byName(Run(context.Background(), Options{Config: cfg, Release: &Release{Path: rel}}))
 	for name, want := range map[string]Status{"config": OK, "control socket": OK, "control socket directory": OK, "proxy port": OK,
-		"state directory": OK, "orphans": Fail, "release path": OK, "process templates": OK, "process working directories": Fail} {
+		"state path directory": OK, "orphaned processes": Fail, "release path": OK, "process templates": OK, "process working directories": Fail} {
 		if got := checks[name]; got.Status != want {
 			t.Errorf("%s: %+v, want %v", name, got, want)
 		}
 	}
-	o := checks["orphans"]
+	o := checks["orphaned processes"]
 	if !strings.Contains(o.Message, fmt.Sprintf("web (pid %d, release v1)", os.Getpid())) || !strings.Contains(o.Fix, "rollbridgectl recover --force") {
-		t.Errorf("orphans: %+v", o)
+		t.Errorf("orphaned processes: %+v", o)
 	}
 	if m := checks["process working directories"].Message; m != "missing: web: "+filepath.Join(rel, "app") {
 		t.Errorf("working directories: %q", m)

@@ -28,7 +28,7 @@ func environment(ctx context.Context, cfg *config.Config, managed bool) []Check 
 	if cfg.StatePath == "" {
 		return checks
 	}
-	return append(checks, writableDir("state directory", filepath.Dir(cfg.StatePath)), orphans(cfg.StatePath, held))
+	return append(checks, writableDir("state path directory", filepath.Dir(cfg.StatePath)), orphans(cfg.StatePath, held))
 }
 
 func controlSocket(ctx context.Context, cfg *config.Config, client *control.Client, managed, held bool) Check {
@@ -88,7 +88,7 @@ func writableDir(name, dir string) Check {
 // orphans looks for processes of a previous daemon in the state file; held
 // says something listens on the control socket (then the file is its).
 func orphans(statePath string, held bool) Check {
-	const name = "orphans"
+	const name = "orphaned processes"
 	snap, err := state.Load(statePath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
