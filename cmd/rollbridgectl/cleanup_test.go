@@ -72,25 +72,34 @@ func TestRecoverDryRunAndForce(t *testing.T) {
 		{ID: "web", Pid: web, StartTime: webStart, ReleaseID: "v1"},
 		{ID: "worker#0", Pid: stubborn, StartTime: stubStart, ReleaseID: "v1"},
 		{ID: "gone", Pid: 1 << 30, StartTime: 1, ReleaseID: "v1"},
+		{ID: "beacon", Pid: web, StartTime: webStart}, // no release: left out of its line
 	}}
 	if err := state.Save(statePath, snap); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, code := runCtl(t, "recover", "-c", cfg)
+	want := fmt.Sprintf("Found 3 orphaned processes (run with --force to stop):\n  web (pid %d, release v1)\n  worker#0 (pid %d, release v1)\n  beacon (pid %d)\n"+
+		"Review the list first; each one still has the pid and start time the state file recorded.\n", web, stubborn, web)
+	if code != 0 || out != want || errOut != "" {
+		t.Errorf("dry run: exit %d, stderr %q, stdout\n%s\nwant\n%s", code, errOut, out, want)
+	}
+	out, errOut, code = runCtl(t, "recover", "-c", cfg, "--json")
 	var res recoverOut
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
-		t.Fatalf("dry run: %d %s %s", code, out, errOut)
+		t.Fatalf("dry run --json: %d %s %s", code, out, errOut)
 	}
-	if len(res.Orphans) != 2 || !res.DryRun || len(res.Stopped) != 0 || syscall.Kill(web, 0) != nil {
+	if len(res.Orphans) != 3 || !res.DryRun || len(res.Stopped) != 0 || syscall.Kill(web, 0) != nil {
 		t.Errorf("dry run touched something or missed orphans: %+v", res)
 	}
-	out, errOut, code = runCtl(t, "recover", "-c", cfg, "--force")
-	res = recoverOut{}
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
-		t.Fatalf("force: %d %s %s", code, out, errOut)
+	// The duplicate entry keeps the list honest: drop it before stopping.
+	snap.Processes = snap.Processes[:3]
+	if err := state.Save(statePath, snap); err != nil {
+		t.Fatal(err)
 	}
-	if len(res.Stopped) != 2 || len(res.StillRunning) != 0 || !res.StateFileRemoved {
-		t.Errorf("force: %+v", res)
+	out, errOut, code = runCtl(t, "recover", "-c", cfg, "--force")
+	want = fmt.Sprintf("Stopped 2 orphaned processes:\n  web (pid %d, release v1)\n  worker#0 (pid %d, release v1)\n", web, stubborn)
+	if code != 0 || out != want || errOut != "" {
+		t.Errorf("force: exit %d, stderr %q, stdout\n%s\nwant\n%s", code, errOut, out, want)
 	}
 	if state.Alive(web, webStart) || state.Alive(stubborn, stubStart) {
 		t.Error("orphans still alive")
@@ -98,26 +107,61 @@ func TestRecoverDryRunAndForce(t *testing.T) {
 	if _, err := os.Stat(statePath); !os.IsNotExist(err) {
 		t.Errorf("state file kept: %v", err)
 	}
+	out, _, code = runCtl(t, "recover", "-c", cfg, "--force")
+	if code != 0 || out != "No orphaned processes found; cleared the state file.\n" {
+		t.Errorf("force with nothing left: %d %q", code, out)
+	}
 }
 
 func TestRecoverRefusals(t *testing.T) {
 	cfg, _, sock := recoverFixture(t, "{}")
 	// Nothing recorded: nothing to do.
 	out, _, code := runCtl(t, "recover", "-c", cfg)
+	if code != 0 || out != "No orphaned processes found.\n" {
+		t.Errorf("no state file: %d %q", code, out)
+	}
+	out, _, code = runCtl(t, "recover", "-c", cfg, "--json")
 	if code != 0 || !strings.Contains(out, `"orphans": []`) {
-		t.Errorf("no state file: %d %s", code, out)
+		t.Errorf("no state file, --json: %d %s", code, out)
 	}
 	// A daemon (here: anything) on the control socket.
 	ln := listenUnix(t, sock)
 	defer ln.Close()
 	_, errOut, code := runCtl(t, "recover", "-c", cfg, "--force")
-	if code != exitFailed || !strings.Contains(errOut, "holds the control socket") {
-		t.Errorf("held socket: %d %s", code, errOut)
+	want := "rollbridgectl: a daemon (or another process) is using " + sock + "; stop it before recovering — recover is for cleaning up after a crash\n"
+	if code != exitFailed || errOut != want {
+		t.Errorf("held socket: %d %q, want %q", code, errOut, want)
 	}
 	noState := writeTemp(t, "ns.jsonnet", `{application: 'x', proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: 1}]}`)
 	_, errOut, code = runCtl(t, "recover", "-c", noState)
-	if code != exitFailed || !strings.Contains(errOut, "recover needs statePath") {
-		t.Errorf("no statePath: %d %s", code, errOut)
+	if want := "rollbridgectl: no statePath is configured; set statePath in the config to enable recovery\n"; code != exitFailed || errOut != want {
+		t.Errorf("no statePath: %d %q, want %q", code, errOut, want)
+	}
+}
+
+// TestRecoverReportsSurvivors: recover run by a user who may not signal an
+// orphan (here nobody, the orphan root's) reports it on stderr, keeps the
+// state file and exits 1.
+func TestRecoverReportsSurvivors(t *testing.T) {
+	testutil.NeedRoot(t)
+	ctl := buildCtl(t)
+	cfg, statePath, _ := recoverFixture(t, "{}")
+	pid, start := spawnGroup(t, "exec sleep 300")
+	if err := state.Save(statePath, &state.Snapshot{Processes: []state.ProcessRecord{{ID: "web", Pid: pid, StartTime: start, ReleaseID: "v1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	giveToNobody(t, statePath)
+	out, errOut, code := runAsNobody(t, ctl, "recover", "-c", cfg, "--force")
+	want := fmt.Sprintf("Could not stop 1 orphaned process — still running (check permissions/ownership):\n  web (pid %d, release v1)\n"+
+		"Left the state file in place so you can investigate and re-run recover.\n", pid)
+	if code != exitFailed || errOut != want || out != "" {
+		t.Errorf("exit %d, stdout %q, stderr\n%s\nwant\n%s", code, out, errOut, want)
+	}
+	if !state.Alive(pid, start) {
+		t.Error("the orphan was stopped after all")
+	}
+	if _, err := os.Stat(statePath); err != nil {
+		t.Errorf("the state file must stay: %v", err)
 	}
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 
+	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/takeover"
 	"github.com/urfave/cli/v2"
 )
@@ -11,13 +13,17 @@ func recoverCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "recover",
 		Usage:     "list (or with --force stop) processes a crashed daemon left running",
-		UsageText: "rollbridgectl recover [-c PATH] [--force]",
+		UsageText: "rollbridgectl recover [-c PATH] [--force] [--json]",
 		Description: "Reads statePath and lists the recorded processes that still run (same pid and\n" +
 			"start time). With --force each one's process group gets SIGTERM, then SIGKILL after\n" +
 			"proxy.forceStopTimeoutMs, and the state file is removed. If any survives, the file\n" +
 			"is kept and the command exits 1. Refuses while a daemon holds the control socket.\n" +
-			`Prints {"orphans":[{"id","pid","releaseId"}],"stopped":[...],"stillRunning":[...],"stateFileRemoved":bool}.`,
-		Flags:  []cli.Flag{configFlag(), &cli.BoolFlag{Name: "force", Usage: "stop the orphans and clear the state file"}},
+			`--json prints {"statePath","orphans":[{"id","pid","releaseId"}],"stopped":[...],"stillRunning":[...],"stateFileRemoved","dryRun"}.`,
+		Flags: []cli.Flag{
+			configFlag(),
+			&cli.BoolFlag{Name: "force", Usage: "stop the orphans and clear the state file"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		},
 		Action: runRecover,
 	}
 }
@@ -31,11 +37,63 @@ func runRecover(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := printValue(c, res); err != nil {
-		return err
+	if c.Bool("json") {
+		if err := printValue(c, res); err != nil {
+			return err
+		}
+		if len(res.StillRunning) > 0 {
+			return fmt.Errorf("could not stop %s; left the state file %s in place so you can investigate and re-run recover", orphanCount(len(res.StillRunning)), res.StatePath)
+		}
+		return nil
 	}
+	w := c.App.Writer
 	if len(res.StillRunning) > 0 {
-		return fmt.Errorf("%d orphaned processes could not be stopped (kept %s so you can investigate and re-run recover)", len(res.StillRunning), res.StatePath)
+		w = c.App.ErrWriter // the whole report, so the survivors are not lost in a log of stdout
+	}
+	renderRecover(w, res)
+	if len(res.StillRunning) > 0 {
+		return silentFailure
 	}
 	return nil
+}
+
+// renderRecover writes recover's report in the Node original's words, so
+// scripts and runbooks written for it read the same.
+func renderRecover(w io.Writer, res *takeover.RecoverResult) {
+	switch {
+	case len(res.Orphans) == 0 && res.DryRun:
+		fmt.Fprintln(w, "No orphaned processes found.")
+	case len(res.Orphans) == 0:
+		fmt.Fprintln(w, "No orphaned processes found; cleared the state file.")
+	case res.DryRun:
+		fmt.Fprintf(w, "Found %s (run with --force to stop):\n", orphanCount(len(res.Orphans)))
+		listOrphans(w, res.Orphans)
+		// The original warns that a recycled pid may be listed; here each
+		// entry matched its recorded start time too, so say what was checked.
+		fmt.Fprintln(w, "Review the list first; each one still has the pid and start time the state file recorded.")
+	default:
+		if len(res.Stopped) > 0 {
+			fmt.Fprintf(w, "Stopped %s:\n", orphanCount(len(res.Stopped)))
+			listOrphans(w, res.Stopped)
+		}
+		if len(res.StillRunning) > 0 {
+			fmt.Fprintf(w, "Could not stop %s — still running (check permissions/ownership):\n", orphanCount(len(res.StillRunning)))
+			listOrphans(w, res.StillRunning)
+			fmt.Fprintln(w, "Left the state file in place so you can investigate and re-run recover.")
+		}
+	}
+}
+
+func orphanCount(n int) string {
+	return fmt.Sprintf("%d orphaned %s", n, plural(n, "process", "processes"))
+}
+
+func listOrphans(w io.Writer, orphans []state.Orphan) {
+	for _, o := range orphans {
+		release := ""
+		if o.ReleaseID != "" {
+			release = ", release " + o.ReleaseID
+		}
+		fmt.Fprintf(w, "  %s (pid %d%s)\n", o.ID, o.Pid, release)
+	}
 }

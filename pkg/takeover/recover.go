@@ -39,10 +39,10 @@ type stopFunc func(ctx context.Context, targets []pgroup.Target, grace time.Dura
 
 func recoverWith(ctx context.Context, cfg *config.Config, force bool, stop stopFunc) (*RecoverResult, error) {
 	if cfg.StatePath == "" {
-		return nil, errors.New("recover needs statePath in the config: without it the daemon records nothing to recover")
+		return nil, errors.New("no statePath is configured; set statePath in the config to enable recovery")
 	}
 	if (&control.Client{Path: cfg.Control.Path}).Listening(ctx) {
-		return nil, fmt.Errorf("a daemon (or another program) holds the control socket %s; its processes are not orphans. recover is for after a crash: check rollbridgectl status", cfg.Control.Path)
+		return nil, fmt.Errorf("a daemon (or another process) is using %s; stop it before recovering — recover is for cleaning up after a crash", cfg.Control.Path)
 	}
 	res := &RecoverResult{StatePath: cfg.StatePath, Orphans: []state.Orphan{}, Stopped: []state.Orphan{}, StillRunning: []state.Orphan{}, DryRun: !force}
 	snap, err := state.Load(cfg.StatePath)
