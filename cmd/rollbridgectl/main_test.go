@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -56,15 +57,18 @@ func TestValidateReportsAllIssues(t *testing.T) {
 
 func TestValidateJSON(t *testing.T) {
 	var res struct {
-		Config *struct {
-			Application string `json:"application"`
-			Proxy       struct {
-				Port int `json:"port"`
-			} `json:"proxy"`
-		} `json:"config"`
-		Issues []struct{ Message, Fix string } `json:"issues"`
-		Path   string                          `json:"path"`
-		Valid  bool                            `json:"valid"`
+		Config     *json.RawMessage                `json:"config"`
+		Issues     []struct{ Message, Fix string } `json:"issues"`
+		Path       string                          `json:"path"`
+		Valid      bool                            `json:"valid"`
+		Normalized *struct {
+			Processes []struct {
+				ID string `json:"id"`
+			} `json:"processes"`
+			ReleaseRetention struct {
+				Keep int `json:"keep"`
+			} `json:"releaseRetention"`
+		} `json:"normalized"`
 	}
 	out, _, code := runCtl(t, "validate", "--json", "-c", "../../examples/minimal.jsonnet")
 	if code != 0 {
@@ -73,14 +77,24 @@ func TestValidateJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	if !res.Valid || res.Config == nil || res.Config.Proxy.Port != 8182 || len(res.Issues) != 0 || res.Path == "" {
+	if !res.Valid || res.Config == nil || len(res.Issues) != 0 || res.Path == "" {
 		t.Errorf("got %+v", res)
+	}
+	// "config" is the Node original's summary, exactly; the normalized
+	// config, defaults filled in, has a key of its own.
+	var summary map[string]any
+	_ = json.Unmarshal(*res.Config, &summary)
+	if want := map[string]any{"application": "minimal", "processes": float64(1), "proxy": map[string]any{"host": "127.0.0.1", "port": float64(8182)}}; !reflect.DeepEqual(summary, want) {
+		t.Errorf("config %v, want %v", summary, want)
+	}
+	if res.Normalized == nil || len(res.Normalized.Processes) != 1 || res.Normalized.Processes[0].ID != "web" || res.Normalized.ReleaseRetention.Keep != 10 {
+		t.Errorf("normalized: %+v", res.Normalized)
 	}
 	// The keys are exactly the documented ones.
 	var raw map[string]json.RawMessage
 	_ = json.Unmarshal([]byte(out), &raw)
-	if len(raw) != 4 {
-		t.Errorf("keys %v, want config, issues, path, valid", raw)
+	if len(raw) != 5 || raw["normalized"] == nil {
+		t.Errorf("keys %v, want config, issues, path, valid, normalized", raw)
 	}
 
 	p := writeTemp(t, "broken.jsonnet", "{\n  proxy: {,\n}")
@@ -92,8 +106,8 @@ func TestValidateJSON(t *testing.T) {
 	if res.Valid || res.Config != nil || len(res.Issues) != 1 || !strings.Contains(res.Issues[0].Message, "broken.jsonnet:2:") || res.Issues[0].Fix == "" {
 		t.Errorf("syntax error as JSON: %+v", res)
 	}
-	if !strings.Contains(out, `"config": null`) {
-		t.Errorf("config must be null when invalid:\n%s", out)
+	if !strings.Contains(out, `"config": null`) || strings.Contains(out, `"normalized"`) {
+		t.Errorf("config must be null and normalized left out when invalid:\n%s", out)
 	}
 }
 

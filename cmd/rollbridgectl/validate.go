@@ -19,17 +19,37 @@ func validateCommand() *cli.Command {
 			"Exits 0 when the config is valid and 1 when it is not.",
 		Flags: []cli.Flag{
 			configFlag(),
-			&cli.BoolFlag{Name: "json", Usage: `print {"config", "issues", "path", "valid"} as JSON`},
+			&cli.BoolFlag{Name: "json", Usage: `print {"config", "issues", "path", "valid", "normalized"} as JSON`},
 		},
 		Action: runValidate,
 	}
 }
 
+// validateResult is what validate --json prints: the Node original's
+// object, plus the normalized config (every default filled in) under a key
+// of its own, so "config" keeps the original's meaning.
 type validateResult struct {
-	Config *config.Config `json:"config"`
-	Issues []config.Issue `json:"issues"`
-	Path   string         `json:"path"`
-	Valid  bool           `json:"valid"`
+	Config     *configSummary `json:"config"` // null when invalid
+	Issues     []config.Issue `json:"issues"`
+	Path       string         `json:"path"`
+	Valid      bool           `json:"valid"`
+	Normalized *config.Config `json:"normalized,omitempty"` // left out when invalid
+}
+
+// configSummary is the original's "config": what a deploy script checks.
+type configSummary struct {
+	Application string `json:"application"`
+	Processes   int    `json:"processes"` // how many entries processes has
+	Proxy       struct {
+		Host string `json:"host"`
+		Port int    `json:"port"`
+	} `json:"proxy"`
+}
+
+func summarize(cfg *config.Config) *configSummary {
+	s := &configSummary{Application: cfg.Application, Processes: len(cfg.Processes)}
+	s.Proxy.Host, s.Proxy.Port = cfg.Proxy.Host, cfg.Proxy.Port
+	return s
 }
 
 func runValidate(c *cli.Context) error {
@@ -41,7 +61,7 @@ func runValidate(c *cli.Context) error {
 	var notFound *config.NotFoundError
 	switch {
 	case err == nil:
-		res.Config = cfg
+		res.Config, res.Normalized = summarize(cfg), cfg
 	case errors.As(err, &issues):
 		res.Issues = issues
 	case errors.As(err, &evalErr):

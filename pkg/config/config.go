@@ -23,8 +23,8 @@ const (
 var Policies = []Policy{Proxied, Companion, Singleton, Service}
 
 // Config is a loaded, normalised configuration. Its JSON form (encoding/json)
-// is what `rollbridgectl validate --json` prints, and it loads back to an
-// equal Config.
+// is what `rollbridgectl validate --json` prints under "normalized", and it
+// loads back to an equal Config.
 //
 // The struct definitions below are the schema (see schema.go): `json` names
 // the field in the config file, `reload` says what a change to it takes in a
