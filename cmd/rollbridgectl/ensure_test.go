@@ -37,7 +37,8 @@ func TestEnsureDaemonDetachedThenReused(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logPath, pidPath := filepath.Join(dir, "d.log"), filepath.Join(dir, "d.pid")
+	// Neither directory exists yet: ensure-daemon creates them (mkdir -p).
+	logPath, pidPath := filepath.Join(dir, "log", "rollbridge", "d.log"), filepath.Join(dir, "run", "d.pid")
 	// Branch 3: nothing answers and (here) no systemd unit: a detached daemon.
 	out, errOut, code := runCtl(t, "ensure-daemon", "-c", cfg, "--daemon-log-path", logPath, "--daemon-pid-path", pidPath)
 	if code != 0 || !strings.Contains(errOut, "started a detached rollbridged") {

@@ -112,8 +112,15 @@ func startUnit(ctx context.Context, unit string) (bool, error) {
 }
 
 // spawnDetached starts rollbridged in its own session, appending its output
-// to logPath, and writes its pid. The returned channel is closed if it exits.
+// to logPath, and writes its pid. The directories of both files are created
+// first, as the original's mkdir -p did, so a fresh host needs no set-up.
+// The returned channel is closed if it exits.
 func spawnDetached(daemon, cfgPath, logPath, pidPath string) (<-chan struct{}, error) {
+	for _, p := range []string{logPath, pidPath} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, fmt.Errorf("create the directory of %s: %w", p, err)
+		}
+	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("daemon log %s: %w", logPath, err)
