@@ -24,7 +24,7 @@ loud() {
 if [ ! -x "${SB:-}" ]; then loud "systemd-sandbox not found (set SYSTEMD_SANDBOX)"; exit 0; fi
 if [ "$(id -u)" != 0 ]; then loud "needs root"; exit 0; fi
 
-export SANDBOX_NAME=rollbridge-lane
+export SANDBOX_NAME=${SANDBOX_NAME:-rollbridge-lane}
 PASS=0 FAIL=0
 ok() { echo "PASS: $*"; PASS=$((PASS + 1)); }
 bad() { echo "FAIL: $*"; FAIL=$((FAIL + 1)); }
@@ -112,6 +112,10 @@ sed -i 's/port: 18080/port: 18081/' "$ROOT/etc/rollbridge/demo.jsonnet"
 dj=$(ctl doctor --json 2>/dev/null)
 check "doctor flags drop-ins that no longer match the config" \
   bash -c "jq -e '(.ok|not) and (.checks[] | select(.name==\"systemd drop-ins\") | (.ok|not))' >/dev/null <<<\"\$1\"" _ "$dj"
+out=$(ctl predeploy-cleanup 2>&1); rc=$?
+check "predeploy-cleanup refuses a proxy change under socket activation (exit $rc), naming systemd units --install" \
+  bash -c "[ $rc = 1 ] && grep -q 'systemd holds its sockets' <<<\"\$1\" && grep -q 'rollbridgectl systemd units --install' <<<\"\$1\"" _ "$out"
+check "the daemon still serves v2 after the refusal" bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
 sed -i 's/port: 18081/port: 18080/' "$ROOT/etc/rollbridge/demo.jsonnet"
 sb systemctl reload rollbridge@demo.service
 check "systemctl reload: config reloaded, still active" \

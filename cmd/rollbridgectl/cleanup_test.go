@@ -205,7 +205,7 @@ func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if len(res.RecoveredOrphans) != 1 || res.RecoveredOrphans[0].Pid != orphan {
+	if res.Action != takeover.NoDaemon || len(res.RecoveredOrphans) != 1 || res.RecoveredOrphans[0].Pid != orphan {
 		t.Errorf("orphans: %+v", res.RecoveredOrphans)
 	}
 	if len(res.Screens) != 1 || res.Screens[0] != marker {
@@ -228,19 +228,219 @@ func TestPredeployCleanupLegacyProcessesAndScreen(t *testing.T) {
 	if strings.Contains(string(sout), marker) {
 		t.Errorf("screen session still there:\n%s", sout)
 	}
-	// Text output, nothing left to do.
+	// Text output, nothing left to do: the Node original's three lines.
 	out, _, code = runCtl(t, "predeploy-cleanup", "-c", cfg)
-	if code != 0 || !strings.Contains(out, "nothing to stop") {
-		t.Errorf("second run: %d %s", code, out)
+	if want := "No active Rollbridge daemon found.\nRecovered 0 Rollbridge orphaned processes.\nStopped 0 legacy processes.\n"; code != 0 || out != want {
+		t.Errorf("second run: %d %q, want %q", code, out, want)
 	}
 }
 
-func TestPredeployCleanupSkipsWithActiveRelease(t *testing.T) {
+func TestPredeployCleanupReusesADaemonWithAnActiveRelease(t *testing.T) {
 	e := startDaemon(t, `[]`)
 	e.mustDeploy("v1")
 	out, _, code := runCtl(t, "predeploy-cleanup", "-c", e.cfg, "--json")
-	if code != 0 || !strings.Contains(out, `"skipped": true`) || !strings.Contains(out, "active release (v1)") {
+	if code != 0 || !strings.Contains(out, `"action": "daemon-active"`) || !strings.Contains(out, "release v1 is active") {
 		t.Errorf("%d %s", code, out)
+	}
+	out, _, code = runCtl(t, "predeploy-cleanup", "-c", e.cfg)
+	if want := "Rollbridge daemon already has an active release; no legacy cleanup needed.\n"; code != 0 || out != want {
+		t.Errorf("text: %d %q, want %q", code, out, want)
+	}
+	if st := e.status(); st.ActiveReleaseID == nil || *st.ActiveReleaseID != "v1" {
+		t.Errorf("the daemon must be left alone: %+v", st.ActiveReleaseID)
+	}
+}
+
+// TestPredeployCleanupStopsAMismatchedDaemon: a daemon whose proxy differs
+// from the config being deployed is shut down even with an active release,
+// so the next deploy --ensure-daemon starts one that matches.
+func TestPredeployCleanupStopsAMismatchedDaemon(t *testing.T) {
+	e := startDaemon(t, `[]`)
+	e.mustDeploy("v1")
+	next := filepath.Join(filepath.Dir(e.cfg), "next.jsonnet")
+	if err := os.WriteFile(next, []byte(`(import 'rollbridge.jsonnet') + {proxy+: {upstreamHost: 'localhost'}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCtl(t, "predeploy-cleanup", "-c", next)
+	want := "Stopped existing Rollbridge daemon before deploy.\nRecovered 0 Rollbridge orphaned processes.\nStopped 0 legacy processes.\n"
+	if code != 0 || out != want {
+		t.Fatalf("exit %d, stdout %q, want %q; stderr %s", code, out, want, errOut)
+	}
+	if !strings.Contains(errOut, "stopped the daemon: proxy 127.0.0.1:") || !strings.Contains(errOut, "(upstream host localhost)") {
+		t.Errorf("stderr should say why: %s", errOut)
+	}
+	e.waitStopped()
+}
+
+// TestPredeployCleanupStopsAnIdleDaemon: a daemon without an active release
+// is shut down too, and the orphans of an earlier daemon are then stopped.
+func TestPredeployCleanupStopsAnIdleDaemon(t *testing.T) {
+	e := startDaemon(t, `[]`)
+	out, errOut, code := runCtl(t, "predeploy-cleanup", "-c", e.cfg, "--json")
+	var res takeover.CleanupResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	if res.Action != takeover.DaemonStopped || res.Reason != "it has no active release" {
+		t.Errorf("got %+v", res)
+	}
+	e.waitStopped()
+}
+
+func TestPredeployCleanupRefusals(t *testing.T) {
+	cfg, _, sock := recoverFixture(t, "{}")
+	ln := hangUpOn(t, sock)
+	_, errOut, code := runCtl(t, "predeploy-cleanup", "-c", cfg)
+	if code != exitFailed || !strings.HasPrefix(errOut, "rollbridgectl: a non-rollbridge process is using "+sock) || !strings.Contains(errOut, "refusing predeploy cleanup") {
+		t.Errorf("foreign program: %d %q", code, errOut)
+	}
+	ln.Close()
+
+	// A daemon of another application on the configured socket.
+	e := startDaemon(t, `[]`)
+	other := writeTemp(t, "other.jsonnet", fmt.Sprintf(`{application: 'other', control: {path: %q}, proxy: {port: 0},
+	  processes: [{id: 'web', policy: 'proxied', command: 'x', port: 18000}]}`, e.sock))
+	_, errOut, code = runCtl(t, "predeploy-cleanup", "-c", other)
+	if want := fmt.Sprintf("rollbridgectl: a rollbridge daemon for \"e2e\" is using %s; expected \"other\"\n", e.sock); code != exitFailed || errOut != want {
+		t.Errorf("other application: %d %q, want %q", code, errOut, want)
+	}
+	e.status() // still running
+}
+
+// TestPredeployCleanupRefusesAForeignSocket: a control socket owned by
+// another (non-root) user is not talked to: whatever answers there would
+// decide what gets stopped.
+func TestPredeployCleanupRefusesAForeignSocket(t *testing.T) {
+	testutil.NeedRoot(t)
+	cfg, _, sock := recoverFixture(t, "{}")
+	defer hangUpOn(t, sock).Close()
+	if err := os.Lchown(sock, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runCtl(t, "predeploy-cleanup", "-c", cfg)
+	if code != exitFailed || !strings.Contains(errOut, "the control socket "+sock+" belongs to nobody (uid 65534), which is neither root nor you") {
+		t.Errorf("%d %q", code, errOut)
+	}
+	// The configured control.owner is expected there.
+	owned, _, _ := recoverFixture(t, fmt.Sprintf(`{control+: {path: %q, owner: 'nobody'}}`, sock))
+	_, errOut, _ = runCtl(t, "predeploy-cleanup", "-c", owned)
+	if strings.Contains(errOut, "neither root nor you") {
+		t.Errorf("control.owner's socket refused: %q", errOut)
+	}
+}
+
+// waitStopped waits until the in-process daemon has returned after a
+// shutdown, leaving its result for startDaemon's cleanup, and checks that
+// its control socket is gone.
+func (e *env) waitStopped() {
+	e.t.Helper()
+	select {
+	case err := <-e.done:
+		e.done <- err
+	case <-time.After(testutil.Timeout):
+		e.t.Fatal("the daemon did not stop")
+	}
+	if _, err := os.Stat(e.sock); !os.IsNotExist(err) {
+		e.t.Errorf("control socket after the shutdown: %v", err)
+	}
+}
+
+// spawnArgv starts the test binary idling under the command line argv (as
+// a GNU Screen server shows itself, say) and returns its pid.
+func spawnArgv(t *testing.T, argv ...string) int {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Args = argv
+	cmd.Env = append(os.Environ(), "RB_TEST_IDLE=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it whenever it ends
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	testutil.Eventually(t, "the command line of "+argv[0], func() bool {
+		return procfs.Cmdline(cmd.Process.Pid, "") == strings.Join(argv, " ")
+	})
+	return cmd.Process.Pid
+}
+
+// TestPredeployCleanupStopsScreenSessions: a screen session's server is
+// recognised by its command line, SCREEN -dmS NAME, even where screen
+// itself cannot end it (its socket directory was wiped, or screen is not
+// installed); a session whose name only starts with NAME is left alone.
+func TestPredeployCleanupStopsScreenSessions(t *testing.T) {
+	marker := fmt.Sprintf("legacy-%d", time.Now().UnixNano())
+	cfg, _, _ := recoverFixture(t, fmt.Sprintf(`{legacyTakeover: {forceStopTimeoutMs: 300, screens: [%q], processes: []}}`, marker))
+	session := spawnArgv(t, "SCREEN", "-dmS", marker, "bin/legacy-server")
+	other := spawnArgv(t, "SCREEN", "-dmS", marker+"2", "bin/legacy-server")
+	out, errOut, code := runCtl(t, "predeploy-cleanup", "-c", cfg)
+	if want := "No active Rollbridge daemon found.\nRecovered 0 Rollbridge orphaned processes.\nStopped 1 legacy process.\n"; code != 0 || out != want {
+		t.Fatalf("exit %d, stdout %q, want %q; stderr %s", code, out, want, errOut)
+	}
+	if !strings.Contains(errOut, fmt.Sprintf("stopped screen %s: pid %d (SCREEN -dmS %s bin/legacy-server) with SIGTERM", marker, session, marker)) {
+		t.Errorf("stderr: %s", errOut)
+	}
+	testutil.Eventually(t, "the session's server gone", func() bool { return !state.Alive(session, 0) })
+	if !state.Alive(other, 0) {
+		t.Error("the session named " + marker + "2 was stopped too")
+	}
+}
+
+// TestPredeployCleanupRefusesWhenLegacySurvives: a legacy supervisor that
+// answers SIGTERM by starting a new worker leaves a matching process behind;
+// the cleanup looks again, lists it and exits 1 rather than let a deploy
+// start next to it.
+func TestPredeployCleanupRefusesWhenLegacySurvives(t *testing.T) {
+	marker := fmt.Sprintf("legacy-%d", time.Now().UnixNano())
+	cfg, _, _ := recoverFixture(t, fmt.Sprintf(`{legacyTakeover: {forceStopTimeoutMs: 30000,
+	  processes: [{name: 'legacy web', includes: [%q, 'serve']}]}}`, marker))
+	script := writeTemp(t, "legacy.sh", `trap 'sh -c "sleep 300; : $1 serve" & exit 0' TERM
+touch "$0.ready"
+while :; do sleep 0.05; done
+`)
+	spawnGroup(t, fmt.Sprintf("exec sh %s %s serve", script, marker))
+	// Until the trap is set, SIGTERM would simply end it.
+	testutil.Eventually(t, "the legacy supervisor's trap", func() bool {
+		_, err := os.Stat(script + ".ready")
+		return err == nil
+	})
+	out, errOut, code := runCtl(t, "predeploy-cleanup", "-c", cfg)
+	if code != exitFailed || out != "" {
+		t.Fatalf("exit %d, stdout %q; want exit 1 and nothing on stdout", code, out)
+	}
+	want := "rollbridgectl: refusing rollbridge deploy while legacy processes are still running:\n  "
+	if !strings.HasPrefix(errOut, want) || !strings.Contains(errOut, "sh -c sleep 300; : "+marker+" serve\n") {
+		t.Errorf("stderr %q, want it to start with %q and list the respawned worker", errOut, want)
+	}
+}
+
+// TestPredeployCleanupRefusesWhenLegacySurvivesSIGKILL: a legacy process
+// the caller may not signal (root's, cleaned up by nobody) survives SIGKILL;
+// the cleanup exits 1 naming it.
+func TestPredeployCleanupRefusesWhenLegacySurvivesSIGKILL(t *testing.T) {
+	testutil.NeedRoot(t)
+	ctl := buildCtl(t)
+	marker := fmt.Sprintf("legacy-%d", time.Now().UnixNano())
+	cfg, _, _ := recoverFixture(t, fmt.Sprintf(`{legacyTakeover: {forceStopTimeoutMs: 300,
+	  processes: [{name: 'legacy web', includes: [%q]}]}}`, marker))
+	if err := os.Chmod(filepath.Dir(cfg), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := spawnGroup(t, fmt.Sprintf("exec sh -c 'sleep 300; :' %s", marker))
+	testutil.Eventually(t, "the legacy process's command line", func() bool {
+		return procfs.Cmdline(pid, "") == "sh -c sleep 300; : "+marker
+	})
+	out, errOut, code := runAsNobody(t, ctl, "predeploy-cleanup", "-c", cfg)
+	want := fmt.Sprintf("rollbridgectl: refusing rollbridge deploy while legacy processes are still running:\n  %d sh -c sleep 300; : %s\n", pid, marker)
+	if code != exitFailed || !strings.HasPrefix(errOut, want) || out != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q, want it to start with %q", code, out, errOut, want)
+	}
+	if !state.Alive(pid, 0) {
+		t.Error("the legacy process was stopped after all")
 	}
 }
 

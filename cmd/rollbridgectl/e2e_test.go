@@ -29,6 +29,12 @@ func TestMain(m *testing.M) {
 	if testapp.Active() {
 		testapp.Main()
 	}
+	if os.Getenv("RB_TEST_IDLE") == "1" {
+		// A stand-in for a legacy process under a command line of the
+		// test's choosing: it only has to exist until it is signalled.
+		time.Sleep(time.Hour)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

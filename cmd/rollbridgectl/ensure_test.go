@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
-	"github.com/rollbridge/rollbridge-go/pkg/takeover"
 )
 
 // buildDaemon puts a freshly built rollbridged on PATH for this test.
@@ -156,24 +155,4 @@ func distroHasUnit(name string) bool {
 		}
 	}
 	return false
-}
-
-// TestPredeployCleanupRestartsAMismatchedDaemon: with --release-path, a
-// daemon of another version (without an active release) is shut down and
-// started again from this config.
-func TestPredeployCleanupRestartsAMismatchedDaemon(t *testing.T) {
-	buildDaemon(t)
-	e := startDaemon(t, `[]`) // reports version "test"
-	out, errOut, code := runCtl(t, "predeploy-cleanup", "-c", e.cfg, "--release-path", t.TempDir(), "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	t.Cleanup(func() { _, _, _ = runCtl(t, "shutdown", "-c", e.cfg) }) // the restarted, detached daemon
-	var res takeover.CleanupResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil || !strings.Contains(res.RestartedDaemon, "daemon version test differs") {
-		t.Fatalf("%v: %s", err, out)
-	}
-	if st := e.status(); st.Daemon.Pid == os.Getpid() || st.Daemon.Version == "test" {
-		t.Errorf("the old daemon still answers: %+v", st.Daemon)
-	}
 }

@@ -22,6 +22,24 @@ func listenUnix(t *testing.T, path string) net.Listener {
 	return ln
 }
 
+// hangUpOn listens on a Unix socket at path and closes every connection
+// at once without a word: a program that is not a rollbridge daemon.
+func hangUpOn(t *testing.T, path string) net.Listener {
+	t.Helper()
+	ln := listenUnix(t, path)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed by the test
+			}
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 // nobody is the unprivileged user tests run rollbridgectl as when they
 // stage something it may not touch (a process or file of root's).
 const nobody = 65534

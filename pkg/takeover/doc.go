@@ -1,8 +1,9 @@
 // Package takeover holds the host operations rollbridgectl performs
 // outside the daemon: making sure a daemon runs (Ensure), clearing what a
-// first deploy must replace — legacy supervisors matched by command line,
-// GNU Screen sessions, processes a crashed daemon left behind (Cleanup) —
-// and stopping such leftovers on request (Recover).
+// deploy must not meet — a daemon whose proxy no longer matches the config,
+// legacy supervisors matched by command line, GNU Screen sessions,
+// processes a crashed daemon left behind (Cleanup) — and stopping such
+// leftovers on request (Recover).
 //
 // These run once, from a deploy script or by hand, so they may afford what
 // the daemon never does on its periodic paths: reading every process of the

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/pgroup"
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
@@ -15,7 +14,7 @@ import (
 
 // LegacyStop is one process Cleanup stopped for a legacyTakeover matcher.
 type LegacyStop struct {
-	Name    string `json:"name"` // the matcher's name
+	Name    string `json:"name"` // the processes entry's name, or "screen NAME"
 	Pid     int    `json:"pid"`
 	Command string `json:"command"`
 	Killed  bool   `json:"killed"` // needed SIGKILL
@@ -53,14 +52,42 @@ func scanHost() ([]hostProc, error) {
 	return out, nil
 }
 
-// stopLegacy stops every process whose command line contains all strings of
-// a matcher, with all its descendants: SIGTERM, then SIGKILL after grace.
-// This process and its ancestors are never candidates, so a deploy script
+// legacyMatch returns the legacyTakeover entry a command line belongs to:
+// "screen NAME" for a GNU Screen session started as `screen -dmS NAME`
+// (its server process's command line is `SCREEN -dmS NAME ...`), a
+// processes entry's name when the line contains all its includes, or "".
+// The session name is compared as a whole word, so the session "shop"
+// does not claim "shop2".
+func legacyMatch(lt config.LegacyTakeover, cmdline string) string {
+	if cmdline == "" {
+		return "" // a kernel thread
+	}
+	f := strings.Fields(cmdline)
+	for i := 0; i+2 < len(f); i++ {
+		if (f[i] == "SCREEN" || strings.HasSuffix(f[i], "/SCREEN")) && f[i+1] == "-dmS" {
+			for _, name := range lt.Screens {
+				if f[i+2] == name {
+					return "screen " + name
+				}
+			}
+		}
+	}
+	for _, m := range lt.Processes {
+		if containsAll(cmdline, m.Includes) {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// findLegacy lists every process of the host that belongs to lt — the
+// seeds legacyMatch names and all their descendants — in the order found.
+// This process and its ancestors are never listed, so a deploy script
 // whose own command line matches does not stop itself.
-func stopLegacy(ctx context.Context, matchers []config.LegacyProcess, grace time.Duration) ([]LegacyStop, error) {
+func findLegacy(lt config.LegacyTakeover) ([]LegacyStop, []pgroup.Target, error) {
 	procs, err := scanHost()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byPid := map[int]hostProc{}
 	children := map[int][]int{}
@@ -77,7 +104,7 @@ func stopLegacy(ctx context.Context, matchers []config.LegacyProcess, grace time
 		}
 		pid = p.stat.Ppid
 	}
-	var stops []LegacyStop
+	var found []LegacyStop
 	var targets []pgroup.Target
 	seen := map[int]bool{}
 	var add func(pid int, name string)
@@ -87,23 +114,43 @@ func stopLegacy(ctx context.Context, matchers []config.LegacyProcess, grace time
 		}
 		seen[pid] = true
 		p := byPid[pid]
-		stops = append(stops, LegacyStop{Name: name, Pid: pid, Command: p.cmdline})
+		found = append(found, LegacyStop{Name: name, Pid: pid, Command: p.cmdline})
 		targets = append(targets, pgroup.Target{Pid: pid, StartTime: p.stat.StartTime})
 		for _, ch := range children[pid] {
 			add(ch, name)
 		}
 	}
-	for _, m := range matchers {
-		for _, p := range procs {
-			if p.cmdline != "" && containsAll(p.cmdline, m.Includes) {
-				add(p.stat.Pid, m.Name)
-			}
+	for _, p := range procs {
+		if name := legacyMatch(lt, p.cmdline); name != "" {
+			add(p.stat.Pid, name)
 		}
 	}
-	for i, r := range pgroup.Stop(ctx, targets, grace) {
+	return found, targets, nil
+}
+
+// stopLegacy stops what findLegacy finds: SIGTERM, then SIGKILL after
+// lt.forceStopTimeoutMs. It then looks again: whatever still belongs to lt
+// (a process it may not signal, or one started meanwhile by something the
+// matchers do not cover) is a *LegacySurvivorsError.
+func stopLegacy(ctx context.Context, lt config.LegacyTakeover) ([]LegacyStop, error) {
+	stops, targets, err := findLegacy(lt)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range pgroup.Stop(ctx, targets, lt.ForceStopTimeout()) {
 		stops[i].Killed = r.Killed
 	}
-	return stops, nil // nil when nothing matched: --json has always printed null then
+	left, _, err := findLegacy(lt)
+	if err != nil {
+		return nil, err
+	}
+	if len(left) > 0 {
+		return nil, &LegacySurvivorsError{Survivors: left}
+	}
+	if stops == nil {
+		stops = []LegacyStop{}
+	}
+	return stops, nil
 }
 
 func containsAll(s string, parts []string) bool {

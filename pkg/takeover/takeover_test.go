@@ -3,9 +3,11 @@ package takeover
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/rollbridge/rollbridge-go/internal/pgroup"
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 )
 
@@ -136,5 +139,105 @@ func TestContainsAll(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDecide covers what Cleanup does with a daemon that answered,
+// including the socket-activated cases no test without systemd can stage
+// (the systemd lane, scripts/systemd-lane.sh, runs the refusal for real).
+func TestDecide(t *testing.T) {
+	cfg := testConfig(t, "{proxy+: {host: '127.0.0.1', port: 8182}}")
+	v1 := "v1"
+	match := control.ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"}
+	moved := control.ProxyInfo{Host: "127.0.0.1", Port: 9000, UpstreamHost: "127.0.0.1"}
+	for _, tc := range []struct {
+		name      string
+		app       string
+		active    *string
+		proxy     control.ProxyInfo
+		activated bool
+		want      CleanupAction
+		wantErr   string
+	}{
+		{name: "active and matching", app: "tk", active: &v1, proxy: match, want: DaemonActive},
+		{name: "active and matching under systemd", app: "tk", active: &v1, proxy: match, activated: true, want: DaemonActive},
+		{name: "active, proxy moved", app: "tk", active: &v1, proxy: moved, want: DaemonStopped},
+		{name: "idle", app: "tk", proxy: match, want: DaemonStopped},
+		{name: "idle under systemd", app: "tk", proxy: match, activated: true, want: DaemonKept},
+		{name: "proxy moved under systemd", app: "tk", active: &v1, proxy: moved, activated: true,
+			wantErr: "install the new socket units with `rollbridgectl systemd units --install`, then restart them and the daemon: systemctl restart rollbridge-proxy@tk.socket rollbridge-control@tk.socket rollbridge@tk.service"},
+		{name: "another application", app: "shop", active: &v1, proxy: match, wantErr: `a rollbridge daemon for "shop" is using`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := control.Status{Application: tc.app, ActiveReleaseID: tc.active, Proxy: tc.proxy}
+			d, err := decide(cfg, st, func() bool { return tc.activated })
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("got %+v, %v; want an error containing %q", d, err, tc.wantErr)
+				}
+			case err != nil || d.action != tc.want:
+				t.Errorf("got %+v, %v; want %s", d, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestProxyMismatchAcceptsAnyPortForPortZero(t *testing.T) {
+	cfg := testConfig(t, "{}") // proxy.port 0
+	if why := proxyMismatch(cfg, control.ProxyInfo{Host: "127.0.0.1", Port: 41234, UpstreamHost: "127.0.0.1"}); why != "" {
+		t.Errorf("got %q", why)
+	}
+	if why := proxyMismatch(cfg, control.ProxyInfo{Host: "0.0.0.0", Port: 41234, UpstreamHost: "127.0.0.1"}); !strings.Contains(why, "differs from the config's 127.0.0.1:0") {
+		t.Errorf("another host: %q", why)
+	}
+}
+
+func TestCheckSocketOwner(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.sock")
+	if err := checkSocketOwner(path, 1234, nil); err != nil {
+		t.Errorf("missing path: %v", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	me := os.Getuid()
+	if err := checkSocketOwner(path, me, nil); err != nil {
+		t.Errorf("the caller's own socket: %v", err)
+	}
+	other := me + 4242 // a caller who is neither the owner nor root
+	err = checkSocketOwner(path, other, nil)
+	if me == 0 {
+		if err != nil {
+			t.Errorf("root's socket: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), "neither root nor you") {
+		t.Errorf("another user's socket: %v", err)
+	}
+	if err := checkSocketOwner(path, other, &config.IDOrName{ID: me}); err != nil {
+		t.Errorf("control.owner's socket: %v", err)
+	}
+}
+
+func TestLegacyMatch(t *testing.T) {
+	lt := config.LegacyTakeover{Screens: []string{"shop"}, Processes: []config.LegacyProcess{{Name: "puma", Includes: []string{"puma", "shop"}}}}
+	for _, tc := range []struct {
+		cmdline, want string
+	}{
+		{"SCREEN -dmS shop bundle exec puma", "screen shop"},
+		{"/usr/bin/SCREEN -dmS shop", "screen shop"},
+		{"SCREEN -dmS shop2 sleep 1", ""},
+		{"screen -dmS shop", ""}, // the client, not the session's server
+		{"bundle exec puma -C shop.rb", "puma"},
+		{"bundle exec puma -C blog.rb", ""},
+		{"", ""},
+	} {
+		if got := legacyMatch(lt, tc.cmdline); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.cmdline, got, tc.want)
+		}
 	}
 }
