@@ -21,7 +21,7 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/systemd"
 )
 
-const usage = `Usage: rollbridged [-c PATH]
+const usage = `Usage: rollbridged [-c PATH] [--release-path DIR --release-id ID --revision REV]
 
 Runs the rollbridge daemon in the foreground: binds the proxy (proxy.host:port)
 and the control socket (control.path) — or takes them from systemd socket
@@ -30,8 +30,13 @@ to stdout (native journal entries under systemd), re-reads the config on
 SIGHUP, and stops every managed process on SIGINT or SIGTERM.
 
 Options:
-  -c, --config PATH   config file (default: rollbridge.jsonnet in the working directory)
-      --version       print the version and exit
+  -c, --config PATH      config file (default: rollbridge.jsonnet in the working directory)
+      --release-path DIR boot into this release: deploy it (health-checked) before the
+      --release-id ID    control socket answers; the three go together. DIR is absolute;
+      --revision REV     ID and REV are 1-200 of [A-Za-z0-9._-], starting alphanumeric.
+                         A release restored from the state file wins over them. If the
+                         release fails to start, the daemon exits 1.
+      --version          print the version and exit
 `
 
 func main() {
@@ -39,8 +44,12 @@ func main() {
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	var path string
 	var showVersion bool
+	var boot daemon.BootRelease
 	fs.StringVar(&path, "config", "", "config file")
 	fs.StringVar(&path, "c", "", "config file")
+	fs.StringVar(&boot.Path, "release-path", "", "boot into this release directory")
+	fs.StringVar(&boot.ID, "release-id", "", "the boot release's id")
+	fs.StringVar(&boot.Revision, "revision", "", "the boot release's revision")
 	fs.BoolVar(&showVersion, "version", false, "print the version")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -56,15 +65,23 @@ func main() {
 		fmt.Fprintf(os.Stderr, "rollbridged: unexpected argument %q\n%s", fs.Arg(0), usage)
 		os.Exit(2)
 	}
+	var bootRelease *daemon.BootRelease
+	if boot != (daemon.BootRelease{}) {
+		if err := boot.Validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "rollbridged: %v\n%s", err, usage)
+			os.Exit(2)
+		}
+		bootRelease = &boot
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, path); err != nil {
+	if err := run(ctx, path, bootRelease); err != nil {
 		fmt.Fprintln(os.Stderr, "rollbridged:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, path string) error {
+func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 	// ROLLBRIDGE_CPUPROFILE=FILE writes a CPU profile of the whole run (for
 	// docs/performance.md: profiling the proxy under load).
 	if p := os.Getenv("ROLLBRIDGE_CPUPROFILE"); p != "" {
@@ -105,6 +122,7 @@ func run(ctx context.Context, path string) error {
 		Notifier:         systemd.NewNotifier(),
 		WatchdogInterval: systemd.WatchdogInterval(),
 		Reload:           hup, LoadConfig: load,
+		Boot:             boot,
 	}
 	if systemd.StdoutIsJournal() {
 		app := cfg.Application

@@ -43,6 +43,11 @@ type Options struct {
 	// Reload delivers SIGHUPs; LoadConfig re-reads the config for them.
 	Reload     <-chan struct{}
 	LoadConfig func() (*config.Config, error)
+	// Boot, when set and valid, is deployed before the control socket is
+	// served — unless the state file restored its own active release, or
+	// recorded processes that still run. If it fails to start, Run stops
+	// what it started and returns the error.
+	Boot *BootRelease
 }
 
 // Notifier is the part of sd_notify the daemon uses (pkg/systemd implements it).
@@ -129,9 +134,23 @@ func Run(ctx context.Context, o Options) error {
 	// Restore before serving: requests and commands wait in the kernel
 	// backlog meanwhile instead of meeting a half-started daemon.
 	var prev *state.Snapshot
+	restoreProblem := ""
 	if cfg.StatePath != "" {
 		prev = loadState(cfg, log, d.sup)
-		restore(ctx, cfg, prev, log, d.sup, notifier)
+		restoreProblem = restore(ctx, cfg, prev, log, d.sup, notifier)
+	}
+	if o.Boot != nil {
+		err := o.Boot.Validate()
+		if err == nil {
+			err = boot(ctx, cfg, *o.Boot, prev, restoreProblem, log, d.sup, notifier)
+		}
+		if err != nil {
+			d.abandonStart()
+			if ctx.Err() != nil {
+				return nil // stopped while booting: a requested stop, not a failure
+			}
+			return err
+		}
 	}
 
 	var wg sync.WaitGroup

@@ -44,17 +44,19 @@ func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor) 
 
 // restore redeploys the release that was active when the previous daemon
 // stopped, through the normal health-checked deploy; if that fails, the
-// previously active retained releases, newest first.
-func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log *events.Log, sup *supervisor.Supervisor, notifier Notifier) {
+// previously active retained releases, newest first. It returns why
+// nothing serves ("" when a release was restored or none was recorded),
+// which status shows too.
+func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log *events.Log, sup *supervisor.Supervisor, notifier Notifier) string {
 	if prev == nil || prev.ActiveReleaseID == "" || !cfg.RestoreOnStart {
-		return
+		return ""
 	}
 	if orphans := prev.Orphans(); len(orphans) > 0 {
 		msg := fmt.Sprintf("release %s was not restored: %d processes of the previous daemon still run; run rollbridgectl recover, then restart the daemon",
 			prev.ActiveReleaseID, len(orphans))
 		sup.SetRestoreProblem(msg)
 		log.Emit(events.RestoreSkipped, map[string]any{events.KeyReleaseID: prev.ActiveReleaseID, events.KeyReason: msg})
-		return
+		return msg
 	}
 	var candidates []state.ReleaseRecord
 	var others []state.ReleaseRecord
@@ -88,7 +90,7 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 				}
 				sup.SetRestoreProblem(fmt.Sprintf("release %s could not be restored (%s); serving the previous release %s", prev.ActiveReleaseID, why, r.ID))
 			}
-			return
+			return ""
 		}
 		failures = append(failures, fmt.Sprintf("%s: %v", r.ID, err))
 		if ctx.Err() != nil {
@@ -98,6 +100,7 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 	msg := "nothing could be restored; the proxy answers 503 until the next deploy: " + strings.Join(failures, "; ")
 	sup.SetRestoreProblem(msg)
 	log.Emit(events.RestoreFailed, map[string]any{events.KeyReleaseID: prev.ActiveReleaseID, events.KeyError: msg})
+	return msg
 }
 
 // withLeftovers adds the still-running processes of the previous daemon to

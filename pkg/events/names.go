@@ -73,6 +73,9 @@ const (
 	RestoreSkipped         Name = "restore skipped"
 	RestoreFailed          Name = "restore failed"
 	ReleaseRestored        Name = "release restored"
+	// The release named by rollbridged --release-id (a boot release).
+	BootstrapSkipped          Name = "bootstrap skipped"
+	BootstrapActivationFailed Name = "bootstrap activation failed"
 )
 
 // priorities is the one table of how loud each event is; names not in it
@@ -82,6 +85,7 @@ var priorities = map[Name]Priority{
 	InternalError:                PriErr,
 	RestartLimitReached:          PriErr,
 	RestoreFailed:                PriErr,
+	BootstrapActivationFailed:    PriErr,
 	ProcessStopFailed:            PriErr,
 	StateSaveFailed:              PriErr,
 	ProxyStoppedServing:          PriErr,
@@ -97,6 +101,7 @@ var priorities = map[Name]Priority{
 	StateFileNotRemoved:          PriWarning,
 	OrphanedProcessesFound:       PriWarning,
 	RestoreSkipped:               PriWarning,
+	BootstrapSkipped:             PriNotice,
 	ServiceTemplateRefreshFailed: PriWarning,
 	EventsDropped:                PriWarning,
 	TrafficSwitched:              PriNotice,
