@@ -122,7 +122,7 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 		Notifier:         systemd.NewNotifier(),
 		WatchdogInterval: systemd.WatchdogInterval(),
 		Reload:           hup, LoadConfig: load,
-		Boot:             boot,
+		Boot: boot,
 	}
 	if systemd.StdoutIsJournal() {
 		app := cfg.Application
