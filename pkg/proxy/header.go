@@ -82,7 +82,13 @@ func setAppTarget(u *url.URL, in *http.Request) {
 //     them; rollbridged normally sits behind one that terminates TLS, and
 //     replacing its "https" with this hop's "http" would send apps into
 //     redirect loops. Without them: this hop's scheme and Host.
-//   - Forwarded and X-Forwarded-Port: passed on unchanged.
+//   - X-Forwarded-Port: as the Node original's proxy (http-proxy with
+//     xfwd) sets it, so apps migrated from it read the same value: the
+//     port of the request's Host, else 443 over TLS and 80 without, added
+//     after the front end's value with a bare "," when it sent one. It is
+//     the port the client asked for, not the one rollbridged listens on
+//     (see forwardedPort).
+//   - Forwarded: passed on unchanged.
 //
 // Anyone who can reach the proxy port directly can set these headers, as
 // with any proxy that trusts its front end. Options.TrustedProxies says
@@ -140,11 +146,48 @@ func appHeaders(r *http.Request, upgrade string, add func(k, v string)) {
 	} else {
 		add("X-Forwarded-Host", r.Host)
 	}
-	for _, k := range [...]string{"Forwarded", "X-Forwarded-Port"} {
-		for _, v := range r.Header[k] {
-			add(k, v)
+	port := forwardedPort(r)
+	switch prior := r.Header["X-Forwarded-Port"]; len(prior) {
+	case 0:
+		add("X-Forwarded-Port", port)
+	case 1:
+		add("X-Forwarded-Port", prior[0]+","+port)
+	default:
+		// Node joins repeated lines of a header with ", " before http-proxy
+		// appends its own value with ",".
+		add("X-Forwarded-Port", strings.Join(prior, ", ")+","+port)
+	}
+	for _, v := range r.Header["Forwarded"] {
+		add("Forwarded", v)
+	}
+}
+
+// forwardedPort is this hop's X-Forwarded-Port value for r: the port in
+// the Host header, else the scheme's default (443 over TLS, 80 without).
+// Like the original, it takes the digits after the first ":" that has
+// some; unlike it, it looks only after the "]" of a bracketed IPv6
+// literal, where the original would take "1" out of "[::1]:8080".
+func forwardedPort(r *http.Request) string {
+	host := r.Host
+	if i := strings.LastIndexByte(host, ']'); i >= 0 {
+		host = host[i+1:]
+	}
+	for i := 0; i < len(host); i++ { // the first ":" followed by digits, as /:(\d+)/
+		if host[i] != ':' {
+			continue
+		}
+		n := i + 1
+		for n < len(host) && host[n] >= '0' && host[n] <= '9' {
+			n++
+		}
+		if n > i+1 {
+			return host[i+1 : n]
 		}
 	}
+	if r.TLS != nil {
+		return "443"
+	}
+	return "80"
 }
 
 // endToEnd reports whether the client's header k (canonical) is passed to

@@ -234,22 +234,25 @@ func TestSamePolicyOnEveryPath(t *testing.T) {
 		{
 			name:   "bare",
 			target: "/",
-			want:   []string{"X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: {front}", "X-Forwarded-Proto: http"},
+			want:   []string{"X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: {front}", "X-Forwarded-Port: {port}", "X-Forwarded-Proto: http"},
 		},
 		{
 			name:   "behind nginx",
 			target: "/orders?id=7",
 			host:   "shop.example",
 			fields: []string{"X-Forwarded-For: 203.0.113.9", "X-Forwarded-Proto: https", "X-Real-IP: 203.0.113.9", "User-Agent: curl/8.5.0", "Accept: */*"},
+			// No port in Host: the original's proxy reports the scheme's
+			// default, not the port it listens on.
 			want: []string{"Accept: */*", "User-Agent: curl/8.5.0", "X-Forwarded-For: 203.0.113.9, 127.0.0.1",
-				"X-Forwarded-Host: shop.example", "X-Forwarded-Proto: https", "X-Real-Ip: 203.0.113.9"},
+				"X-Forwarded-Host: shop.example", "X-Forwarded-Port: 80", "X-Forwarded-Proto: https", "X-Real-Ip: 203.0.113.9"},
 		},
 		{
 			name:   "hop-by-hop",
 			target: "/",
 			fields: []string{"Connection: keep-alive, X-Hop", "X-Hop: front end only", "Proxy-Connection: keep-alive", "Keep-Alive: timeout=5",
 				"Te: trailers, deflate", "Proxy-Authorization: Basic Zm9vOmJhcg==", "X-End-To-End: kept"},
-			want: []string{"Te: trailers", "X-End-To-End: kept", "X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: {front}", "X-Forwarded-Proto: http"},
+			want: []string{"Te: trailers", "X-End-To-End: kept", "X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: {front}",
+				"X-Forwarded-Port: {port}", "X-Forwarded-Proto: http"},
 		},
 		{
 			name:   "forwarding record survives Connection",
@@ -258,7 +261,21 @@ func TestSamePolicyOnEveryPath(t *testing.T) {
 			fields: []string{"Connection: Forwarded, X-Forwarded-For, X-Forwarded-Port", "X-Forwarded-For: 198.51.100.1", "X-Forwarded-For: 203.0.113.9, 10.0.0.2",
 				"X-Forwarded-Host: shop.example", "X-Forwarded-Port: 443", "Forwarded: for=203.0.113.9;proto=https"},
 			want: []string{"Forwarded: for=203.0.113.9;proto=https", "X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.2, 127.0.0.1",
-				"X-Forwarded-Host: shop.example", "X-Forwarded-Port: 443", "X-Forwarded-Proto: http"},
+				"X-Forwarded-Host: shop.example", "X-Forwarded-Port: 443,80", "X-Forwarded-Proto: http"},
+		},
+		{
+			name:   "repeated X-Forwarded-Port",
+			target: "/",
+			host:   "shop.example:8443",
+			fields: []string{"X-Forwarded-Port: 443", "X-Forwarded-Port: 8080"},
+			want: []string{"X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: shop.example:8443", "X-Forwarded-Port: 443, 8080,8443",
+				"X-Forwarded-Proto: http"},
+		},
+		{
+			name:   "IPv6 literal Host",
+			target: "/",
+			host:   "[::1]:8080",
+			want:   []string{"X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: [::1]:8080", "X-Forwarded-Port: 8080", "X-Forwarded-Proto: http"},
 		},
 		{
 			name:   "raw target and repeated headers",
@@ -266,7 +283,7 @@ func TestSamePolicyOnEveryPath(t *testing.T) {
 			host:   "shop.example:8443",
 			fields: []string{"x-lower-case: v", "X-Multi: 1", "Accept-Encoding: gzip", "X-Multi: 2", "X-Empty:"},
 			want: []string{"Accept-Encoding: gzip", "X-Empty: ", "X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: shop.example:8443",
-				"X-Forwarded-Proto: http", "X-Lower-Case: v", "X-Multi: 1", "X-Multi: 2"},
+				"X-Forwarded-Port: 8443", "X-Forwarded-Proto: http", "X-Lower-Case: v", "X-Multi: 1", "X-Multi: 2"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,7 +293,8 @@ func TestSamePolicyOnEveryPath(t *testing.T) {
 			}
 			want := wireHead{line: "GET " + tc.target + " HTTP/1.1", fields: []string{"Host: " + host}}
 			for _, f := range tc.want {
-				want = withFields(want, strings.ReplaceAll(f, "{front}", front))
+				f = strings.ReplaceAll(f, "{front}", front)
+				want = withFields(want, strings.ReplaceAll(f, "{port}", front[strings.LastIndexByte(front, ':')+1:]))
 			}
 			upgradeFields := []string{"Sec-WebSocket-Key: " + wsKey, "Sec-WebSocket-Version: 13", "Upgrade: websocket"}
 			if i := slices.IndexFunc(tc.fields, func(f string) bool { return strings.HasPrefix(f, "Connection:") }); i >= 0 {
