@@ -167,6 +167,13 @@ func Run(ctx context.Context, o Options) error {
 			log.Emit(events.ControlSocketStoppedServing, map[string]any{events.KeyError: err.Error()})
 		}
 	}()
+	// The spec's two start events, then ours with everything in one place.
+	proxyPort := cfg.Proxy.Port
+	if a, ok := lns.Proxy.Addr().(*net.TCPAddr); ok {
+		proxyPort = a.Port // the bound port, when the config says 0
+	}
+	log.Emit(events.ProxyListening, map[string]any{"host": cfg.Proxy.Host, "port": proxyPort})
+	log.Emit(events.ControlSocketListening, map[string]any{events.KeyPath: cfg.Control.Path})
 	log.Emit(events.DaemonStarted, map[string]any{events.KeyApplication: cfg.Application, events.KeyPid: os.Getpid(),
 		"proxy": lns.Proxy.Addr().String(), "control": cfg.Control.Path, "version": o.Version})
 	line, _ := d.summary()
@@ -221,7 +228,7 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
-// errorReporter turns proxy errors into "upstream error" events, at most
+// errorReporter turns proxy errors into "proxy error" events, at most
 // one per second: a dead upstream fails every request, and one line per
 // request would flood the journal.
 type errorReporter struct {
@@ -243,7 +250,7 @@ func (e *errorReporter) report(releaseID string, err error) {
 	n := e.suppressed
 	e.suppressed = 0
 	e.mu.Unlock()
-	e.log.Emit(events.UpstreamError, map[string]any{events.KeyReleaseID: releaseID, events.KeyError: err.Error(), "suppressedSinceLast": n})
+	e.log.Emit(events.ProxyError, map[string]any{events.KeyReleaseID: releaseID, events.KeyError: err.Error(), "suppressedSinceLast": n})
 }
 
 // finishState settles the state file at exit. The shutdown command is the

@@ -10,11 +10,27 @@ import (
 // DefaultCapacity is how many events the daemon keeps in memory.
 const DefaultCapacity = 1000
 
-// Event is one entry of the history. Data is never nil once emitted.
+// TimeLayout is how events (and everything else the daemon reports) write
+// a time: UTC with exactly three fractional digits, as JavaScript's
+// Date.toISOString does in the Node original ("2026-06-01T10:00:05.120Z").
+const TimeLayout = "2006-01-02T15:04:05.000Z"
+
+// Event is one entry of the history. Data is never nil once emitted. Its
+// JSON is the spec's {"at","data","message"}, with At in TimeLayout.
 type Event struct {
 	At      time.Time      `json:"at"`
-	Message Name           `json:"message"`
 	Data    map[string]any `json:"data"`
+	Message Name           `json:"message"`
+}
+
+// MarshalJSON writes {"at","data","message"} with At in TimeLayout; the
+// default decoding reads it back.
+func (e Event) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		At      string         `json:"at"`
+		Data    map[string]any `json:"data"`
+		Message Name           `json:"message"`
+	}{e.At.UTC().Format(TimeLayout), e.Data, e.Message})
 }
 
 // Sink receives events. Every package that reports something takes a Sink, so
@@ -184,7 +200,7 @@ func (l *Log) Restore(evs []Event) {
 }
 
 // JSONLines returns an Output writing one JSON object per line to w, in the
-// shape {"at","message","data"}. Write errors are ignored: losing a log line
+// shape {"at","data","message"}. Write errors are ignored: losing a log line
 // must never stop the daemon.
 func JSONLines(w io.Writer) Output {
 	enc := json.NewEncoder(w)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestRecentKeepsNewestInOrder(t *testing.T) {
@@ -58,6 +59,35 @@ func TestJSONLinesOutput(t *testing.T) {
 	}
 	if e.Message != "traffic switched" || e.Data["releaseId"] != "v2" || e.At == "" {
 		t.Errorf("got %+v", e)
+	}
+}
+
+// TestEventJSONIsTheSpecs: the spec's key order and a JavaScript
+// toISOString time (UTC, exactly three fractional digits), and it reads
+// back to the same event.
+func TestEventJSONIsTheSpecs(t *testing.T) {
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{time.Date(2026, 6, 1, 10, 0, 5, 120_999_999, time.UTC), `{"at":"2026-06-01T10:00:05.120Z","data":{"releaseId":"v2"},"message":"traffic switched"}`},
+		{time.Date(2026, 6, 1, 12, 0, 5, 0, time.FixedZone("CEST", 7200)), `{"at":"2026-06-01T10:00:05.000Z","data":{"releaseId":"v2"},"message":"traffic switched"}`},
+	} {
+		e := Event{At: tc.at, Message: TrafficSwitched, Data: map[string]any{"releaseId": "v2"}}
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != tc.want {
+			t.Errorf("got  %s\nwant %s", b, tc.want)
+		}
+		var back Event
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if !back.At.Equal(tc.at.Truncate(time.Millisecond)) || back.Message != e.Message || back.Data["releaseId"] != "v2" {
+			t.Errorf("read back %+v", back)
+		}
 	}
 }
 

@@ -28,8 +28,10 @@ const (
 	ConfigReloadRefused         Name = "config reload refused"
 	ProxyStoppedServing         Name = "proxy stopped serving"
 	ControlSocketStoppedServing Name = "control socket stopped serving"
+	ProxyListening              Name = "proxy listening"
+	ControlSocketListening      Name = "control socket listening"
 	CommandFailed               Name = "command failed"
-	UpstreamError               Name = "upstream error"
+	ProxyError                  Name = "proxy error" // the app refused or broke a proxied connection
 	EventsDropped               Name = "events dropped"
 	InternalError               Name = "internal error" // a broken invariant with no caller to report to
 )
@@ -52,15 +54,54 @@ const (
 
 // Processes.
 const (
-	ProcessStarted      Name = "process started"
-	ProcessExited       Name = "process exited"
-	ProcessStartFailed  Name = "process start failed"
-	ProcessStopFailed   Name = "process stop failed"
-	RestartLimitReached Name = "restart limit reached"
-	LifecycleHookFailed Name = "lifecycle hook failed"
-	MemoryWarning       Name = "memory warning"
-	MemoryLimitExceeded Name = "memory limit exceeded"
+	ProcessStarted       Name = "process started"
+	ProcessExited        Name = "process exited"
+	ProcessRestartFailed Name = "process restart failed" // an automatic restart after a crash could not spawn
+	ProcessStopFailed    Name = "process stop failed"
+	ProcessStopTimedOut  Name = "process stop timed out; sending SIGKILL"
+	RestartLimitReached  Name = "restart limit reached"
+	MemoryWarning        Name = "memory warning"
+	MemoryLimitExceeded  Name = "memory limit exceeded"
+	MemoryRestartFailed  Name = "memory restart failed"
 )
+
+// Lifecycle hooks, one name per hook and outcome as the spec spells them:
+// "<hook> failed" (could not run), "<hook> timed out", "<hook> exited
+// non-zero", "<hook> exited on signal". HookEvents picks the set of a hook.
+const (
+	QuietCommandFailed         Name = "quiet command failed"
+	QuietCommandTimedOut       Name = "quiet command timed out"
+	QuietCommandExitedNonZero  Name = "quiet command exited non-zero"
+	QuietCommandExitedOnSignal Name = "quiet command exited on signal"
+	DrainCommandFailed         Name = "drain command failed"
+	DrainCommandTimedOut       Name = "drain command timed out"
+	DrainCommandExitedNonZero  Name = "drain command exited non-zero"
+	DrainCommandExitedOnSignal Name = "drain command exited on signal"
+	StopCommandFailed          Name = "stop command failed"
+	StopCommandTimedOut        Name = "stop command timed out"
+	StopCommandExitedNonZero   Name = "stop command exited non-zero"
+	StopCommandExitedOnSignal  Name = "stop command exited on signal"
+)
+
+// HookOutcomes are the event names of one lifecycle hook's failures.
+type HookOutcomes struct {
+	Failed, TimedOut, ExitedNonZero, ExitedOnSignal Name
+}
+
+// HookEvents returns the event names of the lifecycle hook whose config
+// field is field ("quietCommand", "drainCommand" or "stopCommand"); ok is
+// false for any other field.
+func HookEvents(field string) (names HookOutcomes, ok bool) {
+	switch field {
+	case "quietCommand":
+		return HookOutcomes{QuietCommandFailed, QuietCommandTimedOut, QuietCommandExitedNonZero, QuietCommandExitedOnSignal}, true
+	case "drainCommand":
+		return HookOutcomes{DrainCommandFailed, DrainCommandTimedOut, DrainCommandExitedNonZero, DrainCommandExitedOnSignal}, true
+	case "stopCommand":
+		return HookOutcomes{StopCommandFailed, StopCommandTimedOut, StopCommandExitedNonZero, StopCommandExitedOnSignal}, true
+	}
+	return HookOutcomes{}, false
+}
 
 // State file, restore and orphans.
 const (
@@ -81,22 +122,36 @@ const (
 // priorities is the one table of how loud each event is; names not in it
 // are PriInfo.
 var priorities = map[Name]Priority{
-	DeployFailed:                 PriErr,
-	InternalError:                PriErr,
-	RestartLimitReached:          PriErr,
-	RestoreFailed:                PriErr,
-	BootstrapActivationFailed:    PriErr,
-	ProcessStopFailed:            PriErr,
-	StateSaveFailed:              PriErr,
-	ProxyStoppedServing:          PriErr,
-	ControlSocketStoppedServing:  PriErr,
-	MemoryLimitExceeded:          PriWarning,
-	MemoryWarning:                PriWarning,
+	DeployFailed:                PriErr,
+	InternalError:               PriErr,
+	RestartLimitReached:         PriErr,
+	RestoreFailed:               PriErr,
+	BootstrapActivationFailed:   PriErr,
+	ProcessStopFailed:           PriErr,
+	StateSaveFailed:             PriErr,
+	ProxyStoppedServing:         PriErr,
+	ControlSocketStoppedServing: PriErr,
+	MemoryLimitExceeded:         PriWarning,
+	MemoryWarning:               PriWarning,
+	MemoryRestartFailed:         PriWarning,
+	// A hook failed; the stop sequence went on without it.
+	QuietCommandFailed:           PriWarning,
+	QuietCommandTimedOut:         PriWarning,
+	QuietCommandExitedNonZero:    PriWarning,
+	QuietCommandExitedOnSignal:   PriWarning,
+	DrainCommandFailed:           PriWarning,
+	DrainCommandTimedOut:         PriWarning,
+	DrainCommandExitedNonZero:    PriWarning,
+	DrainCommandExitedOnSignal:   PriWarning,
+	StopCommandFailed:            PriWarning,
+	StopCommandTimedOut:          PriWarning,
+	StopCommandExitedNonZero:     PriWarning,
+	StopCommandExitedOnSignal:    PriWarning,
 	CommandFailed:                PriWarning,
-	LifecycleHookFailed:          PriWarning,
-	ProcessStartFailed:           PriWarning,
+	ProcessRestartFailed:         PriWarning,
+	ProcessStopTimedOut:          PriWarning,
 	ConfigReloadRefused:          PriWarning,
-	UpstreamError:                PriWarning,
+	ProxyError:                   PriWarning,
 	StateFileUnreadable:          PriWarning,
 	StateFileNotRemoved:          PriWarning,
 	OrphanedProcessesFound:       PriWarning,
@@ -127,7 +182,8 @@ func (n Name) Priority() Priority {
 const (
 	KeyApplication = "application"
 	KeyReleaseID   = "releaseId"
-	KeyProcessID   = "processId" // the base id from the config ("worker")
+	KeyProcessID   = "processId" // the instance id ("worker#2"), as the spec's process events carry it
+	KeyBaseID      = "baseId"    // the base id from the config ("worker"); the journal's ROLLBRIDGE_PROCESS_ID
 	KeyID          = "id"        // the instance id ("worker#2"), or a service/singleton id
 	KeyPolicy      = "policy"
 	KeyPid         = "pid"

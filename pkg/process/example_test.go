@@ -26,11 +26,15 @@ func Example() {
 	for _, l := range p.Logs() {
 		fmt.Println(l.Stream, l.Line)
 	}
+	// It ended without being asked to: failed, even with exit code 0 (the
+	// spec's rule; with auto-restart on it would now be restarted).
 	st := p.Status()
 	fmt.Println(st.State, *st.ExitCode)
 	_ = p.Stop(ctx) // nothing runs any more; Stop only settles the state
+	fmt.Println(p.Status().State)
 	// Output:
 	// stdout hello
 	// stdout world
-	// stopped 0
+	// failed 0
+	// stopped
 }

@@ -135,6 +135,21 @@ func (h *harness) events(message string) []events.Event {
 	return out
 }
 
+// hookFailures returns the events reporting a failed lifecycle hook, under
+// any of the spec's names for them.
+func (h *harness) hookFailures() []events.Event {
+	var out []events.Event
+	for _, e := range h.log.Recent(0) {
+		for _, field := range []string{"quietCommand", "drainCommand", "stopCommand"} {
+			n, _ := events.HookEvents(field)
+			if e.Message == n.Failed || e.Message == n.TimedOut || e.Message == n.ExitedNonZero || e.Message == n.ExitedOnSignal {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
 func (h *harness) waitEvents(message string, n int) []events.Event {
 	h.t.Helper()
 	testutil.Eventually(h.t, strconv.Itoa(n)+" "+strconv.Quote(message)+" events", func() bool { return len(h.events(message)) >= n })

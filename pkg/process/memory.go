@@ -93,6 +93,6 @@ func (p *Process) memoryRestart(r *run) {
 		return // a Stop arrived during the sequence: it wins
 	}
 	if err := p.startLocked(context.Background(), ReasonMemory); err != nil {
-		p.emit(r.spec, events.ProcessStartFailed, map[string]any{events.KeyReason: string(ReasonMemory), events.KeyError: err.Error()})
+		p.emit(r.spec, events.MemoryRestartFailed, map[string]any{events.KeyReason: string(ReasonMemory), events.KeyError: err.Error()})
 	}
 }

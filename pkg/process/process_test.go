@@ -38,7 +38,8 @@ func TestStartStopStatusAndEvents(t *testing.T) {
 	if len(started) != 1 {
 		t.Fatalf("got %d process started events, want 1", len(started))
 	}
-	for k, want := range map[string]any{"id": "web", "pid": pid, "reason": "deploy", "releaseId": "v1", "policy": "proxied"} {
+	for k, want := range map[string]any{"id": "web", "processId": "web", "command": spec.Command, "pid": pid, "reason": "deploy",
+		"releaseId": "v1", "policy": "proxied"} {
 		if got := started[0].Data[k]; got != want {
 			t.Errorf("process started %s: got %v, want %v", k, got, want)
 		}
@@ -57,9 +58,10 @@ func TestStartStopStatusAndEvents(t *testing.T) {
 	if len(exited) != 1 {
 		t.Fatalf("got %d process exited events, want 1", len(exited))
 	}
-	for k, want := range map[string]any{"id": "web", "pid": pid, "exitCode": 0, "exitSignal": nil, "releaseId": "v1"} {
-		if got := exited[0].Data[k]; got != want {
-			t.Errorf("process exited %s: got %v, want %v", k, got, want)
+	// The spec's keys: code and signal, each null when it does not apply.
+	for k, want := range map[string]any{"id": "web", "processId": "web", "pid": pid, "code": 0, "signal": nil, "releaseId": "v1"} {
+		if got, ok := exited[0].Data[k]; got != want || !ok {
+			t.Errorf("process exited %s: got %v (present %v), want %v", k, got, ok, want)
 		}
 	}
 }
@@ -248,7 +250,7 @@ func TestStopSequence(t *testing.T) {
 			if st := h.p.Status(); st.State != Stopped || st.ExitCode == nil || *st.ExitCode != 0 {
 				t.Errorf("state %s exit %v, want stopped with code 0", st.State, st.ExitCode)
 			}
-			if f := h.events("lifecycle hook failed"); len(f) != 0 {
+			if f := h.hookFailures(); len(f) != 0 {
 				t.Errorf("unexpected hook failures: %v", f)
 			}
 		})
@@ -260,20 +262,29 @@ func TestBrokenHooksStillStop(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		lc     Lifecycle
-		record string            // signals the child saw (it ignores them all)
-		failed map[string]string // hook -> part of the error
+		record string                    // signals the child saw (it ignores them all)
+		failed map[string]map[string]any // the spec's event name -> data it must carry
 	}{
 		{
 			name: "failing quiet hook and hanging drain hook",
 			lc: Lifecycle{QuietCommand: "echo going to fail; exit 3", DrainCommand: "echo $$ > HOOKPID; exec sleep 1000",
 				DrainTimeout: 300 * time.Millisecond},
 			record: "SIGTERM\n",
-			failed: map[string]string{"quietCommand": "exit status 3", "drainCommand": "timed out after 300ms"},
+			failed: map[string]map[string]any{
+				"quiet command exited non-zero": {"hook": "quietCommand", "code": 3},
+				"drain command timed out":       {"hook": "drainCommand", "timeoutMs": int64(300)},
+			},
 		},
 		{
 			name:   "hanging stop hook",
 			lc:     Lifecycle{StopCommand: "echo $$ > HOOKPID; exec sleep 1000"},
-			failed: map[string]string{"stopCommand": "timed out after 300ms"},
+			failed: map[string]map[string]any{"stop command timed out": {"hook": "stopCommand", "timeoutMs": int64(300)}},
+		},
+		{
+			name:   "stop hook killed by a signal",
+			lc:     Lifecycle{StopCommand: "echo $$ > HOOKPID; kill -TERM $$"},
+			record: "",
+			failed: map[string]map[string]any{"stop command exited on signal": {"hook": "stopCommand", "signal": "SIGTERM"}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,16 +308,25 @@ func TestBrokenHooksStillStop(t *testing.T) {
 			if st.State != Stopped || st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" {
 				t.Errorf("state %s signal %v, want stopped by SIGKILL", st.State, st.ExitSignal)
 			}
-			failed := h.events("lifecycle hook failed")
+			failed := h.hookFailures()
 			if len(failed) != len(tc.failed) {
 				t.Fatalf("got %d hook failures, want %d: %v", len(failed), len(tc.failed), failed)
 			}
 			for _, e := range failed {
-				hook, _ := e.Data["hook"].(string)
-				msg, _ := e.Data["error"].(string)
-				if want, ok := tc.failed[hook]; !ok || !strings.Contains(msg, want) || e.Data["id"] != "worker" {
-					t.Errorf("hook failure %v, want one of %v", e.Data, tc.failed)
+				want, ok := tc.failed[string(e.Message)]
+				if !ok || e.Data["id"] != "worker" || e.Data["processId"] != "worker" {
+					t.Errorf("hook failure %s %v, want one of %v", e.Message, e.Data, tc.failed)
+					continue
 				}
+				for k, v := range want {
+					if e.Data[k] != v {
+						t.Errorf("%s: %s = %v (%T), want %v", e.Message, k, e.Data[k], e.Data[k], v)
+					}
+				}
+			}
+			// The child ignores SIGTERM, so the grace period runs out.
+			if k := h.events("process stop timed out; sending SIGKILL"); len(k) != 1 || k[0].Data["pid"] != pid {
+				t.Errorf("stop timed out events %v, want one for pid %d", k, pid)
 			}
 			if tc.lc.QuietCommand != "" && !hasLine(h.p.Logs(), "[quietCommand] going to fail") {
 				t.Errorf("hook output missing from the logs: %v", h.p.Logs())
@@ -359,8 +379,12 @@ func TestStopContextEndsSequence(t *testing.T) {
 		if st := h.p.Status(); st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" {
 			t.Errorf("signal %v, want SIGKILL", st.ExitSignal)
 		}
-		if f := h.events("lifecycle hook failed"); len(f) != 1 || !strings.Contains(fmt.Sprint(f[0].Data["error"]), "interrupted") {
+		if f := h.hookFailures(); len(f) != 1 || f[0].Message != "drain command failed" || !strings.Contains(fmt.Sprint(f[0].Data["error"]), "interrupted") {
 			t.Errorf("hook failures %v, want one interrupted drainCommand", f)
+		}
+		// The stop was cut short: that is no timeout.
+		if k := h.events("process stop timed out; sending SIGKILL"); len(k) != 0 {
+			t.Errorf("stop timed out events %v after a cancelled stop", k)
 		}
 	})
 }
@@ -485,10 +509,43 @@ func TestCrashIsRestartedWithReasonCrash(t *testing.T) {
 		t.Errorf("start reasons %v, want %v", reasons, want)
 	}
 	for _, e := range h.events("process exited") {
-		if e.Data["exitCode"] != 1 {
-			t.Errorf("exit event %v, want exitCode 1", e.Data)
+		if e.Data["code"] != 1 {
+			t.Errorf("exit event %v, want code 1", e.Data)
 		}
 	}
+}
+
+// TestCleanExitIsACrash: an exit nobody asked for is a crash even with
+// code 0, as in the spec: the process reads failed (code 0, no signal, no
+// pid) until it is restarted with reason crash.
+func TestCleanExitIsACrash(t *testing.T) {
+	t.Parallel()
+	t.Run("failed until restarted", func(t *testing.T) {
+		t.Parallel()
+		spec := childSpec(t, "worker", "crash", "RB_EXIT=0")
+		spec.RestartDelay = time.Hour // the restart stays pending while the test looks
+		h := newHarness(t, spec)
+		h.start()
+		h.waitExited()
+		st := h.p.Status()
+		if st.State != Failed || st.ExitCode == nil || *st.ExitCode != 0 || st.ExitSignal != nil || st.Pid != nil {
+			t.Errorf("after a clean exit: state %s code %v signal %v pid %v, want failed, 0, none, none",
+				st.State, st.ExitCode, st.ExitSignal, st.Pid)
+		}
+		if ex := h.events("process exited"); len(ex) != 1 || ex[0].Data["code"] != 0 || ex[0].Data["signal"] != nil {
+			t.Errorf("exit events %v", ex)
+		}
+	})
+	t.Run("restarted like a crash", func(t *testing.T) {
+		t.Parallel()
+		spec := childSpec(t, "worker", "crash", "RB_EXIT=0")
+		h := newHarness(t, spec)
+		h.start()
+		started := h.waitEvents("process started", 2)
+		if started[1].Data["reason"] != "crash" {
+			t.Errorf("second start %v, want reason crash", started[1].Data)
+		}
+	})
 }
 
 func TestBackoffIsObserved(t *testing.T) {

@@ -32,13 +32,15 @@ func (p *Process) cancelLocked(r *run) {
 	}
 }
 
-// emit sends an event with the spec's Fields, the id and data.
+// emit sends an event with the spec's Fields, the instance id (as "id" and,
+// like the spec's process events, as "processId") and data.
 func (p *Process) emit(spec Spec, name events.Name, data map[string]any) {
-	d := make(map[string]any, len(spec.Fields)+len(data)+1)
+	d := make(map[string]any, len(spec.Fields)+len(data)+2)
 	for k, v := range spec.Fields {
 		d[k] = v
 	}
-	d["id"] = spec.ID
+	d[events.KeyProcessID] = spec.ID
+	d[events.KeyID] = spec.ID
 	for k, v := range data {
 		d[k] = v
 	}
@@ -82,7 +84,7 @@ func (p *Process) startLocked(ctx context.Context, reason StartReason) error {
 	p.rss, p.children = 0, nil
 	p.mu.Unlock()
 	// Emitted before the monitor exists, so "process exited" always follows it.
-	p.emit(spec, events.ProcessStarted, map[string]any{events.KeyPid: h.Pid(), events.KeyReason: string(reason)})
+	p.emit(spec, events.ProcessStarted, map[string]any{"command": spec.Command, events.KeyPid: h.Pid(), events.KeyReason: string(reason)})
 	if m := spec.Memory; m != nil && m.LimitBytes > 0 {
 		go p.sample(r)
 	} else {
@@ -161,19 +163,19 @@ func (p *Process) recordExit(r *run) bool {
 		p.exitCode, p.exitSignal = code, sig
 		p.rss, p.children = 0, nil
 		if crashed {
+			// Even with exit code 0: nobody asked it to end, so it is
+			// restarted like a crash, and the spec reports it as failed.
 			p.state = Failed
-			if code != nil && *code == 0 {
-				p.state = Stopped // ended on its own, cleanly
-			}
 		}
 	}
 	p.mu.Unlock()
-	data := map[string]any{events.KeyPid: r.h.Pid(), "exitCode": nil, "exitSignal": nil}
+	// The spec's keys: code is null after a signal, signal null after an exit.
+	data := map[string]any{events.KeyPid: r.h.Pid(), "code": nil, "signal": nil}
 	if code != nil {
-		data["exitCode"] = *code
+		data["code"] = *code
 	}
 	if sig != "" {
-		data["exitSignal"] = sig
+		data["signal"] = sig
 	}
 	p.emit(r.spec, events.ProcessExited, data)
 	close(r.exited)
@@ -231,7 +233,7 @@ func (p *Process) afterCrash(r *run) {
 			return
 		}
 		// Counted as a restart; the policy decides whether to try again.
-		p.emit(spec, events.ProcessStartFailed, map[string]any{events.KeyReason: string(ReasonCrash), events.KeyError: err.Error()})
+		p.emit(spec, events.ProcessRestartFailed, map[string]any{events.KeyReason: string(ReasonCrash), events.KeyError: err.Error()})
 	}
 }
 

@@ -67,7 +67,9 @@ func (r StartReason) String() string { return string(r) }
 
 // State is where a process is in its lifecycle:
 // Starting -> Running -> Stopping -> Stopped, or Failed after a crash, a
-// failed start or an exhausted restart budget.
+// failed start or an exhausted restart budget. A crash is any exit nobody
+// asked for, exit code 0 included, as in the spec: Stopped always means a
+// stop was requested.
 type State string
 
 // The process states, with the spec's names.

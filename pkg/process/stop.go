@@ -75,7 +75,11 @@ func (p *Process) stopSequence(r *run) error {
 			_ = h.Signal(stopSignal(spec)) // if it cannot be delivered, SIGKILL follows after the grace period
 		}
 	}
-	err := killAfter(ctx, h, spec.GracefulStop)
+	err := killAfter(ctx, h, spec.GracefulStop, func() {
+		if ctx.Err() == nil { // the grace period ran out, rather than the stop being cut short
+			p.emit(spec, events.ProcessStopTimedOut, map[string]any{events.KeyPid: h.Pid(), "gracefulStopMs": spec.GracefulStop.Milliseconds()})
+		}
+	})
 	if hookDone != nil {
 		<-hookDone // bounded by GracefulStop like the wait above
 	}
@@ -91,14 +95,18 @@ func terminate(ctx context.Context, h Handle, sig syscall.Signal, grace time.Dur
 	if ctx.Err() == nil {
 		_ = h.Signal(sig) // as in stopSequence: SIGKILL follows if this fails
 	}
-	return killAfter(ctx, h, grace)
+	return killAfter(ctx, h, grace, nil)
 }
 
 // killAfter waits up to grace (less if ctx ends) for the group to end, then
-// SIGKILLs it until nothing is left.
-func killAfter(ctx context.Context, h Handle, grace time.Duration) error {
+// SIGKILLs it until nothing is left. killing, if not nil, is called once,
+// before the first SIGKILL.
+func killAfter(ctx context.Context, h Handle, grace time.Duration, killing func()) error {
 	if waitGone(ctx, h, grace) {
 		return nil
+	}
+	if killing != nil {
+		killing()
 	}
 	deadline := time.Now().Add(killWait)
 	var sigErr error
@@ -166,12 +174,18 @@ func waitGone(ctx context.Context, h Handle, d time.Duration) bool {
 // hook runs one lifecycle command through the shell, bounded by limit and by
 // ctx, in its own process group so that a timeout kills everything it
 // started. Its output goes to the process's output with a "[name] " prefix.
-// A failure is reported as a "lifecycle hook failed" event; the stop
-// sequence goes on regardless, so nothing is returned.
+// A failure is reported with the spec's event for the hook and outcome
+// ("stop command timed out", see events.HookEvents); the stop sequence goes
+// on regardless, so nothing is returned.
 func (p *Process) hook(ctx context.Context, r *run, name, command string, limit time.Duration) {
+	names, _ := events.HookEvents(name) // name is one of the three fields
+	fail := func(ev events.Name, data map[string]any) {
+		data["hook"] = name
+		p.emit(r.spec, ev, data)
+	}
 	if limit <= 0 {
 		// gracefulStopMs 0 means "kill at once": there is no time to run it.
-		p.emit(r.spec, events.LifecycleHookFailed, map[string]any{"hook": name, events.KeyError: "not run: its time limit is 0"})
+		fail(names.Failed, map[string]any{events.KeyError: "not run: its time limit is 0"})
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, limit)
@@ -201,14 +215,24 @@ func (p *Process) hook(ctx context.Context, r *run, name, command string, limit 
 	if err == nil || (errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState.Success()) {
 		return
 	}
-	msg := err.Error()
+	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		msg = "interrupted: the stop was cut short"
+		fail(names.Failed, map[string]any{events.KeyError: "interrupted: the stop was cut short"})
 	case hctx.Err() != nil:
-		msg = fmt.Sprintf("timed out after %v and was killed", limit)
+		fail(names.TimedOut, map[string]any{"timeoutMs": limit.Milliseconds(),
+			events.KeyError: fmt.Sprintf("timed out after %v and was killed", limit)})
+	case errors.As(err, &exit) && exit.Exited():
+		fail(names.ExitedNonZero, map[string]any{"code": exit.ExitCode(), events.KeyError: err.Error()})
+	case errors.As(err, &exit):
+		sig := "unknown"
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			sig = unix.SignalName(ws.Signal())
+		}
+		fail(names.ExitedOnSignal, map[string]any{"signal": sig, events.KeyError: err.Error()})
+	default:
+		fail(names.Failed, map[string]any{events.KeyError: err.Error()})
 	}
-	p.emit(r.spec, events.LifecycleHookFailed, map[string]any{"hook": name, events.KeyError: msg})
 }
 
 // lineWriter splits a hook's output into lines for the output ring. exec

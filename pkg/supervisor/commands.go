@@ -54,8 +54,8 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	}
 	defer s.tab.end()
 	type target struct {
-		id   string
-		proc *process.Process
+		id, base string
+		proc     *process.Process
 	}
 	var targets []target
 	var known []string
@@ -66,7 +66,7 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 		case processID != "" && processID != id && processID != base:
 		case policy != "" && policy != string(pol):
 		default:
-			targets = append(targets, target{id, p})
+			targets = append(targets, target{id, base, p})
 		}
 	}
 	proxiedMatch := false
@@ -95,7 +95,7 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	}
 	res := &RestartResult{Restarted: []string{}}
 	for _, t := range targets {
-		s.emit(events.ProcessRestartRequested, map[string]any{events.KeyID: t.id})
+		s.emit(events.ProcessRestartRequested, map[string]any{events.KeyProcessID: t.id, events.KeyBaseID: t.base})
 		if err := t.proc.Restart(ctx, process.ReasonManual); err != nil {
 			return res, fmt.Errorf("restart %s: %w", t.id, err)
 		}

@@ -76,7 +76,9 @@ func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Pr
 	if err := checkReleasePath(target.path); err != nil {
 		return nil, fmt.Errorf("rollback to %s: %w", target.id, err)
 	}
-	progress.send(events.RollbackStarting, map[string]any{events.KeyReleaseID: target.id})
+	rollback := map[string]any{events.KeyReleaseID: target.id, "releasePath": target.path}
+	s.emit(events.RollbackStarting, rollback)
+	progress.send(events.RollbackStarting, rollback)
 	// A target still draining is stopped first: its processes are the
 	// previous launch and must not overlap the fresh start. stopRelease
 	// returns only once that stop finished, which relaunch requires.
@@ -103,7 +105,11 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	if prev != nil {
 		prevID = &prev.id
 	}
-	s.emit(events.DeployStarting, map[string]any{events.KeyReleaseID: r.id, "releasePath": r.path, "revision": r.revision, "previousReleaseId": prevID})
+	starting := map[string]any{events.KeyReleaseID: r.id, "releasePath": r.path, "previousReleaseId": prevID}
+	if r.revision != "" {
+		starting["revision"] = r.revision // the spec leaves it out when none was given
+	}
+	s.emit(events.DeployStarting, starting)
 	progress.send(events.DeployStarting, map[string]any{events.KeyReleaseID: r.id, "releasePath": r.path})
 
 	var startedServices []*unit

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"golang.org/x/sys/unix"
 )
@@ -24,7 +25,8 @@ type releaseVars struct {
 // process.Spec: environment, stop behaviour, restart and memory policies,
 // and the fields every event of the process carries.
 func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv releaseVars, replica int) (process.Spec, error) {
-	fields := map[string]any{"releaseId": rv.ID, "policy": string(p.Policy), "processId": p.ID}
+	// The process adds the instance id as "id" and "processId" (the spec's key).
+	fields := map[string]any{events.KeyReleaseID: rv.ID, events.KeyPolicy: string(p.Policy), events.KeyBaseID: p.ID}
 	vars := config.Vars{
 		ReleasePath: rv.Path, ReleaseID: rv.ID, Revision: rv.Revision, Application: cfg.Application,
 		ProcessID: p.ID, ReplicaIndex: replica, ReplicaCount: p.Replicas, Port: rv.Ports[p.ID], Ports: rv.Ports,

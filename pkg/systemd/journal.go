@@ -28,34 +28,42 @@ func StdoutIsJournal() bool {
 // key becomes a ROLLBRIDGE_<KEY> field (releaseId -> ROLLBRIDGE_RELEASE_ID).
 func JournalOutput(application string) events.Output {
 	return events.OutputFunc(func(e events.Event) {
-		vars := map[string]string{
-			"SYSLOG_IDENTIFIER":      "rollbridged",
-			"ROLLBRIDGE_APPLICATION": application,
-			"ROLLBRIDGE_EVENT":       string(e.Message),
-		}
-		for k, v := range e.Data {
-			vars["ROLLBRIDGE_"+fieldName(k)] = fieldValue(v)
-		}
-		// The base id is what people filter by; the instance id is kept apart.
-		if pid, ok := e.Data["processId"]; ok {
-			vars["ROLLBRIDGE_PROCESS_ID"] = fieldValue(pid)
-			if id, ok := e.Data["id"]; ok {
-				vars["ROLLBRIDGE_INSTANCE_ID"] = fieldValue(id)
-			}
-		} else if id, ok := e.Data["id"]; ok {
-			vars["ROLLBRIDGE_PROCESS_ID"] = fieldValue(id)
-		}
-		if b, err := json.Marshal(e.Data); err == nil {
-			vars["ROLLBRIDGE_DATA"] = string(b)
-		}
 		// The priority is decided beside the event's name (events.Name.Priority).
 		pri := journal.Priority(e.Message.Priority())
-		_ = journal.Send(string(e.Message)+formatData(e.Data), pri, vars) // losing a log entry must not stop the daemon
+		_ = journal.Send(string(e.Message)+formatData(e.Data), pri, eventFields(application, e)) // losing a log entry must not stop the daemon
 	})
 }
 
+// eventFields are the journal fields of event e (see JournalOutput).
+func eventFields(application string, e events.Event) map[string]string {
+	vars := map[string]string{
+		"SYSLOG_IDENTIFIER":      "rollbridged",
+		"ROLLBRIDGE_APPLICATION": application,
+		"ROLLBRIDGE_EVENT":       string(e.Message),
+	}
+	for k, v := range e.Data {
+		vars["ROLLBRIDGE_"+fieldName(k)] = fieldValue(v)
+	}
+	// The base id is what people filter by; the instance id is kept apart.
+	// (The data's "processId" is the instance id, as in the spec.)
+	if base, ok := e.Data[events.KeyBaseID]; ok {
+		vars["ROLLBRIDGE_PROCESS_ID"] = fieldValue(base)
+		if id, ok := e.Data[events.KeyID]; ok {
+			vars["ROLLBRIDGE_INSTANCE_ID"] = fieldValue(id)
+		} else if id, ok := e.Data[events.KeyProcessID]; ok {
+			vars["ROLLBRIDGE_INSTANCE_ID"] = fieldValue(id)
+		}
+	} else if id, ok := e.Data[events.KeyID]; ok {
+		vars["ROLLBRIDGE_PROCESS_ID"] = fieldValue(id)
+	}
+	if b, err := json.Marshal(e.Data); err == nil {
+		vars["ROLLBRIDGE_DATA"] = string(b)
+	}
+	return vars
+}
+
 // ProcessLine forwards one line of a managed process's output. fields
-// carries id (instance), processId (base), releaseId and policy.
+// carries id (instance), baseId (base), releaseId and policy.
 func ProcessLine(application string, fields map[string]any, stream, line string, pid int) {
 	pri := journal.PriInfo
 	if stream == "stderr" {
@@ -72,9 +80,9 @@ func ProcessLine(application string, fields map[string]any, stream, line string,
 	for k, v := range fields {
 		vars["ROLLBRIDGE_"+fieldName(k)] = fieldValue(v)
 	}
-	if id, ok := fields["processId"]; ok {
-		vars["ROLLBRIDGE_PROCESS_ID"] = fieldValue(id)
-		vars["ROLLBRIDGE_INSTANCE_ID"] = fieldValue(fields["id"])
+	if base, ok := fields[events.KeyBaseID]; ok {
+		vars["ROLLBRIDGE_PROCESS_ID"] = fieldValue(base)
+		vars["ROLLBRIDGE_INSTANCE_ID"] = fieldValue(fields[events.KeyID])
 	}
 	_ = journal.Send(line, pri, vars) // see JournalOutput
 }

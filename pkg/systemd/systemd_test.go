@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 )
 
 // TestMain lets the test binary play a socket-activated child: it reports
@@ -197,5 +199,34 @@ func TestFieldName(t *testing.T) {
 		if got := fieldName(in); got != want {
 			t.Errorf("fieldName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestEventFieldsProcessIDs: the journal's ROLLBRIDGE_PROCESS_ID stays the
+// base id and ROLLBRIDGE_INSTANCE_ID the instance id, although the event
+// data's "processId" is the instance id (the spec's key).
+func TestEventFieldsProcessIDs(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		data           map[string]any
+		process, inst  string
+		wantInstanceOK bool
+	}{
+		{"process event", map[string]any{"processId": "worker#1", "id": "worker#1", "baseId": "worker", "releaseId": "v2"}, "worker", "worker#1", true},
+		{"restart requested", map[string]any{"processId": "worker#0", "baseId": "worker"}, "worker", "worker#0", true},
+		{"service event", map[string]any{"id": "beacon", "pid": 7}, "beacon", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := eventFields("shop", events.Event{Message: "process exited", Data: tc.data})
+			if got["ROLLBRIDGE_PROCESS_ID"] != tc.process {
+				t.Errorf("ROLLBRIDGE_PROCESS_ID = %q, want %q", got["ROLLBRIDGE_PROCESS_ID"], tc.process)
+			}
+			if inst, ok := got["ROLLBRIDGE_INSTANCE_ID"]; ok != tc.wantInstanceOK || inst != tc.inst {
+				t.Errorf("ROLLBRIDGE_INSTANCE_ID = %q (set %v), want %q", inst, ok, tc.inst)
+			}
+			if got["ROLLBRIDGE_APPLICATION"] != "shop" || got["ROLLBRIDGE_EVENT"] != "process exited" {
+				t.Errorf("fields %v", got)
+			}
+		})
 	}
 }
