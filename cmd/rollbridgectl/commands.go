@@ -46,10 +46,11 @@ func restartCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "restart",
 		Usage:     "restart non-proxied processes in place",
-		UsageText: "rollbridgectl restart [--process ID | --policy companion|singleton|service] [-c PATH]",
+		UsageText: "rollbridgectl restart [--process ID] [--policy companion|singleton|service] [-c PATH]",
 		Description: "Without a selector, restarts every companion, singleton and service. A base id\n" +
-			"restarts every replica (worker), an instance id one (worker#0). Stopped or\n" +
-			"failed processes are revived. The proxied process is refused: use deploy.\n" +
+			"restarts every replica (worker), an instance id one (worker#0); with both\n" +
+			"selectors, only the processes matching both. Stopped or failed processes are\n" +
+			"revived. The proxied process is refused: use deploy.\n" +
 			`Prints {"status":"success","restarted":[ids]}.`,
 		Flags: daemonFlags(
 			&cli.StringFlag{Name: "process", Usage: "process `ID` (base or instance id)"},
@@ -59,10 +60,16 @@ func restartCommand() *cli.Command {
 			if err := noArgs(c, ""); err != nil {
 				return err
 			}
-			if c.String("process") != "" && c.String("policy") != "" {
-				return usageErrorf("use --process or --policy, not both")
+			policy := c.String("policy")
+			switch policy {
+			case "", "companion", "singleton", "service":
+			case "proxied":
+				return usageErrorf("--policy must be one of: companion, singleton, service. " +
+					"The proxied process is never restarted in place: rollbridgectl deploy replaces it without downtime.")
+			default:
+				return usageErrorf("--policy must be one of: companion, singleton, service.")
 			}
-			req := control.RestartRequest{Process: c.String("process"), Policy: c.String("policy")}
+			req := control.RestartRequest{ProcessID: c.String("process"), Policy: policy}
 			return callDaemon(c, control.CmdRestart, func(cl *control.Client, ctx context.Context) (control.RestartResult, error) {
 				return cl.Restart(ctx, req)
 			})

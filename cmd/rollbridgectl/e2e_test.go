@@ -356,16 +356,24 @@ func TestE2ERestartVariants(t *testing.T) {
 	if strings.Join(res.Restarted, ",") != "worker#0,worker#1,cron,oneshot,svc" {
 		t.Errorf("all: %v", res.Restarted)
 	}
-	for _, args := range [][]string{{"--process", "web"}, {"--policy", "proxied"}} {
-		if _, stderr, code := e.ctl(append([]string{"restart"}, args...)...); code != exitFailed || !strings.Contains(stderr, "rollbridgectl deploy") {
-			t.Errorf("restart %v: %d %s", args, code, stderr)
-		}
+	if _, stderr, code := e.ctl("restart", "--process", "web"); code != exitFailed || !strings.Contains(stderr, "rollbridgectl deploy") {
+		t.Errorf("restart --process web: %d %s", code, stderr)
 	}
 	if _, stderr, code := e.ctl("restart", "--process", "ghost"); code != exitFailed || !strings.Contains(stderr, `no managed process "ghost"`) {
 		t.Errorf("unknown: %d %s", code, stderr)
 	}
-	if _, _, code := e.ctl("restart", "--process", "a", "--policy", "service"); code != exitUsage {
-		t.Errorf("both selectors: exit %d", code)
+	// Both selectors filter together, as in the spec.
+	e.ok(&res, "restart", "--process", "worker", "--policy", "companion")
+	if strings.Join(res.Restarted, ",") != "worker#0,worker#1" {
+		t.Errorf("process and policy: %v", res.Restarted)
+	}
+	if _, stderr, code := e.ctl("restart", "--process", "cron", "--policy", "companion"); code != exitFailed || !strings.Contains(stderr, `"cron"`) {
+		t.Errorf("process and a policy it lacks: %d %s", code, stderr)
+	}
+	for _, p := range []string{"proxied", "nope"} {
+		if _, stderr, code := e.ctl("restart", "--policy", p); code != exitUsage || !strings.Contains(stderr, "--policy must be one of: companion, singleton, service.") {
+			t.Errorf("--policy %s: %d %s", p, code, stderr)
+		}
 	}
 	// The failed oneshot service was revived with reason manual.
 	var ev []struct {
@@ -382,39 +390,80 @@ func TestE2ERestartVariants(t *testing.T) {
 	}
 }
 
+// TestE2ELogsAndEvents: logs and events print what the original's CLI
+// prints, in text and with --json.
 func TestE2ELogsAndEvents(t *testing.T) {
-	e := startDaemon(t, `[{id: 'worker', command: 'echo hello from {{processId}}; exec sleep 1000'}]`)
+	e := startDaemon(t, `[{id: 'worker', command: 'echo hello from {{processId}}; exec sleep 1000'},
+		{id: 'beacon', policy: 'service', command: 'exec sleep 1000'}]`)
+	if out, _, code := e.ctl("logs"); code != 0 || out != "No managed processes.\n" {
+		t.Errorf("logs before a deploy: %d %q", code, out)
+	}
 	e.mustDeploy("v1")
+	at := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
+	workerBlock := regexp.MustCompile(`^== worker \[release v1 \(active\)\] ==\n  ` + at + ` \[stdout\] hello from worker\n$`)
 	testutil.Eventually(t, "worker output", func() bool {
 		out, _, _ := e.ctl("logs", "--process", "worker")
-		return strings.Contains(out, "stdout hello from worker")
+		return workerBlock.MatchString(out)
 	})
-	out, _, _ := e.ctl("logs", "--process", "worker")
-	if !strings.HasPrefix(out, "== worker (release v1) ==") {
-		t.Errorf("logs text: %q", out)
+	// Every process: the release's (companions, then the proxied one), then
+	// the services; one blank line between blocks.
+	out, _, _ := e.ctl("logs")
+	blocks := strings.Split(out, "\n\n")
+	heads := []string{"== worker [release v1 (active)] ==", "== web [release v1 (active)] ==", "== beacon [service] ==\n  (no recent output)\n"}
+	if len(blocks) != len(heads) {
+		t.Fatalf("logs text has %d blocks, want %d:\n%s", len(blocks), len(heads), out)
 	}
-	var logs []struct {
-		ID, Source string
-		Logs       []struct{ At, Line, Stream string }
-	}
-	e.ok(&logs, "logs", "--json")
-	if len(logs) != 2 || logs[0].Source != "release v1" {
-		t.Errorf("logs json: %+v", logs)
-	}
-	if _, stderr, code := e.ctl("logs", "--process", "ghost"); code != exitFailed || !strings.Contains(stderr, "ghost") {
-		t.Errorf("unknown process: %d %s", code, stderr)
-	}
-	var evs []map[string]any
-	e.ok(&evs, "events", "--json", "--limit", "2")
-	if len(evs) != 2 {
-		t.Errorf("limit 2: %d events", len(evs))
-	}
-	out, _, _ = e.ctl("events")
-	for _, want := range []string{"daemon started", "deploy starting", "process started", "traffic switched"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("events lack %q:\n%s", want, out)
+	for i, h := range heads {
+		if !strings.HasPrefix(blocks[i], h) {
+			t.Errorf("block %d = %q, want it to start with %q", i, blocks[i], h)
 		}
 	}
+	// Only an exact instance id matches; no match is not an error.
+	for _, id := range []string{"ghost", "worker#0"} {
+		if out, stderr, code := e.ctl("logs", "--process", id); code != 0 || out != fmt.Sprintf("No process found with id %q.\n", id) || stderr != "" {
+			t.Errorf("logs --process %s: %d %q %q", id, code, out, stderr)
+		}
+	}
+	var raw []map[string]json.RawMessage
+	e.ok(&raw, "logs", "--json")
+	if len(raw) != 3 || string(raw[0]["id"]) != `"worker"` || string(raw[0]["source"]) != `"release v1 (active)"` ||
+		string(raw[2]["logs"]) != "[]" || len(raw[0]) != 3 {
+		t.Errorf("logs --json: %s", mustJSON(t, raw))
+	}
+	e.ok(&raw, "logs", "--json", "--process", "ghost")
+	if raw == nil || len(raw) != 0 {
+		t.Errorf("logs --json for no match: %v, want []", raw)
+	}
+
+	e.ok(&raw, "events", "--json", "--limit", "2")
+	if len(raw) != 2 || len(raw[0]) != 3 || raw[0]["at"] == nil || raw[0]["data"] == nil || raw[0]["message"] == nil {
+		t.Errorf("events --json --limit 2: %s", mustJSON(t, raw))
+	}
+	out, _, _ = e.ctl("events")
+	for _, want := range []string{
+		`(?m)^` + at + `  daemon started \{.*"application":"e2e".*\}$`,
+		`(?m)^` + at + `  deploy starting \{"previousReleaseId":null,"releaseId":"v1","releasePath":".*"\}$`,
+		`(?m)^` + at + `  traffic switched \{"previousReleaseId":null,"releaseId":"v1"\}$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("events text lacks a line matching %s:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"0", "-3"} {
+		if out, stderr, code := e.ctl("events", "--limit", bad); code != exitUsage || out != "" ||
+			stderr != "rollbridgectl: --limit must be a positive integer.\n" {
+			t.Errorf("--limit %s: %d %q %q", bad, code, out, stderr)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestE2EBadControlInputThenStatusWorks(t *testing.T) {
@@ -455,7 +504,7 @@ func TestE2EShutdown(t *testing.T) {
 	var pids []int
 	for _, r := range st.Releases {
 		for _, p := range r.Processes {
-			pids = append(pids, *p.Pid)
+			pids = append(pids, p.Pid)
 		}
 	}
 	var res map[string]any

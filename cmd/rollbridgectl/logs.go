@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/urfave/cli/v2"
@@ -15,37 +17,89 @@ func logsCommand() *cli.Command {
 		UsageText: "rollbridgectl logs [--process ID] [--json] [-c PATH]",
 		Description: "A one-shot snapshot of each process's last outputLines lines, not a live\n" +
 			"stream (under systemd, journalctl -u rollbridge@APP ROLLBRIDGE_PROCESS_ID=ID\n" +
-			`follows them). --json prints [{"id","source","logs":[{"at","line","stream"}]}].`,
+			"follows them). Built from the status, so it reads any daemon that answers status.\n" +
+			`--json prints [{"id","logs":[{"at","line","stream"}],"source"}].`,
 		Flags: daemonFlags(
-			&cli.StringFlag{Name: "process", Usage: "only this process `ID` (base or instance id)"},
+			&cli.StringFlag{Name: "process", Usage: "only the process with this instance `ID` (web, worker#0), as status shows it"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c, " (use --process ID)"); err != nil {
 				return err
 			}
-			req := control.LogsRequest{Process: c.String("process")}
-			res, err := ask(c, control.CmdLogs, func(cl *control.Client, ctx context.Context) (control.LogsResult, error) {
-				return cl.Logs(ctx, req)
-			})
+			st, err := ask(c, control.CmdStatus, (*control.Client).Status)
 			if err != nil {
 				return err
 			}
+			sources := logSources(st)
+			if c.IsSet("process") {
+				want := c.String("process")
+				matched := []control.ProcessLogs{}
+				for _, s := range sources {
+					if s.ID == want {
+						matched = append(matched, s)
+					}
+				}
+				sources = matched
+			}
 			if c.Bool("json") {
-				return printValue(c, res.Processes)
+				return printValue(c, sources)
 			}
-			for i, p := range res.Processes {
-				if i > 0 {
-					fmt.Fprintln(c.App.Writer)
-				}
-				fmt.Fprintf(c.App.Writer, "== %s (%s) ==\n", p.ID, p.Source)
-				for _, l := range p.Logs {
-					fmt.Fprintf(c.App.Writer, "%s %s %s\n", l.At.Format(timeFormat), l.Stream, l.Line)
-				}
-			}
-			return nil
+			_, err = io.WriteString(c.App.Writer, formatLogs(sources, c.IsSet("process"), c.String("process")))
+			return err
 		},
 	}
+}
+
+// logSources lists every process of a status with its output and where it
+// belongs, in the status's order: each release's processes (oldest release
+// first), then the services, then the singletons.
+func logSources(st control.Status) []control.ProcessLogs {
+	out := []control.ProcessLogs{}
+	for _, r := range st.Releases {
+		for _, p := range r.Processes {
+			out = append(out, control.ProcessLogs{ID: p.ID, Logs: p.Logs, Source: fmt.Sprintf("release %s (%s)", r.ReleaseID, r.State)})
+		}
+	}
+	for _, u := range st.Services {
+		out = append(out, control.ProcessLogs{ID: u.Process.ID, Logs: u.Process.Logs, Source: "service"})
+	}
+	for _, u := range st.Singletons {
+		out = append(out, control.ProcessLogs{ID: u.Process.ID, Logs: u.Process.Logs, Source: "singleton"})
+	}
+	for i := range out {
+		if out[i].Logs == nil {
+			out[i].Logs = []control.LogLine{}
+		}
+	}
+	return out
+}
+
+// formatLogs renders sources as the original's `logs` does: a
+// "== id [source] ==" block per process, its lines indented with the
+// stream in brackets, blocks separated by a blank line; or one sentence
+// when there is nothing to show.
+func formatLogs(sources []control.ProcessLogs, filtered bool, id string) string {
+	if len(sources) == 0 {
+		if filtered {
+			return fmt.Sprintf("No process found with id %q.\n", id)
+		}
+		return "No managed processes.\n"
+	}
+	var b strings.Builder
+	for i, s := range sources {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "== %s [%s] ==\n", s.ID, s.Source)
+		if len(s.Logs) == 0 {
+			b.WriteString("  (no recent output)\n")
+		}
+		for _, l := range s.Logs {
+			fmt.Fprintf(&b, "  %s [%s] %s\n", jsonTime(l.At), l.Stream, l.Line)
+		}
+	}
+	return b.String()
 }
 
 func eventsCommand() *cli.Command {
@@ -54,17 +108,18 @@ func eventsCommand() *cli.Command {
 		Usage:     "print the daemon's recent event history",
 		UsageText: "rollbridgectl events [--limit N] [--json] [-c PATH]",
 		Description: "The daemon keeps its last 1000 events in memory: deploys, traffic switches,\n" +
-			`release stops, process starts/exits/restarts, failed commands. --json prints [{"at","message","data"}].`,
+			"release stops, process starts/exits/restarts, failed commands. One line per event,\n" +
+			`"<at>  <message> <data as JSON>"; --json prints [{"at","data","message"}].`,
 		Flags: daemonFlags(
-			&cli.IntFlag{Name: "limit", Usage: "only the most recent `N` events"},
+			&cli.IntFlag{Name: "limit", Usage: "only the most recent `N` events (N >= 1)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c, " (use --limit N)"); err != nil {
 				return err
 			}
-			if c.Int("limit") < 0 {
-				return usageErrorf("--limit must be 0 or more")
+			if c.IsSet("limit") && c.Int("limit") < 1 {
+				return usageErrorf("--limit must be a positive integer.")
 			}
 			req := control.EventsRequest{Limit: c.Int("limit")}
 			res, err := ask(c, control.CmdEvents, func(cl *control.Client, ctx context.Context) (control.EventsResult, error) {
@@ -76,10 +131,29 @@ func eventsCommand() *cli.Command {
 			if c.Bool("json") {
 				return printValue(c, res.Events)
 			}
-			for _, e := range res.Events {
-				fmt.Fprintf(c.App.Writer, "%s %s%s\n", e.At.Format(timeFormat), e.Message, formatData(e.Data))
-			}
-			return nil
+			_, err = io.WriteString(c.App.Writer, formatEvents(res.Events))
+			return err
 		},
 	}
+}
+
+// formatEvents renders events as the original's `events` does:
+// "<at>␠␠<message>", then a space and the data as compact JSON unless it is
+// empty; "No events recorded yet." when there are none.
+func formatEvents(evs []control.Event) string {
+	if len(evs) == 0 {
+		return "No events recorded yet.\n"
+	}
+	var b strings.Builder
+	for _, e := range evs {
+		b.WriteString(jsonTime(e.At))
+		b.WriteString("  ")
+		b.WriteString(e.Message)
+		if len(e.Data) > 0 {
+			b.WriteByte(' ')
+			b.WriteString(compactJSON(e.Data))
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }

@@ -7,11 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/urfave/cli/v2"
 )
-
-// timeFormat is how text output shows a timestamp (UTC, milliseconds).
-const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // formatData renders progress/event data as " key=value ..." in key order.
 func formatData(data map[string]any) string {
@@ -56,13 +54,32 @@ func printJSON(c *cli.Context, raw []byte) error {
 	return err
 }
 
-// printValue prints v as indented JSON to stdout.
+// printValue prints v as indented JSON to stdout, with <, > and & as they
+// are (as JSON.stringify writes them), not escaped for HTML.
 func printValue(c *cli.Context, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	return printJSON(c, b)
+	return printJSON(c, b.Bytes())
+}
+
+// compactJSON is v as JSON.stringify(v) writes it: compact, HTML characters
+// as they are. v came from JSON, so it encodes.
+func compactJSON(v any) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // see doc
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// jsonTime is t as the protocol writes it ("2026-06-01T10:00:05.120Z").
+func jsonTime(t control.Time) string {
+	b, _ := t.MarshalJSON() // cannot fail
+	return strings.Trim(string(b), `"`)
 }
 
 func plural(n int, one, many string) string {

@@ -65,7 +65,7 @@ func TestBootIntoRelease(t *testing.T) {
 	if st.ActiveReleaseID == nil || *st.ActiveReleaseID != "v1" {
 		t.Fatalf("first status: active %v (the boot release must be active before the socket answers)", st.ActiveReleaseID)
 	}
-	if r := st.Releases[0]; r.Revision == nil || *r.Revision != "a1b2c3d" || r.ReleasePath != filepath.Join(f.dir, "v1") {
+	if r := st.Releases[0]; r.Revision != "a1b2c3d" || r.ReleasePath != filepath.Join(f.dir, "v1") {
 		t.Errorf("release %+v", r)
 	}
 	if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", st.Proxy.Port)); code != 200 || body != "v1" {

@@ -56,7 +56,7 @@ func TestOrphansAfterDaemonSIGKILL(t *testing.T) {
 	first := f.start(nil, "")
 	f.waitReady()
 	f.deploy("v1")
-	webPid := *f.status().Releases[0].Processes[0].Pid
+	webPid := f.status().Releases[0].Processes[0].Pid
 	testutil.Eventually(t, "state file naming the web process", func() bool {
 		s, err := state.Load(f.statePath())
 		return err == nil && s.ActiveReleaseID == "v1" && len(s.Processes) == 1 && s.Processes[0].Pid == webPid

@@ -55,14 +55,14 @@ type Client struct {
 	Path string
 }
 
-// Deploy starts a prepared release; progress (may be nil) sees each
-// progress line.
+// Deploy starts a prepared release. A non-nil progress asks for progress
+// lines and sees each one.
 func (c *Client) Deploy(ctx context.Context, req DeployRequest, progress func(Progress)) (DeployResult, error) {
 	return call[DeployResult](ctx, c, req.wire(), progress)
 }
 
-// Rollback redeploys a retained release; progress (may be nil) sees each
-// progress line.
+// Rollback redeploys a retained release. A non-nil progress asks for
+// progress lines and sees each one.
 func (c *Client) Rollback(ctx context.Context, req RollbackRequest, progress func(Progress)) (DeployResult, error) {
 	return call[DeployResult](ctx, c, req.wire(), progress)
 }
@@ -123,12 +123,18 @@ func call[R Result](ctx context.Context, c *Client, req *Request, progress func(
 	return out, nil
 }
 
-// Do sends req and waits for the final line, calling progress (may be nil)
-// for each progress line. It returns the final line as sent by the daemon
-// (a JSON object with "status":"success"), for tools that pass the answer
-// through unread; everything else uses the typed methods above. Errors are
-// as for those methods.
+// Do sends req and waits for the final line. A non-nil progress sets
+// req.Progress, asking for progress lines, and is called for each. It
+// returns the final line as sent by the daemon (a JSON object with
+// "status":"success"), for tools that pass the answer through unread;
+// everything else uses the typed methods above. Errors are as for those
+// methods.
 func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) (json.RawMessage, error) {
+	if progress != nil && !req.Progress {
+		r := *req // the caller's request stays as it was
+		r.Progress = true
+		req = &r
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.Path)
 	if err != nil {

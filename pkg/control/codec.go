@@ -30,7 +30,8 @@ func EncodeResult[R Result](r R) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Progress is an intermediate line of a long command (deploy, rollback).
+// Progress is an intermediate line of a long command (deploy, rollback),
+// sent only to a request that asked for it (Request.Progress).
 type Progress struct {
 	Message string         `json:"message"`
 	Data    map[string]any `json:"data,omitempty"`
@@ -46,9 +47,11 @@ type line struct {
 	Data    map[string]any `json:"data"`
 }
 
+// errorLine is the original's {"error","status":"error"}, in its key order,
+// plus our code (a client of the original ignores it).
 type errorLine struct {
-	Status string `json:"status"`
 	Error  string `json:"error"`
+	Status string `json:"status"`
 	Code   string `json:"code"`
 }
 
@@ -59,7 +62,7 @@ type progressLine struct {
 }
 
 func encodeError(e *Error) []byte {
-	b, _ := json.Marshal(errorLine{Status: "error", Error: e.Message, Code: e.Code}) // strings only: cannot fail
+	b, _ := json.Marshal(errorLine{Error: e.Message, Status: "error", Code: e.Code}) // strings only: cannot fail
 	return append(b, '\n')
 }
 

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +172,92 @@ func TestRoundTripWithProgress(t *testing.T) {
 	}
 }
 
+// TestOneLinePerRequestUnlessProgressAsked: as with the original, every
+// request line gets exactly one line back, so a client that reads the
+// first line gets the answer; only a deploy or rollback that asks with
+// "progress":true gets progress lines first.
+func TestOneLinePerRequestUnlessProgressAsked(t *testing.T) {
+	_, path, _ := startServer(t, echo{})
+	answers := rawExchange(t, path,
+		`{"command":"deploy","releasePath":"/srv/r1","releaseId":"v1"}`,
+		`{"command":"rollback"}`,
+		`{"command":"status"}`,
+		`{"command":"deploy","releasePath":"/srv/r2","releaseId":"v2","progress":false}`,
+		`{"command":"deploy","releasePath":"/srv/r3","releaseId":"v3","progress":true}`,
+		`{"command":"status"}`)
+	for i, want := range []string{"v1", "", "echo", "v2"} {
+		a := answers[i]
+		if a["status"] != "success" || want != "echo" && a["activeReleaseId"] != want || want == "echo" && a["application"] != "echo" {
+			t.Errorf("answer %d: %v, want the success line", i, a)
+		}
+	}
+	// The progress line comes first, then the answer, then the next request's.
+	if a := answers[4]; a["status"] != "progress" || a["message"] != "starting" {
+		t.Errorf("asked for progress: first line %v", a)
+	}
+	if a := answers[5]; a["status"] != "success" || a["activeReleaseId"] != "v3" {
+		t.Errorf("asked for progress: second line %v", a)
+	}
+}
+
+// TestRequestFieldsReachTheHandler: restart's processId (and our old name
+// process) and policy arrive together; logs takes processId too.
+func TestRequestFieldsReachTheHandler(t *testing.T) {
+	h := &recording{}
+	_, path, _ := startServer(t, h)
+	rawExchange(t, path,
+		`{"command":"restart","processId":"worker#1","policy":"companion"}`,
+		`{"command":"restart","process":"beacon"}`,
+		`{"command":"logs","processId":"web"}`,
+		`{"command":"events","limit":2}`)
+	want := []string{"restart worker#1 companion", "restart beacon ", "logs web", "events 2"}
+	if got := h.get(); !slices.Equal(got, want) {
+		t.Errorf("handler saw %q, want %q", got, want)
+	}
+	// The typed client sends the original's names.
+	c := &Client{Path: path}
+	if _, err := c.Restart(context.Background(), RestartRequest{ProcessID: "cron", Policy: "singleton"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get(); got[len(got)-1] != "restart cron singleton" {
+		t.Errorf("typed restart arrived as %q", got[len(got)-1])
+	}
+}
+
+// recording is echo that records what restart, logs and events were asked.
+type recording struct {
+	echo
+	mu   sync.Mutex
+	seen []string
+}
+
+func (h *recording) note(s string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seen = append(h.seen, s)
+}
+
+func (h *recording) get() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.seen...)
+}
+
+func (h *recording) Restart(_ context.Context, req RestartRequest) (RestartResult, error) {
+	h.note("restart " + req.ProcessID + " " + req.Policy)
+	return RestartResult{Restarted: []string{}}, nil
+}
+
+func (h *recording) Logs(_ context.Context, req LogsRequest) (LogsResult, error) {
+	h.note("logs " + req.ProcessID)
+	return LogsResult{Processes: []ProcessLogs{}}, nil
+}
+
+func (h *recording) Events(_ context.Context, req EventsRequest) (EventsResult, error) {
+	h.note("events " + strconv.Itoa(req.Limit))
+	return EventsResult{Events: []Event{}}, nil
+}
+
 func TestErrorCodesCrossTheSocket(t *testing.T) {
 	_, path, fails := startServer(t, echo{})
 	c := &Client{Path: path}
@@ -200,10 +288,13 @@ func TestBadInputGetsErrorAndServerKeepsServing(t *testing.T) {
 		{`{"command":"explode"}`, CodeUnknownCommand, `unknown command "explode"`},
 		{`{"command":"deploy"}`, CodeBadRequest, `deploy needs "releasePath"`},
 		{`{"command":"deploy","releasePath":7}`, CodeBadRequest, `"releasePath" must be a string`},
-		{`{"command":"status","releaseId":"x"}`, CodeBadRequest, `status does not take field "releaseId"`},
-		{`{"command":"events","limit":"3"}`, CodeBadRequest, `"limit" must be a non-negative integer`},
-		{`{"command":"events","limit":-1}`, CodeBadRequest, `"limit" must be a non-negative integer`},
-		{`{"command":"restart","process":"a","policy":"service"}`, CodeBadRequest, "not both"},
+		{`{"command":"deploy","releasePath":""}`, CodeBadRequest, `deploy needs "releasePath"`},
+		{`{"command":"deploy","releasePath":null}`, CodeBadRequest, `deploy needs "releasePath"`},
+		{`{"command":"deploy","releasePath":"/r","progress":"yes"}`, CodeBadRequest, `"progress" must be true or false`},
+		{`{"command":"events","limit":"3"}`, CodeBadRequest, `"limit" must be a number`},
+		{`{"command":"restart","processId":["a"]}`, CodeBadRequest, `"processId" must be a string`},
+		{`{"command":"restart","process":1}`, CodeBadRequest, `"process" must be a string`},
+		{`{"command":"stop","releaseId":{}}`, CodeBadRequest, `"releaseId" must be a string`},
 		{`   `, CodeBadRequest, "empty request"},
 	}
 	lines := make([]string, 0, len(cases)+1)
@@ -365,12 +456,33 @@ func TestDecodeRequestFieldsPerCommand(t *testing.T) {
 		in   string
 		want Request
 	}{
+		// The original's names, as its client sends them.
+		{`{"command":"restart","processId":"worker#1"}`, Request{Command: "restart", ProcessID: "worker#1"}},
+		{`{"command":"restart","processId":"worker","policy":"companion"}`, Request{Command: "restart", ProcessID: "worker", Policy: "companion"}},
+		{`{"command":"restart","process":"worker"}`, Request{Command: "restart", ProcessID: "worker"}},
+		{`{"command":"restart","processId":"a","process":"b"}`, Request{Command: "restart", ProcessID: "a"}},
+		{`{"command":"restart","process":"b","processId":"a"}`, Request{Command: "restart", ProcessID: "a"}},
+		{`{"command":"logs","processId":"web"}`, Request{Command: "logs", ProcessID: "web"}},
+		// Fields a command does not read are ignored, whatever their type;
+		// null is absent.
+		{`{"command":"status","releaseId":"x","verbose":[1]}`, Request{Command: "status"}},
+		{`{"command":"stop","releaseId":null,"force":true}`, Request{Command: "stop"}},
+		{`{"command":"deploy","releasePath":"/r","processId":5,"revision":null}`, Request{Command: "deploy", ReleasePath: "/r"}},
+		{`{"command":"deploy","releasePath":"/r","progress":true}`, Request{Command: "deploy", ReleasePath: "/r", Progress: true}},
+		{`{"command":"status","progress":true}`, Request{Command: "status"}},
+		// limit as the original reads it: not positive means all, a
+		// fraction rounds up.
+		{`{"command":"events","limit":-1}`, Request{Command: "events"}},
+		{`{"command":"events","limit":0}`, Request{Command: "events"}},
+		{`{"command":"events","limit":2.5}`, Request{Command: "events", Limit: 3}},
+		{`{"command":"events","limit":1e300}`, Request{Command: "events"}},
+		{`{"command":"events","limit":null}`, Request{Command: "events"}},
 		{`{"command":"deploy","releasePath":"/r","releaseId":"v1","revision":"abc"}`, Request{Command: "deploy", ReleasePath: "/r", ReleaseID: "v1", Revision: "abc"}},
 		{`{"command":"rollback"}`, Request{Command: "rollback"}},
 		{`{"command":"rollback","releaseId":"v1"}`, Request{Command: "rollback", ReleaseID: "v1"}},
 		{`{"command":"stop","releaseId":"v1"}`, Request{Command: "stop", ReleaseID: "v1"}},
 		{`{"command":"restart","policy":"service"}`, Request{Command: "restart", Policy: "service"}},
-		{`{"command":"logs","process":"web"}`, Request{Command: "logs", Process: "web"}},
+		{`{"command":"logs","process":"web"}`, Request{Command: "logs", ProcessID: "web"}},
 		{`{"command":"events","limit":20}`, Request{Command: "events", Limit: 20}},
 		{` {"command":"shutdown"} `, Request{Command: "shutdown"}},
 	} {

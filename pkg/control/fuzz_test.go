@@ -14,6 +14,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"command":"deploy","releasePath":"/srv/r","releaseId":"v1","revision":"abc"}`,
 		`{"command":"status"}`, `{"command":"events","limit":5}`, `{"command":"restart","process":"worker#0"}`,
 		`{"command":`, `[]`, `null`, `{"command":"logs","process":1}`, "{\"command\":\"stop\"}\n",
+		`{"command":"restart","processId":"worker","policy":"companion","extra":[1,2]}`,
+		`{"command":"deploy","releasePath":"/r","progress":true}`, `{"command":"events","limit":2.5}`,
 	} {
 		f.Add([]byte(s))
 	}

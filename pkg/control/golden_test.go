@@ -53,45 +53,57 @@ func (f fixed) Shutdown(context.Context) (ShutdownResult, error) {
 func ptr[T any](v T) *T { return &v }
 
 // goldenStatus has every field docs/protocol.md shows, set: a live release
-// with a running process, a service, a singleton, an orphan, a restore
-// problem and a command in progress.
+// with a running process, a stopped one, a service that crashed, a
+// singleton killed by a signal, an orphan, the control section with every
+// key, a restore problem and a command in progress.
 func goldenStatus() Status {
-	at := time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC)
+	at := At(time.Date(2026, 11, 26, 14, 30, 0, 120_000_000, time.UTC))
 	web := Process{ID: "web", Command: "bin/server --port 18183", Cwd: "/srv/shop/releases/2", State: "running",
-		Pid: ptr(4242), StartedAt: ptr(at), UptimeMs: ptr(int64(5021)), LastStartReason: ptr("deploy"),
+		Pid: 4242, StartedAt: at, UptimeMs: ptr(int64(5021)), LastStartReason: "deploy",
 		Logs:     []LogLine{{At: at, Line: "listening on 18183", Stream: "stdout"}},
-		RSSBytes: 1 << 20, Children: []Member{{Pid: 4243, Command: "worker", RSSBytes: 4096}}, Policy: "proxied", Port: ptr(18183)}
+		RSSBytes: 1 << 20, Children: []Member{{Pid: 4243, Command: "worker", RSSBytes: 4096}, {Pid: 4244, Command: "sh"}},
+		Policy: "proxied", Port: 18183}
+	justStarted := Process{ID: "worker#0", Command: "bin/worker", Cwd: "/srv/shop/releases/2", State: "running",
+		Pid: 4245, StartedAt: at, UptimeMs: ptr(int64(0)), LastStartReason: "deploy", Logs: []LogLine{}, Children: []Member{},
+		Policy: "companion"}
+	old := Process{ID: "web", Command: "bin/server --port 18182", Cwd: "/srv/shop/releases/1", State: "stopped",
+		StartedAt: at, ExitCode: Nullable[int]{Set: true}, ExitSignal: Nullable[string]{Set: true, Value: ptr("SIGTERM")},
+		LastStartReason: "deploy", Logs: []LogLine{}, Children: []Member{}, Policy: "proxied", Port: 18182}
 	crashed := Process{ID: "beacon", Command: "bin/beacon", Cwd: "/srv/shop/releases/2", State: "failed",
-		Restarts: 3, ExitCode: ptr(1), ExitSignal: nil, LastStartReason: ptr("crash"), Logs: []LogLine{},
-		MemoryRestarts: 1, LastMemoryRestartAt: ptr(at), Children: []Member{}, Policy: "service"}
-	killed := Process{ID: "scheduler", Command: "bin/cron", Cwd: "/srv/shop/releases/2", State: "stopped",
-		ExitSignal: ptr("SIGKILL"), Logs: []LogLine{}, Children: []Member{}, Policy: "singleton"}
+		Restarts: 3, StartedAt: at, ExitCode: Nullable[int]{Set: true, Value: ptr(0)}, ExitSignal: Nullable[string]{Set: true},
+		LastStartReason: "crash", Logs: []LogLine{}, MemoryRestarts: 1, LastMemoryRestartAt: at, Children: []Member{},
+		Policy: "service", Port: 7330}
+	never := Process{ID: "scheduler", Command: "bin/cron", Cwd: "/srv/shop/releases/2", State: "stopped",
+		Logs: []LogLine{}, Children: []Member{}, Policy: "singleton"}
 	return Status{
 		ActiveReleaseID: ptr("v2"), Application: "shop",
-		Control: ControlInfo{Path: "/run/rollbridge-shop.sock"},
-		Orphans: []Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v1"}},
+		Control: ControlInfo{Path: "/run/rollbridge-shop.sock", Mode: ptr(uint32(0o660)), Owner: &IDOrName{Name: "deploy"}, Group: &IDOrName{ID: 1001}},
+		Orphans: []Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v0"}},
 		Proxy:   ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
 		Releases: []Release{
-			{ReleaseID: "v2", ReleasePath: "/srv/shop/releases/2", Revision: ptr("abc123"), State: "active",
-				Ports: map[string]int{"web": 18183}, Connections: Connections{HTTP: 3, WebSocket: 12}, ConnectionCount: 15,
-				CreatedAt: at, ActivatedAt: ptr(at), Processes: []Process{web}},
-			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", State: "failed", Ports: map[string]int{},
-				CreatedAt: at, StoppedAt: ptr(at), DrainStartedAt: ptr(at), Error: ptr("health check failed"), Processes: []Process{}},
+			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", Revision: "v1", State: "stopped",
+				Ports: Ports{{"web", 18182}, {"beacon", 7330}}, CreatedAt: at, ActivatedAt: at, DrainStartedAt: at, StoppedAt: at,
+				Processes: []Process{old}},
+			{ReleaseID: "v2", ReleasePath: "/srv/shop/releases/2", Revision: "abc123", State: "active",
+				Ports: Ports{{"web", 18183}, {"beacon", 7330}}, Connections: Connections{HTTP: 3, WebSocket: 12}, ConnectionCount: 15,
+				CreatedAt: at, ActivatedAt: at, Processes: []Process{justStarted, web}},
+			{ReleaseID: "v3", ReleasePath: "/srv/shop/releases/3", Revision: "v3", State: "failed", Ports: Ports{},
+				CreatedAt: at, StoppedAt: at, Error: "health check failed", Processes: []Process{}},
 		},
 		Services:   []Unit{{ID: "beacon", ReleaseID: "v2", Process: crashed}},
-		Singletons: []Unit{{ID: "scheduler", ReleaseID: "v2", Process: killed}},
-		Daemon: DaemonInfo{Pid: 4100, Version: "0.1.0", StartedAt: at, CommandInProgress: ptr("deploy of release v3 (started 2026-11-26T14:30:00Z)"),
+		Singletons: []Unit{{ID: "scheduler", ReleaseID: "v2", Process: never}},
+		Daemon: &DaemonInfo{Pid: 4100, Version: "0.1.0", StartedAt: at, CommandInProgress: ptr("deploy of release v4 (started 2026-11-26T14:30:00Z)"),
 			RestoreProblem: ptr("release v0 could not be restored")},
 	}
 }
 
 // emptyStatus is a fresh daemon's status: the documented arrays are
-// empty, the optional values null, restoreProblem left out.
+// empty, activeReleaseId null, the optional values left out.
 func emptyStatus() Status {
-	at := time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC)
+	at := At(time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC))
 	return Status{Application: "shop", Control: ControlInfo{Path: "/run/rollbridge-shop.sock"}, Orphans: []Orphan{},
 		Proxy: ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"}, Releases: []Release{},
-		Services: []Unit{}, Singletons: []Unit{}, Daemon: DaemonInfo{Pid: 4100, Version: "0.1.0", StartedAt: at}}
+		Services: []Unit{}, Singletons: []Unit{}, Daemon: &DaemonInfo{Pid: 4100, Version: "0.1.0", StartedAt: at}}
 }
 
 // TestGoldenWireBytes pins the exact bytes of every answer docs/protocol.md
@@ -99,7 +111,7 @@ func emptyStatus() Status {
 // code, including which absent values are null and which are left out.
 // Run with -update after an intended protocol change, and update the docs.
 func TestGoldenWireBytes(t *testing.T) {
-	at := time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC)
+	at := At(time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC))
 	progress := []Progress{
 		{Message: "deploy starting", Data: map[string]any{"releaseId": "abc123", "releasePath": "/srv/app/releases/42"}},
 		{Message: "process started", Data: map[string]any{"id": "web", "pid": 4242}},
@@ -112,20 +124,23 @@ func TestGoldenWireBytes(t *testing.T) {
 	}{
 		{"deploy", `{"command":"deploy","releasePath":"/srv/app/releases/42","revision":"abc123"}`,
 			fixed{progress: progress, deploy: DeployResult{ActiveReleaseID: "abc123", PreviousReleaseID: ptr("v41")}}},
+		{"deploy-progress", `{"command":"deploy","releasePath":"/srv/app/releases/42","revision":"abc123","progress":true}`,
+			fixed{progress: progress, deploy: DeployResult{ActiveReleaseID: "abc123", PreviousReleaseID: ptr("v41")}}},
 		{"deploy-first", `{"command":"deploy","releasePath":"/srv/app/releases/1"}`,
 			fixed{deploy: DeployResult{ActiveReleaseID: "20261126143000"}}},
 		{"rollback", `{"command":"rollback"}`, fixed{deploy: DeployResult{ActiveReleaseID: "v41", PreviousReleaseID: ptr("abc123")}}},
 		{"status", `{"command":"status"}`, fixed{status: goldenStatus()}},
 		{"status-empty", `{"command":"status"}`, fixed{status: emptyStatus()}},
 		{"stop", `{"command":"stop","releaseId":"v2"}`, fixed{status: emptyStatus()}},
-		{"restart", `{"command":"restart","process":"worker"}`, fixed{restart: RestartResult{Restarted: []string{"worker#0", "worker#1"}}}},
+		{"restart", `{"command":"restart","processId":"worker"}`, fixed{restart: RestartResult{Restarted: []string{"worker#0", "worker#1"}}}},
+		{"restart-both", `{"command":"restart","processId":"worker#1","policy":"companion"}`, fixed{restart: RestartResult{Restarted: []string{"worker#1"}}}},
 		{"restart-none", `{"command":"restart","policy":"service"}`, fixed{restart: RestartResult{Restarted: []string{}}}},
 		{"logs", `{"command":"logs"}`, fixed{logs: LogsResult{Processes: []ProcessLogs{
-			{ID: "web", Source: "release v2", Logs: []LogLine{{At: at, Line: "GET / 200", Stream: "stdout"}, {At: at, Line: "warn", Stream: "stderr"}}},
+			{ID: "web", Source: "release v2 (active)", Logs: []LogLine{{At: at, Line: "GET / 200", Stream: "stdout"}, {At: at, Line: "warn", Stream: "stderr"}}},
 			{ID: "beacon", Source: "service", Logs: []LogLine{}}}}}},
 		{"logs-none", `{"command":"logs"}`, fixed{logs: LogsResult{Processes: []ProcessLogs{}}}},
 		{"events", `{"command":"events","limit":2}`, fixed{events: EventsResult{Events: []Event{
-			{At: at, Message: "deploy starting", Data: map[string]any{"releaseId": "v2", "previousReleaseId": nil, "revision": ""}},
+			{At: at, Message: "deploy starting", Data: map[string]any{"releaseId": "v2", "previousReleaseId": nil, "releasePath": "/srv/shop/releases/2"}},
 			{At: at, Message: "daemon stopping", Data: map[string]any{}}}}}},
 		{"events-none", `{"command":"events"}`, fixed{events: EventsResult{Events: []Event{}}}},
 		{"shutdown", `{"command":"shutdown"}`, fixed{}},
@@ -134,10 +149,12 @@ func TestGoldenWireBytes(t *testing.T) {
 		{"error-busy", `{"command":"stop"}`, fixed{err: Errorf(CodeDeployInProgress, "another command is running: deploy of release v3")}},
 		{"error-shutting-down", `{"command":"restart"}`, fixed{err: Errorf(CodeShuttingDown, "the daemon is shutting down")}},
 		{"error-wrapped-code", `{"command":"restart","policy":"x"}`, fixed{err: fmt.Errorf("restart: %w", Errorf(CodeBadRequest, "unknown policy \"x\""))}},
-		{"error-failed", `{"command":"deploy","releasePath":"/r"}`, fixed{progress: progress[:1], err: errors.New("deploy of release v2 failed: health check failed")}},
+		{"error-failed", `{"command":"deploy","releasePath":"/r","progress":true}`, fixed{progress: progress[:1], err: errors.New("deploy of release v2 failed: health check failed")}},
 		{"error-malformed", `{"command":`, fixed{}},
 		{"error-unknown-command", `{"command":"explode"}`, fixed{}},
 		{"error-missing-field", `{"command":"deploy"}`, fixed{}},
+		{"error-wrong-type", `{"command":"restart","processId":7}`, fixed{}},
+		{"unknown-fields-ignored", `{"command":"status","releaseId":"v1","verbose":true}`, fixed{status: emptyStatus()}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,7 +10,7 @@ import "context"
 // ctx ends when the server closes, not when the client hangs up: a deploy
 // continues if its caller disconnects. progress may be called any number of
 // times before Deploy or Rollback returns; it never blocks on a slow or gone
-// client.
+// client, and it sends nothing unless the request asked for progress.
 //
 // An error is sent as an error line: an *Error keeps its code, anything
 // else is CodeFailed. Recording failures (the "command failed" event) is the
@@ -42,9 +42,9 @@ func dispatch(ctx context.Context, h Handler, req *Request, progress func(Progre
 	case CmdStop:
 		return reply(h.Stop(ctx, StopRequest{ReleaseID: req.ReleaseID}))
 	case CmdRestart:
-		return reply(h.Restart(ctx, RestartRequest{Process: req.Process, Policy: req.Policy}))
+		return reply(h.Restart(ctx, RestartRequest{ProcessID: req.ProcessID, Policy: req.Policy}))
 	case CmdLogs:
-		return reply(h.Logs(ctx, LogsRequest{Process: req.Process}))
+		return reply(h.Logs(ctx, LogsRequest{ProcessID: req.ProcessID}))
 	case CmdEvents:
 		return reply(h.Events(ctx, EventsRequest{Limit: req.Limit}))
 	case CmdShutdown:

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"slices"
+	"math"
 	"strings"
 )
 
@@ -23,14 +23,16 @@ const (
 	CmdShutdown = "shutdown"
 )
 
-// commandFields lists, per command, the request fields it accepts.
+// commandFields lists, per command, the request fields it reads. Any other
+// field is ignored, as the original ignores it: a newer client's additions
+// must not break an older daemon.
 var commandFields = map[string][]string{
-	CmdDeploy:   {"releasePath", "releaseId", "revision"},
-	CmdRollback: {"releaseId"},
+	CmdDeploy:   {"releasePath", "releaseId", "revision", "progress"},
+	CmdRollback: {"releaseId", "progress"},
 	CmdStatus:   {},
 	CmdStop:     {"releaseId"},
-	CmdRestart:  {"process", "policy"},
-	CmdLogs:     {"process"},
+	CmdRestart:  {"processId", "process", "policy"},
+	CmdLogs:     {"processId", "process"},
 	CmdEvents:   {"limit"},
 	CmdShutdown: {},
 }
@@ -41,17 +43,23 @@ func Commands() []string {
 }
 
 // Request is one request line as it crosses the socket: the command and
-// the fields of that command, all in one flat JSON object. Callers build
-// it from the typed per-command requests below; only the fields of its
-// command may be set.
+// the fields of that command, all in one flat JSON object, with the
+// original's field names. Callers build it from the typed per-command
+// requests below.
 type Request struct {
 	Command     string `json:"command"`
 	ReleasePath string `json:"releasePath,omitempty"`
 	ReleaseID   string `json:"releaseId,omitempty"`
 	Revision    string `json:"revision,omitempty"`
-	Process     string `json:"process,omitempty"`
-	Policy      string `json:"policy,omitempty"`
-	Limit       int    `json:"limit,omitempty"`
+	// ProcessID is "processId" on the wire, the original's name; "process"
+	// (our name before) is read as an alias.
+	ProcessID string `json:"processId,omitempty"`
+	Policy    string `json:"policy,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+	// Progress asks a deploy or rollback for progress lines before its
+	// answer. Without it every request gets exactly one line back, as from
+	// the original, whose clients take the first line as the answer.
+	Progress bool `json:"progress,omitempty"`
 }
 
 // DeployRequest starts a prepared release and switches traffic to it.
@@ -72,18 +80,18 @@ type StopRequest struct {
 	ReleaseID string
 }
 
-// RestartRequest restarts non-proxied processes in place: every one, the
-// ones matching Process (base or instance id), or those with Policy. At
-// most one of Process and Policy may be set.
+// RestartRequest restarts non-proxied processes in place: every one, or
+// those matching both ProcessID (base or instance id) and Policy, each when
+// set.
 type RestartRequest struct {
-	Process string
-	Policy  string
+	ProcessID string
+	Policy    string
 }
 
 // LogsRequest asks for retained output: of every process, or of the ones
-// matching Process (base or instance id).
+// matching ProcessID (base or instance id).
 type LogsRequest struct {
-	Process string
+	ProcessID string
 }
 
 // EventsRequest asks for the newest Limit events; 0 means all retained.
@@ -102,15 +110,16 @@ func (r RollbackRequest) wire() *Request {
 func (r StopRequest) wire() *Request { return &Request{Command: CmdStop, ReleaseID: r.ReleaseID} }
 
 func (r RestartRequest) wire() *Request {
-	return &Request{Command: CmdRestart, Process: r.Process, Policy: r.Policy}
+	return &Request{Command: CmdRestart, ProcessID: r.ProcessID, Policy: r.Policy}
 }
 
-func (r LogsRequest) wire() *Request   { return &Request{Command: CmdLogs, Process: r.Process} }
+func (r LogsRequest) wire() *Request   { return &Request{Command: CmdLogs, ProcessID: r.ProcessID} }
 func (r EventsRequest) wire() *Request { return &Request{Command: CmdEvents, Limit: r.Limit} }
 
-// DecodeRequest parses one request line strictly: it must be a JSON object
-// naming a known command, with only that command's fields, each of the right
-// type, and the required ones present. The error is always an *Error.
+// DecodeRequest parses one request line: a JSON object naming a known
+// command. The fields that command reads must have the right type (null
+// counts as absent), the required ones must be there, and every other
+// field is ignored. The error is always an *Error.
 func DecodeRequest(line []byte) (*Request, error) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
@@ -128,26 +137,22 @@ func DecodeRequest(line []byte) (*Request, error) {
 		return nil, Errorf(CodeBadRequest, "request must be a JSON object, e.g. {\"command\":\"status\"}")
 	}
 	cmdRaw, ok := raw["command"]
-	if !ok {
+	if !ok || isNull(cmdRaw) {
 		return nil, Errorf(CodeBadRequest, "request has no \"command\" field")
 	}
 	var req Request
 	if err := json.Unmarshal(cmdRaw, &req.Command); err != nil {
 		return nil, Errorf(CodeBadRequest, "field \"command\" must be a string")
 	}
-	allowed, known := commandFields[req.Command]
+	fields, known := commandFields[req.Command]
 	if !known {
 		return nil, Errorf(CodeUnknownCommand, "unknown command %q; known commands: %s", req.Command, strings.Join(Commands(), ", "))
 	}
-	for k, v := range raw {
-		if k == "command" {
-			continue
-		}
-		if !slices.Contains(allowed, k) {
-			return nil, Errorf(CodeBadRequest, "command %s does not take field %q", req.Command, k)
-		}
-		if err := decodeField(&req, k, v); err != nil {
-			return nil, err
+	for _, k := range fields {
+		if v, ok := raw[k]; ok && !isNull(v) {
+			if err := decodeField(&req, k, v); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := req.Validate(); err != nil {
@@ -156,8 +161,10 @@ func DecodeRequest(line []byte) (*Request, error) {
 	return &req, nil
 }
 
+func isNull(v json.RawMessage) bool { return string(v) == "null" }
+
 func decodeField(req *Request, k string, v json.RawMessage) error {
-	var dst any
+	var dst *string
 	switch k {
 	case "releasePath":
 		dst = &req.ReleasePath
@@ -165,13 +172,25 @@ func decodeField(req *Request, k string, v json.RawMessage) error {
 		dst = &req.ReleaseID
 	case "revision":
 		dst = &req.Revision
+	case "processId":
+		dst = &req.ProcessID
 	case "process":
-		dst = &req.Process
+		// Our name before the original's; processId wins when both are set.
+		if req.ProcessID != "" {
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return Errorf(CodeBadRequest, "field %q must be a string", k)
+			}
+			return nil
+		}
+		dst = &req.ProcessID
 	case "policy":
 		dst = &req.Policy
 	case "limit":
-		if err := json.Unmarshal(v, &req.Limit); err != nil {
-			return Errorf(CodeBadRequest, "field \"limit\" must be a non-negative integer")
+		return decodeLimit(req, v)
+	case "progress":
+		if err := json.Unmarshal(v, &req.Progress); err != nil {
+			return Errorf(CodeBadRequest, "field \"progress\" must be true or false")
 		}
 		return nil
 	}
@@ -181,21 +200,28 @@ func decodeField(req *Request, k string, v json.RawMessage) error {
 	return nil
 }
 
+// decodeLimit reads events' limit as the original does: any number, where
+// one that is not positive, or not below the number of events, means all,
+// and a fraction counts as the next whole number (the original slices
+// from length-limit, so 2.5 returns 3 events).
+func decodeLimit(req *Request, v json.RawMessage) error {
+	var f float64
+	if err := json.Unmarshal(v, &f); err != nil {
+		return Errorf(CodeBadRequest, "field \"limit\" must be a number")
+	}
+	switch {
+	case f <= 0 || f >= math.MaxInt32:
+		req.Limit = 0 // all: no ring holds more
+	default:
+		req.Limit = int(math.Ceil(f))
+	}
+	return nil
+}
+
 // Validate checks the per-command rules that do not need the daemon's state.
 func (r *Request) Validate() error {
-	switch r.Command {
-	case CmdDeploy:
-		if r.ReleasePath == "" {
-			return Errorf(CodeBadRequest, "deploy needs \"releasePath\": the prepared release directory")
-		}
-	case CmdRestart:
-		if r.Process != "" && r.Policy != "" {
-			return Errorf(CodeBadRequest, "restart takes \"process\" or \"policy\", not both")
-		}
-	case CmdEvents:
-		if r.Limit < 0 {
-			return Errorf(CodeBadRequest, "field \"limit\" must be a non-negative integer")
-		}
+	if r.Command == CmdDeploy && r.ReleasePath == "" {
+		return Errorf(CodeBadRequest, "deploy needs \"releasePath\": the prepared release directory")
 	}
 	return nil
 }

@@ -174,9 +174,12 @@ func (s *Server) serveConn(c net.Conn) {
 }
 
 func (s *Server) handle(w *lineWriter, req *Request) {
-	progress := func(p Progress) {
-		if b, err := encodeProgress(p); err == nil {
-			w.write(b)
+	progress := func(Progress) {} // one line per request, unless asked
+	if req.Progress {
+		progress = func(p Progress) {
+			if b, err := encodeProgress(p); err == nil {
+				w.write(b)
+			}
 		}
 	}
 	b, err := dispatch(s.ctx, s.handler, req, progress)

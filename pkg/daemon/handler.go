@@ -3,7 +3,10 @@ package daemon
 import (
 	"context"
 	"errors"
+	"slices"
+	"time"
 
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
@@ -119,7 +122,7 @@ func (h *handler) Stop(ctx context.Context, req control.StopRequest) (control.St
 
 // Restart restarts processes in place.
 func (h *handler) Restart(ctx context.Context, req control.RestartRequest) (control.RestartResult, error) {
-	res, err := h.sup.Restart(ctx, req.Process, req.Policy)
+	res, err := h.sup.Restart(ctx, req.ProcessID, req.Policy)
 	if err != nil {
 		return control.RestartResult{}, h.fail(control.CmdRestart, err)
 	}
@@ -128,19 +131,27 @@ func (h *handler) Restart(ctx context.Context, req control.RestartRequest) (cont
 
 // Logs answers with the retained output.
 func (h *handler) Logs(_ context.Context, req control.LogsRequest) (control.LogsResult, error) {
-	logs, err := h.sup.Logs(req.Process)
+	logs, err := h.sup.Logs(req.ProcessID)
 	if err != nil {
 		return control.LogsResult{}, h.fail(control.CmdLogs, err)
 	}
 	return control.LogsResult{Processes: mapSlice(logs, func(l supervisor.ProcessLogs) control.ProcessLogs {
-		return control.ProcessLogs{ID: l.ID, Source: l.Source, Logs: logLines(l.Logs)}
+		lines := logLines(l.Logs)
+		if lines == nil {
+			lines = []control.LogLine{}
+		}
+		return control.ProcessLogs{ID: l.ID, Logs: lines, Source: l.Source}
 	})}, nil
 }
 
 // Events answers with the event history.
 func (h *handler) Events(_ context.Context, req control.EventsRequest) (control.EventsResult, error) {
 	return control.EventsResult{Events: mapSlice(h.sup.Events(req.Limit), func(e events.Event) control.Event {
-		return control.Event{At: e.At, Message: string(e.Message), Data: e.Data}
+		data := e.Data
+		if data == nil {
+			data = map[string]any{}
+		}
+		return control.Event{At: control.At(e.At), Data: data, Message: string(e.Message)}
 	})}, nil
 }
 
@@ -172,10 +183,11 @@ func deployResult(r *supervisor.DeployResult) control.DeployResult {
 }
 
 func statusResult(s supervisor.Status) control.Status {
+	d := s.Daemon
 	return control.Status{
 		ActiveReleaseID: s.ActiveReleaseID,
 		Application:     s.Application,
-		Control:         control.ControlInfo{Path: s.Control.Path},
+		Control:         controlInfo(s.Control),
 		Orphans: mapSlice(s.Orphans, func(o state.Orphan) control.Orphan {
 			return control.Orphan{ID: o.ID, Pid: o.Pid, ReleaseID: o.ReleaseID}
 		}),
@@ -183,45 +195,118 @@ func statusResult(s supervisor.Status) control.Status {
 		Releases:   mapSlice(s.Releases, releaseEntry),
 		Services:   mapSlice(s.Services, unitEntry),
 		Singletons: mapSlice(s.Singletons, unitEntry),
-		Daemon: control.DaemonInfo{Pid: s.Daemon.Pid, Version: s.Daemon.Version, StartedAt: s.Daemon.StartedAt,
-			CommandInProgress: s.Daemon.CommandInProgress, RestoreProblem: s.Daemon.RestoreProblem},
+		Daemon: &control.DaemonInfo{Pid: d.Pid, Version: d.Version, StartedAt: control.At(d.StartedAt),
+			CommandInProgress: d.CommandInProgress, RestoreProblem: d.RestoreProblem},
 	}
+}
+
+// controlInfo echoes the config's control section the way the spec does:
+// the mode as a number, owner and group as configured.
+func controlInfo(c supervisor.ControlStatus) control.ControlInfo {
+	out := control.ControlInfo{Path: c.Path}
+	if c.Mode != nil {
+		m := uint32(*c.Mode)
+		out.Mode = &m
+	}
+	idOrName := func(v *config.IDOrName) *control.IDOrName {
+		if v == nil {
+			return nil
+		}
+		return &control.IDOrName{ID: v.ID, Name: v.Name}
+	}
+	out.Owner, out.Group = idOrName(c.Owner), idOrName(c.Group)
+	return out
 }
 
 func releaseEntry(r supervisor.ReleaseStatus) control.Release {
-	return control.Release{
-		ReleaseID: r.ReleaseID, ReleasePath: r.ReleasePath, Revision: r.Revision, State: string(r.State),
-		Ports: r.Ports, Connections: control.Connections{HTTP: r.Connections.HTTP, WebSocket: r.Connections.WebSocket},
-		ConnectionCount: r.ConnectionCount, CreatedAt: r.CreatedAt, ActivatedAt: r.ActivatedAt,
-		DrainStartedAt: r.DrainStartedAt, StoppedAt: r.StoppedAt, Error: r.Error,
-		Processes: mapSlice(r.Processes, processEntry),
+	revision := r.ReleaseID // the spec's revision || releaseId
+	if r.Revision != nil {
+		revision = *r.Revision
 	}
+	return control.Release{
+		ActivatedAt: at(r.ActivatedAt), ConnectionCount: r.ConnectionCount,
+		Connections:    control.Connections{HTTP: r.Connections.HTTP, WebSocket: r.Connections.WebSocket},
+		DrainStartedAt: at(r.DrainStartedAt),
+		Ports:          releasePorts(r),
+		Processes:      mapSlice(r.Processes, processEntry),
+		ReleaseID:      r.ReleaseID, ReleasePath: r.ReleasePath, Revision: revision, State: string(r.State),
+		StoppedAt: at(r.StoppedAt), CreatedAt: control.At(r.CreatedAt), Error: deref(r.Error),
+	}
+}
+
+// releasePorts are r's ports in config order (PortOrder), then any the
+// order does not name, by id.
+func releasePorts(r supervisor.ReleaseStatus) control.Ports {
+	out := make(control.Ports, 0, len(r.Ports))
+	for _, id := range r.PortOrder {
+		if p, ok := r.Ports[id]; ok {
+			out = append(out, control.Port{ID: id, Port: p})
+		}
+	}
+	var rest []string
+	for id := range r.Ports {
+		if !slices.Contains(r.PortOrder, id) {
+			rest = append(rest, id)
+		}
+	}
+	slices.Sort(rest)
+	for _, id := range rest {
+		out = append(out, control.Port{ID: id, Port: r.Ports[id]})
+	}
+	return out
 }
 
 func unitEntry(u supervisor.UnitStatus) control.Unit {
-	return control.Unit{ID: u.ID, ReleaseID: u.ReleaseID, Process: processEntry(u.Process)}
+	return control.Unit{ID: u.ID, Process: processEntry(u.Process), ReleaseID: u.ReleaseID}
 }
 
 func processEntry(p supervisor.ProcessStatus) control.Process {
-	var reason *string
-	if p.LastStartReason != nil {
-		r := string(*p.LastStartReason)
-		reason = &r
-	}
-	return control.Process{
-		ID: p.ID, Command: p.Command, Cwd: p.Cwd, State: string(p.State), Pid: p.Pid, Restarts: p.Restarts,
-		StartedAt: p.StartedAt, UptimeMs: p.UptimeMs, ExitCode: p.ExitCode, ExitSignal: p.ExitSignal,
-		LastStartReason: reason, Logs: logLines(p.Logs), RSSBytes: p.RSSBytes, MemoryRestarts: p.MemoryRestarts,
-		LastMemoryRestartAt: p.LastMemoryRestartAt,
+	out := control.Process{
 		Children: mapSlice(p.Children, func(m process.Member) control.Member {
-			return control.Member{Pid: m.Pid, Command: m.Command, RSSBytes: m.RSSBytes}
+			return control.Member{Command: m.Command, Pid: m.Pid, RSSBytes: m.RSSBytes}
 		}),
-		Policy: p.Policy, Port: p.Port,
+		Command: p.Command, Cwd: p.Cwd, ID: p.ID, LastMemoryRestartAt: at(p.LastMemoryRestartAt),
+		Logs: logLines(p.Logs), MemoryRestarts: p.MemoryRestarts, Pid: deref(p.Pid), Restarts: p.Restarts,
+		RSSBytes: p.RSSBytes, StartedAt: at(p.StartedAt), State: string(p.State), UptimeMs: p.UptimeMs,
+		Policy: p.Policy, Port: deref(p.Port),
 	}
+	if out.Children == nil {
+		out.Children = []control.Member{}
+	}
+	if out.Logs == nil {
+		out.Logs = []control.LogLine{}
+	}
+	// Both are left out until the process exits, and from each start on;
+	// after an exit the one that does not apply is null.
+	if p.ExitCode != nil || p.ExitSignal != nil {
+		out.ExitCode = control.Nullable[int]{Set: true, Value: p.ExitCode}
+		out.ExitSignal = control.Nullable[string]{Set: true, Value: p.ExitSignal}
+	}
+	if p.LastStartReason != nil {
+		out.LastStartReason = string(*p.LastStartReason)
+	}
+	return out
 }
 
 func logLines(ls []process.Line) []control.LogLine {
 	return mapSlice(ls, func(l process.Line) control.LogLine {
-		return control.LogLine{At: l.At, Line: l.Line, Stream: l.Stream}
+		return control.LogLine{At: control.At(l.At), Line: l.Line, Stream: l.Stream}
 	})
+}
+
+// at is a time that may not have happened yet (nil: left out).
+func at(t *time.Time) control.Time {
+	if t == nil {
+		return control.Time{}
+	}
+	return control.At(*t)
+}
+
+// deref is *p, or the zero value (left out on the wire) for nil.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
@@ -24,35 +26,46 @@ func ptr[T any](v T) *T { return &v }
 // domainStatus is, in the supervisor's types, the status that
 // pkg/control's golden test pins (goldenStatus there).
 func domainStatus() supervisor.Status {
-	at := time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC)
+	at := time.Date(2026, 11, 26, 14, 30, 0, 120_000_000, time.UTC)
 	proc := func(st process.Status, policy string, port *int) supervisor.ProcessStatus {
 		return supervisor.ProcessStatus{Status: st, Policy: policy, Port: port}
 	}
 	web := proc(process.Status{ID: "web", Command: "bin/server --port 18183", Cwd: "/srv/shop/releases/2", State: process.Running,
 		Pid: ptr(4242), StartedAt: ptr(at), UptimeMs: ptr(int64(5021)), LastStartReason: ptr(process.ReasonDeploy),
 		Logs:     []process.Line{{At: at, Line: "listening on 18183", Stream: "stdout"}},
-		RSSBytes: 1 << 20, Children: []process.Member{{Pid: 4243, Command: "worker", RSSBytes: 4096}}}, "proxied", ptr(18183))
+		RSSBytes: 1 << 20, Children: []process.Member{{Pid: 4243, Command: "worker", RSSBytes: 4096}, {Pid: 4244, Command: "sh"}}},
+		"proxied", ptr(18183))
+	justStarted := proc(process.Status{ID: "worker#0", Command: "bin/worker", Cwd: "/srv/shop/releases/2", State: process.Running,
+		Pid: ptr(4245), StartedAt: ptr(at), UptimeMs: ptr(int64(0)), LastStartReason: ptr(process.ReasonDeploy)}, "companion", nil)
+	old := proc(process.Status{ID: "web", Command: "bin/server --port 18182", Cwd: "/srv/shop/releases/1", State: process.Stopped,
+		StartedAt: ptr(at), ExitSignal: ptr("SIGTERM"), LastStartReason: ptr(process.ReasonDeploy), Logs: []process.Line{}},
+		"proxied", ptr(18182))
 	crashed := proc(process.Status{ID: "beacon", Command: "bin/beacon", Cwd: "/srv/shop/releases/2", State: process.Failed,
-		Restarts: 3, ExitCode: ptr(1), LastStartReason: ptr(process.ReasonCrash), Logs: []process.Line{},
-		MemoryRestarts: 1, LastMemoryRestartAt: ptr(at), Children: []process.Member{}}, "service", nil)
-	killed := proc(process.Status{ID: "scheduler", Command: "bin/cron", Cwd: "/srv/shop/releases/2", State: process.Stopped,
-		ExitSignal: ptr("SIGKILL"), Logs: []process.Line{}, Children: []process.Member{}}, "singleton", nil)
+		Restarts: 3, StartedAt: ptr(at), ExitCode: ptr(0), LastStartReason: ptr(process.ReasonCrash), Logs: []process.Line{},
+		MemoryRestarts: 1, LastMemoryRestartAt: ptr(at), Children: []process.Member{}}, "service", ptr(7330))
+	never := proc(process.Status{ID: "scheduler", Command: "bin/cron", Cwd: "/srv/shop/releases/2", State: process.Stopped}, "singleton", nil)
+	mode := config.FileMode(0o660)
 	return supervisor.Status{
 		ActiveReleaseID: ptr("v2"), Application: "shop",
-		Control: supervisor.ControlStatus{Path: "/run/rollbridge-shop.sock"},
-		Orphans: []state.Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v1"}},
+		Control: supervisor.ControlStatus{Path: "/run/rollbridge-shop.sock", Mode: &mode,
+			Owner: &config.IDOrName{Name: "deploy"}, Group: &config.IDOrName{ID: 1001}},
+		Orphans: []state.Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v0"}},
 		Proxy:   supervisor.ProxyStatus{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
 		Releases: []supervisor.ReleaseStatus{
+			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", State: release.Stopped,
+				Ports: map[string]int{"web": 18182, "beacon": 7330}, PortOrder: []string{"web", "beacon"},
+				CreatedAt: at, ActivatedAt: ptr(at), DrainStartedAt: ptr(at), StoppedAt: ptr(at), Processes: []supervisor.ProcessStatus{old}},
 			{ReleaseID: "v2", ReleasePath: "/srv/shop/releases/2", Revision: ptr("abc123"), State: release.Active,
-				Ports: map[string]int{"web": 18183}, Connections: supervisor.Connections{HTTP: 3, WebSocket: 12}, ConnectionCount: 15,
-				CreatedAt: at, ActivatedAt: ptr(at), Processes: []supervisor.ProcessStatus{web}},
-			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", State: release.Failed, Ports: map[string]int{},
-				CreatedAt: at, StoppedAt: ptr(at), DrainStartedAt: ptr(at), Error: ptr("health check failed"), Processes: []supervisor.ProcessStatus{}},
+				Ports: map[string]int{"web": 18183, "beacon": 7330}, PortOrder: []string{"web", "beacon"},
+				Connections: supervisor.Connections{HTTP: 3, WebSocket: 12}, ConnectionCount: 15,
+				CreatedAt: at, ActivatedAt: ptr(at), Processes: []supervisor.ProcessStatus{justStarted, web}},
+			{ReleaseID: "v3", ReleasePath: "/srv/shop/releases/3", State: release.Failed, Ports: map[string]int{},
+				CreatedAt: at, StoppedAt: ptr(at), Error: ptr("health check failed"), Processes: []supervisor.ProcessStatus{}},
 		},
 		Services:   []supervisor.UnitStatus{{ID: "beacon", ReleaseID: "v2", Process: crashed}},
-		Singletons: []supervisor.UnitStatus{{ID: "scheduler", ReleaseID: "v2", Process: killed}},
+		Singletons: []supervisor.UnitStatus{{ID: "scheduler", ReleaseID: "v2", Process: never}},
 		Daemon: supervisor.DaemonStatus{Pid: 4100, Version: "0.1.0", StartedAt: at,
-			CommandInProgress: ptr("deploy of release v3 (started 2026-11-26T14:30:00Z)"), RestoreProblem: ptr("release v0 could not be restored")},
+			CommandInProgress: ptr("deploy of release v4 (started 2026-11-26T14:30:00Z)"), RestoreProblem: ptr("release v0 could not be restored")},
 	}
 }
 
@@ -74,23 +87,49 @@ func TestStatusMappingMatchesGolden(t *testing.T) {
 }
 
 // TestMappingKeepsNullAndEmpty: a nil list stays null and an empty one [];
-// the domain decides which lists are always present.
+// the domain decides which lists are always present, except the ones the
+// spec always sends (a process's logs and children, a release's ports).
+// What is not known is left out: the zero values below.
 func TestMappingKeepsNullAndEmpty(t *testing.T) {
-	st := statusResult(supervisor.Status{Releases: []supervisor.ReleaseStatus{{}}, Services: []supervisor.UnitStatus{}})
+	st := statusResult(supervisor.Status{Releases: []supervisor.ReleaseStatus{{ReleaseID: "v1"}}, Services: []supervisor.UnitStatus{}})
 	if st.Orphans != nil || st.Singletons != nil || st.Services == nil || len(st.Services) != 0 {
 		t.Errorf("lists: orphans %#v services %#v singletons %#v", st.Orphans, st.Services, st.Singletons)
 	}
-	if r := st.Releases[0]; r.Processes != nil || r.Ports != nil || r.Revision != nil || r.Error != nil {
+	if r := st.Releases[0]; r.Processes != nil || r.Ports == nil || r.Revision != "v1" || r.Error != "" || !r.ActivatedAt.IsZero() {
 		t.Errorf("release %+v", r)
 	}
-	p := processEntry(supervisor.ProcessStatus{Status: process.Status{Logs: []process.Line{}}})
-	if p.Logs == nil || p.Children != nil || p.LastStartReason != nil || p.Pid != nil {
+	p := processEntry(supervisor.ProcessStatus{Status: process.Status{}})
+	if p.Logs == nil || p.Children == nil || p.LastStartReason != "" || p.Pid != 0 || p.ExitCode.Set || p.ExitSignal.Set || p.UptimeMs != nil {
 		t.Errorf("process %+v", p)
 	}
 	logs := []events.Event{{Message: "x"}}
 	ev := mapSlice(logs, func(e events.Event) control.Event { return control.Event{Message: string(e.Message), Data: e.Data} })
 	if len(ev) != 1 || ev[0].Data != nil {
 		t.Errorf("events %+v", ev)
+	}
+}
+
+// TestExitStatusMapping: exitCode and exitSignal are left out until an
+// exit, then both are sent, the one that does not apply as null.
+func TestExitStatusMapping(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   process.Status
+		want string
+	}{
+		{"running", process.Status{ID: "w", State: process.Running, Pid: ptr(7)}, `"id":"w"`},
+		{"exited 0", process.Status{ID: "w", State: process.Failed, ExitCode: ptr(0)}, `"exitCode":0,"exitSignal":null,"id":"w"`},
+		{"killed", process.Status{ID: "w", State: process.Stopped, ExitSignal: ptr("SIGKILL")}, `"exitCode":null,"exitSignal":"SIGKILL","id":"w"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := json.Marshal(processEntry(supervisor.ProcessStatus{Status: tc.st}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(b, []byte(`"cwd":"",`+tc.want+`,`)) {
+				t.Errorf("got %s, want %s after cwd", b, tc.want)
+			}
+		})
 	}
 }
 

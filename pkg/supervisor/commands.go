@@ -107,20 +107,20 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 // ProcessLogs is one process's retained output.
 type ProcessLogs struct {
 	ID     string         `json:"id"`
-	Source string         `json:"source"` // "release <id>", "service" or "singleton"
+	Source string         `json:"source"` // "release <id> (<state>)", "service" or "singleton"
 	Logs   []process.Line `json:"logs"`
 }
 
 // Logs returns the retained output of every managed process, or of the
-// processes matching id (base or instance id).
+// processes matching id (base or instance id), in status order (releases
+// oldest first) with the spec's source labels.
 func (s *Supervisor) Logs(id string) ([]ProcessLogs, error) {
 	var out []ProcessLogs
 	v := s.tab.view()
-	for i := len(v.releases) - 1; i >= 0; i-- {
-		r := v.releases[i]
+	for _, r := range v.releases {
 		for _, in := range r.procs {
 			if id == "" || id == in.proc.ID() || id == in.cfg.ID {
-				out = append(out, ProcessLogs{ID: in.proc.ID(), Source: "release " + r.id, Logs: in.proc.Logs()})
+				out = append(out, ProcessLogs{ID: in.proc.ID(), Source: "release " + r.id + " (" + string(r.state) + ")", Logs: in.proc.Logs()})
 			}
 		}
 	}

@@ -51,13 +51,19 @@ func (s *Supervisor) allocatePorts(cfg *config.Config) (map[string]int, error) {
 	return ports, nil
 }
 
-// releasePorts picks the ports that belong to the release itself (its
-// proxied process and companions) out of a deploy's allocation.
+// releasePorts picks the ports a release reports (as the spec's release
+// status does) out of a deploy's allocation: its proxied process's and
+// companions', and the services' it found running or started. Singletons
+// are allocated when they are replaced, after the old one freed its port;
+// status adds theirs (see Snapshot).
 func releasePorts(cfg *config.Config, ports map[string]int) map[string]int {
 	out := map[string]int{}
 	for _, p := range cfg.Processes {
-		if (p.Policy == config.Proxied || p.Policy == config.Companion) && p.Port != nil {
-			out[p.ID] = ports[p.ID]
+		if p.Policy == config.Singleton || p.Port == nil {
+			continue
+		}
+		if port, ok := ports[p.ID]; ok {
+			out[p.ID] = port
 		}
 	}
 	return out

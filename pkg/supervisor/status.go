@@ -1,8 +1,11 @@
 package supervisor
 
 import (
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
@@ -22,9 +25,12 @@ type Status struct {
 	Daemon DaemonStatus `json:"daemon"`
 }
 
-// ControlStatus describes the control socket.
+// ControlStatus echoes the config's control section; nil means not set.
 type ControlStatus struct {
-	Path string `json:"path"`
+	Path  string           `json:"path"`
+	Mode  *config.FileMode `json:"mode,omitempty"`
+	Owner *config.IDOrName `json:"owner,omitempty"`
+	Group *config.IDOrName `json:"group,omitempty"`
 }
 
 // ProxyStatus describes the stable listener. Port is the bound port (it
@@ -53,6 +59,7 @@ type ReleaseStatus struct {
 	Revision        *string         `json:"revision"`
 	State           release.State   `json:"state"`
 	Ports           map[string]int  `json:"ports"`
+	PortOrder       []string        `json:"-"` // the keys of Ports in config order
 	Connections     Connections     `json:"connections"`
 	ConnectionCount int64           `json:"connectionCount"`
 	CreatedAt       time.Time       `json:"createdAt"`
@@ -106,7 +113,7 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 	v := s.tab.view()
 	st := Status{
 		Application: cfg.Application,
-		Control:     ControlStatus{Path: cfg.Control.Path},
+		Control:     ControlStatus{Path: cfg.Control.Path, Mode: cfg.Control.Mode, Owner: cfg.Control.Owner, Group: cfg.Control.Group},
 		Proxy:       proxy,
 		Releases:    []ReleaseStatus{},
 		Services:    []UnitStatus{},
@@ -118,11 +125,46 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 		id := r.id
 		st.ActiveReleaseID = &id
 	}
-	for i := len(v.releases) - 1; i >= 0; i-- { // newest first
-		r := v.releases[i]
+	// The spec's orders: releases oldest first, services and singletons in
+	// config order (the order they were first started in).
+	order := func(id string) int {
+		if i := slices.IndexFunc(cfg.Processes, func(p config.Process) bool { return p.ID == id }); i >= 0 {
+			return i
+		}
+		return len(cfg.Processes) // removed from the config by a reload: last
+	}
+	byConfig := func(a, b unit) int {
+		if d := order(a.cfg.ID) - order(b.cfg.ID); d != 0 {
+			return d
+		}
+		return strings.Compare(a.cfg.ID, b.cfg.ID)
+	}
+	slices.SortStableFunc(v.services, byConfig)
+	slices.SortStableFunc(v.singletons, byConfig)
+	for _, r := range v.releases {
+		ports := map[string]int{}
+		for k, p := range r.ports {
+			ports[k] = p
+		}
+		for _, u := range v.singletons {
+			// A singleton's port is allocated when its release replaces it.
+			if _, ok := ports[u.cfg.ID]; !ok && u.releaseID == r.id && u.port != 0 {
+				ports[u.cfg.ID] = u.port
+			}
+		}
+		ids := make([]string, 0, len(ports))
+		for id := range ports {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b string) int {
+			if d := order(a) - order(b); d != 0 {
+				return d
+			}
+			return strings.Compare(a, b)
+		})
 		rs := ReleaseStatus{
 			ReleaseID: r.id, ReleasePath: r.path, Revision: strPtr(r.revision), State: r.state,
-			Ports: r.ports, CreatedAt: r.createdAt.UTC(), ActivatedAt: timePtr(r.activatedAt),
+			Ports: ports, PortOrder: ids, CreatedAt: r.createdAt.UTC(), ActivatedAt: timePtr(r.activatedAt),
 			DrainStartedAt: timePtr(r.drainStartedAt), StoppedAt: timePtr(r.stoppedAt), Error: strPtr(r.lastError),
 			Processes: []ProcessStatus{},
 		}

@@ -407,7 +407,7 @@ func TestReleaseRetention(t *testing.T) {
 		for _, r := range h.status().Releases {
 			ids = append(ids, r.ReleaseID+":"+string(r.State))
 		}
-		return strings.Join(ids, ",") == "v4:active,v3:stopped"
+		return strings.Join(ids, ",") == "v3:stopped,v4:active" // oldest first, as the spec lists them
 	})
 	// maxAgeMs prunes stopped releases older than that, whatever keep says.
 	h.reconfigure(`{releaseRetention: {keep: 10, maxAgeMs: 1}}`)

@@ -174,15 +174,6 @@ func (t *table) findLocked(id string) *rel {
 	return nil
 }
 
-func (t *table) removeLocked(r *rel) {
-	for i, x := range t.releases {
-		if x == r {
-			t.releases = append(t.releases[:i], t.releases[i+1:]...)
-			return
-		}
-	}
-}
-
 func (t *table) retainedIDsLocked() string {
 	out := ""
 	for _, r := range t.releases {

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,24 +15,27 @@ import (
 // add records a new release in state Starting with a fresh run. An id
 // taken by a live release gets a "-N" suffix, because redeploying what runs
 // (say, the same revision to pick up new env) must work; a stopped or
-// failed record with that id is replaced.
+// failed record with that id is replaced in its place, so status lists it
+// where the spec's release map keeps a reused key.
 func (t *table) add(id, path, revision string, cfg *config.Config) *rel {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	r := &rel{path: path, revision: revision, createdAt: time.Now(), state: release.Starting, run: newRun(cfg)}
 	if old := t.findLocked(id); old != nil {
-		if old.state.Live() {
-			for n := 2; ; n++ {
-				c := id + "-" + strconv.Itoa(n)
-				if t.findLocked(c) == nil {
-					id = c
-					break
-				}
+		if !old.state.Live() {
+			r.id = id
+			t.releases[slices.Index(t.releases, old)] = r
+			return r
+		}
+		for n := 2; ; n++ {
+			c := id + "-" + strconv.Itoa(n)
+			if t.findLocked(c) == nil {
+				id = c
+				break
 			}
-		} else {
-			t.removeLocked(old)
 		}
 	}
-	r := &rel{id: id, path: path, revision: revision, createdAt: time.Now(), state: release.Starting, run: newRun(cfg)}
+	r.id = id
 	t.releases = append(t.releases, r)
 	return r
 }

@@ -87,7 +87,7 @@ func deployUnderLoad(ctx context.Context, e *env) (*DeployReport, error) {
 			for _, x := range ev.Events {
 				if x.Message == "release stopped" {
 					if id, ok := x.Data["releaseId"].(string); ok {
-						stopped[id] = x.At
+						stopped[id] = x.At.Time
 					}
 				}
 			}
