@@ -7,6 +7,7 @@
 //	GET /slow    sleeps ?ms= milliseconds, then answers like /
 //	GET /ws      WebSocket echo, replies "<release>:<message>"
 //	GET /env     the process's ROLLBRIDGE_*, NOTIFY_SOCKET and WATCHDOG_* variables as KEY=VALUE lines
+//	GET /headers the X-Forwarded-* request headers as "Name: value" lines, sorted
 //
 // RB_APP_EXIT=N exits with N right away; RB_APP_BOOT_MS delays listening.
 package testapp
@@ -58,6 +59,18 @@ func Main() {
 		for _, kv := range os.Environ() {
 			if strings.HasPrefix(kv, "ROLLBRIDGE_") || strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "WATCHDOG_") {
 				lines = append(lines, kv)
+			}
+		}
+		sort.Strings(lines)
+		fmt.Fprintln(w, strings.Join(lines, "\n"))
+	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		var lines []string
+		for k, vv := range r.Header {
+			if strings.HasPrefix(k, "X-Forwarded-") {
+				for _, v := range vv {
+					lines = append(lines, k+": "+v)
+				}
 			}
 		}
 		sort.Strings(lines)
