@@ -22,12 +22,7 @@ import (
 func spawnGroup(t *testing.T, script string) (int, uint64) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait() }() // reap it whenever it ends
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	testutil.StartGroup(t, cmd)
 	var start uint64
 	testutil.Eventually(t, "process start time", func() bool {
 		s, err := state.StartTime(cmd.Process.Pid)
@@ -356,12 +351,7 @@ func spawnArgv(t *testing.T, argv ...string) int {
 	cmd := exec.Command(exe)
 	cmd.Args = argv
 	cmd.Env = append(os.Environ(), "RB_TEST_IDLE=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait() }() // reap it whenever it ends
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	testutil.StartGroup(t, cmd)
 	testutil.Eventually(t, "the command line of "+argv[0], func() bool {
 		return procfs.Cmdline(cmd.Process.Pid, "") == strings.Join(argv, " ")
 	})

@@ -37,7 +37,15 @@ func TestDaemonizedProcessesDoNotOutliveTheirRelease(t *testing.T) {
 			return len(out) >= n
 		})
 		for _, p := range out {
-			t.Cleanup(func() { _ = syscall.Kill(p, syscall.SIGKILL) }) // no leak if the test fails
+			// No leak if the test fails; the start time keeps a recycled
+			// pid (anything on the host by then) from being killed.
+			if start, err := procfs.StartTime(p); err == nil {
+				t.Cleanup(func() {
+					if procfs.Alive(p, start) {
+						_ = syscall.Kill(p, syscall.SIGKILL)
+					}
+				})
+			}
 		}
 		return out
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
@@ -63,7 +64,13 @@ func TestOrphansAfterDaemonSIGKILL(t *testing.T) {
 	})
 	_ = first.Process.Kill() // the daemon dies; its children (own process groups) live on
 	_ = first.Wait()
-	defer syscall.Kill(-webPid, syscall.SIGKILL)
+	if start, err := procfs.StartTime(webPid); err == nil {
+		defer func() {
+			if procfs.Alive(webPid, start) { // a live leader still owns its group id
+				_ = syscall.Kill(-webPid, syscall.SIGKILL)
+			}
+		}()
+	}
 	if syscall.Kill(webPid, 0) != nil {
 		t.Fatal("the web process died with the daemon; nothing to test")
 	}

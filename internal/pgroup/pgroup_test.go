@@ -3,7 +3,6 @@ package pgroup
 import (
 	"context"
 	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,16 +14,7 @@ import (
 func spawn(t *testing.T, script string) Target {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }() // reaps it: a zombie would count as gone anyway
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	})
+	testutil.StartGroup(t, cmd) // reaps it: a zombie would count as gone anyway
 	st, err := procfs.ReadStat(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)

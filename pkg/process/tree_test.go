@@ -37,8 +37,20 @@ func pidsByCommand(members []Member) map[string]int {
 
 // killOnCleanup kills pid at the end of the test: a process that called
 // setsid is outside the group that Stop signals.
+//
+// The start time is taken now and checked then: by the end of the test the
+// process is normally gone and its pid may belong to anything on the host
+// (another test binary, say), which must not be killed.
 func killOnCleanup(t *testing.T, pid int) {
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	start, err := procfs.StartTime(pid)
+	if err != nil {
+		return // already gone
+	}
+	t.Cleanup(func() {
+		if procfs.Alive(pid, start) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 }
 
 func TestMembersIncludeGrandchildrenAndSetsid(t *testing.T) {

@@ -8,12 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/pgroup"
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
@@ -24,16 +24,7 @@ import (
 func spawnGroup(t *testing.T, script string) (int, uint64) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }() // reaps it whenever it ends
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	})
+	testutil.StartGroup(t, cmd)
 	start, err := state.StartTime(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
