@@ -39,9 +39,13 @@ type Options struct {
 	// because of the upstream: it answered 502/504, or the upstream failed
 	// midway through a response already begun. releaseID names the backend.
 	// Clients that went away and requests made while no release is active
-	// are not reported. It runs on the request's goroutine, possibly many
-	// at once, so it must be quick and safe for concurrent use; it is never
-	// called for a request that succeeded.
+	// are not reported. It also hears about each idle keep-alive connection
+	// discarded because the app sent bytes on it that answer no request (a
+	// bug in the app, which the request then routed elsewhere never sees).
+	// It runs on the request's goroutine (or the idle sweep's), possibly
+	// many at once, so it must be quick and safe for concurrent use. Apart
+	// from those discarded connections, it is never called for a request
+	// that succeeded.
 	OnError func(releaseID string, err error)
 
 	// TrustedProxies are the front ends (nginx, a load balancer) whose
@@ -205,7 +209,11 @@ func (p *Proxy) acquire(upgrade bool) (*Backend, *atomic.Int64) {
 // request path needs no per-request closure or context value to find its
 // target.
 func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
-	fast := newFastTransport(b.addr, p.dialer, p.transport, p.maxIdle, defaultIdleConnTimeout, p.buffers)
+	var report func(error)
+	if p.onError != nil {
+		report = func(err error) { p.onError(b.releaseID, err) }
+	}
+	fast := newFastTransport(b.addr, p.dialer, p.transport, p.maxIdle, defaultIdleConnTimeout, p.buffers, report)
 	b.fast.Store(fast)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

@@ -2,13 +2,18 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // fastTransport sends body-less requests — nearly all proxied traffic —
@@ -20,14 +25,25 @@ import (
 // proxying itself. Requests with a body (uploads, Expect: 100-continue) and
 // upgrades keep using http.Transport, which streams both directions at once.
 //
-// A pooled connection idle for more than peekAfter is checked before reuse
-// with a non-blocking peek: an app that closed it (keep-alive timeout) shows
-// up as EOF and the connection is dropped without sending on it. Apps close
-// idle connections after seconds, not microseconds, so under load — where
-// connections come back within a millisecond — the peek is skipped. If a reused connection still
-// fails before any byte of the response arrived, the request is sent once
-// more on a fresh connection; that is safe because only requests without a
-// body take this path, and only for methods that may be repeated.
+// Without a read pending on idle connections, nothing notices what an app
+// sends on one between two requests, so every reuse checks first, with one
+// non-blocking peek (see idleState): a connection the app closed
+// (keep-alive timeout) shows up as EOF, and one holding bytes nobody asked
+// for (an app that answered twice, or let a client split its response
+// with CR LF) is discarded, because whatever request went next on it would
+// be answered with those bytes — one client would read the response meant
+// for, or planted by, another. net/http's Transport discards such
+// connections too ("Unsolicited response received on idle HTTP channel").
+//
+// If a reused connection still fails before any byte of the response
+// arrived, the request is sent once more on a fresh connection; that is
+// safe because only requests without a body take this path, and only for
+// methods that may be repeated.
+//
+// Idle connections are closed idleTTL after their last use: a sweep runs
+// every idleTTL/2 while the pool holds any, so an idle release does not
+// keep connections (and their buffers, on both ends) open for as long as
+// it lives. The request path pays two atomic loads for that.
 type fastTransport struct {
 	addr     string
 	dialer   *net.Dialer
@@ -35,21 +51,32 @@ type fastTransport struct {
 	idle     chan *pconn // the pool; a channel, so the request path needs no mutex
 	idleTTL  time.Duration
 	buffers  *bufferPool
-}
+	// report, if set, hears about connections discarded for unsolicited
+	// bytes: an app doing that has a bug worth knowing about.
+	report func(error)
 
-// peekAfter is how long a connection may sit idle before it is peeked at.
-const peekAfter = 100 * time.Millisecond
+	retired  atomic.Bool // closeIdle was called: nothing is pooled any more
+	sweeping atomic.Bool // a sweep is scheduled or running
+	mu       sync.Mutex  // guards timer; taken once per sweep, never per request
+	timer    *time.Timer
+}
 
 // pconn is one keep-alive connection to the upstream.
 type pconn struct {
-	conn      net.Conn
+	conn net.Conn
+	// fd is conn's descriptor, for the peek before each reuse: a raw
+	// syscall on it costs no allocation and no descriptor lock, which
+	// RawConn.Read would. It is used only by whoever holds the pconn, and
+	// the connection is closed only by that holder too, so fd stays valid
+	// while in use. -1 when conn has none (never for TCP).
+	fd        int
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
 }
 
-func newFastTransport(addr string, dialer *net.Dialer, fallback http.RoundTripper, maxIdle int, idleTTL time.Duration, buffers *bufferPool) *fastTransport {
-	return &fastTransport{addr: addr, dialer: dialer, fallback: fallback, idle: make(chan *pconn, maxIdle), idleTTL: idleTTL, buffers: buffers}
+func newFastTransport(addr string, dialer *net.Dialer, fallback http.RoundTripper, maxIdle int, idleTTL time.Duration, buffers *bufferPool, report func(error)) *fastTransport {
+	return &fastTransport{addr: addr, dialer: dialer, fallback: fallback, idle: make(chan *pconn, maxIdle), idleTTL: idleTTL, buffers: buffers, report: report}
 }
 
 // RoundTrip implements http.RoundTripper for what ReverseProxy still
@@ -97,9 +124,8 @@ func (t *fastTransport) get(ctx context.Context) (*pconn, bool, error) {
 	for {
 		select {
 		case pc := <-t.idle:
-			idle := time.Since(pc.idleSince)
-			if idle > t.idleTTL || (idle > peekAfter && !pc.alive()) || pc.br.Buffered() > 0 {
-				_ = pc.conn.Close() // expired or closed by the app
+			if time.Since(pc.idleSince) > t.idleTTL || !t.usable(pc) {
+				_ = pc.conn.Close() // expired, closed by the app, or poisoned
 				continue
 			}
 			return pc, true, nil
@@ -109,47 +135,172 @@ func (t *fastTransport) get(ctx context.Context) (*pconn, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		return &pconn{conn: c, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
+		return &pconn{conn: c, fd: connFD(c), br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
 	}
 }
 
-// alive peeks at an idle connection without blocking: nothing to read
-// (EAGAIN) means it is still open; EOF, an error or unexpected bytes mean it
-// must not be used.
-func (pc *pconn) alive() bool {
-	if pc.br.Buffered() > 0 {
-		return false // the app sent something unasked for
-	}
-	sc, ok := pc.conn.(syscall.Conn)
-	if !ok {
+// usable reports whether an idle pconn may carry the next request, and
+// reports one that holds unsolicited bytes.
+func (t *fastTransport) usable(pc *pconn) bool {
+	switch idleState(pc) {
+	case idleQuiet:
 		return true
+	case idleUnsolicited:
+		if t.report != nil {
+			t.report(fmt.Errorf("discarded a keep-alive connection to %s: while it was idle the app sent bytes that answer no request, starting %q; the next request on it would have received them",
+				t.addr, pc.unsolicited()))
+		}
+	}
+	return false
+}
+
+// What a peek at an idle connection found.
+const (
+	idleQuiet       = iota // nothing to read: open, and in step with us
+	idleClosed             // EOF or an error: the app closed it
+	idleUnsolicited        // bytes the app sent unasked
+)
+
+// idleState peeks at an idle connection without blocking or allocating.
+// It is a function, not a method, so that its buffer stays on the stack.
+func idleState(pc *pconn) int {
+	if pc.br.Buffered() > 0 {
+		return idleUnsolicited
+	}
+	if pc.fd < 0 {
+		return idleClosed // cannot look: do not trust it
+	}
+	var buf [1]byte
+	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(pc.fd), uintptr(unsafe.Pointer(&buf[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	switch {
+	case errno == syscall.EAGAIN || errno == syscall.EWOULDBLOCK:
+		return idleQuiet
+	case errno != 0 || n == 0:
+		return idleClosed
+	}
+	return idleUnsolicited
+}
+
+// unsolicited returns the start of what an app sent unasked, up to its
+// first line end, for the report: the status line of a stray response,
+// not the data in its body.
+func (pc *pconn) unsolicited() []byte {
+	var b []byte
+	if n := pc.br.Buffered(); n > 0 {
+		b, _ = pc.br.Peek(min(n, 32)) // cannot fail for Buffered() bytes
+	} else {
+		b = make([]byte, 32)
+		n, _, err := syscall.Recvfrom(pc.fd, b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if err != nil || n < 0 {
+			n = 0
+		}
+		b = b[:n]
+	}
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	}
+	return b
+}
+
+// connFD returns c's descriptor, or -1.
+func connFD(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return -1
 	}
-	var buf [1]byte
-	ok = false
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, e := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = n < 0 && (e == syscall.EAGAIN || e == syscall.EWOULDBLOCK)
-		return true // never wait for readiness: this is a probe
-	})
-	return err == nil && ok
+	fd := -1
+	if rc.Control(func(d uintptr) { fd = int(d) }) != nil {
+		return -1
+	}
+	return fd
 }
 
-// put returns a connection to the pool, or closes it when the pool is full.
+// put returns a connection to the pool, or closes it when the pool is
+// full or the backend retired, and makes sure a sweep will close it once
+// it has been idle too long.
 func (t *fastTransport) put(pc *pconn) {
 	pc.idleSince = time.Now()
 	select {
 	case t.idle <- pc:
 	default:
 		_ = pc.conn.Close() // pool full
+		return
+	}
+	// A closeIdle that ran before the send above did not see pc; its
+	// retired flag is visible here, so pc is closed one way or the other.
+	if t.retired.Load() {
+		t.closeIdle()
+		return
+	}
+	if !t.sweeping.Load() && t.sweeping.CompareAndSwap(false, true) {
+		t.schedule()
 	}
 }
 
-// closeIdle closes every pooled connection (the backend is retiring).
+// schedule arms the next sweep, unless the backend retired.
+func (t *fastTransport) schedule() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.retired.Load() {
+		return
+	}
+	if t.timer == nil {
+		t.timer = time.AfterFunc(t.idleTTL/2, t.sweep)
+		return
+	}
+	t.timer.Reset(t.idleTTL / 2)
+}
+
+// sweep closes the pooled connections idle for idleTTL or more, and
+// those the app closed or wrote to meanwhile, and keeps the others. It runs
+// on a timer's goroutine while requests go on: a request that finds the
+// pool empty for the moment dials a new connection.
+func (t *fastTransport) sweep() {
+	now := time.Now()
+	for n := len(t.idle); n > 0; n-- {
+		var pc *pconn
+		select {
+		case pc = <-t.idle:
+		default:
+			n = 1 // requests took the rest
+			continue
+		}
+		if now.Sub(pc.idleSince) >= t.idleTTL || !t.usable(pc) {
+			_ = pc.conn.Close() // idle too long, closed by the app, or poisoned
+			continue
+		}
+		select {
+		case t.idle <- pc: // idleSince unchanged: its age goes on counting
+		default:
+			_ = pc.conn.Close() // requests filled the pool meanwhile
+		}
+	}
+	if t.retired.Load() {
+		t.closeIdle() // what went back above after closeIdle emptied the pool
+		return
+	}
+	t.sweeping.Store(false)
+	// A put between the loop and the Store above saw sweeping still true
+	// and scheduled nothing: look again.
+	if len(t.idle) > 0 && t.sweeping.CompareAndSwap(false, true) {
+		t.schedule()
+	}
+}
+
+// closeIdle closes every pooled connection and stops pooling: the backend
+// is retiring. Connections still in use are closed when they come back.
 func (t *fastTransport) closeIdle() {
+	t.retired.Store(true)
+	t.mu.Lock()
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.mu.Unlock()
 	for {
 		select {
 		case pc := <-t.idle:

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // rawUpstream is a hand-written HTTP/1.1 server, so tests control exactly
@@ -116,8 +115,6 @@ func TestIdleConnectionClosedByApp(t *testing.T) {
 	f := b.fast.Load()
 	pc := <-f.idle
 	_ = pc.conn.(*net.TCPConn).CloseRead() // the app's close shows up as EOF to our peek
-	// Make it look idle long enough to be peeked at, then put it back.
-	pc.idleSince = time.Now().Add(-time.Second)
 	f.idle <- pc
 	for i := 0; i < 3; i++ {
 		if code, _ := get(t, client, url+"/"); code != 200 {
