@@ -349,7 +349,5 @@ func (d *daemon) shutdown() {
 	}
 	d.sup.Shutdown(context.Background())
 	d.proxy.Close()
-	if d.lns.ControlOwned {
-		_ = os.Remove(cfg.Control.Path) // may already be gone; nothing to do then
-	}
+	d.lns.removeControl(cfg.Control.Path)
 }
