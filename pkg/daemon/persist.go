@@ -16,11 +16,14 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
 )
 
-// saveRetry is how long a failed state save waits before it is tried
-// again. Successful saves need no timer: every change that the state file
-// records (a process started, a release switched or stopped) is an event,
-// and every event marks the state dirty.
-const saveRetry = 5 * time.Second
+// A failed state save is tried again after saveRetryMin, then after twice
+// as long each time, up to saveRetryMax. Successful saves need no timer:
+// every change that the state file records (a process started, a release
+// switched or stopped) is an event, and every event marks the state dirty.
+const (
+	saveRetryMin = time.Second
+	saveRetryMax = time.Minute
+)
 
 // loadState reads a leftover state file, reports orphans and installs the
 // live orphan check for status. It returns the snapshot (nil if none).
@@ -118,40 +121,60 @@ func withLeftovers(snap *state.Snapshot, prev *state.Snapshot) *state.Snapshot {
 	return snap
 }
 
-// persistLoop writes the state file after every change. A failed write
-// (full disk, read-only directory) is reported once and retried every
-// saveRetry until it succeeds; it never stops the daemon. Nothing wakes it
+// persistLoop writes the state file after every change. Nothing wakes it
 // while nothing changes.
+//
+// A failed write (full disk, read-only directory, a directory in the way)
+// never stops the daemon. Each cause — the error's text, which state.Save
+// keeps free of random temporary names — is reported once until a save
+// succeeds again, and the save is retried with backoff (saveRetryMin
+// doubling to saveRetryMax). While a retry is pending, changes wait for
+// it instead of triggering saves of their own; the retry writes them all.
+// That includes the "state save failed" event itself, which like every
+// event marks the state dirty: a failure that triggered the next attempt
+// at once would fail, report, and trigger again, thousands of times a
+// second when each report reads differently.
 func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor, prev *state.Snapshot) {
-	lastErr, lastSaved := "", ""
-	var retry <-chan time.Time
+	var (
+		lastSaved string
+		failing   bool
+		reported  = map[string]bool{} // causes reported since the last successful save
+		backoff   time.Duration
+		retry     <-chan time.Time // set exactly while failing
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-dirty:
+			if retry != nil {
+				continue // the pending retry saves this change too
+			}
 		case <-retry:
+			retry = nil
 		}
 		snap := withLeftovers(sup.PersistSnapshot(), prev)
 		content := contentKey(snap)
-		if content != "" && content == lastSaved && lastErr == "" {
+		if content != "" && content == lastSaved && !failing {
 			continue // an event already in the last save (its dirty mark can trail the save)
 		}
 		err := state.Save(path, snap)
 		if err == nil {
 			lastSaved = content
+			if failing {
+				failing, backoff = false, 0
+				clear(reported)
+				log.Emit(events.StateSavedAgain, map[string]any{events.KeyPath: path})
+			}
+			continue
 		}
-		retry = nil
-		if err != nil {
-			retry = time.After(saveRetry)
-		}
-		switch {
-		case err != nil && err.Error() != lastErr:
-			lastErr = err.Error()
-			log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: lastErr, events.KeyHint: "the daemon keeps running and retries every few seconds"})
-		case err == nil && lastErr != "":
-			lastErr = ""
-			log.Emit(events.StateSavedAgain, map[string]any{events.KeyPath: path})
+		failing = true
+		backoff = min(max(2*backoff, saveRetryMin), saveRetryMax)
+		retry = time.After(backoff)
+		if cause := err.Error(); !reported[cause] {
+			reported[cause] = true
+			log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: cause,
+				events.KeyHint: "the daemon keeps running and retries, at most a minute apart; this is reported once per cause"})
 		}
 	}
 }

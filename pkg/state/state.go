@@ -94,6 +94,12 @@ func Load(path string) (*Snapshot, error) {
 // the events' data is written without the keys that can carry a command
 // line, a working directory, an environment or process output (see
 // secretKey). snap itself is not changed, apart from its Version.
+//
+// A failure names the state file and the step that failed, and ends in the
+// system's reason ("write state file /var/lib/x.json: rename temporary
+// file into place: permission denied"). It never names the temporary
+// file, whose name is random: the same problem always reads the same, so
+// the daemon can report it once.
 func Save(path string, snap *Snapshot) error {
 	snap.Version = Version
 	safe := *snap
@@ -104,45 +110,35 @@ func Save(path string, snap *Snapshot) error {
 	safe.Events = evs
 	b, err := json.MarshalIndent(&safe, "", " ")
 	if err != nil {
-		return fmt.Errorf("write state file %s: %w", path, err)
+		return fmt.Errorf("write state file %s: encode: %w", path, err)
 	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		// Name the directory, not the random temporary name, so the same
-		// problem always reads the same (the daemon reports it once).
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("write state file %s: cannot create a file in %s: %w", path, dir, err)
+		return fmt.Errorf("write state file %s: cannot create a file in %s: %w", path, dir, reason(err))
 	}
 	tmp := f.Name()
-	fail := func(err error) error {
+	fail := func(step string, err error) error {
 		_ = f.Close()      // already failing
 		_ = os.Remove(tmp) // do not leave temporaries behind
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // e.g. ENOSPC, without the temporary name
-		}
-		return fmt.Errorf("write state file %s: %w", path, err)
+		return fmt.Errorf("write state file %s: %s: %w", path, step, reason(err))
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
-		return fail(err)
+		return fail("write temporary file", err)
 	}
 	if err := f.Sync(); err != nil {
-		return fail(err)
+		return fail("sync temporary file", err)
 	}
 	if err := f.Chmod(0o600); err != nil {
-		return fail(err)
+		return fail("chmod temporary file", err)
 	}
 	if err := f.Close(); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("write state file %s: %w", path, err)
+		return fmt.Errorf("write state file %s: close temporary file: %w", path, reason(err))
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("write state file %s: %w", path, err)
+		return fmt.Errorf("write state file %s: rename temporary file into place: %w", path, reason(err))
 	}
 	// The rename is durable only once the directory entry is on disk.
 	if d, err := os.Open(dir); err == nil {
@@ -150,6 +146,21 @@ func Save(path string, snap *Snapshot) error {
 		_ = d.Close()
 	}
 	return nil
+}
+
+// reason strips the file names from err (an *os.PathError or
+// *os.LinkError names the temporary file), leaving the system's reason,
+// such as syscall.ENOSPC, which errors.Is still finds.
+func reason(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
 }
 
 // Remove deletes the state file; a missing file is not an error.
