@@ -258,3 +258,36 @@ func TestRetiredBackendPoolsNothing(t *testing.T) {
 		t.Errorf("%d connections pooled on a retired backend, want 0", n)
 	}
 }
+
+// BenchmarkIdleCheck is what every reuse of a pooled connection now
+// costs on top of what it did: one peek at a quiet connection.
+func BenchmarkIdleCheck(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if peer := <-accepted; peer != nil {
+		defer peer.Close()
+	}
+	pc := &pconn{conn: c, fd: connFD(c), br: bufio.NewReader(c)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if pc.idleState() != idleQuiet {
+			b.Fatal("a quiet connection did not look quiet")
+		}
+	}
+}

@@ -27,7 +27,7 @@ import (
 //
 // Without a read pending on idle connections, nothing notices what an app
 // sends on one between two requests, so every reuse checks first, with one
-// non-blocking peek (see idleState): a connection the app closed
+// non-blocking peek (see pconn.idleState): a connection the app closed
 // (keep-alive timeout) shows up as EOF, and one holding bytes nobody asked
 // for (an app that answered twice, or let a client split its response
 // with CR LF) is discarded, because whatever request went next on it would
@@ -142,7 +142,7 @@ func (t *fastTransport) get(ctx context.Context) (*pconn, bool, error) {
 // usable reports whether an idle pconn may carry the next request, and
 // reports one that holds unsolicited bytes.
 func (t *fastTransport) usable(pc *pconn) bool {
-	switch idleState(pc) {
+	switch pc.idleState() {
 	case idleQuiet:
 		return true
 	case idleUnsolicited:
@@ -162,16 +162,17 @@ const (
 )
 
 // idleState peeks at an idle connection without blocking or allocating.
-// It is a function, not a method, so that its buffer stays on the stack.
-func idleState(pc *pconn) int {
+func (pc *pconn) idleState() int {
 	if pc.br.Buffered() > 0 {
 		return idleUnsolicited
 	}
 	if pc.fd < 0 {
 		return idleClosed // cannot look: do not trust it
 	}
+	// A raw syscall: MSG_DONTWAIT makes it return at once, so the
+	// scheduler need not be told (Syscall6 would, for ~30% more per peek).
 	var buf [1]byte
-	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(pc.fd), uintptr(unsafe.Pointer(&buf[0])), 1,
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(pc.fd), uintptr(unsafe.Pointer(&buf[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	switch {
 	case errno == syscall.EAGAIN || errno == syscall.EWOULDBLOCK:
@@ -262,13 +263,16 @@ func (t *fastTransport) schedule() {
 // pool empty for the moment dials a new connection.
 func (t *fastTransport) sweep() {
 	now := time.Now()
+	// Look at as many as are pooled now, once each: the ones kept go back
+	// to the end of the queue.
 	for n := len(t.idle); n > 0; n-- {
 		var pc *pconn
 		select {
 		case pc = <-t.idle:
 		default:
-			n = 1 // requests took the rest
-			continue
+		}
+		if pc == nil {
+			break // requests took the rest
 		}
 		if now.Sub(pc.idleSince) >= t.idleTTL || !t.usable(pc) {
 			_ = pc.conn.Close() // idle too long, closed by the app, or poisoned
