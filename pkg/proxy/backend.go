@@ -98,9 +98,11 @@ func (b *Backend) Drain(ctx context.Context) error {
 
 // CloseConnections closes every upgraded connection of this backend, on
 // both the client and the backend side, and makes later upgrades through
-// it fail with 503. Plain HTTP requests in flight are left to finish or to
-// end with the process. It is idempotent and does not wait; watch
-// Connections or Drain for the count to reach 0.
+// it fail with 503. It closes the idle keep-alive connections to the
+// process too. Plain HTTP requests in flight are left to finish or to end
+// with the process; their connections are closed, not pooled, when they
+// end. It is idempotent and does not wait; watch Connections or Drain for
+// the count to reach 0.
 func (b *Backend) CloseConnections() {
 	b.killFunc()
 	if f := b.fast.Load(); f != nil {
