@@ -171,7 +171,7 @@ func TestPooledConnectionWithUnsolicitedBytesIsDiscarded(t *testing.T) {
 	f.deploy("v1")
 	st := f.status()
 	front := fmt.Sprintf("http://127.0.0.1:%d", st.Proxy.Port)
-	app := fmt.Sprintf("127.0.0.1:%d", *st.Releases[0].Processes[0].Port)
+	app := fmt.Sprintf("127.0.0.1:%d", st.Releases[0].Processes[0].Port)
 	// Each client has its own connections to the daemon: only the daemon's
 	// pool joins them.
 	client := func() *http.Client {
@@ -195,7 +195,7 @@ func TestPooledConnectionWithUnsolicitedBytesIsDiscarded(t *testing.T) {
 		}
 	}
 	if ev := f.events(); !strings.Contains(ev, "bytes that answer no request") {
-		t.Errorf("no upstream error event tells of the discarded connection: %s", ev)
+		t.Errorf("no proxy error event tells of the discarded connection: %s", ev)
 	}
 }
 
