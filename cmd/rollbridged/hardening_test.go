@@ -247,20 +247,8 @@ func TestControlSocketNeverWiderThanConfigured(t *testing.T) {
 	})
 
 	for round := range 40 {
-		cmd := exec.Command("/bin/sh", "-c", `umask 000; exec "$0" --config "$1"`, daemonBin, f.cfg)
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		f.waitReady()
-		fi, err := os.Lstat(f.sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if fi.Mode().Perm() != 0o600 {
-			t.Fatalf("round %d: socket mode %v, want 0600", round, fi.Mode().Perm())
+		if mode := socketModeUnderUmask000(t, f); mode != 0o600 {
+			t.Fatalf("round %d: socket mode %v, want 0600", round, mode)
 		}
 		select {
 		case err := <-racerDone:
@@ -269,6 +257,27 @@ func TestControlSocketNeverWiderThanConfigured(t *testing.T) {
 		default:
 		}
 	}
+}
+
+// socketModeUnderUmask000 starts the daemon with umask 000, waits until it
+// answers, and stops it again; it returns the mode its socket had.
+func socketModeUnderUmask000(t *testing.T, f *fixture) os.FileMode {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", `umask 000; exec "$0" --config "$1"`, daemonBin, f.cfg)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { // on a failure too: no daemon outlives the test
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	f.waitReady()
+	fi, err := os.Lstat(f.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
 }
 
 func mustExecutable(t *testing.T) string {
@@ -366,67 +375,89 @@ func TestStateSaveFailureReportedOnce(t *testing.T) {
 // with an error naming the pid of the one that serves.
 func TestTwoDaemonsOnePath(t *testing.T) {
 	f := newFixture(t, 0, "{}")
-	type exit struct {
-		i   int
-		err error
-		out string
-	}
 	for round := range 20 {
-		var pids [2]int
-		started := make(chan exit, 2) // err set: it did not start
-		exits := make(chan exit, 2)
-		start := make(chan struct{})
-		var running sync.WaitGroup
-		for i := range pids {
-			cmd := exec.Command(daemonBin, "--config", f.cfg)
-			out := &lockedOutput{}
-			cmd.Stdout, cmd.Stderr = io.Discard, out
-			running.Add(1)
-			go func() {
-				defer running.Done()
-				<-start
-				if err := cmd.Start(); err != nil {
-					started <- exit{i: i, err: err}
-					return
+		raceTwoDaemons(t, f, round)
+	}
+}
+
+// daemonRun is one rollbridged that its own goroutine starts once a gate
+// opens, and waits for.
+type daemonRun struct {
+	cmd      *exec.Cmd
+	out      lockedOutput  // stderr
+	started  chan struct{} // closed once Start returned, with startErr
+	startErr error
+	done     chan struct{} // closed once the process was waited for, with err
+	err      error
+}
+
+func startAtGate(gate <-chan struct{}, cfg string) *daemonRun {
+	r := &daemonRun{cmd: exec.Command(daemonBin, "--config", cfg), started: make(chan struct{}), done: make(chan struct{})}
+	r.cmd.Stdout, r.cmd.Stderr = io.Discard, &r.out
+	go func() {
+		defer close(r.done)
+		<-gate
+		r.startErr = r.cmd.Start()
+		close(r.started)
+		if r.startErr != nil {
+			r.err = r.startErr
+			return
+		}
+		r.err = r.cmd.Wait()
+	}()
+	return r
+}
+
+func raceTwoDaemons(t *testing.T, f *fixture, round int) {
+	t.Helper()
+	gate := make(chan struct{})
+	runs := [2]*daemonRun{startAtGate(gate, f.cfg), startAtGate(gate, f.cfg)}
+	close(gate)
+	defer func() { // on a failure too: no daemon outlives its round
+		for _, r := range runs {
+			<-r.started
+			if r.startErr == nil {
+				select {
+				case <-r.done:
+				default:
+					_ = r.cmd.Process.Kill()
 				}
-				pids[i] = cmd.Process.Pid // read after <-started
-				started <- exit{i: i}
-				err := cmd.Wait()
-				exits <- exit{i: i, err: err, out: out.String()}
-			}()
-		}
-		close(start)
-		for range pids {
-			if s := <-started; s.err != nil {
-				t.Fatalf("round %d: start: %v", round, s.err)
 			}
+			<-r.done
 		}
-		f.waitReady()
-		winner := f.status().Daemon.Pid
-		var lost exit
-		select {
-		case lost = <-exits:
-		case <-time.After(testutil.Timeout):
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			running.Wait()
-			t.Fatalf("round %d: both daemons still run %v after they started on one control path", round, testutil.Timeout)
+	}()
+	for _, r := range runs {
+		if <-r.started; r.startErr != nil {
+			t.Fatalf("round %d: start: %v", round, r.startErr)
 		}
-		var ee *exec.ExitError
-		switch {
-		case pids[lost.i] == winner:
-			t.Fatalf("round %d: the daemon answering status (pid %d) exited: %v %s", round, winner, lost.err, lost.out)
-		case !errors.As(lost.err, &ee) || ee.ExitCode() != 1:
-			t.Fatalf("round %d: the second daemon exited with %v, want exit status 1", round, lost.err)
-		case !strings.Contains(lost.out, fmt.Sprintf("pid %d", winner)):
-			t.Fatalf("round %d: the second daemon's error does not name the running one (pid %d): %s", round, winner, lost.out)
-		}
-		if round == 0 {
-			t.Logf("the second daemon said: %s", lost.out)
-		}
-		_ = syscall.Kill(pids[1-lost.i], syscall.SIGTERM) // not reaped yet: the pid is still its
-		<-exits
-		running.Wait()
+	}
+	f.waitReady()
+	winner := f.status().Daemon.Pid
+	var lost, serving *daemonRun
+	select {
+	case <-runs[0].done:
+		lost, serving = runs[0], runs[1]
+	case <-runs[1].done:
+		lost, serving = runs[1], runs[0]
+	case <-time.After(testutil.Timeout):
+		t.Fatalf("round %d: both daemons still run %v after they started on one control path", round, testutil.Timeout)
+	}
+	var ee *exec.ExitError
+	out := lost.out.String()
+	switch {
+	case lost.cmd.Process.Pid == winner:
+		t.Fatalf("round %d: the daemon answering status (pid %d) exited: %v %s", round, winner, lost.err, out)
+	case !errors.As(lost.err, &ee) || ee.ExitCode() != 1:
+		t.Fatalf("round %d: the second daemon exited with %v, want exit status 1", round, lost.err)
+	case !strings.Contains(out, fmt.Sprintf("pid %d", winner)):
+		t.Fatalf("round %d: the second daemon's error does not name the running one (pid %d): %s", round, winner, out)
+	}
+	if round == 0 {
+		t.Logf("the second daemon said: %s", out)
+	}
+	_ = serving.cmd.Process.Signal(syscall.SIGTERM)
+	<-serving.done
+	if serving.err != nil {
+		t.Errorf("round %d: the serving daemon, stopped: %v", round, serving.err)
 	}
 }
