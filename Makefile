@@ -66,6 +66,7 @@ fmt:
 fuzz:
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzDecode -fuzztime 30s
 	$(GO) test ./pkg/control -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
+	$(GO) test ./pkg/state -run '^$$' -fuzz FuzzLoad -fuzztime 30s
 
 clean:
 	rm -rf $(BIN)
