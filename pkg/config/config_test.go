@@ -203,7 +203,7 @@ func TestValidationRules(t *testing.T) {
 		{"port too high", `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: 70000}]}`, "got number 70000", "Use a port number"},
 		{"port fraction", `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: 80.5}]}`, "got number 80.5", "Use a port number"},
 		{"port range descending", `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: {from: 20, to: 10}}]}`, "range 20-10 is not ascending", "Swap them: {from: 10, to: 20}"},
-		{"port range half", `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: {from: 20}}]}`, "a port range needs both from and to", "{from: 18182"},
+		{"port range without from", `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: {to: 20}}]}`, "port: a port range needs from", "{from: n} alone is the port n"},
 		{"port string", `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: '80'}]}`, `must be a port number or a {from, to} range, got string "80"`, "Use a port number"},
 		{"proxy port out of range", `{proxy: {port: 65536}, processes: [` + web + `]}`, "proxy.port: 65536 is not a port number", "between 1 and 65535"},
 		{"proxy port negative", `{proxy: {port: -1}, processes: [` + web + `]}`, "proxy.port: must be a port number between 0 and 65535, got number -1", "stable port"},
@@ -275,6 +275,8 @@ func TestValidationRules(t *testing.T) {
 		{"trustedProxies zone", `{proxy: {trustedProxies: ['fe80::1%eth0']}, processes: [` + web + `]}`, `"fe80::1%eth0" has an IPv6 zone`, "Remove the %zone part."},
 		{"trustedProxies number", `{proxy: {trustedProxies: [10]}, processes: [` + web + `]}`, "proxy.trustedProxies[0]: must be a string holding an IP address or CIDR prefix, got number 10", "List the front ends' addresses"},
 		{"singleton port referenced", p(`command: 'x {{ports.cron}}'`) + ` + {processes+: [{id: 'cron', policy: 'singleton', command: 'c', port: 9000}]}`, "{{ports.cron}} names a singleton", "make it a service"},
+		{"legacy takeover matching nothing", `{legacyTakeover: {forceStopTimeoutMs: 5}, proxy: {}, processes: [` + web + `]}`, "legacyTakeover: must define at least one screen or process matcher", "Set legacyTakeover.screens or legacyTakeover.processes"},
+		{"legacy takeover empty lists", `{legacyTakeover: {screens: [], processes: []}, proxy: {}, processes: [` + web + `]}`, "legacyTakeover: must define at least one screen or process matcher", "or remove legacyTakeover"},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
@@ -326,6 +328,26 @@ func TestNoFollowOnIssues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNodeForms: values the Node original accepts keep its meaning here.
+func TestNodeForms(t *testing.T) {
+	t.Run("health null disables the check", func(t *testing.T) {
+		cfg := mustLoad(t, `{proxy: {}, processes: [`+web+` + {health: null}]}`)
+		if p := cfg.Proxied(); p.Health == nil || !p.Health.Disabled || p.HealthEnabled() {
+			t.Errorf("health = %+v, want disabled", p.Health)
+		}
+		out, err := json.Marshal(cfg.Proxied())
+		if err != nil || !strings.Contains(string(out), `"health":false`) {
+			t.Errorf("JSON form %s (%v), want health false", out, err)
+		}
+	})
+	t.Run("port from alone is that port", func(t *testing.T) {
+		cfg := mustLoad(t, `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: {from: 18100}}]}`)
+		if got := *cfg.Proxied().Port; got != (PortRange{From: 18100, To: 18100}) {
+			t.Errorf("port = %+v, want 18100-18100", got)
+		}
+	})
 }
 
 func TestHealthOnlyDefaultedForProxied(t *testing.T) {

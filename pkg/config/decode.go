@@ -606,7 +606,12 @@ func decodeProcess(c *collector, i int, v any, p *Process) {
 	if o.has("port") {
 		p.Port = decodePort(c, join(path, "port"), o.m["port"])
 	}
-	if o.has("health") {
+	if v, given := o.m["health"]; given && v == nil {
+		// The one field where null is not "absent": the Node original reads
+		// health: null as health: false, and a config written for it must
+		// not get a health check it turned off.
+		take(c, &p.Health, &Health{Disabled: true})
+	} else if o.has("health") {
 		// Taken even when rejected, so the proxied process's default check
 		// does not stand in for a health value that was wrong.
 		take(c, &p.Health, decodeHealth(c, join(path, "health"), o.m["health"]))
@@ -720,12 +725,15 @@ func decodePort(c *collector, path string, v any) *PortRange {
 		if !ok {
 			return nil
 		}
-		if !o.has("from") || !o.has("to") {
-			c.add(path, fix, "a port range needs both from and to")
+		if !o.has("from") {
+			c.add(path, "Add from, the first port of the range, e.g. {from: 18182, to: 18299}; {from: n} alone is the port n.", "a port range needs from")
 			return nil
 		}
 		from, ok1 := valid(path+".from", x["from"])
-		to, ok2 := valid(path+".to", x["to"])
+		to, ok2 := from, true // {from: n} is the single port n, as in the Node original
+		if o.has("to") {
+			to, ok2 = valid(path+".to", x["to"])
+		}
 		if !ok1 || !ok2 {
 			return nil
 		}

@@ -55,6 +55,12 @@ func validate(c *collector, cfg *Config) {
 	for i, p := range cfg.Processes {
 		validateProcess(c, processPath(i, p.ID), &p, withPort, singletonPort)
 	}
+	if lt := cfg.LegacyTakeover; lt != nil && len(lt.Screens) == 0 && len(lt.Processes) == 0 && !c.failed("legacyTakeover") {
+		// Matching nothing is never what was meant, and predeploy-cleanup
+		// would then report a takeover it did not do.
+		c.add("legacyTakeover", "Set legacyTakeover.screens or legacyTakeover.processes to what predeploy-cleanup may stop, or remove legacyTakeover.",
+			"must define at least one screen or process matcher")
+	}
 }
 
 func validateProcess(c *collector, path string, p *Process, withPort, singletonPort map[string]bool) {
