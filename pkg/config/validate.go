@@ -17,11 +17,7 @@ func validate(c *collector, cfg *Config) {
 	var proxied []string
 	seen := map[string]int{}
 	withPort := map[string]bool{}
-	singletonPort := map[string]bool{}
 	for _, p := range cfg.Processes {
-		if p.Policy == Singleton && p.Port != nil {
-			singletonPort[p.ID] = true
-		}
 		if p.ID != "" {
 			seen[p.ID]++
 		}
@@ -53,7 +49,7 @@ func validate(c *collector, cfg *Config) {
 		c.add("processes", fmt.Sprintf("Give each process its own id; %q is used %d times.", id, seen[id]), "duplicate process id %q", id)
 	}
 	for i, p := range cfg.Processes {
-		validateProcess(c, processPath(i, p.ID), &p, withPort, singletonPort)
+		validateProcess(c, processPath(i, p.ID), &p, withPort)
 	}
 	if lt := cfg.LegacyTakeover; lt != nil && len(lt.Screens) == 0 && len(lt.Processes) == 0 && !c.failed("legacyTakeover") {
 		// Matching nothing is never what was meant, and predeploy-cleanup
@@ -63,7 +59,7 @@ func validate(c *collector, cfg *Config) {
 	}
 }
 
-func validateProcess(c *collector, path string, p *Process, withPort, singletonPort map[string]bool) {
+func validateProcess(c *collector, path string, p *Process, withPort map[string]bool) {
 	if strings.Contains(p.ID, "#") {
 		c.add(path+".id", fmt.Sprintf("Rename it without '#', e.g. %q.", strings.ReplaceAll(p.ID, "#", "-")),
 			"%q must not contain '#' (reserved for replica ids such as worker#0)", p.ID)
@@ -101,12 +97,12 @@ func validateProcess(c *collector, path string, p *Process, withPort, singletonP
 		c.add(path+".memory.warnBytes", "Set warnBytes below limitBytes, or 0 to turn the warning off.",
 			"warnBytes (%d) must be below limitBytes (%d)", m.WarnBytes, m.LimitBytes)
 	}
-	validateTemplates(c, path, p, withPort, singletonPort)
+	validateTemplates(c, path, p, withPort)
 }
 
 // validateTemplates catches misspelled placeholders and references to ports
 // that cannot exist. {{env.X}} is checked at start, against the daemon's env.
-func validateTemplates(c *collector, path string, p *Process, withPort, singletonPort map[string]bool) {
+func validateTemplates(c *collector, path string, p *Process, withPort map[string]bool) {
 	check := func(field, s string) {
 		names, err := placeholders(s)
 		if err != nil {
@@ -122,11 +118,6 @@ func validateTemplates(c *collector, path string, p *Process, withPort, singleto
 				}
 			case strings.HasPrefix(n, "ports."):
 				id := strings.TrimPrefix(n, "ports.")
-				if singletonPort[id] && id != p.ID {
-					c.add(path+"."+field, "Give the singleton a fixed port and write that number, or make it a service (its port then stays the same across deploys).",
-						"{{%s}} names a singleton, whose port is allocated only when it replaces the previous one, after this process started", n)
-					continue
-				}
 				if !withPort[id] {
 					ids := make([]string, 0, len(withPort))
 					for k := range withPort {

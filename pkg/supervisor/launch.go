@@ -13,35 +13,40 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 )
 
-// allocatePorts reserves a port for every release process with a port and
-// every service that has none yet; running services and singletons keep theirs.
+// allocatePorts gives every process with a port its port for this deploy,
+// at its start, as the Node original does, so every process of the release
+// can name every port ({{ports.<id>}}, ROLLBRIDGE_<ID>_PORT): running
+// services keep theirs; a running singleton's port is kept when it is
+// still in the range, because the old copy frees it before the new one
+// starts (so a fixed-port singleton redeploys, which fails in the
+// original); everything else gets the first free port of its range.
 func (s *Supervisor) allocatePorts(cfg *config.Config) (map[string]int, error) {
 	ports := map[string]int{}
-	var reqs []release.PortRequest
+	kept := map[int]bool{}
 	v := s.tab.view()
-	for _, units := range [][]unit{v.services, v.singletons} {
-		for _, u := range units {
-			if u.port != 0 {
-				ports[u.cfg.ID] = u.port
-			}
+	for _, u := range v.services {
+		if p := cfg.ProcessByID(u.cfg.ID); u.port != 0 && p != nil && p.Policy == config.Service {
+			ports[u.cfg.ID], kept[u.port] = u.port, true
 		}
 	}
-	for i := range cfg.Processes {
-		p := &cfg.Processes[i]
-		if p.Port == nil {
+	for _, u := range v.singletons {
+		p := cfg.ProcessByID(u.cfg.ID)
+		if u.port == 0 || p == nil || p.Policy != config.Singleton || p.Port == nil || u.proc.Brief().Pid == 0 {
 			continue
 		}
-		switch p.Policy {
-		case config.Service:
-			if _, ok := ports[p.ID]; ok {
-				continue
-			}
-		case config.Singleton:
-			continue // allocated when it is replaced, after the old one freed its port
+		if u.port >= p.Port.From && u.port <= p.Port.To {
+			ports[u.cfg.ID], kept[u.port] = u.port, true
+		}
+	}
+	var reqs []release.PortRequest
+	for i := range cfg.Processes {
+		p := &cfg.Processes[i]
+		if _, ok := ports[p.ID]; ok || p.Port == nil {
+			continue
 		}
 		reqs = append(reqs, release.PortRequest{ProcessID: p.ID, Range: *p.Port})
 	}
-	got, err := release.Allocate(cfg.Proxy.UpstreamHost, reqs, nil)
+	got, err := release.Allocate(cfg.Proxy.UpstreamHost, reqs, kept)
 	if err != nil {
 		return nil, err
 	}

@@ -109,15 +109,27 @@ func (s *Supervisor) processEnv(cfg *config.Config, p *config.Process, rv releas
 	return out
 }
 
-// envName upper-cases an id and replaces every non-alphanumeric with _.
+// envName is the <ID> of ROLLBRIDGE_<ID>_PORT, by the Node original's rule:
+// every run of characters other than ASCII letters and digits becomes one
+// "_", then letters are upper-cased (background--jobs.main ->
+// BACKGROUND_JOBS_MAIN).
 func envName(id string) string {
 	var b strings.Builder
-	for _, r := range strings.ToUpper(id) {
-		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+	inRun := false
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z':
+			b.WriteRune(r - 'a' + 'A')
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
 			b.WriteRune(r)
-		} else {
+		case inRun:
+			continue
+		default:
 			b.WriteByte('_')
+			inRun = true
+			continue
 		}
+		inRun = false
 	}
 	return b.String()
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
-	"github.com/rollbridge/rollbridge-go/pkg/release"
 )
 
 // ensureServices starts every configured service that is not running and
@@ -76,22 +75,8 @@ func (s *Supervisor) replaceSingletons(ctx context.Context, cfg *config.Config, 
 		if old := s.tab.singleton(p.ID); old != nil {
 			_ = old.proc.Stop(context.Background()) // bounded by its own stop sequence
 		}
-		ports := rv.Ports
-		port := 0
-		if p.Port != nil {
-			got, err := release.Allocate(cfg.Proxy.UpstreamHost, []release.PortRequest{{ProcessID: p.ID, Range: *p.Port}}, nil)
-			if err != nil {
-				firstErr = cmpErr(firstErr, fmt.Errorf("singleton %s: %w", p.ID, err))
-				continue
-			}
-			port = got[p.ID]
-			ports = make(map[string]int, len(rv.Ports)+1)
-			for k, v := range rv.Ports {
-				ports[k] = v
-			}
-			ports[p.ID] = port
-		}
-		spec, err := s.instanceSpec(cfg, p, releaseVars{ID: rv.ID, Path: rv.Path, Revision: rv.Revision, Ports: ports}, 0)
+		port := rv.Ports[p.ID] // allocated with the release's ports (see allocatePorts)
+		spec, err := s.instanceSpec(cfg, p, rv, 0)
 		if err != nil {
 			firstErr = cmpErr(firstErr, fmt.Errorf("singleton %s: %w", p.ID, err))
 			continue
