@@ -30,7 +30,11 @@ func (s State) Live() bool { return s == Starting || s == Active || s == Drainin
 //	active   -> stopped   stopped by a command or at shutdown
 //	draining -> stopped   its connections are gone, the drain timed out, or it was stopped
 //	stopped  -> starting  a rollback relaunches it
-//	failed   -> starting  a rollback names it
+//	failed   -> stopped   the failed start was a rollback's relaunch: the
+//	                      release is retained as it was before
+//
+// A failed release is never retained otherwise (as in the Node original),
+// so nothing moves from failed to starting.
 //
 // Every other pair, staying in the same state and any unknown state
 // included, is illegal.
@@ -42,8 +46,10 @@ func (s State) CanBecome(next State) bool {
 		return next == Draining || next == Stopped
 	case Draining:
 		return next == Stopped
-	case Stopped, Failed:
+	case Stopped:
 		return next == Starting
+	case Failed:
+		return next == Stopped
 	}
 	return false
 }

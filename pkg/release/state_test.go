@@ -13,7 +13,7 @@ func TestTransitionTable(t *testing.T) {
 		{Active, Stopped}:   true,
 		{Draining, Stopped}: true,
 		{Stopped, Starting}: true,
-		{Failed, Starting}:  true,
+		{Failed, Stopped}:   true,
 	}
 	// "" and "bogus" stand for any value outside the enum: never legal.
 	states := []State{Starting, Active, Draining, Stopped, Failed, "", "bogus"}

@@ -182,7 +182,7 @@ func (s *Supervisor) failDeploy(r, prev *rel, services []*unit, cause error) err
 	}
 	stopErr := s.stopRelease(r)
 	stopAll(unitProcs(services))
-	if err := errors.Join(stopErr, s.tab.fail(r, cause, services)); err != nil {
+	if err := errors.Join(stopErr, s.tab.fail(r, services)); err != nil {
 		s.internalError(err)
 	}
 	s.prune()

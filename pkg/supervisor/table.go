@@ -63,6 +63,19 @@ type rel struct {
 	stoppedAt      time.Time
 	lastError      string
 	run            *run // the current launch; never nil
+	// before is what a rollback's relaunch replaced: the record as it was
+	// retained. A relaunch that fails puts it back, so a failed rollback
+	// costs no rollback target. nil unless a relaunch is under way.
+	before *retained
+	// replaced is the stopped record with the same id that add replaced in
+	// its place; fail puts it back. nil otherwise.
+	replaced *rel
+}
+
+// retained is the part of a stopped record a relaunch resets.
+type retained struct {
+	activatedAt, drainStartedAt, stoppedAt time.Time
+	run                                    *run
 }
 
 // run is one launch of a release record and what it started. A rollback

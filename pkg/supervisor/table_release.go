@@ -14,16 +14,17 @@ import (
 
 // add records a new release in state Starting with a fresh run. An id
 // taken by a live release gets a "-N" suffix, because redeploying what runs
-// (say, the same revision to pick up new env) must work; a stopped or
-// failed record with that id is replaced in its place, so status lists it
-// where the spec's release map keeps a reused key.
+// (say, the same revision to pick up new env) must work; a stopped record
+// with that id is replaced in its place, so status lists it where the
+// spec's release map keeps a reused key; should the deploy fail, fail puts
+// the stopped record back.
 func (t *table) add(id, path, revision string, cfg *config.Config) *rel {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := &rel{path: path, revision: revision, createdAt: time.Now(), state: release.Starting, run: newRun(cfg)}
 	if old := t.findLocked(id); old != nil {
 		if !old.state.Live() {
-			r.id = id
+			r.id, r.replaced = id, old
 			t.releases[slices.Index(t.releases, old)] = r
 			return r
 		}
@@ -86,9 +87,10 @@ func (r *rel) retiredAtLocked() time.Time {
 	return r.stoppedAt
 }
 
-// relaunch moves a stopped or failed record back to Starting with a fresh
-// run. The previous run must be fully stopped: that is what keeps a late
-// drain completion away from the new run (see run).
+// relaunch moves a stopped record back to Starting with a fresh run,
+// keeping what it replaces in r.before for fail. The previous run must be
+// fully stopped: that is what keeps a late drain completion away from the
+// new run (see run).
 func (t *table) relaunch(r *rel, cfg *config.Config) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -102,6 +104,7 @@ func (t *table) relaunch(r *rel, cfg *config.Config) error {
 		return fmt.Errorf("relaunch: %w", err)
 	}
 	r.lastError = ""
+	r.before = &retained{activatedAt: r.activatedAt, drainStartedAt: r.drainStartedAt, stoppedAt: r.stoppedAt, run: r.run}
 	r.activatedAt, r.drainStartedAt, r.stoppedAt = time.Time{}, time.Time{}, time.Time{}
 	r.run = newRun(cfg)
 	t.relaunching = nil // Starting is live: prune skips it anyway
@@ -154,14 +157,19 @@ func (t *table) activate(r *rel, backend *proxy.Backend) error {
 	}
 	r.run.backend = backend
 	r.activatedAt = time.Now()
+	r.before, r.replaced = nil, nil
 	t.active = r
 	t.swap(backend)
 	return nil
 }
 
-// fail marks the starting release r failed (its processes are stopped by
-// then) and forgets the services its deploy started.
-func (t *table) fail(r *rel, cause error, started []*unit) error {
+// fail ends the failed start of r (its processes are stopped by then) and
+// forgets the services its deploy started. As in the Node original, a
+// failed release is never retained: a new release's record is dropped, so
+// it is neither shown nor counted by releaseRetention.keep, and a record a
+// rollback relaunched goes back to what it was, still a rollback target.
+// The "deploy failed" event keeps what went wrong.
+func (t *table) fail(r *rel, started []*unit) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, u := range started {
@@ -169,8 +177,24 @@ func (t *table) fail(r *rel, cause error, started []*unit) error {
 			delete(t.services, u.cfg.ID)
 		}
 	}
-	r.lastError = cause.Error()
-	return t.setStateLocked(r, release.Failed)
+	if err := t.setStateLocked(r, release.Failed); err != nil {
+		return err
+	}
+	b := r.before
+	if b == nil {
+		// The Node original adds a release to its map only once it is
+		// healthy: what the deploy replaced comes back, else nothing.
+		i := slices.Index(t.releases, r)
+		if r.replaced != nil {
+			t.releases[i] = r.replaced
+		} else {
+			t.releases = slices.Delete(t.releases, i, i+1)
+		}
+		return nil
+	}
+	r.before = nil
+	r.activatedAt, r.drainStartedAt, r.stoppedAt, r.run = b.activatedAt, b.drainStartedAt, b.stoppedAt, b.run
+	return t.setStateLocked(r, release.Stopped)
 }
 
 // retire moves the active-until-now release r to Draining. cancel ends its
@@ -256,8 +280,8 @@ func (t *table) stopTarget(id string) (*rel, []*unit, error) {
 	return r, singles, nil
 }
 
-// prune forgets stopped and failed releases beyond the retention: more than
-// keep of them, or stopped longer than maxAgeMs ago. Releases that run or
+// prune forgets stopped releases beyond the retention: more than keep of
+// them, or stopped longer than maxAgeMs ago. Releases that run or
 // are still stopping, and the target of a running rollback, are never pruned.
 func (t *table) prune(now time.Time, ret config.ReleaseRetention) {
 	t.mu.Lock()
