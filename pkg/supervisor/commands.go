@@ -13,9 +13,10 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 )
 
-// Stop stops the active release (or the named one). Stopping the active
-// release also stops the singletons, which run its code; services keep
-// running. With no active release the proxy answers 503.
+// Stop stops the active release (or the named one): its proxied process
+// and companions. Services and singletons keep running, as in the Node
+// original; the singletons it started are no longer restarted after a
+// crash. With no active release the proxy answers 503.
 func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
 	if err := s.tab.begin("stop"); err != nil {
 		return err
@@ -25,8 +26,10 @@ func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
 	if err != nil {
 		return err
 	}
+	for _, u := range singles {
+		u.proc.SetAutoRestart(false)
+	}
 	stopErr := s.stopRelease(r)
-	stopAll(unitProcs(singles))
 	s.prune()
 	if stopErr != nil {
 		return fmt.Errorf("stop release %s: %w", r.id, stopErr)

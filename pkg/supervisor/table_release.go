@@ -252,8 +252,10 @@ func (t *table) finishStop(r *rel, l *run) (served bool, err error) {
 }
 
 // stopTarget picks the release a stop command stops: the active one, or the
-// one named by id. If it is the active release, the singletons (which run
-// its code) are taken out of the table for the caller to stop.
+// one named by id. It also returns the singletons that release started:
+// they keep running (as in the Node original, a stop touches only the
+// release's own processes), but no longer come back after a crash, since
+// their release no longer runs.
 func (t *table) stopTarget(id string) (*rel, []*unit, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -271,10 +273,9 @@ func (t *table) stopTarget(id string) (*rel, []*unit, error) {
 		return nil, nil, refuse(ErrConflict, "release %s is already %s", r.id, r.state)
 	}
 	var singles []*unit
-	if r == t.active {
-		for id, u := range t.singletons {
+	for _, u := range t.singletons {
+		if u.releaseID == r.id {
 			singles = append(singles, u)
-			delete(t.singletons, id)
 		}
 	}
 	return r, singles, nil
