@@ -124,7 +124,7 @@ type Process struct {
 	StopSignal       string            `json:"stopSignal" reload:"next-deploy"`
 	NonBlockingDrain bool              `json:"nonBlockingDrain" reload:"next-deploy"`
 	Lifecycle        *Lifecycle        `json:"lifecycle,omitempty" reload:"next-deploy"`
-	GracefulStopMs   int64             `json:"gracefulStopMs" reload:"next-deploy"`
+	GracefulStopMs   GraceMs           `json:"gracefulStopMs" reload:"next-deploy"`
 	RestartDelayMs   int64             `json:"restartDelayMs" reload:"next-deploy"`
 	Restart          Restart           `json:"restart" reload:"next-deploy"`
 	Memory           *Memory           `json:"memory,omitempty" reload:"next-deploy"`
@@ -132,8 +132,30 @@ type Process struct {
 	OutputLines      int               `json:"outputLines" reload:"next-deploy"`
 }
 
-// GracefulStop is GracefulStopMs as a Duration.
-func (p *Process) GracefulStop() time.Duration { return ms(p.GracefulStopMs) }
+// GracefulStop is GracefulStopMs as a Duration; for Indefinite it is
+// negative (see GracefulStopIndefinite).
+func (p *Process) GracefulStop() time.Duration { return ms(int64(p.GracefulStopMs)) }
+
+// GracefulStopIndefinite reports gracefulStopMs: "indefinite".
+func (p *Process) GracefulStopIndefinite() bool { return p.GracefulStopMs == Indefinite }
+
+// GraceMs is gracefulStopMs: the milliseconds from the stop signal (or
+// stopCommand) to SIGKILL, or Indefinite.
+type GraceMs int64
+
+// Indefinite is gracefulStopMs: "indefinite" (Node rollbridge 0.1.16): wait
+// for the process group to exit however long that takes, and never send
+// SIGKILL, for jobs that outlast any window.
+const Indefinite GraceMs = -1
+
+// MarshalJSON writes Indefinite as "indefinite", as it is configured, and
+// any other value as its number.
+func (g GraceMs) MarshalJSON() ([]byte, error) {
+	if g == Indefinite {
+		return []byte(`"indefinite"`), nil
+	}
+	return json.Marshal(int64(g))
+}
 
 // RestartDelay is RestartDelayMs as a Duration.
 func (p *Process) RestartDelay() time.Duration { return ms(p.RestartDelayMs) }

@@ -274,6 +274,8 @@ func TestValidationRules(t *testing.T) {
 		{"trustedProxies host bits", `{proxy: {trustedProxies: ['10.1.2.3/8']}, processes: [` + web + `]}`, `"10.1.2.3/8" has bits set beyond its prefix length`, `Write the network as "10.0.0.0/8", or the single address as "10.1.2.3".`},
 		{"trustedProxies zone", `{proxy: {trustedProxies: ['fe80::1%eth0']}, processes: [` + web + `]}`, `"fe80::1%eth0" has an IPv6 zone`, "Remove the %zone part."},
 		{"trustedProxies number", `{proxy: {trustedProxies: [10]}, processes: [` + web + `]}`, "proxy.trustedProxies[0]: must be a string holding an IP address or CIDR prefix, got number 10", "List the front ends' addresses"},
+		{"gracefulStopMs other string", p(`gracefulStopMs: 'forever'`), `(w).gracefulStopMs: must be a non-negative number of milliseconds or "indefinite", got string "forever"`, `"indefinite" to never send SIGKILL`},
+		{"gracefulStopMs negative", p(`gracefulStopMs: -1`), "(w).gracefulStopMs: must be a non-negative number of milliseconds, got number -1", "0 or more"},
 		{"legacy takeover matching nothing", `{legacyTakeover: {forceStopTimeoutMs: 5}, proxy: {}, processes: [` + web + `]}`, "legacyTakeover: must define at least one screen or process matcher", "Set legacyTakeover.screens or legacyTakeover.processes"},
 		{"legacy takeover empty lists", `{legacyTakeover: {screens: [], processes: []}, proxy: {}, processes: [` + web + `]}`, "legacyTakeover: must define at least one screen or process matcher", "or remove legacyTakeover"},
 	}
@@ -345,6 +347,17 @@ func TestNodeForms(t *testing.T) {
 		cfg := mustLoad(t, `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: {from: 18100}}]}`)
 		if got := *cfg.Proxied().Port; got != (PortRange{From: 18100, To: 18100}) {
 			t.Errorf("port = %+v, want 18100-18100", got)
+		}
+	})
+	t.Run("gracefulStopMs indefinite", func(t *testing.T) {
+		cfg := mustLoad(t, `{proxy: {}, processes: [`+web+`, {id: 'job', command: 'x', gracefulStopMs: 'indefinite'}]}`)
+		job := cfg.ProcessByID("job")
+		if !job.GracefulStopIndefinite() || job.GracefulStopMs != Indefinite || cfg.Proxied().GracefulStopIndefinite() {
+			t.Errorf("gracefulStopMs = %d / %d", job.GracefulStopMs, cfg.Proxied().GracefulStopMs)
+		}
+		out, err := json.Marshal(job)
+		if err != nil || !strings.Contains(string(out), `"gracefulStopMs":"indefinite"`) {
+			t.Errorf("JSON form %s (%v)", out, err)
 		}
 	})
 	t.Run("singleton port in another process's template", func(t *testing.T) {

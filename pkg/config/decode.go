@@ -634,8 +634,8 @@ func decodeProcess(c *collector, i int, v any, p *Process) {
 	if o.has("lifecycle") {
 		p.Lifecycle = decodeLifecycle(c, join(path, "lifecycle"), o.m["lifecycle"])
 	}
-	if v, ok := o.ms("gracefulStopMs", false); ok {
-		take(c, &p.GracefulStopMs, v)
+	if g, ok := decodeGrace(o); ok {
+		take(c, &p.GracefulStopMs, g)
 	}
 	if v, ok := o.ms("restartDelayMs", false); ok {
 		take(c, &p.RestartDelayMs, v)
@@ -664,6 +664,22 @@ func processPath(i int, id string) string {
 		return fmt.Sprintf("processes[%d]", i)
 	}
 	return fmt.Sprintf("processes[%d] (%s)", i, id)
+}
+
+// decodeGrace reads gracefulStopMs: milliseconds, or exactly the string
+// "indefinite".
+func decodeGrace(o obj) (GraceMs, bool) {
+	const k = "gracefulStopMs"
+	if s, isStr := o.m[k].(string); isStr {
+		if s == "indefinite" {
+			return Indefinite, true
+		}
+		o.c.add(join(o.path, k), `Set gracefulStopMs to a whole number of milliseconds, 0 or more, or to "indefinite" to never send SIGKILL.`,
+			`must be a non-negative number of milliseconds or "indefinite", got %s`, describe(s))
+		return 0, false
+	}
+	v, ok := o.ms(k, false)
+	return GraceMs(v), ok
 }
 
 // decodeEnv reads an object of strings; keys are free-form. ok is false

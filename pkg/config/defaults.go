@@ -83,7 +83,7 @@ func applyDefaults(cfg *Config, set fieldSet) {
 		orDefault(set, &pr.Cwd, "{{releasePath}}")
 		orDefault(set, &pr.Env, map[string]string{})
 		orDefault(set, &pr.StopSignal, DefaultStopSignal)
-		orDefault(set, &pr.GracefulStopMs, p.ForceStopTimeoutMs)
+		orDefault(set, &pr.GracefulStopMs, GraceMs(p.ForceStopTimeoutMs))
 		orDefault(set, &pr.RestartDelayMs, DefaultRestartDelayMs)
 		orDefault(set, &pr.Replicas, 1)
 		orDefault(set, &pr.OutputLines, DefaultOutputLines)

@@ -59,6 +59,7 @@ const (
 	ProcessRestartFailed Name = "process restart failed" // an automatic restart after a crash could not spawn
 	ProcessStopFailed    Name = "process stop failed"
 	ProcessStopTimedOut  Name = "process stop timed out; sending SIGKILL"
+	ProcessStopWaiting   Name = "process stop waiting" // gracefulStopMs: "indefinite": no SIGKILL will come
 	RestartLimitReached  Name = "restart limit reached"
 	MemoryWarning        Name = "memory warning"
 	MemoryLimitExceeded  Name = "memory limit exceeded"

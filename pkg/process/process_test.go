@@ -902,3 +902,84 @@ func TestStopWinsOverMemoryRestart(t *testing.T) {
 		t.Errorf("state %s pid %v", st.State, st.Pid)
 	}
 }
+
+// TestIndefiniteStopNeverKills: with GracefulStop Indefinite the stop
+// signal is sent and the stop then waits for the exit however long it
+// takes, without SIGKILL, even when the caller's ctx ends (the Node
+// original's gracefulStopMs: "indefinite").
+func TestIndefiniteStopNeverKills(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		hurry  bool
+		before string // lifecycle.stopCommand; "" sends the signal
+	}{
+		{name: "signal"},
+		{name: "ctx ended", hurry: true},
+		{name: "stop command", before: "kill -TERM -$ROLLBRIDGE_PID"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := filepath.Join(t.TempDir(), "record")
+			// The child ignores SIGTERM and leaves only on SIGINT, which the
+			// test sends once the stop is seen waiting.
+			spec := childSpec(t, "job", "signals", "RB_RECORD="+rec, "RB_QUIT=SIGINT")
+			spec.GracefulStop = Indefinite
+			spec.Lifecycle.StopCommand = tc.before
+			h := newHarness(t, spec)
+			pid := h.startReady()
+			t.Cleanup(func() {
+				if t.Failed() {
+					// The harness's cleanup stops the process, and an
+					// indefinite stop of a child that did not exit would
+					// never end.
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			if tc.hurry {
+				cancel()
+			} else {
+				defer cancel()
+			}
+			done := make(chan error, 1)
+			go func() { done <- h.p.Stop(ctx) }()
+			testutil.Eventually(t, "SIGTERM recorded", func() bool { return strings.Contains(readFile(t, rec), "TERM") })
+			w := h.waitEvents("process stop waiting", 1)
+			if w[0].Data["pid"] != pid || !strings.Contains(fmt.Sprint(w[0].Data["hint"]), "no SIGKILL") {
+				t.Errorf("process stop waiting: %v", w[0].Data)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("Stop returned (%v) while the process still ran", err)
+			default:
+			}
+			if st := h.p.Status(); st.State != Stopping || st.Pid == nil {
+				t.Errorf("while waiting: state %s pid %v, want stopping with a pid", st.State, st.Pid)
+			}
+			if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Stop: %v", err)
+				}
+			case <-time.After(testutil.Timeout):
+				t.Fatalf("Stop did not return within %v of the exit; recorded %q", testutil.Timeout, readFile(t, rec))
+			}
+			if st := h.p.Status(); st.ExitSignal != nil || st.ExitCode == nil || *st.ExitCode != 0 || st.State != Stopped {
+				t.Errorf("exit: state %s code %v signal %v, want a clean exit 0 (no SIGKILL)", st.State, st.ExitCode, st.ExitSignal)
+			}
+		})
+	}
+}
+
+func TestIndefiniteBoundsHooks(t *testing.T) {
+	if got := hookLimit(Spec{GracefulStop: Indefinite}); got != IndefiniteHookLimit {
+		t.Errorf("hook limit %v, want %v", got, IndefiniteHookLimit)
+	}
+	if got := hookLimit(Spec{GracefulStop: 3 * time.Second}); got != 3*time.Second {
+		t.Errorf("hook limit %v, want the grace period", got)
+	}
+}

@@ -11,13 +11,17 @@ import (
 // (no hooks, SIGTERM, no memory supervision, 50 output lines). A Process only
 // reads a Spec's slices and maps; the caller must not change them afterwards.
 type Spec struct {
-	ID           string         // instance id, e.g. "web" or "worker#1"; names the process in status and events
-	Command      string         // run as /bin/sh -c Command
-	Dir          string         // working directory; must exist
-	Env          []string       // the complete environment, KEY=VALUE; nothing is inherited
-	StopSignal   syscall.Signal // graceful stop signal; 0 means SIGTERM
-	Lifecycle    Lifecycle
-	GracefulStop time.Duration // from stopSignal/stopCommand to SIGKILL; also bounds the quiet and stop hooks
+	ID         string         // instance id, e.g. "web" or "worker#1"; names the process in status and events
+	Command    string         // run as /bin/sh -c Command
+	Dir        string         // working directory; must exist
+	Env        []string       // the complete environment, KEY=VALUE; nothing is inherited
+	StopSignal syscall.Signal // graceful stop signal; 0 means SIGTERM
+	Lifecycle  Lifecycle
+	// GracefulStop is the time from stopSignal/stopCommand to SIGKILL, and
+	// also bounds the quiet and stop hooks. Indefinite (any negative value)
+	// waits for the group to exit without limit and never sends SIGKILL;
+	// the hooks are then bounded by IndefiniteHookLimit.
+	GracefulStop time.Duration
 	RestartDelay time.Duration // base delay before an automatic restart
 	Restart      RestartPolicy
 	Memory       *MemoryPolicy // nil: memory is not supervised
@@ -26,6 +30,16 @@ type Spec struct {
 	// (releaseId, policy, ...). The event's own keys win on a clash.
 	Fields map[string]any
 }
+
+// Indefinite is the GracefulStop that never escalates to SIGKILL
+// (gracefulStopMs: "indefinite"), for jobs that outlast any window.
+const Indefinite time.Duration = -1
+
+// IndefiniteHookLimit bounds the quiet and stop hooks of a process whose
+// GracefulStop is Indefinite: a hook still has to end, or a hung one would
+// hold the stop forever before the signal is even sent. 30 s as in the
+// Node original.
+const IndefiniteHookLimit = 30 * time.Second
 
 // Lifecycle holds the stop hooks. Each runs through /bin/sh -c in Dir with
 // the process's environment plus ROLLBRIDGE_PID (the group leader's pid).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -44,12 +45,14 @@ func stopSignal(spec Spec) syscall.Signal {
 //
 // Hook failures are reported and never end the sequence. When r is hurried
 // (the caller's ctx ended) no further hook starts, a running hook is killed,
-// and the group gets SIGKILL at once. The error is non-nil only when the
+// and the group gets SIGKILL at once — unless GracefulStop is Indefinite,
+// which never sends SIGKILL: a hurried indefinite stop sends the stop
+// signal at once instead, then waits. The error is non-nil only when the
 // group survives SIGKILL.
 func (p *Process) stopSequence(r *run) error {
 	ctx, h, spec, lc := r.hurryCtx, r.h, r.spec, r.spec.Lifecycle
 	if lc.QuietCommand != "" && ctx.Err() == nil && !gone(h) {
-		p.hook(ctx, r, "quietCommand", lc.QuietCommand, spec.GracefulStop)
+		p.hook(ctx, r, "quietCommand", lc.QuietCommand, hookLimit(spec))
 	}
 	if lc.DrainTimeout > 0 && ctx.Err() == nil && !gone(h) {
 		if lc.DrainCommand != "" {
@@ -64,16 +67,19 @@ func (p *Process) stopSequence(r *run) error {
 	// The grace period runs from the moment the stop command starts, not
 	// from its end, so a slow stop command cannot double the time to SIGKILL.
 	var hookDone chan struct{}
-	if ctx.Err() == nil {
-		if lc.StopCommand != "" {
-			hookDone = make(chan struct{})
-			go func() {
-				defer close(hookDone)
-				p.hook(ctx, r, "stopCommand", lc.StopCommand, spec.GracefulStop)
-			}()
-		} else {
-			_ = h.Signal(stopSignal(spec)) // if it cannot be delivered, SIGKILL follows after the grace period
-		}
+	switch {
+	case ctx.Err() == nil && lc.StopCommand != "":
+		hookDone = make(chan struct{})
+		go func() {
+			defer close(hookDone)
+			p.hook(ctx, r, "stopCommand", lc.StopCommand, hookLimit(spec))
+		}()
+	case ctx.Err() == nil || spec.GracefulStop < 0:
+		_ = h.Signal(stopSignal(spec)) // if it cannot be delivered, SIGKILL follows after the grace period
+	}
+	if spec.GracefulStop < 0 && !gone(h) {
+		p.emit(spec, events.ProcessStopWaiting, map[string]any{events.KeyPid: h.Pid(),
+			events.KeyHint: "gracefulStopMs is indefinite: no SIGKILL will be sent; the stop ends when the process exits"})
 	}
 	err := killAfter(ctx, h, spec.GracefulStop, func() {
 		if ctx.Err() == nil { // the grace period ran out, rather than the stop being cut short
@@ -81,18 +87,27 @@ func (p *Process) stopSequence(r *run) error {
 		}
 	})
 	if hookDone != nil {
-		<-hookDone // bounded by GracefulStop like the wait above
+		<-hookDone // bounded by hookLimit
 	}
 	return err
 }
 
+// hookLimit bounds the quiet and stop hooks: the grace period, or
+// IndefiniteHookLimit when it is Indefinite.
+func hookLimit(spec Spec) time.Duration {
+	if spec.GracefulStop < 0 {
+		return IndefiniteHookLimit
+	}
+	return spec.GracefulStop
+}
+
 // terminate ends what is left of a group whose leader has exited: the stop
-// signal, then SIGKILL after grace.
+// signal, then SIGKILL after grace (never, when grace is Indefinite).
 func terminate(ctx context.Context, h Handle, sig syscall.Signal, grace time.Duration) error {
 	if gone(h) {
 		return nil
 	}
-	if ctx.Err() == nil {
+	if ctx.Err() == nil || grace < 0 {
 		_ = h.Signal(sig) // as in stopSequence: SIGKILL follows if this fails
 	}
 	return killAfter(ctx, h, grace, nil)
@@ -100,8 +115,13 @@ func terminate(ctx context.Context, h Handle, sig syscall.Signal, grace time.Dur
 
 // killAfter waits up to grace (less if ctx ends) for the group to end, then
 // SIGKILLs it until nothing is left. killing, if not nil, is called once,
-// before the first SIGKILL.
+// before the first SIGKILL. A negative grace (Indefinite) waits until the
+// group is gone, whatever ctx says, and never kills.
 func killAfter(ctx context.Context, h Handle, grace time.Duration, killing func()) error {
+	if grace < 0 {
+		waitGone(context.Background(), h, math.MaxInt64)
+		return nil
+	}
 	if waitGone(ctx, h, grace) {
 		return nil
 	}

@@ -37,13 +37,17 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 		return process.Spec{}, err
 	}
 	env := s.processEnv(cfg, p, rv, replica, r.Env)
+	grace := p.GracefulStop()
+	if p.GracefulStopIndefinite() {
+		grace = process.Indefinite
+	}
 	spec := process.Spec{
 		ID:           p.InstanceID(replica),
 		Command:      r.Command,
 		Dir:          r.Cwd,
 		Env:          env,
 		StopSignal:   syscall.Signal(unix.SignalNum(p.StopSignal)),
-		GracefulStop: p.GracefulStop(),
+		GracefulStop: grace,
 		RestartDelay: p.RestartDelay(),
 		Restart: process.RestartPolicy{
 			MaxRestarts:   -1,

@@ -62,7 +62,7 @@ func DropIns(cfg *config.Config, rollbridged string) ([]UnitFile, error) {
 		return nil, err
 	}
 	svc := header + "[Service]\nExecStart=\nExecStart=" + quote(rollbridged) + " --config " + quote(abs) + "\n" +
-		fmt.Sprintf("TimeoutStopSec=%d\n", StopTimeoutSeconds(cfg))
+		"TimeoutStopSec=" + stopTimeout(cfg) + "\n"
 	return []UnitFile{
 		{Path: ProxySocketUnit(app) + ".d/" + dropIn, Content: proxy},
 		{Path: ControlSocketUnit(app) + ".d/" + dropIn, Content: ctl},
@@ -70,14 +70,28 @@ func DropIns(cfg *config.Config, rollbridged string) ([]UnitFile, error) {
 	}, nil
 }
 
+// stopTimeout is TimeoutStopSec: StopTimeoutSeconds, or "infinity" when a
+// process has gracefulStopMs: "indefinite", whose stop the daemon waits for
+// without limit; a finite timeout would have systemd kill what the config
+// says must never be killed.
+func stopTimeout(cfg *config.Config) string {
+	for i := range cfg.Processes {
+		if cfg.Processes[i].GracefulStopIndefinite() {
+			return "infinity"
+		}
+	}
+	return strconv.Itoa(StopTimeoutSeconds(cfg))
+}
+
 // StopTimeoutSeconds is how long a clean `systemctl stop` may take: the
 // in-flight drain, then the slowest process's whole stop sequence (the
-// processes stop in parallel), plus a margin for SIGKILL and cleanup.
+// processes stop in parallel), plus a margin for SIGKILL and cleanup. It
+// does not apply when a process stops indefinitely (see stopTimeout).
 func StopTimeoutSeconds(cfg *config.Config) int {
 	slowest := int64(0)
 	for _, p := range cfg.Processes {
-		hook := p.GracefulStopMs // quiet and stop hooks are bounded by the grace period
-		seq := p.GracefulStopMs
+		hook := int64(p.GracefulStopMs) // quiet and stop hooks are bounded by the grace period
+		seq := hook
 		if l := p.Lifecycle; l != nil {
 			if l.QuietCommand != "" {
 				seq += hook
