@@ -22,6 +22,22 @@ const (
 // Policies lists every valid policy, in documentation order.
 var Policies = []Policy{Proxied, Companion, Singleton, Service}
 
+// DeployStrategy says how a service is carried across deploys (Node
+// rollbridge 0.1.10).
+type DeployStrategy string
+
+// The deploy strategies. Every process has one; only a service may be
+// Handoff.
+const (
+	// Persistent: one daemon-wide instance with a stable port, kept across
+	// deploys; each deploy only updates the definition its restarts use.
+	Persistent DeployStrategy = "persistent"
+	// Handoff: one instance per release, started before the release's
+	// companions on a fresh port of its range, and stopped after the
+	// retiring release's other processes.
+	Handoff DeployStrategy = "handoff"
+)
+
 // Config is a loaded, normalised configuration. Its JSON form (encoding/json)
 // is what `rollbridgectl validate --json` prints under "normalized", and it
 // loads back to an equal Config.
@@ -33,10 +49,15 @@ var Policies = []Policy{Proxied, Companion, Singleton, Service}
 type Config struct {
 	// Application names the default control socket, the systemd units and
 	// the state, so it cannot change under a running daemon.
-	Application      string           `json:"application" reload:"restart"`
-	Control          Control          `json:"control" reload:"restart"`
-	Proxy            Proxy            `json:"proxy" reload:"restart"`
-	Processes        []Process        `json:"processes" reload:"next-deploy"`
+	Application string  `json:"application" reload:"restart"`
+	Control     Control `json:"control" reload:"restart"`
+	Proxy       Proxy   `json:"proxy" reload:"restart"`
+	// Processes: which processes exist, and each one's policy and
+	// deployStrategy, are the topology the running services and singletons
+	// were built from, so changing them takes a restart (entries are
+	// matched by id; reordering them is no change). Everything else about
+	// a process applies from the next deploy.
+	Processes        []Process        `json:"processes" reload:"restart"`
 	ReleaseRetention ReleaseRetention `json:"releaseRetention" reload:"next-deploy"`
 	// StatePath is opened at start and written from then on.
 	StatePath string `json:"statePath,omitempty" reload:"restart"`
@@ -111,11 +132,14 @@ type LegacyProcess struct {
 	Includes []string `json:"includes" reload:"live"`
 }
 
-// Process is one entry of processes[]. Every field applies from the next
-// deploy: a running process keeps the definition it was started with.
+// Process is one entry of processes[]. Every field but the topology (id,
+// policy, deployStrategy) applies from the next deploy: a running process
+// keeps the definition it was started with, except that a retiring release
+// stops with the newest stop settings.
 type Process struct {
-	ID               string            `json:"id" reload:"next-deploy"`
-	Policy           Policy            `json:"policy" reload:"next-deploy"`
+	ID               string            `json:"id" reload:"restart"`
+	Policy           Policy            `json:"policy" reload:"restart"`
+	DeployStrategy   DeployStrategy    `json:"deployStrategy" reload:"restart"`
 	Command          string            `json:"command" reload:"next-deploy"`
 	Cwd              string            `json:"cwd" reload:"next-deploy"`
 	Env              map[string]string `json:"env" reload:"next-deploy"`
@@ -297,6 +321,10 @@ func (c *Config) ProcessByID(id string) *Process {
 func (c *Config) ProxyAddr() string {
 	return joinHostPort(c.Proxy.Host, c.Proxy.Port)
 }
+
+// IsHandoff reports whether p is a service with deployStrategy: "handoff",
+// which runs once per release instead of once per daemon.
+func (p *Process) IsHandoff() bool { return p.Policy == Service && p.DeployStrategy == Handoff }
 
 // HealthEnabled reports whether the process is health-checked before traffic switches.
 func (p *Process) HealthEnabled() bool {

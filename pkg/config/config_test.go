@@ -274,6 +274,10 @@ func TestValidationRules(t *testing.T) {
 		{"trustedProxies host bits", `{proxy: {trustedProxies: ['10.1.2.3/8']}, processes: [` + web + `]}`, `"10.1.2.3/8" has bits set beyond its prefix length`, `Write the network as "10.0.0.0/8", or the single address as "10.1.2.3".`},
 		{"trustedProxies zone", `{proxy: {trustedProxies: ['fe80::1%eth0']}, processes: [` + web + `]}`, `"fe80::1%eth0" has an IPv6 zone`, "Remove the %zone part."},
 		{"trustedProxies number", `{proxy: {trustedProxies: [10]}, processes: [` + web + `]}`, "proxy.trustedProxies[0]: must be a string holding an IP address or CIDR prefix, got number 10", "List the front ends' addresses"},
+		{"deployStrategy unknown", p(`deployStrategy: 'rolling'`), `(w).deployStrategy: must be one of: persistent, handoff, got string "rolling"`, `"handoff" (one per release)`},
+		{"handoff on a companion", p(`deployStrategy: 'handoff'`), "deployStrategy handoff is only allowed on a service; this process is companion", "make the process a service"},
+		{"handoff without port", p(`policy: 'service', deployStrategy: 'handoff'`), "(w).port: a handoff service must define a port range", "port: {from: 7331, to: 7399}"},
+		{"handoff single port", p(`policy: 'service', deployStrategy: 'handoff', port: 7331`), "a handoff service must use a multi-port range", "port: {from: 7331, to: 7430}"},
 		{"gracefulStopMs other string", p(`gracefulStopMs: 'forever'`), `(w).gracefulStopMs: must be a non-negative number of milliseconds or "indefinite", got string "forever"`, `"indefinite" to never send SIGKILL`},
 		{"gracefulStopMs negative", p(`gracefulStopMs: -1`), "(w).gracefulStopMs: must be a non-negative number of milliseconds, got number -1", "0 or more"},
 		{"legacy takeover matching nothing", `{legacyTakeover: {forceStopTimeoutMs: 5}, proxy: {}, processes: [` + web + `]}`, "legacyTakeover: must define at least one screen or process matcher", "Set legacyTakeover.screens or legacyTakeover.processes"},
@@ -347,6 +351,13 @@ func TestNodeForms(t *testing.T) {
 		cfg := mustLoad(t, `{proxy: {}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: {from: 18100}}]}`)
 		if got := *cfg.Proxied().Port; got != (PortRange{From: 18100, To: 18100}) {
 			t.Errorf("port = %+v, want 18100-18100", got)
+		}
+	})
+	t.Run("handoff service", func(t *testing.T) {
+		cfg := mustLoad(t, `{proxy: {}, processes: [`+web+`, {id: 'jobs', policy: 'service', deployStrategy: 'handoff', command: 'x', port: {from: 7331, to: 7399}},
+			{id: 'svc', policy: 'service', command: 'y', deployStrategy: null}]}`)
+		if !cfg.ProcessByID("jobs").IsHandoff() || cfg.ProcessByID("svc").IsHandoff() || cfg.ProcessByID("svc").DeployStrategy != Persistent || cfg.Proxied().DeployStrategy != Persistent {
+			t.Errorf("strategies: %q %q %q", cfg.ProcessByID("jobs").DeployStrategy, cfg.ProcessByID("svc").DeployStrategy, cfg.Proxied().DeployStrategy)
 		}
 	})
 	t.Run("gracefulStopMs indefinite", func(t *testing.T) {

@@ -590,6 +590,14 @@ func decodeProcess(c *collector, i int, v any, p *Process) {
 			c.add(join(path, "policy"), "Use one of: proxied, companion, singleton, service.", "%s", msg)
 		}
 	}
+	if ds, ok := o.str("deployStrategy", `Set deployStrategy to "persistent" or "handoff".`); ok {
+		if ds != string(Persistent) && ds != string(Handoff) {
+			c.add(join(path, "deployStrategy"), `Set deployStrategy to "persistent" (one daemon-wide instance, the default) or "handoff" (one per release).`,
+				"must be one of: persistent, handoff, got %s", describe(ds))
+		} else {
+			take(c, &p.DeployStrategy, DeployStrategy(ds))
+		}
+	}
 	if !o.has("command") {
 		c.add(join(path, "command"), "Set command to the shell command that starts the process, e.g. 'node server.js --port {{port}}'.", "is required")
 	} else if cmd, ok := o.nonEmptyStr("command", "Set command to the shell command that starts the process."); ok {

@@ -80,6 +80,7 @@ func applyDefaults(cfg *Config, set fieldSet) {
 	for i := range cfg.Processes {
 		pr := &cfg.Processes[i]
 		orDefault(set, &pr.Policy, Companion)
+		orDefault(set, &pr.DeployStrategy, Persistent)
 		orDefault(set, &pr.Cwd, "{{releasePath}}")
 		orDefault(set, &pr.Env, map[string]string{})
 		orDefault(set, &pr.StopSignal, DefaultStopSignal)

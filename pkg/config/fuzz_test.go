@@ -24,6 +24,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"proxy":{},"processes":[{"id":"web","policy":"proxied","command":"x {{port}}","port":18000}]}`))
 	f.Add([]byte(`{"proxy":{"trustedProxies":["::ffff:10.0.0.0/104","10.0.0.1","fe80::/10"]},"processes":[{"id":"web","policy":"proxied","command":"x","port":1}]}`))
 	f.Add([]byte(`{"proxy":{"port":"x"},"processes":[{"id":"a#1","replicas":2,"port":{"from":5,"to":1}}]}`))
+	f.Add([]byte(`{"proxy":{},"processes":[{"id":"web","policy":"proxied","command":"x","port":{"from":18000},"health":null,"gracefulStopMs":"indefinite"},{"id":"s","policy":"service","deployStrategy":"handoff","command":"y","port":{"from":7000,"to":7001}}]}`))
 	f.Add([]byte(`[1,2`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Decode(data, "/srv/app/rollbridge.jsonnet")

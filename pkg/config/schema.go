@@ -171,6 +171,8 @@ func diffValue(out *[]Change, path string, class Reload, a, b reflect.Value) {
 	switch {
 	case isObject(a.Type()):
 		diffObject(out, path, a, b)
+	case a.Kind() == reflect.Slice && isObject(a.Type().Elem()) && idIndex(a.Type().Elem()) >= 0:
+		diffByID(out, path, class, a, b)
 	case a.Kind() == reflect.Slice && isObject(a.Type().Elem()):
 		if a.Len() != b.Len() {
 			*out = append(*out, change(path, class, a, b))
@@ -181,6 +183,53 @@ func diffValue(out *[]Change, path string, class Reload, a, b reflect.Value) {
 		}
 	case !equalValue(a, b):
 		*out = append(*out, change(path, class, a, b))
+	}
+}
+
+// idIndex is the index of the "id" field of schema struct t, or -1.
+func idIndex(t reflect.Type) int {
+	for _, f := range schemaFields(t) {
+		if f.name == "id" && t.Field(f.index).Type.Kind() == reflect.String {
+			return f.index
+		}
+	}
+	return -1
+}
+
+// ids lists the ids of a slice of schema structs with an id field.
+func ids(v reflect.Value) []string {
+	idx := idIndex(v.Type().Elem())
+	out := make([]string, v.Len())
+	for i := range v.Len() {
+		out[i] = v.Index(i).Field(idx).String()
+	}
+	return out
+}
+
+// diffByID compares two lists whose entries have ids (processes[]) entry by
+// entry, matched by id, so that reordering them is no change. When the set
+// of ids differs, the list changes as a whole, rendered as its ids.
+func diffByID(out *[]Change, path string, class Reload, a, b reflect.Value) {
+	ia, ib := ids(a), ids(b)
+	byID := make(map[string]int, len(ia))
+	for i, id := range ia {
+		byID[id] = i
+	}
+	same := len(ia) == len(ib)
+	for _, id := range ib {
+		if _, ok := byID[id]; !ok {
+			same = false
+		}
+	}
+	if !same {
+		from, _ := json.Marshal(ia)
+		to, _ := json.Marshal(ib)
+		*out = append(*out, Change{Path: path, Reload: class, From: string(from), To: string(to)})
+		return
+	}
+	for j, id := range ib {
+		i := byID[id]
+		diffValue(out, elemPath(path, j, a.Index(i), b.Index(j)), class, a.Index(i), b.Index(j))
 	}
 }
 

@@ -374,9 +374,18 @@ func TestDiff(t *testing.T) {
 		{"health disabled", `{proxy: {}, processes: [` + web + ` + {health: false}, {id: 'w', command: 'x'}]}`,
 			[]want{{"processes[0] (web).health", ReloadNextDeploy, `{"path":"/ping","timeoutMs":30000,"intervalMs":250,"startDelayMs":0}`, "false"}}},
 		{"process added", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}, {id: 'v', command: 'x'}]}`,
-			[]want{{"processes", ReloadNextDeploy, "2 entries", "3 entries"}}},
+			[]want{{"processes", ReloadRestart, `["web","w"]`, `["web","w","v"]`}}},
 		{"renamed process", `{proxy: {}, processes: [` + web + `, {id: 'v', command: 'x'}]}`,
-			[]want{{"processes[1].id", ReloadNextDeploy, `"w"`, `"v"`}}},
+			[]want{{"processes", ReloadRestart, `["web","w"]`, `["web","v"]`}}},
+		{"processes reordered", `{proxy: {}, processes: [{id: 'w', command: 'x'}, ` + web + `]}`, nil},
+		{"reordered and changed", `{proxy: {}, processes: [{id: 'w', command: 'y'}, ` + web + `]}`,
+			[]want{{"processes[0] (w).command", ReloadNextDeploy, `"x"`, `"y"`}}},
+		{"policy", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'x', policy: 'singleton'}]}`,
+			[]want{{"processes[1] (w).policy", ReloadRestart, `"companion"`, `"singleton"`}}},
+		{"becomes a service", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'x', policy: 'service', port: {from: 7000, to: 7009}}]}`,
+			[]want{{"processes[1] (w).policy", ReloadRestart, `"companion"`, `"service"`}, {"processes[1] (w).port", ReloadNextDeploy, "unset", `{"from":7000,"to":7009}`}}},
+		{"replicas", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'x', replicas: 2}]}`,
+			[]want{{"processes[1] (w).replicas", ReloadNextDeploy, "1", "2"}}},
 		{"legacy takeover", `{legacyTakeover: {screens: ['s']}, proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
 			[]want{{"legacyTakeover", ReloadLive, "unset", `{"screens":["s"],"processes":[],"forceStopTimeoutMs":10000}`}}},
 		{"restore and retention", `{restoreOnStart: false, releaseRetention: {keep: 3}, proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
@@ -397,6 +406,16 @@ func TestDiff(t *testing.T) {
 				t.Errorf("Diff(b, a) has %d changes, Diff(a, b) %d", len(back), len(got))
 			}
 		})
+	}
+}
+
+func TestDiffDeployStrategy(t *testing.T) {
+	svc := `{id: 's', policy: 'service', command: 'x', port: {from: 7000, to: 7009}}`
+	a := mustLoad(t, `{proxy: {}, processes: [`+web+`, `+svc+`]}`)
+	b := mustLoad(t, `{proxy: {}, processes: [`+web+`, `+svc+` + {deployStrategy: 'handoff'}]}`)
+	got := Diff(a, b)
+	if len(got) != 1 || got[0].Path != "processes[1] (s).deployStrategy" || got[0].Reload != ReloadRestart || got[0].To != `"handoff"` {
+		t.Errorf("got %v, want one restart-class change of processes[1] (s).deployStrategy", got)
 	}
 }
 

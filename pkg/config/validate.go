@@ -79,6 +79,19 @@ func validateProcess(c *collector, path string, p *Process, withPort map[string]
 				"replicas > 1 is not allowed on a process with a port (instances would compete for it)")
 		}
 	}
+	if p.DeployStrategy == Handoff && policyOK {
+		switch {
+		case p.Policy != Service:
+			c.add(path+".deployStrategy", "Remove deployStrategy, or make the process a service; only a service is handed off between releases.",
+				"deployStrategy handoff is only allowed on a service; this process is %s", p.Policy)
+		case p.Port == nil && !c.failed(path+".port"):
+			c.add(path+".port", "Give the handoff service a port range with room for two releases, e.g. port: {from: 7331, to: 7399}.",
+				"a handoff service must define a port range: old and new instances run side by side")
+		case p.Port != nil && p.Port.From == p.Port.To:
+			c.add(path+".port", fmt.Sprintf("Widen it, e.g. port: {from: %d, to: %d}.", p.Port.From, min(p.Port.From+99, 65535)),
+				"a handoff service must use a multi-port range: old and new instances run side by side, got the single port %d", p.Port.From)
+		}
+	}
 	if p.NonBlockingDrain && p.Policy != Companion && policyOK {
 		c.add(path+".nonBlockingDrain", "Remove nonBlockingDrain; it only applies to companion workers.",
 			"nonBlockingDrain is only allowed on a companion; this process is %s", p.Policy)
