@@ -72,13 +72,17 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 			targets = append(targets, target{id, base, p})
 		}
 	}
-	proxiedMatch := false
+	proxiedMatch, handoffMatch := false, false
 	if r := v.activeRelease(); r != nil {
 		for _, in := range r.procs {
-			if in.cfg.Policy == config.Proxied {
-				if processID == in.proc.ID() {
-					proxiedMatch = true
-				}
+			switch {
+			case in.cfg.Policy == config.Proxied:
+				proxiedMatch = proxiedMatch || processID == in.proc.ID()
+				continue
+			case in.cfg.IsHandoff():
+				// Replaced by every deploy, like the proxied process; the
+				// Node original cannot restart it either.
+				handoffMatch = handoffMatch || processID == in.proc.ID()
 				continue
 			}
 			add(in.proc.ID(), in.cfg.ID, in.cfg.Policy, in.proc)
@@ -92,6 +96,9 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	}
 	if proxiedMatch || processID != "" && s.cfg.Load().Proxied() != nil && s.cfg.Load().Proxied().ID == processID {
 		return nil, refuse(ErrConflict, "%s is the proxied process and is never restarted in place (it would drop traffic); run rollbridgectl deploy to replace it without downtime", processID)
+	}
+	if handoffMatch {
+		return nil, refuse(ErrConflict, "%s is a handoff service, which each deploy replaces with its release; it is never restarted in place; run rollbridgectl deploy to replace it", processID)
 	}
 	if processID != "" && len(targets) == 0 {
 		return nil, refuse(ErrNotFound, "no managed process %q (companions exist only while a release is active); known: %s", processID, strings.Join(known, ", "))

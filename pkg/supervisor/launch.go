@@ -25,7 +25,7 @@ func (s *Supervisor) allocatePorts(cfg *config.Config) (map[string]int, error) {
 	kept := map[int]bool{}
 	v := s.tab.view()
 	for _, u := range v.services {
-		if p := cfg.ProcessByID(u.cfg.ID); u.port != 0 && p != nil && p.Policy == config.Service {
+		if p := cfg.ProcessByID(u.cfg.ID); u.port != 0 && p != nil && p.Policy == config.Service && !p.IsHandoff() {
 			ports[u.cfg.ID], kept[u.port] = u.port, true
 		}
 	}
@@ -57,14 +57,13 @@ func (s *Supervisor) allocatePorts(cfg *config.Config) (map[string]int, error) {
 }
 
 // releasePorts picks the ports a release reports (as the spec's release
-// status does) out of a deploy's allocation: its proxied process's and
-// companions', and the services' it found running or started. Singletons
-// are allocated when they are replaced, after the old one freed its port;
-// status adds theirs (see Snapshot).
+// status does) out of a deploy's allocation: every process's that has a
+// port, services' and singletons' included, since all of them were
+// allocated when the deploy started.
 func releasePorts(cfg *config.Config, ports map[string]int) map[string]int {
 	out := map[string]int{}
 	for _, p := range cfg.Processes {
-		if p.Policy == config.Singleton || p.Port == nil {
+		if p.Port == nil {
 			continue
 		}
 		if port, ok := ports[p.ID]; ok {
@@ -74,13 +73,17 @@ func releasePorts(cfg *config.Config, ports map[string]int) map[string]int {
 	return out
 }
 
-// startReleaseProcesses starts the companions (every replica), then the
-// proxied process, of release r, and returns the proxied instance.
+// startReleaseProcesses starts the handoff services, then the companions
+// (every replica), then the proxied process, of release r, each group in
+// config order, and returns the proxied instance. Handoff services come
+// first so the release's own processes can reach theirs from the start.
 func (s *Supervisor) startReleaseProcesses(ctx context.Context, r *rel, cfg *config.Config, rv releaseVars, progress Progress) (*instance, error) {
 	var order []*config.Process
-	for i := range cfg.Processes {
-		if cfg.Processes[i].Policy == config.Companion {
-			order = append(order, &cfg.Processes[i])
+	for _, pick := range []func(*config.Process) bool{(*config.Process).IsHandoff, func(p *config.Process) bool { return p.Policy == config.Companion }} {
+		for i := range cfg.Processes {
+			if pick(&cfg.Processes[i]) {
+				order = append(order, &cfg.Processes[i])
+			}
 		}
 	}
 	order = append(order, cfg.Proxied())

@@ -54,17 +54,27 @@ func (s *Supervisor) retire(prev *rel) error {
 // stopRelease stops r's current run; see stopRun.
 func (s *Supervisor) stopRelease(r *rel) error { return s.stopRun(r, s.tab.current(r)) }
 
-// stopRun stops every process of run l of release r (in parallel) and
-// marks r stopped. Concurrent and later callers for the same run wait for
-// the first one's stop and return nil. It returns only an illegal state
-// change, which is a bug.
+// stopRun stops every process of run l of release r and marks r stopped:
+// first the proxied process and companions, in parallel, then the handoff
+// services, which they may need until the end of their own stop. Concurrent
+// and later callers for the same run wait for the first one's stop and
+// return nil. It returns only an illegal state change, which is a bug.
 func (s *Supervisor) stopRun(r *rel, l *run) error {
 	procs, backend, first := s.tab.beginStop(r, l)
 	if !first {
 		<-l.stopped
 		return nil
 	}
-	stopAll(instanceProcs(procs))
+	var dependents, handoff []*process.Process
+	for _, in := range procs {
+		if in.cfg.IsHandoff() {
+			handoff = append(handoff, in.proc)
+		} else {
+			dependents = append(dependents, in.proc)
+		}
+	}
+	stopAll(dependents)
+	stopAll(handoff)
 	if backend != nil {
 		backend.CloseConnections()
 	}
@@ -104,14 +114,6 @@ func unitProcs(units []*unit) []*process.Process {
 	out := make([]*process.Process, len(units))
 	for i, u := range units {
 		out[i] = u.proc
-	}
-	return out
-}
-
-func instanceProcs(ins []*instance) []*process.Process {
-	out := make([]*process.Process, len(ins))
-	for i, in := range ins {
-		out[i] = in.proc
 	}
 	return out
 }

@@ -9,13 +9,14 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
 
-// ensureServices starts every configured service that is not running and
-// returns the ones it started, so a failed deploy can stop them again.
+// ensureServices starts every configured persistent service that is not
+// running and returns the ones it started, so a failed deploy can stop them
+// again. Handoff services belong to each release (startReleaseProcesses).
 func (s *Supervisor) ensureServices(ctx context.Context, cfg *config.Config, rv releaseVars, progress Progress) ([]*unit, error) {
 	var started []*unit
 	for i := range cfg.Processes {
 		p := &cfg.Processes[i]
-		if p.Policy != config.Service {
+		if p.Policy != config.Service || p.IsHandoff() {
 			continue
 		}
 		u := s.tab.service(p.ID)
@@ -47,8 +48,8 @@ func (s *Supervisor) ensureServices(ctx context.Context, cfg *config.Config, rv 
 func (s *Supervisor) refreshServices(cfg *config.Config, rv releaseVars) {
 	for _, u := range s.tab.serviceUnits() {
 		p := cfg.ProcessByID(u.cfg.ID)
-		if p == nil || p.Policy != config.Service {
-			continue // removed from the config by a reload: keep its old template
+		if p == nil || p.Policy != config.Service || p.IsHandoff() {
+			continue // no longer a persistent service (SetConfig): keep its old template
 		}
 		spec, err := s.instanceSpec(cfg, p, rv, 0)
 		if err != nil {
