@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/events"
@@ -126,11 +127,29 @@ func (p *Process) ID() string {
 }
 
 // SetSpec replaces the definition used by the next start, whether manual,
-// after a crash or after a memory restart. The running child is not touched.
+// after a crash or after a memory restart. The running child keeps running
+// as it was started; only its stop settings (see StopSettings) follow the
+// new definition when it is stopped.
 func (p *Process) SetSpec(spec Spec) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.spec = spec
+}
+
+// StopSettings are the parts of a Spec that say how a process is stopped.
+// They apply to the running child too: it is stopped by the newest ones.
+type StopSettings struct {
+	StopSignal   syscall.Signal
+	GracefulStop time.Duration
+	Lifecycle    Lifecycle
+}
+
+// SetStopSettings changes how the process is stopped, from its next stop
+// on, the running child included; the rest of the definition stays.
+func (p *Process) SetStopSettings(st StopSettings) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.spec.StopSignal, p.spec.GracefulStop, p.spec.Lifecycle = st.StopSignal, st.GracefulStop, st.Lifecycle
 }
 
 // SetAutoRestart turns automatic restarts after a crash on or off (New

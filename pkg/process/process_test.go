@@ -983,3 +983,24 @@ func TestIndefiniteBoundsHooks(t *testing.T) {
 		t.Errorf("hook limit %v, want the grace period", got)
 	}
 }
+
+// TestStopSettingsReachTheRunningChild: SetStopSettings (and SetSpec)
+// change how the running child is stopped, so a reloaded config's stop
+// settings govern a release that was started under the old one.
+func TestStopSettingsReachTheRunningChild(t *testing.T) {
+	t.Parallel()
+	rec := filepath.Join(t.TempDir(), "record")
+	// Started to be stopped with SIGTERM, which it ignores, an hour before SIGKILL.
+	spec := childSpec(t, "worker", "signals", "RB_RECORD="+rec, "RB_QUIT=SIGINT")
+	spec.GracefulStop = time.Hour
+	h := newHarness(t, spec)
+	h.startReady()
+	h.p.SetStopSettings(StopSettings{StopSignal: syscall.SIGINT, GracefulStop: testutil.Timeout})
+	h.stop()
+	if got := readFile(t, rec); got != "SIGINT\n" {
+		t.Errorf("recorded %q, want only the new stop signal", got)
+	}
+	if st := h.p.Status(); st.ExitCode == nil || *st.ExitCode != 0 || st.Command != spec.Command {
+		t.Errorf("exit %v; command %q", st.ExitCode, st.Command)
+	}
+}

@@ -118,7 +118,8 @@ func (p *Process) stopRun(ctx context.Context, r *run) error {
 	} else {
 		// After a crash the monitor is already removing the leftovers; doing
 		// it here too is harmless and lets ctx hurry it.
-		err = terminate(r.hurryCtx, r.h, stopSignal(r.spec), r.spec.GracefulStop)
+		spec := p.stopSpec(r)
+		err = terminate(r.hurryCtx, r.h, stopSignal(spec), spec.GracefulStop)
 	}
 	<-r.finished
 	return err
@@ -187,7 +188,8 @@ func (p *Process) recordExit(r *run) bool {
 func (p *Process) afterCrash(r *run) {
 	// Leftovers must not outlive the leader, or every restart would add
 	// another copy of them.
-	if err := terminate(r.hurryCtx, r.h, stopSignal(r.spec), r.spec.GracefulStop); err != nil {
+	stop := p.stopSpec(r)
+	if err := terminate(r.hurryCtx, r.h, stopSignal(stop), stop.GracefulStop); err != nil {
 		p.emit(r.spec, events.ProcessStopFailed, map[string]any{events.KeyError: err.Error()})
 		return // restarting next to an unkillable copy would only make two
 	}

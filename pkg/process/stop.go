@@ -50,7 +50,8 @@ func stopSignal(spec Spec) syscall.Signal {
 // signal at once instead, then waits. The error is non-nil only when the
 // group survives SIGKILL.
 func (p *Process) stopSequence(r *run) error {
-	ctx, h, spec, lc := r.hurryCtx, r.h, r.spec, r.spec.Lifecycle
+	spec := p.stopSpec(r)
+	ctx, h, lc := r.hurryCtx, r.h, spec.Lifecycle
 	if lc.QuietCommand != "" && ctx.Err() == nil && !gone(h) {
 		p.hook(ctx, r, "quietCommand", lc.QuietCommand, hookLimit(spec))
 	}
@@ -90,6 +91,18 @@ func (p *Process) stopSequence(r *run) error {
 		<-hookDone // bounded by hookLimit
 	}
 	return err
+}
+
+// stopSpec is r's spec with the stop settings of the newest definition
+// (SetSpec, SetStopSettings): how a child is stopped is policy, not part of
+// what runs, so a reloaded config's stop settings reach a child started
+// under the old one (the retiring release, a running service).
+func (p *Process) stopSpec(r *run) Spec {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	spec := r.spec
+	spec.StopSignal, spec.GracefulStop, spec.Lifecycle = p.spec.StopSignal, p.spec.GracefulStop, p.spec.Lifecycle
+	return spec
 }
 
 // hookLimit bounds the quiet and stop hooks: the grace period, or
