@@ -355,13 +355,49 @@ func TestNotifyLifecycle(t *testing.T) {
 	if len(got) != 3 || got[0] != "config reloaded: <nil>" || !strings.Contains(got[1], "proxy address changed") || !strings.Contains(got[2], "rollbridge.jsonnet:1:") {
 		t.Errorf("reload events: %q", got)
 	}
-	// Still serving after the refused reloads.
+	// A deploy re-reads the file: the broken one fails it, and v1 stays.
+	rel := filepath.Join(f.dir, "v2")
+	if err := os.MkdirAll(rel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client().Deploy(context.Background(), control.DeployRequest{ReleasePath: rel, ReleaseID: "v2"}, nil); err == nil ||
+		!strings.Contains(err.Error(), "re-read the config for this deploy") || !strings.Contains(err.Error(), "rollbridge.jsonnet:1:") {
+		t.Errorf("deploy with a broken config: %v", err)
+	}
+	// Still serving after the refused reloads, and a good file deploys.
+	if err := os.WriteFile(f.cfg, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	f.deploy("v2")
 	waitMsg(t, msgs, "STATUS=active v2")
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	waitMsg(t, msgs, "STOPPING=1")
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit: %v", err)
+	}
+}
+
+// TestDeployRereadsTheConfigFile: rollbridged re-reads its config file at
+// every deploy, without a SIGHUP (Node rollbridge 0.1.12).
+func TestDeployRereadsTheConfigFile(t *testing.T) {
+	f := newFixture(t, 0, `{processes: [p + {env: {ROLLBRIDGE_X_MARK: 'one'}} for p in super.processes]}`)
+	f.start(nil, "")
+	f.waitReady()
+	f.deploy("v1")
+	src, err := os.ReadFile(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.cfg, []byte(strings.Replace(string(src), "'one'", "'two'", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.deploy("v2")
+	st, err := f.client().Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, env := get(t, fmt.Sprintf("http://127.0.0.1:%d/env", st.Proxy.Port)); !strings.Contains(env, "ROLLBRIDGE_RELEASE_ID=v2") || !strings.Contains(env, "ROLLBRIDGE_X_MARK=two") {
+		t.Errorf("v2 does not run the edited config:\n%s", env)
 	}
 }
 

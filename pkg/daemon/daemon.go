@@ -40,7 +40,8 @@ type Options struct {
 	// WatchdogInterval, when positive, is how often the daemon pings
 	// Notifier.Watchdog — only after a liveness probe of its core passed.
 	WatchdogInterval time.Duration
-	// Reload delivers SIGHUPs; LoadConfig re-reads the config for them.
+	// Reload delivers SIGHUPs. LoadConfig re-reads the config for them and
+	// at the start of every deploy and rollback; nil means neither re-reads.
 	Reload     <-chan struct{}
 	LoadConfig func() (*config.Config, error)
 	// Boot, when set and valid, is deployed before the control socket is
@@ -122,6 +123,8 @@ func Run(ctx context.Context, o Options) error {
 	d.proxy = px
 	d.sup = supervisor.New(supervisor.Options{
 		Config: cfg, Proxy: px, Events: log, Runner: process.ExecRunner{}, Env: env, Output: o.ProcessOutput,
+		// Every deploy and rollback re-reads the file with the loader SIGHUP uses.
+		LoadConfig: o.LoadConfig, OnConfig: d.adopt,
 	})
 	d.httpSrv = &http.Server{
 		Handler:           px,

@@ -152,10 +152,17 @@ func (d *daemon) reload(load func() (*config.Config, error)) {
 		d.log.Emit(events.ConfigReloadRefused, map[string]any{events.KeyError: why + "; restart the daemon to apply this change", "kept": "the running config"})
 		return
 	}
-	d.cfg.Store(next)
+	d.adopt(next)
 	d.sup.SetConfig(next)
-	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies) // live: the next request uses it
 	d.log.Emit(events.ConfigReloaded, map[string]any{events.KeyPath: next.Path, "processes": len(next.Processes)})
+}
+
+// adopt makes next the daemon's own config (status, shutdown and the next
+// SIGHUP's comparison read it) and applies its live fields. A SIGHUP calls
+// it, and so does the supervisor once a deploy adopted a re-read config.
+func (d *daemon) adopt(next *config.Config) {
+	d.cfg.Store(next)
+	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies) // live: the next request uses it
 }
 
 // listenerChange names each changed field that needs new sockets or a new

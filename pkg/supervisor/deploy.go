@@ -24,6 +24,9 @@ type DeployRequest struct {
 type DeployResult struct {
 	ActiveReleaseID   string  `json:"activeReleaseId"`
 	PreviousReleaseID *string `json:"previousReleaseId"`
+	// ConfigProblem is set when a rollback could not use the config file
+	// and ran with the last good config instead: it says why ("" otherwise).
+	ConfigProblem string `json:"configProblem,omitempty"`
 }
 
 // Progress reports a step of a long command; it may be nil.
@@ -38,6 +41,9 @@ func (p Progress) send(name events.Name, data map[string]any) {
 // Deploy starts a new release, health-checks it, switches traffic to it and
 // retires the previous one, in the spec's order. On failure the previous
 // release keeps serving and everything this deploy started is stopped again.
+// With Options.LoadConfig it first re-reads the config (see reload.go): a
+// file that does not load, or a change a deploy cannot apply, fails the
+// deploy before anything starts.
 func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Progress) (*DeployResult, error) {
 	id := req.ReleaseID
 	if id == "" {
@@ -50,6 +56,10 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Pro
 		return nil, err
 	}
 	defer s.tab.end()
+	cfg, err := s.deployConfig()
+	if err != nil {
+		return nil, err
+	}
 	path, err := filepath.Abs(req.ReleasePath)
 	if err != nil {
 		return nil, err
@@ -58,12 +68,15 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Pro
 		s.emit(events.DeployFailed, map[string]any{events.KeyReleaseID: id, "releasePath": path, events.KeyError: err.Error()})
 		return nil, recorded(err)
 	}
-	r := s.tab.add(id, path, req.Revision, s.cfg.Load())
+	r := s.tab.add(id, path, req.Revision, cfg)
 	return s.launch(ctx, r, progress)
 }
 
 // Rollback redeploys a retained release: by default the one that was active
-// before the current one.
+// before the current one. It re-reads the config like a deploy, but a file
+// that does not load or cannot be applied never blocks it: it then runs with
+// the last good config and says so (DeployResult.ConfigProblem, a "config
+// reload refused" event and progress line).
 func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Progress) (*DeployResult, error) {
 	if err := s.tab.begin("rollback"); err != nil {
 		return nil, err
@@ -85,10 +98,15 @@ func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Pr
 	if err := s.stopRelease(target); err != nil {
 		return nil, fmt.Errorf("rollback to %s: %w", target.id, err)
 	}
-	if err := s.tab.relaunch(target, s.cfg.Load()); err != nil {
+	cfg, problem := s.rollbackConfig(progress)
+	if err := s.tab.relaunch(target, cfg); err != nil {
 		return nil, fmt.Errorf("rollback to %s: %w", target.id, err)
 	}
-	return s.launch(ctx, target, progress)
+	res, err := s.launch(ctx, target, progress)
+	if res != nil {
+		res.ConfigProblem = problem
+	}
+	return res, err
 }
 
 // launch runs the deploy flow for r, which is Starting with a fresh run.
@@ -138,6 +156,8 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	if err := s.waitReady(ctx, r, web, addr, progress); err != nil {
 		return fail(err)
 	}
+	// Healthy: the config this release started with becomes the running one.
+	s.adopt(cfg, r.id)
 
 	// 3. switch traffic.
 	if err := s.tab.activate(r, proxy.NewBackend(r.id, addr)); err != nil {
@@ -153,7 +173,7 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	singletonErr := s.replaceSingletons(ctx, cfg, rv, progress)
 	// 6. drain and stop the previous release in the background.
 	if prev != nil {
-		if err := s.retire(prev); err != nil {
+		if err := s.retire(prev, cfg); err != nil {
 			s.internalError(err)
 		}
 	}

@@ -57,6 +57,13 @@ type harness struct {
 // 127.0.0.1:0 and a Supervisor, and shuts everything down at cleanup.
 func newHarness(t testing.TB, src string) *harness {
 	t.Helper()
+	return newHarnessOpts(t, src, nil)
+}
+
+// newHarnessOpts is newHarness with a hook that adjusts the Supervisor's
+// Options (LoadConfig, say) before it is created.
+func newHarnessOpts(t testing.TB, src string, adjust func(*Options)) *harness {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "app")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -78,7 +85,11 @@ func newHarness(t testing.TB, src string) *harness {
 	srv := &http.Server{Handler: px}
 	go srv.Serve(ln)
 	log := events.New(events.DefaultCapacity)
-	sup := New(Options{Config: cfg, Proxy: px, Events: log, Runner: process.ExecRunner{}, Env: env})
+	o := Options{Config: cfg, Proxy: px, Events: log, Runner: process.ExecRunner{}, Env: env}
+	if adjust != nil {
+		adjust(&o)
+	}
+	sup := New(o)
 	h := &harness{t: t, sup: sup, proxy: px, log: log, url: "http://" + ln.Addr().String(), cfg: cfg, src: src, path: path, env: env}
 	t.Cleanup(func() {
 		sup.Shutdown(context.Background())

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
@@ -12,10 +13,12 @@ import (
 // retire moves prev, the release that was active until now, to draining:
 // nonBlockingDrain companions start stopping now; the rest stop once its
 // connections are gone or the drain times out. The drain runs in a
-// goroutine owned by the Supervisor (Shutdown waits for it).
-func (s *Supervisor) retire(prev *rel) error {
-	drain := s.tab.current(prev).cfg.Proxy.DrainTimeout()
-	ctx, cancel := context.WithTimeout(s.life, drain)
+// goroutine owned by the Supervisor (Shutdown waits for it). cfg is the
+// config of the release that replaced prev: its drain timeout, stop
+// settings and nonBlockingDrain govern the retirement, so a reloaded
+// config's retirement settings reach processes started under the old one.
+func (s *Supervisor) retire(prev *rel, cfg *config.Config) error {
+	ctx, cancel := context.WithTimeout(s.life, cfg.Proxy.DrainTimeout())
 	l, procs, backend, err := s.tab.retire(prev, cancel)
 	if err != nil {
 		cancel()
@@ -23,7 +26,12 @@ func (s *Supervisor) retire(prev *rel) error {
 	}
 	for _, in := range procs {
 		in.proc.SetAutoRestart(false) // only an active release's processes are restarted
-		if in.cfg.NonBlockingDrain {
+		nonBlocking := in.cfg.NonBlockingDrain
+		if p := cfg.ProcessByID(in.cfg.ID); p != nil {
+			in.proc.SetStopSettings(stopSettings(p))
+			nonBlocking = p.NonBlockingDrain
+		}
+		if nonBlocking {
 			s.bg.Add(1)
 			go func() {
 				defer s.bg.Done()

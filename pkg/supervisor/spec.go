@@ -6,12 +6,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
-	"golang.org/x/sys/unix"
 )
 
 // releaseVars are the deploy-wide template values; per-process values are
@@ -37,17 +35,15 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 		return process.Spec{}, err
 	}
 	env := s.processEnv(cfg, p, rv, replica, r.Env)
-	grace := p.GracefulStop()
-	if p.GracefulStopIndefinite() {
-		grace = process.Indefinite
-	}
+	stop := stopSettings(p)
 	spec := process.Spec{
 		ID:           p.InstanceID(replica),
 		Command:      r.Command,
 		Dir:          r.Cwd,
 		Env:          env,
-		StopSignal:   syscall.Signal(unix.SignalNum(p.StopSignal)),
-		GracefulStop: grace,
+		StopSignal:   stop.StopSignal,
+		GracefulStop: stop.GracefulStop,
+		Lifecycle:    stop.Lifecycle,
 		RestartDelay: p.RestartDelay(),
 		Restart: process.RestartPolicy{
 			MaxRestarts:   -1,
@@ -60,10 +56,6 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 	}
 	if p.Restart.MaxRestarts != nil {
 		spec.Restart.MaxRestarts = *p.Restart.MaxRestarts
-	}
-	if l := p.Lifecycle; l != nil {
-		spec.Lifecycle = process.Lifecycle{QuietCommand: l.QuietCommand, DrainCommand: l.DrainCommand,
-			StopCommand: l.StopCommand, DrainTimeout: l.DrainTimeout()}
 	}
 	if m := p.Memory; m != nil {
 		spec.Memory = &process.MemoryPolicy{LimitBytes: uint64(m.LimitBytes), WarnBytes: uint64(m.WarnBytes),

@@ -24,6 +24,14 @@ type Options struct {
 	Env map[string]string
 	// Output receives every line a managed process prints (journald forwarding).
 	Output func(fields map[string]any, l process.Line)
+	// LoadConfig, when set, re-reads the config file: every deploy and
+	// rollback starts with it (see Deploy). nil keeps Config, or what
+	// SetConfig gave, for every deploy.
+	LoadConfig func() (*config.Config, error)
+	// OnConfig, when set, is called with a config a deploy or rollback
+	// re-read and adopted, right after the supervisor adopted it, so the
+	// daemon's own copy follows. It must not call back into the Supervisor.
+	OnConfig func(*config.Config)
 }
 
 // Supervisor owns releases, services and singletons. Create it with New and
@@ -34,6 +42,8 @@ type Supervisor struct {
 	runner  process.Runner
 	env     map[string]string
 	output  func(map[string]any, process.Line)
+	load    func() (*config.Config, error)
+	adopted func(*config.Config)
 	started time.Time
 
 	// life ends at Shutdown: running deploys and drains abort.
@@ -48,7 +58,7 @@ type Supervisor struct {
 func New(o Options) *Supervisor {
 	life, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{
-		events: o.Events, runner: o.Runner, env: o.Env, output: o.Output,
+		events: o.Events, runner: o.Runner, env: o.Env, output: o.Output, load: o.LoadConfig, adopted: o.OnConfig,
 		started: time.Now(), life: life, cancel: cancel, tab: newTable(o.Proxy.Swap),
 	}
 	if s.env == nil {
@@ -59,7 +69,9 @@ func New(o Options) *Supervisor {
 }
 
 // SetConfig replaces the config used from the next deploy, rollback or
-// restart on. Running processes keep the definition they were started with.
+// restart on (a deploy with LoadConfig set re-reads the file instead, and
+// compares what it read with this one). Running processes keep the
+// definition they were started with.
 func (s *Supervisor) SetConfig(c *config.Config) { s.cfg.Store(c) }
 
 // SetOrphans installs the function status uses to list orphans.

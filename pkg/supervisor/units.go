@@ -74,7 +74,8 @@ func (s *Supervisor) replaceSingletons(ctx context.Context, cfg *config.Config, 
 		}
 		wanted[p.ID] = true
 		if old := s.tab.singleton(p.ID); old != nil {
-			_ = old.proc.Stop(context.Background()) // bounded by its own stop sequence
+			old.proc.SetStopSettings(stopSettings(p)) // retired by the newest config, like a release
+			_ = old.proc.Stop(context.Background())   // bounded by its own stop sequence
 		}
 		port := rv.Ports[p.ID] // allocated with the release's ports (see allocatePorts)
 		spec, err := s.instanceSpec(cfg, p, rv, 0)
