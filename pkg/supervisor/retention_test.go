@@ -54,7 +54,7 @@ func TestFailedRollbackKeepsItsTarget(t *testing.T) {
 	h := newHarness(t, strings.Replace(webConfig(t, `[]`), "drainTimeoutMs: 10000", "drainTimeoutMs: 0", 1))
 	h.deploy("v1")
 	h.deploy("v2")
-	testutil.Eventually(t, "v1 stopped", func() bool { return h.releaseIDs() == "v2:active,v1:stopped" })
+	testutil.Eventually(t, "v1 stopped", func() bool { return h.releaseIDs() == "v1:stopped,v2:active" })
 	before := h.releaseStatus("v1")
 	health := filepath.Join(before.ReleasePath, "health")
 	if err := os.WriteFile(health, []byte("503"), 0o644); err != nil {
@@ -76,5 +76,27 @@ func TestFailedRollbackKeepsItsTarget(t *testing.T) {
 	}
 	if res, err := h.sup.Rollback(context.Background(), "", nil); err != nil || res.ActiveReleaseID != "v1" {
 		t.Fatalf("second rollback: %v, %v", res, err)
+	}
+}
+
+// TestFailedRedeployOfAStoppedIDKeepsIt: a deploy that reuses the id of a
+// stopped release replaces it in place; if it fails, the stopped release
+// is back, as the Node original never puts a failed release in its map.
+func TestFailedRedeployOfAStoppedIDKeepsIt(t *testing.T) {
+	h := newHarness(t, strings.Replace(webConfig(t, `[]`), "drainTimeoutMs: 10000", "drainTimeoutMs: 0", 1))
+	h.deploy("v1")
+	h.deploy("v2")
+	testutil.Eventually(t, "v1 stopped", func() bool { return h.releaseIDs() == "v1:stopped,v2:active" })
+	before := h.releaseStatus("v1")
+	h.reconfigure(healthTimeout(3000))
+	if _, err := h.tryDeploy("v1", map[string]string{"health": "503"}); err == nil {
+		t.Fatal("unhealthy redeploy succeeded")
+	}
+	after := h.releaseStatus("v1")
+	if h.releaseIDs() != "v1:stopped,v2:active" || after.ReleasePath != before.ReleasePath || *after.StoppedAt != *before.StoppedAt {
+		t.Errorf("after the failed redeploy: %s\nwant v1 as before: %s", dump(h.status().Releases), dump(before))
+	}
+	if res, err := h.sup.Rollback(context.Background(), "v1", nil); err != nil || res.ActiveReleaseID != "v1" {
+		t.Errorf("rollback to v1: %v %v", res, err)
 	}
 }

@@ -146,12 +146,6 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 		for k, p := range r.ports {
 			ports[k] = p
 		}
-		for _, u := range v.singletons {
-			// A singleton's port is allocated when its release replaces it.
-			if _, ok := ports[u.cfg.ID]; !ok && u.releaseID == r.id && u.port != 0 {
-				ports[u.cfg.ID] = u.port
-			}
-		}
 		ids := make([]string, 0, len(ports))
 		for id := range ports {
 			ids = append(ids, id)
