@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
@@ -928,11 +929,15 @@ func TestIndefiniteStopNeverKills(t *testing.T) {
 			spec.Lifecycle.StopCommand = tc.before
 			h := newHarness(t, spec)
 			pid := h.startReady()
+			start, err := procfs.StartTime(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
 			t.Cleanup(func() {
-				if t.Failed() {
-					// The harness's cleanup stops the process, and an
-					// indefinite stop of a child that did not exit would
-					// never end.
+				// The harness's cleanup stops the process, and an indefinite
+				// stop of a child that did not exit would never end. The
+				// start time keeps a recycled pid from being killed.
+				if t.Failed() && procfs.Alive(pid, start) {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
 			})
