@@ -399,6 +399,16 @@ func TestDeployRereadsTheConfigFile(t *testing.T) {
 	if _, env := get(t, fmt.Sprintf("http://127.0.0.1:%d/env", st.Proxy.Port)); !strings.Contains(env, "ROLLBRIDGE_RELEASE_ID=v2") || !strings.Contains(env, "ROLLBRIDGE_X_MARK=two") {
 		t.Errorf("v2 does not run the edited config:\n%s", env)
 	}
+
+	// A config file that no longer loads never blocks a rollback: it runs on
+	// the last good config and the answer says so.
+	if err := os.WriteFile(f.cfg, []byte("{ half-written"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.client().Rollback(context.Background(), control.RollbackRequest{}, nil)
+	if err != nil || res.ActiveReleaseID != "v1" || !strings.Contains(res.ConfigProblem, "last good config") {
+		t.Errorf("rollback with a broken config file: %+v, %v; want v1 active and the problem named", res, err)
+	}
 }
 
 // TestWatchdogPings: pings arrive while the daemon runs, none while it is

@@ -90,6 +90,9 @@ func (n *Nullable[T]) UnmarshalJSON(b []byte) error {
 type DeployResult struct {
 	ActiveReleaseID   string  `json:"activeReleaseId"`
 	PreviousReleaseID *string `json:"previousReleaseId"` // null when nothing was active
+	// ConfigProblem (an addition, left out when empty) says why a rollback
+	// could not use the config file and ran on the last good config.
+	ConfigProblem string `json:"configProblem,omitempty"`
 }
 
 // RestartResult lists the instance ids that were restarted, in order.

@@ -179,7 +179,7 @@ func mapSlice[A, B any](in []A, f func(A) B) []B {
 }
 
 func deployResult(r *supervisor.DeployResult) control.DeployResult {
-	return control.DeployResult{ActiveReleaseID: r.ActiveReleaseID, PreviousReleaseID: r.PreviousReleaseID}
+	return control.DeployResult{ActiveReleaseID: r.ActiveReleaseID, PreviousReleaseID: r.PreviousReleaseID, ConfigProblem: r.ConfigProblem}
 }
 
 func statusResult(s supervisor.Status) control.Status {
