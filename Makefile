@@ -65,6 +65,7 @@ fmt:
 # Short fuzz runs of the parsers; new corpus entries land in testdata/fuzz.
 fuzz:
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzRenderCommand -fuzztime 30s
 	$(GO) test ./pkg/control -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
 	$(GO) test ./pkg/state -run '^$$' -fuzz FuzzLoad -fuzztime 30s
 

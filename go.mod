@@ -9,6 +9,7 @@ require (
 	github.com/urfave/cli/v2 v2.27.7
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.38.0
+	mvdan.cc/sh/v3 v3.12.0
 )
 
 require (

@@ -48,24 +48,38 @@ func (e *TemplateError) Error() string {
 	return fmt.Sprintf("%s: template {{%s}} %s", e.Field, e.Placeholder, e.Reason)
 }
 
-// placeholders returns the names inside {{...}} in s, in order, trimmed of
-// spaces, or an error for an unterminated or empty placeholder.
-func placeholders(s string) ([]string, error) {
-	var names []string
+// piece is a run of literal text, or a placeholder (name set, without
+// braces and trimmed).
+type piece struct {
+	lit  string
+	name string
+	ph   bool
+}
+
+// parseTemplate splits s into literal text and placeholders, or returns an
+// error for an unterminated or empty placeholder.
+func parseTemplate(s string) ([]piece, error) {
+	var out []piece
 	for {
 		i := strings.Index(s, "{{")
 		if i < 0 {
-			return names, nil
+			if s != "" {
+				out = append(out, piece{lit: s})
+			}
+			return out, nil
+		}
+		if i > 0 {
+			out = append(out, piece{lit: s[:i]})
 		}
 		j := strings.Index(s[i+2:], "}}")
 		if j < 0 {
-			return names, fmt.Errorf("unterminated placeholder %q: add the closing }}", truncate(s[i:], 30))
+			return out, fmt.Errorf("unterminated placeholder %q: add the closing }}", truncate(s[i:], 30))
 		}
 		name := strings.TrimSpace(s[i+2 : i+2+j])
 		if name == "" {
-			return names, fmt.Errorf("empty placeholder {{}}")
+			return out, fmt.Errorf("empty placeholder {{}}")
 		}
-		names = append(names, name)
+		out = append(out, piece{name: name, ph: true})
 		s = s[i+2+j+2:]
 	}
 }
@@ -77,32 +91,164 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Render replaces every {{name}} in s. field names the config field in errors.
+// numeric reports whether placeholder name always renders as a decimal
+// number, which means the same wherever the shell reads it.
+func numeric(name string) bool {
+	switch name {
+	case "port", "replicaIndex", "replicaCount", "proxy.port":
+		return true
+	}
+	return strings.HasPrefix(name, "ports.")
+}
+
+// commandContexts returns where in the shell command each placeholder of
+// pieces stands (see shellScan), in order.
+func commandContexts(pieces []piece) []shellContext {
+	var toks []int
+	n := 0
+	for _, p := range pieces {
+		if p.ph {
+			n++
+			toks = append(toks, -n)
+			continue
+		}
+		for i := 0; i < len(p.lit); i++ {
+			toks = append(toks, int(p.lit[i]))
+		}
+	}
+	return shellScan(toks, n)
+}
+
+// envAlternative names the environment variable a process can read instead
+// of placeholder name in its command, or "".
+func envAlternative(name string) string {
+	switch name {
+	case "releasePath":
+		return "ROLLBRIDGE_RELEASE_PATH"
+	case "releaseId":
+		return "ROLLBRIDGE_RELEASE_ID"
+	case "revision":
+		return "ROLLBRIDGE_REVISION"
+	case "application":
+		return "ROLLBRIDGE_APPLICATION"
+	case "processId":
+		return "ROLLBRIDGE_PROCESS_ID"
+	}
+	if key, ok := strings.CutPrefix(name, "env."); ok {
+		return key
+	}
+	return ""
+}
+
+// unsafeFix is the Fix: line for placeholder name standing where no
+// quoting makes a value safe.
+func unsafeFix(name string) string {
+	fix := "Move it into a bare word or inside double quotes"
+	if v := envAlternative(name); v != "" {
+		return fix + fmt.Sprintf(`, or read the value from the environment instead ("$%s")`, v)
+	}
+	return fix + fmt.Sprintf(`, or pass it through the environment (env: {VALUE: '{{%s}}'}, then "$VALUE")`, name)
+}
+
+// Render replaces every {{name}} in s with its value as it is, for a field
+// that no shell reads (cwd, env). field names the config field in errors.
 func (v *Vars) Render(field, s string) (string, error) {
 	if !strings.Contains(s, "{{") {
 		return s, nil
 	}
+	pieces, err := parseTemplate(s)
+	if err != nil {
+		return "", &TemplateError{Field: field, Reason: err.Error()}
+	}
 	var b strings.Builder
-	rest := s
-	for {
-		i := strings.Index(rest, "{{")
-		if i < 0 {
-			b.WriteString(rest)
-			return b.String(), nil
+	for _, p := range pieces {
+		if !p.ph {
+			b.WriteString(p.lit)
+			continue
 		}
-		b.WriteString(rest[:i])
-		j := strings.Index(rest[i+2:], "}}")
-		if j < 0 {
-			return "", &TemplateError{Field: field, Reason: fmt.Sprintf("unterminated placeholder %q: add the closing }}", truncate(rest[i:], 30))}
-		}
-		name := strings.TrimSpace(rest[i+2 : i+2+j])
-		val, err := v.lookup(name)
+		val, err := v.lookup(p.name)
 		if err != nil {
-			return "", &TemplateError{Field: field, Placeholder: name, Reason: err.Error()}
+			return "", &TemplateError{Field: field, Placeholder: p.name, Reason: err.Error()}
 		}
 		b.WriteString(val)
-		rest = rest[i+2+j+2:]
 	}
+	return b.String(), nil
+}
+
+// RenderCommand replaces every {{name}} in the shell command s with its
+// value quoted for the place it stands (see shellScan): in a bare word as
+// one single-quoted string, inside double quotes with \ $ ` " escaped.
+// Numbers are pasted as they are. Whatever the values, the rendered
+// command has the same shell words as the template, each placeholder's
+// value ending up in its word verbatim. A placeholder standing anywhere
+// else is an error (validate reports it first).
+func (v *Vars) RenderCommand(field, s string) (string, error) {
+	if !strings.Contains(s, "{{") {
+		return s, nil
+	}
+	pieces, err := parseTemplate(s)
+	if err != nil {
+		return "", &TemplateError{Field: field, Reason: err.Error()}
+	}
+	ctxs := commandContexts(pieces)
+	var b strings.Builder
+	k := 0
+	for _, p := range pieces {
+		if !p.ph {
+			b.WriteString(p.lit)
+			continue
+		}
+		ctx := ctxs[k]
+		k++
+		val, err := v.lookup(p.name)
+		if err != nil {
+			return "", &TemplateError{Field: field, Placeholder: p.name, Reason: err.Error()}
+		}
+		switch {
+		case numeric(p.name):
+			b.WriteString(val)
+		case ctx == ctxBare:
+			b.WriteString(shellQuote(val))
+		case ctx == ctxDouble:
+			b.WriteString(doubleQuoteEscape(val))
+		case ctx == ctxDoubleAfterName:
+			// "" ends the name: "$HOME""value" is $HOME, then the value.
+			b.WriteString(`""` + doubleQuoteEscape(val))
+		default:
+			return "", &TemplateError{Field: field, Placeholder: p.name,
+				Reason: fmt.Sprintf("stands %s, where no quoting keeps a value from being read as shell syntax; %s", ctx.where(), lowerFirst(unsafeFix(p.name)))}
+		}
+	}
+	return b.String(), nil
+}
+
+// shellQuote is s as one single-quoted shell string: every character
+// literal, a single quote written as '\”.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// doubleQuoteEscape escapes the characters special inside double quotes.
+func doubleQuoteEscape(s string) string {
+	if !strings.ContainsAny(s, "\\$`\"") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\', '$', '`', '"':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
 }
 
 func (v *Vars) lookup(name string) (string, error) {
@@ -172,7 +318,7 @@ func unknownPlaceholder(name string) error {
 
 // Rendered is a process's templates rendered for one instance.
 type Rendered struct {
-	Command string
+	Command string // for /bin/sh -c: every value quoted (Vars.RenderCommand)
 	Cwd     string
 	Env     map[string]string
 }
@@ -186,7 +332,7 @@ func (p *Process) Render(vars Vars) (Rendered, error) {
 	field := func(f string) string { return fmt.Sprintf("processes[%s].%s", p.ID, f) }
 	var r Rendered
 	var err error
-	if r.Command, err = vars.Render(field("command"), p.Command); err != nil {
+	if r.Command, err = vars.RenderCommand(field("command"), p.Command); err != nil {
 		return r, err
 	}
 	cwd := p.Cwd

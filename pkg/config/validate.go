@@ -113,14 +113,32 @@ func validateProcess(c *collector, path string, p *Process, withPort map[string]
 	validateTemplates(c, path, p, withPort)
 }
 
-// validateTemplates catches misspelled placeholders and references to ports
-// that cannot exist. {{env.X}} is checked at start, against the daemon's env.
+// validateTemplates catches misspelled placeholders, references to ports
+// that cannot exist, and values placed in the command where the shell
+// would read them as syntax. {{env.X}} is checked at start, against the
+// daemon's env.
 func validateTemplates(c *collector, path string, p *Process, withPort map[string]bool) {
 	check := func(field, s string) {
-		names, err := placeholders(s)
+		pieces, err := parseTemplate(s)
 		if err != nil {
 			c.add(path+"."+field, "Close every {{ with }}.", "%v", err)
 			return
+		}
+		var names []string
+		for _, p := range pieces {
+			if p.ph {
+				names = append(names, p.name)
+			}
+		}
+		if field == "command" {
+			// The command is shell syntax: a value may only stand where
+			// quoting keeps it one literal piece of a word.
+			for i, ctx := range commandContexts(pieces) {
+				if n := names[i]; !numeric(n) && !ctx.safe() {
+					c.add(path+".command", unsafeFix(n)+".",
+						"{{%s}} stands %s, where no quoting keeps its value from being read as shell syntax", n, ctx.where())
+				}
+			}
 		}
 		for _, n := range names {
 			switch {
