@@ -14,30 +14,44 @@ import (
 // Load evaluates and validates the config at path with env as
 // std.extVar('env'). An empty path means DefaultFile in the working directory.
 //
+// Load evaluates in this process, with no bound on time or memory and no
+// way to interrupt it: it is for files whose author runs the evaluation
+// (tests, tools). The daemon and rollbridgectl use a Loader.
+//
 // Errors: *NotFoundError (no such file), *EvalError (Jsonnet syntax or
 // runtime error, with file:line:column), Issues (the config is invalid; the
 // partially decoded *Config is returned alongside for reporting).
 func Load(path string, env map[string]string) (*Config, error) {
-	explicit := path != ""
-	if !explicit {
-		path = DefaultFile
-	}
-	abs, err := filepath.Abs(path)
+	abs, err := resolve(path)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
-		shown := path
-		if !explicit {
-			shown = abs
-		}
-		return nil, &NotFoundError{Path: shown, Explicit: explicit}
 	}
 	data, err := Evaluate(abs, env)
 	if err != nil {
 		return nil, err
 	}
 	return Decode(data, abs)
+}
+
+// resolve makes path absolute (DefaultFile when empty) and checks that it
+// exists.
+func resolve(path string) (string, error) {
+	explicit := path != ""
+	if !explicit {
+		path = DefaultFile
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+		shown := path
+		if !explicit {
+			shown = abs
+		}
+		return "", &NotFoundError{Path: shown, Explicit: explicit}
+	}
+	return abs, nil
 }
 
 // Evaluate runs the Jsonnet file and returns its JSON output. A top-level
