@@ -26,6 +26,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if config.EvaluatorRequested() { // rollbridgectl evaluates configs in this binary re-executed
+		os.Exit(config.ServeEvaluation(os.Stdin, os.Stdout))
+	}
 	if testapp.Active() {
 		testapp.Main()
 	}

@@ -52,8 +52,12 @@ func startReloading(t *testing.T, top, web, processes string) *env {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	cfgPath := filepath.Join(dir, "rollbridge.jsonnet")
 	writeFile(t, cfgPath, appConfig(t, dir, top, web, processes))
-	load := func() (*config.Config, error) { return config.Load(cfgPath, config.EnvMap(os.Environ())) }
-	cfg, err := load()
+	// The daemon's own loader: bounded, evaluating in this test binary
+	// re-executed (TestMain serves the evaluation mode).
+	load := func(ctx context.Context) (*config.Config, error) {
+		return config.Loader{}.Load(ctx, cfgPath, config.EnvMap(os.Environ()))
+	}
+	cfg, err := load(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,9 +53,21 @@ func ensureOptions(c *cli.Context) takeover.EnsureOptions {
 		Timeout: time.Duration(c.Int("daemon-start-timeout-ms")) * time.Millisecond}
 }
 
-// loadConfig loads the config named by --config with this process's environment.
+// loadConfig loads the config named by --config with this process's
+// environment. The evaluation runs in a child process bounded in time and
+// memory (ROLLBRIDGE_EVAL_TIMEOUT_MS, ROLLBRIDGE_EVAL_MEMORY_MB) and ends
+// with the command's context: Ctrl-C interrupts it.
 func loadConfig(c *cli.Context) (*config.Config, error) {
-	return config.Load(c.String("config"), config.EnvMap(os.Environ()))
+	env := config.EnvMap(os.Environ())
+	limits, err := config.LimitsFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Loader{Limits: limits}.Load(c.Context, c.String("config"), env)
+	if err != nil && c.Context.Err() != nil {
+		return nil, fmt.Errorf("interrupted while evaluating the config: %w", c.Context.Err())
+	}
+	return cfg, err
 }
 
 // socketPath resolves the control socket: --socket, else the config's.

@@ -10,9 +10,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 )
 
 func main() {
+	if config.EvaluatorRequested() { // re-executed by config.Loader to evaluate a config
+		os.Exit(config.ServeEvaluation(os.Stdin, os.Stdout))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

@@ -59,6 +59,7 @@ func runValidate(c *cli.Context) error {
 	var issues config.Issues
 	var evalErr *config.EvalError
 	var notFound *config.NotFoundError
+	var limit *config.LimitError
 	switch {
 	case err == nil:
 		res.Config, res.Normalized = summarize(cfg), cfg
@@ -66,6 +67,12 @@ func runValidate(c *cli.Context) error {
 		res.Issues = issues
 	case errors.As(err, &evalErr):
 		res.Issues = []config.Issue{{Message: evalErr.Message, Fix: "Fix the Jsonnet error at the file:line:column shown."}}
+	case errors.As(err, &limit):
+		fix := "Look for a recursion that never ends or a structure that grows without bound; if the config is simply that large, raise " + config.EnvEvalTimeout + "."
+		if limit.Memory {
+			fix = "Look for a structure that grows without bound; if the config is simply that large, raise " + config.EnvEvalMemory + "."
+		}
+		res.Issues = []config.Issue{{Message: limit.Error(), Fix: fix}}
 	case errors.As(err, &notFound):
 		res.Path = notFound.Path
 		res.Issues = []config.Issue{{Message: notFound.Error(), Fix: "Create the file or pass -c/--config PATH."}}

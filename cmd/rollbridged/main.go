@@ -29,17 +29,24 @@ activation (FileDescriptorName=proxy / control) — logs one JSON line per event
 to stdout (native journal entries under systemd), re-reads the config on
 SIGHUP, and stops every managed process on SIGINT or SIGTERM.
 
+The config is evaluated in a child process limited to ROLLBRIDGE_EVAL_TIMEOUT_MS
+milliseconds (default 10000) and ROLLBRIDGE_EVAL_MEMORY_MB MiB (default 512).
+
 Options:
   -c, --config PATH      config file (default: rollbridge.jsonnet in the working directory)
       --release-path DIR boot into this release: deploy it (health-checked) before the
       --release-id ID    control socket answers; the three go together. DIR is absolute;
-      --revision REV     ID and REV are 1-200 of [A-Za-z0-9._-], starting alphanumeric.
+      --revision REV     ID is 1-200 of [A-Za-z0-9._-], starting alphanumeric; REV may
+                         also contain / + and @.
                          A release restored from the state file wins over them. If the
                          release fails to start, the daemon exits 1.
       --version          print the version and exit
 `
 
 func main() {
+	if config.EvaluatorRequested() { // re-executed by config.Loader to evaluate a config
+		os.Exit(config.ServeEvaluation(os.Stdin, os.Stdout))
+	}
 	fs := flag.NewFlagSet("rollbridged", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	var path string
@@ -99,12 +106,21 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 		return err
 	}
 	env := config.EnvMap(os.Environ())
-	load := func() (*config.Config, error) {
-		cfg, err := config.Load(path, config.EnvMap(os.Environ()))
+	limits, err := config.LimitsFromEnv(env)
+	if err != nil {
+		return err
+	}
+	// One bounded loader for the start, every SIGHUP and every deploy.
+	loader := config.Loader{Limits: limits}
+	load := func(ctx context.Context) (*config.Config, error) {
+		cfg, err := loader.Load(ctx, path, config.EnvMap(os.Environ()))
 		return cfg, describeIssues(err)
 	}
-	cfg, err := load()
+	cfg, err := load(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while the config evaluated: a requested stop
+		}
 		return err
 	}
 	reload := make(chan os.Signal, 1)

@@ -25,31 +25,8 @@ import (
 // not started (see Options.Boot).
 type BootRelease struct {
 	Path     string // absolute and clean
-	ID       string // see ValidBootID
-	Revision string // see ValidBootID
-}
-
-// maxBootID is the longest release id or revision BootRelease accepts.
-const maxBootID = 200
-
-// ValidBootID reports whether s may be a BootRelease's ID or Revision:
-// 1 to 200 characters, the first a letter or digit, the others letters,
-// digits, dots, underscores or hyphens (the Node original's rule for the
-// same flags). A deploy over the control socket accepts any id; a boot
-// release's comes from a unit file or a boot script and ends up in paths
-// and journal fields, so it is held to this narrower set.
-func ValidBootID(s string) bool {
-	if len(s) == 0 || len(s) > maxBootID {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return false
-		}
-	}
-	return true
+	ID       string // see config.CheckReleaseID
+	Revision string // see config.CheckRevision
 }
 
 // Validate checks b's form; it reads no file. The messages name the
@@ -64,10 +41,11 @@ func (b BootRelease) Validate() error {
 	if filepath.Clean(b.Path) != b.Path {
 		return fmt.Errorf("--release-path %q must be clean: no . or .. segments, repeated or trailing slashes (%s)", b.Path, filepath.Clean(b.Path))
 	}
-	for _, f := range []struct{ flag, v string }{{"--release-id", b.ID}, {"--revision", b.Revision}} {
-		if !ValidBootID(f.v) {
-			return fmt.Errorf("%s %q must be 1 to %d letters, digits, dots, underscores or hyphens, starting with a letter or digit", f.flag, f.v, maxBootID)
-		}
+	if err := config.CheckReleaseID(b.ID); err != nil {
+		return fmt.Errorf("--release-id %w", err)
+	}
+	if err := config.CheckRevision(b.Revision); err != nil {
+		return fmt.Errorf("--revision %w", err)
 	}
 	return nil
 }

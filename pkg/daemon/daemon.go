@@ -42,8 +42,10 @@ type Options struct {
 	WatchdogInterval time.Duration
 	// Reload delivers SIGHUPs. LoadConfig re-reads the config for them and
 	// at the start of every deploy and rollback; nil means neither re-reads.
+	// It must return promptly once its ctx ends (a config.Loader does): a
+	// reload runs beside the daemon's main loop, and a stop cancels it.
 	Reload     <-chan struct{}
-	LoadConfig func() (*config.Config, error)
+	LoadConfig func(ctx context.Context) (*config.Config, error)
 	// Boot, when set and valid, is deployed before the control socket is
 	// served — unless the state file restored its own active release, or
 	// recorded processes that still run. If it fails to start, Run stops
@@ -117,7 +119,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	accepts := &countingListener{Listener: lns.Proxy}
 	d := &daemon{log: log, lns: lns, version: o.Version, notifier: notifier,
-		shutdownReq: make(chan struct{}), stopped: make(chan struct{})}
+		shutdownReq: make(chan struct{}), stopped: make(chan struct{}), alive: make(chan chan struct{})}
 	d.cfg.Store(cfg)
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies})
 	d.proxy = px
@@ -204,6 +206,22 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 
+	// The main loop only waits: a SIGHUP's reload runs in a goroutine of
+	// its own, so a slow (or runaway) config never delays a stop, and the
+	// watchdog probe, which asks this loop too, keeps passing.
+	reloadCtx, cancelReload := context.WithCancel(context.Background())
+	var reloadWG sync.WaitGroup
+	reloadDone := make(chan struct{}, 1) // one reload at a time sends at most once
+	reloading, again := false, false
+	startReload := func() {
+		reloading = true
+		reloadWG.Add(1)
+		go func() {
+			defer reloadWG.Done()
+			d.reload(reloadCtx, o.LoadConfig)
+			reloadDone <- struct{}{}
+		}()
+	}
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -211,9 +229,23 @@ func Run(ctx context.Context, o Options) error {
 		case <-d.shutdownReq:
 			done = true
 		case <-o.Reload:
-			d.reload(o.LoadConfig)
+			if reloading {
+				again = true // SIGHUPs during a reload make one more, with the file as it is then
+			} else {
+				startReload()
+			}
+		case <-reloadDone:
+			reloading = false
+			if again {
+				again = false
+				startReload()
+			}
+		case reply := <-d.alive:
+			close(reply)
 		}
 	}
+	cancelReload()
+	reloadWG.Wait() // prompt: the cancelled evaluation's child is killed
 	notifier.Stopping()
 	stopLoops()
 	loops.Wait()
@@ -312,8 +344,9 @@ type daemon struct {
 	ctl      *control.Server
 
 	shutdownOnce sync.Once
-	shutdownReq  chan struct{} // closed by the shutdown command
-	stopped      chan struct{} // closed once everything is down and the socket removed
+	shutdownReq  chan struct{}      // closed by the shutdown command
+	alive        chan chan struct{} // the main loop closes each channel it receives (probe)
+	stopped      chan struct{}      // closed once everything is down and the socket removed
 }
 
 func (d *daemon) status() supervisor.Status {

@@ -344,3 +344,15 @@ func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 		t.Errorf("a timeout change was refused: %s", why)
 	}
 }
+
+// TestProbeFailsWhileTheMainLoopDoesNotAnswer: the watchdog's probe asks
+// the main loop first, so a loop that is stuck stops the pings even when
+// the supervisor and the proxy still answer.
+func TestProbeFailsWhileTheMainLoopDoesNotAnswer(t *testing.T) {
+	d := &daemon{alive: make(chan chan struct{})} // no loop receives: stuck
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := d.probe(ctx, nil); err == nil || !strings.Contains(err.Error(), "main loop did not answer") {
+		t.Errorf("got %v, want the main loop named", err)
+	}
+}

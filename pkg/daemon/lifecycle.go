@@ -84,9 +84,16 @@ func watchdogLoop(ctx context.Context, interval time.Duration, probe func(contex
 	}
 }
 
-// probe checks that the supervisor's state owner answers and that the proxy
-// accept loop takes connections.
+// probe checks that the daemon's main loop answers, that the supervisor's
+// state owner answers, and that the proxy accept loop takes connections.
 func (d *daemon) probe(ctx context.Context, ln *countingListener) error {
+	reply := make(chan struct{})
+	select {
+	case d.alive <- reply:
+	case <-ctx.Done():
+		return fmt.Errorf("main loop did not answer: %w", ctx.Err())
+	}
+	<-reply // closed by the loop as soon as it received it
 	done := make(chan struct{})
 	go func() {
 		d.sup.Summary() // takes the core's lock
@@ -134,15 +141,23 @@ func (l *countingListener) Accept() (net.Conn, error) {
 
 // reload re-reads the config on SIGHUP. Changes that would need new
 // listeners are refused (the running config stays); everything else is
-// stored and applies as its reload class says (see config.Diff).
-func (d *daemon) reload(load func() (*config.Config, error)) {
+// stored and applies as its reload class says (see config.Diff). It runs
+// beside the main loop; when ctx ends (the daemon stops) the evaluation is
+// abandoned and nothing changes.
+func (d *daemon) reload(ctx context.Context, load func(context.Context) (*config.Config, error)) {
 	d.notifier.Reloading()
-	defer func() { s, _ := d.summary(); d.notifier.Ready(s) }()
 	if load == nil {
 		d.log.Emit(events.ConfigReloadRefused, map[string]any{events.KeyError: "the daemon was started without a config file to re-read"})
+		d.ready()
 		return
 	}
-	next, err := load()
+	next, err := load(ctx)
+	if ctx.Err() != nil {
+		// Stopping: STOPPING=1 follows, not READY=1.
+		d.log.Emit(events.ConfigReloadRefused, map[string]any{events.KeyError: "the daemon is stopping", "kept": "the running config"})
+		return
+	}
+	defer d.ready()
 	if err != nil {
 		d.log.Emit(events.ConfigReloadRefused, map[string]any{events.KeyError: err.Error(), "kept": "the running config"})
 		return
@@ -155,6 +170,12 @@ func (d *daemon) reload(load func() (*config.Config, error)) {
 	d.adopt(next)
 	d.sup.SetConfig(next)
 	d.log.Emit(events.ConfigReloaded, map[string]any{events.KeyPath: next.Path, "processes": len(next.Processes)})
+}
+
+// ready ends a reload: READY=1 with the current summary.
+func (d *daemon) ready() {
+	s, _ := d.summary()
+	d.notifier.Ready(s)
 }
 
 // adopt makes next the daemon's own config (status, shutdown and the next

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 )
@@ -18,6 +19,54 @@ type DeployRequest struct {
 	ReleasePath string
 	ReleaseID   string // default: Revision, else a UTC timestamp
 	Revision    string
+}
+
+// id checks the request's release id and revision, which reach shell
+// commands, file names and terminals (see config.CheckReleaseID), and
+// returns the release id: ReleaseID, else Revision, else a UTC timestamp.
+func (r DeployRequest) id() (string, error) {
+	if r.Revision != "" {
+		if err := config.CheckRevision(r.Revision); err != nil {
+			return "", refuse(ErrInvalid, "revision %v", err)
+		}
+	}
+	switch {
+	case r.ReleaseID != "":
+		if err := config.CheckReleaseID(r.ReleaseID); err != nil {
+			return "", refuse(ErrInvalid, "release id %v", err)
+		}
+		return r.ReleaseID, nil
+	case r.Revision != "":
+		if err := config.CheckReleaseID(r.Revision); err != nil {
+			return "", refuse(ErrInvalid, "the revision is the release id when none is given, and release id %v; pass a release id of its own (--release-id)", err)
+		}
+		return r.Revision, nil
+	}
+	return time.Now().UTC().Format("20060102150405"), nil
+}
+
+// checkRecorded checks the id and revision of a release restored from a
+// state file, which an earlier version may have written without checking
+// them.
+func checkRecorded(id, revision string) error {
+	const fix = "it was recorded by an earlier version of rollbridge; deploy the release again under a valid id"
+	if len(id) > config.MaxIDLength {
+		// A live id redeployed gets a suffix ("-2"), which may take a
+		// 200-character id past the limit: only its characters matter here.
+		if err := config.CheckReleaseID("x" + id[config.MaxIDLength:]); err != nil {
+			return refuse(ErrConflict, "release id %s: %v; %s", strconv.Quote(id), err, fix)
+		}
+		id = id[:config.MaxIDLength]
+	}
+	if err := config.CheckReleaseID(id); err != nil {
+		return refuse(ErrConflict, "release id %v; %s", err, fix)
+	}
+	if revision != "" {
+		if err := config.CheckRevision(revision); err != nil {
+			return refuse(ErrConflict, "revision %v; %s", err, fix)
+		}
+	}
+	return nil
 }
 
 // DeployResult is what deploy and rollback answer.
@@ -45,18 +94,15 @@ func (p Progress) send(name events.Name, data map[string]any) {
 // file that does not load, or a change a deploy cannot apply, fails the
 // deploy before anything starts.
 func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Progress) (*DeployResult, error) {
-	id := req.ReleaseID
-	if id == "" {
-		id = req.Revision
-	}
-	if id == "" {
-		id = time.Now().UTC().Format("20060102150405")
+	id, err := req.id()
+	if err != nil {
+		return nil, err
 	}
 	if err := s.tab.begin("deploy of release " + id); err != nil {
 		return nil, err
 	}
 	defer s.tab.end()
-	cfg, err := s.deployConfig()
+	cfg, err := s.deployConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +124,11 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Pro
 // the last good config and says so (DeployResult.ConfigProblem, a "config
 // reload refused" event and progress line).
 func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Progress) (*DeployResult, error) {
+	if releaseID != "" {
+		if err := config.CheckReleaseID(releaseID); err != nil {
+			return nil, refuse(ErrInvalid, "release id %v", err)
+		}
+	}
 	if err := s.tab.begin("rollback"); err != nil {
 		return nil, err
 	}
@@ -85,6 +136,11 @@ func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Pr
 	target, err := s.tab.rollbackTarget(releaseID)
 	if err != nil {
 		return nil, err
+	}
+	// A release restored from the state file of an older version may
+	// predate the rules on ids; its values must not reach a command.
+	if err := checkRecorded(target.id, target.revision); err != nil {
+		return nil, fmt.Errorf("rollback to %s: %w", strconv.Quote(target.id), err)
 	}
 	if err := checkReleasePath(target.path); err != nil {
 		return nil, fmt.Errorf("rollback to %s: %w", target.id, err)
@@ -98,7 +154,7 @@ func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Pr
 	if err := s.stopRelease(target); err != nil {
 		return nil, fmt.Errorf("rollback to %s: %w", target.id, err)
 	}
-	cfg, problem := s.rollbackConfig(progress)
+	cfg, problem := s.rollbackConfig(ctx, progress)
 	if err := s.tab.relaunch(target, cfg); err != nil {
 		return nil, fmt.Errorf("rollback to %s: %w", target.id, err)
 	}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"syscall"
@@ -23,12 +24,16 @@ import (
 
 // deployConfig is the config a deploy runs with: the file as it is now, or
 // an error naming what is wrong with it. Nothing has changed when it fails.
-func (s *Supervisor) deployConfig() (*config.Config, error) {
+func (s *Supervisor) deployConfig(ctx context.Context) (*config.Config, error) {
 	cur := s.cfg.Load()
 	if s.load == nil {
 		return cur, nil
 	}
-	next, err := s.load()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.life, cancel) // a shutdown does not wait for the evaluation
+	defer stop()
+	next, err := s.load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("re-read the config for this deploy: %w; nothing was changed", err)
 	}
@@ -43,8 +48,8 @@ func (s *Supervisor) deployConfig() (*config.Config, error) {
 // may be the very reason for it), so then it runs with the last good
 // config, and says so: an event, a progress line, and problem for the
 // answer ("" when the file was used).
-func (s *Supervisor) rollbackConfig(progress Progress) (cfg *config.Config, problem string) {
-	next, err := s.deployConfig()
+func (s *Supervisor) rollbackConfig(ctx context.Context, progress Progress) (cfg *config.Config, problem string) {
+	next, err := s.deployConfig(ctx)
 	if err == nil {
 		return next, ""
 	}

@@ -29,7 +29,7 @@ func newReloading(t *testing.T, src string) *reloading {
 	r := &reloading{base: src}
 	var h *harness
 	h = newHarnessOpts(t, src, func(o *Options) {
-		o.LoadConfig = func() (*config.Config, error) { return config.Load(h.path, h.env) }
+		o.LoadConfig = func(context.Context) (*config.Config, error) { return config.Load(h.path, h.env) }
 		o.OnConfig = func(c *config.Config) {
 			r.mu.Lock()
 			defer r.mu.Unlock()

@@ -26,8 +26,11 @@ type Options struct {
 	Output func(fields map[string]any, l process.Line)
 	// LoadConfig, when set, re-reads the config file: every deploy and
 	// rollback starts with it (see Deploy). nil keeps Config, or what
-	// SetConfig gave, for every deploy.
-	LoadConfig func() (*config.Config, error)
+	// SetConfig gave, for every deploy. Its ctx ends when the command's
+	// client hangs up or the supervisor shuts down, and it must then
+	// return promptly: the daemon passes a config.Loader, whose
+	// evaluation is bounded in time and memory.
+	LoadConfig func(ctx context.Context) (*config.Config, error)
 	// OnConfig, when set, is called with a config a deploy or rollback
 	// re-read and adopted, right after the supervisor adopted it, so the
 	// daemon's own copy follows. It must not call back into the Supervisor.
@@ -42,7 +45,7 @@ type Supervisor struct {
 	runner  process.Runner
 	env     map[string]string
 	output  func(map[string]any, process.Line)
-	load    func() (*config.Config, error)
+	load    func(context.Context) (*config.Config, error)
 	adopted func(*config.Config)
 	started time.Time
 
