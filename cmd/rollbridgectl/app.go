@@ -20,7 +20,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintln(stderr, "rollbridgectl:", msg)
+		fmt.Fprintln(stderr, "rollbridgectl:", printable(msg))
 	}
 	return exitCode(err)
 }

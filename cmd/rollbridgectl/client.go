@@ -21,7 +21,7 @@ func daemonClient(c *cli.Context) (*control.Client, error) {
 // printProgress prints a deploy's or rollback's progress lines to stderr.
 func printProgress(c *cli.Context) func(control.Progress) {
 	return func(p control.Progress) {
-		fmt.Fprintf(c.App.ErrWriter, "rollbridgectl: %s%s\n", p.Message, formatData(p.Data))
+		fmt.Fprintf(c.App.ErrWriter, "rollbridgectl: %s%s\n", printable(p.Message), formatData(p.Data))
 	}
 }
 

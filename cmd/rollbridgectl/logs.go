@@ -91,12 +91,13 @@ func formatLogs(sources []control.ProcessLogs, filtered bool, id string) string 
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "== %s [%s] ==\n", s.ID, s.Source)
+		fmt.Fprintf(&b, "== %s [%s] ==\n", printable(s.ID), printable(s.Source))
 		if len(s.Logs) == 0 {
 			b.WriteString("  (no recent output)\n")
 		}
 		for _, l := range s.Logs {
-			fmt.Fprintf(&b, "  %s [%s] %s\n", jsonTime(l.At), l.Stream, l.Line)
+			// A line is one line: a newline in it is escaped too.
+			fmt.Fprintf(&b, "  %s [%s] %s\n", jsonTime(l.At), printable(l.Stream), strings.ReplaceAll(printable(l.Line), "\n", `\n`))
 		}
 	}
 	return b.String()
@@ -148,7 +149,7 @@ func formatEvents(evs []control.Event) string {
 	for _, e := range evs {
 		b.WriteString(jsonTime(e.At))
 		b.WriteString("  ")
-		b.WriteString(e.Message)
+		b.WriteString(printable(e.Message))
 		if len(e.Data) > 0 {
 			b.WriteByte(' ')
 			b.WriteString(compactJSON(e.Data))

@@ -31,7 +31,7 @@ func formatData(data map[string]any) string {
 		switch x := v.(type) {
 		case string:
 			s = x
-			if strings.ContainsAny(s, " \t\"") {
+			if strings.ContainsAny(s, " \t\"") || hasControl(s) {
 				s = fmt.Sprintf("%q", s)
 			}
 		default:
@@ -50,8 +50,58 @@ func printJSON(c *cli.Context, raw []byte) error {
 		return err
 	}
 	buf.WriteByte('\n')
-	_, err := c.App.Writer.Write(buf.Bytes())
+	_, err := c.App.Writer.Write(escapeJSONControls(buf.Bytes()))
 	return err
+}
+
+// Text from the daemon — ids, events, process output, error messages —
+// may carry control characters: an escape sequence can clear a terminal,
+// retitle it, rewrite what was printed before, or (on some terminals)
+// make it answer with input of its own. None reaches the terminal raw.
+
+// isControl reports whether r is a C0 or C1 control character or DEL.
+func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r <= 0x9f }
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, isControl) >= 0
+}
+
+// printable is s with every control character but newline and tab written
+// as its Go escape (\x1b, \u009b).
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return isControl(r) && r != '\n' && r != '\t' }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\t' || !isControl(r):
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
+
+// escapeJSONControls writes DEL and the C1 controls in JSON text as \u
+// escapes (encoding/json escapes only the C0 ones). They can only stand
+// inside strings, where the escape means the same character.
+func escapeJSONControls(b []byte) []byte {
+	if !bytes.ContainsRune(b, 0x7f) && !bytes.ContainsFunc(b, func(r rune) bool { return r >= 0x80 && r <= 0x9f }) {
+		return b
+	}
+	var out bytes.Buffer
+	for _, r := range string(b) {
+		if r == 0x7f || r >= 0x80 && r <= 0x9f {
+			fmt.Fprintf(&out, "\\u%04x", r)
+			continue
+		}
+		out.WriteRune(r)
+	}
+	return out.Bytes()
 }
 
 // printValue prints v as indented JSON to stdout, with <, > and & as they
@@ -73,7 +123,7 @@ func compactJSON(v any) string {
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v) // see doc
-	return strings.TrimSuffix(b.String(), "\n")
+	return strings.TrimSuffix(string(escapeJSONControls(b.Bytes())), "\n")
 }
 
 // jsonTime is t as the protocol writes it ("2026-06-01T10:00:05.120Z").

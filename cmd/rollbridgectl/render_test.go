@@ -1,9 +1,11 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 )
 
@@ -42,5 +44,52 @@ func TestTextRenderersMatchTheSpec(t *testing.T) {
 				t.Errorf("got\n%s\nwant\n%s", tc.got, tc.want)
 			}
 		})
+	}
+}
+
+// TestControlCharactersNeverReachTheTerminalRaw: text from the daemon is
+// printed with its control characters escaped, whatever the command.
+func TestControlCharactersNeverReachTheTerminalRaw(t *testing.T) {
+	at := control.At(time.Date(2026, 6, 1, 11, 0, 3, 0, time.UTC))
+	evil := "a\x1b]0;owned\x07b\x1b[2J\u009b31m\x7fc"
+	for _, tc := range []struct {
+		name, got, want string
+	}{
+		{"event", formatEvents([]control.Event{{At: at, Message: evil, Data: map[string]any{"releaseId": evil}}}),
+			`2026-06-01T11:00:03.000Z  a\x1b]0;owned\x07b\x1b[2J\u009b31m\x7fc {"releaseId":"a\u001b]0;owned\u0007b\u001b[2J\u009b31m\u007fc"}` + "\n"},
+		{"logs", formatLogs([]control.ProcessLogs{{ID: evil, Source: "release " + evil, Logs: []control.LogLine{{At: at, Line: evil + "\nz", Stream: "stdout"}}}}, false, ""),
+			`== a\x1b]0;owned\x07b\x1b[2J\u009b31m\x7fc [release a\x1b]0;owned\x07b\x1b[2J\u009b31m\x7fc] ==` + "\n" +
+				`  2026-06-01T11:00:03.000Z [stdout] a\x1b]0;owned\x07b\x1b[2J\u009b31m\x7fc\nz` + "\n"},
+		{"progress data", formatData(map[string]any{"releaseId": evil}), ` releaseId="a\x1b]0;owned\ab\x1b[2J\u009b31m\x7fc"`},
+		{"error text", printable("line one\n\tline two " + evil), "line one\n\tline two " + `a\x1b]0;owned\x07b\x1b[2J\u009b31m\x7fc`},
+		{"json", string(escapeJSONControls([]byte(`{"id":"a` + "\u009b\x7f" + `é"}`))), `{"id":"a\u009b\u007fé"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Errorf("got\n%q\nwant\n%q", tc.got, tc.want)
+			}
+		})
+	}
+}
+
+// TestProcessOutputIsEscapedInLogsAndStatus runs a worker that writes
+// terminal escape sequences and reads its output back through logs and
+// status, as an operator would.
+func TestProcessOutputIsEscapedInLogsAndStatus(t *testing.T) {
+	e := startDaemon(t, `[{id: 'noisy', command: @"printf '\033]0;owned\007\033[2J\302\233hello\n'; exec sleep 1000"}]`)
+	e.deploy("v1", nil)
+	var out string
+	testutil.Eventually(t, "the worker's line in logs", func() bool {
+		out, _, _ = e.ctl("logs", "--process", "noisy")
+		return strings.Contains(out, "hello")
+	})
+	if want := `[stdout] \x1b]0;owned\x07\x1b[2J\u009bhello`; !strings.Contains(out, want) {
+		t.Errorf("logs printed %q, want it to contain %q", out, want)
+	}
+	for _, args := range [][]string{{"logs", "--process", "noisy"}, {"logs", "--json"}, {"status"}, {"events"}, {"events", "--json"}} {
+		stdout, stderr, code := e.ctl(args...)
+		if code != 0 || hasControl(strings.NewReplacer("\n", "", "\t", "").Replace(stdout+stderr)) {
+			t.Errorf("%v: exit %d, printed a raw control character:\n%q\n%q", args, code, stdout, stderr)
+		}
 	}
 }

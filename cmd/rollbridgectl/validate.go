@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,9 +82,13 @@ func runValidate(c *cli.Context) error {
 	}
 	out := c.App.Writer
 	if c.Bool("json") {
-		enc := json.NewEncoder(out)
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
+			return err
+		}
+		if _, err := out.Write(escapeJSONControls(b.Bytes())); err != nil {
 			return err
 		}
 	} else if res.Valid {
@@ -92,7 +97,7 @@ func runValidate(c *cli.Context) error {
 	} else {
 		fmt.Fprintf(out, "Found %d configuration %s in %s:\n", len(res.Issues), plural(len(res.Issues), "issue", "issues"), res.Path)
 		for i, is := range res.Issues {
-			fmt.Fprintf(out, "\n%d. %s\n   Fix: %s\n", i+1, is.Message, is.Fix)
+			fmt.Fprintf(out, "\n%d. %s\n   Fix: %s\n", i+1, printable(is.Message), printable(is.Fix))
 		}
 	}
 	if !res.Valid {
