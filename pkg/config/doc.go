@@ -12,6 +12,12 @@
 // takes in a running daemon (Diff), and applyDefaults in defaults.go is the
 // one place defaults are filled in.
 //
+// Two things guard the edges. Loader evaluates in a child process bounded in
+// time and memory (eval.go), since a config is a program that may never
+// end. And Process.Render quotes each value for the shell word it lands in
+// (template.go, shell.go), since values such as a revision come from deploy
+// requests and the command runs under /bin/sh.
+//
 // Field names, types and defaults follow the Node original's docs/config.md,
 // so a config translated from rollbridge.js keeps its meaning. This package
 // is the only importer of go-jsonnet.
