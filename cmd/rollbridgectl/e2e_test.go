@@ -291,7 +291,7 @@ func TestE2ERollbackToDrainingRelease(t *testing.T) {
 	e.mustDeploy("v1")
 	// Hold v1 in draining with an in-flight slow request.
 	done := make(chan string, 1)
-	go func() { done <- e.get("/slow?ms=1500") }()
+	go func() { done <- e.get("/slow?ms=6000") }() // long enough for a deploy on a loaded machine
 	testutil.Eventually(t, "request in flight", func() bool { return strings.Contains(e.statusRaw(), `"http": 1`) })
 	e.mustDeploy("v2")
 	if st := e.releaseState("v1"); st != "draining" {

@@ -2,7 +2,12 @@ package pgroup
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +24,27 @@ func spawn(t *testing.T, script string) Target {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if strings.HasPrefix(script, "trap '' TERM") {
+		// A SIGTERM sent before the shell ran its trap would end it, and
+		// a stubborn process would look polite.
+		testutil.Eventually(t, "the TERM trap set", func() bool { return ignoresTERM(cmd.Process.Pid) })
+	}
 	return Target{Pid: cmd.Process.Pid, StartTime: st.StartTime, Group: true}
+}
+
+// ignoresTERM reads the SigIgn mask of pid from /proc.
+func ignoresTERM(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if hex, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			return err == nil && mask&(1<<(uint(syscall.SIGTERM)-1)) != 0
+		}
+	}
+	return false
 }
 
 // members lists the live processes of group pgid other than its leader.

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestCheckReleaseIDAndRevision(t *testing.T) {
@@ -38,7 +39,7 @@ func TestCheckReleaseIDAndRevision(t *testing.T) {
 					t.Errorf("%q: got %v, want it accepted", tc.s, err)
 				case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 					t.Errorf("%q: got %v, want an error containing %q", truncate(tc.s, 40), err, c.want)
-				case err != nil && strings.ContainsAny(err.Error(), "\x1b\n\xff"):
+				case err != nil && (strings.ContainsAny(err.Error(), "\x1b\n") || !utf8.ValidString(err.Error())):
 					t.Errorf("the error carries a raw control character: %q", err)
 				case err != nil && len(err.Error()) > 600:
 					t.Errorf("the error is %d bytes long", len(err.Error()))
