@@ -47,7 +47,7 @@ func TestDefaults(t *testing.T) {
 	if cfg.Application != "app" {
 		t.Errorf("application = %q, want the config directory's basename %q", cfg.Application, "app")
 	}
-	if cfg.Control.Path != "/tmp/rollbridge-app.sock" || cfg.Control.Mode != nil {
+	if cfg.Control.Path != "/run/rollbridge/app.sock" || cfg.Control.Mode != nil {
 		t.Errorf("control = %+v", cfg.Control)
 	}
 	wantProxy := Proxy{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", HealthPath: "/ping",

@@ -240,7 +240,7 @@ func decodeConfig(c *collector, root any, configPath string) (*Config, bool) {
 		take(c, &cfg.Application, app)
 		if !validAppName(app) {
 			c.add("application", "Use letters, digits, '.', '_' and '-' only, e.g. 'ticket-server'.",
-				"%q cannot be used: it names the control socket (/tmp/rollbridge-<application>.sock) and the systemd unit", app)
+				"%q cannot be used: it names the control socket (/run/rollbridge/<application>.sock) and the systemd unit", app)
 		}
 	} else if top.has("application") {
 		// A rejected name is not replaced by the directory's: the issue
@@ -282,11 +282,11 @@ func decodeControl(c *collector, top obj, cfg *Config) {
 	if !top.has("control") {
 		return
 	}
-	o, ok := c.object("control", top.m["control"], fieldsOf[Control](), "Set control to an object such as {path: '/tmp/rollbridge-app.sock'}.")
+	o, ok := c.object("control", top.m["control"], fieldsOf[Control](), "Set control to an object such as {path: '/run/rollbridge/app.sock'}.")
 	if !ok {
 		return
 	}
-	if p, ok := o.nonEmptyStr("path", "Set control.path to a Unix socket path such as '/tmp/rollbridge-app.sock'."); ok {
+	if p, ok := o.nonEmptyStr("path", "Set control.path to a Unix socket path such as '/run/rollbridge/app.sock'."); ok {
 		take(c, &cfg.Control.Path, p)
 		checkSocketPath(c, p)
 	}
@@ -299,7 +299,7 @@ func decodeControl(c *collector, top obj, cfg *Config) {
 // holds 108 bytes including the terminating NUL.
 func checkSocketPath(c *collector, path string) {
 	if len(path) > 107 {
-		c.add("control.path", "Use a shorter socket path, e.g. under /run or /tmp.", "is %d bytes long; a Unix socket path may be at most 107", len(path))
+		c.add("control.path", "Use a shorter socket path, e.g. under /run/rollbridge.", "is %d bytes long; a Unix socket path may be at most 107", len(path))
 	}
 }
 

@@ -22,7 +22,23 @@ const (
 	DefaultMemoryCheckMs      = 5000
 	DefaultRetentionKeep      = 10
 	DefaultStopSignal         = "SIGTERM"
+
+	// RuntimeDir holds the default control socket (and, beside it, the
+	// lock file and ensure-daemon's log and pid files). It is a fixed
+	// path, not $XDG_RUNTIME_DIR or $TMPDIR, so the daemon and every
+	// client compute the same default whoever runs them; and a directory
+	// only root can write, not /tmp, so no other local user can put a
+	// socket (or a symlink) there first. packaging/systemd's tmpfiles.d
+	// entry creates it at boot.
+	RuntimeDir = "/run/rollbridge"
 )
+
+// DefaultControlPath is control.path when the config leaves it out:
+// RuntimeDir/<application>.sock. The original's /tmp/rollbridge-APP.sock
+// let any local user bind that path before the daemon did.
+func DefaultControlPath(application string) string {
+	return filepath.Join(RuntimeDir, application+".sock")
+}
 
 // fieldSet records which fields the decoder took from the config, by the
 // field's address in the Config being built, so applyDefaults fills exactly
@@ -53,7 +69,7 @@ func applyDefaults(cfg *Config, set fieldSet) {
 	orDefault(set, &cfg.Application, defaultApplication(cfg.Path))
 	orDefault(set, &cfg.RestoreOnStart, true)
 	if cfg.Application != "" {
-		orDefault(set, &cfg.Control.Path, "/tmp/rollbridge-"+cfg.Application+".sock")
+		orDefault(set, &cfg.Control.Path, DefaultControlPath(cfg.Application))
 	}
 
 	p := &cfg.Proxy

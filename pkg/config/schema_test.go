@@ -362,7 +362,7 @@ func TestDiff(t *testing.T) {
 		{"control mode set", `{control: {mode: '640'}, proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
 			[]want{{"control.mode", ReloadRestart, "unset", `"640"`}}},
 		{"application", `{application: 'other', proxy: {}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
-			[]want{{"application", ReloadRestart, `"app"`, `"other"`}, {"control.path", ReloadRestart, `"/tmp/rollbridge-app.sock"`, `"/tmp/rollbridge-other.sock"`}}},
+			[]want{{"application", ReloadRestart, `"app"`, `"other"`}, {"control.path", ReloadRestart, `"/run/rollbridge/app.sock"`, `"/run/rollbridge/other.sock"`}}},
 		{"trusted proxies", `{proxy: {trustedProxies: ['10.0.0.1']}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
 			[]want{{"proxy.trustedProxies", ReloadLive, "[]", `["10.0.0.1/32"]`}}},
 		{"drain timeout", `{proxy: {drainTimeoutMs: 5}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
