@@ -103,6 +103,9 @@ func lockPath(socket string) string { return socket + ".lock" }
 // file (checkControlDir), or the lock would prove nothing.
 func lockControl(ctx context.Context, socket string) (*os.File, error) {
 	dir := filepath.Dir(socket)
+	if err := makeRuntimeDir(dir, socket); err != nil {
+		return nil, err
+	}
 	if err := checkControlDir(dir); err != nil {
 		return nil, err
 	}
@@ -113,6 +116,9 @@ func lockControl(ctx context.Context, socket string) (*os.File, error) {
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("control socket lock file %s is a symlink; remove it", path)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("cannot create files in the control socket directory %s (permission denied): run the daemon as the user who owns it, or set control.path to a socket in a directory this user owns", dir)
 		}
 		return nil, fmt.Errorf("open control socket lock file %s: %w", path, err)
 	}
@@ -193,6 +199,46 @@ func lockHolder(st *syscall.Stat_t) int {
 		}
 	}
 	return 0
+}
+
+// makeRuntimeDir creates config.RuntimeDir, the directory of the default
+// control.path, when it is dir and does not exist yet: root's daemon on a
+// host where tmpfiles.d has not run (a container, a manual install). It
+// is made 0755 so that deploy users can reach the socket inside, whose
+// own mode decides who may connect. Only that one directory is created:
+// a missing directory the config names is more likely a typo, and stays
+// an error (checkControlDir). A user who may not create it gets told what
+// to do instead; the daemon never falls back to a shared directory such
+// as /tmp on its own.
+func makeRuntimeDir(dir, socket string) error {
+	if dir != config.RuntimeDir {
+		return nil
+	}
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err == nil {
+		// Whatever the umask: 0755 is what tmpfiles.d would have made.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return fmt.Errorf("chmod control socket directory %s: %w", dir, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("control socket directory %s does not exist and cannot be created (%w); it holds the default control.path %s: "+
+		"create it as root (install -d -m 0755 %s, or systemd-tmpfiles --create with packaging/systemd/rollbridge.tmpfiles.conf), "+
+		"or set control.path to a socket in a directory you own, e.g. control: {path: '/home/me/.rollbridge/%s'}",
+		dir, unwrapPath(err), socket, dir, filepath.Base(socket))
+}
+
+// unwrapPath is the system's reason of a *os.PathError (the path is
+// already in the message around it).
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // checkControlDir refuses a control socket directory in which a user
