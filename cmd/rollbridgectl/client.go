@@ -6,16 +6,21 @@ import (
 	"fmt"
 
 	"github.com/rollbridge/rollbridge-go/pkg/control"
+	"github.com/rollbridge/rollbridge-go/pkg/takeover"
 	"github.com/urfave/cli/v2"
 )
 
-// daemonClient returns a client for the control socket (see socketPath).
+// daemonClient returns a client for the control socket: --socket, else
+// the config's control.path, whose control.owner it then trusts too.
 func daemonClient(c *cli.Context) (*control.Client, error) {
-	path, err := socketPath(c)
-	if err != nil {
-		return nil, err
+	if p := c.String("socket"); p != "" {
+		return &control.Client{Path: p}, nil
 	}
-	return &control.Client{Path: path}, nil
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, configError(err)
+	}
+	return takeover.Client(cfg.Control.Path, cfg), nil
 }
 
 // printProgress prints a deploy's or rollback's progress lines to stderr.

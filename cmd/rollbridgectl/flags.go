@@ -41,8 +41,8 @@ func daemonFlags(extra ...cli.Flag) []cli.Flag {
 // ensureFlags are shared by ensure-daemon and deploy --ensure-daemon.
 func ensureFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "daemon-log-path", Usage: "`FILE` the detached daemon's output is appended to (default /tmp/rollbridge-APP.log)"},
-		&cli.StringFlag{Name: "daemon-pid-path", Usage: "`FILE` the detached daemon's pid is written to (default /tmp/rollbridge-APP.pid)"},
+		&cli.StringFlag{Name: "daemon-log-path", Usage: "`FILE` the detached daemon's output is appended to (default: beside the control socket, /run/rollbridge/APP.log)"},
+		&cli.StringFlag{Name: "daemon-pid-path", Usage: "`FILE` the detached daemon's pid is written to (default: beside the control socket, /run/rollbridge/APP.pid)"},
 		&cli.IntFlag{Name: "daemon-start-timeout-ms", Value: 10000, Usage: "how long to wait for the daemon to answer, in `MS`"},
 	}
 }
@@ -68,18 +68,6 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 		return nil, fmt.Errorf("interrupted while evaluating the config: %w", c.Context.Err())
 	}
 	return cfg, err
-}
-
-// socketPath resolves the control socket: --socket, else the config's.
-func socketPath(c *cli.Context) (string, error) {
-	if p := c.String("socket"); p != "" {
-		return p, nil
-	}
-	cfg, err := loadConfig(c)
-	if err != nil {
-		return "", configError(err)
-	}
-	return cfg.Control.Path, nil
 }
 
 // configError turns a config problem into one readable error.

@@ -9,8 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/user"
+	"slices"
+	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrUnreachable wraps every failure to reach a daemon (no socket file,
@@ -42,17 +47,85 @@ func unwrapSyscall(err error) error {
 	return err
 }
 
+// ErrUntrusted wraps the refusal to talk to a control socket served by a
+// user the client does not trust (see Client).
+var ErrUntrusted = errors.New("control socket served by an untrusted user")
+
+// UntrustedError is a control socket whose listening process runs as a
+// user other than root, the caller, or one of Client.TrustUIDs.
+type UntrustedError struct {
+	Path   string
+	UID    int // the listening process's user
+	Caller int // this process's effective user
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("the control socket %s is served by %s, which is neither root nor you (%s); refusing to talk to it: "+
+		"if the daemon runs as that user, set control.owner to it; otherwise another user took the path first, so stop whatever listens there "+
+		"and keep control.path in a directory only root and the daemon's user can write (the default, /run/rollbridge, is one)",
+		e.Path, userName(e.UID), userName(e.Caller))
+}
+
+func (e *UntrustedError) Unwrap() error { return ErrUntrusted }
+
+// userName is "name (uid N)", or "uid N" for a uid without a name.
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return fmt.Sprintf("%s (uid %d)", u.Username, uid)
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
 // Client talks to one daemon socket. The zero value is not usable; set
 // Path. A Client holds no connection between calls, so it is safe for
 // concurrent use.
 //
+// Before it sends anything, a Client checks who listens on the socket
+// (SO_PEERCRED: the user of the process that bound it, or systemd's for
+// an activated socket) and refuses a user other than root, its own, or
+// one of TrustUIDs. Otherwise anyone who got to the path first, say in a
+// shared directory such as /tmp, could answer a deploy with "success" or
+// read what it was sent.
+//
 // Every method returns the command's result, an *Error from the daemon
 // (errors.Is(err, ErrNotFound) and friends match its code), an
 // *UnreachableError when no daemon answers (errors.Is(err, ErrUnreachable)),
-// or ctx's error. Cancelling ctx closes the connection; the daemon goes on
-// with the command.
+// an *UntrustedError (errors.Is(err, ErrUntrusted)), or ctx's error.
+// Cancelling ctx closes the connection; the daemon goes on with the
+// command.
 type Client struct {
 	Path string
+	// TrustUIDs are users, besides root and the caller, whose daemon the
+	// client talks to: control.owner's, when the daemon runs as that user.
+	TrustUIDs []int
+}
+
+// checkPeer refuses a connection whose listening side runs as a user the
+// client does not trust.
+func (c *Client) checkPeer(conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return nil
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("inspect the control socket %s: %w", c.Path, err)
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("inspect the control socket %s: %w", c.Path, err)
+	}
+	if credErr != nil {
+		return fmt.Errorf("ask who serves the control socket %s: %w", c.Path, credErr)
+	}
+	uid, self := int(cred.Uid), os.Geteuid()
+	if uid == 0 || uid == self || slices.Contains(c.TrustUIDs, uid) {
+		return nil
+	}
+	return &UntrustedError{Path: c.Path, UID: uid, Caller: self}
 }
 
 // Deploy starts a prepared release. A non-nil progress asks for progress
@@ -141,6 +214,9 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 		return nil, &UnreachableError{Path: c.Path, Err: err}
 	}
 	defer conn.Close()
+	if err := c.checkPeer(conn); err != nil {
+		return nil, err
+	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks the read below
 	defer stop()
 

@@ -99,7 +99,7 @@ func cleanupWith(ctx context.Context, cfg *config.Config, activated activatedFun
 	if err := checkSocketOwner(sock, os.Getuid(), cfg.Control.Owner); err != nil {
 		return nil, err
 	}
-	client := &control.Client{Path: sock}
+	client := Client(sock, cfg)
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	st, err := client.Status(pctx)
 	cancel()
@@ -107,6 +107,8 @@ func cleanupWith(ctx context.Context, cfg *config.Config, activated activatedFun
 	switch {
 	case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
 		// No socket, or nobody listening on it: no daemon, nothing to decide.
+	case errors.Is(err, control.ErrUntrusted):
+		return nil, err
 	case errors.Is(err, os.ErrPermission):
 		return nil, fmt.Errorf("probe the control socket: %w", err)
 	case err != nil:

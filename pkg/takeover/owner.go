@@ -9,7 +9,21 @@ import (
 	"syscall"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
 )
+
+// Client returns a control client for the socket at path that trusts,
+// besides root and the caller, a daemon running as cfg's control.owner
+// (see control.Client). A control.owner unknown on this host adds nobody.
+func Client(path string, cfg *config.Config) *control.Client {
+	c := &control.Client{Path: path}
+	if o := cfg.Control.Owner; o != nil {
+		if uid, err := ownerUID(*o); err == nil {
+			c.TrustUIDs = []int{uid}
+		}
+	}
+	return c
+}
 
 // checkSocketOwner refuses a control socket that belongs to a user other
 // than root, uid (the caller) or the configured control.owner. Cleanup
