@@ -24,8 +24,8 @@ const DefaultStartTimeout = 10 * time.Second
 // The zero value uses the config's socket and the defaults below.
 type EnsureOptions struct {
 	Socket  string        // control socket; "" means the config's control.path
-	LogPath string        // a detached daemon's output; "" means /tmp/rollbridge-APP.log
-	PidPath string        // a detached daemon's pid file; "" means /tmp/rollbridge-APP.pid
+	LogPath string        // a detached daemon's output; "" means beside the socket (DefaultLogPath)
+	PidPath string        // a detached daemon's pid file; "" means beside the socket (DefaultPidPath)
 	Timeout time.Duration // how long to wait for a started daemon; 0 means DefaultStartTimeout
 	Daemon  string        // the rollbridged binary; "" means FindDaemon()
 }
@@ -46,7 +46,7 @@ func Ensure(ctx context.Context, cfg *config.Config, o EnsureOptions) (Ensured, 
 	if o.Socket != "" {
 		sock = o.Socket
 	}
-	client := &control.Client{Path: sock}
+	client := Client(sock, cfg)
 	st, err := client.Status(ctx)
 	if err == nil {
 		return Ensured{st, "daemon already running on " + sock}, nil
@@ -77,10 +77,10 @@ func Ensure(ctx context.Context, cfg *config.Config, o EnsureOptions) (Ensured, 
 	}
 	logPath, pidPath, daemon := o.LogPath, o.PidPath, o.Daemon
 	if logPath == "" {
-		logPath = "/tmp/rollbridge-" + cfg.Application + ".log"
+		logPath = DefaultLogPath(sock)
 	}
 	if pidPath == "" {
-		pidPath = "/tmp/rollbridge-" + cfg.Application + ".pid"
+		pidPath = DefaultPidPath(sock)
 	}
 	if daemon == "" {
 		daemon = FindDaemon()
@@ -111,21 +111,42 @@ func startUnit(ctx context.Context, unit string) (bool, error) {
 	return true, m.Start(ctx, unit)
 }
 
+// DefaultLogPath is where a detached daemon's output goes unless
+// --daemon-log-path says otherwise: beside its control socket, named
+// after it (/run/rollbridge/shop.sock -> /run/rollbridge/shop.log). The
+// original used /tmp/rollbridge-APP.log, where another local user could
+// plant a symlink that made root append to a file of their choice; the
+// socket's directory is one only root and the daemon's user can write
+// (the daemon refuses any other).
+func DefaultLogPath(socket string) string { return strings.TrimSuffix(socket, ".sock") + ".log" }
+
+// DefaultPidPath is where a detached daemon's pid is written unless
+// --daemon-pid-path says otherwise: beside its control socket, as
+// DefaultLogPath.
+func DefaultPidPath(socket string) string { return strings.TrimSuffix(socket, ".sock") + ".pid" }
+
 // spawnDetached starts rollbridged in its own session, appending its output
 // to logPath, and writes its pid. The directories of both files are created
 // first, as the original's mkdir -p did, so a fresh host needs no set-up.
-// The returned channel is closed if it exits.
+// Both files are opened as openOwned says. The returned channel is closed
+// if it exits.
 func spawnDetached(daemon, cfgPath, logPath, pidPath string) (<-chan struct{}, error) {
 	for _, p := range []string{logPath, pidPath} {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, fmt.Errorf("create the directory of %s: %w", p, err)
+		if err := makeDir(filepath.Dir(p), p); err != nil {
+			return nil, err
 		}
 	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// 0600: the daemon's log carries process output and failed commands.
+	logf, err := openOwned(logPath, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("daemon log %s: %w", logPath, err)
 	}
 	defer logf.Close()
+	pidf, err := openOwned(pidPath, os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("daemon pid file %s: %w", pidPath, err)
+	}
+	defer pidf.Close()
 	cmd := exec.Command(daemon, "--config", cfgPath)
 	cmd.Dir = filepath.Dir(cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -133,7 +154,7 @@ func spawnDetached(daemon, cfgPath, logPath, pidPath string) (<-chan struct{}, e
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start rollbridged: %w", err)
 	}
-	if err := os.WriteFile(pidPath, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := writePid(pidf, cmd.Process.Pid); err != nil {
 		return nil, fmt.Errorf("daemon pid file %s: %w", pidPath, err)
 	}
 	exited := make(chan struct{})
@@ -142,6 +163,74 @@ func spawnDetached(daemon, cfgPath, logPath, pidPath string) (<-chan struct{}, e
 		close(exited)
 	}()
 	return exited, nil
+}
+
+// makeDir creates dir (for the file path) and its parents, as mkdir -p
+// does. config.RuntimeDir gets mode 0755 whatever the umask, as
+// tmpfiles.d would have made it, so deploy users can reach the socket in
+// it. A caller who may not create it (a user other than root, with the
+// default control.path) is told what to do instead.
+func makeDir(dir, path string) error {
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil && dir == config.RuntimeDir {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err == nil {
+		return nil
+	}
+	if dir == config.RuntimeDir && errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("cannot create %s for %s (permission denied): it is the directory of the default control.path; "+
+			"create it as root (install -d -m 0755 %s, or systemd-tmpfiles --create with packaging/systemd/rollbridge.tmpfiles.conf), "+
+			"or set control.path to a socket in a directory you own (the daemon's log and pid files go beside it)", dir, path, dir)
+	}
+	return fmt.Errorf("create the directory of %s: %w", path, err)
+}
+
+// openOwned opens path for writing, creating it with mode perm, and makes
+// sure it is a file of the caller's own: it does not follow a symlink at
+// path, and refuses anything but a regular file that belongs to this user
+// and has no other name (a hard link to, say, /etc/shadow would pass the
+// other checks). Nothing is truncated or written before those checks; a
+// caller that wants the file empty truncates it afterwards. Whoever can
+// write in the directory could otherwise have made root write elsewhere.
+func openOwned(path string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|os.O_CREATE|syscall.O_NOFOLLOW, perm)
+	if err != nil {
+		// ELOOP, or EACCES for another user's symlink in a sticky
+		// directory: say what is in the way, not only the errno.
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s is a symbolic link; refusing to write through it (remove it)", path)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close() // not usable
+		return nil, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("%s is not a regular file (%s); remove it", path, fi.Mode().Type())
+	case ok && int(st.Uid) != os.Geteuid():
+		err = fmt.Errorf("%s belongs to uid %d, not to you (uid %d); someone else may have put it there: remove it", path, st.Uid, os.Geteuid())
+	case ok && st.Nlink > 1:
+		err = fmt.Errorf("%s has %d names (hard links); refusing to write to it: remove it", path, st.Nlink)
+	}
+	if err != nil {
+		_ = f.Close() // refused
+		return nil, err
+	}
+	return f, nil
+}
+
+// writePid replaces the content of f, a pid file from openOwned, with pid.
+func writePid(f *os.File, pid int) error {
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := f.WriteAt([]byte(strconv.Itoa(pid)+"\n"), 0)
+	return err
 }
 
 // waitForDaemon polls the socket until the daemon answers status.
