@@ -1,11 +1,14 @@
 package state
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
@@ -113,7 +116,7 @@ func Save(path string, snap *Snapshot) error {
 		return fmt.Errorf("write state file %s: encode: %w", path, err)
 	}
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := createTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return fmt.Errorf("write state file %s: cannot create a file in %s: %w", path, dir, reason(err))
 	}
@@ -146,6 +149,28 @@ func Save(path string, snap *Snapshot) error {
 		_ = d.Close()
 	}
 	return nil
+}
+
+// createTemp creates a new file named prefix plus a random suffix in dir,
+// mode 0600, for writing. Like os.CreateTemp it insists on a new file:
+// O_CREAT|O_EXCL never follows a symlink planted under the name it picks
+// (in a directory others can write), it fails instead and another name
+// is tried. O_NOFOLLOW says the same explicitly, so that guarantee does
+// not rest on a reader knowing that rule.
+func createTemp(dir, prefix string) (*os.File, error) {
+	for range 100 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		name := filepath.Join(dir, prefix+hex.EncodeToString(b[:]))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if errors.Is(err, os.ErrExist) || errors.Is(err, syscall.ELOOP) {
+			continue // taken: pick another name
+		}
+		return f, err
+	}
+	return nil, &os.PathError{Op: "createtemp", Path: filepath.Join(dir, prefix+"*"), Err: os.ErrExist}
 }
 
 // reason strips the file names from err (an *os.PathError or
