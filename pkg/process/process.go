@@ -29,8 +29,9 @@ type Status struct {
 	ExitCode            *int         `json:"exitCode"`
 	ExitSignal          *string      `json:"exitSignal"`
 	LastStartReason     *StartReason `json:"lastStartReason"`
-	Logs                []Line       `json:"logs"`
-	RSSBytes            uint64       `json:"rssBytes"` // last sample; memory-supervised processes only
+	Logs                []Line       `json:"logs"`                  // the newest, up to StatusLogBytes (Logs has all)
+	LogsOmitted         int          `json:"logsOmitted,omitempty"` // older retained lines left out of Logs
+	RSSBytes            uint64       `json:"rssBytes"`              // last sample; memory-supervised processes only
 	MemoryRestarts      int          `json:"memoryRestarts"`
 	LastMemoryRestartAt *time.Time   `json:"lastMemoryRestartAt"`
 	Children            []Member     `json:"children"` // last sample; memory-supervised processes only
@@ -45,6 +46,11 @@ type Option func(*Process)
 // output is not read.
 func WithOutput(f func(id string, l Line)) Option { return func(p *Process) { p.output = f } }
 
+// WithOutputBudget makes the process keep its output within b, shared with
+// the other processes that use b, and within b's per-process cap. Without
+// it a process keeps up to MaxProcessOutput bytes (and outputLines lines).
+func WithOutputBudget(b *OutputBudget) Option { return func(p *Process) { p.budget = b } }
+
 // Process is one supervised child. Create it with New; the zero value is not
 // usable. All methods are safe for concurrent use.
 //
@@ -56,6 +62,7 @@ type Process struct {
 	runner Runner
 	sink   events.Sink
 	output func(string, Line)
+	budget *OutputBudget
 	ring   *ring
 	op     chan struct{}
 
@@ -110,12 +117,13 @@ func New(spec Spec, runner Runner, sink events.Sink, opts ...Option) *Process {
 	closed := make(chan struct{})
 	close(closed)
 	p := &Process{
-		runner: runner, sink: sink, ring: newRing(spec.OutputLines), op: make(chan struct{}, 1),
+		runner: runner, sink: sink, op: make(chan struct{}, 1),
 		spec: spec, state: Stopped, autoRestart: true, autoChanged: make(chan struct{}), exited: closed,
 	}
 	for _, o := range opts {
 		o(p)
 	}
+	p.ring = newRing(spec.OutputLines, p.budget)
 	return p
 }
 
@@ -180,7 +188,8 @@ func (p *Process) Exited() <-chan struct{} {
 	return p.exited
 }
 
-// Logs returns the retained output lines, oldest first.
+// Logs returns all the retained output lines, oldest first: the last
+// outputLines, within MaxProcessOutput bytes (or the budget's caps).
 func (p *Process) Logs() []Line { return p.ring.snapshot() }
 
 // Start starts the process unless it already runs (then it does nothing).
@@ -315,9 +324,10 @@ func (p *Process) Status() Status {
 	}
 	st := Status{
 		ID: spec.ID, Command: spec.Command, Cwd: spec.Dir, State: p.state,
-		Restarts: p.restarts, Logs: p.ring.snapshot(), RSSBytes: p.rss,
+		Restarts: p.restarts, RSSBytes: p.rss,
 		MemoryRestarts: p.memRestarts, Children: append([]Member{}, p.children...),
 	}
+	st.Logs, st.LogsOmitted = p.ring.tail(StatusLogBytes)
 	if live {
 		pid := p.cur.h.Pid()
 		st.Pid = &pid

@@ -19,7 +19,7 @@ func TestRing(t *testing.T) {
 		}
 		return out
 	}
-	r := newRing(3)
+	r := newRing(3, nil)
 	if got := r.snapshot(); got == nil || len(got) != 0 {
 		t.Errorf("empty ring snapshot %#v, want an empty non-nil slice", got)
 	}
@@ -42,7 +42,7 @@ func TestRing(t *testing.T) {
 	if got := texts(r.snapshot()); !slices.Equal(got, []string{"5", "6"}) {
 		t.Errorf("after shrink and add: %v", got)
 	}
-	if n := len(newRing(0).lines); n != defaultOutputLines {
+	if n := newRing(0, nil).max; n != defaultOutputLines {
 		t.Errorf("default capacity %d, want %d", n, defaultOutputLines)
 	}
 }

@@ -48,6 +48,9 @@ type Supervisor struct {
 	load    func(context.Context) (*config.Config, error)
 	adopted func(*config.Config)
 	started time.Time
+	// budget caps the output all of the supervisor's processes keep
+	// together, so that replicas and retained releases cannot multiply it.
+	budget *process.OutputBudget
 
 	// life ends at Shutdown: running deploys and drains abort.
 	life   context.Context
@@ -63,6 +66,7 @@ func New(o Options) *Supervisor {
 	s := &Supervisor{
 		events: o.Events, runner: o.Runner, env: o.Env, output: o.Output, load: o.LoadConfig, adopted: o.OnConfig,
 		started: time.Now(), life: life, cancel: cancel, tab: newTable(o.Proxy.Swap),
+		budget: process.NewOutputBudget(process.MaxDaemonOutput, process.MaxProcessOutput),
 	}
 	if s.env == nil {
 		s.env = map[string]string{}
@@ -86,9 +90,10 @@ func (s *Supervisor) SetRestoreProblem(msg string) { s.tab.setRestoreProblem(msg
 
 func (s *Supervisor) emit(name events.Name, data map[string]any) { s.events.Emit(name, data) }
 
-// newProcess wraps process.New with the supervisor's runner, events and output.
+// newProcess wraps process.New with the supervisor's runner, events,
+// output and output budget.
 func (s *Supervisor) newProcess(spec process.Spec) *process.Process {
-	var opts []process.Option
+	opts := []process.Option{process.WithOutputBudget(s.budget)}
 	if s.output != nil {
 		fields := spec.Fields
 		out := s.output
