@@ -310,7 +310,10 @@ func (ps *Ports) UnmarshalJSON(b []byte) error {
 // unless running, LastMemoryRestartAt before the first memory restart.
 // State is one of starting, running, stopping, stopped, failed (failed
 // also after an exit nobody asked for, with code 0 too); LastStartReason
-// one of deploy, crash, manual, memory. Policy and Port are extensions.
+// one of deploy, crash, manual, memory. Logs holds only the newest lines
+// (the daemon caps them per process and per answer); LogsOmitted, an
+// extension left out when 0, counts the older retained lines it left out,
+// which the logs command returns. Policy and Port are extensions too.
 type Process struct {
 	Children            []Member         `json:"children"`
 	Command             string           `json:"command"`
@@ -321,6 +324,7 @@ type Process struct {
 	LastMemoryRestartAt Time             `json:"lastMemoryRestartAt,omitzero"`
 	LastStartReason     string           `json:"lastStartReason,omitempty"`
 	Logs                []LogLine        `json:"logs"`
+	LogsOmitted         int              `json:"logsOmitted,omitempty"`
 	MemoryRestarts      int              `json:"memoryRestarts"`
 	Pid                 int              `json:"pid,omitempty"`
 	Restarts            int              `json:"restarts"`

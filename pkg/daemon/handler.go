@@ -182,7 +182,39 @@ func deployResult(r *supervisor.DeployResult) control.DeployResult {
 	return control.DeployResult{ActiveReleaseID: r.ActiveReleaseID, PreviousReleaseID: r.PreviousReleaseID, ConfigProblem: r.ConfigProblem}
 }
 
+// statusLogBytes caps the output lines of one status answer, all its
+// processes together (as process.Line.Size counts them): each process
+// gets an equal share, at most process.StatusLogBytes. The full output
+// is the logs command's.
+const statusLogBytes = 1 << 20
+
+// capStatusLogs trims each process's logs in s to its share of
+// statusLogBytes, newest lines first, counting what it leaves out in
+// LogsOmitted. s is the caller's own copy (a fresh status).
+func capStatusLogs(s *supervisor.Status) {
+	var all []*supervisor.ProcessStatus
+	for i := range s.Releases {
+		for j := range s.Releases[i].Processes {
+			all = append(all, &s.Releases[i].Processes[j])
+		}
+	}
+	for _, us := range [][]supervisor.UnitStatus{s.Services, s.Singletons} {
+		for i := range us {
+			all = append(all, &us[i].Process)
+		}
+	}
+	if len(all) == 0 {
+		return
+	}
+	share := min(process.StatusLogBytes, statusLogBytes/len(all))
+	for _, p := range all {
+		kept, omitted := process.Tail(p.Logs, share)
+		p.Logs, p.LogsOmitted = kept, p.LogsOmitted+omitted
+	}
+}
+
 func statusResult(s supervisor.Status) control.Status {
+	capStatusLogs(&s)
 	d := s.Daemon
 	return control.Status{
 		ActiveReleaseID: s.ActiveReleaseID,
@@ -266,7 +298,7 @@ func processEntry(p supervisor.ProcessStatus) control.Process {
 			return control.Member{Command: m.Command, Pid: m.Pid, RSSBytes: m.RSSBytes}
 		}),
 		Command: p.Command, Cwd: p.Cwd, ID: p.ID, LastMemoryRestartAt: at(p.LastMemoryRestartAt),
-		Logs: logLines(p.Logs), MemoryRestarts: p.MemoryRestarts, Pid: deref(p.Pid), Restarts: p.Restarts,
+		Logs: logLines(p.Logs), LogsOmitted: p.LogsOmitted, MemoryRestarts: p.MemoryRestarts, Pid: deref(p.Pid), Restarts: p.Restarts,
 		RSSBytes: p.RSSBytes, StartedAt: at(p.StartedAt), State: string(p.State), UptimeMs: p.UptimeMs,
 		Policy: p.Policy, Port: deref(p.Port),
 	}
