@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -15,9 +16,10 @@ func logsCommand() *cli.Command {
 		Name:      "logs",
 		Usage:     "print the recent output retained for each managed process",
 		UsageText: "rollbridgectl logs [--process ID] [--json] [-c PATH]",
-		Description: "A one-shot snapshot of each process's last outputLines lines, not a live\n" +
-			"stream (under systemd, journalctl -u rollbridge@APP ROLLBRIDGE_PROCESS_ID=ID\n" +
-			"follows them). Built from the status, so it reads any daemon that answers status.\n" +
+		Description: "A one-shot snapshot of each process's retained output (its last outputLines\n" +
+			"lines, at most 1 MiB), not a live stream (under systemd, journalctl -u rollbridge@APP\n" +
+			"ROLLBRIDGE_PROCESS_ID=ID follows them). Asks the daemon's logs command; a daemon\n" +
+			"that does not know it (the Node original) is read through its status instead.\n" +
 			`--json prints [{"id","logs":[{"at","line","stream"}],"source"}].`,
 		Flags: daemonFlags(
 			&cli.StringFlag{Name: "process", Usage: "only the process with this instance `ID` (web, worker#0), as status shows it"},
@@ -27,11 +29,10 @@ func logsCommand() *cli.Command {
 			if err := noArgs(c, " (use --process ID)"); err != nil {
 				return err
 			}
-			st, err := ask(c, control.CmdStatus, (*control.Client).Status)
+			sources, err := fetchLogs(c)
 			if err != nil {
 				return err
 			}
-			sources := logSources(st)
 			if c.IsSet("process") {
 				want := c.String("process")
 				matched := []control.ProcessLogs{}
@@ -49,6 +50,35 @@ func logsCommand() *cli.Command {
 			return err
 		},
 	}
+}
+
+// fetchLogs asks the daemon for the retained output: all of it through
+// the logs command (status carries only the newest lines of each
+// process), or, from a daemon that does not know that command (the Node
+// original answers it with an error without a code), through status.
+// With --process, the daemon is asked for that id only; a daemon that
+// has no such process answers not_found, which is an empty list here
+// (the caller then says so, as for a status that lacks it).
+func fetchLogs(c *cli.Context) ([]control.ProcessLogs, error) {
+	cl, err := daemonClient(c)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cl.Logs(c.Context, control.LogsRequest{ProcessID: c.String("process")})
+	var werr *control.Error
+	switch {
+	case err == nil:
+		return res.Processes, nil
+	case c.IsSet("process") && errors.Is(err, control.ErrNotFound):
+		return []control.ProcessLogs{}, nil
+	case errors.Is(err, control.ErrUnknownCommand) || errors.As(err, &werr) && werr.Code == "":
+		st, err := cl.Status(c.Context)
+		if err != nil {
+			return nil, daemonError(control.CmdLogs, err)
+		}
+		return logSources(st), nil
+	}
+	return nil, daemonError(control.CmdLogs, err)
 }
 
 // logSources lists every process of a status with its output and where it
