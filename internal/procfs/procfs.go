@@ -1,11 +1,13 @@
 // Package procfs reads the few facts rollbridge needs about a process from
 // Linux's /proc: its state, parent, process group, start time, resident
-// memory, children and command line.
+// memory, children and command line; and which process holds a listening
+// TCP socket (socket.go).
 //
-// Every function but AllPids reads only the files of the pids it is given,
-// so callers that walk a process tree pay for that tree, never for the
-// whole host. AllPids is the one exception, for the few callers that must
-// find processes no tree leads to; its doc says who they are.
+// Every function but AllPids and SocketHolders reads only the files of the
+// pids it is given, so callers that walk a process tree pay for that tree,
+// never for the whole host. Those two are the exceptions, for the few
+// callers that must find processes no tree leads to; their docs say who
+// they are.
 package procfs
 
 import (
@@ -279,7 +281,8 @@ func Cmdline(pid int, comm string) string {
 // (predeploy-cleanup's legacy takeover, the group check when recover or
 // predeploy-cleanup stops a process group whose leader is gone) and the
 // daemon's stop of a group whose member it cannot reach through its own
-// tree. Never call it from a periodic path: status, memory sampling, the
+// tree, and SocketHolders, which names the holder of a listener found on a
+// release's port. Never call it from a periodic path: status, memory sampling, the
 // state file and the watchdog read only the trees they own.
 func AllPids() ([]int, error) {
 	names, err := listDir("/proc")
