@@ -50,11 +50,60 @@ func (p *Process) sample(r *run) {
 			p.emit(r.spec, events.MemoryWarning, map[string]any{"rssBytes": sum, "warnBytes": m.WarnBytes})
 		}
 		if sum > m.LimitBytes {
+			if p.overLimit != nil {
+				// Reported once per run, and the owner told at every
+				// sample: it may not be able to act on the first one.
+				if !r.limitReported {
+					r.limitReported = true
+					p.emit(r.spec, events.MemoryLimitExceeded, map[string]any{"rssBytes": sum, "limitBytes": m.LimitBytes})
+				}
+				p.overLimit()
+				continue
+			}
 			p.emit(r.spec, events.MemoryLimitExceeded, map[string]any{"rssBytes": sum, "limitBytes": m.LimitBytes})
 			close(r.memLimit)
 			return
 		}
 	}
+}
+
+// WithMemoryReport makes the process report its memory limit instead of
+// restarting itself when its RSS goes over it: overLimit is called after
+// every sample above the limit (so at most every CheckInterval, from the
+// sampler's goroutine, never with a lock held), and the run goes on. The
+// "memory limit exceeded" event is emitted once per run. The caller
+// replaces the process its own way: the supervisor starts a new copy of the
+// proxied process on a new port and moves its traffic there before this
+// one stops, which a restart in place cannot do without dropping requests.
+// overLimit must return quickly.
+func WithMemoryReport(overLimit func()) Option { return func(p *Process) { p.overLimit = overLimit } }
+
+// WithMemoryReplacementOf makes a new process the successor of prev, which
+// went over its memory limit and is being replaced (see WithMemoryReport):
+// it takes over prev's restart count and counts one more memory restart,
+// at the time New is called. Its first start should use ReasonMemory.
+func WithMemoryReplacementOf(prev *Process) Option {
+	return func(p *Process) {
+		prev.mu.Lock()
+		restarts, mem := prev.restarts, prev.memRestarts
+		prev.mu.Unlock()
+		p.restarts, p.memRestarts, p.lastMemRestart = restarts, mem+1, time.Now().UTC()
+	}
+}
+
+// Members lists the live processes of the current run: the leader and
+// every descendant the runner tracks (see Handle.Members), with their
+// command and RSS. It is empty when the process does not run. It reads
+// /proc (or the run's cgroup) on every call.
+func (p *Process) Members() []Member {
+	p.mu.Lock()
+	r := p.cur
+	live := r != nil && !r.leaderGone
+	p.mu.Unlock()
+	if !live {
+		return nil
+	}
+	return r.h.Members()
 }
 
 // nextTick is the first multiple of interval (counted from the Unix epoch)

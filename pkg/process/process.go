@@ -65,6 +65,9 @@ type Process struct {
 	budget *OutputBudget
 	ring   *ring
 	op     chan struct{}
+	// overLimit, when set (WithMemoryReport), is told about every sample
+	// above the memory limit instead of the process restarting itself.
+	overLimit func()
 
 	mu             sync.Mutex
 	spec           Spec
@@ -100,6 +103,10 @@ type run struct {
 	samplerDone chan struct{}
 	hurryCtx    context.Context // cancelled to cut the stop sequence short (SIGKILL now)
 	hurry       context.CancelFunc
+
+	// limitReported is the sampler's own: "memory limit exceeded" was
+	// emitted for this run (WithMemoryReport).
+	limitReported bool
 
 	// Guarded by Process.mu.
 	canceled   bool
