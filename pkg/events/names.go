@@ -50,6 +50,13 @@ const (
 	ServiceTemplateRefreshFailed Name = "service template refresh failed"
 	SingletonReplaced            Name = "singleton replaced"
 	ProcessRestartRequested      Name = "process restart requested"
+	// A listener on a release's port that none of its processes holds:
+	// traffic was not switched to it.
+	ForeignListener Name = "foreign listener"
+	// The proxied process was replaced by a new instance on a new port
+	// (a memory restart), and the old instance's drain ended.
+	ProcessReplaced Name = "process replaced"
+	ProcessDrained  Name = "process drained"
 )
 
 // Processes.
@@ -124,6 +131,7 @@ const (
 // are PriInfo.
 var priorities = map[Name]Priority{
 	DeployFailed:                PriErr,
+	ForeignListener:             PriErr,
 	InternalError:               PriErr,
 	RestartLimitReached:         PriErr,
 	RestoreFailed:               PriErr,
@@ -161,6 +169,7 @@ var priorities = map[Name]Priority{
 	ServiceTemplateRefreshFailed: PriWarning,
 	EventsDropped:                PriWarning,
 	TrafficSwitched:              PriNotice,
+	ProcessReplaced:              PriNotice,
 	ReleaseStopped:               PriNotice,
 	ReleaseDrained:               PriNotice,
 	ReleaseRestored:              PriNotice,

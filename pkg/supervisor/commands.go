@@ -18,7 +18,7 @@ import (
 // original; the singletons it started are no longer restarted after a
 // crash. With no active release the proxy answers 503.
 func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
-	if err := s.tab.begin("stop"); err != nil {
+	if err := s.begin(ctx, "stop"); err != nil {
 		return err
 	}
 	defer s.tab.end()
@@ -52,7 +52,7 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	if policy != "" && policy != string(config.Companion) && policy != string(config.Singleton) && policy != string(config.Service) {
 		return nil, refuse(ErrInvalid, "unknown policy %q; use companion, singleton or service", policy)
 	}
-	if err := s.tab.begin("restart"); err != nil {
+	if err := s.begin(ctx, "restart"); err != nil {
 		return nil, err
 	}
 	defer s.tab.end()
@@ -201,7 +201,7 @@ func (s *Supervisor) Summary() Counts {
 	}
 	for _, r := range v.releases {
 		if r.state == release.Draining && r.backend != nil {
-			h, w := r.backend.Connections()
+			h, w := r.connections()
 			c.Draining = append(c.Draining, fmt.Sprintf("%s (%d connections)", r.id, h+w))
 		}
 		if r.state == release.Active {

@@ -98,7 +98,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Pro
 	if err != nil {
 		return nil, err
 	}
-	if err := s.tab.begin("deploy of release " + id); err != nil {
+	if err := s.begin(ctx, "deploy of release "+id); err != nil {
 		return nil, err
 	}
 	defer s.tab.end()
@@ -129,7 +129,7 @@ func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Pr
 			return nil, refuse(ErrInvalid, "release id %v", err)
 		}
 	}
-	if err := s.tab.begin("rollback"); err != nil {
+	if err := s.begin(ctx, "rollback"); err != nil {
 		return nil, err
 	}
 	defer s.tab.end()
@@ -208,10 +208,11 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	if err != nil {
 		return fail(err)
 	}
-	addr := net.JoinHostPort(cfg.Proxy.UpstreamHost, strconv.Itoa(rv.Ports[web.cfg.ID]))
-	if err := s.waitReady(ctx, r, web, addr, progress); err != nil {
+	host, port := cfg.Proxy.UpstreamHost, rv.Ports[web.cfg.ID]
+	if err := s.waitReady(ctx, r, web, host, port, progress); err != nil {
 		return fail(err)
 	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	// Healthy: the config this release started with becomes the running one.
 	s.adopt(cfg, r.id)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -94,7 +95,7 @@ func (s *Supervisor) startReleaseProcesses(ctx context.Context, r *rel, cfg *con
 			if err != nil {
 				return nil, err
 			}
-			in := &instance{cfg: p, replica: i, proc: s.newProcess(spec)}
+			in := s.newInstance(r, p, i, spec, nil)
 			if p.Policy == config.Proxied {
 				// A crash before the switch fails the deploy instead of
 				// being retried behind the health check's back.
@@ -111,30 +112,49 @@ func (s *Supervisor) startReleaseProcesses(ctx context.Context, r *rel, cfg *con
 	return web, nil
 }
 
-// waitReady waits until the proxied process web of r, listening on addr,
-// may take traffic: its health check passes, or, with health: false, it did
-// not exit right away.
-func (s *Supervisor) waitReady(ctx context.Context, r *rel, web *instance, addr string, progress Progress) error {
-	if !web.cfg.HealthEnabled() {
-		if exited(web.proc) {
-			return fmt.Errorf("process %s exited (%s) right after it started", web.proc.ID(), exitText(web.proc.Status()))
-		}
-		return nil
-	}
-	h := web.cfg.Health
-	url := "http://" + addr + h.Path
-	progress.send(events.HealthCheck, map[string]any{"url": url})
-	checkStart := time.Now()
-	err := release.WaitHealthy(ctx, nil, release.HealthCheck{URL: url, Timeout: h.Timeout(),
-		Interval: h.Interval(), StartDelay: h.StartDelay()}, web.proc.Exited())
+// waitReady waits until the proxied process web of r, listening on
+// host:port, may take traffic: its health check passes (or, with health:
+// false, it listens on its port), and every listener there belongs to the
+// processes of r (see checkOwner).
+func (s *Supervisor) waitReady(ctx context.Context, r *rel, web *instance, host string, port int, progress Progress) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	err := s.waitHealthy(ctx, r, web, host, port, progress)
 	if errors.Is(err, release.ErrExited) {
-		st := web.proc.Status()
-		err = fmt.Errorf("process %s exited (%s) before its health check at %s passed", web.proc.ID(), exitText(st), url)
+		before := "it listened on " + addr
+		if web.cfg.HealthEnabled() {
+			before = "its health check at http://" + addr + web.cfg.Health.Path + " passed"
+		}
+		err = fmt.Errorf("process %s exited (%s) before %s%s", web.proc.ID(), exitText(web.proc.Status()), before, s.squatted(ctx, r, host, port))
 	}
 	if err != nil {
 		if ctx.Err() != nil && s.life.Err() != nil {
 			return ErrShuttingDown
 		}
+		return err
+	}
+	return nil
+}
+
+// waitHealthy is waitReady's wait and checks.
+func (s *Supervisor) waitHealthy(ctx context.Context, r *rel, web *instance, host string, port int, progress Progress) error {
+	if !web.cfg.HealthEnabled() {
+		// No health check: the listener itself is the sign of readiness,
+		// and it is checked before traffic goes to it.
+		cfg := s.tab.current(r).cfg
+		return release.WaitListener(ctx, host, port, cfg.Proxy.HealthTimeout(), func() []int { return s.runPids(r) }, web.proc.Exited())
+	}
+	h := web.cfg.Health
+	url := "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + h.Path
+	progress.send(events.HealthCheck, map[string]any{"url": url})
+	checkStart := time.Now()
+	err := release.WaitHealthy(ctx, nil, release.HealthCheck{URL: url, Timeout: h.Timeout(),
+		Interval: h.Interval(), StartDelay: h.StartDelay()}, web.proc.Exited())
+	if err != nil {
+		return err
+	}
+	// Whoever answered, the traffic would go to whoever listens: check
+	// that no one but the release does.
+	if err := s.checkOwner(ctx, r, host, port); err != nil {
 		return err
 	}
 	healthy := map[string]any{events.KeyReleaseID: r.id, "url": url, "waitedMs": time.Since(checkStart).Milliseconds()}

@@ -68,7 +68,7 @@ func (s *Supervisor) stopRelease(r *rel) error { return s.stopRun(r, s.tab.curre
 // and later callers for the same run wait for the first one's stop and
 // return nil. It returns only an illegal state change, which is a bug.
 func (s *Supervisor) stopRun(r *rel, l *run) error {
-	procs, backend, first := s.tab.beginStop(r, l)
+	procs, backends, first := s.tab.beginStop(r, l)
 	if !first {
 		<-l.stopped
 		return nil
@@ -83,8 +83,8 @@ func (s *Supervisor) stopRun(r *rel, l *run) error {
 	}
 	stopAll(dependents)
 	stopAll(handoff)
-	if backend != nil {
-		backend.CloseConnections()
+	for _, b := range backends {
+		b.CloseConnections()
 	}
 	served, err := s.tab.finishStop(r, l)
 	if served {

@@ -30,7 +30,9 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 		}
 		snap.Releases = append(snap.Releases, state.ReleaseRecord{ID: r.id, Path: r.path, Revision: r.revision, State: string(r.state),
 			ActivatedAt: r.activatedAt.UTC(), RetiredAt: r.retiredAt().UTC(), Ports: r.ports})
-		for _, in := range r.procs {
+		// Extras too: a replaced proxied instance still draining is a
+		// process of the release that an orphan check must know.
+		for _, in := range append(r.procs, r.extras...) {
 			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy)})
 		}
 	}

@@ -25,12 +25,7 @@ type releaseVars struct {
 func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv releaseVars, replica int) (process.Spec, error) {
 	// The process adds the instance id as "id" and "processId" (the spec's key).
 	fields := map[string]any{events.KeyReleaseID: rv.ID, events.KeyPolicy: string(p.Policy), events.KeyBaseID: p.ID}
-	vars := config.Vars{
-		ReleasePath: rv.Path, ReleaseID: rv.ID, Revision: rv.Revision, Application: cfg.Application,
-		ProcessID: p.ID, ReplicaIndex: replica, ReplicaCount: p.Replicas, Port: rv.Ports[p.ID], Ports: rv.Ports,
-		ProxyHost: cfg.Proxy.Host, ProxyPort: cfg.Proxy.Port, UpstreamHost: cfg.Proxy.UpstreamHost, Env: s.env,
-	}
-	r, err := p.Render(vars)
+	r, err := p.Render(s.templateVars(cfg, p, rv, replica))
 	if err != nil {
 		return process.Spec{}, err
 	}
@@ -62,6 +57,16 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 			CheckInterval: m.CheckInterval()}
 	}
 	return spec, nil
+}
+
+// templateVars are the values p's templates are rendered with, for
+// instance replica of release rv.
+func (s *Supervisor) templateVars(cfg *config.Config, p *config.Process, rv releaseVars, replica int) config.Vars {
+	return config.Vars{
+		ReleasePath: rv.Path, ReleaseID: rv.ID, Revision: rv.Revision, Application: cfg.Application,
+		ProcessID: p.ID, ReplicaIndex: replica, ReplicaCount: p.Replicas, Port: rv.Ports[p.ID], Ports: rv.Ports,
+		ProxyHost: cfg.Proxy.Host, ProxyPort: cfg.Proxy.Port, UpstreamHost: cfg.Proxy.UpstreamHost, Env: s.env,
+	}
 }
 
 // processEnv is the daemon's environment, then the injected ROLLBRIDGE_*

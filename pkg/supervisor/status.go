@@ -162,8 +162,8 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 			DrainStartedAt: timePtr(r.drainStartedAt), StoppedAt: timePtr(r.stoppedAt), Error: strPtr(r.lastError),
 			Processes: []ProcessStatus{},
 		}
-		if r.backend != nil && r.state.Live() {
-			h, w := r.backend.Connections()
+		if r.state.Live() {
+			h, w := r.connections()
 			rs.Connections = Connections{HTTP: h, WebSocket: w}
 			rs.ConnectionCount = h + w
 		}

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,12 +89,31 @@ func (s *Supervisor) SetOrphans(f func() []state.Orphan) { s.tab.setOrphans(f) }
 // was skipped, for status; "" clears it.
 func (s *Supervisor) SetRestoreProblem(msg string) { s.tab.setRestoreProblem(msg) }
 
+// begin takes the running-command slot for a command someone asked for.
+// While a command the supervisor started itself runs (a memory
+// replacement, bounded by its health check), it waits for that one instead
+// of failing, until ctx ends; any other running command fails it at once
+// with ErrBusy.
+func (s *Supervisor) begin(ctx context.Context, what string) error {
+	for {
+		wait, err := s.tab.beginOrWait(what)
+		if wait == nil {
+			return err
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return fmt.Errorf("%s: waiting for the running memory replacement: %w", what, ctx.Err())
+		}
+	}
+}
+
 func (s *Supervisor) emit(name events.Name, data map[string]any) { s.events.Emit(name, data) }
 
 // newProcess wraps process.New with the supervisor's runner, events,
-// output and output budget.
-func (s *Supervisor) newProcess(spec process.Spec) *process.Process {
-	opts := []process.Option{process.WithOutputBudget(s.budget)}
+// output and output budget, and opts.
+func (s *Supervisor) newProcess(spec process.Spec, opts ...process.Option) *process.Process {
+	opts = append(opts, process.WithOutputBudget(s.budget))
 	if s.output != nil {
 		fields := spec.Fields
 		out := s.output

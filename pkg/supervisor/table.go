@@ -39,9 +39,12 @@ type table struct {
 	restore    string                // why the last restore failed or was skipped ("" = fine)
 	down       bool
 	// running describes the mutating command in progress ("" when none);
-	// opDone is closed when it ends.
+	// opDone is closed when it ends. auto marks a command the supervisor
+	// started itself (a memory replacement): commands from people wait for
+	// it instead of failing (see beginOrWait).
 	running string
 	opDone  chan struct{}
+	auto    bool
 	// relaunching is the record the running rollback is about to relaunch:
 	// prune leaves it alone while its old run stops.
 	relaunching *rel
@@ -94,15 +97,29 @@ type run struct {
 	backend     *proxy.Backend
 	drainCancel context.CancelFunc
 	stopping    bool // a stop is in progress or done
+	// extras are proxied instances of this run that take no new traffic:
+	// the replacement of a memory replacement while it starts, and the
+	// instance it replaced while that drains (replace.go). They are not
+	// in procs; a stop of the run stops them too.
+	extras []*extra
+}
+
+// extra is an instance of a run outside its procs (see run.extras).
+type extra struct {
+	in      *instance
+	backend *proxy.Backend     // the replaced instance's, while it drains; nil for a starting replacement
+	cancel  context.CancelFunc // ends that drain early; nil for a starting replacement
 }
 
 func newRun(cfg *config.Config) *run { return &run{cfg: cfg, stopped: make(chan struct{})} }
 
-// instance is one managed process of a release. It never changes.
+// instance is one managed process of a release. Its fields never change;
+// retry locks for itself.
 type instance struct {
 	cfg     *config.Process
 	replica int
 	proc    *process.Process
+	retry   *backoff // the proxied instance's memory replacements (replace.go); nil for others
 }
 
 // unit is a service or a singleton: one daemon-level managed process. cfg,
@@ -117,18 +134,38 @@ type unit struct {
 // begin takes the running-command slot without waiting: a second mutating
 // command fails at once, naming the one that runs.
 func (t *table) begin(what string) error {
+	_, err := t.take(what, false, false)
+	return err
+}
+
+// beginAuto takes the slot for a command the supervisor starts itself.
+func (t *table) beginAuto(what string) error {
+	_, err := t.take(what, true, false)
+	return err
+}
+
+// beginOrWait is begin, except that while an automatic command runs it
+// returns that command's done channel instead of an error: the caller
+// waits for it and tries again.
+func (t *table) beginOrWait(what string) (<-chan struct{}, error) { return t.take(what, false, true) }
+
+func (t *table) take(what string, auto, waitAuto bool) (<-chan struct{}, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.down {
-		return refuse(ErrShuttingDown, "the daemon is shutting down")
+		return nil, refuse(ErrShuttingDown, "the daemon is shutting down")
+	}
+	if t.running != "" && t.auto && waitAuto {
+		return t.opDone, nil
 	}
 	if t.running != "" {
-		return refuse(ErrBusy,
+		return nil, refuse(ErrBusy,
 			"another command is running: %s; wait for it to finish (rollbridgectl status shows it) and try again", t.running)
 	}
 	t.running = fmt.Sprintf("%s (started %s)", what, time.Now().UTC().Format(time.RFC3339))
 	t.opDone = make(chan struct{})
-	return nil
+	t.auto = auto
+	return nil, nil
 }
 
 // end frees the slot taken by begin.
@@ -136,6 +173,7 @@ func (t *table) end() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.running = ""
+	t.auto = false
 	t.relaunching = nil
 	close(t.opDone)
 	t.opDone = nil

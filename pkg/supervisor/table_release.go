@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -147,6 +148,18 @@ func (t *table) procs(r *rel) []*instance {
 	return append([]*instance(nil), r.run.procs...)
 }
 
+// runInstances returns every process of r's current run: its procs and
+// its extras.
+func (t *table) runInstances(r *rel) []*instance {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := append([]*instance(nil), r.run.procs...)
+	for _, x := range r.run.extras {
+		out = append(out, x.in)
+	}
+	return out
+}
+
 // activate makes the starting release r the active one and switches the
 // proxy to backend in the same section.
 func (t *table) activate(r *rel, backend *proxy.Backend) error {
@@ -214,11 +227,18 @@ func (t *table) retire(r *rel, cancel context.CancelFunc) (*run, []*instance, *p
 // beginStop claims the stop of run l of r. Only the first caller gets
 // first == true and must stop procs and then call finishStop; later callers
 // wait for l.stopped. A release that is active stops taking traffic here.
-func (t *table) beginStop(r *rel, l *run) (procs []*instance, backend *proxy.Backend, first bool) {
+// procs include the run's extras, whose drains end now; backends are every
+// backend of the run, for the caller to close once procs are stopped.
+func (t *table) beginStop(r *rel, l *run) (procs []*instance, backends []*proxy.Backend, first bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l.drainCancel != nil {
 		l.drainCancel()
+	}
+	for _, x := range l.extras {
+		if x.cancel != nil {
+			x.cancel()
+		}
 	}
 	if l.stopping {
 		return nil, nil, false
@@ -228,7 +248,17 @@ func (t *table) beginStop(r *rel, l *run) (procs []*instance, backend *proxy.Bac
 		t.active = nil
 		t.swap(nil)
 	}
-	return append([]*instance(nil), l.procs...), l.backend, true
+	procs = append([]*instance(nil), l.procs...)
+	if l.backend != nil {
+		backends = append(backends, l.backend)
+	}
+	for _, x := range l.extras {
+		procs = append(procs, x.in)
+		if x.backend != nil {
+			backends = append(backends, x.backend)
+		}
+	}
+	return procs, backends, true
 }
 
 // finishStop records that run l of r stopped and wakes those waiting for it.
@@ -299,4 +329,69 @@ func (t *table) prune(now time.Time, ret config.ReleaseRetention) {
 			t.releases = append(t.releases[:i], t.releases[i+1:]...)
 		}
 	}
+}
+
+// activeWeb returns r's current run when r is the active release, in is
+// its proxied instance and no stop has begun: the one case in which a
+// memory replacement may replace in.
+func (t *table) activeWeb(r *rel, in *instance) (*run, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := r.run
+	if t.active != r || l.stopping || !slices.Contains(l.procs, in) {
+		return nil, false
+	}
+	return l, true
+}
+
+// runPorts returns a copy of the ports of run l.
+func (t *table) runPorts(l *run) map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(l.ports)
+}
+
+// addExtra records in, a replacement about to start, as an extra of run l,
+// so a stop of the run that comes meanwhile stops it too. It returns false
+// (and records nothing) when that stop has begun: in must not start.
+func (t *table) addExtra(l *run, in *instance) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l.stopping {
+		return false
+	}
+	l.extras = append(l.extras, &extra{in: in})
+	return true
+}
+
+// dropExtra forgets the extra in of run l (stopped by then).
+func (t *table) dropExtra(l *run, in *instance) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l.extras = slices.DeleteFunc(l.extras, func(x *extra) bool { return x.in == in })
+}
+
+// switchWeb makes next, an extra of r's current run l, its proxied
+// instance in place of old, which becomes an extra that drains (cancel
+// ends its drain early), and switches the proxy to backend, next's, in the
+// same section. port is next's port. It returns old's backend. It fails,
+// changing nothing, unless r is still active with run l and old its
+// proxied instance.
+func (t *table) switchWeb(r *rel, l *run, old, next *instance, port int, backend *proxy.Backend, cancel context.CancelFunc) (*proxy.Backend, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := slices.Index(l.procs, old)
+	if t.active != r || r.run != l || l.stopping || i < 0 {
+		return nil, fmt.Errorf("replace %s of release %s: the release is no longer active", old.proc.ID(), r.id)
+	}
+	prev := l.backend
+	l.procs[i] = next
+	l.extras = slices.DeleteFunc(l.extras, func(x *extra) bool { return x.in == next })
+	l.extras = append(l.extras, &extra{in: old, backend: prev, cancel: cancel})
+	ports := maps.Clone(l.ports)
+	ports[next.cfg.ID] = port
+	l.ports = ports
+	l.backend = backend
+	t.swap(backend)
+	return prev, nil
 }

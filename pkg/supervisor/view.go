@@ -34,6 +34,20 @@ type releaseView struct {
 	ports              map[string]int
 	procs              []*instance
 	backend            *proxy.Backend
+	extras             []*instance      // see run.extras
+	extraBackends      []*proxy.Backend // of the extras that drain
+}
+
+// connections counts the release's open proxied connections, those still
+// draining from a replaced proxied instance included.
+func (v releaseView) connections() (http, websocket int64) {
+	for _, b := range append([]*proxy.Backend{v.backend}, v.extraBackends...) {
+		if b != nil {
+			h, w := b.Connections()
+			http, websocket = http+h, websocket+w
+		}
+	}
+	return http, websocket
 }
 
 func (v releaseView) retiredAt() time.Time {
@@ -65,9 +79,16 @@ func (t *table) view() view {
 		for k, p := range r.run.ports {
 			ports[k] = p
 		}
-		v.releases = append(v.releases, releaseView{id: r.id, path: r.path, revision: r.revision, state: r.state,
+		rv := releaseView{id: r.id, path: r.path, revision: r.revision, state: r.state,
 			createdAt: r.createdAt, activatedAt: r.activatedAt, drainStartedAt: r.drainStartedAt, stoppedAt: r.stoppedAt,
-			lastError: r.lastError, ports: ports, procs: append([]*instance(nil), r.run.procs...), backend: r.run.backend})
+			lastError: r.lastError, ports: ports, procs: append([]*instance(nil), r.run.procs...), backend: r.run.backend}
+		for _, x := range r.run.extras {
+			rv.extras = append(rv.extras, x.in)
+			if x.backend != nil {
+				rv.extraBackends = append(rv.extraBackends, x.backend)
+			}
+		}
+		v.releases = append(v.releases, rv)
 	}
 	return v
 }
