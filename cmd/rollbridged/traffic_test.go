@@ -201,6 +201,96 @@ func TestPortSquatterGetsNoTraffic(t *testing.T) {
 	}
 }
 
+// TestPortSquatterAfterACrashGetsNoTraffic: the web process of the active
+// release crashes, and before it is back another local user binds its
+// port and answers like the app. Not one request may reach the squatter:
+// traffic pauses while the process is down, and since the port is taken
+// the release moves to a new instance on a new port. Before the fix the
+// proxy kept sending requests to the port, that is, to the squatter.
+func TestPortSquatterAfterACrashGetsNoTraffic(t *testing.T) {
+	exe := mustExecutable(t)
+	from := 30000 + rand.IntN(25)*100
+	f := newFixture(t, 0, fmt.Sprintf(`{processes: [{id: 'web', policy: 'proxied', port: {from: %d, to: %d}, health: {intervalMs: 20},
+	  restartDelayMs: 20, command: 'while [ ! -e go ]; do sleep 0.01; done; PORT={{port}} RB_TESTAPP=1 exec %s'}]}`, from, from+99, exe))
+	if err := os.Chmod(f.dir, 0o755); err != nil { // the squatter runs its copy of this binary from there
+		t.Fatal(err)
+	}
+	f.start(nil, "")
+	f.waitReady()
+	gate := filepath.Join(f.dir, "v1", "go")
+	if err := os.MkdirAll(filepath.Dir(gate), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.deploy("v1")
+	st := f.status()
+	front := fmt.Sprintf("http://127.0.0.1:%d/", st.Proxy.Port)
+	port, pid := st.Releases[0].Processes[0].Port, st.Releases[0].Processes[0].Pid
+
+	var stolen, served atomic.Int64
+	stop := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := http.Get(front)
+			if err != nil {
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch strings.TrimSpace(string(b)) {
+			case "hijacked":
+				stolen.Add(1)
+			case "v1":
+				served.Add(1)
+			}
+		}
+	}()
+	stopLoop := sync.OnceFunc(func() { close(stop); <-loopDone })
+	t.Cleanup(stopLoop)
+
+	// The restarted web waits at its gate: its port is free for the taking.
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "web restarted after its crash", func() bool {
+		return strings.Contains(f.events(), `"reason":"crash"`)
+	})
+	startSquatter(t, f.dir, fmt.Sprintf("127.0.0.1:%d", port))
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "web on a new port (or a request stolen)", func() bool {
+		p := f.status().Releases[0].Processes[0].Port
+		return stolen.Load() > 0 || p != 0 && p != port
+	})
+	if n := stolen.Load(); n != 0 {
+		t.Fatalf("%d requests reached the squatter", n)
+	}
+	before := served.Load()
+	testutil.Eventually(t, "v1 serving again", func() bool { return served.Load() > before })
+	stopLoop()
+	if n := stolen.Load(); n != 0 {
+		t.Errorf("%d requests reached the squatter", n)
+	}
+	for _, want := range []string{`"traffic paused"`, `"foreign listener"`, `"process replaced"`} {
+		if ev := f.events(); !strings.Contains(ev, want) {
+			t.Errorf("no %s event: %s", want, ev)
+		}
+	}
+}
+
 // TestMemoryRestartOfTheWebProcessDropsNoRequest: four times, the proxied
 // process (an app that boots slowly) is made to go over its memory limit
 // while clients send requests in a loop. Every memory restart must replace

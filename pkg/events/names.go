@@ -57,6 +57,10 @@ const (
 	// (a memory restart), and the old instance's drain ended.
 	ProcessReplaced Name = "process replaced"
 	ProcessDrained  Name = "process drained"
+	// The proxied process of the active release exited: no traffic goes
+	// to its port until it runs again and still owns it.
+	TrafficPaused  Name = "traffic paused"
+	TrafficResumed Name = "traffic resumed"
 )
 
 // Processes.
@@ -170,6 +174,8 @@ var priorities = map[Name]Priority{
 	EventsDropped:                PriWarning,
 	TrafficSwitched:              PriNotice,
 	ProcessReplaced:              PriNotice,
+	TrafficPaused:                PriWarning,
+	TrafficResumed:               PriNotice,
 	ReleaseStopped:               PriNotice,
 	ReleaseDrained:               PriNotice,
 	ReleaseRestored:              PriNotice,

@@ -124,7 +124,10 @@ func (s *Supervisor) waitReady(ctx context.Context, r *rel, web *instance, host 
 		if web.cfg.HealthEnabled() {
 			before = "its health check at http://" + addr + web.cfg.Health.Path + " passed"
 		}
-		err = fmt.Errorf("process %s exited (%s) before %s%s", web.proc.ID(), exitText(web.proc.Status()), before, s.squatted(ctx, r, host, port))
+		err = fmt.Errorf("process %s exited (%s) before %s", web.proc.ID(), exitText(web.proc.Status()), before)
+		if taken := s.squatted(ctx, r, host, port); taken != nil {
+			err = fmt.Errorf("%w, maybe because its port is taken: %w", err, taken)
+		}
 	}
 	if err != nil {
 		if ctx.Err() != nil && s.life.Err() != nil {

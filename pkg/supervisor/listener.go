@@ -3,8 +3,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"net"
-	"strconv"
 
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
@@ -61,13 +59,14 @@ func (s *Supervisor) reportForeign(r *rel, err error) {
 
 // squatted explains why the proxied process of r may have exited before it
 // was ready: a listener that is not the release's holds its port (its
-// bind failed with "address in use"). It returns "" when there is none.
-func (s *Supervisor) squatted(ctx context.Context, r *rel, host string, port int) string {
+// bind failed with "address in use"). It returns that *ListenerError, or
+// nil when there is none.
+func (s *Supervisor) squatted(ctx context.Context, r *rel, host string, port int) error {
 	err := release.CheckListener(ctx, host, port, s.runPids(r))
 	var le *release.ListenerError
 	if !errors.As(err, &le) {
-		return ""
+		return nil
 	}
 	s.reportForeign(r, err)
-	return "; " + net.JoinHostPort(host, strconv.Itoa(port)) + ": " + err.Error()
+	return err
 }

@@ -59,37 +59,57 @@ func (b *backoff) failed(now time.Time) time.Duration {
 	return d
 }
 
-// newInstance makes replica of p for release r from spec. A proxied
-// process with a memory limit reports the limit to the supervisor, which
-// replaces it (replaceWeb); prev, when not nil, is the instance this one
-// replaces, whose counts it carries on.
-func (s *Supervisor) newInstance(r *rel, p *config.Process, replica int, spec process.Spec, prev *instance) *instance {
+// newInstance makes replica of p for release r from spec. The proxied
+// process tells the supervisor when it exits and is restarted (crash.go),
+// and, with a memory limit, reports the limit instead of restarting in
+// place (replaceWeb). memoryPrev, when not nil, is the instance this one
+// replaces after a memory limit, whose counts it carries on.
+func (s *Supervisor) newInstance(r *rel, p *config.Process, replica int, spec process.Spec, memoryPrev *instance) *instance {
 	in := &instance{cfg: p, replica: replica}
+	if p.Policy != config.Proxied {
+		in.proc = s.newProcess(spec)
+		return in
+	}
+	in.retry = &backoff{}
 	var opts []process.Option
-	if p.Policy == config.Proxied && spec.Memory != nil {
-		in.retry = &backoff{}
-		opts = append(opts, process.WithMemoryReport(func() { s.memoryOverLimit(r, in) }))
-		if prev != nil {
-			opts = append(opts, process.WithMemoryReplacementOf(prev.proc))
+	if spec.Memory != nil {
+		opts = append(opts, process.WithMemoryReport(func() { s.replaceSoon(r, in, whyMemory) }))
+		if memoryPrev != nil {
+			opts = append(opts, process.WithMemoryReplacementOf(memoryPrev.proc))
 		}
 	}
-	in.proc = s.newProcess(spec, opts...)
+	in.proc = s.newProcessSink(spec, webSink{s, r, in}, opts...)
 	return in
 }
 
-// memoryOverLimit is called after every memory sample of proxied instance
-// in of release r above its limit. It starts a replacement when in serves
-// the active release and no command runs; otherwise the next sample tries
-// again (a release still starting is replaced once it is active; a
-// draining one stops anyway).
-func (s *Supervisor) memoryOverLimit(r *rel, in *instance) {
+// why says what a replacement of the proxied process is for.
+type why int
+
+const (
+	whyMemory    why = iota // it went over its memory limit
+	whyPortTaken            // after it crashed, another process took its port
+)
+
+func (w why) String() string {
+	if w == whyMemory {
+		return "memory"
+	}
+	return "port taken"
+}
+
+// replaceSoon starts a replacement of proxied instance in of release r
+// when in serves the active release, no command runs and no failed attempt
+// asks to wait; otherwise it does nothing, and the next report tries again
+// (for a memory limit, the next sample above it: a release still starting
+// is replaced once it is active, a draining one stops anyway).
+func (s *Supervisor) replaceSoon(r *rel, in *instance, w why) {
 	if !in.retry.due(time.Now()) {
 		return
 	}
 	if _, ok := s.tab.activeWeb(r, in); !ok {
 		return
 	}
-	if err := s.tab.beginAuto(fmt.Sprintf("memory replacement of %s in release %s", in.proc.ID(), r.id)); err != nil {
+	if err := s.tab.beginAuto(fmt.Sprintf("replacement of %s in release %s (%s)", in.proc.ID(), r.id, w)); err != nil {
 		return // a command runs, or shutdown: see above
 	}
 	// Shutdown waits for the slot before it waits for bg, so this Add
@@ -98,14 +118,14 @@ func (s *Supervisor) memoryOverLimit(r *rel, in *instance) {
 	go func() {
 		defer s.bg.Done()
 		defer s.tab.end()
-		s.replaceWeb(r, in)
+		s.replaceWeb(r, in, w)
 	}()
 }
 
 // replaceWeb replaces old, the proxied instance of the active release r,
 // without dropping a request. The caller holds the running-command slot.
 // On failure old keeps serving and the attempt is retried later (backoff).
-func (s *Supervisor) replaceWeb(r *rel, old *instance) {
+func (s *Supervisor) replaceWeb(r *rel, old *instance, w why) {
 	ctx, cancel := context.WithCancel(s.life)
 	defer cancel()
 	l, ok := s.tab.activeWeb(r, old)
@@ -118,9 +138,12 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance) {
 			return // shutting down: nothing failed
 		}
 		wait := old.retry.failed(time.Now())
-		s.emit(events.MemoryRestartFailed, map[string]any{events.KeyReleaseID: r.id, events.KeyProcessID: id, events.KeyID: id,
-			events.KeyReason: string(process.ReasonMemory), events.KeyError: err.Error(), "retryInMs": wait.Milliseconds(),
-			events.KeyHint: "the running instance keeps serving over its memory limit"})
+		name, hint := events.MemoryRestartFailed, "the running instance keeps serving over its memory limit"
+		if w == whyPortTaken {
+			name, hint = events.ProcessRestartFailed, "no traffic reaches the release until its proxied process owns its port again"
+		}
+		s.emit(name, map[string]any{events.KeyReleaseID: r.id, events.KeyProcessID: id, events.KeyID: id,
+			events.KeyReason: w.String(), events.KeyError: err.Error(), "retryInMs": wait.Milliseconds(), events.KeyHint: hint})
 	}
 
 	ports := s.tab.runPorts(l)
@@ -142,7 +165,12 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance) {
 		fail(err)
 		return
 	}
-	next := s.newInstance(r, p, old.replica, spec, old)
+	var memoryPrev *instance
+	reason := process.ReasonCrash // it replaces a process that crashed
+	if w == whyMemory {
+		memoryPrev, reason = old, process.ReasonMemory
+	}
+	next := s.newInstance(r, p, old.replica, spec, memoryPrev)
 	next.proc.SetAutoRestart(false) // as in a deploy: a crash before the switch fails the attempt
 	if !s.tab.addExtra(l, next) {
 		return // the release is being stopped
@@ -151,7 +179,7 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance) {
 		_ = next.proc.Stop(context.Background()) // bounded by its own stop sequence
 		s.tab.dropExtra(l, next)
 	}
-	if err := next.proc.Start(ctx, process.ReasonMemory); err != nil {
+	if err := next.proc.Start(ctx, reason); err != nil {
 		undo()
 		fail(err)
 		return
@@ -181,9 +209,9 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance) {
 		nextPid = *st.Pid
 	}
 	s.emit(events.ProcessReplaced, map[string]any{events.KeyReleaseID: r.id, events.KeyProcessID: id, events.KeyID: id,
-		events.KeyReason: string(process.ReasonMemory), events.KeyPid: nextPid, "previousPid": prevPid, "port": port, "previousPort": prevPort})
+		events.KeyReason: w.String(), events.KeyPid: nextPid, "previousPid": prevPid, "port": port, "previousPort": prevPort})
 
-	s.followPort(ctx, r, l, rv, p.ID, prevPort)
+	s.followPort(ctx, r, l, rv, p.ID, prevPort, reason)
 
 	s.bg.Add(1) // the slot is still held: see memoryOverLimit
 	go func() {
@@ -209,7 +237,7 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance) {
 // what runs has the old one. ROLLBRIDGE_<WEB>_PORT is in every process's
 // environment, so it alone does not make a process restart: that would
 // restart every process of the release.
-func (s *Supervisor) followPort(ctx context.Context, r *rel, l *run, rv releaseVars, webID string, prevPort int) {
+func (s *Supervisor) followPort(ctx context.Context, r *rel, l *run, rv releaseVars, webID string, prevPort int, reason process.StartReason) {
 	cfg := l.cfg
 	before := releaseVars{ID: rv.ID, Path: rv.Path, Revision: rv.Revision, Ports: maps.Clone(rv.Ports)}
 	before.Ports[webID] = prevPort
@@ -249,9 +277,9 @@ func (s *Supervisor) followPort(ctx context.Context, r *rel, l *run, rv releaseV
 		go func() {
 			defer wg.Done()
 			s.emit(events.ProcessRestartRequested, map[string]any{events.KeyProcessID: t.id, events.KeyBaseID: t.base, events.KeyReleaseID: r.id,
-				events.KeyReason: fmt.Sprintf("the port of %s moved from %d to %d (memory replacement)", webID, prevPort, rv.Ports[webID])})
-			if err := t.proc.Restart(ctx, process.ReasonMemory); err != nil && ctx.Err() == nil {
-				s.emit(events.ProcessRestartFailed, map[string]any{events.KeyProcessID: t.id, events.KeyReason: string(process.ReasonMemory), events.KeyError: err.Error()})
+				events.KeyReason: fmt.Sprintf("the port of %s moved from %d to %d", webID, prevPort, rv.Ports[webID])})
+			if err := t.proc.Restart(ctx, reason); err != nil && ctx.Err() == nil {
+				s.emit(events.ProcessRestartFailed, map[string]any{events.KeyProcessID: t.id, events.KeyReason: string(reason), events.KeyError: err.Error()})
 			}
 		}()
 	}

@@ -3,9 +3,11 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -102,5 +104,95 @@ func TestHealthFalseWaitsForItsOwnListener(t *testing.T) {
 	if _, err := h.sup.Deploy(ctx, DeployRequest{ReleasePath: h.release("v2", map[string]string{"exit": "4"}), ReleaseID: "v2"}, nil); err == nil ||
 		!strings.Contains(err.Error(), "process web exited (exit code 4) before it listened on 127.0.0.1:") {
 		t.Errorf("a web process that exits: %v", err)
+	}
+}
+
+// TestCrashRestartOnATakenPort: the proxied process crashes, and before
+// it is back another process binds its port and answers like the app.
+// No request may reach that process: traffic pauses at the exit, the
+// restarted app fails on the taken port, and the release is moved to a
+// new instance on a new port, which then serves.
+func TestCrashRestartOnATakenPort(t *testing.T) {
+	src := fmt.Sprintf(`{application: 'test', proxy: {port: 0, drainTimeoutMs: 10000},
+	  processes: [{id: 'web', policy: 'proxied', command: %q, port: %s, health: {intervalMs: 20}, restartDelayMs: 20}]}`, gatedApp(t), portRange())
+	h := newHarness(t, src)
+	dir := h.release("v1", map[string]string{"go": ""})
+	if _, err := h.sup.Deploy(context.Background(), DeployRequest{ReleasePath: dir, ReleaseID: "v1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	port := h.releaseStatus("v1").Ports["web"]
+	pid := *h.releaseStatus("v1").Processes[0].Pid
+
+	var stolen, served atomic.Int32
+	stop := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := http.Get(h.url + "/")
+			if err != nil {
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch strings.TrimSpace(string(b)) {
+			case "squatter":
+				stolen.Add(1)
+			case "v1":
+				served.Add(1)
+			}
+		}
+	}()
+	defer func() { close(stop); <-loopDone }()
+
+	// The restarted web waits at its gate: its port is free for the taking.
+	if err := os.Remove(filepath.Join(dir, "go")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "web restarted after its crash", func() bool {
+		for _, e := range h.events("process started") {
+			if e.Data["reason"] == "crash" {
+				return true
+			}
+		}
+		return false
+	})
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "squatter") })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "web replaced on a new port (or a request stolen)", func() bool {
+		p := h.releaseStatus("v1").Ports["web"]
+		return stolen.Load() > 0 || p != 0 && p != port && len(h.events("process replaced")) == 1
+	})
+	if n := stolen.Load(); n != 0 {
+		t.Fatalf("%d requests reached the process that took the port", n)
+	}
+	before := served.Load()
+	testutil.Eventually(t, "v1 serving again", func() bool { return served.Load() > before })
+	if n := stolen.Load(); n != 0 {
+		t.Errorf("%d requests reached the process that took the port", n)
+	}
+	if e := h.events("process replaced"); e[0].Data["reason"] != "port taken" {
+		t.Errorf("replacement: %v", e[0].Data)
+	}
+	for _, name := range []string{"traffic paused", "foreign listener"} {
+		if len(h.events(name)) == 0 {
+			t.Errorf("no %q event", name)
+		}
 	}
 }

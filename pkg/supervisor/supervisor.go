@@ -113,6 +113,11 @@ func (s *Supervisor) emit(name events.Name, data map[string]any) { s.events.Emit
 // newProcess wraps process.New with the supervisor's runner, events,
 // output and output budget, and opts.
 func (s *Supervisor) newProcess(spec process.Spec, opts ...process.Option) *process.Process {
+	return s.newProcessSink(spec, s.events, opts...)
+}
+
+// newProcessSink is newProcess with the process's events going to sink.
+func (s *Supervisor) newProcessSink(spec process.Spec, sink events.Sink, opts ...process.Option) *process.Process {
 	opts = append(opts, process.WithOutputBudget(s.budget))
 	if s.output != nil {
 		fields := spec.Fields
@@ -126,5 +131,5 @@ func (s *Supervisor) newProcess(spec process.Spec, opts ...process.Option) *proc
 			out(f, l)
 		}))
 	}
-	return process.New(spec, s.runner, s.events, opts...)
+	return process.New(spec, s.runner, sink, opts...)
 }

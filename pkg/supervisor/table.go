@@ -97,6 +97,10 @@ type run struct {
 	backend     *proxy.Backend
 	drainCancel context.CancelFunc
 	stopping    bool // a stop is in progress or done
+	// paused: the proxied process of this active run exited and the proxy
+	// sends no traffic to its port until it is back and still its own
+	// (crash.go).
+	paused bool
 	// extras are proxied instances of this run that take no new traffic:
 	// the replacement of a memory replacement while it starts, and the
 	// instance it replaced while that drains (replace.go). They are not
@@ -311,6 +315,19 @@ func (t *table) everything() ([]*rel, []*unit) {
 		units = append(units, u)
 	}
 	return append([]*rel(nil), t.releases...), units
+}
+
+// addBackground adds one to wg unless the supervisor is shutting down, so
+// a goroutine started from a process's own goroutines (which may run at
+// any moment) is either waited for by Shutdown or not started at all.
+func (t *table) addBackground(wg *sync.WaitGroup) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.down {
+		return false
+	}
+	wg.Add(1)
+	return true
 }
 
 func isClosed(ch chan struct{}) bool {

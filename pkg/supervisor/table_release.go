@@ -392,6 +392,48 @@ func (t *table) switchWeb(r *rel, l *run, old, next *instance, port int, backend
 	ports[next.cfg.ID] = port
 	l.ports = ports
 	l.backend = backend
+	l.paused = false
 	t.swap(backend)
 	return prev, nil
+}
+
+// pauseWeb stops the traffic of r, whose proxied instance in exited on its
+// own: when r is active, in is its proxied instance and no stop has begun,
+// the proxy gets no backend (503) until resumeWeb. It returns r's run and
+// whether it paused it now.
+func (t *table) pauseWeb(r *rel, in *instance) (*run, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := r.run
+	if t.active != r || l.stopping || l.paused || !slices.Contains(l.procs, in) {
+		return nil, false
+	}
+	l.paused = true
+	t.swap(nil)
+	return l, true
+}
+
+// pausedWeb returns r's run when its traffic is paused and in is still its
+// proxied instance.
+func (t *table) pausedWeb(r *rel, in *instance) (*run, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := r.run
+	if t.active != r || l.stopping || !l.paused || !slices.Contains(l.procs, in) {
+		return nil, false
+	}
+	return l, true
+}
+
+// resumeWeb sends the traffic of r back to run l's backend, if it is still
+// paused with in as its proxied instance. It reports whether it did.
+func (t *table) resumeWeb(r *rel, l *run, in *instance) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.active != r || r.run != l || l.stopping || !l.paused || !slices.Contains(l.procs, in) {
+		return false
+	}
+	l.paused = false
+	t.swap(l.backend)
+	return true
 }
