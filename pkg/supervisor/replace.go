@@ -213,7 +213,7 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance, w why) {
 
 	s.followPort(ctx, r, l, rv, p.ID, prevPort, reason)
 
-	s.bg.Add(1) // the slot is still held: see memoryOverLimit
+	s.bg.Add(1) // the slot is still held: see replaceSoon
 	go func() {
 		defer s.bg.Done()
 		defer drainCancel()

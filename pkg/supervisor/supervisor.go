@@ -90,10 +90,10 @@ func (s *Supervisor) SetOrphans(f func() []state.Orphan) { s.tab.setOrphans(f) }
 func (s *Supervisor) SetRestoreProblem(msg string) { s.tab.setRestoreProblem(msg) }
 
 // begin takes the running-command slot for a command someone asked for.
-// While a command the supervisor started itself runs (a memory
-// replacement, bounded by its health check), it waits for that one instead
-// of failing, until ctx ends; any other running command fails it at once
-// with ErrBusy.
+// While a command the supervisor started itself runs (the replacement of
+// the proxied process, bounded by its health check), it waits for that one
+// instead of failing, until ctx ends, and no new one starts meanwhile; any
+// other running command fails it at once with ErrBusy.
 func (s *Supervisor) begin(ctx context.Context, what string) error {
 	for {
 		wait, err := s.tab.beginOrWait(what)
@@ -102,8 +102,10 @@ func (s *Supervisor) begin(ctx context.Context, what string) error {
 		}
 		select {
 		case <-wait:
+			s.tab.doneWaiting()
 		case <-ctx.Done():
-			return fmt.Errorf("%s: waiting for the running memory replacement: %w", what, ctx.Err())
+			s.tab.doneWaiting()
+			return fmt.Errorf("%s: waiting for the running replacement of the proxied process: %w", what, ctx.Err())
 		}
 	}
 }

@@ -45,6 +45,10 @@ type table struct {
 	running string
 	opDone  chan struct{}
 	auto    bool
+	// waiting counts the commands waiting for an automatic one to end; no
+	// new automatic command starts while one waits, so a stream of them
+	// cannot starve a deploy.
+	waiting int
 	// relaunching is the record the running rollback is about to relaunch:
 	// prune leaves it alone while its old run stops.
 	relaunching *rel
@@ -150,8 +154,15 @@ func (t *table) beginAuto(what string) error {
 
 // beginOrWait is begin, except that while an automatic command runs it
 // returns that command's done channel instead of an error: the caller
-// waits for it and tries again.
+// waits for it, calls doneWaiting, and tries again.
 func (t *table) beginOrWait(what string) (<-chan struct{}, error) { return t.take(what, false, true) }
+
+// doneWaiting ends a wait that beginOrWait asked for.
+func (t *table) doneWaiting() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.waiting--
+}
 
 func (t *table) take(what string, auto, waitAuto bool) (<-chan struct{}, error) {
 	t.mu.Lock()
@@ -160,7 +171,11 @@ func (t *table) take(what string, auto, waitAuto bool) (<-chan struct{}, error) 
 		return nil, refuse(ErrShuttingDown, "the daemon is shutting down")
 	}
 	if t.running != "" && t.auto && waitAuto {
+		t.waiting++
 		return t.opDone, nil
+	}
+	if auto && t.waiting > 0 {
+		return nil, refuse(ErrBusy, "a command waits for the slot")
 	}
 	if t.running != "" {
 		return nil, refuse(ErrBusy,
