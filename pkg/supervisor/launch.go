@@ -166,15 +166,6 @@ func (s *Supervisor) waitHealthy(ctx context.Context, r *rel, web *instance, hos
 	return nil
 }
 
-func exited(p *process.Process) bool {
-	select {
-	case <-p.Exited():
-		return true
-	default:
-		return false
-	}
-}
-
 func exitText(st process.Status) string {
 	switch {
 	case st.ExitSignal != nil:

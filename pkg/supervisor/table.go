@@ -139,22 +139,16 @@ type unit struct {
 	releaseID string // the release whose template it runs
 }
 
-// begin takes the running-command slot without waiting: a second mutating
-// command fails at once, naming the one that runs.
-func (t *table) begin(what string) error {
-	_, err := t.take(what, false, false)
-	return err
-}
-
 // beginAuto takes the slot for a command the supervisor starts itself.
 func (t *table) beginAuto(what string) error {
 	_, err := t.take(what, true, false)
 	return err
 }
 
-// beginOrWait is begin, except that while an automatic command runs it
-// returns that command's done channel instead of an error: the caller
-// waits for it, calls doneWaiting, and tries again.
+// beginOrWait takes the slot for a command someone asked for: a second
+// such command fails at once, naming the one that runs, but while an
+// automatic command runs it returns that command's done channel instead:
+// the caller waits for it, calls doneWaiting, and tries again.
 func (t *table) beginOrWait(what string) (<-chan struct{}, error) { return t.take(what, false, true) }
 
 // doneWaiting ends a wait that beginOrWait asked for.
