@@ -312,23 +312,40 @@ func (t *table) stopTarget(id string) (*rel, []*unit, error) {
 }
 
 // prune forgets stopped releases beyond the retention: more than keep of
-// them, or stopped longer than maxAgeMs ago. Releases that run or
-// are still stopping, and the target of a running rollback, are never pruned.
+// them, or stopped longer than maxAgeMs ago. As in the Node original, the
+// ones kept are those stopped most recently (ties go to the later deploy),
+// not the last in the list: a rollback puts a release back in its old
+// place, and it must not be the first to go once it retires again.
+// Releases that run or are still stopping, and the target of a running
+// rollback, are never pruned.
 func (t *table) prune(now time.Time, ret config.ReleaseRetention) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	kept := 0
-	for i := len(t.releases) - 1; i >= 0; i-- {
-		r := t.releases[i]
+	type stopped struct {
+		r     *rel
+		order int
+	}
+	var cands []stopped
+	for i, r := range t.releases {
 		if r.state.Live() || r.run.stopping && !isClosed(r.run.stopped) || r == t.relaunching {
 			continue
 		}
-		kept++
-		tooOld := ret.MaxAgeMs > 0 && !r.stoppedAt.IsZero() && now.Sub(r.stoppedAt) > ret.MaxAge()
-		if kept > ret.Keep || tooOld {
-			t.releases = append(t.releases[:i], t.releases[i+1:]...)
+		cands = append(cands, stopped{r, i})
+	}
+	slices.SortFunc(cands, func(a, b stopped) int {
+		if c := b.r.stoppedAt.Compare(a.r.stoppedAt); c != 0 {
+			return c
+		}
+		return b.order - a.order
+	})
+	drop := map[*rel]bool{}
+	for i, c := range cands {
+		tooOld := ret.MaxAgeMs > 0 && !c.r.stoppedAt.IsZero() && now.Sub(c.r.stoppedAt) > ret.MaxAge()
+		if i >= ret.Keep || tooOld {
+			drop[c.r] = true
 		}
 	}
+	t.releases = slices.DeleteFunc(t.releases, func(r *rel) bool { return drop[r] })
 }
 
 // activeWeb returns r's current run when r is the active release, in is
