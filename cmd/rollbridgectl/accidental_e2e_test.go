@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -40,5 +44,71 @@ func TestE2ERetentionKeepsTheMostRecentlyStopped(t *testing.T) {
 	e.ok(&res, "rollback")
 	if res["activeReleaseId"] != "v1" {
 		t.Errorf("rollback went to %v, want v1, the release that served last", res["activeReleaseId"])
+	}
+}
+
+// raw sends one request line on a connection of its own, as the Node
+// client does, and decodes the answer line.
+func (e *env) raw(line string) map[string]any {
+	e.t.Helper()
+	conn, err := net.Dial("unix", e.sock)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintln(conn, line); err != nil {
+		e.t.Fatal(err)
+	}
+	answer, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		e.t.Fatalf("%s: %v", line, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(answer, &m); err != nil {
+		e.t.Fatalf("%s: %v: %s", line, err, answer)
+	}
+	return m
+}
+
+// restart goes through the processes in config order, as the original
+// does, whatever their policy; and a policy no process has (an unknown one
+// sent over the socket) restarts nothing, without an error.
+func TestE2ERestartInConfigOrder(t *testing.T) {
+	e := startReloading(t, ``, `{}`, `[{id: 'zeta', policy: 'singleton', command: 'exec sleep 1000'},
+		{id: 'beacon', policy: 'service', command: 'exec sleep 1000'},
+		{id: 'worker', command: 'exec sleep 1000', replicas: 2},
+		{id: 'alpha', policy: 'singleton', command: 'exec sleep 1000'}]`)
+	e.mustDeploy("v1")
+	var res struct{ Restarted []string }
+	e.ok(&res, "restart")
+	if got, want := strings.Join(res.Restarted, ","), "zeta,beacon,worker#0,worker#1,alpha"; got != want {
+		t.Errorf("restarted %s, want %s", got, want)
+	}
+	e.ok(&res, "restart", "--policy", "singleton")
+	if got, want := strings.Join(res.Restarted, ","), "zeta,alpha"; got != want {
+		t.Errorf("restart --policy singleton: %s, want %s", got, want)
+	}
+	if a := e.raw(`{"command":"restart","policy":"sidecar"}`); a["status"] != "success" || fmt.Sprint(a["restarted"]) != "[]" {
+		t.Errorf("unknown policy: %v, want success with restarted []", a)
+	}
+	if a := e.raw(`{"command":"restart","processId":"zeta","policy":"sidecar"}`); a["status"] != "error" || !strings.Contains(fmt.Sprint(a["error"]), `"zeta"`) {
+		t.Errorf("a process with an unknown policy: %v, want not found", a)
+	}
+}
+
+// events reads limit only when it is a number, as the original does;
+// anything else means every event.
+func TestE2EEventsLimitNotANumber(t *testing.T) {
+	e := startReloading(t, ``, `{}`, `[]`)
+	e.mustDeploy("v1")
+	all := e.raw(`{"command":"events"}`)["events"].([]any)
+	for _, limit := range []string{`"2"`, `true`, `{"n":2}`, `[2]`} {
+		a := e.raw(`{"command":"events","limit":` + limit + `}`)
+		if evs, ok := a["events"].([]any); a["status"] != "success" || !ok || len(evs) < len(all) {
+			t.Errorf("limit %s: %v, want success with every event (%d)", limit, a, len(all))
+		}
+	}
+	if evs := e.raw(`{"command":"events","limit":2}`)["events"].([]any); len(evs) != 2 {
+		t.Errorf("limit 2: %d events", len(evs))
 	}
 }

@@ -357,7 +357,7 @@ func TestE2ERestartVariants(t *testing.T) {
 		t.Errorf("policy: %v", res.Restarted)
 	}
 	e.ok(&res, "restart")
-	if strings.Join(res.Restarted, ",") != "worker#0,worker#1,cron,oneshot,svc" {
+	if strings.Join(res.Restarted, ",") != "worker#0,worker#1,cron,svc,oneshot" { // config order
 		t.Errorf("all: %v", res.Restarted)
 	}
 	if _, stderr, code := e.ctl("restart", "--process", "web"); code != exitFailed || !strings.Contains(stderr, "rollbridgectl deploy") {

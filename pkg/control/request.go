@@ -200,17 +200,17 @@ func decodeField(req *Request, k string, v json.RawMessage) error {
 	return nil
 }
 
-// decodeLimit reads events' limit as the original does: any number, where
+// decodeLimit reads events' limit as the original does: a number, where
 // one that is not positive, or not below the number of events, means all,
 // and a fraction counts as the next whole number (the original slices
-// from length-limit, so 2.5 returns 3 events).
+// from length-limit, so 2.5 returns 3 events). The original reads limit
+// only when it is a JSON number and ignores anything else, so a string, a
+// boolean or an object also means all, and so does a number too large for
+// a float64 (the original's Infinity).
 func decodeLimit(req *Request, v json.RawMessage) error {
 	var f float64
-	if err := json.Unmarshal(v, &f); err != nil {
-		return Errorf(CodeBadRequest, "field \"limit\" must be a number")
-	}
-	switch {
-	case f <= 0 || f >= math.MaxInt32:
+	switch err := json.Unmarshal(v, &f); {
+	case err != nil, f <= 0, f >= math.MaxInt32:
 		req.Limit = 0 // all: no ring holds more
 	default:
 		req.Limit = int(math.Ceil(f))

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,14 +44,13 @@ type RestartResult struct {
 }
 
 // Restart bounces non-proxied processes in place: all of them, one (base id
-// for every replica, or an instance id), or one policy. Stopped or failed
-// processes are revived.
+// for every replica, or an instance id), or one policy, in config order.
+// Stopped or failed processes are revived. A policy no process has, an
+// unknown one included, selects nothing, as in the Node original: the
+// result is empty, or ErrNotFound when processID names a process.
 func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*RestartResult, error) {
 	if policy == string(config.Proxied) {
 		return nil, refuse(ErrConflict, "the proxied process is never restarted in place (it would drop traffic); run rollbridgectl deploy to replace it without downtime")
-	}
-	if policy != "" && policy != string(config.Companion) && policy != string(config.Singleton) && policy != string(config.Service) {
-		return nil, refuse(ErrInvalid, "unknown policy %q; use companion, singleton or service", policy)
 	}
 	if err := s.begin(ctx, "restart"); err != nil {
 		return nil, err
@@ -103,6 +103,21 @@ func (s *Supervisor) Restart(ctx context.Context, processID, policy string) (*Re
 	if processID != "" && len(targets) == 0 {
 		return nil, refuse(ErrNotFound, "no managed process %q (companions exist only while a release is active); known: %s", processID, strings.Join(known, ", "))
 	}
+	// Config order, as in the Node original: a process that others depend
+	// on (a broker service, say) is listed, and so restarted, first. One
+	// that the current config no longer has (the release runs an older
+	// one) comes last.
+	order := map[string]int{}
+	for i, p := range s.cfg.Load().Processes {
+		order[p.ID] = i
+	}
+	rank := func(base string) int {
+		if i, ok := order[base]; ok {
+			return i
+		}
+		return len(order)
+	}
+	slices.SortStableFunc(targets, func(a, b target) int { return rank(a.base) - rank(b.base) })
 	res := &RestartResult{Restarted: []string{}}
 	for _, t := range targets {
 		s.emit(events.ProcessRestartRequested, map[string]any{events.KeyProcessID: t.id, events.KeyBaseID: t.base})

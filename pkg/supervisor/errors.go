@@ -15,7 +15,7 @@ var (
 	// to the active release, stopping a stopped one, restarting the proxied
 	// process in place).
 	ErrConflict = errors.New("conflict")
-	// ErrInvalid: the request itself is wrong (an unknown policy).
+	// ErrInvalid: the request itself is wrong (a release id out of its character set).
 	ErrInvalid = errors.New("invalid request")
 	// ErrBusy: another mutating command runs; the message names it.
 	ErrBusy = errors.New("another command is running")
