@@ -17,13 +17,15 @@ import (
 // Stop stops the active release (or the named one): its proxied process
 // and companions. Services and singletons keep running, as in the Node
 // original; the singletons it started are no longer restarted after a
-// crash. With no active release the proxy answers 503.
+// crash. With no active release the proxy answers 503. Stopping a release
+// that is stopped already succeeds, as in the original: it records the
+// stop again ("release stopped", a new stoppedAt).
 func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
 	if err := s.begin(ctx, "stop"); err != nil {
 		return err
 	}
 	defer s.tab.end()
-	r, singles, err := s.tab.stopTarget(releaseID)
+	r, singles, already, err := s.tab.stopTarget(releaseID)
 	if err != nil {
 		return err
 	}
@@ -31,6 +33,10 @@ func (s *Supervisor) Stop(ctx context.Context, releaseID string) error {
 		u.proc.SetAutoRestart(false)
 	}
 	stopErr := s.stopRelease(r)
+	if already && stopErr == nil {
+		s.tab.restopped(r)
+		s.emit(events.ReleaseStopped, map[string]any{events.KeyReleaseID: r.id})
+	}
 	s.prune()
 	if stopErr != nil {
 		return fmt.Errorf("stop release %s: %w", r.id, stopErr)

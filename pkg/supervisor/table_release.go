@@ -261,6 +261,17 @@ func (t *table) beginStop(r *rel, l *run) (procs []*instance, backends []*proxy.
 	return procs, backends, true
 }
 
+// restopped records a stop command for r, a release that had stopped
+// before: as in the Node original, which stops it again, its stoppedAt
+// moves to now, so retention counts it as the release stopped last.
+func (t *table) restopped(r *rel) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r.state == release.Stopped {
+		r.stoppedAt = time.Now()
+	}
+}
+
 // finishStop records that run l of r stopped and wakes those waiting for it.
 // served reports whether r had served traffic and is now Stopped; a release
 // whose deploy failed stays Starting here, and fail marks it.
@@ -282,33 +293,31 @@ func (t *table) finishStop(r *rel, l *run) (served bool, err error) {
 }
 
 // stopTarget picks the release a stop command stops: the active one, or the
-// one named by id. It also returns the singletons that release started:
-// they keep running (as in the Node original, a stop touches only the
-// release's own processes), but no longer come back after a crash, since
-// their release no longer runs.
-func (t *table) stopTarget(id string) (*rel, []*unit, error) {
+// one named by id, which may be stopped already (the stop then finds
+// nothing left to stop). It also returns the singletons that release
+// started: they keep running (as in the Node original, a stop touches only
+// the release's own processes), but no longer come back after a crash,
+// since their release no longer runs. stopped reports that r had stopped
+// before.
+func (t *table) stopTarget(id string) (r *rel, singles []*unit, stopped bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r := t.active
+	r = t.active
 	if id != "" {
 		r = t.findLocked(id)
 		if r == nil {
-			return nil, nil, refuse(ErrNotFound, "release %s is not retained; retained releases: %s", id, t.retainedIDsLocked())
+			return nil, nil, false, refuse(ErrNotFound, "release %s is not retained; retained releases: %s", id, t.retainedIDsLocked())
 		}
 	}
 	if r == nil {
-		return nil, nil, refuse(ErrNotFound, "no release is active; nothing to stop")
+		return nil, nil, false, refuse(ErrNotFound, "no release is active; nothing to stop")
 	}
-	if !r.state.Live() {
-		return nil, nil, refuse(ErrConflict, "release %s is already %s", r.id, r.state)
-	}
-	var singles []*unit
 	for _, u := range t.singletons {
 		if u.releaseID == r.id {
 			singles = append(singles, u)
 		}
 	}
-	return r, singles, nil
+	return r, singles, r.state == release.Stopped, nil
 }
 
 // prune forgets stopped releases beyond the retention: more than keep of
