@@ -112,3 +112,11 @@ func TestE2EEventsLimitNotANumber(t *testing.T) {
 		t.Errorf("limit 2: %d events", len(evs))
 	}
 }
+
+// stop --help says what stop does: singletons keep running.
+func TestStopHelp(t *testing.T) {
+	out, _, code := runCtl(t, "stop", "--help")
+	if code != 0 || !strings.Contains(out, "Services and\n   singletons keep running") || strings.Contains(out, "also stops the singletons") {
+		t.Errorf("stop --help: exit %d\n%s", code, out)
+	}
+}

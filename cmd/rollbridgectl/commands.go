@@ -27,7 +27,9 @@ func stopCommand() *cli.Command {
 		Name:      "stop",
 		Usage:     "stop the active release (or --release-id) and print the status",
 		UsageText: "rollbridgectl stop [--release-id ID] [-c PATH]",
-		Description: "Stopping the active release also stops the singletons; services keep running.\n" +
+		Description: "Stops the release's own processes: its proxied process and companions. Services and\n" +
+			"singletons keep running (a singleton that release started is no longer restarted after a\n" +
+			"crash). A release that is stopped already is stopped again, which succeeds.\n" +
 			"Until the next deploy the proxy answers 503 No active release.",
 		Flags: daemonFlags(&cli.StringFlag{Name: "release-id", Usage: "release `ID` to stop"}),
 		Action: func(c *cli.Context) error {

@@ -20,7 +20,8 @@ func doctorCommand() *cli.Command {
 			"directory is writable and no orphaned processes run. On a systemd machine: the units\n" +
 			"and drop-ins match the config, the sockets listen, the service runs. With\n" +
 			"--release-path: the release directory exists, every template renders, every rendered\n" +
-			"working directory exists. One line per check; exit 1 if any fails.\n" +
+			"working directory exists. One line per check on stdout; if any fails, \"N checks failed.\"\n" +
+			"on stderr and exit 1.\n" +
 			`--json prints {"checks":[{"name","ok","detail"}],"ok"}.`,
 		Flags: []cli.Flag{
 			configFlag(),
@@ -76,7 +77,8 @@ func runDoctor(c *cli.Context) error {
 		if failed == 0 {
 			fmt.Fprintln(c.App.Writer, "\nAll checks passed.")
 		} else {
-			fmt.Fprintf(c.App.Writer, "\n%d %s failed.\n", failed, plural(failed, "check", "checks"))
+			// The checks on stdout, the verdict on stderr, as in the Node original.
+			fmt.Fprintf(c.App.ErrWriter, "\n%d %s failed.\n", failed, plural(failed, "check", "checks"))
 		}
 	}
 	if failed > 0 {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -110,9 +111,9 @@ func TestDoctorFailures(t *testing.T) {
 			t.Errorf("%s: %+v, want failure with %q", name, c, want)
 		}
 	}
-	out, _, _ := runCtl(t, "doctor", "-c", cfg)
-	if !strings.Contains(out, "✗ proxy port") || !strings.Contains(out, "checks failed.") {
-		t.Errorf("text: %s", out)
+	out, errOut, _ := runCtl(t, "doctor", "-c", cfg)
+	if !strings.Contains(out, "✗ proxy port") || strings.Contains(out, "failed.") || !regexp.MustCompile(`^\n\d+ checks failed\.\n$`).MatchString(errOut) {
+		t.Errorf("text: stdout %q, stderr %q; want the checks on stdout and the count on stderr", out, errOut)
 	}
 	// Missing release path and a template that cannot render.
 	t.Setenv("HOME", "")

@@ -43,9 +43,9 @@ func TestValidateExamples(t *testing.T) {
 
 func TestValidateReportsAllIssues(t *testing.T) {
 	p := writeTemp(t, "bad.jsonnet", `{proxy: {prot: 1}, processes: [{id: 'web', command: 'x'}, {id: 'web', command: 'y'}]}`)
-	out, _, code := runCtl(t, "validate", "--config", p)
-	if code != 1 {
-		t.Fatalf("exit %d, want 1", code)
+	stdout, out, code := runCtl(t, "validate", "--config", p) // the issues go to stderr, as in the Node original
+	if code != 1 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q; want 1 and nothing", code, stdout)
 	}
 	for _, want := range []string{"Found 3 configuration issues in " + p, "1. proxy: unknown field \"prot\"", "   Fix: Rename \"prot\" to \"port\".",
 		"exactly one process must have policy proxied", "duplicate process id \"web\""} {
@@ -113,7 +113,7 @@ func TestValidateJSON(t *testing.T) {
 
 func TestValidateMissingDefaultFile(t *testing.T) {
 	t.Chdir(t.TempDir())
-	out, _, code := runCtl(t, "validate")
+	_, out, code := runCtl(t, "validate")
 	if code != 1 || !strings.Contains(out, "rollbridge.jsonnet") || !strings.Contains(out, "-c/--config") {
 		t.Errorf("exit %d, out %q", code, out)
 	}

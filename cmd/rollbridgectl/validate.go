@@ -95,9 +95,12 @@ func runValidate(c *cli.Context) error {
 		fmt.Fprintf(out, "%s is valid: application %q, %d %s, proxy on %s\n", res.Path, cfg.Application,
 			len(cfg.Processes), plural(len(cfg.Processes), "process", "processes"), cfg.ProxyAddr())
 	} else {
-		fmt.Fprintf(out, "Found %d configuration %s in %s:\n", len(res.Issues), plural(len(res.Issues), "issue", "issues"), res.Path)
+		// On stderr, as the Node original prints them: a script that keeps
+		// stdout sees only a valid config's summary.
+		w := c.App.ErrWriter
+		fmt.Fprintf(w, "Found %d configuration %s in %s:\n", len(res.Issues), plural(len(res.Issues), "issue", "issues"), res.Path)
 		for i, is := range res.Issues {
-			fmt.Fprintf(out, "\n%d. %s\n   Fix: %s\n", i+1, printable(is.Message), printable(is.Fix))
+			fmt.Fprintf(w, "\n%d. %s\n   Fix: %s\n", i+1, printable(is.Message), printable(is.Fix))
 		}
 	}
 	if !res.Valid {
