@@ -37,7 +37,11 @@ func ensure(c *cli.Context) (control.Status, error) {
 	if err != nil {
 		return control.Status{}, configError(err)
 	}
-	e, err := takeover.Ensure(c.Context, cfg, ensureOptions(c))
+	o, err := ensureOptions(c)
+	if err != nil {
+		return control.Status{}, err
+	}
+	e, err := takeover.Ensure(c.Context, cfg, o)
 	if err != nil {
 		return control.Status{}, err
 	}

@@ -156,3 +156,75 @@ func distroHasUnit(name string) bool {
 	}
 	return false
 }
+
+// TestEnsureDaemonRunsInTheCallersDirectory: the detached daemon runs where
+// rollbridgectl was run, as the Node original's did, so a relative
+// control.path names the same socket for both.
+func TestEnsureDaemonRunsInTheCallersDirectory(t *testing.T) {
+	buildDaemon(t)
+	dir, err := os.MkdirTemp("", "rbcwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	confDir, work := filepath.Join(dir, "etc"), filepath.Join(dir, "work")
+	for _, d := range []string{confDir, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(confDir, "rollbridge.jsonnet")
+	src := `{application: 'cwd', control: {path: 'c.sock'}, proxy: {port: 0}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: 18000}]}`
+	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(work)
+	pidPath := filepath.Join(dir, "d.pid")
+	_, errOut, code := runCtl(t, "ensure-daemon", "-c", cfg, "--daemon-log-path", filepath.Join(dir, "d.log"), "--daemon-pid-path", pidPath)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	b, _ := os.ReadFile(pidPath)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid == 0 {
+		t.Fatalf("pid file %q", b)
+	}
+	defer func() {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		testutil.Eventually(t, "the detached daemon to exit on SIGTERM", func() bool { return syscall.Kill(pid, 0) != nil })
+	}()
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != work {
+		t.Errorf("daemon cwd %q (%v), want the caller's %s", cwd, err, work)
+	}
+	if _, err := os.Stat(filepath.Join(work, "c.sock")); err != nil {
+		t.Errorf("the relative control socket is not in the caller's directory: %v", err)
+	}
+	if _, _, code := runCtl(t, "status", "-c", cfg); code != 0 {
+		t.Errorf("status from the same directory: exit %d", code)
+	}
+}
+
+// A start timeout that is not positive is refused, as the original
+// refuses it, before anything is started.
+func TestEnsureDaemonStartTimeoutMustBePositive(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "rollbridge.jsonnet")
+	src := fmt.Sprintf(`{application: 'tmo', control: {path: %q}, proxy: {port: 0}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: 18000}]}`, filepath.Join(dir, "c.sock"))
+	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pidPath := filepath.Join(dir, "d.pid")
+	for _, args := range [][]string{
+		{"ensure-daemon", "--daemon-start-timeout-ms", "0"},
+		{"ensure-daemon", "--daemon-start-timeout-ms", "-5"},
+		{"deploy", "--ensure-daemon", "--release-path", dir, "--daemon-start-timeout-ms", "0"},
+	} {
+		out, errOut, code := runCtl(t, append(args, "-c", cfg, "--daemon-pid-path", pidPath)...)
+		if code != exitUsage || out != "" || errOut != "rollbridgectl: --daemon-start-timeout-ms must be a positive number.\n" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	if _, err := os.Stat(pidPath); !os.IsNotExist(err) {
+		t.Errorf("a daemon was started: %v", err)
+	}
+}

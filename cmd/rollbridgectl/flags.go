@@ -47,10 +47,16 @@ func ensureFlags() []cli.Flag {
 	}
 }
 
-// ensureOptions reads ensureFlags and --socket.
-func ensureOptions(c *cli.Context) takeover.EnsureOptions {
+// ensureOptions reads ensureFlags and --socket. A start timeout that is
+// not positive is a usage error with the Node original's message (it used
+// to mean the default, which hid a typo such as a missing digit).
+func ensureOptions(c *cli.Context) (takeover.EnsureOptions, error) {
+	ms := c.Int("daemon-start-timeout-ms")
+	if ms <= 0 {
+		return takeover.EnsureOptions{}, usageErrorf("--daemon-start-timeout-ms must be a positive number.")
+	}
 	return takeover.EnsureOptions{Socket: c.String("socket"), LogPath: c.String("daemon-log-path"), PidPath: c.String("daemon-pid-path"),
-		Timeout: time.Duration(c.Int("daemon-start-timeout-ms")) * time.Millisecond}
+		Timeout: time.Duration(ms) * time.Millisecond}, nil
 }
 
 // loadConfig loads the config named by --config with this process's

@@ -125,9 +125,10 @@ func DefaultLogPath(socket string) string { return strings.TrimSuffix(socket, ".
 // DefaultLogPath.
 func DefaultPidPath(socket string) string { return strings.TrimSuffix(socket, ".sock") + ".pid" }
 
-// spawnDetached starts rollbridged in its own session, appending its output
-// to logPath, and writes its pid. The directories of both files are created
-// first, as the original's mkdir -p did, so a fresh host needs no set-up.
+// spawnDetached starts rollbridged in its own session and in this
+// process's working directory, appending its output to logPath, and writes
+// its pid. The directories of both files are created first, as the
+// original's mkdir -p did, so a fresh host needs no set-up.
 // Both files are opened as openOwned says. The returned channel is closed
 // if it exits.
 func spawnDetached(daemon, cfgPath, logPath, pidPath string) (<-chan struct{}, error) {
@@ -147,8 +148,11 @@ func spawnDetached(daemon, cfgPath, logPath, pidPath string) (<-chan struct{}, e
 		return nil, fmt.Errorf("daemon pid file %s: %w", pidPath, err)
 	}
 	defer pidf.Close()
+	// The daemon runs in the caller's working directory, as the Node
+	// original's did: a relative control.path, statePath or release path
+	// then means the same file to the daemon as to the rollbridgectl
+	// commands run from there.
 	cmd := exec.Command(daemon, "--config", cfgPath)
-	cmd.Dir = filepath.Dir(cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // survives this command and its terminal
 	if err := cmd.Start(); err != nil {
