@@ -120,3 +120,31 @@ func TestStopHelp(t *testing.T) {
 		t.Errorf("stop --help: exit %d\n%s", code, out)
 	}
 }
+
+// <, > and & are written as they are, as JSON.stringify writes them, both
+// on the socket and in what rollbridgectl prints.
+func TestE2ENoHTMLEscaping(t *testing.T) {
+	e := startReloading(t, ``, `{}`, `[{id: 'svc', policy: 'service', command: 'true && exec sleep 1000 # <x>'}]`)
+	e.mustDeploy("v1")
+	const cmd = `true && exec sleep 1000 # <x>`
+	out, _, code := e.ctl("status")
+	if code != 0 || !strings.Contains(out, `"command": "`+cmd+`"`) {
+		t.Errorf("status prints the command escaped (exit %d):\n%s", code, out)
+	}
+	conn, err := net.Dial("unix", e.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	for _, tc := range []struct{ req, want string }{
+		{`{"command":"status"}`, `"command":"` + cmd + `"`},
+		{`{"command":"restart","processId":"<a>&b"}`, `<a>&b`},
+	} {
+		fmt.Fprintln(conn, tc.req)
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.Contains(line, tc.want) || strings.Contains(line, `\u00`) {
+			t.Errorf("%s: %v, answer lacks %s or escapes:\n%s", tc.req, err, tc.want, line)
+		}
+	}
+}

@@ -220,7 +220,7 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks the read below
 	defer stop()
 
-	b, err := json.Marshal(req)
+	b, err := marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s request: %w", req.Command, err)
 	}

@@ -12,9 +12,12 @@ import (
 // EncodeResult returns the final success line for r exactly as the server
 // sends it, without the newline: {"status":"success"} followed by r's
 // fields in their declared order. rollbridgectl prints results in this
-// shape, so its output and the socket's bytes cannot drift apart.
+// shape, so its output and the socket's bytes cannot drift apart. As with
+// JSON.stringify in the Node original, <, > and & are written as they are,
+// not escaped for HTML: a command such as "a && b" reads the same in
+// status as in the config.
 func EncodeResult[R Result](r R) ([]byte, error) {
-	body, err := json.Marshal(r)
+	body, err := marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode %T: %w", r, err)
 	}
@@ -62,16 +65,29 @@ type progressLine struct {
 }
 
 func encodeError(e *Error) []byte {
-	b, _ := json.Marshal(errorLine{Error: e.Message, Status: "error", Code: e.Code}) // strings only: cannot fail
+	b, _ := marshal(errorLine{Error: e.Message, Status: "error", Code: e.Code}) // strings only: cannot fail
 	return append(b, '\n')
 }
 
 func encodeProgress(p Progress) ([]byte, error) {
-	b, err := json.Marshal(progressLine{Status: "progress", Message: p.Message, Data: p.Data})
+	b, err := marshal(progressLine{Status: "progress", Message: p.Message, Data: p.Data})
 	if err != nil {
 		return nil, fmt.Errorf("encode progress %q: %w", p.Message, err)
 	}
 	return append(b, '\n'), nil
+}
+
+// marshal is json.Marshal without the escaping of <, > and & for HTML,
+// which the Node original does not do either. Every MarshalJSON of this
+// package uses it too: the encoder leaves a Marshaler's output as it is.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 var errLineTooLong = Errorf(CodeBadRequest, "request line longer than %d bytes", MaxLineBytes)

@@ -78,7 +78,7 @@ type Nullable[T any] struct {
 func (n Nullable[T]) IsZero() bool { return !n.Set }
 
 // MarshalJSON writes the value, or null.
-func (n Nullable[T]) MarshalJSON() ([]byte, error) { return json.Marshal(n.Value) }
+func (n Nullable[T]) MarshalJSON() ([]byte, error) { return marshal(n.Value) }
 
 // UnmarshalJSON reads a value or null; either way n is Set.
 func (n *Nullable[T]) UnmarshalJSON(b []byte) error {
@@ -174,9 +174,9 @@ type IDOrName struct {
 // MarshalJSON writes the name as a string, or else the id as a number.
 func (v IDOrName) MarshalJSON() ([]byte, error) {
 	if v.Name != "" {
-		return json.Marshal(v.Name)
+		return marshal(v.Name)
 	}
-	return json.Marshal(v.ID)
+	return marshal(v.ID)
 }
 
 // UnmarshalJSON reads a number or a string.
@@ -269,7 +269,7 @@ func (ps Ports) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, err := json.Marshal(p.ID)
+		k, err := marshal(p.ID)
 		if err != nil {
 			return nil, err
 		}

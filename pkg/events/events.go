@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"sync"
@@ -24,13 +25,21 @@ type Event struct {
 }
 
 // MarshalJSON writes {"at","data","message"} with At in TimeLayout; the
-// default decoding reads it back.
+// default decoding reads it back. <, > and & are written as they are, as
+// the Node original's JSON.stringify writes them.
 func (e Event) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(struct {
 		At      string         `json:"at"`
 		Data    map[string]any `json:"data"`
 		Message Name           `json:"message"`
 	}{e.At.UTC().Format(TimeLayout), e.Data, e.Message})
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Sink receives events. Every package that reports something takes a Sink, so
@@ -204,6 +213,7 @@ func (l *Log) Restore(evs []Event) {
 // must never stop the daemon.
 func JSONLines(w io.Writer) Output {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	return OutputFunc(func(e Event) {
 		_ = enc.Encode(e) // see doc: a broken stdout must not stop the daemon
 	})
