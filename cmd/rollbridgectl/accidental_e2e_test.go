@@ -148,3 +148,26 @@ func TestE2ENoHTMLEscaping(t *testing.T) {
 		}
 	}
 }
+
+// Empty output lines are dropped, as the original drops them, so they take
+// none of outputLines' places.
+func TestE2EBlankOutputLinesDropped(t *testing.T) {
+	e := startReloading(t, ``, `{}`, `[{id: 'worker', outputLines: 2, command: 'printf "a\\n\\n\\nb\\n\\n"; exec sleep 1000'}]`)
+	e.mustDeploy("v1")
+	var got string
+	testutil.Eventually(t, "the worker's output", func() bool {
+		var logs []struct {
+			Logs []struct{ Line string }
+		}
+		e.ok(&logs, "logs", "--json", "--process", "worker")
+		var lines []string
+		for _, l := range logs[0].Logs {
+			lines = append(lines, l.Line)
+		}
+		got = strings.Join(lines, "|")
+		return strings.Contains(got, "b")
+	})
+	if got != "a|b" {
+		t.Errorf("worker logs %q, want a|b", got)
+	}
+}

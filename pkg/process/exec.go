@@ -306,9 +306,11 @@ func (h *execHandle) Members() []Member {
 	return out
 }
 
-// readLines hands each line of r to out. A line longer than maxLineBytes is
-// cut there and the rest of it dropped; a last line without a newline is
-// still delivered at the end.
+// readLines hands each line of r to out. An empty line is dropped, as the
+// Node original drops it: blank lines would take the places of outputLines
+// that are worth keeping. A line longer than maxLineBytes is cut there and
+// the rest of it dropped; a last line without a newline is still delivered
+// at the end.
 func readLines(r io.Reader, stream string, out func(Line)) {
 	br := bufio.NewReaderSize(r, maxLineBytes)
 	skipping := false
@@ -317,7 +319,7 @@ func readLines(r io.Reader, stream string, out func(Line)) {
 		if err != nil {
 			return
 		}
-		if !skipping {
+		if !skipping && len(chunk) > 0 {
 			if isPrefix {
 				chunk = trimPartialRune(chunk)
 			}

@@ -57,7 +57,7 @@ func TestReadLines(t *testing.T) {
 		want     []string
 	}{
 		{"plain", "a\nb\n", []string{"a", "b"}},
-		{"crlf and empty lines", "a\r\n\nb\n", []string{"a", "", "b"}},
+		{"crlf, and empty lines dropped", "a\r\n\n\r\nb\n \n", []string{"a", "b", " "}},
 		{"partial last line", "a\nrest", []string{"a", "rest"}},
 		{"long line is cut", long + "\nnext\n", []string{long[:maxLineBytes], "next"}},
 		{"long partial line", long, []string{long[:maxLineBytes]}},
