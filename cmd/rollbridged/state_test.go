@@ -78,7 +78,7 @@ func TestOrphansAfterDaemonSIGKILL(t *testing.T) {
 	f.start(nil, "")
 	f.waitReady()
 	st := f.status()
-	if len(st.Orphans) != 1 || st.Orphans[0].Pid != webPid || st.Orphans[0].ID != "web" || st.Orphans[0].ReleaseID != "v1" {
+	if len(st.Orphans) != 1 || st.Orphans[0].Pid != webPid || st.Orphans[0].ID != "web" || st.Orphans[0].ReleaseID == nil || *st.Orphans[0].ReleaseID != "v1" {
 		t.Fatalf("orphans %+v", st.Orphans)
 	}
 	// With an orphan alive, nothing is restored: two copies would fight.

@@ -78,7 +78,7 @@ func goldenStatus() Status {
 	return Status{
 		ActiveReleaseID: ptr("v2"), Application: "shop",
 		Control: ControlInfo{Path: "/run/rollbridge-shop.sock", Mode: ptr(uint32(0o660)), Owner: &IDOrName{Name: "deploy"}, Group: &IDOrName{ID: 1001}},
-		Orphans: []Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v0"}},
+		Orphans: []Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: ptr("v0")}, {ID: "beacon", Pid: 3998}},
 		Proxy:   ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
 		Releases: []Release{
 			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", Revision: "v1", State: "stopped",

@@ -208,11 +208,12 @@ type DaemonInfo struct {
 	RestoreProblem *string `json:"restoreProblem,omitempty"`
 }
 
-// Orphan is a process of a previous daemon that still runs.
+// Orphan is a process of a previous daemon that still runs. ReleaseID is
+// null for a service or singleton, which no release owns.
 type Orphan struct {
-	ID        string `json:"id"`
-	Pid       int    `json:"pid"`
-	ReleaseID string `json:"releaseId"`
+	ID        string  `json:"id"`
+	Pid       int     `json:"pid"`
+	ReleaseID *string `json:"releaseId"`
 }
 
 // Release is one release. State is one of starting, active, draining,

@@ -221,7 +221,11 @@ func statusResult(s supervisor.Status) control.Status {
 		Application:     s.Application,
 		Control:         controlInfo(s.Control),
 		Orphans: mapSlice(s.Orphans, func(o state.Orphan) control.Orphan {
-			return control.Orphan{ID: o.ID, Pid: o.Pid, ReleaseID: o.ReleaseID}
+			var rel *string
+			if o.ReleaseID != "" {
+				rel = &o.ReleaseID
+			}
+			return control.Orphan{ID: o.ID, Pid: o.Pid, ReleaseID: rel}
 		}),
 		Proxy:      control.ProxyInfo{Host: s.Proxy.Host, Port: s.Proxy.Port, UpstreamHost: s.Proxy.UpstreamHost},
 		Releases:   mapSlice(s.Releases, releaseEntry),

@@ -49,7 +49,7 @@ func domainStatus() supervisor.Status {
 		ActiveReleaseID: ptr("v2"), Application: "shop",
 		Control: supervisor.ControlStatus{Path: "/run/rollbridge-shop.sock", Mode: &mode,
 			Owner: &config.IDOrName{Name: "deploy"}, Group: &config.IDOrName{ID: 1001}},
-		Orphans: []state.Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v0"}},
+		Orphans: []state.Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v0"}, {ID: "beacon", Pid: 3998}}, // a service's orphan has no release
 		Proxy:   supervisor.ProxyStatus{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
 		Releases: []supervisor.ReleaseStatus{
 			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", State: release.Stopped,

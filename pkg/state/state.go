@@ -50,9 +50,9 @@ type ReleaseRecord struct {
 
 // ProcessRecord is one managed process that was running.
 type ProcessRecord struct {
-	ID        string `json:"id"`        // instance id
-	ProcessID string `json:"processId"` // base id
-	ReleaseID string `json:"releaseId,omitempty"`
+	ID        string `json:"id"`                  // instance id
+	ProcessID string `json:"processId"`           // base id
+	ReleaseID string `json:"releaseId,omitempty"` // "" for a service or singleton: no release owns it
 	Policy    string `json:"policy"`
 	Pid       int    `json:"pid"`
 	// StartTime (clock ticks since boot, /proc/PID/stat field 22) tells the
@@ -197,10 +197,26 @@ func Remove(path string) error {
 }
 
 // Orphan is a managed process of a previous daemon that is still alive.
+// ReleaseID is the release it belonged to; "" for a service or singleton,
+// which no release owns, and its JSON then has "releaseId": null, as the
+// Node original's orphans have.
 type Orphan struct {
 	ID        string `json:"id"`
 	Pid       int    `json:"pid"`
 	ReleaseID string `json:"releaseId"`
+}
+
+// MarshalJSON writes {"id","pid","releaseId"}, releaseId null when "".
+func (o Orphan) MarshalJSON() ([]byte, error) {
+	var rel *string
+	if o.ReleaseID != "" {
+		rel = &o.ReleaseID
+	}
+	return json.Marshal(struct {
+		ID        string  `json:"id"`
+		Pid       int     `json:"pid"`
+		ReleaseID *string `json:"releaseId"`
+	}{o.ID, o.Pid, rel})
 }
 
 // Orphans returns the recorded processes that still run: same pid and same

@@ -36,11 +36,14 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy)})
 		}
 	}
+	// Services and singletons are recorded without a release: they outlive
+	// the one that started them, and an orphan of theirs lists none, as in
+	// the Node original.
 	for _, u := range v.services {
-		procs = append(procs, proc{u.proc, u.cfg.ID, u.releaseID, "service"})
+		procs = append(procs, proc{u.proc, u.cfg.ID, "", "service"})
 	}
 	for _, u := range v.singletons {
-		procs = append(procs, proc{u.proc, u.cfg.ID, u.releaseID, "singleton"})
+		procs = append(procs, proc{u.proc, u.cfg.ID, "", "singleton"})
 	}
 	snap.Processes = []state.ProcessRecord{}
 	for _, p := range procs {
