@@ -113,7 +113,10 @@ func nextTick(now time.Time, interval time.Duration) time.Time {
 }
 
 // memoryRestart stops r gracefully and starts the process again with
-// reason memory, unless someone else took over r meanwhile.
+// reason memory, unless someone else took over r meanwhile, or automatic
+// restarts are off (a retired release's companion, a singleton of a
+// stopped release): as in the Node original, such a process is stopped
+// and stays stopped, for a crash would not bring it back either.
 func (p *Process) memoryRestart(r *run) {
 	select {
 	case p.op <- struct{}{}:
@@ -128,18 +131,24 @@ func (p *Process) memoryRestart(r *run) {
 	}
 	r.stopping = true
 	p.state = Stopping
-	p.memRestarts++
-	p.lastMemRestart = time.Now().UTC()
 	p.mu.Unlock()
 	if err := p.stopSequence(r); err != nil {
 		p.emit(r.spec, events.ProcessStopFailed, map[string]any{events.KeyError: err.Error()})
 		return
 	}
 	p.mu.Lock()
-	canceled := r.canceled
+	canceled, again := r.canceled, p.autoRestart
+	switch {
+	case canceled:
+	case !again:
+		p.state = Stopped
+	default:
+		p.memRestarts++ // counted only when it starts again, as in the original
+		p.lastMemRestart = time.Now().UTC()
+	}
 	p.mu.Unlock()
-	if canceled {
-		return // a Stop arrived during the sequence: it wins
+	if canceled || !again {
+		return // a Stop arrived during the sequence (it wins), or nothing brings it back
 	}
 	if err := p.startLocked(context.Background(), ReasonMemory); err != nil {
 		p.emit(r.spec, events.MemoryRestartFailed, map[string]any{events.KeyReason: string(ReasonMemory), events.KeyError: err.Error()})

@@ -673,6 +673,33 @@ func TestMemoryHogIsRestarted(t *testing.T) {
 	}
 }
 
+// TestMemoryLimitWithoutAutoRestart: a process whose owner no longer wants
+// it back (a retired release's companion, a stopped release's singleton)
+// is stopped at its memory limit and stays stopped, as in the Node
+// original, and no memory restart is counted.
+func TestMemoryLimitWithoutAutoRestart(t *testing.T) {
+	t.Parallel()
+	const MiB = 1 << 20
+	spec := childSpec(t, "hog", "hog", "RB_MIB=160")
+	spec.Memory = &MemoryPolicy{LimitBytes: 120 * MiB, CheckInterval: 50 * time.Millisecond}
+	h := newHarness(t, spec)
+	h.p.SetAutoRestart(false) // Start leaves the setting alone
+	h.start()
+	testutil.Eventually(t, "the hog stopped at its limit", func() bool {
+		st := h.p.Status()
+		return st.State == Stopped && len(h.events("process exited")) == 1
+	})
+	st := h.p.Status()
+	if len(h.events("memory limit exceeded")) != 1 || st.MemoryRestarts != 0 || st.Pid != nil || st.LastMemoryRestartAt != nil {
+		t.Errorf("after the limit: memoryRestarts %d pid %v last %v, %d limit events", st.MemoryRestarts, st.Pid, st.LastMemoryRestartAt, len(h.events("memory limit exceeded")))
+	}
+	if n := len(h.events("process started")); n != 1 {
+		t.Errorf("%d starts, want 1: nothing brings it back", n)
+	}
+	h.p.SetSpec(childSpec(t, "hog", "signals", "RB_QUIT=SIGTERM"))
+	h.startReady() // a start still works
+}
+
 func TestRSSIsSummedOverTheGroup(t *testing.T) {
 	t.Parallel()
 	const MiB = 1 << 20
@@ -888,7 +915,9 @@ func TestStopWinsOverMemoryRestart(t *testing.T) {
 	h := newHarness(t, spec)
 	pid := h.start()
 	hp := readPid(t, hookPid)
-	if st := h.p.Status(); st.State != Stopping || st.MemoryRestarts != 1 {
+	// A memory restart is counted once the new run starts, as in the
+	// Node original; this one never does.
+	if st := h.p.Status(); st.State != Stopping || st.MemoryRestarts != 0 {
 		t.Errorf("during the memory restart: state %s memoryRestarts %d", st.State, st.MemoryRestarts)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
