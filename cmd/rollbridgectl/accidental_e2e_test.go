@@ -171,3 +171,19 @@ func TestE2EBlankOutputLinesDropped(t *testing.T) {
 		t.Errorf("worker logs %q, want a|b", got)
 	}
 }
+
+// Only the original's placeholder pattern is a placeholder: a Docker or Go
+// template in a command, or a lone {{, passes validate and reaches the
+// shell as it is.
+func TestE2EBracesThatAreNoPlaceholder(t *testing.T) {
+	const worker = `[{id: 'worker', command: 'echo "{{json .State}}" {{ {{releaseId}}; exec sleep 1000'}]`
+	e := startReloading(t, ``, `{}`, worker)
+	if out, stderr, code := e.ctl("validate"); code != 0 || !strings.Contains(out, "is valid") {
+		t.Fatalf("validate: exit %d %s%s", code, out, stderr)
+	}
+	e.mustDeploy("v1")
+	testutil.Eventually(t, "the worker's line", func() bool {
+		out, _, _ := e.ctl("logs", "--process", "worker")
+		return strings.Contains(out, "[stdout] {{json .State}} {{ v1\n")
+	})
+}

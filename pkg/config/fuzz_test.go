@@ -102,6 +102,9 @@ func FuzzRenderCommand(f *testing.F) {
 		`[[ -d {{releasePath}} ]]; a[{{releasePath}}]=1; eval {{releasePath}}`,
 		`echo $(case x in a) ;; esac) {{releasePath}}`,
 		`printf '%s\n' {{application}} "{{processId}}" {{proxy.host}}:{{proxy.port}} {{proxy.upstreamHost}}`,
+		// Text in braces that is no placeholder stays as it is.
+		`docker inspect -f '{{json .State}}' {{releaseId}} # {{`,
+		`echo {{{releasePath}}} "{{ {{releaseId}} }}" {{}}`,
 	} {
 		for _, v := range hostileValues {
 			f.Add(tmpl, v)

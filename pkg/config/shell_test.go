@@ -89,11 +89,7 @@ func TestCommandContexts(t *testing.T) {
 		{"run {{port}} '{{port}}'", []shellContext{ctxBare, ctxSingle}},
 	} {
 		t.Run(tc.tmpl, func(t *testing.T) {
-			pieces, err := parseTemplate(tc.tmpl)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := commandContexts(pieces)
+			got := commandContexts(parseTemplate(tc.tmpl))
 			if len(got) != len(tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,14 +38,11 @@ var templateNames = []string{
 // TemplateError names the field and the placeholder that could not be rendered.
 type TemplateError struct {
 	Field       string // e.g. `processes[web].command`
-	Placeholder string // without braces; "" for a syntax error
+	Placeholder string // without braces
 	Reason      string
 }
 
 func (e *TemplateError) Error() string {
-	if e.Placeholder == "" {
-		return fmt.Sprintf("%s: %s", e.Field, e.Reason)
-	}
 	return fmt.Sprintf("%s: template {{%s}} %s", e.Field, e.Placeholder, e.Reason)
 }
 
@@ -56,32 +54,30 @@ type piece struct {
 	ph   bool
 }
 
-// parseTemplate splits s into literal text and placeholders, or returns an
-// error for an unterminated or empty placeholder.
-func parseTemplate(s string) ([]piece, error) {
+// placeholderRE is the Node original's placeholder: a name of letters,
+// digits and _ . - in double braces, with optional whitespace (what
+// JavaScript's \s matches) around it. Any other text in braces, a Go or
+// Docker template such as {{json .State}} or a lone {{, is not a
+// placeholder and stays as it is, as it did in the original.
+var placeholderRE = regexp.MustCompile(`\{\{[\s\v\x{00a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}\x{feff}]*` +
+	`([A-Za-z0-9_.-]+)[\s\v\x{00a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}\x{feff}]*\}\}`)
+
+// parseTemplate splits s into literal text and placeholders (see
+// placeholderRE).
+func parseTemplate(s string) []piece {
 	var out []piece
-	for {
-		i := strings.Index(s, "{{")
-		if i < 0 {
-			if s != "" {
-				out = append(out, piece{lit: s})
-			}
-			return out, nil
+	at := 0
+	for _, m := range placeholderRE.FindAllStringSubmatchIndex(s, -1) {
+		if m[0] > at {
+			out = append(out, piece{lit: s[at:m[0]]})
 		}
-		if i > 0 {
-			out = append(out, piece{lit: s[:i]})
-		}
-		j := strings.Index(s[i+2:], "}}")
-		if j < 0 {
-			return out, fmt.Errorf("unterminated placeholder %q: add the closing }}", truncate(s[i:], 30))
-		}
-		name := strings.TrimSpace(s[i+2 : i+2+j])
-		if name == "" {
-			return out, fmt.Errorf("empty placeholder {{}}")
-		}
-		out = append(out, piece{name: name, ph: true})
-		s = s[i+2+j+2:]
+		out = append(out, piece{name: s[m[2]:m[3]], ph: true})
+		at = m[1]
 	}
+	if at < len(s) {
+		out = append(out, piece{lit: s[at:]})
+	}
+	return out
 }
 
 func truncate(s string, n int) string {
@@ -156,10 +152,7 @@ func (v *Vars) Render(field, s string) (string, error) {
 	if !strings.Contains(s, "{{") {
 		return s, nil
 	}
-	pieces, err := parseTemplate(s)
-	if err != nil {
-		return "", &TemplateError{Field: field, Reason: err.Error()}
-	}
+	pieces := parseTemplate(s)
 	var b strings.Builder
 	for _, p := range pieces {
 		if !p.ph {
@@ -186,10 +179,7 @@ func (v *Vars) RenderCommand(field, s string) (string, error) {
 	if !strings.Contains(s, "{{") {
 		return s, nil
 	}
-	pieces, err := parseTemplate(s)
-	if err != nil {
-		return "", &TemplateError{Field: field, Reason: err.Error()}
-	}
+	pieces := parseTemplate(s)
 	ctxs := commandContexts(pieces)
 	var b strings.Builder
 	k := 0

@@ -119,11 +119,7 @@ func validateProcess(c *collector, path string, p *Process, withPort map[string]
 // daemon's env.
 func validateTemplates(c *collector, path string, p *Process, withPort map[string]bool) {
 	check := func(field, s string) {
-		pieces, err := parseTemplate(s)
-		if err != nil {
-			c.add(path+"."+field, "Close every {{ with }}.", "%v", err)
-			return
-		}
+		pieces := parseTemplate(s)
 		var names []string
 		for _, p := range pieces {
 			if p.ph {
