@@ -16,8 +16,8 @@ func ensureDaemonCommand() *cli.Command {
 		Description: "Idempotent, safe before every deploy:\n" +
 			"  1. a daemon answers on the control socket: nothing to do;\n" +
 			"  2. systemd knows rollbridge@APP.service: it is started over D-Bus;\n" +
-			"  3. otherwise rollbridged is started detached (own session), its output appended\n" +
-			"     to --daemon-log-path and its pid written to --daemon-pid-path.\n" +
+			"  3. otherwise rollbridged is started detached (own session, this working directory),\n" +
+			"     its output appended to --daemon-log-path and its pid written to --daemon-pid-path.\n" +
 			"Then it waits until the daemon answers and prints the status JSON.",
 		Flags: daemonFlags(ensureFlags()...),
 		Action: func(c *cli.Context) error {
