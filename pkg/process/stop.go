@@ -303,7 +303,9 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 
 func (w *lineWriter) emit() {
 	line := bytes.TrimSuffix(w.buf, []byte{'\r'})
-	w.out(Line{At: time.Now().UTC(), Line: w.prefix + string(line), Stream: w.stream})
+	if len(line) > 0 { // blank lines are dropped, as the process's own are (see readLines)
+		w.out(Line{At: time.Now().UTC(), Line: w.prefix + string(line), Stream: w.stream})
+	}
 	w.buf, w.dropping = w.buf[:0], false
 }
 

@@ -83,7 +83,7 @@ func TestLineWriter(t *testing.T) {
 	var got []string
 	w := &lineWriter{stream: "stderr", prefix: "[hook] ", out: func(l Line) { got = append(got, l.Stream+" "+l.Line) }}
 	long := strings.Repeat("q", maxLineBytes+5)
-	for _, chunk := range []string{"fir", "st\r\nsec", "ond\n", long[:100], long[100:] + "\n", "tail"} {
+	for _, chunk := range []string{"fir", "st\r\nsec", "ond\n\n\r\n", long[:100], long[100:] + "\n", "tail"} { // blank lines are dropped
 		if _, err := io.WriteString(w, chunk); err != nil {
 			t.Fatal(err)
 		}
