@@ -187,3 +187,33 @@ func TestE2EBracesThatAreNoPlaceholder(t *testing.T) {
 		return strings.Contains(out, "[stdout] {{json .State}} {{ v1\n")
 	})
 }
+
+// A proxied process that crashes while its release starts is restarted
+// by its restart policy within the health check's window, as in the Node
+// original: an app that fails its first boot still gets deployed.
+func TestE2EProxiedCrashDuringStartupIsRestarted(t *testing.T) {
+	// Exits 1 on its first run in each release directory only.
+	const firstBootFails = `{restartDelayMs: 50, command: 'test -e booted || { touch booted; echo first boot fails; exit 1; }; ' + super.command}`
+	for _, tc := range []struct{ name, web string }{
+		{"health check", firstBootFails},
+		{"health false", `{health: false} + ` + firstBootFails},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startReloading(t, ``, tc.web, `[]`)
+			if _, stderr, code := e.deploy("v1", nil); code != 0 {
+				t.Fatalf("deploy: exit %d %s", code, stderr)
+			}
+			testutil.Eventually(t, "v1 serving", func() bool { return e.get("/") == "v1" })
+			web := e.status().Releases[0].Processes[0]
+			if web.ID != "web" || web.Restarts != 1 || web.State != "running" {
+				t.Errorf("web after the deploy: %+v, want running after 1 restart", web)
+			}
+		})
+	}
+	// A policy that gives up fails the deploy at once, naming why.
+	e := startReloading(t, ``, `{restart: {maxRestarts: 0}, health+: {timeoutMs: 3600000}, command: 'echo no luck; exit 4'}`, `[]`)
+	if _, stderr, code := e.deploy("v1", nil); code != exitFailed || !strings.Contains(stderr, "process web exited (exit code 4) before its health check") ||
+		!strings.Contains(stderr, "restarts it no more") {
+		t.Errorf("deploy with a web that gives up: exit %d %s", code, stderr)
+	}
+}

@@ -152,7 +152,9 @@ func TestBootWhenRestoreFails(t *testing.T) {
 // daemon with exit status 1 and a message naming it; the control socket
 // never answered and its file is gone.
 func TestBootFailureExits(t *testing.T) {
-	f := newFixture(t, 0, "{}")
+	// maxRestarts 0: a web process that exits is not restarted, so the boot
+	// fails at once instead of at the end of the health window.
+	f := newFixture(t, 0, "{processes: [super.processes[0] + {restart: {maxRestarts: 0}}]}")
 	var out bytes.Buffer
 	cmd := f.startBoot([]string{"RB_APP_EXIT=3"}, &out, "--release-path", f.releaseDir("v1"), "--release-id", "v1", "--revision", "r1")
 	err := cmd.Wait()

@@ -142,6 +142,7 @@ func (p *Process) memoryRestart(r *run) {
 	case canceled:
 	case !again:
 		p.state = Stopped
+		p.giveUpLocked()
 	default:
 		p.memRestarts++ // counted only when it starts again, as in the original
 		p.lastMemRestart = time.Now().UTC()

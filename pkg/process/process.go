@@ -87,6 +87,8 @@ type Process struct {
 	rss            uint64
 	children       []Member
 	exited         chan struct{}
+	gaveUp         chan struct{} // see GaveUp; closed at most once, guarded by gaveUpClosed
+	gaveUpClosed   bool
 }
 
 // run is one execution of the command, from spawn until its group is gone
@@ -126,6 +128,7 @@ func New(spec Spec, runner Runner, sink events.Sink, opts ...Option) *Process {
 	p := &Process{
 		runner: runner, sink: sink, op: make(chan struct{}, 1),
 		spec: spec, state: Stopped, autoRestart: true, autoChanged: make(chan struct{}), exited: closed,
+		gaveUp: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(p)
@@ -193,6 +196,29 @@ func (p *Process) Exited() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.exited
+}
+
+// GaveUp returns a channel that is closed once the process has ended
+// without a Stop and no automatic restart will follow: it exited by itself
+// (a crash, or an exit with code 0) and automatic restarts are off, the
+// restart policy's limit is reached, or what the crashed run left behind
+// could not be removed; or it went over its memory limit with automatic
+// restarts off (see memoryRestart). Until
+// then the automatic restarts keep it open, so a caller waiting for the
+// process to become ready can go on waiting through them. Every start that
+// is not an automatic restart (Start, Restart, a memory restart) replaces
+// it with a new, open channel; a Stop does not close it.
+func (p *Process) GaveUp() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gaveUp
+}
+
+func (p *Process) giveUpLocked() {
+	if !p.gaveUpClosed {
+		p.gaveUpClosed = true
+		close(p.gaveUp)
+	}
 }
 
 // Logs returns all the retained output lines, oldest first: the last

@@ -1038,3 +1038,41 @@ func TestStopSettingsReachTheRunningChild(t *testing.T) {
 		t.Errorf("exit %v; command %q", st.ExitCode, st.Command)
 	}
 }
+
+// TestGaveUp: the channel stays open through automatic restarts and closes
+// once the restart policy gives up; a new start opens a new one.
+func TestGaveUp(t *testing.T) {
+	t.Parallel()
+	spec := childSpec(t, "crasher", "crash", "RB_EXIT=5")
+	spec.Restart.MaxRestarts = 2
+	h := newHarness(t, spec)
+	gaveUp := h.p.GaveUp()
+	h.start()
+	if got := h.p.GaveUp(); got == gaveUp {
+		t.Error("a start kept the previous channel")
+	}
+	gaveUp = h.p.GaveUp()
+	select {
+	case <-gaveUp:
+	case <-time.After(testutil.Timeout):
+		t.Fatal("GaveUp not closed after the restart limit")
+	}
+	if n := len(h.events("process started")); n != 3 {
+		t.Errorf("%d starts before giving up, want 3 (the start and two restarts)", n)
+	}
+	if len(h.events("restart limit reached")) != 1 {
+		t.Error("no restart limit reached event")
+	}
+	// Automatic restarts off: the first exit is the end.
+	h.p.SetAutoRestart(false)
+	h.start()
+	gaveUp = h.p.GaveUp()
+	select {
+	case <-gaveUp:
+	case <-time.After(testutil.Timeout):
+		t.Fatal("GaveUp not closed after an exit with automatic restarts off")
+	}
+	if n := len(h.events("process started")); n != 4 {
+		t.Errorf("%d starts, want 4", n)
+	}
+}

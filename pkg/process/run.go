@@ -78,6 +78,9 @@ func (p *Process) startLocked(ctx context.Context, reason StartReason) error {
 	now := time.Now()
 	p.mu.Lock()
 	p.cur, p.exited = r, r.exited
+	if reason != ReasonCrash {
+		p.gaveUp, p.gaveUpClosed = make(chan struct{}), false
+	}
 	p.state = Running
 	p.startedAt, p.lastReason = now.UTC(), reason
 	p.exitCode, p.exitSignal = nil, ""
@@ -184,8 +187,16 @@ func (p *Process) recordExit(r *run) bool {
 }
 
 // afterCrash removes what the crashed leader left in its group, then
-// restarts the process after the policy's delay, or gives up.
+// restarts the process after the policy's delay, or gives up (see GaveUp).
 func (p *Process) afterCrash(r *run) {
+	restarted := false
+	defer func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !restarted && !r.canceled && p.cur == r {
+			p.giveUpLocked() // nobody took r over: no new run is coming
+		}
+	}()
 	// Leftovers must not outlive the leader, or every restart would add
 	// another copy of them.
 	stop := p.stopSpec(r)
@@ -232,6 +243,7 @@ func (p *Process) afterCrash(r *run) {
 		err := p.startLocked(context.Background(), ReasonCrash)
 		p.release()
 		if err == nil {
+			restarted = true
 			return
 		}
 		// Counted as a restart; the policy decides whether to try again.

@@ -97,9 +97,11 @@ func (s *Supervisor) startReleaseProcesses(ctx context.Context, r *rel, cfg *con
 			}
 			in := s.newInstance(r, p, i, spec, nil)
 			if p.Policy == config.Proxied {
-				// A crash before the switch fails the deploy instead of
-				// being retried behind the health check's back.
-				in.proc.SetAutoRestart(false)
+				// Like every process of a starting release, and as in the
+				// Node original, a proxied process that crashes is
+				// restarted by its restart policy while the health check
+				// goes on: an app that fails its first boot (a cache not
+				// warm yet, a dependency still starting) gets its window.
 				web = in
 			}
 			s.tab.addInstance(r, in)
@@ -115,16 +117,30 @@ func (s *Supervisor) startReleaseProcesses(ctx context.Context, r *rel, cfg *con
 // waitReady waits until the proxied process web of r, listening on
 // host:port, may take traffic: its health check passes (or, with health:
 // false, it listens on its port), and every listener there belongs to the
-// processes of r (see checkOwner).
+// processes of r (see checkOwner). Crashes in between are restarted by the
+// process's restart policy, as in the Node original; the wait ends early
+// only once no restart is coming (see process.GaveUp).
 func (s *Supervisor) waitReady(ctx context.Context, r *rel, web *instance, host string, port int, progress Progress) error {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	err := s.waitHealthy(ctx, r, web, host, port, progress)
-	if errors.Is(err, release.ErrExited) {
+	st := web.proc.Status()
+	var he *release.HealthError
+	switch {
+	case errors.Is(err, release.ErrExited):
 		before := "it listened on " + addr
 		if web.cfg.HealthEnabled() {
 			before = "its health check at http://" + addr + web.cfg.Health.Path + " passed"
 		}
-		err = fmt.Errorf("process %s exited (%s) before %s", web.proc.ID(), exitText(web.proc.Status()), before)
+		err = fmt.Errorf("process %s exited (%s) before %s, and its restart policy restarts it no more", web.proc.ID(), exitText(st), before)
+		if taken := s.squatted(ctx, r, host, port); taken != nil {
+			err = fmt.Errorf("%w, maybe because its port is taken: %w", err, taken)
+		}
+	case errors.As(err, &he) && st.Restarts > 0:
+		times := "times"
+		if st.Restarts == 1 {
+			times = "time"
+		}
+		err = fmt.Errorf("%w; process %s exited and was restarted %d %s meanwhile (rollbridgectl logs --process %s shows why)", err, web.proc.ID(), st.Restarts, times, web.proc.ID())
 		if taken := s.squatted(ctx, r, host, port); taken != nil {
 			err = fmt.Errorf("%w, maybe because its port is taken: %w", err, taken)
 		}
@@ -144,14 +160,14 @@ func (s *Supervisor) waitHealthy(ctx context.Context, r *rel, web *instance, hos
 		// No health check: the listener itself is the sign of readiness,
 		// and it is checked before traffic goes to it.
 		cfg := s.tab.current(r).cfg
-		return release.WaitListener(ctx, host, port, cfg.Proxy.HealthTimeout(), func() []int { return s.runPids(r) }, web.proc.Exited())
+		return release.WaitListener(ctx, host, port, cfg.Proxy.HealthTimeout(), func() []int { return s.runPids(r) }, web.proc.GaveUp())
 	}
 	h := web.cfg.Health
 	url := "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + h.Path
 	progress.send(events.HealthCheck, map[string]any{"url": url})
 	checkStart := time.Now()
 	err := release.WaitHealthy(ctx, nil, release.HealthCheck{URL: url, Timeout: h.Timeout(),
-		Interval: h.Interval(), StartDelay: h.StartDelay()}, web.proc.Exited())
+		Interval: h.Interval(), StartDelay: h.StartDelay()}, web.proc.GaveUp())
 	if err != nil {
 		return err
 	}

@@ -135,18 +135,33 @@ func TestFailedFirstDeployStopsServicesItStarted(t *testing.T) {
 	}
 }
 
-func TestProxiedExitingAtOnceFailsFast(t *testing.T) {
+// TestProxiedThatGivesUpFailsFast: a proxied process that keeps exiting is
+// restarted by its restart policy during the health check, as in the Node
+// original; once the policy gives up, the deploy fails at once instead of
+// waiting out the health window.
+func TestProxiedThatGivesUpFailsFast(t *testing.T) {
 	h := newHarness(t, webConfig(t, `[]`))
 	h.deploy("v1")
-	// With an hour's health window, only noticing the exit ends this deploy
-	// in the test's lifetime; waiting for the window would end it with ctx's
-	// deadline, a different error.
+	// With an hour's health window, only noticing that no restart is coming
+	// ends this deploy in the test's lifetime; waiting for the window would
+	// end it with ctx's deadline, a different error.
 	h.reconfigure(healthTimeout(3_600_000))
+	h.reconfigure(`{processes: [p + (if p.policy == 'proxied' then {restartDelayMs: 10, restart: {maxRestarts: 2, windowMs: 3600000}} else {}) for p in super.processes]}`)
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout)
 	defer cancel()
 	_, err := h.sup.Deploy(ctx, DeployRequest{ReleasePath: h.release("v2", map[string]string{"exit": "3"}), ReleaseID: "v2"}, nil)
-	if err == nil || !strings.Contains(err.Error(), "process web exited (exit code 3) before its health check") {
-		t.Fatalf("got %v; want the exit noticed before the health window ends", err)
+	if err == nil || !strings.Contains(err.Error(), "process web exited (exit code 3) before its health check") ||
+		!strings.Contains(err.Error(), "restarts it no more") {
+		t.Fatalf("got %v; want the give-up noticed before the health window ends", err)
+	}
+	starts := 0
+	for _, e := range h.events("process started") {
+		if e.Data["releaseId"] == "v2" && e.Data["id"] == "web" {
+			starts++
+		}
+	}
+	if starts != 3 {
+		t.Errorf("web of v2 started %d times, want 3: the first start and two restarts", starts)
 	}
 	if _, body := h.get("/"); body != "v1" {
 		t.Errorf("serving %q", body)
