@@ -88,10 +88,11 @@ func TestDeployRefusesAPortSomeoneElseListensOn(t *testing.T) {
 
 // TestHealthFalseWaitsForItsOwnListener: without a health check traffic
 // switches once the proxied process listens on its port — and only if the
-// listener is its own.
+// listener is its own. A process that exits for good (no restart left)
+// fails the deploy at once.
 func TestHealthFalseWaitsForItsOwnListener(t *testing.T) {
 	src := fmt.Sprintf(`{application: 'test', proxy: {port: 0, drainTimeoutMs: 10000},
-	  processes: [{id: 'web', policy: 'proxied', command: %q, port: %s, health: false}]}`, appCmd(t, "RB_APP_BOOT_MS=300"), portRange())
+	  processes: [{id: 'web', policy: 'proxied', command: %q, port: %s, health: false, restart: {maxRestarts: 0}}]}`, appCmd(t, "RB_APP_BOOT_MS=300"), portRange())
 	h := newHarness(t, src)
 	h.deploy("v1")
 	// The app slept before listening: had traffic switched at once, this
