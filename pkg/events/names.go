@@ -75,6 +75,9 @@ const (
 	MemoryWarning        Name = "memory warning"
 	MemoryLimitExceeded  Name = "memory limit exceeded"
 	MemoryRestartFailed  Name = "memory restart failed"
+	// ProcessAdopted: a run an earlier daemon started (a systemd unit) is
+	// supervised again, without a restart.
+	ProcessAdopted Name = "process adopted"
 )
 
 // Lifecycle hooks, one name per hook and outcome as the spec spells them:
@@ -129,6 +132,12 @@ const (
 	// The release named by rollbridged --release-id (a boot release).
 	BootstrapSkipped          Name = "bootstrap skipped"
 	BootstrapActivationFailed Name = "bootstrap activation failed"
+	// ReleaseAdopted: the active release's processes were found still
+	// running (systemd units) and serve again without a restart.
+	ReleaseAdopted Name = "release adopted"
+	// OrphanedUnitsFound: units in the application's slice that no
+	// recorded release or service accounts for.
+	OrphanedUnitsFound Name = "orphaned units found"
 )
 
 // priorities is the one table of how loud each event is; names not in it
@@ -179,6 +188,8 @@ var priorities = map[Name]Priority{
 	ReleaseStopped:               PriNotice,
 	ReleaseDrained:               PriNotice,
 	ReleaseRestored:              PriNotice,
+	ReleaseAdopted:               PriNotice,
+	OrphanedUnitsFound:           PriWarning,
 	DaemonStarted:                PriNotice,
 	DaemonStopped:                PriNotice,
 	ConfigReloaded:               PriNotice,

@@ -35,13 +35,19 @@ func (p *Process) sample(r *run) {
 		for _, mb := range members {
 			sum += mb.RSSBytes
 		}
+		var cgMem *uint64
+		if c, ok := r.h.(cgroupMemory); ok {
+			if v, ok := c.CgroupMemory(); ok {
+				cgMem = &v
+			}
+		}
 		p.mu.Lock()
 		if r.stopping || r.leaderGone {
 			p.mu.Unlock()
 			return // a stop is under way; its exit is not a memory problem
 		}
 		if p.cur == r {
-			p.rss, p.children = sum, members
+			p.rss, p.cgroupMem, p.children = sum, cgMem, members
 		}
 		warn := m.WarnBytes > 0 && sum > m.WarnBytes && !r.warned
 		r.warned = r.warned || warn

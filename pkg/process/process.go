@@ -18,23 +18,26 @@ var ErrStopped = errors.New("stopped while restarting")
 // Status is a snapshot of a process, with the spec's field names. Pointers
 // are null in JSON when there is no value.
 type Status struct {
-	ID                  string       `json:"id"`
-	Command             string       `json:"command"`
-	Cwd                 string       `json:"cwd"`
-	State               State        `json:"state"`
-	Pid                 *int         `json:"pid"`      // while the leader runs
-	Restarts            int          `json:"restarts"` // automatic restarts after crashes
-	StartedAt           *time.Time   `json:"startedAt"`
-	UptimeMs            *int64       `json:"uptimeMs"` // only while running
-	ExitCode            *int         `json:"exitCode"`
-	ExitSignal          *string      `json:"exitSignal"`
-	LastStartReason     *StartReason `json:"lastStartReason"`
-	Logs                []Line       `json:"logs"`                  // the newest, up to StatusLogBytes (Logs has all)
-	LogsOmitted         int          `json:"logsOmitted,omitempty"` // older retained lines left out of Logs
-	RSSBytes            uint64       `json:"rssBytes"`              // last sample; memory-supervised processes only
-	MemoryRestarts      int          `json:"memoryRestarts"`
-	LastMemoryRestartAt *time.Time   `json:"lastMemoryRestartAt"`
-	Children            []Member     `json:"children"` // last sample; memory-supervised processes only
+	ID              string       `json:"id"`
+	Command         string       `json:"command"`
+	Cwd             string       `json:"cwd"`
+	State           State        `json:"state"`
+	Pid             *int         `json:"pid"`      // while the leader runs
+	Restarts        int          `json:"restarts"` // automatic restarts after crashes
+	StartedAt       *time.Time   `json:"startedAt"`
+	UptimeMs        *int64       `json:"uptimeMs"` // only while running
+	ExitCode        *int         `json:"exitCode"`
+	ExitSignal      *string      `json:"exitSignal"`
+	LastStartReason *StartReason `json:"lastStartReason"`
+	Logs            []Line       `json:"logs"`                  // the newest, up to StatusLogBytes (Logs has all)
+	LogsOmitted     int          `json:"logsOmitted,omitempty"` // older retained lines left out of Logs
+	RSSBytes        uint64       `json:"rssBytes"`              // last sample; memory-supervised processes only
+	// CgroupMemoryBytes is the run's cgroup's own memory figure (systemd
+	// runner), sampled with RSSBytes; null where there is none.
+	CgroupMemoryBytes   *uint64    `json:"cgroupMemoryBytes,omitempty"`
+	MemoryRestarts      int        `json:"memoryRestarts"`
+	LastMemoryRestartAt *time.Time `json:"lastMemoryRestartAt"`
+	Children            []Member   `json:"children"` // last sample; memory-supervised processes only
 }
 
 // Option configures a Process.
@@ -85,6 +88,7 @@ type Process struct {
 	memRestarts    int
 	lastMemRestart time.Time
 	rss            uint64
+	cgroupMem      *uint64
 	children       []Member
 	exited         chan struct{}
 	gaveUp         chan struct{} // see GaveUp; closed at most once, guarded by gaveUpClosed
@@ -364,6 +368,10 @@ func (p *Process) Status() Status {
 	if live {
 		pid := p.cur.h.Pid()
 		st.Pid = &pid
+	}
+	if p.cgroupMem != nil {
+		v := *p.cgroupMem
+		st.CgroupMemoryBytes = &v
 	}
 	if !p.startedAt.IsZero() {
 		t := p.startedAt

@@ -55,6 +55,24 @@ func (p *Process) startLocked(ctx context.Context, reason StartReason) error {
 	p.state = Starting
 	p.mu.Unlock()
 	p.ring.resize(spec.OutputLines)
+	r := p.newRun(spec)
+	h, err := p.runner.Start(ctx, spec, r.out)
+	if err != nil {
+		p.mu.Lock()
+		p.state = Failed
+		p.mu.Unlock()
+		return fmt.Errorf("process %s: %w", spec.ID, err)
+	}
+	p.install(r, h, reason, time.Now())
+	// Emitted before the monitor exists, so "process exited" always follows it.
+	p.emit(spec, events.ProcessStarted, map[string]any{"command": spec.Command, events.KeyPid: h.Pid(), events.KeyReason: string(reason)})
+	p.watch(r)
+	return nil
+}
+
+// newRun prepares a run of spec whose output goes to the ring and to the
+// WithOutput function.
+func (p *Process) newRun(spec Spec) *run {
 	r := &run{
 		spec: spec, exited: make(chan struct{}), finished: make(chan struct{}), cancel: make(chan struct{}),
 		memLimit: make(chan struct{}), samplerDone: make(chan struct{}),
@@ -67,33 +85,85 @@ func (p *Process) startLocked(ctx context.Context, reason StartReason) error {
 			output(spec.ID, l)
 		}
 	}
-	h, err := p.runner.Start(ctx, spec, r.out)
-	if err != nil {
-		p.mu.Lock()
-		p.state = Failed
-		p.mu.Unlock()
-		return fmt.Errorf("process %s: %w", spec.ID, err)
-	}
+	return r
+}
+
+// install makes r, running as h since startedAt, the current run.
+func (p *Process) install(r *run, h Handle, reason StartReason, startedAt time.Time) {
 	r.h = h
-	now := time.Now()
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.cur, p.exited = r, r.exited
 	if reason != ReasonCrash {
 		p.gaveUp, p.gaveUpClosed = make(chan struct{}), false
 	}
 	p.state = Running
-	p.startedAt, p.lastReason = now.UTC(), reason
+	p.startedAt, p.lastReason = startedAt.UTC(), reason
 	p.exitCode, p.exitSignal = nil, ""
-	p.rss, p.children = 0, nil
-	p.mu.Unlock()
-	// Emitted before the monitor exists, so "process exited" always follows it.
-	p.emit(spec, events.ProcessStarted, map[string]any{"command": spec.Command, events.KeyPid: h.Pid(), events.KeyReason: string(reason)})
-	if m := spec.Memory; m != nil && m.LimitBytes > 0 {
+	p.rss, p.cgroupMem, p.children = 0, nil, nil
+}
+
+// watch starts r's memory sampler (when supervised) and its monitor.
+func (p *Process) watch(r *run) {
+	if m := r.spec.Memory; m != nil && m.LimitBytes > 0 {
 		go p.sample(r)
 	} else {
 		close(r.samplerDone)
 	}
 	go p.monitor(r)
+}
+
+// Adopted is what the daemon that started a run recorded about it, handed
+// to Adopt so status reads as if the same daemon had watched all along.
+type Adopted struct {
+	StartedAt      time.Time // zero: now
+	Reason         StartReason
+	Restarts       int
+	MemoryRestarts int
+}
+
+// Adopt attaches to the run of the current spec that an earlier daemon
+// left running, instead of starting it: the runner must be an Adopter.
+// From then on the process is supervised as if started here (exit,
+// restart policy, memory, stop). It returns an error wrapping
+// ErrNotRunning when no such run is alive, and leaves the process as it
+// was; the caller decides whether to Start it.
+func (p *Process) Adopt(ctx context.Context, a Adopted) error {
+	ad, ok := p.runner.(Adopter)
+	if !ok {
+		return fmt.Errorf("process %s: adopt: the runner cannot adopt runs", p.ID())
+	}
+	if err := p.acquire(ctx); err != nil {
+		return fmt.Errorf("process %s: adopt: %w", p.ID(), err)
+	}
+	defer p.release()
+	p.mu.Lock()
+	if p.cur != nil && !p.cur.leaderGone {
+		p.mu.Unlock()
+		return fmt.Errorf("process %s: adopt: already running", p.ID())
+	}
+	spec := p.spec
+	p.mu.Unlock()
+	p.ring.resize(spec.OutputLines)
+	r := p.newRun(spec)
+	h, err := ad.Adopt(ctx, spec, r.out)
+	if err != nil {
+		return fmt.Errorf("process %s: adopt: %w", spec.ID, err)
+	}
+	at := a.StartedAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	reason := a.Reason
+	if reason == "" {
+		reason = ReasonDeploy
+	}
+	p.install(r, h, reason, at)
+	p.mu.Lock()
+	p.restarts, p.memRestarts = a.Restarts, a.MemoryRestarts
+	p.mu.Unlock()
+	p.emit(spec, events.ProcessAdopted, map[string]any{events.KeyPid: h.Pid()})
+	p.watch(r)
 	return nil
 }
 
@@ -165,7 +235,7 @@ func (p *Process) recordExit(r *run) bool {
 	crashed := !r.stopping
 	if p.cur == r {
 		p.exitCode, p.exitSignal = code, sig
-		p.rss, p.children = 0, nil
+		p.rss, p.cgroupMem, p.children = 0, nil, nil
 		if crashed {
 			// Even with exit code 0: nobody asked it to end, so it is
 			// restarted like a crash, and the spec reports it as failed.

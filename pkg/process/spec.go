@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"syscall"
 	"time"
 )
@@ -61,7 +62,12 @@ type RestartPolicy struct {
 // MemoryPolicy restarts the process gracefully when the RSS summed over its
 // process group exceeds LimitBytes.
 type MemoryPolicy struct {
-	LimitBytes    uint64
+	LimitBytes uint64
+	// MaxBytes is a hard backstop the runner enforces where it can (the
+	// systemd runner sets MemoryMax=, so the kernel reclaims and then
+	// OOM-kills inside the unit); 0 means none. The exec runner has no
+	// such limit and ignores it.
+	MaxBytes      uint64
 	WarnBytes     uint64        // one "memory warning" per run above this; 0 = off
 	CheckInterval time.Duration // sampling period; <= 0 means 5s
 }
@@ -145,4 +151,25 @@ type Handle interface {
 	GroupAlive() bool
 	// Members lists the live members with their command and RSS.
 	Members() []Member
+}
+
+// ErrNotRunning is returned (wrapped) by Adopter.Adopt when no live run of
+// the spec is left to attach to.
+var ErrNotRunning = errors.New("not running")
+
+// Adopter is a Runner whose runs outlive the daemon that started them
+// (transient systemd units): a new daemon attaches to them again instead
+// of starting them anew.
+type Adopter interface {
+	Runner
+	// Adopt attaches to the live run of spec that an earlier daemon
+	// started with Start, and calls out for its recent and its new output.
+	// It returns an error wrapping ErrNotRunning when there is none.
+	Adopt(ctx context.Context, spec Spec, out func(Line)) (Handle, error)
+}
+
+// cgroupMemory is implemented by handles whose run has a cgroup of its own
+// (a systemd unit): its memory figure is reported beside the RSS sum.
+type cgroupMemory interface {
+	CgroupMemory() (bytes uint64, ok bool)
 }

@@ -1,0 +1,517 @@
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/coreos/go-systemd/v22/unit"
+	"github.com/godbus/dbus/v5"
+
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+)
+
+// Journal fields every unit's entries carry, beside SYSLOG_IDENTIFIER (the
+// instance id). They are the fields the daemon's own entries carry, so one
+// journalctl match finds both.
+const (
+	fieldApplication = "ROLLBRIDGE_APPLICATION"
+	fieldRelease     = "ROLLBRIDGE_RELEASE_ID"
+	fieldProcess     = "ROLLBRIDGE_PROCESS_ID"
+	fieldInstance    = "ROLLBRIDGE_INSTANCE_ID"
+)
+
+// RunnerOptions configure NewRunner.
+type RunnerOptions struct {
+	// Application names the slice (rollbridge-APP.slice) and every unit.
+	Application string
+	// DaemonUnit is the daemon's own unit (rollbridge@APP.service) when it
+	// runs as one: every process unit is ordered Before= it, so at poweroff
+	// the daemon stops first and runs the stop sequence on each of them.
+	DaemonUnit string
+	// EnvDir holds the short-lived 0600 environment files (one per spawn,
+	// removed once the unit has started). It is created 0700 when missing.
+	EnvDir string
+}
+
+// Runner starts each process instance as a transient service unit over
+// D-Bus, in the application's slice, with its output in the journal. The
+// units belong to systemd, not to the daemon: they outlive it, and the next
+// daemon attaches to them again with Adopt. Create it with NewRunner and
+// Close it when done (closing leaves the units running). It is safe for
+// concurrent use.
+type Runner struct {
+	conn   *sdbus.Conn
+	app    string
+	slice  string
+	daemon string
+	envDir string
+	cg     cgroupFS
+	follow *follower
+
+	mu      sync.Mutex
+	names   map[string]*nameLock // per unit name: a start and a release take turns
+	pidfds  map[*os.File]struct{}
+	closing bool
+}
+
+type nameLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (r *Runner) lockName(name string) {
+	r.mu.Lock()
+	l := r.names[name]
+	if l == nil {
+		l = &nameLock{}
+		r.names[name] = l
+	}
+	l.refs++
+	r.mu.Unlock()
+	l.mu.Lock()
+}
+
+func (r *Runner) unlockName(name string) {
+	r.mu.Lock()
+	l := r.names[name]
+	l.refs--
+	if l.refs == 0 {
+		delete(r.names, name)
+	}
+	r.mu.Unlock()
+	l.mu.Unlock()
+}
+
+// track remembers a handle's pidfd, so Close can end its watcher.
+func (r *Runner) track(f *os.File) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pidfds[f] = struct{}{}
+}
+
+// untrack forgets f and reports whether the runner is closing.
+func (r *Runner) untrack(f *os.File) (closing bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pidfds, f)
+	return r.closing
+}
+
+// Slice is the slice that holds every unit of application app.
+func Slice(app string) string { return "rollbridge-" + unit.UnitNameEscape(app) + ".slice" }
+
+// UnitName is the unit of one process instance: application, release and
+// instance id, each escaped the way systemd-escape does (so "worker#2"
+// becomes worker\x232 and a "-" inside an id cannot be mistaken for a
+// separator).
+func UnitName(app, releaseID, instanceID string) string {
+	return "rollbridge-" + unit.UnitNameEscape(app) + "-" + unit.UnitNameEscape(releaseID) + "-" + unit.UnitNameEscape(instanceID) + ".service"
+}
+
+// NewRunner connects to systemd and starts following the slice's journal
+// (one journalctl for every unit of the application).
+func NewRunner(ctx context.Context, o RunnerOptions) (*Runner, error) {
+	if o.Application == "" {
+		return nil, errors.New("systemd runner: no application name")
+	}
+	if o.EnvDir == "" {
+		o.EnvDir = "/run/rollbridge/" + o.Application
+	}
+	if err := os.MkdirAll(o.EnvDir, 0o700); err != nil {
+		return nil, fmt.Errorf("systemd runner: environment directory: %w", err)
+	}
+	// MkdirAll leaves an existing directory alone; its mode must not be.
+	if err := os.Chmod(o.EnvDir, 0o700); err != nil {
+		return nil, fmt.Errorf("systemd runner: environment directory: %w", err)
+	}
+	conn, err := sdbus.NewWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("systemd runner: connect to systemd over D-Bus: %w", err)
+	}
+	r := &Runner{conn: conn, app: o.Application, slice: Slice(o.Application), daemon: o.DaemonUnit,
+		envDir: o.EnvDir, cg: detectCgroupFS(), names: map[string]*nameLock{}, pidfds: map[*os.File]struct{}{}}
+	f, err := startFollower(r.slice)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("systemd runner: %w", err)
+	}
+	r.follow = f
+	return r, nil
+}
+
+// Close stops following the journal and closes the D-Bus connection. The
+// units keep running.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	r.closing = true
+	for f := range r.pidfds {
+		_ = f.Close() // wakes its watcher, which then reads the unit's state once more
+	}
+	r.mu.Unlock()
+	r.follow.close()
+	r.conn.Close()
+}
+
+// Start implements process.Runner: it starts spec as the transient unit
+// UnitName(application, spec's releaseId field, spec.ID) and waits for the
+// start job. Lines the unit writes to the journal reach out from the
+// journal follower, so they may arrive a little after the fact.
+func (r *Runner) Start(ctx context.Context, spec process.Spec, out func(process.Line)) (process.Handle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// As in process.ExecRunner: a missing directory would otherwise read
+	// as a failure of /bin/sh.
+	if st, err := os.Stat(spec.Dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("working directory %s does not exist: %w", spec.Dir, err)
+		}
+		return nil, fmt.Errorf("working directory %s: %w", spec.Dir, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("working directory %s is not a directory", spec.Dir)
+	}
+	name := r.unitName(spec)
+	// Held until the run is attached, so the release of an earlier run of
+	// the same name (see unitHandle.release) cannot stop this one.
+	r.lockName(name)
+	defer r.unlockName(name)
+	if err := r.clear(ctx, name); err != nil {
+		return nil, err
+	}
+	envFile, err := r.writeEnv(name, spec.Env)
+	if err != nil {
+		return nil, err
+	}
+	// systemd reads the file when it spawns the process, which Type=exec
+	// makes part of the start job: once the job is over it is no longer
+	// needed, and nothing secret stays on disk.
+	defer os.Remove(envFile)
+	var rt *route
+	if out != nil {
+		rt = r.follow.route(name, out)
+	}
+	props := r.properties(spec, envFile)
+	if err := r.startJob(ctx, name, props); err != nil {
+		r.follow.unroute(name, rt, 0)
+		// A failed start can leave a failed unit behind; it must not block
+		// the next try under the same name.
+		_ = r.conn.ResetFailedUnitContext(context.WithoutCancel(ctx), name) // best effort: maybe nothing to reset
+		return nil, err
+	}
+	h, err := r.attach(ctx, name, rt)
+	if err != nil {
+		r.follow.unroute(name, rt, 0)
+		return nil, err
+	}
+	return h, nil
+}
+
+// Adopt attaches to the live unit of spec (as Start would have named it)
+// that an earlier daemon started. It returns process.ErrNotRunning when
+// that unit does not run (any more). Its recent output (up to the spec's
+// OutputLines) is handed to out first, then new lines as they come.
+func (r *Runner) Adopt(ctx context.Context, spec process.Spec, out func(process.Line)) (process.Handle, error) {
+	name := r.unitName(spec)
+	props, err := r.conn.GetUnitTypePropertiesContext(ctx, name, "Service")
+	if err != nil {
+		return nil, fmt.Errorf("adopt %s: %w", name, err)
+	}
+	if pid, _ := props["MainPID"].(uint32); pid == 0 {
+		return nil, fmt.Errorf("adopt %s: %w", name, process.ErrNotRunning)
+	}
+	var rt *route
+	if out != nil {
+		n := spec.OutputLines
+		if n <= 0 {
+			n = 50
+		}
+		for _, l := range recentLines(ctx, name, n, time.Now()) {
+			out(l)
+		}
+		rt = r.follow.route(name, out)
+	}
+	h, err := r.attach(ctx, name, rt)
+	if err != nil {
+		r.follow.unroute(name, rt, 0)
+		return nil, fmt.Errorf("adopt %s: %w", name, err)
+	}
+	return h, nil
+}
+
+func (r *Runner) unitName(spec process.Spec) string {
+	rel, _ := spec.Fields["releaseId"].(string)
+	return UnitName(r.app, rel, spec.ID)
+}
+
+// properties are the transient unit's settings. Restarts stay with the
+// daemon's restart policy (Restart=no); RemainAfterExit keeps the unit,
+// and with it the exit status, loaded after the main process is gone, and
+// leaves what it left behind to the stop sequence, as the exec runner does.
+func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property {
+	rel, _ := spec.Fields["releaseId"].(string)
+	base, _ := spec.Fields["processId"].(string)
+	if base == "" {
+		base = spec.ID
+	}
+	extra := [][]byte{
+		[]byte(fieldApplication + "=" + r.app),
+		[]byte(fieldRelease + "=" + rel),
+		[]byte(fieldProcess + "=" + base),
+		[]byte(fieldInstance + "=" + spec.ID),
+	}
+	sig := spec.StopSignal
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	props := []sdbus.Property{
+		sdbus.PropDescription(fmt.Sprintf("rollbridge %s release %s process %s", r.app, rel, spec.ID)),
+		sdbus.PropSlice(r.slice),
+		sdbus.PropType("exec"),
+		sdbus.PropRemainAfterExit(true),
+		sdbus.PropExecStart([]string{"/bin/sh", "-c", spec.Command}, false),
+		prop("WorkingDirectory", spec.Dir),
+		prop("EnvironmentFiles", []struct {
+			Path     string
+			Optional bool
+		}{{envFile, false}}),
+		prop("StandardOutput", "journal"),
+		prop("StandardError", "journal"),
+		prop("SyslogIdentifier", spec.ID),
+		prop("LogExtraFields", extra),
+		prop("KillSignal", int32(sig)),
+		// When the main process fails, systemd ends the rest of the unit:
+		// the stop signal, then SIGKILL after the grace period, the same
+		// as the exec runner does after a crash.
+		prop("TimeoutStopUSec", uint64(max(spec.GracefulStop, time.Millisecond).Microseconds())),
+		prop("SendSIGKILL", true),
+		prop("MemoryAccounting", true),
+	}
+	if m := spec.Memory; m != nil && m.MaxBytes > 0 {
+		props = append(props, prop("MemoryMax", m.MaxBytes))
+	}
+	if r.daemon != "" {
+		props = append(props, sdbus.PropBefore(r.daemon))
+	}
+	return props
+}
+
+func prop(name string, v any) sdbus.Property {
+	return sdbus.Property{Name: name, Value: dbus.MakeVariant(v)}
+}
+
+// startJob starts the transient unit and waits for its job's result.
+func (r *Runner) startJob(ctx context.Context, name string, props []sdbus.Property) error {
+	ch := make(chan string, 1)
+	if _, err := r.conn.StartTransientUnitContext(ctx, name, "fail", props, ch); err != nil {
+		return fmt.Errorf("start unit %s: %w", name, err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			return fmt.Errorf("start unit %s: job %s (see journalctl -u %s)", name, res, name)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("start unit %s: %w", name, ctx.Err())
+	}
+}
+
+// clear makes name free for a new unit: the unit of a previous run that
+// has exited (still loaded for its exit status) is stopped or reset. A
+// unit that still runs is an error: two copies must never overlap.
+func (r *Runner) clear(ctx context.Context, name string) error {
+	deadline := time.Now().Add(killWaitUnit)
+	for {
+		props, err := r.conn.GetUnitPropertiesContext(ctx, name)
+		if err != nil {
+			return fmt.Errorf("unit %s: %w", name, err)
+		}
+		load, _ := props["LoadState"].(string)
+		active, _ := props["ActiveState"].(string)
+		sub, _ := props["SubState"].(string)
+		switch {
+		case load == "not-found" || (active == "inactive" && load != "loaded"):
+			return nil
+		case active == "failed":
+			_ = r.conn.ResetFailedUnitContext(ctx, name) // gone already is as good
+		case active == "inactive":
+			// Loaded but inactive: garbage collection removes it soon.
+		case active == "active" && sub == "exited" && r.cgroupEmpty(ctx, name):
+			ch := make(chan string, 1)
+			if _, err := r.conn.StopUnitContext(ctx, name, "replace", ch); err == nil {
+				select {
+				case <-ch:
+				case <-ctx.Done():
+					return fmt.Errorf("unit %s: stop: %w", name, ctx.Err())
+				}
+			}
+		case active == "deactivating":
+			// systemd is ending what a crashed run left: wait for it.
+		default:
+			return fmt.Errorf("unit %s is already %s (%s); stop it first (systemctl stop %s)", name, active, sub, name)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("unit %s is still %s (%s) after %v", name, active, sub, killWaitUnit)
+		}
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("unit %s: %w", name, ctx.Err())
+		}
+	}
+}
+
+// killWaitUnit bounds how long a start waits for an earlier unit of the
+// same name to go away.
+const killWaitUnit = 15 * time.Second
+
+func (r *Runner) cgroupEmpty(ctx context.Context, name string) bool {
+	p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup")
+	if err != nil {
+		return false
+	}
+	cg, _ := p.Value.Value().(string)
+	return cg == "" || len(r.cg.procs(cg)) == 0
+}
+
+// writeEnv writes env to a new 0600 file in the runner's directory, in the
+// EnvironmentFile= syntax, and returns its path. Values are double-quoted
+// with \, ", ` and $ escaped, so any value (newlines too) arrives as given.
+// Names systemd would reject (not [A-Za-z_][A-Za-z0-9_]*) are left out.
+func (r *Runner) writeEnv(name string, env []string) (string, error) {
+	var b strings.Builder
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !validEnvName(k) {
+			continue
+		}
+		b.WriteString(k)
+		b.WriteString(`="`)
+		for _, c := range v {
+			switch c {
+			case '\\', '"', '`', '$':
+				b.WriteByte('\\')
+			}
+			b.WriteRune(c)
+		}
+		b.WriteString("\"\n")
+	}
+	f, err := os.CreateTemp(r.envDir, strings.TrimSuffix(name, ".service")+".*.env")
+	if err != nil {
+		return "", fmt.Errorf("environment file: %w", err)
+	}
+	// CreateTemp makes the file 0600 already; the content is written only
+	// after that, so no one else can read it at any moment.
+	if _, err := f.WriteString(b.String()); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("environment file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("environment file: %w", err)
+	}
+	return f.Name(), nil
+}
+
+func validEnvName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i, c := range k {
+		if c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (i > 0 && c >= '0' && c <= '9') {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// AppUnit is a unit found in an application's slice.
+type AppUnit struct {
+	Name        string
+	ReleaseID   string // from its ROLLBRIDGE_RELEASE_ID field
+	ProcessID   string // base id
+	InstanceID  string
+	ActiveState string
+	SubState    string
+	MainPID     int // 0 when its main process is gone
+}
+
+// Units lists the units in the application's slice (rollbridge-APP.slice)
+// with the identity their LogExtraFields carry. A daemon uses it at start
+// to find what its predecessor left running.
+func (r *Runner) Units(ctx context.Context) ([]AppUnit, error) {
+	return listAppUnits(ctx, r.conn, r.app)
+}
+
+func listAppUnits(ctx context.Context, conn *sdbus.Conn, app string) ([]AppUnit, error) {
+	prefix := "rollbridge-" + unit.UnitNameEscape(app) + "-"
+	all, err := conn.ListUnitsByPatternsContext(ctx, nil, []string{prefix + "*.service"})
+	if err != nil {
+		return nil, fmt.Errorf("list units of %s: %w", Slice(app), err)
+	}
+	var out []AppUnit
+	for _, u := range all {
+		props, err := conn.GetUnitTypePropertiesContext(ctx, u.Name, "Service")
+		if err != nil {
+			continue // gone between the two calls
+		}
+		if s, _ := props["Slice"].(string); s != Slice(app) {
+			continue
+		}
+		au := AppUnit{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState}
+		if pid, ok := props["MainPID"].(uint32); ok {
+			au.MainPID = int(pid)
+		}
+		if fields, ok := props["LogExtraFields"].([][]byte); ok {
+			for _, f := range fields {
+				k, v, _ := strings.Cut(string(f), "=")
+				switch k {
+				case fieldRelease:
+					au.ReleaseID = v
+				case fieldProcess:
+					au.ProcessID = v
+				case fieldInstance:
+					au.InstanceID = v
+				}
+			}
+		}
+		out = append(out, au)
+	}
+	return out, nil
+}
+
+// StopSlice stops every unit of the application at once (systemd's own
+// stop: KillSignal, then SIGKILL after the unit's timeout; no lifecycle
+// hooks). It is the backstop for a `systemctl stop` that finds no daemon to
+// run the stop sequence.
+func StopSlice(ctx context.Context, app string) error {
+	conn, err := sdbus.NewWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("stop %s: connect to systemd over D-Bus: %w", Slice(app), err)
+	}
+	defer conn.Close()
+	ch := make(chan string, 1)
+	if _, err := conn.StopUnitContext(ctx, Slice(app), "replace", ch); err != nil {
+		return fmt.Errorf("stop %s: %w", Slice(app), err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			return fmt.Errorf("stop %s: job %s", Slice(app), res)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: %w", Slice(app), ctx.Err())
+	}
+}

@@ -1,0 +1,88 @@
+package systemd
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// cgroupFS finds a unit's cgroup on this host's cgroup layout: the unified
+// (v2) hierarchy at /sys/fs/cgroup, or, on a hybrid host, at
+// /sys/fs/cgroup/unified beside the v1 controllers (memory at
+// /sys/fs/cgroup/memory).
+type cgroupFS struct {
+	procsRoot string // where unit cgroups list their cgroup.procs
+	memRoot   string // where their memory figure is
+	v1Memory  bool   // memory.usage_in_bytes instead of memory.current
+}
+
+func detectCgroupFS() cgroupFS {
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	switch {
+	case exists("/sys/fs/cgroup/cgroup.procs") && exists("/sys/fs/cgroup/cgroup.controllers"):
+		return cgroupFS{procsRoot: "/sys/fs/cgroup", memRoot: "/sys/fs/cgroup"}
+	case exists("/sys/fs/cgroup/unified/cgroup.procs"):
+		c := cgroupFS{procsRoot: "/sys/fs/cgroup/unified"}
+		if exists("/sys/fs/cgroup/memory/memory.usage_in_bytes") {
+			c.memRoot, c.v1Memory = "/sys/fs/cgroup/memory", true
+		}
+		return c
+	case exists("/sys/fs/cgroup/systemd/cgroup.procs"):
+		c := cgroupFS{procsRoot: "/sys/fs/cgroup/systemd"}
+		if exists("/sys/fs/cgroup/memory/memory.usage_in_bytes") {
+			c.memRoot, c.v1Memory = "/sys/fs/cgroup/memory", true
+		}
+		return c
+	}
+	return cgroupFS{procsRoot: "/sys/fs/cgroup", memRoot: "/sys/fs/cgroup"}
+}
+
+// procs lists the pids in cgroup cg and in every cgroup below it. A cgroup
+// that does not exist (the unit is gone) has none.
+func (c cgroupFS) procs(cg string) []int {
+	if cg == "" {
+		return nil
+	}
+	var out []int
+	root := filepath.Join(c.procsRoot, filepath.Clean("/"+cg))
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil // vanished while we walked: nothing in it
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			return nil
+		}
+		for _, f := range bytes.Fields(b) {
+			if pid, err := strconv.Atoi(string(f)); err == nil {
+				out = append(out, pid)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// memory is the cgroup's own memory figure: memory.current on cgroup v2,
+// memory.usage_in_bytes on a v1 memory controller. ok is false where the
+// host accounts no memory for it.
+func (c cgroupFS) memory(cg string) (uint64, bool) {
+	if cg == "" || c.memRoot == "" {
+		return 0, false
+	}
+	file := "memory.current"
+	if c.v1Memory {
+		file = "memory.usage_in_bytes"
+	}
+	b, err := os.ReadFile(filepath.Join(c.memRoot, filepath.Clean("/"+cg), file))
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil
+}

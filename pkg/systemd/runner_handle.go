@@ -1,0 +1,289 @@
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+)
+
+// exitPoll is how often a handle whose main process has exited asks
+// systemd whether it has recorded the exit yet (it does so within
+// milliseconds: the exit and the record are one SIGCHLD apart).
+const exitPoll = 5 * time.Millisecond
+
+// exitRecordWait bounds that wait; after it the exit reads as unknown.
+const exitRecordWait = 5 * time.Second
+
+// unitHandle is one run of a transient unit: its main process is the
+// leader, the unit's cgroup is the group.
+type unitHandle struct {
+	r      *Runner
+	name   string
+	cgroup string // the unit's cgroup path, e.g. /rollbridge.slice/rollbridge-demo.slice/x.service
+	inv    string // the unit's invocation id, which tells this run from a later one of the same name
+	pid    int
+	route  *route // where the journal follower sends its lines
+	done   chan struct{}
+
+	mu       sync.Mutex
+	code     *int
+	signal   string
+	released bool
+	cmdlines map[int]cmdline
+}
+
+type cmdline struct {
+	start uint64
+	text  string
+}
+
+// attach builds the handle of the run of unit name that is current now,
+// and starts watching its main process.
+func (r *Runner) attach(ctx context.Context, name string, rt *route) (*unitHandle, error) {
+	props, err := r.conn.GetUnitTypePropertiesContext(ctx, name, "Service")
+	if err != nil {
+		return nil, fmt.Errorf("unit %s: %w", name, err)
+	}
+	h := &unitHandle{r: r, name: name, route: rt, done: make(chan struct{})}
+	if pid, ok := props["ExecMainPID"].(uint32); ok {
+		h.pid = int(pid)
+	}
+	h.cgroup, _ = props["ControlGroup"].(string)
+	if u, err := r.conn.GetUnitPropertyContext(ctx, name, "InvocationID"); err == nil {
+		if b, ok := u.Value.Value().([]byte); ok {
+			h.inv = fmt.Sprintf("%x", b)
+		}
+	}
+	if h.pid == 0 {
+		return nil, fmt.Errorf("unit %s has no main process", name)
+	}
+	pidfd, err := unix.PidfdOpen(h.pid, unix.PIDFD_NONBLOCK)
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		return nil, fmt.Errorf("unit %s: watch pid %d: %w", name, h.pid, err)
+	}
+	var f *os.File
+	if err == nil {
+		f = os.NewFile(uintptr(pidfd), "pidfd")
+		r.track(f)
+	}
+	go h.watch(f)
+	return h, nil
+}
+
+// watch waits for the main process to exit (its pidfd turns readable),
+// then for systemd to record how, and closes done.
+func (h *unitHandle) watch(f *os.File) {
+	if f != nil {
+		if rc, err := f.SyscallConn(); err == nil {
+			first := true
+			// The first call finds the fd not yet readable and asks the
+			// poller to wait; the second runs once it is (or f was
+			// closed by Runner.Close).
+			_ = rc.Read(func(uintptr) bool {
+				if first {
+					first = false
+					return false
+				}
+				return true
+			})
+		}
+		if h.r.untrack(f) {
+			// Runner.Close woke us, not an exit: the unit runs on without
+			// this daemon, and must not read as exited.
+			return
+		}
+		_ = f.Close()
+	}
+	code, sig := h.exitStatus()
+	h.mu.Lock()
+	h.code, h.signal = code, sig
+	h.mu.Unlock()
+	close(h.done)
+}
+
+// exitStatus reads the main process's exit from systemd, waiting until it
+// has been recorded.
+func (h *unitHandle) exitStatus() (*int, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), exitRecordWait)
+	defer cancel()
+	for {
+		props, err := h.r.conn.GetUnitTypePropertiesContext(ctx, h.name, "Service")
+		if err == nil {
+			pid, _ := props["ExecMainPID"].(uint32)
+			exited, _ := props["ExecMainExitTimestampMonotonic"].(uint64)
+			main, _ := props["MainPID"].(uint32)
+			if int(pid) != h.pid || (exited != 0 && main == 0) {
+				ecode, _ := props["ExecMainCode"].(int32)
+				status, _ := props["ExecMainStatus"].(int32)
+				switch {
+				case int(pid) != h.pid:
+					// A later run already replaced ours: our exit is lost.
+				case ecode == 1: // CLD_EXITED
+					c := int(status)
+					return &c, ""
+				case ecode == 2 || ecode == 3: // CLD_KILLED, CLD_DUMPED
+					name := unix.SignalName(syscall.Signal(status))
+					if name == "" {
+						name = fmt.Sprintf("SIG%d", status)
+					}
+					return nil, name
+				}
+				c := -1
+				return &c, ""
+			}
+		}
+		select {
+		case <-ctx.Done():
+			c := -1
+			return &c, ""
+		case <-time.After(exitPoll):
+		}
+	}
+}
+
+func (h *unitHandle) Pid() int              { return h.pid }
+func (h *unitHandle) Done() <-chan struct{} { return h.done }
+
+func (h *unitHandle) ExitStatus() (*int, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.code == nil {
+		return nil, h.signal
+	}
+	c := *h.code
+	return &c, h.signal
+}
+
+// Signal sends sig to every process of the unit (KillUnit, who=all). A
+// unit that is gone is not an error.
+func (h *unitHandle) Signal(sig syscall.Signal) error {
+	if !h.current() {
+		return nil
+	}
+	err := h.r.conn.KillUnitWithTarget(context.Background(), h.name, "all", int32(sig))
+	if err != nil && h.GroupAlive() {
+		return fmt.Errorf("signal unit %s: %w", h.name, err)
+	}
+	return nil
+}
+
+// current reports whether the unit of that name is still this run.
+func (h *unitHandle) current() bool {
+	h.mu.Lock()
+	released := h.released
+	h.mu.Unlock()
+	return !released
+}
+
+// GroupAlive reports whether a live process is left in the unit's cgroup.
+// When the main process has exited and nothing is left, the run is over:
+// the unit (kept loaded for its exit status) is stopped or reset, so it
+// leaves no trace in systemctl list-units and its name is free for the
+// next run.
+func (h *unitHandle) GroupAlive() bool {
+	select {
+	case <-h.done:
+	default:
+		return true
+	}
+	if !h.current() {
+		return false
+	}
+	if h.livePids() > 0 {
+		return true
+	}
+	h.release()
+	return false
+}
+
+func (h *unitHandle) livePids() int {
+	n := 0
+	for _, pid := range h.r.cg.procs(h.cgroup) {
+		if procfs.Alive(pid, 0) {
+			n++
+		}
+	}
+	return n
+}
+
+// release stops (or resets, when failed) the unit of a run that is over,
+// unless a later run has taken the name.
+func (h *unitHandle) release() {
+	h.mu.Lock()
+	if h.released {
+		h.mu.Unlock()
+		return
+	}
+	h.released = true
+	h.mu.Unlock()
+	h.r.follow.unroute(h.name, h.route, 2*time.Second)
+	h.r.lockName(h.name)
+	defer h.r.unlockName(h.name)
+	ctx, cancel := context.WithTimeout(context.Background(), exitRecordWait)
+	defer cancel()
+	if p, err := h.r.conn.GetUnitPropertyContext(ctx, h.name, "InvocationID"); err == nil {
+		if b, ok := p.Value.Value().([]byte); ok && fmt.Sprintf("%x", b) != h.inv {
+			return // the name belongs to a later run now
+		}
+	}
+	props, err := h.r.conn.GetUnitPropertiesContext(ctx, h.name)
+	if err != nil {
+		return
+	}
+	switch active, _ := props["ActiveState"].(string); active {
+	case "failed":
+		_ = h.r.conn.ResetFailedUnitContext(ctx, h.name) // best effort: the next start clears it too
+	case "active", "reloading":
+		ch := make(chan string, 1)
+		if _, err := h.r.conn.StopUnitContext(ctx, h.name, "replace", ch); err == nil {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// Members lists the live processes of the unit's cgroup (every process of
+// the tree, whatever it did with sessions or process groups, found without
+// looking at any other pid of the host) with their command and RSS.
+func (h *unitHandle) Members() []process.Member {
+	pids := h.r.cg.procs(h.cgroup)
+	page := uint64(os.Getpagesize())
+	out := make([]process.Member, 0, len(pids))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cmds := make(map[int]cmdline, len(pids))
+	for _, pid := range pids {
+		st, err := procfs.ReadStat(pid)
+		if err != nil || !st.Live() {
+			continue
+		}
+		c, ok := h.cmdlines[pid]
+		if !ok || c.start != st.StartTime {
+			c = cmdline{st.StartTime, procfs.Cmdline(pid, st.Comm)}
+		}
+		cmds[pid] = c
+		out = append(out, process.Member{Pid: pid, Command: c.text, RSSBytes: st.RSSPages * page})
+	}
+	h.cmdlines = cmds
+	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
+	return out
+}
+
+// CgroupMemory is the memory the unit's cgroup accounts for (page cache and
+// kernel memory included), beside the RSS summed over Members.
+func (h *unitHandle) CgroupMemory() (uint64, bool) { return h.r.cg.memory(h.cgroup) }
+
+// Unit names the unit, for status and logs.
+func (h *unitHandle) Unit() string { return h.name }
