@@ -131,7 +131,9 @@ func NewRunner(ctx context.Context, o RunnerOptions) (*Runner, error) {
 	if err := os.Chmod(o.EnvDir, 0o700); err != nil {
 		return nil, fmt.Errorf("systemd runner: environment directory: %w", err)
 	}
-	conn, err := sdbus.NewWithContext(ctx)
+	// The connection lives as long as the runner: godbus closes a
+	// connection when the context it was opened with ends.
+	conn, err := sdbus.NewWithContext(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("systemd runner: connect to systemd over D-Bus: %w", err)
 	}
@@ -275,7 +277,9 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 		sdbus.PropSlice(r.slice),
 		sdbus.PropType("exec"),
 		sdbus.PropRemainAfterExit(true),
-		sdbus.PropExecStart([]string{"/bin/sh", "-c", spec.Command}, false),
+		// ExecStartEx with no-env-expand: the command is the shell's to
+		// read, so systemd must not expand $VAR in it first.
+		prop("ExecStartEx", []execStartEx{{Path: "/bin/sh", Args: []string{"/bin/sh", "-c", spec.Command}, Flags: []string{"no-env-expand"}}}),
 		prop("WorkingDirectory", spec.Dir),
 		prop("EnvironmentFiles", []struct {
 			Path     string
@@ -300,6 +304,12 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 		props = append(props, sdbus.PropBefore(r.daemon))
 	}
 	return props
+}
+
+type execStartEx struct {
+	Path  string
+	Args  []string
+	Flags []string
 }
 
 func prop(name string, v any) sdbus.Property {
@@ -405,7 +415,10 @@ func (r *Runner) writeEnv(name string, env []string) (string, error) {
 		}
 		b.WriteString("\"\n")
 	}
-	f, err := os.CreateTemp(r.envDir, strings.TrimSuffix(name, ".service")+".*.env")
+	// No backslash in the name (an escaped unit name has them): systemd
+	// writes the path into the unit's drop-in, and reading it back would
+	// unescape it into another path.
+	f, err := os.CreateTemp(r.envDir, strings.NewReplacer(`\`, "_").Replace(strings.TrimSuffix(name, ".service"))+".*.env")
 	if err != nil {
 		return "", fmt.Errorf("environment file: %w", err)
 	}

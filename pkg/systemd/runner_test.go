@@ -1,0 +1,333 @@
+package systemd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/process"
+)
+
+// The supervision tests below run against both runners: the exec runner
+// everywhere, the systemd runner where RB_SYSTEMD_TESTS=1 says a real
+// systemd answers on D-Bus (the real-systemd lane runs this test binary
+// inside its sandbox so).
+
+func systemdWanted() bool { return os.Getenv("RB_SYSTEMD_TESTS") == "1" }
+
+type runnerCase struct {
+	name string
+	new  func(t *testing.T) process.Runner
+}
+
+func testApp(t *testing.T) string {
+	t.Helper()
+	// Unit names carry the application: one per test keeps the tests'
+	// units and slices apart.
+	return strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+}
+
+func newSystemdRunner(t *testing.T, app string) *Runner {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout)
+	defer cancel()
+	r, err := NewRunner(ctx, RunnerOptions{Application: app, EnvDir: filepath.Join(t.TempDir(), "env")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func runners(t *testing.T) []runnerCase {
+	cases := []runnerCase{{"exec", func(*testing.T) process.Runner { return process.ExecRunner{} }}}
+	if systemdWanted() {
+		cases = append(cases, runnerCase{"systemd", func(t *testing.T) process.Runner {
+			r := newSystemdRunner(t, testApp(t))
+			t.Cleanup(r.Close)
+			return r
+		}})
+	}
+	return cases
+}
+
+func shellSpec(t *testing.T, id, command string) process.Spec {
+	t.Helper()
+	return process.Spec{
+		ID: id, Command: command, Dir: t.TempDir(), Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
+		GracefulStop: 5 * time.Second, RestartDelay: 10 * time.Millisecond,
+		Restart: process.RestartPolicy{MaxRestarts: 0},
+		Fields:  map[string]any{"releaseId": "r-1.x", "processId": strings.SplitN(id, "#", 2)[0]},
+	}
+}
+
+func newProc(t *testing.T, spec process.Spec, r process.Runner) (*process.Process, *events.Log) {
+	t.Helper()
+	log := events.New(0)
+	p := process.New(spec, r, log)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout)
+		defer cancel()
+		if err := p.Stop(ctx); err != nil {
+			t.Errorf("cleanup stop: %v", err)
+		}
+	})
+	return p, log
+}
+
+func logged(p *process.Process, text string) bool {
+	for _, l := range p.Logs() {
+		if strings.Contains(l.Line, text) {
+			return true
+		}
+	}
+	return false
+}
+
+func names(log *events.Log) []string {
+	var out []string
+	for _, e := range log.Recent(0) {
+		out = append(out, string(e.Message))
+	}
+	return out
+}
+
+func TestRunnersOutputExitAndEnvironment(t *testing.T) {
+	for _, rc := range runners(t) {
+		t.Run(rc.name, func(t *testing.T) {
+			spec := shellSpec(t, "web", `printf 'secret=%s|\n' "$SECRET"; echo "dir=$(pwd)"; echo to-stderr >&2; exit 3`)
+			spec.Env = append(spec.Env, `SECRET=a "b" $c \d`+"`e`")
+			p, _ := newProc(t, spec, rc.new(t))
+			if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, "exit", func() bool {
+				st := p.Status()
+				return st.ExitCode != nil
+			})
+			if st := p.Status(); *st.ExitCode != 3 || st.State != process.Failed {
+				t.Errorf("got exit %d state %s, want 3 failed", *st.ExitCode, st.State)
+			}
+			testutil.Eventually(t, "output lines", func() bool {
+				return logged(p, "secret=a \"b\" $c \\d`e`|") && logged(p, "dir="+spec.Dir) && logged(p, "to-stderr")
+			})
+		})
+	}
+}
+
+func TestRunnersStopSequence(t *testing.T) {
+	for _, rc := range runners(t) {
+		t.Run(rc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			rec := filepath.Join(dir, "hooks")
+			// The app ignores SIGTERM and leaves a member in a session of
+			// its own: the stop must still end every process of the run.
+			spec := shellSpec(t, "worker#2", `trap '' TERM; setsid sleep 1000 & echo started; while :; do sleep 0.05; done`)
+			spec.StopSignal = syscall.SIGTERM
+			spec.GracefulStop = 300 * time.Millisecond
+			spec.Lifecycle = process.Lifecycle{
+				QuietCommand: "echo quiet $ROLLBRIDGE_PID >> " + rec,
+				StopCommand:  "echo stop >> " + rec,
+			}
+			p, log := newProc(t, spec, rc.new(t))
+			if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+				t.Fatal(err)
+			}
+			pid := *p.Status().Pid
+			var members []process.Member
+			testutil.Eventually(t, "two members", func() bool {
+				members = descendants(pid)
+				return len(members) >= 2
+			})
+			if err := p.Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range members {
+				if procfs.Alive(m.Pid, 0) {
+					t.Errorf("member %d (%s) survived the stop", m.Pid, m.Command)
+				}
+			}
+			b, _ := os.ReadFile(rec)
+			if got, want := string(b), fmt.Sprintf("quiet %d\nstop\n", pid); got != want {
+				t.Errorf("hooks recorded %q, want %q", got, want)
+			}
+			st := p.Status()
+			if st.State != process.Stopped || st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" {
+				t.Errorf("got state %s signal %v, want stopped by SIGKILL", st.State, st.ExitSignal)
+			}
+			if n := names(log); strings.Join(n, ",") != "process started,process exited" {
+				t.Errorf("events %v", n)
+			}
+		})
+	}
+}
+
+// descendants lists pid and every process below it in /proc: both
+// runners leave a run's processes below its leader unless they daemonize.
+func descendants(pid int) []process.Member {
+	out := []process.Member{{Pid: pid}}
+	seen := map[int]bool{pid: true}
+	for i := 0; i < len(out); i++ {
+		kids, _ := procfs.Children(out[i].Pid)
+		for _, k := range kids {
+			if !seen[k] {
+				seen[k] = true
+				st, _ := procfs.ReadStat(k)
+				out = append(out, process.Member{Pid: k, Command: st.Comm})
+			}
+		}
+	}
+	return out
+}
+
+func TestRunnersCrashRestartPolicy(t *testing.T) {
+	for _, rc := range runners(t) {
+		t.Run(rc.name, func(t *testing.T) {
+			spec := shellSpec(t, "worker", `echo run; exit 7`)
+			spec.Restart.MaxRestarts = 2
+			p, log := newProc(t, spec, rc.new(t))
+			if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, "restart limit", func() bool {
+				for _, n := range names(log) {
+					if n == string(events.RestartLimitReached) {
+						return true
+					}
+				}
+				return false
+			})
+			st := p.Status()
+			if st.Restarts != 2 || st.State != process.Failed || *st.ExitCode != 7 {
+				t.Errorf("got %d restarts, state %s, exit %v; want 2, failed, 7", st.Restarts, st.State, *st.ExitCode)
+			}
+		})
+	}
+}
+
+func TestRunnersMemorySampling(t *testing.T) {
+	for _, rc := range runners(t) {
+		t.Run(rc.name, func(t *testing.T) {
+			spec := shellSpec(t, "web", `sleep 1000 & while :; do sleep 0.05; done`)
+			spec.Memory = &process.MemoryPolicy{LimitBytes: 1 << 40, CheckInterval: 20 * time.Millisecond}
+			p, _ := newProc(t, spec, rc.new(t))
+			if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, "members sampled", func() bool {
+				st := p.Status()
+				return len(st.Children) >= 2 && st.RSSBytes > 0
+			})
+			if rc.name == "systemd" {
+				testutil.Eventually(t, "cgroup memory", func() bool {
+					st := p.Status()
+					return st.CgroupMemoryBytes != nil && *st.CgroupMemoryBytes > 0
+				})
+			}
+		})
+	}
+}
+
+func TestSystemdUnitNames(t *testing.T) {
+	for _, tc := range []struct{ name, app, rel, id, want string }{
+		{"plain", "demo", "v2", "web", `rollbridge-demo-v2-web.service`},
+		{"replica", "demo", "v2", "worker#2", `rollbridge-demo-v2-worker\x232.service`},
+		{"dashes", "my-app", "2026-12-02.1", "web", `rollbridge-my\x2dapp-2026\x2d12\x2d02.1-web.service`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := UnitName(tc.app, tc.rel, tc.id); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+	if got := Slice("my-app"); got != `rollbridge-my\x2dapp.slice` {
+		t.Errorf("slice: got %s", got)
+	}
+}
+
+func TestWriteEnvFile(t *testing.T) {
+	r := &Runner{envDir: t.TempDir()}
+	path, err := r.writeEnv("u.service", []string{"A=x y", `B="q" $v \ `, "bad-name=1", "C=l1\nl2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	want := "A=\"x y\"\nB=\"\\\"q\\\" \\$v \\\\ \"\nC=\"l1\nl2\"\n"
+	if string(b) != want {
+		t.Errorf("got %q, want %q", b, want)
+	}
+}
+
+// TestSystemdAdopt is re-adoption at the runner's level: a second runner
+// (a new daemon) attaches to the unit the first one started, with the same
+// main pid and its output, and its stop ends the unit.
+func TestSystemdAdopt(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	app := testApp(t)
+	spec := shellSpec(t, "web", `echo "hello from $ROLLBRIDGE_X"; while :; do sleep 0.05; done`)
+	spec.Env = append(spec.Env, "ROLLBRIDGE_X=first")
+	spec.GracefulStop = time.Second
+	first := newSystemdRunner(t, app)
+	p1 := process.New(spec, first, nil)
+	if err := p1.Start(context.Background(), process.ReasonDeploy); err != nil {
+		first.Close()
+		t.Fatal(err)
+	}
+	pid := *p1.Status().Pid
+	testutil.Eventually(t, "first output", func() bool { return logged(p1, "hello from first") })
+	first.Close() // the daemon goes away; the unit must not notice
+
+	name := UnitName(app, "r-1.x", "web")
+	if !procfs.Alive(pid, 0) {
+		t.Fatalf("unit %s's main pid %d died with the runner", name, pid)
+	}
+	second := newSystemdRunner(t, app)
+	defer second.Close()
+	units, err := second.Units(context.Background())
+	if err != nil || len(units) != 1 || units[0].Name != name || units[0].InstanceID != "web" || units[0].ReleaseID != "r-1.x" || units[0].MainPID != pid {
+		t.Fatalf("units: %+v, %v", units, err)
+	}
+	p2, log := newProc(t, spec, second)
+	if err := p2.Adopt(context.Background(), process.Adopted{Restarts: 4}); err != nil {
+		t.Fatal(err)
+	}
+	st := p2.Status()
+	if st.Pid == nil || *st.Pid != pid || st.Restarts != 4 || st.State != process.Running {
+		t.Errorf("adopted status: pid %v restarts %d state %s; want %d, 4, running", st.Pid, st.Restarts, st.State, pid)
+	}
+	if !logged(p2, "hello from first") {
+		t.Errorf("adopted logs miss the unit's earlier output: %v", p2.Logs())
+	}
+	if n := names(log); len(n) != 1 || n[0] != string(events.ProcessAdopted) {
+		t.Errorf("events %v, want just process adopted", n)
+	}
+	if err := p2.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if procfs.Alive(pid, 0) {
+		t.Errorf("pid %d alive after the stop", pid)
+	}
+	testutil.Eventually(t, "unit gone", func() bool {
+		u, err := second.Units(context.Background())
+		return err == nil && len(u) == 0
+	})
+	if err := p2.Adopt(context.Background(), process.Adopted{}); err == nil {
+		t.Error("adopting a stopped unit worked")
+	}
+}
