@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/version"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
@@ -41,6 +43,8 @@ Options:
                          A release restored from the state file wins over them. If the
                          release fails to start, the daemon exits 1.
       --version          print the version and exit
+      --after-stop APP   (ExecStop= of rollbridge-units@APP.service) on a stop job, stop
+                         every unit of APP's slice; on a restart job, nothing
 `
 
 func main() {
@@ -52,6 +56,8 @@ func main() {
 	var path string
 	var showVersion bool
 	var boot daemon.BootRelease
+	var afterStop string
+	fs.StringVar(&afterStop, "after-stop", "", "stop the application's units on a stop job")
 	fs.StringVar(&path, "config", "", "config file")
 	fs.StringVar(&path, "c", "", "config file")
 	fs.StringVar(&boot.Path, "release-path", "", "boot into this release directory")
@@ -66,6 +72,17 @@ func main() {
 	}
 	if showVersion {
 		fmt.Println("rollbridged", version.Version)
+		return
+	}
+	if afterStop != "" {
+		stopped, err := systemd.AfterStop(context.Background(), afterStop, systemd.UnitsAnchor(afterStop))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "rollbridged: after stop:", err)
+			os.Exit(1)
+		}
+		if stopped {
+			fmt.Println("stopped the units of", systemd.Slice(afterStop))
+		}
 		return
 	}
 	if fs.NArg() > 0 {
@@ -110,10 +127,19 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 	if err != nil {
 		return err
 	}
+	daemonUnit := os.Getenv("ROLLBRIDGE_SYSTEMD_UNIT") // set by rollbridge@.service
 	// One bounded loader for the start, every SIGHUP and every deploy.
 	loader := config.Loader{Limits: limits}
 	load := func(ctx context.Context) (*config.Config, error) {
 		cfg, err := loader.Load(ctx, path, config.EnvMap(os.Environ()))
+		if err == nil && cfg.StatePath == "" && daemonUnit != "" {
+			// Under rollbridge@APP the state lives in the unit's state
+			// directory, so a restarted daemon finds (and adopts) what
+			// its predecessor ran without any configuration.
+			if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
+				cfg.StatePath = filepath.Join(strings.SplitN(dir, ":", 2)[0], cfg.Application+".state.json")
+			}
+		}
 		return cfg, describeIssues(err)
 	}
 	cfg, err := load(ctx)
@@ -132,7 +158,15 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 			hup <- struct{}{}
 		}
 	}()
+	runner, units, err := systemd.ProcessRuntime(ctx, cfg, daemonUnit)
+	if err != nil {
+		return err
+	}
+	if units != nil {
+		defer units.Close() // leaves the units running
+	}
 	o := daemon.Options{
+		Runner: runner,
 		Config: cfg, Env: env, Version: version.Version,
 		Listeners:        daemon.Listeners{Proxy: act.Proxy, Control: act.Control},
 		Notifier:         systemd.NewNotifier(),
@@ -140,10 +174,21 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 		Reload:           hup, LoadConfig: load,
 		Boot: boot,
 	}
+	if units != nil {
+		o.KeepProcesses = func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return units.DaemonRestarting(ctx)
+		}
+	}
 	if systemd.StdoutIsJournal() {
 		app := cfg.Application
 		o.Outputs = []events.Output{systemd.JournalOutput(app)}
-		o.ProcessOutput = func(f map[string]any, l process.Line) { systemd.ProcessLine(app, f, l.Stream, l.Line, 0) }
+		// Units write to the journal themselves; forwarding their lines
+		// again would print each twice.
+		if units == nil {
+			o.ProcessOutput = func(f map[string]any, l process.Line) { systemd.ProcessLine(app, f, l.Stream, l.Line, 0) }
+		}
 	}
 	return daemon.Run(ctx, o)
 }

@@ -4,8 +4,9 @@ package units
 
 import "embed"
 
-// Files holds rollbridge@.service, rollbridge-proxy@.socket,
-// rollbridge-control@.socket and rollbridge.tmpfiles.conf.
+// Files holds rollbridge@.service, rollbridge-units@.service,
+// rollbridge-proxy@.socket, rollbridge-control@.socket and
+// rollbridge.tmpfiles.conf.
 //
-//go:embed rollbridge@.service rollbridge-proxy@.socket rollbridge-control@.socket rollbridge.tmpfiles.conf
+//go:embed rollbridge@.service rollbridge-units@.service rollbridge-proxy@.socket rollbridge-control@.socket rollbridge.tmpfiles.conf
 var Files embed.FS

@@ -59,6 +59,11 @@ type Config struct {
 	// a process applies from the next deploy.
 	Processes        []Process        `json:"processes" reload:"restart"`
 	ReleaseRetention ReleaseRetention `json:"releaseRetention" reload:"next-deploy"`
+	// Runtime (extension, default auto) says how processes run: as
+	// transient systemd units (RuntimeSystemd), as the daemon's children
+	// (RuntimeExec), or the first where the daemon runs as a systemd
+	// service and D-Bus answers, else the second (RuntimeAuto).
+	Runtime Runtime `json:"runtime" reload:"restart"`
 	// StatePath is opened at start and written from then on.
 	StatePath string `json:"statePath,omitempty" reload:"restart"`
 	// RestoreOnStart (extension, default true): when the state file names an
@@ -72,6 +77,18 @@ type Config struct {
 	// Path is the absolute path of the file this config was loaded from.
 	Path string `json:"-"`
 }
+
+// Runtime is config.runtime: how the daemon runs processes.
+type Runtime string
+
+// The runtimes.
+const (
+	RuntimeAuto    Runtime = "auto"
+	RuntimeSystemd Runtime = "systemd"
+	RuntimeExec    Runtime = "exec"
+)
+
+func (r Runtime) String() string { return string(r) }
 
 // Control configures the Unix control socket. The daemon binds it at start.
 type Control struct {
@@ -255,6 +272,10 @@ type Memory struct {
 	LimitBytes      int64 `json:"limitBytes" reload:"next-deploy"`
 	WarnBytes       int64 `json:"warnBytes" reload:"next-deploy"`
 	CheckIntervalMs int64 `json:"checkIntervalMs" reload:"next-deploy"`
+	// MaxBytes (extension, default 0 = none) is a hard backstop above
+	// limitBytes that the kernel enforces (MemoryMax=) under the systemd
+	// runtime; the exec runtime ignores it.
+	MaxBytes int64 `json:"maxBytes,omitempty" reload:"next-deploy"`
 }
 
 // CheckInterval is CheckIntervalMs as a Duration.

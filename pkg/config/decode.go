@@ -253,6 +253,14 @@ func decodeConfig(c *collector, root any, configPath string) (*Config, bool) {
 	if sp, ok := top.nonEmptyStr("statePath", "Set statePath to a file path such as '/var/lib/rollbridge/app.state.json', or remove it."); ok {
 		take(c, &cfg.StatePath, sp)
 	}
+	if rt, ok := top.str("runtime", "Set runtime to 'auto', 'systemd' or 'exec'."); ok {
+		switch Runtime(rt) {
+		case RuntimeAuto, RuntimeSystemd, RuntimeExec:
+			take(c, &cfg.Runtime, Runtime(rt))
+		default:
+			c.add("runtime", "Set runtime to 'auto' (systemd units when run as a systemd service), 'systemd' or 'exec'.", "%q is not a runtime", rt)
+		}
+	}
 	if b, ok := top.boolean("restoreOnStart", "Set restoreOnStart to true or false."); ok {
 		take(c, &cfg.RestoreOnStart, b)
 	}
@@ -863,6 +871,13 @@ func decodeMemory(c *collector, path string, v any) *Memory {
 	}
 	if n, ok := o.ms("checkIntervalMs", true); ok {
 		take(c, &m.CheckIntervalMs, n)
+	}
+	if n, ok := o.integer("maxBytes", 0, "a non-negative integer number of bytes", "Set memory.maxBytes above limitBytes, or 0 for no hard limit."); ok {
+		take(c, &m.MaxBytes, n)
+		if n > 0 && m.LimitBytes > 0 && n <= m.LimitBytes {
+			c.add(path+".maxBytes", "Set memory.maxBytes above limitBytes: it is the backstop for when the graceful restart at limitBytes is not enough.",
+				"maxBytes (%d) must be above limitBytes (%d)", n, m.LimitBytes)
+		}
 	}
 	return m
 }

@@ -68,6 +68,7 @@ func orDefault[T any](set fieldSet, field *T, v T) {
 func applyDefaults(cfg *Config, set fieldSet) {
 	orDefault(set, &cfg.Application, defaultApplication(cfg.Path))
 	orDefault(set, &cfg.RestoreOnStart, true)
+	orDefault(set, &cfg.Runtime, RuntimeAuto)
 	if cfg.Application != "" {
 		orDefault(set, &cfg.Control.Path, DefaultControlPath(cfg.Application))
 	}

@@ -40,6 +40,15 @@ type Options struct {
 	// WatchdogInterval, when positive, is how often the daemon pings
 	// Notifier.Watchdog — only after a liveness probe of its core passed.
 	WatchdogInterval time.Duration
+	// Runner runs the managed processes; nil means process.ExecRunner. A
+	// process.Adopter (systemd units) makes a starting daemon adopt what
+	// its predecessor left running instead of restoring from scratch.
+	Runner process.Runner
+	// KeepProcesses is asked when ctx ends Run (a signal; not the shutdown
+	// command). true leaves every managed process running, for the next
+	// daemon to adopt: a `systemctl restart` of the daemon. nil or false
+	// stops them, as always.
+	KeepProcesses func() bool
 	// Reload delivers SIGHUPs. LoadConfig re-reads the config for them and
 	// at the start of every deploy and rollback; nil means neither re-reads.
 	// It must return promptly once its ctx ends (a config.Loader does): a
@@ -123,8 +132,13 @@ func Run(ctx context.Context, o Options) error {
 	d.cfg.Store(cfg)
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies})
 	d.proxy = px
+	runner := o.Runner
+	if runner == nil {
+		runner = process.ExecRunner{}
+	}
+	_, adoptable := runner.(process.Adopter)
 	d.sup = supervisor.New(supervisor.Options{
-		Config: cfg, Proxy: px, Events: log, Runner: process.ExecRunner{}, Env: env, Output: o.ProcessOutput,
+		Config: cfg, Proxy: px, Events: log, Runner: runner, Env: env, Output: o.ProcessOutput,
 		// Every deploy and rollback re-reads the file with the loader SIGHUP uses.
 		LoadConfig: o.LoadConfig, OnConfig: d.adopt,
 	})
@@ -141,8 +155,10 @@ func Run(ctx context.Context, o Options) error {
 	var prev *state.Snapshot
 	restoreProblem := ""
 	if cfg.StatePath != "" {
-		prev = loadState(cfg, log, d.sup)
-		restoreProblem = restore(ctx, cfg, prev, log, d.sup, notifier)
+		prev = loadState(cfg, log, d.sup, adoptable)
+		if !adoptable || !adopt(ctx, prev, log, d.sup) {
+			restoreProblem = restore(ctx, cfg, prev, log, d.sup, notifier)
+		}
 	}
 	if o.Boot != nil {
 		err := o.Boot.Validate()
@@ -254,8 +270,13 @@ func Run(ctx context.Context, o Options) error {
 		final = d.sup.PersistSnapshot() // before the stop: it names the active release
 	}
 	byCommand := isClosed(d.shutdownReq)
-	d.shutdown()
-	d.finishState(cfg.StatePath, withLeftovers(final, prev), byCommand)
+	if !byCommand && o.KeepProcesses != nil && o.KeepProcesses() {
+		d.detach()
+		d.keepState(cfg.StatePath, final)
+	} else {
+		d.shutdown()
+		d.finishState(cfg.StatePath, withLeftovers(final, prev), byCommand)
+	}
 	close(d.stopped) // lets a pending shutdown command answer
 	d.ctl.Close(5 * time.Second)
 	wg.Wait()
@@ -323,6 +344,18 @@ func (d *daemon) finishState(path string, final *state.Snapshot, byCommand bool)
 	}
 }
 
+// keepState saves the final snapshot of a daemon that leaves its
+// processes running: it names them, so the next daemon adopts them.
+func (d *daemon) keepState(path string, final *state.Snapshot) {
+	if final == nil || path == "" {
+		return
+	}
+	final.Events = d.log.Recent(state.MaxEvents)
+	if err := state.Save(path, final); err != nil {
+		d.log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: err.Error()})
+	}
+}
+
 func isClosed(ch chan struct{}) bool {
 	select {
 	case <-ch:
@@ -366,6 +399,27 @@ func (d *daemon) shutdownCommand(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// detach ends the daemon without stopping the managed processes (they
+// belong to systemd and the next daemon adopts them): no new control
+// commands, in-flight HTTP requests finish (bounded by drainTimeoutMs)
+// while new connections wait in the socket's backlog, then the proxy
+// closes. Upgraded connections end with this process.
+func (d *daemon) detach() {
+	cfg := d.cfg.Load()
+	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application, "processesKept": true})
+	d.ctl.StopAccepting()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.DrainTimeout())
+	err := d.httpSrv.Shutdown(ctx)
+	cancel()
+	if err != nil {
+		_ = d.httpSrv.Close() // the grace period ran out: cut the rest
+	}
+	d.proxy.Close()
+	if d.lns.ControlOwned {
+		_ = os.Remove(cfg.Control.Path) // may already be gone; nothing to do then
 	}
 }
 

@@ -27,7 +27,12 @@ const (
 
 // loadState reads a leftover state file, reports orphans and installs the
 // live orphan check for status. It returns the snapshot (nil if none).
-func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor) *state.Snapshot {
+//
+// Under a runner whose runs outlive the daemon (adoptable), the recorded
+// processes that still run are the ones to adopt, not orphans: the
+// snapshot's process list is handed to adopt and then dropped, so neither
+// restore nor the state file treat them as leftovers.
+func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor, adoptable bool) *state.Snapshot {
 	prev, err := state.Load(cfg.StatePath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -37,12 +42,45 @@ func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor) 
 		return nil
 	}
 	log.Restore(prev.Events)
+	if adoptable {
+		return prev
+	}
 	sup.SetOrphans(prev.Orphans) // re-checked on every status: the list clears itself
 	if orphans := prev.Orphans(); len(orphans) > 0 {
 		log.Emit(events.OrphanedProcessesFound, map[string]any{"orphans": orphans, events.KeyCount: len(orphans),
 			"hint": "a previous daemon left these running; check them, then stop them with rollbridgectl recover --force"})
 	}
 	return prev
+}
+
+// adopt re-attaches to the units the previous daemon left running (see
+// supervisor.Adopt) and reports whether a release serves again; if not,
+// the caller restores. Either way prev's process list is used up.
+func adopt(ctx context.Context, prev *state.Snapshot, log *events.Log, sup *supervisor.Supervisor) bool {
+	if prev == nil {
+		return false
+	}
+	res, err := sup.Adopt(ctx, prev)
+	prev.Processes = nil // adopted, restarted, stopped or failed: none is a leftover now
+	orphans := make([]state.Orphan, 0, len(res.Orphans))
+	for _, o := range res.Orphans {
+		orphans = append(orphans, state.Orphan{ID: o.InstanceID, Pid: o.Pid, ReleaseID: o.ReleaseID})
+	}
+	sup.SetOrphans(func() []state.Orphan {
+		live := []state.Orphan{}
+		for _, o := range orphans {
+			if state.Alive(o.Pid, 0) {
+				live = append(live, o)
+			}
+		}
+		return live
+	})
+	if err != nil {
+		log.Emit(events.RestoreFailed, map[string]any{events.KeyReleaseID: prev.ActiveReleaseID, events.KeyError: err.Error(),
+			events.KeyHint: "falling back to restoring the release from scratch"})
+		return false
+	}
+	return res.ActiveReleaseID != ""
 }
 
 // restore redeploys the release that was active when the previous daemon

@@ -55,7 +55,34 @@ func units(ctx context.Context, cfg *config.Config, daemonPath string) (checks [
 	default:
 		checks = append(checks, pass("service "+svc.Name, "%s (%s): it starts on the first connection to its sockets", svc.ActiveState, svc.SubState))
 	}
+	if svc.ActiveState != "active" {
+		if c, ok := unwatchedUnits(ctx, m, app); ok {
+			checks = append(checks, c)
+		}
+	}
 	return checks, listening == 2
+}
+
+// unwatchedUnits reports process units (runtime systemd) that run while
+// their daemon does not: nobody restarts them, checks their memory or
+// routes traffic to them.
+func unwatchedUnits(ctx context.Context, m *systemd.Manager, app string) (Check, bool) {
+	units, err := m.AppUnits(ctx, app)
+	if err != nil {
+		return Check{}, false
+	}
+	var live []string
+	for _, u := range units {
+		if u.ActiveState == "active" || u.ActiveState == "activating" || u.ActiveState == "deactivating" {
+			live = append(live, u.Name)
+		}
+	}
+	if len(live) == 0 {
+		return Check{}, false
+	}
+	c := fail("process units", "%d process unit(s) of %s run with no daemon watching them: %s", len(live), app, strings.Join(live, ", "))
+	c.Fix = "start the daemon to adopt them (systemctl start " + systemd.ServiceUnit(app) + "), or stop them (systemctl stop " + systemd.ServiceUnit(app) + ")"
+	return c, true
 }
 
 // dropIns compares the installed drop-ins with the ones the config gives.

@@ -409,6 +409,7 @@ type Brief struct {
 	Pid            int // 0 unless the leader runs
 	Restarts       int
 	MemoryRestarts int
+	StartedAt      time.Time // zero unless the leader runs
 }
 
 // Brief returns the cheap part of a snapshot (see Brief).
@@ -417,7 +418,7 @@ func (p *Process) Brief() Brief {
 	defer p.mu.Unlock()
 	b := Brief{ID: p.spec.ID, State: p.state, Restarts: p.restarts, MemoryRestarts: p.memRestarts}
 	if p.cur != nil && !p.cur.leaderGone {
-		b.ID, b.Pid = p.cur.spec.ID, p.cur.h.Pid()
+		b.ID, b.Pid, b.StartedAt = p.cur.spec.ID, p.cur.h.Pid(), p.startedAt
 	}
 	return b
 }

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -125,10 +126,43 @@ type Adopted struct {
 // Adopt attaches to the run of the current spec that an earlier daemon
 // left running, instead of starting it: the runner must be an Adopter.
 // From then on the process is supervised as if started here (exit,
-// restart policy, memory, stop). It returns an error wrapping
-// ErrNotRunning when no such run is alive, and leaves the process as it
-// was; the caller decides whether to Start it.
-func (p *Process) Adopt(ctx context.Context, a Adopted) error {
+// restart policy, memory, stop).
+//
+// When no such run is alive it died while no daemon watched, and the
+// restart policy decides, as after a crash: with restarts allowed the
+// process is started at once (reason crash, one more restart counted) and
+// restarted is true; otherwise it is left Failed and the error wraps
+// ErrNotRunning.
+func (p *Process) Adopt(ctx context.Context, a Adopted) (restarted bool, err error) {
+	err = p.adopt(ctx, a)
+	if !errors.Is(err, ErrNotRunning) {
+		return false, err
+	}
+	p.mu.Lock()
+	policy := p.spec.Restart
+	p.restarts, p.memRestarts = a.Restarts, a.MemoryRestarts
+	p.mu.Unlock()
+	if policy.MaxRestarts == 0 {
+		p.mu.Lock()
+		p.state = Failed
+		p.mu.Unlock()
+		return false, err
+	}
+	if err := p.acquire(ctx); err != nil {
+		return false, fmt.Errorf("process %s: adopt: %w", p.ID(), err)
+	}
+	defer p.release()
+	p.mu.Lock()
+	p.restarts++
+	p.restartTimes = append(p.restartTimes, time.Now())
+	p.mu.Unlock()
+	if err := p.startLocked(ctx, ReasonCrash); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (p *Process) adopt(ctx context.Context, a Adopted) error {
 	ad, ok := p.runner.(Adopter)
 	if !ok {
 		return fmt.Errorf("process %s: adopt: the runner cannot adopt runs", p.ID())

@@ -166,6 +166,20 @@ type Adopter interface {
 	// started with Start, and calls out for its recent and its new output.
 	// It returns an error wrapping ErrNotRunning when there is none.
 	Adopt(ctx context.Context, spec Spec, out func(Line)) (Handle, error)
+	// Runs lists the live runs this runner's kind can adopt (the units of
+	// the application), so a new daemon can tell which of them nobody
+	// accounts for.
+	Runs(ctx context.Context) ([]RunRef, error)
+}
+
+// RunRef is a live run an Adopter found, by the identity it was started
+// with.
+type RunRef struct {
+	Name       string // the runner's name for it (a unit name)
+	ReleaseID  string // "" for services and singletons
+	ProcessID  string // base id
+	InstanceID string
+	Pid        int // its main process; 0 when that has exited
 }
 
 // cgroupMemory is implemented by handles whose run has a cgroup of its own

@@ -60,6 +60,13 @@ type ProcessRecord struct {
 	StartTime      uint64 `json:"startTime"`
 	Restarts       int    `json:"restarts"`
 	MemoryRestarts int    `json:"memoryRestarts"`
+	// Port is a service's or singleton's port (a release's are in its
+	// ReleaseRecord), so a daemon that adopts it keeps rendering
+	// {{ports.ID}} with the port it listens on.
+	Port int `json:"port,omitempty"`
+	// StartedAt is when the run started, for the status of a daemon that
+	// adopts it (a systemd unit outlives the daemon).
+	StartedAt time.Time `json:"startedAt,omitzero"`
 }
 
 // CorruptError is a state file that exists but cannot be used.

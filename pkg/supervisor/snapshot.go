@@ -17,6 +17,7 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 		processID string
 		releaseID string
 		policy    string
+		port      int
 	}
 	snap := &state.Snapshot{Application: s.cfg.Load().Application, SavedAt: time.Now().UTC(), DaemonPid: os.Getpid()}
 	var procs []proc
@@ -33,17 +34,17 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 		// Extras too: a replaced proxied instance still draining is a
 		// process of the release that an orphan check must know.
 		for _, in := range append(r.procs, r.extras...) {
-			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy)})
+			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy), 0})
 		}
 	}
 	// Services and singletons are recorded without a release: they outlive
 	// the one that started them, and an orphan of theirs lists none, as in
 	// the Node original.
 	for _, u := range v.services {
-		procs = append(procs, proc{u.proc, u.cfg.ID, "", "service"})
+		procs = append(procs, proc{u.proc, u.cfg.ID, "", "service", u.port})
 	}
 	for _, u := range v.singletons {
-		procs = append(procs, proc{u.proc, u.cfg.ID, "", "singleton"})
+		procs = append(procs, proc{u.proc, u.cfg.ID, "", "singleton", u.port})
 	}
 	snap.Processes = []state.ProcessRecord{}
 	for _, p := range procs {
@@ -56,7 +57,8 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 			continue // exited a moment ago
 		}
 		snap.Processes = append(snap.Processes, state.ProcessRecord{ID: b.ID, ProcessID: p.processID, ReleaseID: p.releaseID,
-			Policy: p.policy, Pid: b.Pid, StartTime: start, Restarts: b.Restarts, MemoryRestarts: b.MemoryRestarts})
+			Policy: p.policy, Pid: b.Pid, StartTime: start, Restarts: b.Restarts, MemoryRestarts: b.MemoryRestarts,
+			Port: p.port, StartedAt: b.StartedAt})
 	}
 	snap.Events = s.events.Recent(state.MaxEvents)
 	return snap

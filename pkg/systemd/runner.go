@@ -14,6 +14,7 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 	"github.com/godbus/dbus/v5"
 
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
 
@@ -25,6 +26,7 @@ const (
 	fieldRelease     = "ROLLBRIDGE_RELEASE_ID"
 	fieldProcess     = "ROLLBRIDGE_PROCESS_ID"
 	fieldInstance    = "ROLLBRIDGE_INSTANCE_ID"
+	fieldPolicy      = "ROLLBRIDGE_POLICY"
 )
 
 // RunnerOptions configure NewRunner.
@@ -111,7 +113,13 @@ func Slice(app string) string { return "rollbridge-" + unit.UnitNameEscape(app) 
 // instance id, each escaped the way systemd-escape does (so "worker#2"
 // becomes worker\x232 and a "-" inside an id cannot be mistaken for a
 // separator).
+//
+// A daemon-wide process (service, singleton) has no release in its name:
+// releaseID is "".
 func UnitName(app, releaseID, instanceID string) string {
+	if releaseID == "" {
+		return "rollbridge-" + unit.UnitNameEscape(app) + "-" + unit.UnitNameEscape(instanceID) + ".service"
+	}
 	return "rollbridge-" + unit.UnitNameEscape(app) + "-" + unit.UnitNameEscape(releaseID) + "-" + unit.UnitNameEscape(instanceID) + ".service"
 }
 
@@ -247,7 +255,14 @@ func (r *Runner) Adopt(ctx context.Context, spec process.Spec, out func(process.
 	return h, nil
 }
 
+// unitName names spec's unit. Services and singletons are daemon-wide
+// (one at a time per id, whatever release they were last refreshed to),
+// so their names leave the release out: the next daemon finds them by id.
 func (r *Runner) unitName(spec process.Spec) string {
+	switch spec.Fields["policy"] {
+	case "service", "singleton":
+		return UnitName(r.app, "", spec.ID)
+	}
 	rel, _ := spec.Fields["releaseId"].(string)
 	return UnitName(r.app, rel, spec.ID)
 }
@@ -262,9 +277,11 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 	if base == "" {
 		base = spec.ID
 	}
+	policy, _ := spec.Fields["policy"].(string)
 	extra := [][]byte{
 		[]byte(fieldApplication + "=" + r.app),
 		[]byte(fieldRelease + "=" + rel),
+		[]byte(fieldPolicy + "=" + policy),
 		[]byte(fieldProcess + "=" + base),
 		[]byte(fieldInstance + "=" + spec.ID),
 	}
@@ -455,6 +472,7 @@ type AppUnit struct {
 	ReleaseID   string // from its ROLLBRIDGE_RELEASE_ID field
 	ProcessID   string // base id
 	InstanceID  string
+	Policy      string
 	ActiveState string
 	SubState    string
 	MainPID     int // 0 when its main process is gone
@@ -465,6 +483,27 @@ type AppUnit struct {
 // to find what its predecessor left running.
 func (r *Runner) Units(ctx context.Context) ([]AppUnit, error) {
 	return listAppUnits(ctx, r.conn, r.app)
+}
+
+// Runs implements process.Adopter: the units of the application's slice
+// that are still active.
+func (r *Runner) Runs(ctx context.Context) ([]process.RunRef, error) {
+	units, err := r.Units(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []process.RunRef
+	for _, u := range units {
+		if u.ActiveState != "active" && u.ActiveState != "activating" && u.ActiveState != "deactivating" && u.ActiveState != "reloading" {
+			continue
+		}
+		rel := u.ReleaseID
+		if u.Policy == "service" || u.Policy == "singleton" {
+			rel = "" // daemon-wide: its release is only the template it was started from
+		}
+		out = append(out, process.RunRef{Name: u.Name, ReleaseID: rel, ProcessID: u.ProcessID, InstanceID: u.InstanceID, Pid: u.MainPID})
+	}
+	return out, nil
 }
 
 func listAppUnits(ctx context.Context, conn *sdbus.Conn, app string) ([]AppUnit, error) {
@@ -496,6 +535,8 @@ func listAppUnits(ctx context.Context, conn *sdbus.Conn, app string) ([]AppUnit,
 					au.ProcessID = v
 				case fieldInstance:
 					au.InstanceID = v
+				case fieldPolicy:
+					au.Policy = v
 				}
 			}
 		}
@@ -527,4 +568,73 @@ func StopSlice(ctx context.Context, app string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stop %s: %w", Slice(app), ctx.Err())
 	}
+}
+
+// ProcessRuntime is the runner the daemon uses for cfg.Runtime, and the
+// systemd Runner behind it (nil for the exec runtime), which the caller
+// closes at exit. auto picks systemd when the daemon runs as a systemd
+// service (INVOCATION_ID is set and systemd is booted) and D-Bus answers,
+// else exec; systemd insists and fails when D-Bus does not answer.
+// daemonUnit is the daemon's own unit, "" when it runs outside systemd.
+func ProcessRuntime(ctx context.Context, cfg *config.Config, daemonUnit string) (process.Runner, *Runner, error) {
+	switch cfg.Runtime {
+	case config.RuntimeExec:
+		return process.ExecRunner{}, nil, nil
+	case config.RuntimeAuto, "":
+		if os.Getenv("INVOCATION_ID") == "" || !Booted() {
+			return process.ExecRunner{}, nil, nil
+		}
+	}
+	r, err := NewRunner(ctx, RunnerOptions{Application: cfg.Application, DaemonUnit: daemonUnit})
+	if err != nil {
+		if cfg.Runtime == config.RuntimeSystemd {
+			return nil, nil, fmt.Errorf("runtime systemd: %w", err)
+		}
+		return process.ExecRunner{}, nil, nil
+	}
+	return r, r, nil
+}
+
+// DaemonRestarting reports whether the daemon's own unit is being
+// restarted (`systemctl restart`: its Job is a restart job) rather than
+// stopped. No unit, no job or no answer over D-Bus reads as a stop, the
+// safe side: processes are stopped gracefully rather than left behind.
+func (r *Runner) DaemonRestarting(ctx context.Context) bool {
+	if r.daemon == "" {
+		return false
+	}
+	jobs, err := r.conn.ListJobsContext(ctx)
+	if err != nil {
+		return false
+	}
+	for _, j := range jobs {
+		if j.Unit == r.daemon {
+			return j.JobType == "restart" || j.JobType == "try-restart" || j.JobType == "reload-or-start"
+		}
+	}
+	return false
+}
+
+// AfterStop runs when the units anchor of app stops (see
+// packaging/systemd/rollbridge-units@.service): on a stop job — `systemctl
+// stop rollbridge@APP` — it stops the application's slice, so the app is
+// stopped even when no daemon was alive to run the stop sequence (a live
+// daemon has stopped every unit by then, and this does nothing). On a
+// restart job it leaves everything running. anchor is that unit's name.
+func AfterStop(ctx context.Context, app, anchor string) (stopped bool, err error) {
+	conn, err := sdbus.NewWithContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("connect to systemd over D-Bus: %w", err)
+	}
+	defer conn.Close()
+	jobs, err := conn.ListJobsContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("list jobs: %w", err)
+	}
+	for _, j := range jobs {
+		if j.Unit == anchor && j.JobType == "stop" {
+			return true, StopSlice(ctx, app)
+		}
+	}
+	return false, nil
 }

@@ -2,6 +2,7 @@ package systemd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -240,6 +241,7 @@ func TestSystemdUnitNames(t *testing.T) {
 		{"plain", "demo", "v2", "web", `rollbridge-demo-v2-web.service`},
 		{"replica", "demo", "v2", "worker#2", `rollbridge-demo-v2-worker\x232.service`},
 		{"dashes", "my-app", "2026-12-02.1", "web", `rollbridge-my\x2dapp-2026\x2d12\x2d02.1-web.service`},
+		{"daemon-wide", "demo", "", "v2-web", `rollbridge-demo-v2\x2dweb.service`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := UnitName(tc.app, tc.rel, tc.id); got != tc.want {
@@ -304,7 +306,7 @@ func TestSystemdAdopt(t *testing.T) {
 		t.Fatalf("units: %+v, %v", units, err)
 	}
 	p2, log := newProc(t, spec, second)
-	if err := p2.Adopt(context.Background(), process.Adopted{Restarts: 4}); err != nil {
+	if restarted, err := p2.Adopt(context.Background(), process.Adopted{Restarts: 4}); err != nil || restarted {
 		t.Fatal(err)
 	}
 	st := p2.Status()
@@ -327,7 +329,8 @@ func TestSystemdAdopt(t *testing.T) {
 		u, err := second.Units(context.Background())
 		return err == nil && len(u) == 0
 	})
-	if err := p2.Adopt(context.Background(), process.Adopted{}); err == nil {
-		t.Error("adopting a stopped unit worked")
+	// Gone while no daemon watched, with no restarts allowed: not started.
+	if restarted, err := p2.Adopt(context.Background(), process.Adopted{}); !errors.Is(err, process.ErrNotRunning) || restarted {
+		t.Errorf("adopting a stopped unit: %v, restarted %v", err, restarted)
 	}
 }

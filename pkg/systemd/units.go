@@ -1,6 +1,7 @@
 package systemd
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -16,8 +17,18 @@ func ServiceUnit(app string) string { return "rollbridge@" + app + ".service" }
 // ProxySocketUnit holds the application's stable proxy port.
 func ProxySocketUnit(app string) string { return "rollbridge-proxy@" + app + ".socket" }
 
+// UnitsAnchor is the unit whose stop stops the application's units even
+// when no daemon is alive (see AfterStop).
+func UnitsAnchor(app string) string { return "rollbridge-units@" + app + ".service" }
+
 // ControlSocketUnit holds the application's control socket.
 func ControlSocketUnit(app string) string { return "rollbridge-control@" + app + ".socket" }
+
+// AppUnits lists the process units of app (runtime systemd) that systemd
+// knows, live or not.
+func (m *Manager) AppUnits(ctx context.Context, app string) ([]AppUnit, error) {
+	return listAppUnits(ctx, m.conn, app)
+}
 
 // UnitFile is a file to write under the systemd unit directory.
 type UnitFile struct {
@@ -63,10 +74,12 @@ func DropIns(cfg *config.Config, rollbridged string) ([]UnitFile, error) {
 	}
 	svc := header + "[Service]\nExecStart=\nExecStart=" + quote(rollbridged) + " --config " + quote(abs) + "\n" +
 		"TimeoutStopSec=" + stopTimeout(cfg) + "\n"
+	anchor := header + "[Service]\nExecStop=\nExecStop=" + quote(rollbridged) + " --after-stop " + app + "\n"
 	return []UnitFile{
 		{Path: ProxySocketUnit(app) + ".d/" + dropIn, Content: proxy},
 		{Path: ControlSocketUnit(app) + ".d/" + dropIn, Content: ctl},
 		{Path: ServiceUnit(app) + ".d/" + dropIn, Content: svc},
+		{Path: UnitsAnchor(app) + ".d/" + dropIn, Content: anchor},
 	}, nil
 }
 
