@@ -5,6 +5,14 @@
 # ensure-daemon over D-Bus, the watchdog (SIGSTOP -> kill -> restart with
 # connections queued meanwhile), restore after a crash, and a clean stop.
 #
+# The daemon runs with runtime auto, i.e. every process instance is a
+# transient unit in rollbridge-demo.slice: the lane checks one unit per
+# instance, their journal fields, `systemctl restart` and SIGKILL of the
+# daemon under a client loop with the app's pids unchanged, a unit killed
+# while no daemon runs, the stop sequence on `systemctl stop`, the runner's
+# supervision tests under real systemd, and the deploy's start -> spawned ->
+# switched times with the systemd and the exec runtime.
+#
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
 # so the rest of CI still runs; any failed check exits 1.
 set -uo pipefail
@@ -42,6 +50,8 @@ trap '[ "${KEEP:-0}" = 1 ] || "$SB" down >/dev/null 2>&1; rm -rf "$build"' EXIT
 echo "== building static binaries"
 CGO_ENABLED=0 go build -o "$build/" ./cmd/rollbridged ./cmd/rollbridgectl || exit 1
 CGO_ENABLED=0 go build -o "$build/rollbridge-demo-app" ./examples/app || exit 1
+# The runner's supervision tests, run inside the sandbox against real systemd.
+go test -c -o "$build/systemd.test" ./pkg/systemd || exit 1
 
 echo "== booting systemd in the sandbox ($SB)"
 if ! "$SB" up >/dev/null; then
@@ -50,7 +60,7 @@ if ! "$SB" up >/dev/null; then
   exit 0
 fi
 ROOT=$("$SB" root)
-install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$ROOT/usr/local/bin/"
+install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$ROOT/usr/local/bin/"
 install -d "$ROOT/etc/rollbridge" "$ROOT/srv/demo/releases/v1" "$ROOT/srv/demo/releases/v2" "$ROOT/var/lib/rollbridge"
 cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
 {
@@ -60,8 +70,11 @@ cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
   statePath: '/var/lib/rollbridge/demo.state.json',
   processes: [
     { id: 'web', policy: 'proxied', command: 'exec /usr/local/bin/rollbridge-demo-app --port {{port}}',
-      port: { from: 18100, to: 18199 }, health: { path: '/ping', intervalMs: 25 } },
-    { id: 'worker', command: 'while :; do echo "worker of {{releaseId}}"; sleep 1; done' },
+      port: { from: 18100, to: 18199 }, health: { path: '/ping', intervalMs: 25 },
+      lifecycle: { quietCommand: 'echo "quiet web $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log',
+                   stopCommand: 'echo "stop web $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log; kill -TERM $ROLLBRIDGE_PID' } },
+    { id: 'worker', command: 'while :; do echo "worker of {{releaseId}}"; sleep 1; done',
+      lifecycle: { quietCommand: 'echo "quiet worker $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log' } },
   ],
 }
 JSONNET
@@ -75,7 +88,8 @@ out=$(ctl systemd units --install 2>&1); echo "$out" | sed 's/^/  /'
 check "systemd units --install wrote the drop-ins and reloaded systemd over D-Bus" grep -q "systemd reloaded" <<<"$out"
 # A short watchdog for this lane, so the SIGSTOP check is quick.
 install -d "$ROOT/etc/systemd/system/rollbridge@demo.service.d"
-printf '[Unit]\nStartLimitIntervalSec=0\n[Service]\nWatchdogSec=3\n' >"$ROOT/etc/systemd/system/rollbridge@demo.service.d/60-lane.conf"
+# RestartSec=2 leaves time to kill a process unit while no daemon runs.
+printf '[Unit]\nStartLimitIntervalSec=0\n[Service]\nWatchdogSec=3\nRestartSec=2\n' >"$ROOT/etc/systemd/system/rollbridge@demo.service.d/60-lane.conf"
 sb systemctl daemon-reload
 check "drop-in carries the proxy address" bash -c "grep -q 'ListenStream=127.0.0.1:18080' '$ROOT/etc/systemd/system/rollbridge-proxy@demo.socket.d/50-rollbridge.conf'"
 
@@ -101,11 +115,26 @@ journal_json >"$J"
 jq_has() { jq -c "select($1)" "$J" | grep -q .; }
 check "journal: daemon event with structured fields (traffic switched, ROLLBRIDGE_RELEASE_ID=v2)" \
   jq_has '.ROLLBRIDGE_EVENT=="traffic switched" and .ROLLBRIDGE_RELEASE_ID=="v2" and .ROLLBRIDGE_APPLICATION=="demo" and .SYSLOG_IDENTIFIER=="rollbridged"'
-check "journal: the app's own output with ROLLBRIDGE_PROCESS_ID=web, its release and stream" \
-  jq_has '.ROLLBRIDGE_PROCESS_ID=="web" and .ROLLBRIDGE_RELEASE_ID=="v2" and .ROLLBRIDGE_STREAM=="stdout" and (.MESSAGE|tostring|test("listening on"))'
 
-check "journalctl ROLLBRIDGE_PROCESS_ID=worker filters a worker's lines" \
-  bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_PROCESS_ID=worker -o cat --no-pager | grep -q 'worker of v2'"
+echo "== processes as systemd units"
+WEB=rollbridge-demo-v2-web.service WORKER=rollbridge-demo-v2-worker.service
+app_units() { sb systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*' | awk '{print $1}' | sort | tr '\n' ' '; }
+check "systemctl list-units: one unit per process instance once v1 drained ($(app_units))" \
+  wait_for 15 bash -c "[ \"\$('$SB' exec -- systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*' | awk '{print \$1}' | sort | tr '\n' ' ')\" = '$WEB $WORKER ' ]"
+check "the units run in rollbridge-demo.slice" test "$(prop $WEB Slice)" = rollbridge-demo.slice
+check "no Environment= on the unit (the environment came through a 0600 file, gone after the start)" \
+  bash -c "[ -z \"\$('$SB' exec -- systemctl show $WEB -p Environment --value)\" ] && [ -z \"\$(ls -A '$ROOT/run/rollbridge/demo' 2>/dev/null)\" ]"
+UJ="$build/unit-journal.json"
+sb journalctl -u "$WEB" -o json --no-pager >"$UJ"
+check "journalctl -u $WEB: the app's output with SYSLOG_IDENTIFIER=web and the ROLLBRIDGE_* fields" \
+  bash -c "jq -c 'select(.SYSLOG_IDENTIFIER==\"web\" and .ROLLBRIDGE_APPLICATION==\"demo\" and .ROLLBRIDGE_RELEASE_ID==\"v2\" and .ROLLBRIDGE_PROCESS_ID==\"web\" and .ROLLBRIDGE_INSTANCE_ID==\"web\" and (.MESSAGE|tostring|test(\"listening on\")))' '$UJ' | grep -q ."
+check "journalctl ROLLBRIDGE_PROCESS_ID=worker filters a worker's lines (no -u needed)" \
+  bash -c "'$SB' exec -- journalctl ROLLBRIDGE_APPLICATION=demo ROLLBRIDGE_PROCESS_ID=worker -o cat --no-pager | grep -q 'worker of v2'"
+check "rollbridgectl logs reads the worker's output back from the journal" \
+  wait_for 10 bash -c "'$SB' exec -- /usr/local/bin/rollbridgectl logs --process worker -c $C | grep -q 'worker of v2'"
+st=$(ctl status --json 2>/dev/null)
+check "status: rssBytes and the cgroup's own memory figure are not reported for unsupervised processes, pids are the units' MainPIDs" \
+  bash -c "jq -e --argjson p \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" '[.releases[] | select(.state==\"active\") | .processes[] | select(.id==\"web\") | .pid] == [\$p]' >/dev/null <<<\"\$1\"" _ "$st"
 
 # A stale drop-in is caught: change the proxy port in the config only.
 sed -i 's/port: 18080/port: 18081/' "$ROOT/etc/rollbridge/demo.jsonnet"
@@ -121,6 +150,51 @@ sb systemctl reload rollbridge@demo.service
 check "systemctl reload: config reloaded, still active" \
   wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='config reloaded' -o cat --no-pager | grep -q 'config reloaded'"
 check "still serving v2 after reload" bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
+
+# procs_json: id, pid and restarts of every process of the active release.
+procs_json() { ctl status --json 2>/dev/null | jq -c '{active: .activeReleaseId, procs: ([.releases[] | select(.state=="active") | .processes[] | {id, pid, restarts}] | sort_by(.id))}'; }
+unit_pids() { echo "$(prop $WEB MainPID) $(prop $WORKER MainPID)"; }
+# load N: N sequential requests, one connection each; prints the count of
+# answers that were not 200 (000 = no answer at all).
+load() {
+  sb bash -c "n=0; for i in \$(seq $1); do c=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 http://127.0.0.1:18080/); [ \"\$c\" = 200 ] || n=\$((n+1)); done; echo \$n"
+}
+survive() { # survive WHAT CMD...: run CMD under a 1000-request client loop; the app must not notice
+  local what=$1; shift
+  local before pids0 after pids1 failed
+  before=$(procs_json); pids0=$(unit_pids)
+  load 1000 >"$build/failed" &
+  local lp=$!
+  sleep 1 # let the loop get going (it runs for several seconds)
+  "$@"
+  wait "$lp"; failed=$(cat "$build/failed")
+  check "$what: the daemon is back and serves v2" wait_for 30 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
+  wait_for 20 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status --json -c $C | jq -r .activeReleaseId)\" = v2 ]"
+  after=$(procs_json); pids1=$(unit_pids)
+  check "$what: app pids unchanged ($pids0 -> $pids1)" test "$pids0" = "$pids1"
+  check "$what: status shows the same release, processes and restart counters ($after)" test "$before" = "$after"
+  echo "   $what: $failed of 1000 requests failed (the hold queue that makes this 0 comes later)"
+  echo "$what: $failed/1000 failed" >>"$build/numbers"
+}
+
+echo "== systemctl restart rollbridge@demo under load: the app keeps running"
+survive "systemctl restart" sb systemctl restart rollbridge@demo.service
+check "journal: the new daemon adopted release v2 (release adopted)" \
+  bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='release adopted' -o cat --no-pager | grep -q adopted"
+
+echo "== SIGKILL the daemon under load: the app keeps running"
+survive "systemctl kill -s SIGKILL" sb systemctl kill -s SIGKILL rollbridge@demo.service
+
+echo "== a web unit killed while no daemon runs is restarted by the next daemon"
+r0=$(ctl status --json 2>/dev/null | jq '[.releases[] | select(.state=="active") | .processes[] | select(.id=="web") | .restarts][0]')
+wp0=$(prop $WEB MainPID)
+sb systemctl kill -s SIGKILL rollbridge@demo.service
+sb systemctl kill -s SIGKILL "$WEB"
+check "the web unit died while the daemon was down" wait_for 5 bash -c "[ \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" = 0 ]"
+check "the next daemon restarted it (new MainPID) and serves v2" \
+  wait_for 30 bash -c "p=\$('$SB' exec -- systemctl show $WEB -p MainPID --value); [ \"\$p\" != 0 ] && [ \"\$p\" != $wp0 ] && [[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
+r1=$(ctl status --json 2>/dev/null | jq '[.releases[] | select(.state=="active") | .processes[] | select(.id=="web") | .restarts][0]')
+check "status counts it as a restart ($r0 -> $r1)" test "$r1" = "$((r0 + 1))"
 
 echo "== watchdog: SIGSTOP the daemon; systemd must kill and restart it while connections queue"
 pid1=$(prop rollbridge@demo.service MainPID)
@@ -152,11 +226,69 @@ check "ensure-daemon printed the status JSON" grep -q '"application": "demo"' <<
 out=$(ctl ensure-daemon 2>&1)
 check "ensure-daemon again: reuses the running daemon" grep -q "daemon already running" <<<"$out"
 
-echo "== systemctl stop leaves nothing behind"
+echo "== systemctl stop runs the stop sequence and leaves nothing behind"
+: >"$ROOT/var/lib/rollbridge/hooks.log"
 sb systemctl stop rollbridge@demo.service rollbridge-control@demo.socket rollbridge-proxy@demo.socket
 sleep 0.5
 left=$(sb pgrep -f 'rollbridge-demo-app|worker of|rollbridged' || true)
 check "no managed or daemon process left after systemctl stop (${left:-none})" test -z "$left"
+check "no process unit left after systemctl stop ($(app_units))" test -z "$(app_units)"
+hooks=$(grep v2 "$ROOT/var/lib/rollbridge/hooks.log" | tr '\n' ';')
+check "the stop sequence ran: hooks recorded in order ($hooks)" \
+  bash -c "grep -n 'web v2' '$ROOT/var/lib/rollbridge/hooks.log' | cut -d: -f2 | tr '\n' ';' | grep -qx 'quiet web v2;stop web v2;' && grep -q 'quiet worker v2' '$ROOT/var/lib/rollbridge/hooks.log'"
+
+echo "== systemctl stop with no daemon alive still stops the app (rollbridge-units@demo)"
+sb systemctl start rollbridge-proxy@demo.socket rollbridge-control@demo.socket rollbridge@demo.service
+wait_for 30 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
+# Make the daemon unable to come back, then kill it: only the anchor unit can stop the app now.
+printf '[Service]\nRestart=no\n' >"$ROOT/etc/systemd/system/rollbridge@demo.service.d/70-norestart.conf"
+sb systemctl daemon-reload
+sb systemctl kill -s SIGKILL rollbridge@demo.service
+wait_for 10 bash -c "[ \"\$('$SB' exec -- systemctl is-active rollbridge@demo.service)\" != active ]"
+check "the app runs on with its daemon dead ($(app_units))" test -n "$(app_units)"
+# Without its sockets nothing can activate the daemon again meanwhile.
+sb systemctl stop rollbridge-control@demo.socket rollbridge-proxy@demo.socket
+dj=$(ctl doctor --json 2>/dev/null)
+check "doctor reports live process units with no daemon" \
+  bash -c "jq -e '.checks[] | select(.name==\"process units\") | (.ok|not)' >/dev/null <<<\"\$1\"" _ "$dj"
+sb systemctl stop rollbridge@demo.service
+check "systemctl stop of the dead daemon stopped every process unit" wait_for 15 bash -c "[ -z \"\$('$SB' exec -- systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*')\" ]"
+rm -f "$ROOT/etc/systemd/system/rollbridge@demo.service.d/70-norestart.conf"
+sb systemctl daemon-reload
+
+echo "== the runner's supervision tests against real systemd (RB_SYSTEMD_TESTS=1)"
+out=$(sb env RB_SYSTEMD_TESTS=1 /usr/local/bin/systemd.test -test.run 'Runner|Systemd' -test.count=1 2>&1)
+echo "$out" | tail -3 | sed 's/^/  /'
+check "pkg/systemd supervision tests pass with the systemd runner" grep -qx PASS <<<"$out"
+
+echo "== deploy timing: start -> web spawned -> switched, systemd vs exec runtime"
+timing() { # prints "spawned_ms switched_ms" for the last deploy
+  ctl events --json 2>/dev/null | jq -r '
+    (map(select(.message=="deploy starting")) | last | .at) as $s
+    | [ (map(select(.message=="process started" and .data.id=="web" and .at >= $s)) | first | .at),
+        (map(select(.message=="traffic switched" and .at >= $s)) | first | .at) ] as $t
+    | def ms(a): ((a | sub("\\.[0-9]+Z$"; "Z") | fromdate) + ((a | capture("\\.(?<f>[0-9]+)Z$").f // "0") | ("0." + .) | tonumber)) * 1000;
+      "\((ms($t[0]) - ms($s)) | floor) \((ms($t[1]) - ms($s)) | floor)"'
+}
+measure() { # measure RUNTIME: 5 deploys, the median of each step
+  local rt=$1 i sp=() sw=()
+  sed -i "s/^  runtime: .*$//; s/^{/{\n  runtime: '$rt',/" "$ROOT/etc/rollbridge/demo.jsonnet"
+  sb systemctl start rollbridge-proxy@demo.socket rollbridge-control@demo.socket rollbridge@demo.service
+  wait_for 30 bash -c "'$SB' exec -- curl -s -o /dev/null http://127.0.0.1:18080/"
+  for i in 1 2 3 4 5; do
+    ctl deploy --release-path /srv/demo/releases/v1 --release-id "t$rt$i" >/dev/null 2>&1
+    read -r a b <<<"$(timing)"; sp+=("$a"); sw+=("$b")
+  done
+  sb systemctl stop rollbridge@demo.service
+  local msp msw
+  msp=$(printf '%s\n' "${sp[@]}" | sort -n | sed -n 3p); msw=$(printf '%s\n' "${sw[@]}" | sort -n | sed -n 3p)
+  echo "   runtime $rt: start->spawned ${sp[*]} ms (median $msp), start->switched ${sw[*]} ms (median $msw)"
+  echo "deploy runtime=$rt spawned_ms=${sp[*]} switched_ms=${sw[*]} median_spawned=$msp median_switched=$msw" >>"$build/numbers"
+}
+measure systemd
+measure exec
+sb systemctl stop rollbridge-control@demo.socket rollbridge-proxy@demo.socket
+echo "--- numbers"; cat "$build/numbers"
 check "journal: daemon stopping recorded" bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='daemon stopping' -o cat --no-pager | grep -q stopping"
 
 echo

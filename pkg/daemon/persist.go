@@ -57,7 +57,10 @@ func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor, 
 // supervisor.Adopt) and reports whether a release serves again; if not,
 // the caller restores. Either way prev's process list is used up.
 func adopt(ctx context.Context, prev *state.Snapshot, log *events.Log, sup *supervisor.Supervisor) bool {
-	if prev == nil {
+	if prev == nil || prev.Stopped {
+		// The previous daemon stopped everything on purpose (systemctl
+		// stop, a reboot): nothing to adopt, and nothing "died" either;
+		// restore starts the release afresh, health-checked.
 		return false
 	}
 	res, err := sup.Adopt(ctx, prev)

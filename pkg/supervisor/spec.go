@@ -54,7 +54,7 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 	}
 	if m := p.Memory; m != nil {
 		spec.Memory = &process.MemoryPolicy{LimitBytes: uint64(m.LimitBytes), WarnBytes: uint64(m.WarnBytes),
-			CheckInterval: m.CheckInterval()}
+			CheckInterval: m.CheckInterval(), MaxBytes: uint64(m.MaxBytes)}
 	}
 	return spec, nil
 }

@@ -192,23 +192,29 @@ func (r *Runner) Start(ctx context.Context, spec process.Spec, out func(process.
 	// the same name (see unitHandle.release) cannot stop this one.
 	r.lockName(name)
 	defer r.unlockName(name)
-	if err := r.clear(ctx, name); err != nil {
-		return nil, err
-	}
 	envFile, err := r.writeEnv(name, spec.Env)
 	if err != nil {
 		return nil, err
 	}
-	// systemd reads the file when it spawns the process, which Type=exec
-	// makes part of the start job: once the job is over it is no longer
-	// needed, and nothing secret stays on disk.
+	// systemd (the manager, before it forks) reads the file as part of
+	// the start job: once the job is over it is no longer needed, and
+	// nothing secret stays on disk.
 	defer os.Remove(envFile)
 	var rt *route
 	if out != nil {
 		rt = r.follow.route(name, out)
 	}
 	props := r.properties(spec, envFile)
-	if err := r.startJob(ctx, name, props); err != nil {
+	err = r.startJob(ctx, name, props)
+	if isUnitExists(err) {
+		// The unit of an earlier run is still loaded (it keeps its exit
+		// status until released); clear it and try once more. Trying
+		// first keeps the common start at one round trip.
+		if err = r.clear(ctx, name); err == nil {
+			err = r.startJob(ctx, name, props)
+		}
+	}
+	if err != nil {
 		r.follow.unroute(name, rt, 0)
 		// A failed start can leave a failed unit behind; it must not block
 		// the next try under the same name.
@@ -242,7 +248,7 @@ func (r *Runner) Adopt(ctx context.Context, spec process.Spec, out func(process.
 		if n <= 0 {
 			n = 50
 		}
-		for _, l := range recentLines(ctx, name, n, time.Now()) {
+		for _, l := range recentLines(ctx, name, n) {
 			out(l)
 		}
 		rt = r.follow.route(name, out)
@@ -292,11 +298,17 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 	props := []sdbus.Property{
 		sdbus.PropDescription(fmt.Sprintf("rollbridge %s release %s process %s", r.app, rel, spec.ID)),
 		sdbus.PropSlice(r.slice),
-		sdbus.PropType("exec"),
+		// simple: the start job ends once systemd has forked, like the exec
+		// runner's spawn; a command that exits at once has still started
+		// (exec would turn that into a failed start).
+		sdbus.PropType("simple"),
 		sdbus.PropRemainAfterExit(true),
-		// ExecStartEx with no-env-expand: the command is the shell's to
-		// read, so systemd must not expand $VAR in it first.
-		prop("ExecStartEx", []execStartEx{{Path: "/bin/sh", Args: []string{"/bin/sh", "-c", spec.Command}, Flags: []string{"no-env-expand"}}}),
+		// The command is the shell's to read, so systemd must not expand
+		// $VAR in it first: "$$" is its escape for "$". (ExecStartEx's
+		// no-env-expand flag would say the same, but systemd 252 writes
+		// it into the transient unit file in a form it cannot read back
+		// at the next daemon-reload, and the unit then loses its command.)
+		sdbus.PropExecStart([]string{"/bin/sh", "-c", strings.ReplaceAll(spec.Command, "$", "$$")}, false),
 		prop("WorkingDirectory", spec.Dir),
 		prop("EnvironmentFiles", []struct {
 			Path     string
@@ -323,14 +335,17 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 	return props
 }
 
-type execStartEx struct {
-	Path  string
-	Args  []string
-	Flags []string
-}
-
 func prop(name string, v any) sdbus.Property {
 	return sdbus.Property{Name: name, Value: dbus.MakeVariant(v)}
+}
+
+// isUnitExists reports systemd's answer to a transient unit whose name is
+// taken (org.freedesktop.systemd1.UnitExists).
+func isUnitExists(err error) bool {
+	const name = "org.freedesktop.systemd1.UnitExists"
+	var de dbus.Error // godbus hands out both forms
+	var dp *dbus.Error
+	return (errors.As(err, &de) && de.Name == name) || (errors.As(err, &dp) && dp.Name == name)
 }
 
 // startJob starts the transient unit and waits for its job's result.

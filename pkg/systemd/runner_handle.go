@@ -50,17 +50,21 @@ type cmdline struct {
 // attach builds the handle of the run of unit name that is current now,
 // and starts watching its main process.
 func (r *Runner) attach(ctx context.Context, name string, rt *route) (*unitHandle, error) {
-	props, err := r.conn.GetUnitTypePropertiesContext(ctx, name, "Service")
+	// Three single properties: reading all of a service's (GetAll) costs
+	// several times as much, and this is on the path of every start.
+	h := &unitHandle{r: r, name: name, route: rt, done: make(chan struct{})}
+	p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ExecMainPID")
 	if err != nil {
 		return nil, fmt.Errorf("unit %s: %w", name, err)
 	}
-	h := &unitHandle{r: r, name: name, route: rt, done: make(chan struct{})}
-	if pid, ok := props["ExecMainPID"].(uint32); ok {
+	if pid, ok := p.Value.Value().(uint32); ok {
 		h.pid = int(pid)
 	}
-	h.cgroup, _ = props["ControlGroup"].(string)
-	if u, err := r.conn.GetUnitPropertyContext(ctx, name, "InvocationID"); err == nil {
-		if b, ok := u.Value.Value().([]byte); ok {
+	if p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup"); err == nil {
+		h.cgroup, _ = p.Value.Value().(string)
+	}
+	if p, err := r.conn.GetUnitPropertyContext(ctx, name, "InvocationID"); err == nil {
+		if b, ok := p.Value.Value().([]byte); ok {
 			h.inv = fmt.Sprintf("%x", b)
 		}
 	}

@@ -140,10 +140,13 @@ func (f *follower) close() {
 	_ = f.cmd.Wait() // exit status of a follower we stopped: nothing to learn
 }
 
-// recentLines reads the last n lines unit name wrote before until.
-func recentLines(ctx context.Context, name string, n int, until time.Time) []process.Line {
+// recentLines reads the last n lines unit name wrote. The follower takes
+// over from there (a line written between the two can be missed; one
+// printed twice cannot happen, as the follower routes nothing to the unit
+// before this returns).
+func recentLines(ctx context.Context, name string, n int) []process.Line {
 	cmd := exec.CommandContext(ctx, "journalctl", "--output=json", "--output-fields=MESSAGE,_SYSTEMD_UNIT", "--no-pager", "--quiet",
-		"-n", strconv.Itoa(n), fmt.Sprintf("--until=@%d", until.Unix()), "_SYSTEMD_UNIT="+name)
+		"-n", strconv.Itoa(n), "_SYSTEMD_UNIT="+name)
 	out, err := cmd.Output()
 	if err != nil {
 		return nil

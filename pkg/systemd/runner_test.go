@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -293,6 +294,11 @@ func TestSystemdAdopt(t *testing.T) {
 	}
 	pid := *p1.Status().Pid
 	testutil.Eventually(t, "first output", func() bool { return logged(p1, "hello from first") })
+	// A daemon-reload re-reads the transient unit from what systemd wrote
+	// of it: the unit must come back whole (command and all).
+	if out, err := exec.Command("systemctl", "daemon-reload").CombinedOutput(); err != nil {
+		t.Fatalf("daemon-reload: %v %s", err, out)
+	}
 	first.Close() // the daemon goes away; the unit must not notice
 
 	name := UnitName(app, "r-1.x", "web")
@@ -304,6 +310,9 @@ func TestSystemdAdopt(t *testing.T) {
 	units, err := second.Units(context.Background())
 	if err != nil || len(units) != 1 || units[0].Name != name || units[0].InstanceID != "web" || units[0].ReleaseID != "r-1.x" || units[0].MainPID != pid {
 		t.Fatalf("units: %+v, %v", units, err)
+	}
+	if out, _ := exec.Command("systemctl", "show", "-p", "ExecStart", "--value", name).Output(); !strings.Contains(string(out), `hello from \$\$ROLLBRIDGE_X`) {
+		t.Errorf("ExecStart after daemon-reload: %s", out)
 	}
 	p2, log := newProc(t, spec, second)
 	if restarted, err := p2.Adopt(context.Background(), process.Adopted{Restarts: 4}); err != nil || restarted {
@@ -332,5 +341,45 @@ func TestSystemdAdopt(t *testing.T) {
 	// Gone while no daemon watched, with no restarts allowed: not started.
 	if restarted, err := p2.Adopt(context.Background(), process.Adopted{}); !errors.Is(err, process.ErrNotRunning) || restarted {
 		t.Errorf("adopting a stopped unit: %v, restarted %v", err, restarted)
+	}
+}
+
+// BenchmarkStart measures Runner.Start until the process runs (the
+// "web spawned" step of a deploy), for each runner; the stop is not timed.
+func BenchmarkStart(b *testing.B) {
+	cases := []struct {
+		name string
+		new  func(b *testing.B) process.Runner
+	}{{"exec", func(*testing.B) process.Runner { return process.ExecRunner{} }}}
+	if systemdWanted() {
+		cases = append(cases, struct {
+			name string
+			new  func(b *testing.B) process.Runner
+		}{"systemd", func(b *testing.B) process.Runner {
+			r, err := NewRunner(context.Background(), RunnerOptions{Application: "bench", EnvDir: filepath.Join(b.TempDir(), "env")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(r.Close)
+			return r
+		}})
+	}
+	for _, rc := range cases {
+		b.Run(rc.name, func(b *testing.B) {
+			r := rc.new(b)
+			spec := process.Spec{ID: "web", Command: "exec sleep 1000", Dir: b.TempDir(), Env: []string{"PATH=/usr/bin:/bin", "A=b"},
+				GracefulStop: time.Second, Fields: map[string]any{"releaseId": "b1", "processId": "web"}}
+			for i := 0; i < b.N; i++ {
+				p := process.New(spec, r, nil)
+				if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := p.Stop(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
 	}
 }
