@@ -132,7 +132,7 @@ check "journalctl ROLLBRIDGE_PROCESS_ID=worker filters a worker's lines (no -u n
   bash -c "'$SB' exec -- journalctl ROLLBRIDGE_APPLICATION=demo ROLLBRIDGE_PROCESS_ID=worker -o cat --no-pager | grep -q 'worker of v2'"
 check "rollbridgectl logs reads the worker's output back from the journal" \
   wait_for 10 bash -c "'$SB' exec -- /usr/local/bin/rollbridgectl logs --process worker -c $C | grep -q 'worker of v2'"
-st=$(ctl status --json 2>/dev/null)
+st=$(ctl status 2>/dev/null)
 check "status: rssBytes and the cgroup's own memory figure are not reported for unsupervised processes, pids are the units' MainPIDs" \
   bash -c "jq -e --argjson p \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" '[.releases[] | select(.state==\"active\") | .processes[] | select(.id==\"web\") | .pid] == [\$p]' >/dev/null <<<\"\$1\"" _ "$st"
 
@@ -152,7 +152,7 @@ check "systemctl reload: config reloaded, still active" \
 check "still serving v2 after reload" bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
 
 # procs_json: id, pid and restarts of every process of the active release.
-procs_json() { ctl status --json 2>/dev/null | jq -c '{active: .activeReleaseId, procs: ([.releases[] | select(.state=="active") | .processes[] | {id, pid, restarts}] | sort_by(.id))}'; }
+procs_json() { ctl status 2>/dev/null | jq -c '{active: .activeReleaseId, procs: ([.releases[] | select(.state=="active") | .processes[] | {id, pid, restarts}] | sort_by(.id))}'; }
 unit_pids() { echo "$(prop $WEB MainPID) $(prop $WORKER MainPID)"; }
 # load N: N sequential requests, one connection each; prints the count of
 # answers that were not 200 (000 = no answer at all).
@@ -169,7 +169,7 @@ survive() { # survive WHAT CMD...: run CMD under a 1000-request client loop; the
   "$@"
   wait "$lp"; failed=$(cat "$build/failed")
   check "$what: the daemon is back and serves v2" wait_for 30 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
-  wait_for 20 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status --json -c $C | jq -r .activeReleaseId)\" = v2 ]"
+  wait_for 20 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq -r .activeReleaseId)\" = v2 ]"
   after=$(procs_json); pids1=$(unit_pids)
   check "$what: app pids unchanged ($pids0 -> $pids1)" test "$pids0" = "$pids1"
   check "$what: status shows the same release, processes and restart counters ($after)" test "$before" = "$after"
@@ -186,14 +186,14 @@ echo "== SIGKILL the daemon under load: the app keeps running"
 survive "systemctl kill -s SIGKILL" sb systemctl kill -s SIGKILL rollbridge@demo.service
 
 echo "== a web unit killed while no daemon runs is restarted by the next daemon"
-r0=$(ctl status --json 2>/dev/null | jq '[.releases[] | select(.state=="active") | .processes[] | select(.id=="web") | .restarts][0]')
+r0=$(ctl status 2>/dev/null | jq '[.releases[] | select(.state=="active") | .processes[] | select(.id=="web") | .restarts][0]')
 wp0=$(prop $WEB MainPID)
 sb systemctl kill -s SIGKILL rollbridge@demo.service
 sb systemctl kill -s SIGKILL "$WEB"
 check "the web unit died while the daemon was down" wait_for 5 bash -c "[ \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" = 0 ]"
 check "the next daemon restarted it (new MainPID) and serves v2" \
   wait_for 30 bash -c "p=\$('$SB' exec -- systemctl show $WEB -p MainPID --value); [ \"\$p\" != 0 ] && [ \"\$p\" != $wp0 ] && [[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
-r1=$(ctl status --json 2>/dev/null | jq '[.releases[] | select(.state=="active") | .processes[] | select(.id=="web") | .restarts][0]')
+r1=$(ctl status 2>/dev/null | jq '[.releases[] | select(.state=="active") | .processes[] | select(.id=="web") | .restarts][0]')
 check "status counts it as a restart ($r0 -> $r1)" test "$r1" = "$((r0 + 1))"
 
 echo "== watchdog: SIGSTOP the daemon; systemd must kill and restart it while connections queue"

@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
 
@@ -265,11 +266,11 @@ func (r *Runner) Adopt(ctx context.Context, spec process.Spec, out func(process.
 // (one at a time per id, whatever release they were last refreshed to),
 // so their names leave the release out: the next daemon finds them by id.
 func (r *Runner) unitName(spec process.Spec) string {
-	switch spec.Fields["policy"] {
+	switch spec.Fields[events.KeyPolicy] {
 	case "service", "singleton":
 		return UnitName(r.app, "", spec.ID)
 	}
-	rel, _ := spec.Fields["releaseId"].(string)
+	rel, _ := spec.Fields[events.KeyReleaseID].(string)
 	return UnitName(r.app, rel, spec.ID)
 }
 
@@ -278,12 +279,12 @@ func (r *Runner) unitName(spec process.Spec) string {
 // and with it the exit status, loaded after the main process is gone, and
 // leaves what it left behind to the stop sequence, as the exec runner does.
 func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property {
-	rel, _ := spec.Fields["releaseId"].(string)
-	base, _ := spec.Fields["processId"].(string)
+	rel, _ := spec.Fields[events.KeyReleaseID].(string)
+	base, _ := spec.Fields[events.KeyBaseID].(string)
 	if base == "" {
 		base = spec.ID
 	}
-	policy, _ := spec.Fields["policy"].(string)
+	policy, _ := spec.Fields[events.KeyPolicy].(string)
 	extra := [][]byte{
 		[]byte(fieldApplication + "=" + r.app),
 		[]byte(fieldRelease + "=" + rel),

@@ -66,7 +66,7 @@ func shellSpec(t *testing.T, id, command string) process.Spec {
 		ID: id, Command: command, Dir: t.TempDir(), Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
 		GracefulStop: 5 * time.Second, RestartDelay: 10 * time.Millisecond,
 		Restart: process.RestartPolicy{MaxRestarts: 0},
-		Fields:  map[string]any{"releaseId": "r-1.x", "processId": strings.SplitN(id, "#", 2)[0]},
+		Fields:  map[string]any{events.KeyReleaseID: "r-1.x", events.KeyBaseID: strings.SplitN(id, "#", 2)[0]},
 	}
 }
 
@@ -368,7 +368,7 @@ func BenchmarkStart(b *testing.B) {
 		b.Run(rc.name, func(b *testing.B) {
 			r := rc.new(b)
 			spec := process.Spec{ID: "web", Command: "exec sleep 1000", Dir: b.TempDir(), Env: []string{"PATH=/usr/bin:/bin", "A=b"},
-				GracefulStop: time.Second, Fields: map[string]any{"releaseId": "b1", "processId": "web"}}
+				GracefulStop: time.Second, Fields: map[string]any{events.KeyReleaseID: "b1", events.KeyBaseID: "web"}}
 			for i := 0; i < b.N; i++ {
 				p := process.New(spec, r, nil)
 				if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
