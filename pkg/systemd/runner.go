@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -323,8 +324,8 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 		// When the main process fails, systemd ends the rest of the unit:
 		// the stop signal, then SIGKILL after the grace period, the same
 		// as the exec runner does after a crash.
-		prop("TimeoutStopUSec", uint64(max(spec.GracefulStop, time.Millisecond).Microseconds())),
-		prop("SendSIGKILL", true),
+		prop("TimeoutStopUSec", unitStopTimeout(spec.GracefulStop)),
+		prop("SendSIGKILL", spec.GracefulStop >= 0),
 		prop("MemoryAccounting", true),
 	}
 	if m := spec.Memory; m != nil && m.MaxBytes > 0 {
@@ -334,6 +335,16 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 		props = append(props, sdbus.PropBefore(r.daemon))
 	}
 	return props
+}
+
+// unitStopTimeout is TimeoutStopUSec for a grace period: infinity for
+// process.Indefinite (never SIGKILL), at least a millisecond otherwise
+// (0 would mean systemd's default).
+func unitStopTimeout(grace time.Duration) uint64 {
+	if grace < 0 {
+		return math.MaxUint64
+	}
+	return uint64(max(grace, time.Millisecond).Microseconds())
 }
 
 func prop(name string, v any) sdbus.Property {

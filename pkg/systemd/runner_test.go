@@ -164,7 +164,7 @@ func TestRunnersStopSequence(t *testing.T) {
 			if st.State != process.Stopped || st.ExitSignal == nil || *st.ExitSignal != "SIGKILL" {
 				t.Errorf("got state %s signal %v, want stopped by SIGKILL", st.State, st.ExitSignal)
 			}
-			if n := names(log); strings.Join(n, ",") != "process started,process exited" {
+			if n := names(log); strings.Join(n, ",") != "process started,"+string(events.ProcessStopTimedOut)+",process exited" {
 				t.Errorf("events %v", n)
 			}
 		})
