@@ -417,6 +417,7 @@ func (d *daemon) detach() {
 	if err != nil {
 		_ = d.httpSrv.Close() // the grace period ran out: cut the rest
 	}
+	d.sup.Detach()
 	d.proxy.Close()
 	if d.lns.ControlOwned {
 		_ = os.Remove(cfg.Control.Path) // may already be gone; nothing to do then

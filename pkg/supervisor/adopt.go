@@ -266,3 +266,25 @@ func (s *Supervisor) stopDrained(ctx context.Context, cfg *config.Config, rv rel
 		s.emit(events.ReleaseStopped, map[string]any{events.KeyReleaseID: rv.ID, "afterDaemonRestart": true})
 	}()
 }
+
+// Detach ends the supervisor's part without stopping any process, for a
+// daemon that leaves its processes to the next one (systemd units outlive
+// it; the next daemon adopts them): mutating commands fail from now on and
+// crashes are no longer restarted here. A deploy or drain under way is not
+// waited for; the next daemon finds its units. It is the alternative to
+// Shutdown, not a step before it.
+func (s *Supervisor) Detach() {
+	if _, first := s.tab.shutdown(); !first {
+		return
+	}
+	rels, units := s.tab.everything()
+	procs := unitProcs(units)
+	for _, r := range rels {
+		for _, in := range s.tab.procs(r) {
+			procs = append(procs, in.proc)
+		}
+	}
+	for _, p := range procs {
+		p.SetAutoRestart(false)
+	}
+}
