@@ -149,7 +149,7 @@ func NewRunner(ctx context.Context, o RunnerOptions) (*Runner, error) {
 	}
 	r := &Runner{conn: conn, app: o.Application, slice: Slice(o.Application), daemon: o.DaemonUnit,
 		envDir: o.EnvDir, cg: detectCgroupFS(), names: map[string]*nameLock{}, pidfds: map[*os.File]struct{}{}}
-	f, err := startFollower(r.slice)
+	f, err := startFollower(r.app)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("systemd runner: %w", err)

@@ -89,16 +89,14 @@ func (r *Runner) attach(ctx context.Context, name string, rt *route) (*unitHandl
 func (h *unitHandle) watch(f *os.File) {
 	if f != nil {
 		if rc, err := f.SyscallConn(); err == nil {
-			first := true
-			// The first call finds the fd not yet readable and asks the
-			// poller to wait; the second runs once it is (or f was
-			// closed by Runner.Close).
-			_ = rc.Read(func(uintptr) bool {
-				if first {
-					first = false
-					return false
-				}
-				return true
+			// The callback runs before every wait and after every wake-up
+			// (or once f is closed by Runner.Close): it asks the kernel
+			// whether the process has exited, so an exit that happened
+			// before the first wait is not missed.
+			_ = rc.Read(func(fd uintptr) bool {
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				n, err := unix.Poll(pfd, 0)
+				return err != unix.EINTR && (err != nil || n > 0)
 			})
 		}
 		if h.r.untrack(f) {

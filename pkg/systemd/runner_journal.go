@@ -39,12 +39,18 @@ type journalEntry struct {
 	Realtime string          `json:"__REALTIME_TIMESTAMP"`
 }
 
-func startFollower(slice string) (*follower, error) {
+// startFollower follows the output of app's units. It matches on the
+// fields every unit's lines carry (LogExtraFields) rather than on
+// _SYSTEMD_SLICE: journald finds the slice through the writer's cgroup,
+// which a process that exits at once no longer has, while the unit's own
+// fields and _SYSTEMD_UNIT come with the stream. _TRANSPORT=stdout leaves
+// out the daemon's own entries, which carry ROLLBRIDGE_APPLICATION too.
+func startFollower(app string) (*follower, error) {
 	// From now on: older lines of adopted units are read per unit (see
 	// recentLines), and lines of units started from now on all come after.
 	since := fmt.Sprintf("--since=@%d", time.Now().Unix())
 	cmd := exec.Command("journalctl", "--follow", "--output=json", "--output-fields=MESSAGE,_SYSTEMD_UNIT",
-		"--no-pager", "--quiet", since, "_SYSTEMD_SLICE="+slice)
+		"--no-pager", "--quiet", since, fieldApplication+"="+app, "_TRANSPORT=stdout")
 	cmd.Stderr = io.Discard
 	out, err := cmd.StdoutPipe()
 	if err != nil {
