@@ -71,6 +71,7 @@ cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
   processes: [
     { id: 'web', policy: 'proxied', command: 'exec /usr/local/bin/rollbridge-demo-app --port {{port}}',
       port: { from: 18100, to: 18199 }, health: { path: '/ping', intervalMs: 25 },
+      memory: { limitBytes: 1073741824, checkIntervalMs: 200, maxBytes: 2147483648 },
       lifecycle: { quietCommand: 'echo "quiet web $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log',
                    stopCommand: 'echo "stop web $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log; kill -TERM $ROLLBRIDGE_PID' } },
     { id: 'worker', command: 'while :; do echo "worker of {{releaseId}}"; sleep 1; done',
@@ -133,8 +134,9 @@ check "journalctl ROLLBRIDGE_PROCESS_ID=worker filters a worker's lines (no -u n
 check "rollbridgectl logs reads the worker's output back from the journal" \
   wait_for 10 bash -c "'$SB' exec -- /usr/local/bin/rollbridgectl logs --process worker -c $C | grep -q 'worker of v2'"
 st=$(ctl status 2>/dev/null)
-check "status: rssBytes and the cgroup's own memory figure are not reported for unsupervised processes, pids are the units' MainPIDs" \
-  bash -c "jq -e --argjson p \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" '[.releases[] | select(.state==\"active\") | .processes[] | select(.id==\"web\") | .pid] == [\$p]' >/dev/null <<<\"\$1\"" _ "$st"
+check "status: web's pid is its unit's MainPID, with its unit name, rssBytes and the cgroup's own memory figure" \
+  wait_for 10 bash -c "jq -e --argjson p \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" '[.releases[] | select(.state==\"active\") | .processes[] | select(.id==\"web\") | select(.pid==\$p and .unit==\"$WEB\" and .rssBytes>0 and .cgroupMemoryBytes>0)] | length == 1' >/dev/null <<<\"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C)\""
+check "memory.maxBytes became the unit's MemoryMax" test "$(prop $WEB MemoryMax)" = 2147483648
 
 # A stale drop-in is caught: change the proxy port in the config only.
 sed -i 's/port: 18080/port: 18081/' "$ROOT/etc/rollbridge/demo.jsonnet"

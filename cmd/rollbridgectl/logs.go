@@ -17,9 +17,10 @@ func logsCommand() *cli.Command {
 		Usage:     "print the recent output retained for each managed process",
 		UsageText: "rollbridgectl logs [--process ID] [--json] [-c PATH]",
 		Description: "A one-shot snapshot of each process's retained output (its last outputLines\n" +
-			"lines, at most 1 MiB), not a live stream (under systemd, journalctl -u rollbridge@APP\n" +
-			"ROLLBRIDGE_PROCESS_ID=ID follows them). Asks the daemon's logs command; a daemon\n" +
-			"that does not know it (the Node original) is read through its status instead.\n" +
+			"lines, at most 1 MiB), not a live stream (under systemd, journalctl\n" +
+			"ROLLBRIDGE_APPLICATION=APP ROLLBRIDGE_PROCESS_ID=ID follows them). Asks the daemon's\n" +
+			"logs command; a daemon that does not know it (the Node original) is read through\n" +
+			"its status instead.\n" +
 			`--json prints [{"id","logs":[{"at","line","stream"}],"source"}].`,
 		Flags: daemonFlags(
 			&cli.StringFlag{Name: "process", Usage: "only the process with this instance `ID` (web, worker#0), as status shows it"},

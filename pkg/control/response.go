@@ -314,7 +314,8 @@ func (ps *Ports) UnmarshalJSON(b []byte) error {
 // one of deploy, crash, manual, memory. Logs holds only the newest lines
 // (the daemon caps them per process and per answer); LogsOmitted, an
 // extension left out when 0, counts the older retained lines it left out,
-// which the logs command returns. Policy and Port are extensions too.
+// which the logs command returns. Policy, Port, CgroupMemoryBytes and Unit
+// are extensions too.
 type Process struct {
 	Children            []Member         `json:"children"`
 	Command             string           `json:"command"`
@@ -335,6 +336,12 @@ type Process struct {
 	UptimeMs            *int64           `json:"uptimeMs,omitempty"` // 0 is a value: just started
 	Policy              string           `json:"policy"`
 	Port                int              `json:"port,omitempty"`
+	// CgroupMemoryBytes (extension, systemd runtime) is the memory the
+	// process's unit's cgroup accounts for, sampled with RSSBytes.
+	CgroupMemoryBytes uint64 `json:"cgroupMemoryBytes,omitempty"`
+	// Unit (extension, systemd runtime) is the transient unit the process
+	// runs as, for systemctl and journalctl -u.
+	Unit string `json:"unit,omitempty"`
 }
 
 // Member is one live process of a managed process group, as memory

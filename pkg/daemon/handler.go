@@ -304,7 +304,7 @@ func processEntry(p supervisor.ProcessStatus) control.Process {
 		Command: p.Command, Cwd: p.Cwd, ID: p.ID, LastMemoryRestartAt: at(p.LastMemoryRestartAt),
 		Logs: logLines(p.Logs), LogsOmitted: p.LogsOmitted, MemoryRestarts: p.MemoryRestarts, Pid: deref(p.Pid), Restarts: p.Restarts,
 		RSSBytes: p.RSSBytes, StartedAt: at(p.StartedAt), State: string(p.State), UptimeMs: p.UptimeMs,
-		Policy: p.Policy, Port: deref(p.Port),
+		Policy: p.Policy, Port: deref(p.Port), CgroupMemoryBytes: deref(p.CgroupMemoryBytes), Unit: p.Unit,
 	}
 	if out.Children == nil {
 		out.Children = []control.Member{}

@@ -34,7 +34,9 @@ type Status struct {
 	RSSBytes        uint64       `json:"rssBytes"`              // last sample; memory-supervised processes only
 	// CgroupMemoryBytes is the run's cgroup's own memory figure (systemd
 	// runner), sampled with RSSBytes; null where there is none.
-	CgroupMemoryBytes   *uint64    `json:"cgroupMemoryBytes,omitempty"`
+	CgroupMemoryBytes *uint64 `json:"cgroupMemoryBytes,omitempty"`
+	// Unit names the run's systemd unit (systemd runner), "" otherwise.
+	Unit                string     `json:"unit,omitempty"`
 	MemoryRestarts      int        `json:"memoryRestarts"`
 	LastMemoryRestartAt *time.Time `json:"lastMemoryRestartAt"`
 	Children            []Member   `json:"children"` // last sample; memory-supervised processes only
@@ -368,6 +370,9 @@ func (p *Process) Status() Status {
 	if live {
 		pid := p.cur.h.Pid()
 		st.Pid = &pid
+		if u, ok := p.cur.h.(interface{ Unit() string }); ok {
+			st.Unit = u.Unit()
+		}
 	}
 	if p.cgroupMem != nil {
 		v := *p.cgroupMem
