@@ -61,7 +61,11 @@ func (s *Supervisor) Adopt(ctx context.Context, snap *state.Snapshot) (*AdoptRes
 	known := map[string]bool{} // "release/instance" of every run accounted for
 	records := map[string]state.ProcessRecord{}
 	for _, p := range snap.Processes {
-		records[recordKey(p.Policy, p.ReleaseID, p.ID)] = p
+		// The first record of an instance is the one that serves: a
+		// replaced proxied instance still draining comes after it.
+		if k := recordKey(p.Policy, p.ReleaseID, p.ID); records[k].ID == "" {
+			records[k] = p
+		}
 	}
 	byID := map[string]state.ReleaseRecord{}
 	for _, r := range snap.Releases {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -189,7 +190,25 @@ func (r *Runner) Start(ctx context.Context, spec process.Spec, out func(process.
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("working directory %s is not a directory", spec.Dir)
 	}
-	name := r.unitName(spec)
+	// A memory replacement of the proxied process runs beside the copy it
+	// replaces until that one has drained (same release, same instance
+	// id): when the first name is held by a live unit, the next is tried.
+	// Every other process has one name, and a live unit there is an error.
+	for i := 0; ; i++ {
+		name := r.unitName(spec, i)
+		h, err := r.startAs(ctx, spec, name, out)
+		if errors.Is(err, errUnitLive) && i+1 < r.nameCount(spec) {
+			continue
+		}
+		return h, err
+	}
+}
+
+// errUnitLive is wrapped by clear when the unit of the name still runs.
+var errUnitLive = errors.New("the unit still runs")
+
+// startAs is Start under the unit name name.
+func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, out func(process.Line)) (process.Handle, error) {
 	// Held until the run is attached, so the release of an earlier run of
 	// the same name (see unitHandle.release) cannot stop this one.
 	r.lockName(name)
@@ -236,13 +255,29 @@ func (r *Runner) Start(ctx context.Context, spec process.Spec, out func(process.
 // that unit does not run (any more). Its recent output (up to the spec's
 // OutputLines) is handed to out first, then new lines as they come.
 func (r *Runner) Adopt(ctx context.Context, spec process.Spec, out func(process.Line)) (process.Handle, error) {
-	name := r.unitName(spec)
-	props, err := r.conn.GetUnitTypePropertiesContext(ctx, name, "Service")
-	if err != nil {
-		return nil, fmt.Errorf("adopt %s: %w", name, err)
+	// Of the names the spec may run under (see Start), the live unit that
+	// started last: a replacement of the proxied process is newer than
+	// the copy it replaced.
+	name, newest := "", uint64(0)
+	for i := 0; i < r.nameCount(spec); i++ {
+		n := r.unitName(spec, i)
+		props, err := r.conn.GetUnitTypePropertiesContext(ctx, n, "Service")
+		if err != nil {
+			if i == 0 {
+				return nil, fmt.Errorf("adopt %s: %w", n, err)
+			}
+			continue
+		}
+		pid, _ := props["MainPID"].(uint32)
+		if pid == 0 || !hasField(props, fieldInstance, spec.ID) {
+			continue
+		}
+		if at, _ := props["ExecMainStartTimestamp"].(uint64); name == "" || at > newest {
+			name, newest = n, at
+		}
 	}
-	if pid, _ := props["MainPID"].(uint32); pid == 0 {
-		return nil, fmt.Errorf("adopt %s: %w", name, process.ErrNotRunning)
+	if name == "" {
+		return nil, fmt.Errorf("adopt %s: %w", r.unitName(spec, 0), process.ErrNotRunning)
 	}
 	var rt *route
 	if out != nil {
@@ -266,13 +301,42 @@ func (r *Runner) Adopt(ctx context.Context, spec process.Spec, out func(process.
 // unitName names spec's unit. Services and singletons are daemon-wide
 // (one at a time per id, whatever release they were last refreshed to),
 // so their names leave the release out: the next daemon finds them by id.
-func (r *Runner) unitName(spec process.Spec) string {
+//
+// The proxied process has a second and a third name, for its replacement
+// (see Start): the i-th name (i > 0) ends in ":i+1" before ".service".
+// ROLLBRIDGE_INSTANCE_ID, not the name, says which instance a unit runs.
+func (r *Runner) unitName(spec process.Spec, i int) string {
+	var name string
 	switch spec.Fields[events.KeyPolicy] {
 	case "service", "singleton":
-		return UnitName(r.app, "", spec.ID)
+		name = UnitName(r.app, "", spec.ID)
+	default:
+		rel, _ := spec.Fields[events.KeyReleaseID].(string)
+		name = UnitName(r.app, rel, spec.ID)
 	}
-	rel, _ := spec.Fields[events.KeyReleaseID].(string)
-	return UnitName(r.app, rel, spec.ID)
+	if i > 0 {
+		name = strings.TrimSuffix(name, ".service") + ":" + strconv.Itoa(i+1) + ".service"
+	}
+	return name
+}
+
+// nameCount is how many unit names spec may run under (see unitName).
+func (r *Runner) nameCount(spec process.Spec) int {
+	if spec.Fields[events.KeyPolicy] == "proxied" {
+		return 3
+	}
+	return 1
+}
+
+// hasField reports whether the unit's LogExtraFields has key=value.
+func hasField(props map[string]any, key, value string) bool {
+	fields, _ := props["LogExtraFields"].([][]byte)
+	for _, f := range fields {
+		if string(f) == key+"="+value {
+			return true
+		}
+	}
+	return false
 }
 
 // properties are the transient unit's settings. Restarts stay with the
@@ -409,7 +473,7 @@ func (r *Runner) clear(ctx context.Context, name string) error {
 		case active == "deactivating":
 			// systemd is ending what a crashed run left: wait for it.
 		default:
-			return fmt.Errorf("unit %s is already %s (%s); stop it first (systemctl stop %s)", name, active, sub, name)
+			return fmt.Errorf("unit %s is already %s (%s); stop it first (systemctl stop %s): %w", name, active, sub, name, errUnitLive)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("unit %s is still %s (%s) after %v", name, active, sub, killWaitUnit)

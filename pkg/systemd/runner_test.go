@@ -344,6 +344,69 @@ func TestSystemdAdopt(t *testing.T) {
 	}
 }
 
+// A memory replacement of the proxied process runs beside the copy it
+// replaces (same release and instance id): it gets the next unit name, and
+// a new daemon adopts the newer of the two.
+func TestSystemdProxiedReplacementName(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	app := testApp(t)
+	spec := shellSpec(t, "web", `while :; do sleep 0.05; done`)
+	spec.Fields[events.KeyPolicy] = "proxied"
+	spec.GracefulStop = time.Second
+	r := newSystemdRunner(t, app)
+	defer r.Close()
+	old, _ := newProc(t, spec, r)
+	if err := old.Start(context.Background(), process.ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := newProc(t, spec, r)
+	if err := next.Start(context.Background(), process.ReasonMemory); err != nil {
+		t.Fatalf("a second proxied copy beside a live one: %v", err)
+	}
+	base := UnitName(app, "r-1.x", "web")
+	second := strings.TrimSuffix(base, ".service") + ":2.service"
+	if got := unitOf(t, *old.Status().Pid); got != base {
+		t.Errorf("first copy's unit %q, want %q", got, base)
+	}
+	if got := unitOf(t, *next.Status().Pid); got != second {
+		t.Errorf("replacement's unit %q, want %q", got, second)
+	}
+	third := newSystemdRunner(t, app) // a new daemon's
+	defer third.Close()
+	adopter, _ := newProc(t, spec, third)
+	if _, err := adopter.Adopt(context.Background(), process.Adopted{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := *adopter.Status().Pid, *next.Status().Pid; got != want {
+		t.Errorf("adopted pid %d, want the replacement's %d", got, want)
+	}
+	// Only the other (non-proxied) policies keep one name: a live unit
+	// there stays an error.
+	spec.Fields[events.KeyPolicy] = "companion"
+	spec.ID = "worker"
+	w1, _ := newProc(t, spec, r)
+	if err := w1.Start(context.Background(), process.ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	w2, _ := newProc(t, spec, r)
+	if err := w2.Start(context.Background(), process.ReasonDeploy); !errors.Is(err, errUnitLive) {
+		t.Errorf("a second companion copy: %v, want the unit-still-runs error", err)
+	}
+}
+
+// unitOf is the unit whose cgroup holds pid (cgroup v2: the last element
+// of its one cgroup path).
+func unitOf(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatalf("cgroup of %d: %v", pid, err)
+	}
+	return filepath.Base(strings.TrimSpace(string(b)))
+}
+
 // BenchmarkStart measures Runner.Start until the process runs (the
 // "web spawned" step of a deploy), for each runner; the stop is not timed.
 func BenchmarkStart(b *testing.B) {
