@@ -284,7 +284,9 @@ func (s *Supervisor) Detach() {
 	rels, units := s.tab.everything()
 	procs := unitProcs(units)
 	for _, r := range rels {
-		for _, in := range s.tab.procs(r) {
+		// Extras too: a replacement of the proxied process, or the copy it
+		// replaced, must not be restarted by a daemon that is leaving.
+		for _, in := range s.tab.runInstances(r) {
 			procs = append(procs, in.proc)
 		}
 	}
