@@ -20,7 +20,13 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(testAppEnv) == "1" {
+		serveTestApp() // this binary as a managed process
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func shortDir(t *testing.T) string {
 	t.Helper()

@@ -3,9 +3,13 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
@@ -18,7 +22,13 @@ import (
 func TestKeepProcessesLeavesThemRunning(t *testing.T) {
 	dir := shortDir(t)
 	statePath := filepath.Join(dir, "state.json")
-	cfg := testConfig(t, dir, fmt.Sprintf(`{statePath: %q, processes: [{id: 'web', policy: 'proxied', command: 'exec sleep 1000', port: 18000, health: false}]}`, statePath))
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// health: false waits for the listener, so web must listen.
+	cfg := testConfig(t, dir, fmt.Sprintf(`{statePath: %q, processes: [{id: 'web', policy: 'proxied', command: '%s=1 PORT={{port}} exec %s', port: 18000, health: false}]}`,
+		statePath, testAppEnv, exe))
 	cancel, done := runDaemon(t, Options{Config: cfg, Stdout: &lockedBuffer{}, KeepProcesses: func() bool { return true }})
 	c := &control.Client{Path: cfg.Control.Path}
 	if _, err := c.Deploy(context.Background(), control.DeployRequest{ReleasePath: dir, ReleaseID: "v1"}, nil); err != nil {
@@ -45,4 +55,15 @@ func TestKeepProcessesLeavesThemRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, "web gone", func() bool { return !state.Alive(pid, 0) })
+}
+
+// testAppEnv makes this test binary a managed process that answers HTTP
+// on $PORT (see TestMain).
+const testAppEnv = "RB_DAEMON_TESTAPP"
+
+func serveTestApp() {
+	srv := &http.Server{Addr: net.JoinHostPort("127.0.0.1", os.Getenv("PORT")), ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })}
+	fmt.Fprintln(os.Stderr, srv.ListenAndServe())
+	os.Exit(1)
 }
