@@ -64,6 +64,12 @@ type Config struct {
 	// (RuntimeExec), or the first where the daemon runs as a systemd
 	// service and D-Bus answers, else the second (RuntimeAuto).
 	Runtime Runtime `json:"runtime" reload:"restart"`
+	// User and Group (extension) are who the processes run as, unless a
+	// process names its own; unset: the daemon's own user (and that
+	// user's primary group when only User is set). Names or numbers,
+	// resolved on the host at every deploy.
+	User  string `json:"user,omitempty" reload:"next-deploy"`
+	Group string `json:"group,omitempty" reload:"next-deploy"`
 	// StatePath is opened at start and written from then on.
 	StatePath string `json:"statePath,omitempty" reload:"restart"`
 	// RestoreOnStart (extension, default true): when the state file names an
@@ -171,6 +177,26 @@ type Process struct {
 	Memory           *Memory           `json:"memory,omitempty" reload:"next-deploy"`
 	Replicas         int               `json:"replicas" reload:"next-deploy"`
 	OutputLines      int               `json:"outputLines" reload:"next-deploy"`
+	// User and Group (extension) override the config's for this process
+	// and its hooks; see Config.User.
+	User  string `json:"user,omitempty" reload:"next-deploy"`
+	Group string `json:"group,omitempty" reload:"next-deploy"`
+}
+
+// RunAs is who p runs as: its own user and group where set, else the
+// config's; "" for the daemon's own.
+func (c *Config) RunAs(p *Process) (user, group string) {
+	user, group = c.User, c.Group
+	if p.User != "" {
+		user = p.User
+		if p.Group == "" {
+			group = "" // the process's user's own group, not the config's
+		}
+	}
+	if p.Group != "" {
+		group = p.Group
+	}
+	return user, group
 }
 
 // GracefulStop is GracefulStopMs as a Duration; for Indefinite it is

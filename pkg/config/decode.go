@@ -253,6 +253,12 @@ func decodeConfig(c *collector, root any, configPath string) (*Config, bool) {
 	if sp, ok := top.nonEmptyStr("statePath", "Set statePath to a file path such as '/var/lib/rollbridge/app.state.json', or remove it."); ok {
 		take(c, &cfg.StatePath, sp)
 	}
+	if u, ok := top.nonEmptyStr("user", "Set user to the name (or uid) of the user the processes run as, e.g. 'app', or remove it to run them as the daemon's user."); ok {
+		take(c, &cfg.User, u)
+	}
+	if g, ok := top.nonEmptyStr("group", "Set group to the name (or gid) of the group the processes run as, e.g. 'app', or remove it."); ok {
+		take(c, &cfg.Group, g)
+	}
 	if rt, ok := top.str("runtime", "Set runtime to 'auto', 'systemd' or 'exec'."); ok {
 		switch Runtime(rt) {
 		case RuntimeAuto, RuntimeSystemd, RuntimeExec:
@@ -631,6 +637,12 @@ func decodeProcess(c *collector, i int, v any, p *Process) {
 		// Taken even when rejected, so the proxied process's default check
 		// does not stand in for a health value that was wrong.
 		take(c, &p.Health, decodeHealth(c, join(path, "health"), o.m["health"]))
+	}
+	if u, ok := o.nonEmptyStr("user", "Set user to the name (or uid) of the user this process runs as, e.g. 'app', or remove it."); ok {
+		take(c, &p.User, u)
+	}
+	if g, ok := o.nonEmptyStr("group", "Set group to the name (or gid) of the group this process runs as, e.g. 'app', or remove it."); ok {
+		take(c, &p.Group, g)
 	}
 	if sig, ok := o.nonEmptyStr("stopSignal", "Set stopSignal to a signal name such as 'SIGTERM', 'SIGINT' or 'SIGQUIT'."); ok {
 		if unix.SignalNum(sig) == 0 {

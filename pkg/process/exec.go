@@ -79,6 +79,10 @@ func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle,
 	} else if !st.IsDir() {
 		return nil, &dirError{spec.Dir, errNotDir}
 	}
+	cred, err := sysCredential(spec.Credential)
+	if err != nil {
+		return nil, err
+	}
 	if out == nil {
 		out = func(Line) {}
 	}
@@ -108,7 +112,7 @@ func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle,
 	// *os.File outputs are handed to the child as they are, so exec starts
 	// no copying goroutines and Wait never waits for the output.
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	t := acquireTree()
 	err = t.start(cmd)
 	// The child holds its own copies now. Ours must go, or the output would

@@ -27,6 +27,11 @@ type Spec struct {
 	Restart      RestartPolicy
 	Memory       *MemoryPolicy // nil: memory is not supervised
 	OutputLines  int           // output lines kept; <= 0 means 50
+	// Credential is the user and group the process and its hooks run as;
+	// nil: the daemon's own. The exec runner needs root to switch to
+	// another (its Start fails otherwise); the systemd runner sets User=
+	// and Group= on the unit.
+	Credential *Credential
 	// Fields are merged into the data of every event this process emits
 	// (releaseId, policy, ...). The event's own keys win on a clash.
 	Fields map[string]any

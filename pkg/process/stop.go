@@ -221,12 +221,18 @@ func (p *Process) hook(ctx context.Context, r *run, name, command string, limit 
 		fail(names.Failed, map[string]any{events.KeyError: "not run: its time limit is 0"})
 		return
 	}
+	// A hook runs as the process it stops does, not as the daemon.
+	cred, err := sysCredential(r.spec.Credential)
+	if err != nil {
+		fail(names.Failed, map[string]any{events.KeyError: "not run: " + err.Error()})
+		return
+	}
 	hctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(hctx, "/bin/sh", "-c", command)
 	cmd.Dir = r.spec.Dir
 	cmd.Env = append(append([]string{}, r.spec.Env...), "ROLLBRIDGE_PID="+strconv.Itoa(r.h.Pid()))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	stdout := &lineWriter{stream: "stdout", prefix: "[" + name + "] ", out: r.out}
 	stderr := &lineWriter{stream: "stderr", prefix: "[" + name + "] ", out: r.out}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -234,7 +240,7 @@ func (p *Process) hook(ctx context.Context, r *run, name, command string, limit 
 	cmd.WaitDelay = hookWaitDelay
 	t := acquireTree()
 	defer t.release()
-	err := t.start(cmd)
+	err = t.start(cmd)
 	if err == nil {
 		err = cmd.Wait()
 		t.waited(cmd.Process.Pid)

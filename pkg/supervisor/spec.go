@@ -3,6 +3,7 @@ package supervisor
 import (
 	"fmt"
 	"os"
+	"os/user"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,10 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 	if err != nil {
 		return process.Spec{}, err
 	}
+	cred, err := credential(cfg.RunAs(p))
+	if err != nil {
+		return process.Spec{}, fmt.Errorf("process %s: %w", p.ID, err)
+	}
 	env := s.processEnv(cfg, p, rv, replica, r.Env)
 	stop := stopSettings(p)
 	spec := process.Spec{
@@ -48,6 +53,7 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 		},
 		OutputLines: p.OutputLines,
 		Fields:      fields,
+		Credential:  cred,
 	}
 	if p.Restart.MaxRestarts != nil {
 		spec.Restart.MaxRestarts = *p.Restart.MaxRestarts
@@ -148,4 +154,53 @@ func checkReleasePath(path string) error {
 		return fmt.Errorf("release path %s is not a directory", path)
 	}
 	return nil
+}
+
+// credential resolves who a process runs as (config.RunAs) on this host:
+// nil when neither user nor group is set (the daemon's own). A user or
+// group the host does not know is an error naming it, so the deploy fails
+// before anything starts.
+func credential(userName, groupName string) (*process.Credential, error) {
+	if userName == "" && groupName == "" {
+		return nil, nil
+	}
+	c := &process.Credential{User: userName, Group: groupName}
+	var u *user.User
+	var err error
+	if userName == "" {
+		u, err = user.LookupId(strconv.Itoa(os.Geteuid()))
+		c.User = "(the daemon's)"
+	} else if _, numErr := strconv.ParseUint(userName, 10, 32); numErr == nil {
+		u, err = user.LookupId(userName)
+	} else {
+		u, err = user.Lookup(userName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w (set user to an existing user, or leave it unset to run as the daemon's user)", userName, err)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("user %q: uid %q is not a number", userName, u.Uid)
+	}
+	gid := u.Gid
+	if groupName != "" {
+		var g *user.Group
+		if _, numErr := strconv.ParseUint(groupName, 10, 32); numErr == nil {
+			g, err = user.LookupGroupId(groupName)
+		} else {
+			g, err = user.LookupGroup(groupName)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("group %q: %w (set group to an existing group, or leave it unset for the user's own)", groupName, err)
+		}
+		gid = g.Gid
+	} else {
+		c.Group = "(the user's)"
+	}
+	g, err := strconv.ParseUint(gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("group of user %q: gid %q is not a number", userName, gid)
+	}
+	c.UID, c.GID = uint32(uid), uint32(g)
+	return c, nil
 }

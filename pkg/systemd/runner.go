@@ -395,6 +395,11 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 	if m := spec.Memory; m != nil && m.MaxBytes > 0 {
 		props = append(props, prop("MemoryMax", m.MaxBytes))
 	}
+	if c := spec.Credential; c != nil {
+		// By number: the supervisor resolved the names already, and the
+		// unit must run as exactly what it resolved.
+		props = append(props, prop("User", strconv.FormatUint(uint64(c.UID), 10)), prop("Group", strconv.FormatUint(uint64(c.GID), 10)))
+	}
 	if r.daemon != "" {
 		props = append(props, sdbus.PropBefore(r.daemon))
 	}

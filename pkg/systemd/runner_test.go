@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -120,6 +122,44 @@ func TestRunnersOutputExitAndEnvironment(t *testing.T) {
 			testutil.Eventually(t, "output lines", func() bool {
 				return logged(p, "secret=a \"b\" $c \\d`e`|") && logged(p, "dir="+spec.Dir) && logged(p, "to-stderr")
 			})
+		})
+	}
+}
+
+// A spec's Credential is who the process runs as with either runner, and
+// its stop hook too. Not as root, the exec runner refuses to switch.
+func TestRunnersRunAsTheSpecsUser(t *testing.T) {
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.ParseUint(nobody.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(nobody.Gid, 10, 32)
+	for _, rc := range runners(t) {
+		t.Run(rc.name, func(t *testing.T) {
+			spec := shellSpec(t, "web", `echo "as $(id -u):$(id -g)"; while :; do sleep 0.05; done`)
+			spec.Dir = "/" // a test's temp dir is root's alone
+			spec.Lifecycle.QuietCommand = `echo "hook as $(id -u):$(id -g)"`
+			spec.Credential = &process.Credential{User: "nobody", Group: "(the user's)", UID: uint32(uid), GID: uint32(gid)}
+			p, _ := newProc(t, spec, rc.new(t))
+			err := p.Start(context.Background(), process.ReasonDeploy)
+			if os.Geteuid() != 0 && rc.name == "exec" {
+				if err == nil || !strings.Contains(err.Error(), "not root") {
+					t.Fatalf("start as nobody, not as root: %v, want a refusal saying so", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := nobody.Uid + ":" + nobody.Gid
+			testutil.Eventually(t, "output as nobody", func() bool { return logged(p, "as "+ids) })
+			if err := p.Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if !logged(p, "hook as "+ids) {
+				t.Errorf("the quiet hook did not run as %s: %v", ids, p.Logs())
+			}
 		})
 	}
 }
@@ -356,7 +396,8 @@ func TestSystemdProxiedReplacementName(t *testing.T) {
 	spec.Fields[events.KeyPolicy] = "proxied"
 	spec.GracefulStop = time.Second
 	r := newSystemdRunner(t, app)
-	defer r.Close()
+	// Closed after the processes' cleanup stops, which run first (LIFO).
+	t.Cleanup(r.Close)
 	old, _ := newProc(t, spec, r)
 	if err := old.Start(context.Background(), process.ReasonDeploy); err != nil {
 		t.Fatal(err)
@@ -374,7 +415,7 @@ func TestSystemdProxiedReplacementName(t *testing.T) {
 		t.Errorf("replacement's unit %q, want %q", got, second)
 	}
 	third := newSystemdRunner(t, app) // a new daemon's
-	defer third.Close()
+	t.Cleanup(third.Close)
 	adopter, _ := newProc(t, spec, third)
 	if _, err := adopter.Adopt(context.Background(), process.Adopted{}); err != nil {
 		t.Fatal(err)
@@ -384,7 +425,7 @@ func TestSystemdProxiedReplacementName(t *testing.T) {
 	}
 	// Only the other (non-proxied) policies keep one name: a live unit
 	// there stays an error.
-	spec.Fields[events.KeyPolicy] = "companion"
+	spec.Fields = map[string]any{events.KeyReleaseID: "r-1.x", events.KeyBaseID: "worker", events.KeyPolicy: "companion"}
 	spec.ID = "worker"
 	w1, _ := newProc(t, spec, r)
 	if err := w1.Start(context.Background(), process.ReasonDeploy); err != nil {
