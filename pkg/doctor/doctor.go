@@ -91,6 +91,7 @@ func Run(ctx context.Context, o Options) []Check {
 		unitChecks, managed = units(ctx, cfg, o.DaemonPath)
 	}
 	checks = append(checks, environment(ctx, cfg, managed)...)
+	checks = append(checks, processUsers(cfg, managed))
 	if o.Release != nil {
 		checks = append(checks, release(cfg, *o.Release, o.Env)...)
 	}

@@ -96,3 +96,23 @@ func TestRunFindsOrphansAndMissingDirectories(t *testing.T) {
 		t.Errorf("working directories: %q", m)
 	}
 }
+
+func TestProcessUsers(t *testing.T) {
+	root := &config.Config{User: "0", Processes: []config.Process{{ID: "web"}, {ID: "worker", User: "nobody"}}}
+	if c := processUsers(root, false); c.Status != Warn || c.Message != "web would run as root" || !strings.Contains(c.Fix, "user") {
+		t.Errorf("web as root: %+v, want a warning naming web", c)
+	}
+	unknown := &config.Config{Processes: []config.Process{{ID: "web", User: "no-such-user-rb"}, {ID: "jobs", User: "nobody", Group: "no-such-group-rb"}}}
+	if c := processUsers(unknown, false); c.Status != Fail || !strings.Contains(c.Message, `web: user "no-such-user-rb"`) || !strings.Contains(c.Message, `jobs: group "no-such-group-rb"`) {
+		t.Errorf("unknown user and group: %+v, want a failure naming both", c)
+	}
+	nobody := &config.Config{User: "nobody", Processes: []config.Process{{ID: "web"}}}
+	if c := processUsers(nobody, true); c.Status != OK {
+		t.Errorf("web as nobody: %+v, want OK", c)
+	}
+	// Unset under the packaged unit: the daemon's user, root.
+	unset := &config.Config{Processes: []config.Process{{ID: "web"}}}
+	if c := processUsers(unset, true); c.Status != Warn {
+		t.Errorf("unset under systemd: %+v, want a warning", c)
+	}
+}
