@@ -419,9 +419,7 @@ func (d *daemon) detach() {
 	}
 	d.sup.Detach()
 	d.proxy.Close()
-	if d.lns.ControlOwned {
-		_ = os.Remove(cfg.Control.Path) // may already be gone; nothing to do then
-	}
+	d.lns.removeControl(cfg.Control.Path) // and its lock, for the next daemon
 }
 
 // shutdown stops in order: no new control commands, no new proxy
