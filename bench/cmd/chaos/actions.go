@@ -36,19 +36,29 @@ var kinds = []struct {
 	{"sigkill-mid-deploy", 4},
 }
 
+// weight is how often kind comes up in this run: -only leaves out the
+// others.
+func (r *run) weight(kind string, w int) int {
+	if len(r.o.only) > 0 && !r.o.only[kind] {
+		return 0
+	}
+	return w
+}
+
 func (r *run) next() action {
 	total := 0
 	for _, k := range kinds {
-		total += k.weight
+		total += r.weight(k.name, k.weight)
 	}
 	n := r.rng.IntN(total)
 	a := action{a: r.rng.IntN(1 << 20), b: r.rng.IntN(1 << 20)}
 	for _, k := range kinds {
-		if n < k.weight {
+		w := r.weight(k.name, k.weight)
+		if n < w {
 			a.kind = k.name
 			break
 		}
-		n -= k.weight
+		n -= w
 	}
 	return a
 }
@@ -157,6 +167,7 @@ func (r *run) rollback(ctx context.Context) error {
 		return nil
 	}
 	r.load.setExpect("")
+	r.tl.rollback(time.Now())
 	res, err := r.rollbridgectl(ctx, "rollback", "--socket", r.sock)
 	if err != nil {
 		return err

@@ -30,6 +30,7 @@ const tokenEnv = "RBCHAOS_RUN"
 const (
 	drainTimeout = 3 * time.Second // proxy.drainTimeoutMs: short, so slow requests and WebSockets get cut
 	healthWait   = 8 * time.Second // proxy.healthTimeoutMs: how long an unhealthy deploy takes to fail
+	forceStop    = 3 * time.Second // proxy.forceStopTimeoutMs: from SIGTERM to SIGKILL
 	// waitLimit bounds every wait for a state (a daemon answering, a
 	// process replaced, the table settling). It is far above what a
 	// healthy run needs on a loaded host, so it fires only on a hang.
@@ -135,7 +136,7 @@ func (r *run) config(port int) string {
   control: {path: %q, mode: '600'},
   statePath: %q,
   releaseRetention: {keep: 4},
-  proxy: {host: '127.0.0.1', port: %d, drainTimeoutMs: %d, forceStopTimeoutMs: 3000, healthTimeoutMs: %d},
+  proxy: {host: '127.0.0.1', port: %d, drainTimeoutMs: %d, forceStopTimeoutMs: %d, healthTimeoutMs: %d},
   processes: [
     {id: 'web', policy: 'proxied', command: 'set -a; . ./app.env; set +a; exec %s --port {{port}}',
      port: {from: %d, to: %d}, health: {path: '/ping', intervalMs: 50}, restartDelayMs: 200},
@@ -147,7 +148,7 @@ func (r *run) config(port int) string {
     {id: 'broker', policy: 'service', restartDelayMs: 300, command: 'exec sleep 1000006'},
   ],
 }
-`, r.sock, r.state, port, drainTimeout.Milliseconds(), healthWait.Milliseconds(), r.app, r.o.portFrom, r.o.portFrom+199)
+`, r.sock, r.state, port, drainTimeout.Milliseconds(), forceStop.Milliseconds(), healthWait.Milliseconds(), r.app, r.o.portFrom, r.o.portFrom+199)
 }
 
 // boot names a release the daemon deploys before it serves.

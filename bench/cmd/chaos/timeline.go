@@ -13,6 +13,9 @@ const (
 	causeKill  = "in flight at a SIGKILL of the daemon"
 	causeCrash = "the proxied web process was killed (app crash)"
 	causeDrain = "cut by the operator's drain timeout"
+	// A rollback to a release that still drains stops it first (cli.md),
+	// cutting what it still carried: the operator asked for that too.
+	causeRollback = "cut by a rollback to its draining release"
 )
 
 // drainSlack is how far apart the moment a client saw its connection cut
@@ -26,10 +29,11 @@ const drainSlack = 2 * time.Second
 // daemon reported, to tell the failures the invariants allow from the
 // others.
 type timeline struct {
-	mu      sync.Mutex
-	kills   []time.Time // SIGKILLs of the daemon
-	crashes []span      // from the kill of an active web process until its replacement answered
-	drains  map[string]drainEvent
+	mu        sync.Mutex
+	kills     []time.Time // SIGKILLs of the daemon
+	crashes   []span      // from the kill of an active web process until its replacement answered
+	drains    map[string]drainEvent
+	rollbacks []time.Time // when each rollback command started
 }
 
 type span struct{ from, to time.Time } // to zero: still open
@@ -60,6 +64,12 @@ func (tl *timeline) crash(at time.Time) func() {
 	}
 }
 
+func (tl *timeline) rollback(at time.Time) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	tl.rollbacks = append(tl.rollbacks, at)
+}
+
 func (tl *timeline) drained(e drainEvent) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
@@ -85,9 +95,24 @@ func (tl *timeline) classify(f *failure) string {
 	}
 	if f.kind == "slow" || f.kind == "ws" {
 		for _, d := range tl.drains {
-			// Open before the drain began (its timeout ran out at d.at)
-			// and cut when it ran out.
-			if d.timedOut && f.start.Before(d.at.Add(-drainTimeout)) && f.end.Sub(d.at).Abs() <= drainSlack {
+			// Open before the drain ended, cut when it ended, and the
+			// daemon says it cut connections then.
+			// A plain HTTP request the drain left in flight ends with the
+			// release's process (proxy.CloseConnections), which the stop
+			// sequence kills at the latest forceStop later.
+			late := drainSlack
+			if f.kind == "slow" {
+				late += forceStop
+			}
+			if !d.timedOut || d.closed == 0 || !f.start.Before(d.at) || f.end.Before(d.at.Add(-drainSlack)) || f.end.After(d.at.Add(late)) {
+				continue
+			}
+			for _, rb := range tl.rollbacks {
+				if !rb.After(d.at) && d.at.Sub(rb) <= drainSlack {
+					return causeRollback
+				}
+			}
+			if f.start.Before(d.at.Add(-drainTimeout)) {
 				return causeDrain
 			}
 		}
