@@ -335,9 +335,13 @@ func (g *gate) enter(ctx context.Context) bool {
 		g.mu.Lock()
 		p := g.paused
 		if p == nil {
+			if ctx.Err() != nil {
+				g.mu.Unlock()
+				return false
+			}
 			g.active++
 			g.mu.Unlock()
-			return ctx.Err() == nil || g.leaveFalse()
+			return true
 		}
 		g.mu.Unlock()
 		select {
@@ -346,12 +350,6 @@ func (g *gate) enter(ctx context.Context) bool {
 			return false
 		}
 	}
-}
-
-// leaveFalse undoes an enter that is refused because the run ended.
-func (g *gate) leaveFalse() bool {
-	g.leave()
-	return false
 }
 
 func (g *gate) leave() {

@@ -158,7 +158,11 @@ func (lg *loadGen) causes() []string {
 	defer lg.mu.Unlock()
 	n := map[string]int{}
 	for _, f := range lg.failures {
-		n[f.cause+" ("+f.kind+")"]++
+		c := f.cause
+		if c == "" {
+			c = "not judged: the run stopped first"
+		}
+		n[c+" ("+f.kind+")"]++
 	}
 	var out []string
 	for k, v := range n {
