@@ -176,7 +176,7 @@ func (r *run) summary() string {
 		fmt.Fprintln(&b, "failed: none")
 	}
 	if r.knownLeaks > 0 {
-		fmt.Fprintf(&b, "KNOWN DEFECT %s: %d processes that left their group with setsid outlived their run (docs/chaos.md):\n  %s\n",
+		fmt.Fprintf(&b, "KNOWN DEFECT %s: %d processes that left their group with setsid survived rollbridgectl recover --force (docs/chaos.md):\n  %s\n",
 			knownEscape, r.knownLeaks, strings.Join(r.knownLog, "\n  "))
 	}
 	to, conns := r.tl.drainCuts()
