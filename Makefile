@@ -34,13 +34,17 @@ bench: build
 # The chaos run (docs/chaos.md): load through the proxy while deploys,
 # rollbacks, failed deploys, crashes and SIGSTOP/SIGKILL of the daemon
 # happen, with the invariants checked throughout. On loopback only.
-# CHAOS_SEED replays a run; CHAOS_ARGS passes more flags (-v, -keep, -known).
+# CHAOS_SEED replays a run; CHAOS_ARGS passes more flags (-v, -keep, -only).
+# CHAOS_KNOWN names the known defects counted instead of failed on: drop
+# setsid-escape once rollbridgectl recover stops processes that left their
+# group (docs/chaos.md).
 CHAOS_DURATION ?= 2m
 CHAOS_SEED     ?= 0
+CHAOS_KNOWN    ?= setsid-escape
 CHAOS_ARGS     ?=
 chaos: build
 	$(GO) build -o $(BIN)/ ./bench/cmd/chaos
-	$(BIN)/chaos -bin $(BIN) -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) $(CHAOS_ARGS)
+	$(BIN)/chaos -bin $(BIN) -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -known "$(CHAOS_KNOWN)" $(CHAOS_ARGS)
 
 # The README's main job: daemon + example app + two deploys under load.
 demo:
