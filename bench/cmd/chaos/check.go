@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -320,9 +324,8 @@ func fdList(pid int) string {
 	return strings.Join(out, ", ")
 }
 
-// watcher runs the checks that need no pause: the state file read over and
-// over (a torn write shows up here), and the daemon's events polled for
-// drains that timed out.
+// watcher reads the state file over and over while the run goes on, so a
+// torn write shows up.
 type watcher struct {
 	r      *run
 	loads  atomic.Int64
@@ -338,7 +341,7 @@ func (r *run) watch(ctx context.Context) *watcher {
 		defer close(w.done)
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
-		for i := 0; ; i++ {
+		for {
 			select {
 			case <-ctx.Done():
 				return
@@ -349,30 +352,48 @@ func (r *run) watch(ctx context.Context) *watcher {
 				return
 			}
 			w.loads.Add(1)
-			if i%10 == 0 {
-				w.events(ctx)
-			}
 		}
 	}()
 	return w
 }
 
-func (w *watcher) events(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ev, err := w.r.client.Events(ctx, control.EventsRequest{})
-	if err != nil {
-		return // no daemon just now: its events are read from the next one
-	}
-	for _, e := range ev.Events {
-		if e.Message != "release drained" {
-			continue
+// readDrains reads the `release drained` events the daemons logged since
+// the last call. The logs (one JSON line per event, on each daemon's
+// stdout) are the record that survives a SIGKILL: asking the daemon would
+// lose what it said just before it was killed.
+func (r *run) readDrains() error {
+	for n := 1; n <= r.incarnation; n++ {
+		path := filepath.Join(r.work, fmt.Sprintf("daemon-%02d.log", n))
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("read daemon log: %w", err)
 		}
-		rel, _ := e.Data["releaseId"].(string)
-		to, _ := e.Data["timedOut"].(bool)
-		closed, _ := e.Data["connectionsClosed"].(float64)
-		w.r.tl.drained(drainEvent{at: e.At.Time, release: rel, timedOut: to, closed: int(closed)})
+		b, err := io.ReadAll(io.NewSectionReader(f, r.logRead[n], 1<<40))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("read daemon log %s: %w", path, err)
+		}
+		end := bytes.LastIndexByte(b, '\n') + 1 // a line being written is read next time
+		for _, line := range bytes.Split(b[:end], []byte("\n")) {
+			if !bytes.Contains(line, []byte(`"release drained"`)) {
+				continue
+			}
+			var e struct {
+				At      time.Time      `json:"at"`
+				Message string         `json:"message"`
+				Data    map[string]any `json:"data"`
+			}
+			if json.Unmarshal(line, &e) != nil || e.Message != "release drained" {
+				continue // not an event line (a Go panic, say): nothing to learn
+			}
+			rel, _ := e.Data["releaseId"].(string)
+			to, _ := e.Data["timedOut"].(bool)
+			closed, _ := e.Data["connectionsClosed"].(float64)
+			r.tl.drained(drainEvent{at: e.At, release: rel, timedOut: to, closed: int(closed)})
+		}
+		r.logRead[n] += int64(end)
 	}
+	return nil
 }
 
 func (w *watcher) stop() error {

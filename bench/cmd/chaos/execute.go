@@ -116,6 +116,9 @@ func (r *run) judge(w *watcher, t time.Time) error {
 	if err := w.failed(); err != nil {
 		return err
 	}
+	if err := r.readDrains(); err != nil {
+		return err
+	}
 	if bad := r.load.classifyUpTo(t); len(bad) > 0 {
 		var l []string
 		for i, f := range bad {
