@@ -78,6 +78,7 @@ type run struct {
 	knownLeaks int
 	knownLog   []string
 	logRead    map[int]int64 // bytes of each daemon's log read by readDrains
+	w          *watcher
 }
 
 // daemonProc is one incarnation of rollbridged.

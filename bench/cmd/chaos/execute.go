@@ -27,6 +27,7 @@ func (r *run) execute(ctx context.Context) error {
 		return err
 	}
 	w := r.watch(ctx)
+	r.w = w
 	defer func() { _ = w.stop() }() // stops the watcher on every path; its finding was read by judge or the final check
 	r.note("deploy (first release)")
 	if err := r.deploy(ctx, ""); err != nil {
@@ -181,6 +182,9 @@ func (r *run) summary() string {
 	if r.knownLeaks > 0 {
 		fmt.Fprintf(&b, "KNOWN DEFECT %s: %d processes that left their group with setsid survived rollbridgectl recover --force (docs/chaos.md):\n  %s\n",
 			knownEscape, r.knownLeaks, strings.Join(r.knownLog, "\n  "))
+	}
+	if r.w != nil {
+		fmt.Fprintf(&b, "state file: loaded %d times during the run\n", r.w.loads.Load())
 	}
 	to, conns := r.tl.drainCuts()
 	fmt.Fprintf(&b, "drain timeouts reported by the daemon: %d, cutting %d connections\n", to, conns)
