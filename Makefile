@@ -36,11 +36,10 @@ bench: build
 # happen, with the invariants checked throughout. On loopback only.
 # CHAOS_SEED replays a run; CHAOS_ARGS passes more flags (-v, -keep, -only).
 # CHAOS_KNOWN names the known defects counted instead of failed on: drop
-# setsid-escape once rollbridgectl recover stops processes that left their
-# group (docs/chaos.md).
+# each once its fix lands (docs/chaos.md, "Known defects").
 CHAOS_DURATION ?= 2m
 CHAOS_SEED     ?= 0
-CHAOS_KNOWN    ?= setsid-escape
+CHAOS_KNOWN    ?= setsid-escape,unrecorded-at-kill
 CHAOS_ARGS     ?=
 chaos: build
 	$(GO) build -o $(BIN)/ ./bench/cmd/chaos

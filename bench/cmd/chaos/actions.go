@@ -401,8 +401,12 @@ func (r *run) sigkill(ctx context.Context, systemdStyle bool, pending string, de
 			r.active = pending
 		}
 	}
-	var gone func(what string, known bool) error
-	gone = func(what string, known bool) error {
+	// gone waits until no process of the run is left. After a recover
+	// (recorded holds the process groups the state file named), what is
+	// left may be a known defect: a process that left its group with
+	// setsid, or one whose group the state file had not recorded yet.
+	var gone func(what string, recorded map[int]bool) error
+	gone = func(what string, recorded map[int]bool) error {
 		var left map[int]ourProc
 		// Whatever was killed is gone at once (at most a zombie, which
 		// is not counted): the wait covers the time a kernel takes to
@@ -416,25 +420,42 @@ func (r *run) sigkill(ctx context.Context, systemdStyle bool, pending string, de
 			return err
 		}
 		var l []string
-		escaped := 0
+		byDefect := map[string]map[int]ourProc{}
 		for pid, p := range left {
-			l = append(l, fmt.Sprintf("pid %d (%s, ppid %d, session %d)", pid, p.cmd, p.stat.Ppid, p.stat.Session))
-			if p.stat.Session == pid {
-				escaped++
+			defect := ""
+			switch {
+			case recorded == nil:
+			case p.stat.Session == pid:
+				defect = knownEscape
+			case !recorded[p.stat.Pgrp]:
+				defect = knownUnrecorded
 			}
+			if defect != "" && r.o.known[defect] {
+				if byDefect[defect] == nil {
+					byDefect[defect] = map[int]ourProc{}
+				}
+				byDefect[defect][pid] = p
+				continue
+			}
+			if defect == "" {
+				defect = "no known defect"
+			}
+			l = append(l, fmt.Sprintf("pid %d (%s, ppid %d, pgrp %d, session %d; %s)", pid, p.cmd, p.stat.Ppid, p.stat.Pgrp, p.stat.Session, defect))
 		}
-		sort.Strings(l)
-		if known && escaped == len(left) {
-			r.knownEscapes(left, "survived rollbridgectl recover --force")
-			return gone(what+" (after the driver killed what recover left)", false)
+		if len(l) > 0 {
+			sort.Strings(l)
+			return violationf("%s: still running: %s", what, strings.Join(l, "; "))
 		}
-		return violationf("%s: still running: %s", what, strings.Join(l, "; "))
+		for defect, procs := range byDefect {
+			r.knownDefect(defect, procs, "survived rollbridgectl recover --force")
+		}
+		return gone(what+" (after the driver killed what recover left)", nil)
 	}
 	if systemdStyle {
 		if err := r.killOurs(); err != nil {
 			return err
 		}
-		if err := gone("every process of the killed service gone", false); err != nil {
+		if err := gone("every process of the killed service gone", nil); err != nil {
 			return err
 		}
 		if err := r.startDaemon(ctx, nil); err != nil {
@@ -458,6 +479,16 @@ func (r *run) sigkill(ctx context.Context, systemdStyle bool, pending string, de
 		}
 		r.active = got
 	} else {
+		recorded := map[int]bool{}
+		snap, err := r.loadState()
+		if err != nil {
+			return err
+		}
+		if snap != nil {
+			for _, p := range snap.Processes {
+				recorded[p.Pid] = true // each managed process leads its own group
+			}
+		}
 		res, err := r.rollbridgectl(ctx, "recover", "--force", "-c", r.cfgPath)
 		if err != nil {
 			return err
@@ -466,7 +497,7 @@ func (r *run) sigkill(ctx context.Context, systemdStyle bool, pending string, de
 			return violationf("rollbridgectl recover --force exited %d: %s %s", res.code, res.stdout, res.stderr)
 		}
 		r.notef("  -> recover: %s", strings.Join(strings.Fields(res.stdout), " "))
-		if err := gone("rollbridgectl recover --force to stop every process of the killed daemon", r.o.known[knownEscape]); err != nil {
+		if err := gone("rollbridgectl recover --force to stop every process of the killed daemon", recorded); err != nil {
 			return err
 		}
 		if err := r.startDaemon(ctx, &boot{id: r.active, path: r.paths[r.active]}); err != nil {

@@ -73,9 +73,9 @@ type run struct {
 	quiet    []quietSample
 	started  time.Time
 	restarts int
-	// knownLeaks counts processes a known defect left behind (see
-	// options.known); they are reported, not judged.
-	knownLeaks int
+	// knownLeaks counts processes a known defect left behind, by defect
+	// (see options.known); they are reported, not judged.
+	knownLeaks map[string]int
 	knownLog   []string
 	logRead    map[int]int64 // bytes of each daemon's log read by readDrains
 	w          *watcher
@@ -107,7 +107,7 @@ func newRun(o options) (*run, error) {
 		o: o, rng: mrand.New(mrand.NewPCG(o.seed, o.seed^0x9e3779b97f4a7c15)), work: work,
 		cfgPath: filepath.Join(work, "rollbridge.jsonnet"), sock: filepath.Join(work, "c.sock"),
 		state: filepath.Join(work, "state.json"), rbd: abs("rollbridged"), ctl: abs("rollbridgectl"), app: abs("demo-app"),
-		token: hex.EncodeToString(tok), paths: map[string]string{}, logRead: map[int]int64{}, counts: map[string]int{}, tl: &timeline{},
+		token: hex.EncodeToString(tok), paths: map[string]string{}, logRead: map[int]int64{}, knownLeaks: map[string]int{}, counts: map[string]int{}, tl: &timeline{},
 	}
 	r.client = &control.Client{Path: r.sock}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

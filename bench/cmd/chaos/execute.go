@@ -179,9 +179,13 @@ func (r *run) summary() string {
 	} else {
 		fmt.Fprintln(&b, "failed: none")
 	}
-	if r.knownLeaks > 0 {
-		fmt.Fprintf(&b, "KNOWN DEFECT %s: %d processes that left their group with setsid survived rollbridgectl recover --force (docs/chaos.md):\n  %s\n",
-			knownEscape, r.knownLeaks, strings.Join(r.knownLog, "\n  "))
+	for _, d := range knownDefects {
+		if n := r.knownLeaks[d]; n > 0 {
+			fmt.Fprintf(&b, "KNOWN DEFECT %s: %d processes survived rollbridgectl recover --force (docs/chaos.md)\n", d, n)
+		}
+	}
+	if len(r.knownLog) > 0 {
+		fmt.Fprintf(&b, "  %s\n", strings.Join(r.knownLog, "\n  "))
 	}
 	if r.w != nil {
 		fmt.Fprintf(&b, "state file: loaded %d times during the run\n", r.w.loads.Load())

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +53,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, configs, state file) after a clean run")
 	flag.IntVar(&o.portFrom, "ports", 0, "first port of the 200-port range the app's releases use (default: one of 16000-23800, by the seed)")
 	flag.BoolVar(&o.verbose, "v", false, "print every action as it runs")
-	known := flag.String("known", "", "comma-separated known defects to count instead of failing on ("+knownEscape+")")
+	known := flag.String("known", "", "comma-separated known defects to count instead of failing on ("+strings.Join(knownDefects, ", ")+")")
 	only := flag.String("only", "", "comma-separated actions to draw from (default: all; docs/chaos.md lists them)")
 	flag.Parse()
 	o.only = map[string]bool{}
@@ -72,14 +73,14 @@ func main() {
 	}
 	o.known = map[string]bool{}
 	for _, k := range strings.Split(*known, ",") {
-		switch k {
-		case "":
-		case knownEscape:
-			o.known[k] = true
-		default:
-			fmt.Fprintf(os.Stderr, "chaos: unknown -known value %q (known: %s)\n", k, knownEscape)
+		if k == "" {
+			continue
+		}
+		if !slices.Contains(knownDefects, k) {
+			fmt.Fprintf(os.Stderr, "chaos: unknown -known value %q (known: %s)\n", k, strings.Join(knownDefects, ", "))
 			os.Exit(2)
 		}
+		o.known[k] = true
 	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
