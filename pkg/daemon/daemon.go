@@ -136,8 +136,29 @@ func Run(ctx context.Context, o Options) error {
 	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand}
 	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })
 
-	// Restore before serving: requests and commands wait in the kernel
-	// backlog meanwhile instead of meeting a half-started daemon.
+	// The proxy serves from the start, holding what arrives until the
+	// release is restored or booted (proxy.holdTimeoutMs bounds each wait):
+	// a request queued while the previous daemon restarted is answered
+	// by the release, or with a 503 that says when to retry — never left
+	// in the kernel backlog for as long as the start takes.
+	px.Hold(cfg.Proxy.HoldTimeout())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.httpSrv.Serve(accepts); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: err.Error()})
+		}
+	}()
+	// The spec's first start event: the proxy takes connections.
+	proxyPort := cfg.Proxy.Port
+	if a, ok := lns.Proxy.Addr().(*net.TCPAddr); ok {
+		proxyPort = a.Port // the bound port, when the config says 0
+	}
+	log.Emit(events.ProxyListening, map[string]any{"host": cfg.Proxy.Host, "port": proxyPort})
+
+	// Restore before the control socket answers: commands wait in the
+	// kernel backlog meanwhile instead of meeting a half-started daemon.
 	var prev *state.Snapshot
 	restoreProblem := ""
 	if cfg.StatePath != "" {
@@ -151,33 +172,24 @@ func Run(ctx context.Context, o Options) error {
 		}
 		if err != nil {
 			d.abandonStart()
+			wg.Wait()
 			if ctx.Err() != nil {
 				return nil // stopped while booting: a requested stop, not a failure
 			}
 			return err
 		}
 	}
+	// Started: from now on no release means 503 at once, as the spec says.
+	px.EndHold()
 
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := d.httpSrv.Serve(accepts); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: err.Error()})
-		}
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := d.ctl.Serve(lns.Control); err != nil {
 			log.Emit(events.ControlSocketStoppedServing, map[string]any{events.KeyError: err.Error()})
 		}
 	}()
-	// The spec's two start events, then ours with everything in one place.
-	proxyPort := cfg.Proxy.Port
-	if a, ok := lns.Proxy.Addr().(*net.TCPAddr); ok {
-		proxyPort = a.Port // the bound port, when the config says 0
-	}
-	log.Emit(events.ProxyListening, map[string]any{"host": cfg.Proxy.Host, "port": proxyPort})
+	// The spec's second start event, then ours with everything in one place.
 	log.Emit(events.ControlSocketListening, map[string]any{events.KeyPath: cfg.Control.Path})
 	log.Emit(events.DaemonStarted, map[string]any{events.KeyApplication: cfg.Application, events.KeyPid: os.Getpid(),
 		"proxy": lns.Proxy.Addr().String(), "control": cfg.Control.Path, "version": o.Version})
@@ -369,6 +381,20 @@ func (d *daemon) shutdownCommand(ctx context.Context) error {
 	}
 }
 
+// stopServing ends the proxy's part: held requests are answered at once (503
+// with no release; the next daemon, if any, takes the new connections), no
+// new connections are accepted, and in-flight requests finish, bounded by
+// drainTimeoutMs, after which the rest are cut.
+func (d *daemon) stopServing(cfg *config.Config) {
+	d.proxy.EndHold()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.DrainTimeout())
+	err := d.httpSrv.Shutdown(ctx) // waits for in-flight HTTP, not for hijacked WebSockets
+	cancel()
+	if err != nil {
+		_ = d.httpSrv.Close() // the grace period ran out: cut the rest
+	}
+}
+
 // shutdown stops in order: no new control commands, no new proxy
 // connections while in-flight requests finish (bounded by drainTimeoutMs),
 // every managed process, then the control socket file.
@@ -376,13 +402,7 @@ func (d *daemon) shutdown() {
 	cfg := d.cfg.Load()
 	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application})
 	d.ctl.StopAccepting()
-	grace := cfg.Proxy.DrainTimeout()
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	err := d.httpSrv.Shutdown(ctx) // waits for in-flight HTTP, not for hijacked WebSockets
-	cancel()
-	if err != nil {
-		_ = d.httpSrv.Close() // the grace period ran out: cut the rest
-	}
+	d.stopServing(cfg)
 	d.sup.Shutdown(context.Background())
 	d.proxy.Close()
 	d.lns.removeControl(cfg.Control.Path)
