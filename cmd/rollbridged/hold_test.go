@@ -312,3 +312,22 @@ func TestHoldTimeoutWhileStarting(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldRequestAnsweredWhenTheStartFails: a boot release that fails
+// ends the hold with the daemon: the request it held is answered 503 at
+// once (no release is on its way from this daemon), not left to time out.
+func TestHeldRequestAnsweredWhenTheStartFails(t *testing.T) {
+	f := newFixture(t, 0, `{proxy+: {holdTimeoutMs: 600000}}`)
+	a := socketActivate(t, f, []string{"RB_APP_EXIT=3"},
+		"--release-path", f.releaseDir("v1"), "--release-id", "v1", "--revision", "r1")
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", a.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || string(b) != "No active release\n" || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("request held while the boot failed: got %d %q (Retry-After %q), want 503 %q",
+			resp.StatusCode, b, resp.Header.Get("Retry-After"), "No active release\n")
+	}
+}

@@ -150,12 +150,6 @@ func Run(ctx context.Context, o Options) error {
 			log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: err.Error()})
 		}
 	}()
-	// The spec's first start event: the proxy takes connections.
-	proxyPort := cfg.Proxy.Port
-	if a, ok := lns.Proxy.Addr().(*net.TCPAddr); ok {
-		proxyPort = a.Port // the bound port, when the config says 0
-	}
-	log.Emit(events.ProxyListening, map[string]any{"host": cfg.Proxy.Host, "port": proxyPort})
 
 	// Restore before the control socket answers: commands wait in the
 	// kernel backlog meanwhile instead of meeting a half-started daemon.
@@ -189,7 +183,14 @@ func Run(ctx context.Context, o Options) error {
 			log.Emit(events.ControlSocketStoppedServing, map[string]any{events.KeyError: err.Error()})
 		}
 	}()
-	// The spec's second start event, then ours with everything in one place.
+	// The spec's two start events, then ours with everything in one place.
+	// They come after the restore, whose events (the previous daemon's
+	// history first) they follow in the log.
+	proxyPort := cfg.Proxy.Port
+	if a, ok := lns.Proxy.Addr().(*net.TCPAddr); ok {
+		proxyPort = a.Port // the bound port, when the config says 0
+	}
+	log.Emit(events.ProxyListening, map[string]any{"host": cfg.Proxy.Host, "port": proxyPort})
 	log.Emit(events.ControlSocketListening, map[string]any{events.KeyPath: cfg.Control.Path})
 	log.Emit(events.DaemonStarted, map[string]any{events.KeyApplication: cfg.Application, events.KeyPid: os.Getpid(),
 		"proxy": lns.Proxy.Addr().String(), "control": cfg.Control.Path, "version": o.Version})
