@@ -55,12 +55,14 @@ func TestHoldWaitsForSwap(t *testing.T) {
 	p, url, log := newProxy(t)
 	p.Hold(time.Hour)
 	c := newClient(t)
-	first := getAsync(context.Background(), c, url+"/a")
-	second := getAsync(context.Background(), c, url+"/b")
-	waitHeld(t, p, 2)
+	var held []<-chan answer
+	for range 20 {
+		held = append(held, getAsync(context.Background(), c, url+"/"))
+	}
+	waitHeld(t, p, len(held))
 	_, addr := upstream(t, "A", nil)
 	b := activate(p, "v1", addr)
-	for _, ch := range []<-chan answer{first, second} {
+	for _, ch := range held {
 		if a := recv(t, "a held request's answer", ch); a.err != nil || a.code != http.StatusOK || a.body != "A" {
 			t.Errorf("held request: got %+v, want 200 A", a)
 		}
