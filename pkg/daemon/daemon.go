@@ -156,7 +156,11 @@ func Run(ctx context.Context, o Options) error {
 	var prev *state.Snapshot
 	restoreProblem := ""
 	if cfg.StatePath != "" {
-		prev = loadState(cfg, log, d.sup)
+		var err error
+		if prev, err = loadState(ctx, cfg, log, d.sup); err != nil {
+			d.abandonStart()
+			return err
+		}
 		restoreProblem = restore(ctx, cfg, prev, log, d.sup, notifier)
 	}
 	if o.Boot != nil {
