@@ -108,7 +108,7 @@ func transformESM(src string, toks []token) (string, error) {
 		if t.text == "import" && n >= 0 && toks[n].text == "." {
 			m := nextSig(toks, n)
 			if m < 0 || toks[m].text != "meta" {
-				return "", fmt.Errorf("line %d: unexpected import.%s", t.line, toks[m].text)
+				return "", fmt.Errorf("line %d: import. is only valid as import.meta", t.line)
 			}
 			edits = append(edits, edit{t.start, toks[m].end, esmMeta})
 			i = m
@@ -319,7 +319,7 @@ func exportDecl(src string, toks []token, i int, newTemp func() string) (edit, [
 		if name < 0 || toks[name].kind != tIdent {
 			return edit{}, nil, 0, fmt.Errorf("line %d: exporting a destructuring declaration is not supported; declare the names, then export { ... } them", t.line)
 		}
-		return edit{toks[i].start, toks[i].end, ""}, []exportBinding{{toks[name].text, toks[name].text}}, i, nil
+		return edit{toks[i].start, t.start, ""}, []exportBinding{{toks[name].text, toks[name].text}}, i, nil
 	case t.text == "function" || t.text == "class" || t.text == "async":
 		j := n
 		if t.text == "async" {
@@ -334,7 +334,7 @@ func exportDecl(src string, toks []token, i int, newTemp func() string) (edit, [
 		if name < 0 || toks[name].kind != tIdent {
 			return edit{}, nil, 0, fmt.Errorf("line %d: an exported %s needs a name", t.line, t.text)
 		}
-		return edit{toks[i].start, toks[i].end, ""}, []exportBinding{{toks[name].text, toks[name].text}}, i, nil
+		return edit{toks[i].start, t.start, ""}, []exportBinding{{toks[name].text, toks[name].text}}, i, nil
 	case t.text == "{":
 		pairs, end, err := namedList(toks, n)
 		if err != nil {
