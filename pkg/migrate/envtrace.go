@@ -431,7 +431,7 @@ func (t *tracer) expected(k string, use varUse, def string) (string, bool) {
 func (t *tracer) varExpr(k string, use varUse, def string) string {
 	switch use {
 	case useRequired:
-		if identRE.MatchString(k) && !jsonnetKeywords[k] {
+		if identRE.MatchString(k) && !jsonnetKeyword(k) {
 			return "env." + k
 		}
 		return "env[" + jsonnetString(k) + "]"

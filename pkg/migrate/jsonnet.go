@@ -5,10 +5,15 @@ import (
 	"strings"
 )
 
-var jsonnetKeywords = map[string]bool{
-	"assert": true, "else": true, "error": true, "false": true, "for": true, "function": true,
-	"if": true, "import": true, "importstr": true, "importbin": true, "in": true, "local": true,
-	"null": true, "self": true, "super": true, "tailstrict": true, "then": true, "true": true,
+// jsonnetKeyword reports Jsonnet's reserved words, which cannot be bare
+// field names or identifiers.
+func jsonnetKeyword(s string) bool {
+	switch s {
+	case "assert", "else", "error", "false", "for", "function", "if", "import", "importstr", "importbin",
+		"in", "local", "null", "self", "super", "tailstrict", "then", "true":
+		return true
+	}
+	return false
 }
 
 // jsonnetString quotes s as a single-quoted Jsonnet string.
@@ -40,7 +45,7 @@ func jsonnetString(s string) string {
 }
 
 func jsonnetKey(k string) string {
-	if identRE.MatchString(k) && !jsonnetKeywords[k] {
+	if identRE.MatchString(k) && !jsonnetKeyword(k) {
 		return k
 	}
 	return jsonnetString(k)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -143,26 +142,26 @@ func Migrate(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	var b strings.Builder
+	// The module's header comments, then what the translation defines, then
+	// the config.
 	for _, h := range pl.header {
 		w.comment(h, "")
 	}
 	if len(pl.header) > 0 {
 		w.b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "// Translated from %s by `rollbridgectl config migrate`.\n", filepath.Base(abs))
+	fmt.Fprintf(&w.b, "// Translated from %s by `rollbridgectl config migrate`.\n", filepath.Base(abs))
 	if plan.usesEnv {
-		b.WriteString("local env = std.extVar('env');\n")
+		w.b.WriteString("local env = std.extVar('env');\n")
 	}
 	if plan.usesOr {
-		b.WriteString("// process.env.NAME || default: an empty value counts as unset.\n")
-		b.WriteString("local envOr(name, default) = local v = std.get(env, name, ''); if v == '' then default else v;\n")
+		w.b.WriteString("// process.env.NAME || default: an empty value counts as unset.\n")
+		w.b.WriteString("local envOr(name, default) = local v = std.get(env, name, ''); if v == '' then default else v;\n")
 	}
-	b.WriteString("\n")
-	header := w.b.String()
-	w.b.Reset()
+	w.b.WriteString("\n")
 	w.value(r, nil, "")
-	res.Jsonnet = []byte(header + b.String() + w.b.String() + "\n")
+	w.b.WriteString("\n")
+	res.Jsonnet = []byte(w.b.String())
 	return res, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLexKeepsSyntaxOutOfStringsAndComments(t *testing.T) {
@@ -145,6 +146,20 @@ func TestJsonnetStringAndKeys(t *testing.T) {
 		if !strings.Contains(string(res.Jsonnet), want) {
 			t.Errorf("lacks %q:\n%s", want, res.Jsonnet)
 		}
+	}
+}
+
+// TestRunawayModuleStops: a module that never returns is interrupted when
+// the time is up, with an error that says so.
+func TestRunawayModuleStops(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "rollbridge.js")
+	if err := os.WriteFile(p, []byte("export default (() => { for (;;) {} })()"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Migrate(context.Background(), Options{Path: p, Timeout: 100 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "the evaluation took longer than 100ms") {
+		t.Errorf("got %v, want the time limit", err)
 	}
 }
 
