@@ -38,8 +38,15 @@ func ctlBinary(t *testing.T) string {
 	if migrateBinErr != nil {
 		t.Fatalf("build rollbridgectl: %v", migrateBinErr)
 	}
-	t.Cleanup(func() {}) // the binary is shared; TestMain's process exit leaves it in the temp dir
 	return migrateBin
+}
+
+// removeCtlBinary deletes what ctlBinary built; TestMain calls it after
+// every test has run.
+func removeCtlBinary() {
+	if migrateBin != "" {
+		_ = os.RemoveAll(filepath.Dir(migrateBin)) // a temp dir of our own
+	}
 }
 
 // ctlExec runs the binary in dir with extra environment variables.
