@@ -109,7 +109,7 @@ func mustMigrate(t *testing.T, dir string, env []string, args ...string) string 
 }
 
 func TestMigrateSpecExample(t *testing.T) {
-	src := readFile(t, "../../../shared/spec/rollbridge-node-0.1.7/examples/tensorbuzz.com.js")
+	src := readFile(t, "testdata/migrate/tensorbuzz.com.js") // the spec's example: the repository must test without ../shared
 	dir := appDir(t, map[string]string{"rollbridge.js": src})
 	got := mustMigrate(t, dir, nil)
 	for _, want := range []string{
