@@ -13,35 +13,14 @@
 # socket, and writes and deletes its state file in the original's format.
 #
 # Needs root and nginx. If the sandbox cannot boot, or nginx is missing, it
-# says so loudly and exits 0; any failed check exits 1.
+# says so loudly and exits 0 (1 under CI, see lane-common.sh); any failed
+# check exits 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH"
-REPO=$PWD
-
-SB=${SYSTEMD_SANDBOX:-}
-for c in "$SB" "$REPO/../shared/tools/systemd-sandbox" /work/shared/tools/systemd-sandbox; do
-  [ -n "$c" ] && [ -x "$c" ] && { SB=$c; break; }
-done
-loud() {
-  echo "################################################################################"
-  echo "## MIGRATION LANE NOT RUN: $*"
-  echo "################################################################################"
-}
-if [ ! -x "${SB:-}" ]; then loud "systemd-sandbox not found (set SYSTEMD_SANDBOX)"; exit 0; fi
-if [ "$(id -u)" != 0 ]; then loud "needs root"; exit 0; fi
-if ! command -v nginx >/dev/null; then loud "nginx is not installed (apt-get install nginx-light)"; exit 0; fi
-
+LANE="MIGRATION LANE"
 export SANDBOX_NAME=${SANDBOX_NAME:-rollbridge-migration-lane}
-PASS=0 FAIL=0
-ok() { echo "PASS: $*"; PASS=$((PASS + 1)); }
-bad() { echo "FAIL: $*"; FAIL=$((FAIL + 1)); }
-check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-sb() { "$SB" exec -- "$@"; }
-wait_for() { # wait_for SECONDS CMD... : poll until CMD succeeds
-  local end=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -ge $end ] && return 1; sleep 0.2; done
-}
+. scripts/lane-common.sh
+command -v nginx >/dev/null || not_run "nginx is not installed (apt-get install nginx-light)"
 
 build=$(mktemp -d)
 trap '[ "${KEEP:-0}" = 1 ] || "$SB" down >/dev/null 2>&1; rm -rf "$build"' EXIT
@@ -52,8 +31,7 @@ CGO_ENABLED=0 go build -o "$build/rollbridge-demo-app" ./examples/app || exit 1
 echo "== booting systemd in the sandbox ($SB)"
 if ! "$SB" up >/dev/null; then
   "$SB" logs 2>/dev/null | tail -20
-  loud "the systemd sandbox did not boot on this machine"
-  exit 0
+  not_run "the systemd sandbox did not boot on this machine"
 fi
 ROOT=$("$SB" root)
 install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/node-standin" "$build/rollbridge-demo-app" "$ROOT/usr/local/bin/"
