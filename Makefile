@@ -15,7 +15,7 @@ STATICCHECK_MODULE  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 STATICCHECK_BIN     := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin
 STATICCHECK         := $(STATICCHECK_BIN)/staticcheck
 
-.PHONY: all build test check gofmt vet staticcheck fmt race fuzz demo bench clean
+.PHONY: all build test check gofmt vet staticcheck fmt race fuzz demo bench chaos clean
 
 all: build
 
@@ -30,6 +30,20 @@ bench: build
 	$(GO) build -o $(BIN)/ ./bench/cmd/loadgen ./bench/cmd/suite
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nginx-light >/dev/null 2>&1 || apt-get install -y -qq nginx >/dev/null 2>&1; } || echo "nginx not available: the nginx column stays empty"
 	$(BIN)/suite -bin $(BIN) $(BENCH_ARGS)
+
+# The chaos run (docs/chaos.md): load through the proxy while deploys,
+# rollbacks, failed deploys, crashes and SIGSTOP/SIGKILL of the daemon
+# happen, with the invariants checked throughout. On loopback only.
+# CHAOS_SEED replays a run; CHAOS_ARGS passes more flags (-v, -keep, -only).
+# CHAOS_KNOWN names the known defects counted instead of failed on: drop
+# each once its fix lands (docs/chaos.md, "Known defects").
+CHAOS_DURATION ?= 2m
+CHAOS_SEED     ?= 0
+CHAOS_KNOWN    ?= setsid-escape,unrecorded-at-kill
+CHAOS_ARGS     ?=
+chaos: build
+	$(GO) build -o $(BIN)/ ./bench/cmd/chaos
+	$(BIN)/chaos -bin $(BIN) -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -known "$(CHAOS_KNOWN)" $(CHAOS_ARGS)
 
 # The README's main job: daemon + example app + two deploys under load.
 demo:

@@ -16,35 +16,13 @@
 # switched times with the systemd and the exec runtime.
 #
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
-# so the rest of CI still runs; any failed check exits 1.
+# (1 under CI, see lane-common.sh); any failed check exits 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH"
-REPO=$PWD
-
-SB=${SYSTEMD_SANDBOX:-}
-for c in "$SB" "$REPO/../shared/tools/systemd-sandbox" /work/shared/tools/systemd-sandbox; do
-  [ -n "$c" ] && [ -x "$c" ] && { SB=$c; break; }
-done
-loud() {
-  echo "################################################################################"
-  echo "## SYSTEMD LANE NOT RUN: $*"
-  echo "################################################################################"
-}
-if [ ! -x "${SB:-}" ]; then loud "systemd-sandbox not found (set SYSTEMD_SANDBOX)"; exit 0; fi
-if [ "$(id -u)" != 0 ]; then loud "needs root"; exit 0; fi
-
+LANE="SYSTEMD LANE"
 export SANDBOX_NAME=${SANDBOX_NAME:-rollbridge-lane}
-PASS=0 FAIL=0
-ok() { echo "PASS: $*"; PASS=$((PASS + 1)); }
-bad() { echo "FAIL: $*"; FAIL=$((FAIL + 1)); }
-check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-sb() { "$SB" exec -- "$@"; }
+. scripts/lane-common.sh
 prop() { sb systemctl show "$1" -p "$2" --value; }
-wait_for() { # wait_for SECONDS CMD... : poll until CMD succeeds
-  local end=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -ge $end ] && return 1; sleep 0.2; done
-}
 
 build=$(mktemp -d)
 # KEEP=1 leaves the sandbox up for inspection (SANDBOX_NAME=rollbridge-lane).
@@ -58,8 +36,7 @@ go test -c -o "$build/systemd.test" ./pkg/systemd || exit 1
 echo "== booting systemd in the sandbox ($SB)"
 if ! "$SB" up >/dev/null; then
   "$SB" logs 2>/dev/null | tail -20
-  loud "the systemd sandbox did not boot on this machine"
-  exit 0
+  not_run "the systemd sandbox did not boot on this machine"
 fi
 ROOT=$("$SB" root)
 install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$ROOT/usr/local/bin/"

@@ -45,6 +45,7 @@ func newApp() *cli.App {
 			shutdownCommand(),
 			ensureDaemonCommand(),
 			validateCommand(),
+			configCommand(),
 			doctorCommand(),
 			recoverCommand(),
 			predeployCleanupCommand(),

@@ -14,10 +14,11 @@ func doctorCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "doctor",
 		Usage:     "check the config and the environment before starting a daemon or deploying",
-		UsageText: "rollbridgectl doctor [-c PATH] [--release-path DIR [--release-id ID] [--revision SHA]] [--json]",
+		UsageText: "rollbridgectl doctor [-c PATH] [--state-path FILE] [--release-path DIR [--release-id ID] [--revision SHA]] [--json]",
 		Description: "Checks: the config is valid; the control socket is free (no daemon or other program\n" +
 			"holds it); its directory is writable; the proxy port can be bound; with statePath, its\n" +
-			"directory is writable and no orphaned processes run. On a systemd machine: the units\n" +
+			"directory is writable and no orphaned processes run (the Node original's state file\n" +
+			"is read too; --state-path reads another file). On a systemd machine: the units\n" +
 			"and drop-ins match the config, the sockets listen, the service runs. With\n" +
 			"--release-path: the release directory exists, every template renders, every rendered\n" +
 			"working directory exists. One line per check on stdout; if any fails, \"N checks failed.\"\n" +
@@ -25,6 +26,7 @@ func doctorCommand() *cli.Command {
 			`--json prints {"checks":[{"name","ok","detail"}],"ok"}.`,
 		Flags: []cli.Flag{
 			configFlag(),
+			statePathFlag(),
 			&cli.StringFlag{Name: "release-path", Usage: "pre-flight this prepared release `DIR`"},
 			&cli.StringFlag{Name: "release-id", Usage: "release id for rendering (default: --revision, else the directory name)"},
 			&cli.StringFlag{Name: "revision", Usage: "revision for rendering (default: the release id)"},
@@ -43,6 +45,9 @@ type checkJSON struct {
 
 func runDoctor(c *cli.Context) error {
 	cfg, err := loadConfig(c)
+	if cfg != nil {
+		cfg = withStatePath(c, cfg)
+	}
 	o := doctor.Options{Config: cfg, Env: config.EnvMap(os.Environ()), DaemonPath: takeover.FindDaemon()}
 	if err != nil {
 		o.Config, o.ConfigErr = nil, configError(err)

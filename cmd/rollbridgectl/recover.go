@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/takeover"
 	"github.com/urfave/cli/v2"
@@ -13,15 +17,18 @@ func recoverCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "recover",
 		Usage:     "list (or with --force stop) processes a crashed daemon left running",
-		UsageText: "rollbridgectl recover [-c PATH] [--force] [--json]",
+		UsageText: "rollbridgectl recover [-c PATH] [--state-path FILE] [--force] [--json]",
 		Description: "Reads statePath and lists the recorded processes that still run (same pid and\n" +
 			"start time). With --force each one's process group gets SIGTERM, then SIGKILL after\n" +
 			"proxy.forceStopTimeoutMs, and the state file is removed. If any survives, the file\n" +
 			"is kept and the command exits 1. Refuses while a daemon holds the control socket.\n" +
+			"The Node original's state file is read too (refused while its daemon still answers\n" +
+			"on the control.path the file names): --state-path points at it when switching over.\n" +
 			`--json prints {"statePath","orphans":[{"id","pid","releaseId"}],"stopped":[...],"stillRunning":[...],"stateFileRemoved","dryRun"}.`,
 		Flags: []cli.Flag{
 			configFlag(),
 			&cli.BoolFlag{Name: "force", Usage: "stop the orphans and clear the state file"},
+			statePathFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},
 		Action: runRecover,
@@ -33,8 +40,12 @@ func runRecover(c *cli.Context) error {
 	if err != nil {
 		return configError(err)
 	}
-	res, err := takeover.Recover(c.Context, cfg, c.Bool("force"))
-	if err != nil {
+	var res *takeover.RecoverResult
+	if p := c.String("state-path"); p != "" && !exists(p) {
+		// Another daemon's file that is gone (the Node daemon stopped
+		// cleanly): nothing to recover, whatever holds this config's socket.
+		res = &takeover.RecoverResult{StatePath: p, Orphans: []state.Orphan{}, Stopped: []state.Orphan{}, StillRunning: []state.Orphan{}, DryRun: !c.Bool("force")}
+	} else if res, err = takeover.Recover(c.Context, withStatePath(c, cfg), c.Bool("force")); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -57,6 +68,28 @@ func runRecover(c *cli.Context) error {
 	return nil
 }
 
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// statePathFlag lets recover and doctor read another state file than the
+// config's: the Node daemon's, while rollbridged has a file of its own.
+func statePathFlag() cli.Flag {
+	return &cli.StringFlag{Name: "state-path", Usage: "read this state `FILE` instead of the config's statePath (e.g. the Node daemon's)"}
+}
+
+// withStatePath applies --state-path to a copy of cfg.
+func withStatePath(c *cli.Context, cfg *config.Config) *config.Config {
+	p := c.String("state-path")
+	if p == "" {
+		return cfg
+	}
+	cp := *cfg
+	cp.StatePath = p
+	return &cp
+}
+
 // renderRecover writes recover's report in the Node original's words, so
 // scripts and runbooks written for it read the same.
 func renderRecover(w io.Writer, res *takeover.RecoverResult) {
@@ -70,7 +103,11 @@ func renderRecover(w io.Writer, res *takeover.RecoverResult) {
 		listOrphans(w, res.Orphans)
 		// The original warns that a recycled pid may be listed; here each
 		// entry matched its recorded start time too, so say what was checked.
-		fmt.Fprintln(w, "Review the list first; each one still has the pid and start time the state file recorded.")
+		if res.NodeStateFile {
+			fmt.Fprintf(w, "Review the list first; %s is the Node rollbridge daemon's state file, and each one has the pid (and, where recorded, the start time) it names.\n", res.StatePath)
+		} else {
+			fmt.Fprintln(w, "Review the list first; each one still has the pid and start time the state file recorded.")
+		}
 	default:
 		if len(res.Stopped) > 0 {
 			fmt.Fprintf(w, "Stopped %s:\n", orphanCount(len(res.Stopped)))

@@ -119,6 +119,12 @@ type Proxy struct {
 	// prefix; an IPv4-mapped IPv6 address or prefix is stored as IPv4.
 	// It describes the front end, not a release, so it applies live.
 	TrustedProxies []netip.Prefix `json:"trustedProxies" reload:"live"`
+	// HoldTimeoutMs (extension, default 30000) bounds how long a request
+	// that arrives while the daemon starts (restores, boots a release) waits
+	// for the release instead of being answered 503 at once; past it the
+	// answer is 503 with Retry-After. 0 turns the hold off. It is read when
+	// the daemon starts, so a reload changes it for the next start.
+	HoldTimeoutMs int64 `json:"holdTimeoutMs" reload:"live"`
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.
@@ -126,6 +132,9 @@ func (p Proxy) HealthTimeout() time.Duration { return ms(p.HealthTimeoutMs) }
 
 // DrainTimeout is DrainTimeoutMs as a Duration.
 func (p Proxy) DrainTimeout() time.Duration { return ms(p.DrainTimeoutMs) }
+
+// HoldTimeout is HoldTimeoutMs as a Duration; 0 means no hold.
+func (p Proxy) HoldTimeout() time.Duration { return ms(p.HoldTimeoutMs) }
 
 // ForceStopTimeout is ForceStopTimeoutMs as a Duration.
 func (p Proxy) ForceStopTimeout() time.Duration { return ms(p.ForceStopTimeoutMs) }

@@ -51,7 +51,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("control = %+v", cfg.Control)
 	}
 	wantProxy := Proxy{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", HealthPath: "/ping",
-		HealthTimeoutMs: 30000, DrainTimeoutMs: 60000, ForceStopTimeoutMs: 10000, TrustedProxies: []netip.Prefix{}}
+		HealthTimeoutMs: 30000, DrainTimeoutMs: 60000, ForceStopTimeoutMs: 10000, TrustedProxies: []netip.Prefix{}, HoldTimeoutMs: 30000}
 	if !reflect.DeepEqual(cfg.Proxy, wantProxy) {
 		t.Errorf("proxy = %+v, want %+v", cfg.Proxy, wantProxy)
 	}
@@ -209,6 +209,7 @@ func TestValidationRules(t *testing.T) {
 		{"proxy port negative", `{proxy: {port: -1}, processes: [` + web + `]}`, "proxy.port: must be a port number between 0 and 65535, got number -1", "stable port"},
 		{"healthPath without slash", `{proxy: {healthPath: 'ping'}, processes: [` + web + `]}`, `proxy.healthPath: "ping" must start with /`, `Write it as "/ping"`},
 		{"timeout negative", `{proxy: {drainTimeoutMs: -5}, processes: [` + web + `]}`, "proxy.drainTimeoutMs: must be a non-negative number of milliseconds, got number -5", "0 or more"},
+		{"hold timeout negative", `{proxy: {holdTimeoutMs: -1}, processes: [` + web + `]}`, "proxy.holdTimeoutMs: must be a non-negative number of milliseconds, got number -1", "0 or more"},
 		{"health timeout zero", `{proxy: {healthTimeoutMs: 0}, processes: [` + web + `]}`, "proxy.healthTimeoutMs: must be a positive number of milliseconds", "greater than 0"},
 		{"control mode not octal", `{control: {mode: '999'}, proxy: {}, processes: [` + web + `]}`, `control.mode: "999" is not an octal mode`, `octal string such as "660"`},
 		{"control mode number too big", `{control: {mode: 660}, proxy: {}, processes: [` + web + `]}`, "control.mode: the number 660 is above 511", "write the mode as the string '660' or as std.parseOctal('660')"},

@@ -421,6 +421,9 @@ func decodeProxy(c *collector, top obj, cfg *Config) {
 	if v, ok := o.ms("forceStopTimeoutMs", false); ok {
 		take(c, &p.ForceStopTimeoutMs, v)
 	}
+	if v, ok := o.ms("holdTimeoutMs", false); ok {
+		take(c, &p.HoldTimeoutMs, v)
+	}
 	if o.has("trustedProxies") {
 		if list, ok := decodeTrustedProxies(c, "proxy.trustedProxies", o.m["trustedProxies"]); ok {
 			take(c, &p.TrustedProxies, list)

@@ -17,6 +17,7 @@ const (
 	DefaultHealthIntervalMs   = 250
 	DefaultDrainTimeoutMs     = 60000
 	DefaultForceStopTimeoutMs = 10000
+	DefaultHoldTimeoutMs      = 30000
 	DefaultRestartDelayMs     = 1000
 	DefaultOutputLines        = 50
 	DefaultMemoryCheckMs      = 5000
@@ -81,6 +82,7 @@ func applyDefaults(cfg *Config, set fieldSet) {
 	orDefault(set, &p.HealthTimeoutMs, DefaultHealthTimeoutMs)
 	orDefault(set, &p.DrainTimeoutMs, DefaultDrainTimeoutMs)
 	orDefault(set, &p.ForceStopTimeoutMs, DefaultForceStopTimeoutMs)
+	orDefault(set, &p.HoldTimeoutMs, DefaultHoldTimeoutMs)
 	orDefault(set, &p.TrustedProxies, []netip.Prefix{})
 
 	orDefault(set, &cfg.ReleaseRetention.Keep, DefaultRetentionKeep)

@@ -365,6 +365,8 @@ func TestDiff(t *testing.T) {
 			[]want{{"application", ReloadRestart, `"app"`, `"other"`}, {"control.path", ReloadRestart, `"/run/rollbridge/app.sock"`, `"/run/rollbridge/other.sock"`}}},
 		{"trusted proxies", `{proxy: {trustedProxies: ['10.0.0.1']}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
 			[]want{{"proxy.trustedProxies", ReloadLive, "[]", `["10.0.0.1/32"]`}}},
+		{"hold timeout", `{proxy: {holdTimeoutMs: 0}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
+			[]want{{"proxy.holdTimeoutMs", ReloadLive, "30000", "0"}}},
 		{"drain timeout", `{proxy: {drainTimeoutMs: 5}, processes: [` + web + `, {id: 'w', command: 'x'}]}`,
 			[]want{{"proxy.drainTimeoutMs", ReloadNextDeploy, "60000", "5"}}},
 		{"process command", `{proxy: {}, processes: [` + web + `, {id: 'w', command: 'y'}]}`,

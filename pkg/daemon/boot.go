@@ -82,14 +82,15 @@ func boot(ctx context.Context, cfg *config.Config, b BootRelease, prev *state.Sn
 	return nil
 }
 
-// abandonStart undoes a start that cannot go on: it stops whatever the
-// start launched and closes the sockets it never served, removing the
-// control socket file it created.
+// abandonStart undoes a start that cannot go on: it answers the requests
+// it held and stops serving the proxy, stops whatever the start launched,
+// and closes the control socket it never served, removing the file it
+// created. The proxy's Serve returns meanwhile.
 func (d *daemon) abandonStart() {
+	d.stopServing(d.cfg.Load())
 	d.sup.Shutdown(context.Background())
 	d.proxy.Close()
 	d.ctl.Close(0)
-	_ = d.lns.Proxy.Close()   // never served
 	_ = d.lns.Control.Close() // never served
 	if d.lns.ControlOwned {
 		_ = os.Remove(d.cfg.Load().Control.Path) // ours; may already be gone

@@ -150,12 +150,31 @@ func Run(ctx context.Context, o Options) error {
 	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand}
 	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })
 
-	// Restore before serving: requests and commands wait in the kernel
-	// backlog meanwhile instead of meeting a half-started daemon.
+	// The proxy serves from the start, holding what arrives until the
+	// release is restored or booted (proxy.holdTimeoutMs bounds each wait):
+	// a request queued while the previous daemon restarted is answered
+	// by the release, or with a 503 that says when to retry — never left
+	// in the kernel backlog for as long as the start takes.
+	px.Hold(cfg.Proxy.HoldTimeout())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.httpSrv.Serve(accepts); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: err.Error()})
+		}
+	}()
+
+	// Restore before the control socket answers: commands wait in the
+	// kernel backlog meanwhile instead of meeting a half-started daemon.
 	var prev *state.Snapshot
 	restoreProblem := ""
 	if cfg.StatePath != "" {
-		prev = loadState(cfg, log, d.sup, adoptable)
+		var err error
+		if prev, err = loadState(ctx, cfg, log, d.sup, adoptable); err != nil {
+			d.abandonStart()
+			return err
+		}
 		if !adoptable || !adopt(ctx, prev, log, d.sup) {
 			restoreProblem = restore(ctx, cfg, prev, log, d.sup, notifier)
 		}
@@ -167,21 +186,17 @@ func Run(ctx context.Context, o Options) error {
 		}
 		if err != nil {
 			d.abandonStart()
+			wg.Wait()
 			if ctx.Err() != nil {
 				return nil // stopped while booting: a requested stop, not a failure
 			}
 			return err
 		}
 	}
+	// Started: from now on no release means 503 at once, as the spec says.
+	px.EndHold()
 
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := d.httpSrv.Serve(accepts); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: err.Error()})
-		}
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := d.ctl.Serve(lns.Control); err != nil {
@@ -189,6 +204,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 	// The spec's two start events, then ours with everything in one place.
+	// They come after the restore, whose events (the previous daemon's
+	// history first) they follow in the log.
 	proxyPort := cfg.Proxy.Port
 	if a, ok := lns.Proxy.Addr().(*net.TCPAddr); ok {
 		proxyPort = a.Port // the bound port, when the config says 0
@@ -402,21 +419,31 @@ func (d *daemon) shutdownCommand(ctx context.Context) error {
 	}
 }
 
-// detach ends the daemon without stopping the managed processes (they
-// belong to systemd and the next daemon adopts them): no new control
-// commands, in-flight HTTP requests finish (bounded by drainTimeoutMs)
-// while new connections wait in the socket's backlog, then the proxy
-// closes. Upgraded connections end with this process.
-func (d *daemon) detach() {
-	cfg := d.cfg.Load()
-	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application, "processesKept": true})
-	d.ctl.StopAccepting()
+// stopServing ends the proxy's part: held requests are answered at once (503
+// with no release; the next daemon, if any, takes the new connections), no
+// new connections are accepted, and in-flight requests finish, bounded by
+// drainTimeoutMs, after which the rest are cut.
+func (d *daemon) stopServing(cfg *config.Config) {
+	d.proxy.EndHold()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.DrainTimeout())
-	err := d.httpSrv.Shutdown(ctx)
+	err := d.httpSrv.Shutdown(ctx) // waits for in-flight HTTP, not for hijacked WebSockets
 	cancel()
 	if err != nil {
 		_ = d.httpSrv.Close() // the grace period ran out: cut the rest
 	}
+}
+
+// detach ends the daemon without stopping the managed processes (they
+// belong to systemd and the next daemon adopts them): no new control
+// commands, in-flight HTTP requests finish (bounded by drainTimeoutMs)
+// while new connections wait in the socket's backlog for the next daemon,
+// which holds them until its release serves (see docs/systemd.md), then
+// the proxy closes. Upgraded connections end with this process.
+func (d *daemon) detach() {
+	cfg := d.cfg.Load()
+	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application, "processesKept": true})
+	d.ctl.StopAccepting()
+	d.stopServing(cfg)
 	d.sup.Detach()
 	d.proxy.Close()
 	d.lns.removeControl(cfg.Control.Path) // and its lock, for the next daemon
@@ -429,13 +456,7 @@ func (d *daemon) shutdown() {
 	cfg := d.cfg.Load()
 	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application})
 	d.ctl.StopAccepting()
-	grace := cfg.Proxy.DrainTimeout()
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	err := d.httpSrv.Shutdown(ctx) // waits for in-flight HTTP, not for hijacked WebSockets
-	cancel()
-	if err != nil {
-		_ = d.httpSrv.Close() // the grace period ran out: cut the rest
-	}
+	d.stopServing(cfg)
 	d.sup.Shutdown(context.Background())
 	d.proxy.Close()
 	d.lns.removeControl(cfg.Control.Path)

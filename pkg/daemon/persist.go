@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
@@ -28,29 +29,61 @@ const (
 // loadState reads a leftover state file, reports orphans and installs the
 // live orphan check for status. It returns the snapshot (nil if none).
 //
+// A state file of the Node original is never overwritten while it matters:
+// if its daemon still answers on its control socket, or any process it
+// lists still runs, the start fails with what to do (rollbridged would
+// otherwise replace the only record of those processes, and two daemons
+// would write one file). A Node file whose processes are all gone is
+// replaced by rollbridged's own, and the event says so; nothing of it is
+// restored (its releases were the Node daemon's to run).
+//
 // Under a runner whose runs outlive the daemon (adoptable), the recorded
 // processes that still run are the ones to adopt, not orphans: the
 // snapshot's process list is handed to adopt and then dropped, so neither
 // restore nor the state file treat them as leftovers.
-func loadState(cfg *config.Config, log *events.Log, sup *supervisor.Supervisor, adoptable bool) *state.Snapshot {
-	prev, err := state.Load(cfg.StatePath)
+func loadState(ctx context.Context, cfg *config.Config, log *events.Log, sup *supervisor.Supervisor, adoptable bool) (*state.Snapshot, error) {
+	prev, err := state.Read(cfg.StatePath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return nil
+		return nil, nil
 	case err != nil: // torn, foreign or unreadable: reported, then ignored and overwritten
 		log.Emit(events.StateFileUnreadable, map[string]any{events.KeyPath: cfg.StatePath, events.KeyError: err.Error()})
-		return nil
+		return nil, nil
+	case prev.Node != nil:
+		return nil, nodeStateFile(ctx, cfg, prev, log)
 	}
 	log.Restore(prev.Events)
 	if adoptable {
-		return prev
+		return prev, nil
 	}
 	sup.SetOrphans(prev.Orphans) // re-checked on every status: the list clears itself
 	if orphans := prev.Orphans(); len(orphans) > 0 {
 		log.Emit(events.OrphanedProcessesFound, map[string]any{"orphans": orphans, events.KeyCount: len(orphans),
 			"hint": "a previous daemon left these running; check them, then stop them with rollbridgectl recover --force"})
 	}
-	return prev
+	return prev, nil
+}
+
+// nodeStateFile decides about a Node original's state file at statePath:
+// an error (refuse to start) while its daemon or its processes live, else
+// an event saying it will be replaced.
+func nodeStateFile(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log *events.Log) error {
+	if p := prev.Node.ControlPath; p != "" && p != cfg.Control.Path && (&control.Client{Path: p}).Listening(ctx) {
+		return fmt.Errorf("statePath %s is the Node rollbridge daemon's state file, and that daemon still runs on %s: "+
+			"give rollbridged another statePath until the Node daemon is stopped", cfg.StatePath, p)
+	}
+	if orphans := prev.Orphans(); len(orphans) > 0 {
+		list := make([]string, len(orphans))
+		for i, o := range orphans {
+			list[i] = fmt.Sprintf("%s (pid %d)", o.ID, o.Pid)
+		}
+		return fmt.Errorf("statePath %s is the Node rollbridge daemon's state file, and %d of its processes still run: %s; "+
+			"stop the Node daemon (rollbridge shutdown) or run rollbridgectl recover --force, then start rollbridged again",
+			cfg.StatePath, len(orphans), strings.Join(list, ", "))
+	}
+	log.Emit(events.StateFileUnreadable, map[string]any{events.KeyPath: cfg.StatePath,
+		events.KeyError: "a state file of the Node rollbridge daemon, none of whose processes still runs; it is replaced by rollbridged's own"})
+	return nil
 }
 
 // adopt re-attaches to the units the previous daemon left running (see

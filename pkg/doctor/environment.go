@@ -28,7 +28,7 @@ func environment(ctx context.Context, cfg *config.Config, managed bool) []Check 
 	if cfg.StatePath == "" {
 		return checks
 	}
-	return append(checks, writableDir("state path directory", filepath.Dir(cfg.StatePath)), orphans(cfg.StatePath, held))
+	return append(checks, writableDir("state path directory", filepath.Dir(cfg.StatePath)), orphans(ctx, cfg.StatePath, held))
 }
 
 func controlSocket(ctx context.Context, cfg *config.Config, client *control.Client, managed, held bool) Check {
@@ -86,15 +86,19 @@ func writableDir(name, dir string) Check {
 }
 
 // orphans looks for processes of a previous daemon in the state file; held
-// says something listens on the control socket (then the file is its).
-func orphans(statePath string, held bool) Check {
+// says something listens on the control socket (then the file is its). A
+// state file the Node original wrote is read as well: its processes that
+// still run are what a switch-over must stop before rollbridged takes over.
+func orphans(ctx context.Context, statePath string, held bool) Check {
 	const name = "orphaned processes"
-	snap, err := state.Load(statePath)
+	snap, err := state.Read(statePath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return pass(name, "no state file at %s: nothing left behind", statePath)
 	case err != nil:
 		return fail(name, "%v", err)
+	case snap.Node != nil:
+		return nodeOrphans(ctx, name, statePath, snap)
 	case held:
 		return pass(name, "the state file belongs to the running daemon")
 	}
@@ -102,11 +106,36 @@ func orphans(statePath string, held bool) Check {
 	if len(left) == 0 {
 		return pass(name, "no process of a previous daemon is still running")
 	}
+	c := fail(name, "still running from a previous daemon: %s", listOrphans(left))
+	c.Fix = "check them (a pid may have been reused), then rollbridgectl recover --force"
+	return c
+}
+
+func listOrphans(left []state.Orphan) string {
 	list := make([]string, len(left))
 	for i, o := range left {
-		list[i] = fmt.Sprintf("%s (pid %d, release %s)", o.ID, o.Pid, o.ReleaseID)
+		if o.ReleaseID == "" {
+			list[i] = fmt.Sprintf("%s (pid %d)", o.ID, o.Pid)
+		} else {
+			list[i] = fmt.Sprintf("%s (pid %d, release %s)", o.ID, o.Pid, o.ReleaseID)
+		}
 	}
-	c := fail(name, "still running from a previous daemon: %s", strings.Join(list, ", "))
-	c.Fix = "check them (a pid may have been reused), then rollbridgectl recover --force"
+	return strings.Join(list, ", ")
+}
+
+// nodeOrphans judges a state file of the Node original.
+func nodeOrphans(ctx context.Context, name, statePath string, snap *state.Snapshot) Check {
+	nodeUp := snap.Node.ControlPath != "" && (&control.Client{Path: snap.Node.ControlPath}).Listening(ctx)
+	left := snap.Orphans()
+	switch {
+	case nodeUp:
+		c := fail(name, "%s is the Node rollbridge daemon's state file, and that daemon still runs on %s", statePath, snap.Node.ControlPath)
+		c.Fix = "switch traffic to rollbridged first, then stop the Node daemon (rollbridge shutdown, or its unit); give rollbridged another statePath meanwhile"
+		return c
+	case len(left) == 0:
+		return pass(name, "%s is a Node rollbridge state file; none of its processes is still running", statePath)
+	}
+	c := fail(name, "still running from the Node rollbridge daemon (state file %s): %s", statePath, listOrphans(left))
+	c.Fix = "check them, then rollbridgectl recover --force (with --state-path " + statePath + " when the config names another file)"
 	return c
 }

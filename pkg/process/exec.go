@@ -302,7 +302,13 @@ func (h *execHandle) Members() []Member {
 		if !ok || c.start != st.StartTime || c.comm != st.Comm {
 			c = cmdline{st.StartTime, st.Comm, procfs.Cmdline(st.Pid, st.Comm)}
 		}
-		cmds[st.Pid] = c
+		// Only a real argv is kept: in the middle of an execve the new
+		// comm is already set while the argv is not yet readable, and
+		// Cmdline's fallback (the comm) must not stick for the process's
+		// life. A process whose argv is its comm is read again each look.
+		if c.text != c.comm {
+			cmds[st.Pid] = c
+		}
 		out = append(out, Member{Pid: st.Pid, Command: c.text, RSSBytes: st.RSSPages * page})
 	}
 	h.cmdlines = cmds

@@ -163,14 +163,24 @@ type proc struct {
 const RunEnv = "ROLLBRIDGE_RUN"
 
 // runToken returns the RunEnv token an adopted child carries ("" for none).
-// Called with listMu held; the answer is kept while the child stays adopted.
+// Called with listMu held; a token found is kept while the child stays
+// adopted.
+//
+// A token not found is not kept but read again at the next look: between
+// an execve and the setup of the new image the kernel shows an empty
+// environment, and a daemonizing child is handed to us exactly while it
+// execs (setsid, then sh, then the daemon). Keeping that "" left such a
+// child unattributed for good, so it outlived its run (found by the chaos
+// run, docs/chaos.md).
 func (t *tree) runTokenLocked(st procfs.Stat) string {
 	k := proc{st.Pid, st.StartTime}
 	if tok, ok := t.runOf[k]; ok {
 		return tok
 	}
-	tok, _ := procfs.EnvValue(st.Pid, RunEnv) // unreadable: "", the child stays unattributed
-	t.runOf[k] = tok
+	tok, ok := procfs.EnvValue(st.Pid, RunEnv)
+	if ok {
+		t.runOf[k] = tok
+	}
 	return tok
 }
 

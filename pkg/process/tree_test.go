@@ -233,3 +233,43 @@ func TestStopReachesProcessesThatLeftTheGroup(t *testing.T) {
 		testutil.Eventually(t, fmt.Sprintf("pid %d gone", pid), func() bool { return !procfs.Alive(pid, 0) })
 	}
 }
+
+// TestRunTokenNotFoundIsReadAgain pins that only a token found is kept:
+// a process between an execve and its new image shows an empty
+// environment, so "no token" may be untrue a moment later. Keeping it left
+// a daemonizing child caught mid-exec unattributed, and it outlived its
+// run (the chaos run found it, docs/chaos.md).
+func TestRunTokenNotFoundIsReadAgain(t *testing.T) {
+	t.Parallel()
+	start := func(env ...string) procfs.Stat {
+		t.Helper()
+		cmd := exec.Command("/bin/sleep", "600")
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		var st procfs.Stat
+		testutil.Eventually(t, "sleep exec'd", func() bool {
+			var err error
+			st, err = procfs.ReadStat(cmd.Process.Pid)
+			return err == nil && st.Comm == "sleep"
+		})
+		return st
+	}
+	tr := &tree{runOf: map[proc]string{}}
+	without := start("PATH=/bin")
+	if tok := tr.runTokenLocked(without); tok != "" {
+		t.Fatalf("token %q for a process without one", tok)
+	}
+	if _, kept := tr.runOf[proc{without.Pid, without.StartTime}]; kept {
+		t.Error("a token not found was kept; it must be read again at the next look")
+	}
+	with := start("PATH=/bin", RunEnv+"=abc")
+	if tok := tr.runTokenLocked(with); tok != "abc" {
+		t.Fatalf("token %q, want abc", tok)
+	}
+	if tok := tr.runOf[proc{with.Pid, with.StartTime}]; tok != "abc" {
+		t.Errorf("kept %q, want abc", tok)
+	}
+}

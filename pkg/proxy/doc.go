@@ -19,5 +19,7 @@
 //
 // The proxy answers itself only when it cannot forward: 503 "No active
 // release" when no backend is active, 502 when the upstream refuses or
-// breaks the connection, 504 when connecting times out.
+// breaks the connection, 504 when connecting times out. While the proxy
+// holds (Proxy.Hold, as the daemon does while it starts), a request that
+// finds no backend waits for one instead, bounded in time and number.
 package proxy

@@ -55,6 +55,12 @@ type Options struct {
 	// the app: X-Forwarded-For always gets the peer appended. New copies
 	// the list.
 	TrustedProxies []netip.Prefix
+
+	// MaxHeld bounds how many requests may wait at once for a backend
+	// while the proxy holds (see Proxy.Hold); a request beyond it is
+	// answered 503 with Retry-After at once. 0 means DefaultMaxHeld. Each
+	// waiting request costs a goroutine and its client's connection.
+	MaxHeld int
 }
 
 // Proxy is an http.Handler that forwards each request to the active
@@ -69,16 +75,27 @@ type Proxy struct {
 	// trusted is the TrustedProxies list, masked, IPv4-mapped ones as
 	// IPv4. A reload replaces the whole slice; nobody writes into one.
 	trusted atomic.Pointer[[]netip.Prefix]
+
+	// The hold (hold.go): the current gate, its writers' lock, and the
+	// requests waiting. Only requests that find no backend read them.
+	gate    atomic.Pointer[gate]
+	gateMu  sync.Mutex
+	held    atomic.Int64
+	maxHeld int64
 }
 
 // New returns a Proxy with no active backend: until Swap gives it one, it
-// answers every request 503 "No active release".
+// answers every request 503 "No active release", unless Hold makes them
+// wait for one.
 func New(o Options) *Proxy {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = defaultDialTimeout
 	}
 	if o.MaxIdleConnsPerHost <= 0 {
 		o.MaxIdleConnsPerHost = defaultMaxIdleConnsPerHost
+	}
+	if o.MaxHeld <= 0 {
+		o.MaxHeld = DefaultMaxHeld
 	}
 	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
 	// HTTP/1.1 only: upgrades (WebSocket) cannot cross an HTTP/2 hop, and a
@@ -105,7 +122,9 @@ func New(o Options) *Proxy {
 		maxIdle: o.MaxIdleConnsPerHost,
 		buffers: &bufferPool{},
 		onError: o.OnError,
+		maxHeld: int64(o.MaxHeld),
 	}
+	p.gate.Store(&gate{open: make(chan struct{})})
 	p.SetTrustedProxies(o.TrustedProxies)
 	return p
 }
@@ -138,15 +157,19 @@ func trustedPrefixes(ps []netip.Prefix) []netip.Prefix {
 // there was none). next == nil means no active release. Requests already
 // routed keep their backend, and so do open upgraded connections; every
 // request that starts after Swap returns goes to next. A Backend is bound
-// to the first Proxy it is swapped into.
+// to the first Proxy it is swapped into. Requests waiting in a hold (see
+// Hold) go to next.
 func (p *Proxy) Swap(next *Backend) (prev *Backend) {
-	if next != nil {
-		next.bind.Do(func() {
-			next.buffers = p.buffers
-			next.rp = p.reverseProxy(next)
-		})
+	if next == nil {
+		return p.active.Swap(nil)
 	}
-	return p.active.Swap(next)
+	next.bind.Do(func() {
+		next.buffers = p.buffers
+		next.rp = p.reverseProxy(next)
+	})
+	prev = p.active.Swap(next)
+	p.wake() // after the store: a waiter woken now finds next
+	return prev
 }
 
 // Active returns the active backend, or nil.
@@ -160,12 +183,15 @@ func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
 
 // ServeHTTP forwards r to the active backend. It takes no locks (only a
 // request ending on a backend that a Drain waits for takes one, to wake it).
+// With no backend active it answers 503, or waits for one while the proxy
+// holds (see Hold).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	upgrade := isUpgrade(r.Header)
 	b, n := p.acquire(upgrade)
 	if b == nil {
-		http.Error(w, "No active release", http.StatusServiceUnavailable)
-		return
+		if b, n = p.await(w, r, upgrade); b == nil {
+			return // answered
+		}
 	}
 	defer b.done(n) // also when ReverseProxy aborts with http.ErrAbortHandler
 	if upgrade {

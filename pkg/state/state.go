@@ -35,6 +35,10 @@ type Snapshot struct {
 	Releases        []ReleaseRecord `json:"releases"`
 	Processes       []ProcessRecord `json:"processes"`
 	Events          []events.Event  `json:"events"`
+
+	// Node is set when Read found the Node original's state file instead
+	// (never written; see node.go).
+	Node *NodeOrigin `json:"-"`
 }
 
 // ReleaseRecord is one live or retained release.

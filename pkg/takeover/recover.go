@@ -21,10 +21,14 @@ type RecoverResult struct {
 	StillRunning     []state.Orphan `json:"stillRunning"` // with force: the ones that survived
 	StateFileRemoved bool           `json:"stateFileRemoved"`
 	DryRun           bool           `json:"dryRun"` // force was not set: nothing was touched
+	// NodeStateFile: the file was the Node original's (its processes are
+	// recovered the same way).
+	NodeStateFile bool `json:"nodeStateFile,omitempty"`
 }
 
 // Recover lists the processes a crashed daemon left running (recorded in
-// cfg.StatePath, same pid and start time) and, with force, stops each one's
+// cfg.StatePath, same pid and start time; the Node original's state file
+// is read too, see state.Read) and, with force, stops each one's
 // process group (SIGTERM, SIGKILL after proxy.forceStopTimeoutMs) and
 // removes the state file — unless one survived, when the file is kept for
 // another look. It refuses while anything listens on the control socket:
@@ -41,11 +45,19 @@ func recoverWith(ctx context.Context, cfg *config.Config, force bool, stop stopF
 	if cfg.StatePath == "" {
 		return nil, errors.New("no statePath is configured; set statePath in the config to enable recovery")
 	}
-	if (&control.Client{Path: cfg.Control.Path}).Listening(ctx) {
+	res := &RecoverResult{StatePath: cfg.StatePath, Orphans: []state.Orphan{}, Stopped: []state.Orphan{}, StillRunning: []state.Orphan{}, DryRun: !force}
+	snap, err := state.Read(cfg.StatePath)
+	if err == nil && snap.Node != nil {
+		// The Node original's file belongs to the Node daemon, whose socket
+		// it names; rollbridged may run meanwhile (a switch-over), and its
+		// processes are not in this file.
+		res.NodeStateFile = true
+		if p := snap.Node.ControlPath; p != "" && (&control.Client{Path: p}).Listening(ctx) {
+			return nil, fmt.Errorf("%s is the Node rollbridge daemon's state file, and that daemon still runs on %s; stop it (rollbridge shutdown, or its unit) before recovering", cfg.StatePath, p)
+		}
+	} else if (&control.Client{Path: cfg.Control.Path}).Listening(ctx) {
 		return nil, fmt.Errorf("a daemon (or another process) is using %s; stop it before recovering — recover is for cleaning up after a crash", cfg.Control.Path)
 	}
-	res := &RecoverResult{StatePath: cfg.StatePath, Orphans: []state.Orphan{}, Stopped: []state.Orphan{}, StillRunning: []state.Orphan{}, DryRun: !force}
-	snap, err := state.Load(cfg.StatePath)
 	if errors.Is(err, os.ErrNotExist) {
 		return res, nil
 	}

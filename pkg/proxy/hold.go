@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxHeld is Options.MaxHeld when left zero: as many requests as
+// the kernel queues on a listening socket by default (SOMAXCONN), which is
+// what a restarting daemon behind a socket unit has to take over at once.
+const DefaultMaxHeld = 4096
+
+// holdRetryAfter is the Retry-After (seconds) of a 503 from the hold: the
+// release did not come in time, or too many requests wait already. It is a
+// guess at when a restarting daemon serves again; clients that honour it
+// come back soon, not in a tight loop.
+const holdRetryAfter = "5"
+
+// gate is one state of the hold. Writers (Hold, EndHold, Swap with a
+// backend) replace it and close the old one's open channel, which wakes
+// every request waiting on it; readers only load it, so a request never
+// takes a lock to find out whether to wait.
+type gate struct {
+	// timeout > 0: a request that finds no backend waits up to this long.
+	// 0: it is answered 503 "No active release" at once (the spec).
+	timeout time.Duration
+	open    chan struct{} // closed when this gate is replaced
+}
+
+// Hold makes requests that find no active backend wait for one instead of
+// being answered 503 at once: each waits until a Swap makes a backend
+// active, then goes to it (an upgrade is pinned to it as usual); until
+// timeout has passed since it arrived, then it is answered 503 with
+// Retry-After; until its client goes away; or until EndHold. At most
+// Options.MaxHeld requests wait at once; beyond that a request is answered
+// 503 with Retry-After at once. While a backend is active Hold changes
+// nothing, and requests never look at it.
+//
+// Calling Hold while holding changes the timeout for requests that arrive
+// later; those already waiting keep theirs. timeout <= 0 is EndHold. Hold
+// and EndHold are safe for concurrent use with each other, Swap and
+// requests.
+func (p *Proxy) Hold(timeout time.Duration) { p.setGate(max(timeout, 0)) }
+
+// EndHold stops holding: requests waiting without a backend are answered
+// 503 "No active release" at once, and so are later ones while no backend
+// is active. It may be called when not holding.
+func (p *Proxy) EndHold() { p.setGate(0) }
+
+// Held returns how many requests wait for a backend now.
+func (p *Proxy) Held() int { return int(p.held.Load()) }
+
+// setGate installs a gate with timeout and wakes the waiters of the old one.
+func (p *Proxy) setGate(timeout time.Duration) {
+	p.gateMu.Lock()
+	defer p.gateMu.Unlock()
+	old := p.gate.Load()
+	p.gate.Store(&gate{timeout: timeout, open: make(chan struct{})})
+	close(old.open)
+}
+
+// wake lets waiting requests look for a backend again; Swap calls it after
+// making one active. The hold stays as it is.
+func (p *Proxy) wake() {
+	p.gateMu.Lock()
+	defer p.gateMu.Unlock()
+	old := p.gate.Load()
+	if old.timeout == 0 {
+		return // nobody waits on a gate that does not hold
+	}
+	p.gate.Store(&gate{timeout: old.timeout, open: make(chan struct{})})
+	close(old.open)
+}
+
+// await is the path of a request that found no active backend. It returns
+// a backend with the request counted on it, or nil once it has answered
+// the request itself.
+//
+// The gate is loaded before the backend is looked for again: a Swap that
+// the look misses stores its backend first and replaces the gate after,
+// so it closes the gate loaded here (or one that replaced it, closing it).
+func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Backend, *atomic.Int64) {
+	g := p.gate.Load()
+	if b, n := p.acquire(upgrade); b != nil {
+		return b, n
+	}
+	if g.timeout == 0 {
+		http.Error(w, "No active release", http.StatusServiceUnavailable)
+		return nil, nil
+	}
+	if p.held.Add(1) > p.maxHeld {
+		p.held.Add(-1)
+		unavailable(w, "No active release; too many requests waiting for one")
+		return nil, nil
+	}
+	defer p.held.Add(-1)
+	timer := time.NewTimer(g.timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-g.open:
+		case <-timer.C:
+			unavailable(w, "No active release")
+			return nil, nil
+		case <-r.Context().Done():
+			// Nobody reads this answer; the status keeps net/http from
+			// writing a 200 for the handler.
+			w.WriteHeader(statusClientClosed)
+			return nil, nil
+		}
+		g = p.gate.Load()
+		if b, n := p.acquire(upgrade); b != nil {
+			return b, n
+		}
+		if g.timeout == 0 {
+			http.Error(w, "No active release", http.StatusServiceUnavailable)
+			return nil, nil
+		}
+		// A backend came and went again (a Swap to nil), or the timeout
+		// changed: wait on the new gate, within the same deadline.
+	}
+}
+
+// unavailable answers 503 with Retry-After: the hold gave up on this
+// request, but a release is expected soon.
+func unavailable(w http.ResponseWriter, body string) {
+	w.Header().Set("Retry-After", holdRetryAfter)
+	http.Error(w, body, http.StatusServiceUnavailable)
+}
