@@ -91,15 +91,8 @@ func WaitHealthy(ctx context.Context, client *http.Client, hc HealthCheck, exite
 		if wait <= 0 {
 			return &HealthError{URL: hc.URL, Reason: fmt.Sprintf("%s (no healthy answer within %v)", reason, hc.Timeout)}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-exited:
-			t.Stop()
-			return ErrExited
+		if err := waitBetweenProbes(ctx, wait, exited); err != nil {
+			return err
 		}
 		if time.Since(began) >= fastPhase {
 			pause = min(pause*2, max(hc.Interval, firstPause))
@@ -133,4 +126,19 @@ func probe(ctx context.Context, client *http.Client, url string, timeout time.Du
 		return false, fmt.Sprintf("HTTP %d", resp.StatusCode)
 	}
 	return true, ""
+}
+
+// waitBetweenProbes waits for d, the pause between two probes of a wait for readiness;
+// it ends early with ctx's error, or with ErrExited once exited closes.
+func waitBetweenProbes(ctx context.Context, d time.Duration, exited <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-exited:
+		return ErrExited
+	}
 }

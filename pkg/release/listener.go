@@ -225,15 +225,8 @@ func WaitListener(ctx context.Context, host string, port int, timeout time.Durat
 		if wait <= 0 {
 			return fmt.Errorf("%w within %v", err, timeout)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-exited:
-			t.Stop()
-			return ErrExited
+		if err := waitBetweenProbes(ctx, wait, exited); err != nil {
+			return err
 		}
 		if time.Since(began) >= fastPhase {
 			pause = min(pause*2, 250*time.Millisecond)
