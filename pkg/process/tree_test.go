@@ -250,10 +250,15 @@ func TestRunTokenNotFoundIsReadAgain(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		var st procfs.Stat
+		// The comm changes early in execve, before the new image's
+		// environment is in place: wait for the environment itself (every
+		// start here passes PATH), or the test races the very window the
+		// tree must tolerate.
 		testutil.Eventually(t, "sleep exec'd", func() bool {
 			var err error
 			st, err = procfs.ReadStat(cmd.Process.Pid)
-			return err == nil && st.Comm == "sleep"
+			_, hasPath := procfs.EnvValue(cmd.Process.Pid, "PATH")
+			return err == nil && st.Comm == "sleep" && hasPath
 		})
 		return st
 	}
