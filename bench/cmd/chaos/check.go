@@ -396,8 +396,10 @@ func (r *run) readDrains() error {
 			}
 			rel, _ := e.Data["releaseId"].(string)
 			to, _ := e.Data["timedOut"].(bool)
+			cut, _ := e.Data["interrupted"].(bool)
 			closed, _ := e.Data["connectionsClosed"].(float64)
-			r.tl.drained(drainEvent{at: e.At, release: rel, timedOut: to, closed: int(closed)})
+			left, _ := e.Data["requestsLeftRunning"].(float64)
+			r.tl.drained(drainEvent{at: e.At, release: rel, timedOut: to, interrupted: cut, closed: int(closed + left)})
 		}
 		r.logRead[n] += int64(end)
 	}
