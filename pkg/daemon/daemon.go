@@ -301,29 +301,49 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
-// errorReporter turns proxy errors into "proxy error" events, at most
-// one per second: a dead upstream fails every request, and one line per
-// request would flood the journal.
+// errorReporter turns proxy errors into "proxy error" events and the
+// hold's 503s into "requests not held" events, each at most one per
+// second: a dead upstream fails every request, a hold that times out
+// answers every waiting request at once, and one line per request would
+// flood the journal.
 type errorReporter struct {
-	log        *events.Log
+	log          *events.Log
+	errors, hold throttle
+}
+
+func (e *errorReporter) report(releaseID string, err error) {
+	if errors.Is(err, proxy.ErrNotHeld) {
+		if n, ok := e.hold.allow(); ok {
+			e.log.Emit(events.RequestsNotHeld, map[string]any{events.KeyError: err.Error(), "suppressedSinceLast": n,
+				events.KeyHint: "no release served within proxy.holdTimeoutMs; check the release's health and boot time, or raise the timeout"})
+		}
+		return
+	}
+	if n, ok := e.errors.allow(); ok {
+		e.log.Emit(events.ProxyError, map[string]any{events.KeyReleaseID: releaseID, events.KeyError: err.Error(), "suppressedSinceLast": n})
+	}
+}
+
+// throttle lets one report a second through and counts the others.
+type throttle struct {
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
 }
 
-func (e *errorReporter) report(releaseID string, err error) {
-	e.mu.Lock()
+// allow says whether to report now and, if so, how many were suppressed
+// since the last report.
+func (t *throttle) allow() (suppressed int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	now := time.Now()
-	if now.Sub(e.last) < time.Second {
-		e.suppressed++
-		e.mu.Unlock()
-		return
+	if now.Sub(t.last) < time.Second {
+		t.suppressed++
+		return 0, false
 	}
-	e.last = now
-	n := e.suppressed
-	e.suppressed = 0
-	e.mu.Unlock()
-	e.log.Emit(events.ProxyError, map[string]any{events.KeyReleaseID: releaseID, events.KeyError: err.Error(), "suppressedSinceLast": n})
+	t.last = now
+	suppressed, t.suppressed = t.suppressed, 0
+	return suppressed, true
 }
 
 // finishState settles the state file at exit. The shutdown command is the
@@ -405,7 +425,8 @@ func (d *daemon) status() supervisor.Status {
 	if a, ok := d.lns.Proxy.Addr().(*net.TCPAddr); ok {
 		port = a.Port
 	}
-	return d.sup.Snapshot(os.Getpid(), d.version, supervisor.ProxyStatus{Host: host, Port: port, UpstreamHost: cfg.Proxy.UpstreamHost})
+	return d.sup.Snapshot(os.Getpid(), d.version, supervisor.ProxyStatus{Host: host, Port: port, UpstreamHost: cfg.Proxy.UpstreamHost,
+		Held: d.proxy.Held(), HoldGaveUp: d.proxy.HoldGaveUp()})
 }
 
 // shutdownCommand asks Run to stop and answers once it has.

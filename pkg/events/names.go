@@ -31,7 +31,8 @@ const (
 	ProxyListening              Name = "proxy listening"
 	ControlSocketListening      Name = "control socket listening"
 	CommandFailed               Name = "command failed"
-	ProxyError                  Name = "proxy error" // the app refused or broke a proxied connection
+	ProxyError                  Name = "proxy error"       // the app refused or broke a proxied connection
+	RequestsNotHeld             Name = "requests not held" // the hold answered 503: no release served in time, or too many waited
 	EventsDropped               Name = "events dropped"
 	InternalError               Name = "internal error" // a broken invariant with no caller to report to
 )
@@ -174,6 +175,7 @@ var priorities = map[Name]Priority{
 	ProcessStopTimedOut:          PriWarning,
 	ConfigReloadRefused:          PriWarning,
 	ProxyError:                   PriWarning,
+	RequestsNotHeld:              PriWarning,
 	StateFileUnreadable:          PriWarning,
 	StateFileNotRemoved:          PriWarning,
 	OrphanedProcessesFound:       PriWarning,

@@ -18,6 +18,9 @@ type Backend struct {
 
 	http atomic.Int64 // in-flight plain HTTP requests
 	ws   atomic.Int64 // upgrade requests, from handshake until both sides are closed
+	// requests counts every request and upgrade routed here, ever: the
+	// status view turns it into a rate.
+	requests atomic.Uint64
 
 	// drainers counts the Drain calls waiting. While there are none, a
 	// counter reaching zero costs the request path one atomic load and no
@@ -61,6 +64,10 @@ func (b *Backend) ReleaseID() string { return b.releaseID }
 func (b *Backend) Connections() (http, websocket int64) {
 	return b.http.Load(), b.ws.Load()
 }
+
+// Requests returns how many requests (upgrades included) were routed to
+// this backend since it was created.
+func (b *Backend) Requests() uint64 { return b.requests.Load() }
 
 // Drain waits until the backend has no request in flight and no upgraded
 // connection open. It returns nil once both counts are 0, or, if ctx ends

@@ -45,7 +45,9 @@ type Options struct {
 	// It runs on the request's goroutine (or the idle sweep's), possibly
 	// many at once, so it must be quick and safe for concurrent use. Apart
 	// from those discarded connections, it is never called for a request
-	// that succeeded.
+	// that succeeded. While the proxy holds (see Hold), it also hears, with
+	// releaseID "" and an error wrapping ErrNotHeld, about each request
+	// answered 503 because no backend came in time or too many waited.
 	OnError func(releaseID string, err error)
 
 	// TrustedProxies are the front ends (nginx, a load balancer) whose
@@ -81,6 +83,7 @@ type Proxy struct {
 	gate    atomic.Pointer[gate]
 	gateMu  sync.Mutex
 	held    atomic.Int64
+	gaveUp  atomic.Int64 // requests the hold answered 503 (timeout or bound), since New
 	maxHeld int64
 }
 
@@ -194,6 +197,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	defer b.done(n) // also when ReverseProxy aborts with http.ErrAbortHandler
+	b.requests.Add(1)
 	if upgrade {
 		b.serveUpgrade(w, r)
 		return
