@@ -125,6 +125,14 @@ type Proxy struct {
 	// answer is 503 with Retry-After. 0 turns the hold off. It is read when
 	// the daemon starts, so a reload changes it for the next start.
 	HoldTimeoutMs int64 `json:"holdTimeoutMs" reload:"live"`
+	// UpstreamTimeoutMs (extension, default 60000, nginx's
+	// proxy_read_timeout) bounds how long the proxy waits for the head of
+	// the app's answer (a WebSocket handshake's too) once the request is
+	// sent; past it the client gets 504 and a proxy error is reported. The
+	// body is not bounded: streams and long downloads may take as long as
+	// they take. 0 waits for ever. A release keeps the value it was first
+	// served with, so a reload applies from the next deploy.
+	UpstreamTimeoutMs int64 `json:"upstreamTimeoutMs" reload:"next-deploy"`
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.
@@ -132,6 +140,9 @@ func (p Proxy) HealthTimeout() time.Duration { return ms(p.HealthTimeoutMs) }
 
 // DrainTimeout is DrainTimeoutMs as a Duration.
 func (p Proxy) DrainTimeout() time.Duration { return ms(p.DrainTimeoutMs) }
+
+// UpstreamTimeout is UpstreamTimeoutMs as a Duration; 0 means none.
+func (p Proxy) UpstreamTimeout() time.Duration { return ms(p.UpstreamTimeoutMs) }
 
 // HoldTimeout is HoldTimeoutMs as a Duration; 0 means no hold.
 func (p Proxy) HoldTimeout() time.Duration { return ms(p.HoldTimeoutMs) }

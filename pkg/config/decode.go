@@ -424,6 +424,9 @@ func decodeProxy(c *collector, top obj, cfg *Config) {
 	if v, ok := o.ms("holdTimeoutMs", false); ok {
 		take(c, &p.HoldTimeoutMs, v)
 	}
+	if v, ok := o.ms("upstreamTimeoutMs", false); ok {
+		take(c, &p.UpstreamTimeoutMs, v)
+	}
 	if o.has("trustedProxies") {
 		if list, ok := decodeTrustedProxies(c, "proxy.trustedProxies", o.m["trustedProxies"]); ok {
 			take(c, &p.TrustedProxies, list)

@@ -130,7 +130,8 @@ func Run(ctx context.Context, o Options) error {
 	d := &daemon{log: log, lns: lns, version: o.Version, notifier: notifier,
 		shutdownReq: make(chan struct{}), stopped: make(chan struct{}), alive: make(chan chan struct{})}
 	d.cfg.Store(cfg)
-	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies})
+	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
+		UpstreamTimeout: cfg.Proxy.UpstreamTimeout()})
 	d.proxy = px
 	runner := o.Runner
 	if runner == nil {

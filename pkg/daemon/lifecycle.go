@@ -183,7 +183,8 @@ func (d *daemon) ready() {
 // it, and so does the supervisor once a deploy adopted a re-read config.
 func (d *daemon) adopt(next *config.Config) {
 	d.cfg.Store(next)
-	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies) // live: the next request uses it
+	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies)     // live: the next request uses it
+	d.proxy.SetUpstreamTimeout(next.Proxy.UpstreamTimeout()) // for the backends of the next deploy on
 }
 
 // listenerChange names each changed field that needs new sockets or a new

@@ -103,6 +103,20 @@ func (b *Backend) Drain(ctx context.Context) error {
 	}
 }
 
+// Retire tells the backend it will never be active again (its release was
+// switched away from, or its instance replaced): its idle keep-alive
+// connections to the app are closed now, and the connections of requests
+// still in flight are closed as they end instead of being pooled, so the
+// app's own graceful stop is not held up by idle connections of the
+// proxy. Requests in flight and upgraded connections are untouched. A
+// backend that is only paused (its process restarts) must not be retired:
+// it would serve again without pooling. Idempotent.
+func (b *Backend) Retire() {
+	if f := b.fast.Load(); f != nil {
+		f.closeIdle()
+	}
+}
+
 // CloseConnections closes every upgraded connection of this backend, on
 // both the client and the backend side, and makes later upgrades through
 // it fail with 503. It closes the idle keep-alive connections to the
@@ -112,9 +126,7 @@ func (b *Backend) Drain(ctx context.Context) error {
 // the count to reach 0.
 func (b *Backend) CloseConnections() {
 	b.killFunc()
-	if f := b.fast.Load(); f != nil {
-		f.closeIdle() // keep-alive connections to a retiring process
-	}
+	b.Retire() // keep-alive connections to a retiring process
 }
 
 // done ends one request or connection counted in c.

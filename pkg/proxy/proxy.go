@@ -58,6 +58,12 @@ type Options struct {
 	// the list.
 	TrustedProxies []netip.Prefix
 
+	// UpstreamTimeout bounds the wait for the head of the app's answer
+	// once a request was sent (504 past it, reported to OnError); 0 waits
+	// for ever. Bodies are not bounded. A backend takes the value current
+	// when it is first swapped in (see SetUpstreamTimeout).
+	UpstreamTimeout time.Duration
+
 	// MaxHeld bounds how many requests may wait at once for a backend
 	// while the proxy holds (see Proxy.Hold); a request beyond it is
 	// answered 503 with Retry-After at once. 0 means DefaultMaxHeld. Each
@@ -77,6 +83,9 @@ type Proxy struct {
 	// trusted is the TrustedProxies list, masked, IPv4-mapped ones as
 	// IPv4. A reload replaces the whole slice; nobody writes into one.
 	trusted atomic.Pointer[[]netip.Prefix]
+	// upstreamTimeout is Options.UpstreamTimeout, in nanoseconds; read
+	// when a backend is bound, never per request.
+	upstreamTimeout atomic.Int64
 
 	// The hold (hold.go): the current gate, its writers' lock, and the
 	// requests waiting. Only requests that find no backend read them.
@@ -129,8 +138,14 @@ func New(o Options) *Proxy {
 	}
 	p.gate.Store(&gate{open: make(chan struct{})})
 	p.SetTrustedProxies(o.TrustedProxies)
+	p.SetUpstreamTimeout(o.UpstreamTimeout)
 	return p
 }
+
+// SetUpstreamTimeout changes Options.UpstreamTimeout for the backends
+// swapped in for the first time from now on; those already serving keep
+// theirs (a reload applies from the next deploy).
+func (p *Proxy) SetUpstreamTimeout(d time.Duration) { p.upstreamTimeout.Store(int64(max(d, 0))) }
 
 // SetTrustedProxies replaces the TrustedProxies list (a config reload); it
 // copies ps. Requests already being handled may still use the old list.
@@ -244,6 +259,7 @@ func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
 		report = func(err error) { p.onError(b.releaseID, err) }
 	}
 	fast := newFastTransport(b.addr, p.dialer, p.transport, p.maxIdle, defaultIdleConnTimeout, p.buffers, report)
+	fast.headTimeout = time.Duration(p.upstreamTimeout.Load())
 	b.fast.Store(fast)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

@@ -198,6 +198,7 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance, w why) {
 		fail(err)
 		return
 	}
+	prevBackend.Retire() // as at a deploy's switch (retire.go)
 	next.proc.SetAutoRestart(true)
 	old.proc.SetAutoRestart(false) // it drains and stops; never revived
 	prevPid, nextPid := 0, 0

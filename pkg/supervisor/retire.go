@@ -26,6 +26,9 @@ func (s *Supervisor) retire(prev *rel, cfg *config.Config) error {
 		cancel()
 		return err
 	}
+	// No new request reaches prev: the proxy's idle connections to its app
+	// go now, so they cannot hold up the app's own graceful stop.
+	backend.Retire()
 	for _, in := range procs {
 		in.proc.SetAutoRestart(false) // only an active release's processes are restarted
 		nonBlocking := in.cfg.NonBlockingDrain
