@@ -13,7 +13,8 @@
 # 'nobody' in the config; the daemon is root), a unit killed
 # while no daemon runs, the stop sequence on `systemctl stop`, the runner's
 # supervision tests under real systemd, and the deploy's start -> spawned ->
-# switched times with the systemd and the exec runtime.
+# switched times with the systemd and the exec runtime (the benchmark
+# suite's runtime section, run inside the sandbox).
 #
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
 # (1 under CI, see lane-common.sh); any failed check exits 1.
@@ -30,6 +31,10 @@ trap '[ "${KEEP:-0}" = 1 ] || "$SB" down >/dev/null 2>&1; rm -rf "$build"' EXIT
 echo "== building static binaries"
 CGO_ENABLED=0 go build -o "$build/" ./cmd/rollbridged ./cmd/rollbridgectl || exit 1
 CGO_ENABLED=0 go build -o "$build/rollbridge-demo-app" ./examples/app || exit 1
+# The benchmark suite's runtime section runs inside the sandbox (-bin dir).
+mkdir -p "$build/bench"
+CGO_ENABLED=0 go build -o "$build/bench/" ./cmd/rollbridged ./cmd/rollbridgectl ./bench/cmd/suite || exit 1
+cp "$build/rollbridge-demo-app" "$build/bench/demo-app"
 # The runner's supervision tests, run inside the sandbox against real systemd.
 go test -c -o "$build/systemd.test" ./pkg/systemd || exit 1
 
@@ -40,6 +45,8 @@ if ! "$SB" up >/dev/null; then
 fi
 ROOT=$("$SB" root)
 install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$ROOT/usr/local/bin/"
+install -d "$ROOT/usr/local/lib/rollbridge-bench"
+install -m 0755 "$build"/bench/* "$ROOT/usr/local/lib/rollbridge-bench/"
 install -d "$ROOT/etc/rollbridge" "$ROOT/srv/demo/releases/v1" "$ROOT/srv/demo/releases/v2" "$ROOT/var/lib/rollbridge"
 cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
 {
@@ -250,33 +257,17 @@ out=$(sb env RB_SYSTEMD_TESTS=1 /usr/local/bin/systemd.test -test.run 'Runner|Sy
 echo "$out" | tail -3 | sed 's/^/  /'
 check "pkg/systemd supervision tests pass with the systemd runner" grep -qx PASS <<<"$out"
 
-echo "== deploy timing: start -> web spawned -> switched, systemd vs exec runtime"
-timing() { # prints "spawned_ms switched_ms" for the last deploy
-  ctl events --json 2>/dev/null | jq -r '
-    (map(select(.message=="deploy starting")) | last | .at) as $s
-    | [ (map(select(.message=="process started" and .data.id=="web" and .at >= $s)) | first | .at),
-        (map(select(.message=="traffic switched" and .at >= $s)) | first | .at) ] as $t
-    | def ms(a): ((a | sub("\\.[0-9]+Z$"; "Z") | fromdate) + ((a | capture("\\.(?<f>[0-9]+)Z$").f // "0") | ("0." + .) | tonumber)) * 1000;
-      "\((ms($t[0]) - ms($s)) | floor) \((ms($t[1]) - ms($s)) | floor)"'
-}
-measure() { # measure RUNTIME: 5 deploys, the median of each step
-  local rt=$1 i sp=() sw=()
-  sed -i "s/^  runtime: .*$//; s/^{/{\n  runtime: '$rt',/" "$ROOT/etc/rollbridge/demo.jsonnet"
-  sb systemctl start rollbridge-proxy@demo.socket rollbridge-control@demo.socket rollbridge@demo.service
-  wait_for 30 bash -c "'$SB' exec -- curl -s -o /dev/null http://127.0.0.1:18080/"
-  for i in 1 2 3 4 5; do
-    ctl deploy --release-path /srv/demo/releases/v1 --release-id "t$rt$i" >/dev/null 2>&1
-    read -r a b <<<"$(timing)"; sp+=("$a"); sw+=("$b")
-  done
-  sb systemctl stop rollbridge@demo.service
-  local msp msw
-  msp=$(printf '%s\n' "${sp[@]}" | sort -n | sed -n 3p); msw=$(printf '%s\n' "${sw[@]}" | sort -n | sed -n 3p)
-  echo "   runtime $rt: start->spawned ${sp[*]} ms (median $msp), start->switched ${sw[*]} ms (median $msw)"
-  echo "deploy runtime=$rt spawned_ms=${sp[*]} switched_ms=${sw[*]} median_spawned=$msp median_switched=$msw" >>"$build/numbers"
-}
-measure systemd
-measure exec
-sb systemctl stop rollbridge-control@demo.socket rollbridge-proxy@demo.socket
+echo "== deploy timing: the benchmark suite's runtime section (docs/performance.md), systemd vs exec runtime"
+# The suite runs here, inside the sandbox, where systemd is PID 1: each
+# runtime's daemon deploys the demo app, alternating, and the table gives
+# start -> web spawned -> healthy -> switched with the difference.
+out=$(sb /usr/local/lib/rollbridge-bench/suite -bin /usr/local/lib/rollbridge-bench -only runtime -no-nginx \
+  -runtime-deploys "${LANE_RUNTIME_DEPLOYS:-15}" -out /tmp/runtime.json 2>&1)
+sed -n '/^## Deploys per process runtime/,$p' <<<"$out" | sed 's/^/  /'
+cp "$ROOT/tmp/runtime.json" "$build/runtime.json" 2>/dev/null
+check "the suite's runtime section measured both runtimes inside the sandbox" \
+  jq -e '[.runtime.runtimes[] | select((.phasesMs | length) > 0) | .runtime] == ["exec", "systemd"]' "$build/runtime.json" >/dev/null
+jq -r '.runtime.runtimes[] | "deploy runtime=\(.runtime) switched_ms=\([.phasesMs[].switched | floor] | join(","))"' "$build/runtime.json" >>"$build/numbers" 2>/dev/null
 echo "--- numbers"; cat "$build/numbers"
 check "journal: daemon stopping recorded" bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='daemon stopping' -o cat --no-pager | grep -q stopping"
 

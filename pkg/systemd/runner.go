@@ -430,6 +430,15 @@ func isUnitExists(err error) bool {
 }
 
 // startJob starts the transient unit and waits for its job's result.
+//
+// The wait costs nothing that could be saved: with Type=simple the job is
+// over the moment systemd has forked, and systemd sends JobRemoved in the
+// same step, right after the unit's PropertiesChanged; until then the unit
+// has no MainPID (a read of it sent right after StartTransientUnit found
+// none in 13 of 20 starts, so polling would mostly cost one round trip
+// more). Profiled under the lane's systemd (docs/performance.md): the job
+// (unit file, cgroups, fork) is most of a start, the D-Bus round trips
+// around it the rest.
 func (r *Runner) startJob(ctx context.Context, name string, props []sdbus.Property) error {
 	ch := make(chan string, 1)
 	if _, err := r.conn.StartTransientUnitContext(ctx, name, "fail", props, ch); err != nil {
@@ -438,12 +447,50 @@ func (r *Runner) startJob(ctx context.Context, name string, props []sdbus.Proper
 	select {
 	case res := <-ch:
 		if res != "done" {
-			return fmt.Errorf("start unit %s: job %s (see journalctl -u %s)", name, res, name)
+			return fmt.Errorf("start unit %s: job %s%s (see journalctl -u %s)", name, res, r.failReason(ctx, name), name)
 		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("start unit %s: %w", name, ctx.Err())
 	}
+}
+
+// failReason is systemd's reason for a failed start of unit name, its
+// Result, read only once the start has failed (so the start path pays
+// nothing for it), as ": result X (meaning)", or "" when unknown.
+func (r *Runner) failReason(ctx context.Context, name string) string {
+	p, err := r.conn.GetUnitTypePropertyContext(context.WithoutCancel(ctx), name, "Service", "Result")
+	if err != nil {
+		return ""
+	}
+	res, _ := p.Value.Value().(string)
+	if res == "" || res == "success" {
+		return ""
+	}
+	if m := resultMeaning(res); m != "" {
+		return fmt.Sprintf(": result %s (%s)", res, m)
+	}
+	return ": result " + res
+}
+
+// resultMeaning says what a service's Result means where a failed start
+// job can end in it ("" for the others).
+func resultMeaning(res string) string {
+	switch res {
+	case "resources":
+		return "systemd could not set up the process: its environment file, working directory, user or cgroup"
+	case "start-limit-hit":
+		return "started too often in too short a time"
+	case "exit-code":
+		return "the process exited at once with an error"
+	case "signal":
+		return "the process was killed at once"
+	case "oom-kill":
+		return "killed for lack of memory"
+	case "protocol":
+		return "the service did not start the way its type requires"
+	}
+	return ""
 }
 
 // clear makes name free for a new unit: the unit of a previous run that
@@ -536,7 +583,10 @@ func (r *Runner) writeEnv(name string, env []string) (string, error) {
 		return "", fmt.Errorf("environment file: %w", err)
 	}
 	// CreateTemp makes the file 0600 already; the content is written only
-	// after that, so no one else can read it at any moment.
+	// after that, so no one else can read it at any moment. No fsync: the
+	// file lives for one start job (systemd reads it before it forks, and
+	// it is removed after), on /run's tmpfs by default; after a crash
+	// there is no job left to read it.
 	if _, err := f.WriteString(b.String()); err != nil {
 		_ = f.Close()
 		_ = os.Remove(f.Name())
