@@ -34,6 +34,10 @@ const (
 	ProxyError                  Name = "proxy error" // the app refused or broke a proxied connection
 	EventsDropped               Name = "events dropped"
 	InternalError               Name = "internal error" // a broken invariant with no caller to report to
+	// UnitSettingsIgnored: the config gives processes systemd unit
+	// settings (sandboxing, limits) but the daemon runs them with the
+	// exec runtime, which cannot apply them. Said once per daemon.
+	UnitSettingsIgnored Name = "unit settings ignored"
 )
 
 // Deploys and releases.
@@ -190,6 +194,7 @@ var priorities = map[Name]Priority{
 	ReleaseRestored:              PriNotice,
 	ReleaseAdopted:               PriNotice,
 	OrphanedUnitsFound:           PriWarning,
+	UnitSettingsIgnored:          PriWarning,
 	DaemonStarted:                PriNotice,
 	DaemonStopped:                PriNotice,
 	ConfigReloaded:               PriNotice,
