@@ -136,7 +136,7 @@ func init() {
 	unitSettings["CapabilityBoundingSet"] = capsSetting("CapabilityBoundingSet")
 	unitSettings["AmbientCapabilities"] = capsSetting("AmbientCapabilities")
 	unitSettings["RestrictNamespaces"] = namespacesSetting()
-	unitSettings["SystemCallFilter"] = filterSetting("SystemCallFilter", `["@system-service"] or ["~@privileged", "~@resources"]`, checkSyscall)
+	unitSettings["SystemCallFilter"] = filterSetting("SystemCallFilter", `["@system-service"]`, checkSyscall)
 	unitSettings["RestrictAddressFamilies"] = filterSetting("RestrictAddressFamilies", `["AF_UNIX", "AF_INET", "AF_INET6"]`, checkFamily)
 	unitSettings["SystemCallArchitectures"] = archSetting()
 	unitSettings["SystemCallErrorNumber"] = errnoSetting()
