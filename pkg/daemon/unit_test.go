@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
+	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 )
 
