@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -255,4 +256,25 @@ func FuzzUnitSetting(f *testing.F) {
 			t.Fatalf("round trip changed the settings: %v, then %v", cfg.Systemd, again.Systemd)
 		}
 	})
+}
+
+// TestDocsListUnitSettings keeps docs/config.md's tables of accepted and
+// refused unit settings in step with the code.
+func TestDocsListUnitSettings(t *testing.T) {
+	data, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	start := strings.Index(doc, "\n### `systemd` (unit settings)\n")
+	if start < 0 {
+		t.Fatal("docs/config.md has no \"### `systemd` (unit settings)\" section")
+	}
+	section := doc[start+1:]
+	section = section[:strings.Index(section, "\n## ")]
+	for _, name := range append(UnitSettingNames(), refusedNames()...) {
+		if !strings.Contains(section, "`"+name+"`") {
+			t.Errorf("the systemd section of docs/config.md does not name `%s`", name)
+		}
+	}
 }
