@@ -211,10 +211,10 @@ func decodeUnitSettings(c *collector, path string, v any) (UnitSettings, bool) {
 		}
 		u, known := unitSettings[k]
 		if !known {
-			known := UnitSettingNames()
+			names := UnitSettingNames()
 			msg := fmt.Sprintf("unknown unit setting %q", k)
-			fixText := fmt.Sprintf("Remove %q; the settings rollbridge passes to systemd are: %s.", k, strings.Join(known, ", "))
-			if s := suggest(k, append(known, refusedNames()...)); s != "" {
+			fixText := fmt.Sprintf("Remove %q; the settings rollbridge passes to systemd are: %s.", k, strings.Join(names, ", "))
+			if s := suggest(k, append(names, refusedNames()...)); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 				fixText = fmt.Sprintf("Rename %q to %q.", k, s)
 			}
