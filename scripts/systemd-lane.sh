@@ -55,6 +55,7 @@ cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
   proxy: { host: '127.0.0.1', port: 18080, drainTimeoutMs: 5000 },
   statePath: '/var/lib/rollbridge/demo.state.json',
   user: 'nobody',  // the daemon is root; the app and its hooks are not
+  systemd: { NoNewPrivileges: true },  // lane-sandbox: every process's unit, merged with a process's own
   processes: [
     { id: 'web', policy: 'proxied', command: 'exec /usr/local/bin/rollbridge-demo-app --port {{port}}',
       port: { from: 18100, to: 18199 }, health: { path: '/ping', intervalMs: 25 },
@@ -63,11 +64,16 @@ cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
                    stopCommand: 'echo "stop web $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log; kill -TERM $ROLLBRIDGE_PID' } },
     { id: 'worker', command: 'while :; do echo "worker of {{releaseId}}"; sleep 1; done',
       lifecycle: { quietCommand: 'echo "quiet worker $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log' } },
+    { id: 'jail', user: 'root', command: 'grep NoNewPrivs /proc/self/status; for d in /usr /var/lib/rollbridge/jail; do if touch $d/rb-jail-probe 2>/dev/null; then echo "write $d: ok"; else echo "write $d: refused"; fi; done; if [ -e /tmp/rb-lane-marker ]; then echo "tmp: shared"; else echo "tmp: private"; fi; while :; do echo "jail of {{releaseId}}"; sleep 1; done', systemd: { ProtectSystem: 'strict', ReadWritePaths: ['/var/lib/rollbridge/jail'], PrivateTmp: true, ProtectHome: true, CapabilityBoundingSet: ['CAP_DAC_OVERRIDE'] } },  // lane-sandbox: root, held by its unit settings
   ],
 }
 JSONNET
 # The hooks run as the app's user (nobody) and append here.
 install -m 0666 /dev/null "$ROOT/var/lib/rollbridge/hooks.log"
+# The jail process may write here (ReadWritePaths) and nowhere else; it
+# must not see this /tmp (PrivateTmp).
+install -d "$ROOT/var/lib/rollbridge/jail"
+: >"$ROOT/tmp/rb-lane-marker"
 C=/etc/rollbridge/demo.jsonnet
 ctl() { sb /usr/local/bin/rollbridgectl "$@" -c "$C"; }
 body() { sb curl -s --max-time 10 http://127.0.0.1:18080/; }
@@ -107,10 +113,10 @@ check "journal: daemon event with structured fields (traffic switched, ROLLBRIDG
   jq_has '.ROLLBRIDGE_EVENT=="traffic switched" and .ROLLBRIDGE_RELEASE_ID=="v2" and .ROLLBRIDGE_APPLICATION=="demo" and .SYSLOG_IDENTIFIER=="rollbridged"'
 
 echo "== processes as systemd units"
-WEB=rollbridge-demo-v2-web.service WORKER=rollbridge-demo-v2-worker.service
+WEB=rollbridge-demo-v2-web.service WORKER=rollbridge-demo-v2-worker.service JAIL=rollbridge-demo-v2-jail.service
 app_units() { sb systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*' | awk '{print $1}' | sort | tr '\n' ' '; }
 check "systemctl list-units: one unit per process instance once v1 drained ($(app_units))" \
-  wait_for 15 bash -c "[ \"\$('$SB' exec -- systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*' | awk '{print \$1}' | sort | tr '\n' ' ')\" = '$WEB $WORKER ' ]"
+  wait_for 15 bash -c "[ \"\$('$SB' exec -- systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*' | awk '{print \$1}' | sort | tr '\n' ' ')\" = '$JAIL $WEB $WORKER ' ]"
 check "the units run in rollbridge-demo.slice" test "$(prop $WEB Slice)" = rollbridge-demo.slice
 NOBODY=$(sb id -u nobody)
 check "the app runs as the configured user: the web unit's User= and its main process's uid are nobody's ($NOBODY)" \
@@ -129,6 +135,20 @@ st=$(ctl status 2>/dev/null)
 check "status: web's pid is its unit's MainPID, with its unit name, rssBytes and the cgroup's own memory figure" \
   wait_for 10 bash -c "jq -e --argjson p \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" '[.releases[] | select(.state==\"active\") | .processes[] | select(.id==\"web\") | select(.pid==\$p and .unit==\"$WEB\" and .rssBytes>0 and .cgroupMemoryBytes>0)] | length == 1' >/dev/null <<<\"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C)\""
 check "memory.maxBytes became the unit's MemoryMax" test "$(prop $WEB MemoryMax)" = 2147483648
+
+echo "== unit settings (systemd: {...}): the sandbox is the unit's, and it holds"
+check "systemctl show $JAIL: ProtectSystem=strict, PrivateTmp=yes, ProtectHome=yes, ReadWritePaths, NoNewPrivileges=yes (from the top level)" \
+  bash -c "[ \"\$('$SB' exec -- systemctl show $JAIL -p ProtectSystem -p PrivateTmp -p ProtectHome -p ReadWritePaths -p NoNewPrivileges | sort | tr '\n' ' ')\" = 'NoNewPrivileges=yes PrivateTmp=yes ProtectHome=yes ProtectSystem=strict ReadWritePaths=/var/lib/rollbridge/jail ' ]"
+check "the jail's capability bounding set is CAP_DAC_OVERRIDE alone ($(prop $JAIL CapabilityBoundingSet))" test "$(prop $JAIL CapabilityBoundingSet)" = cap_dac_override
+jail_says() { sb journalctl -u "$JAIL" -o cat --no-pager | grep -qx "$1"; }
+check "the jail (root) could not write /usr: ProtectSystem=strict" wait_for 10 jail_says "write /usr: refused"
+check "the jail could write its ReadWritePaths" jail_says "write /var/lib/rollbridge/jail: ok"
+check "the jail has a /tmp of its own: PrivateTmp (the host's marker is not there)" jail_says "tmp: private"
+check "NoNewPrivs: 1 in the jail's /proc/PID/status" \
+  bash -c "'$SB' exec -- grep -q '^NoNewPrivs:[[:space:]]*1\$' /proc/\$('$SB' exec -- systemctl show $JAIL -p MainPID --value)/status"
+check "the top-level NoNewPrivileges reached the web unit too (NoNewPrivs: 1 in /proc/PID/status)" \
+  bash -c "'$SB' exec -- grep -q '^NoNewPrivs:[[:space:]]*1\$' /proc/\$('$SB' exec -- systemctl show $WEB -p MainPID --value)/status"
+check "the web unit has no ProtectSystem (the jail's settings are the jail's)" test "$(prop $WEB ProtectSystem)" = no
 
 # A stale drop-in is caught: change the proxy port in the config only.
 sed -i 's/port: 18080/port: 18081/' "$ROOT/etc/rollbridge/demo.jsonnet"
@@ -226,7 +246,7 @@ echo "== systemctl stop runs the stop sequence and leaves nothing behind"
 : >"$ROOT/var/lib/rollbridge/hooks.log"
 sb systemctl stop rollbridge@demo.service rollbridge-control@demo.socket rollbridge-proxy@demo.socket
 sleep 0.5
-left=$(sb pgrep -f 'rollbridge-demo-app|worker of|rollbridged' || true)
+left=$(sb pgrep -f 'rollbridge-demo-app|worker of|jail of|rollbridged' || true)
 check "no managed or daemon process left after systemctl stop (${left:-none})" test -z "$left"
 check "no process unit left after systemctl stop ($(app_units))" test -z "$(app_units)"
 hooks=$(grep v2 "$ROOT/var/lib/rollbridge/hooks.log" | tr '\n' ';')

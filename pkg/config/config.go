@@ -70,6 +70,10 @@ type Config struct {
 	// resolved on the host at every deploy.
 	User  string `json:"user,omitempty" reload:"next-deploy"`
 	Group string `json:"group,omitempty" reload:"next-deploy"`
+	// Systemd (extension) are the unit settings (sandboxing, resource
+	// limits) of every process's unit under the systemd runtime, unless
+	// a process sets the same setting itself; see UnitSettings.
+	Systemd UnitSettings `json:"systemd,omitempty" reload:"next-deploy"`
 	// StatePath is opened at start and written from then on.
 	StatePath string `json:"statePath,omitempty" reload:"restart"`
 	// RestoreOnStart (extension, default true): when the state file names an
@@ -201,6 +205,9 @@ type Process struct {
 	// and its hooks; see Config.User.
 	User  string `json:"user,omitempty" reload:"next-deploy"`
 	Group string `json:"group,omitempty" reload:"next-deploy"`
+	// Systemd (extension) overrides the config's unit settings for this
+	// process, setting by setting; see Config.UnitSettingsFor.
+	Systemd UnitSettings `json:"systemd,omitempty" reload:"next-deploy"`
 }
 
 // RunAs is who p runs as: its own user and group where set, else the

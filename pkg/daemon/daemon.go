@@ -138,6 +138,8 @@ func Run(ctx context.Context, o Options) error {
 		runner = process.ExecRunner{}
 	}
 	_, adoptable := runner.(process.Adopter)
+	_, d.execRuntime = runner.(process.ExecRunner)
+	d.warnUnitSettings(cfg)
 	d.sup = supervisor.New(supervisor.Options{
 		Config: cfg, Proxy: px, Events: log, Runner: runner, Env: env, Output: o.ProcessOutput,
 		// Every deploy and rollback re-reads the file with the loader SIGHUP uses.
@@ -413,6 +415,10 @@ type daemon struct {
 	sup      *supervisor.Supervisor
 	httpSrv  *http.Server
 	ctl      *control.Server
+	// execRuntime: processes run as the daemon's children, which cannot
+	// take systemd unit settings; unitWarned says that was logged.
+	execRuntime bool
+	unitWarned  atomic.Bool
 
 	shutdownOnce sync.Once
 	shutdownReq  chan struct{}      // closed by the shutdown command

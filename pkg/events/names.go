@@ -35,6 +35,10 @@ const (
 	RequestsNotHeld             Name = "requests not held" // the hold answered 503: no release served in time, or too many waited
 	EventsDropped               Name = "events dropped"
 	InternalError               Name = "internal error" // a broken invariant with no caller to report to
+	// UnitSettingsIgnored: the config gives processes systemd unit
+	// settings (sandboxing, limits) but the daemon runs them with the
+	// exec runtime, which cannot apply them. Said once per daemon.
+	UnitSettingsIgnored Name = "unit settings ignored"
 )
 
 // Deploys and releases.
@@ -192,6 +196,7 @@ var priorities = map[Name]Priority{
 	ReleaseRestored:              PriNotice,
 	ReleaseAdopted:               PriNotice,
 	OrphanedUnitsFound:           PriWarning,
+	UnitSettingsIgnored:          PriWarning,
 	DaemonStarted:                PriNotice,
 	DaemonStopped:                PriNotice,
 	ConfigReloaded:               PriNotice,

@@ -225,8 +225,10 @@ func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, ou
 	if out != nil {
 		rt = r.follow.route(name, out)
 	}
-	props := r.properties(spec, envFile)
-	err = r.startJob(ctx, name, props)
+	props, err := r.properties(spec, envFile)
+	if err == nil {
+		err = r.startJob(ctx, name, props)
+	}
 	if isUnitExists(err) {
 		// The unit of an earlier run is still loaded (it keeps its exit
 		// status until released); clear it and try once more. Trying
@@ -343,7 +345,8 @@ func hasField(props map[string]any, key, value string) bool {
 // daemon's restart policy (Restart=no); RemainAfterExit keeps the unit,
 // and with it the exit status, loaded after the main process is gone, and
 // leaves what it left behind to the stop sequence, as the exec runner does.
-func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property {
+// The config's unit settings (sandbox.go) come last; the error is theirs.
+func (r *Runner) properties(spec process.Spec, envFile string) ([]sdbus.Property, error) {
 	rel, _ := spec.Fields[events.KeyReleaseID].(string)
 	base, _ := spec.Fields[events.KeyBaseID].(string)
 	if base == "" {
@@ -403,7 +406,11 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 	if r.daemon != "" {
 		props = append(props, sdbus.PropBefore(r.daemon))
 	}
-	return props
+	settings, err := unitSettingProperties(spec)
+	if err != nil {
+		return nil, err
+	}
+	return append(props, settings...), nil
 }
 
 // unitStopTimeout is TimeoutStopUSec for a grace period: infinity for

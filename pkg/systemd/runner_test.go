@@ -543,7 +543,11 @@ func TestSystemdFailedJobSaysWhy(t *testing.T) {
 	defer r.Close()
 	spec := shellSpec(t, "web", `sleep 1000`)
 	name := r.unitName(spec, 0)
-	err := r.startJob(context.Background(), name, r.properties(spec, filepath.Join(t.TempDir(), "missing.env")))
+	props, err := r.properties(spec, filepath.Join(t.TempDir(), "missing.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.startJob(context.Background(), name, props)
 	if err == nil {
 		t.Fatal("started with a missing environment file")
 	}
