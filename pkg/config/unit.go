@@ -3,8 +3,10 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,14 +93,7 @@ func UnitProperties(s UnitSettings) ([]UnitProperty, error) {
 }
 
 // UnitSettingNames lists the accepted settings, sorted.
-func UnitSettingNames() []string {
-	names := make([]string, 0, len(unitSettings))
-	for k := range unitSettings {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
+func UnitSettingNames() []string { return slices.Sorted(maps.Keys(unitSettings)) }
 
 // unitSetting is one accepted setting: the values it takes, in words and
 // as an example (for issues), and how a value becomes D-Bus properties.
@@ -236,14 +231,7 @@ func decodeUnitSettings(c *collector, path string, v any) (UnitSettings, bool) {
 	return out, true
 }
 
-func refusedNames() []string {
-	out := make([]string, 0, len(refusedUnitSettings))
-	for k := range refusedUnitSettings {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func refusedNames() []string { return slices.Sorted(maps.Keys(refusedUnitSettings)) }
 
 // canonicalUnitValue turns a decoded JSON value into the Go value the
 // settings are kept as: bool, string, int64 (a whole number) or []string.

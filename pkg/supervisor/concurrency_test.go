@@ -43,16 +43,7 @@ func TestRollbackToDrainingReleaseSurvivesItsDrain(t *testing.T) {
 	}
 	// The old run's drain reports once it noticed the cancel; from then on
 	// it can only touch that old run.
-	var drained map[string]any
-	testutil.Eventually(t, "the old drain of v1 to end", func() bool {
-		for _, e := range h.events("release drained") {
-			if e.Data["releaseId"] == "v1" {
-				drained = e.Data
-				return true
-			}
-		}
-		return false
-	})
+	drained := h.awaitEvent("release drained", "v1")
 	// The rollback cut the drain short, well inside drainTimeoutMs: that is
 	// not a timeout (the chaos run found it reported as one).
 	if drained["timedOut"] != false || drained["interrupted"] != true || drained["connectionsClosed"] != int64(1) {
@@ -267,16 +258,7 @@ func TestDrainTimeoutReportsRequestsLeftRunning(t *testing.T) {
 		return h.releaseStatus("v1").Connections.HTTP == 1
 	})
 	h.deploy("v2")
-	var drained map[string]any
-	testutil.Eventually(t, "v1's drain to time out", func() bool {
-		for _, e := range h.events("release drained") {
-			if e.Data["releaseId"] == "v1" {
-				drained = e.Data
-				return true
-			}
-		}
-		return false
-	})
+	drained := h.awaitEvent("release drained", "v1")
 	if drained["timedOut"] != true || drained["interrupted"] != false || drained["connectionsClosed"] != int64(0) ||
 		drained["requestsLeftRunning"] != int64(1) || drained["connectionsAtStart"] != int64(1) {
 		t.Errorf("release drained: %v; want timedOut, not interrupted, 1 at start, 0 closed, 1 left running", drained)
