@@ -254,18 +254,21 @@ const MaxEnvironBytes = 256 << 10
 // another user's environment needs the rights to ptrace it (root, or the
 // same user); otherwise it reports false.
 func EnvValue(pid int, key string) (string, bool) {
-	vals := EnvValues(pid, key)
+	vals, _ := EnvValues(pid, key)
 	v, ok := vals[key]
 	return v, ok
 }
 
 // EnvValues is EnvValue for several keys with one read: the map holds
-// those found.
-func EnvValues(pid int, keys ...string) map[string]string {
+// those found. empty reports an environment read as empty (or not read at
+// all): a kernel thread's, or — for a moment — that of a process in the
+// middle of an execve, whose new image has no environment yet; a caller
+// that must not miss a process reads it again.
+func EnvValues(pid int, keys ...string) (vals map[string]string, empty bool) {
 	out := map[string]string{}
 	b, err := readCapped("/proc/"+strconv.Itoa(pid)+"/environ", MaxEnvironBytes)
-	if err != nil {
-		return out
+	if err != nil || len(b) == 0 {
+		return out, true
 	}
 	for len(b) > 0 {
 		var kv []byte
@@ -284,7 +287,7 @@ func EnvValues(pid int, keys ...string) map[string]string {
 			}
 		}
 	}
-	return out
+	return out, false
 }
 
 // readCapped reads at most limit bytes of a /proc file, opened with

@@ -5,6 +5,7 @@ import (
 	"os/user"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
 	"github.com/rollbridge/rollbridge-go/internal/runtoken"
@@ -94,10 +95,10 @@ func (s *Snapshot) FindOrphans(processUIDs []uint32) []Orphan {
 			continue
 		}
 		st, err := procfs.ReadStat(pid)
-		if err != nil || !st.Live() || !ownedBy(pid, allowed) {
-			continue
+		if err != nil || !st.Live() || st.Pid == kthreadd || st.Ppid == kthreadd || !ownedBy(pid, allowed) {
+			continue // gone, a zombie, a kernel thread, or another user's
 		}
-		env := procfs.EnvValues(pid, runtoken.Env, envProcessID, envReleaseID, envReplicaIndex, envReplicaCount)
+		env := environ(pid)
 		inst := runtoken.Instance(env[runtoken.Env])
 		if !insts[inst] {
 			continue
@@ -138,10 +139,32 @@ func LiveInstances(orphans []Orphan) []string {
 	return out
 }
 
+// kthreadd is the parent of every kernel thread, which has no environment.
+const kthreadd = 2
+
+// The environment of a process in the middle of an execve reads as empty
+// for a moment (the new image is not set up yet): one that reads empty is
+// read again, up to emptyRetries times, emptyPause apart. That costs only
+// for the rare live user process with an empty environment (env -i).
+const (
+	emptyRetries = 5
+	emptyPause   = 2 * time.Millisecond
+)
+
+// environ reads the variables FindOrphans uses from pid's environment.
+func environ(pid int) map[string]string {
+	for i := 0; ; i++ {
+		env, empty := procfs.EnvValues(pid, runtoken.Env, envProcessID, envReleaseID, envReplicaIndex, envReplicaCount)
+		if !empty || i == emptyRetries || !procfs.Alive(pid, 0) {
+			return env
+		}
+		time.Sleep(emptyPause)
+	}
+}
+
 // envToken is pid's ROLLBRIDGE_RUN, "" when unreadable.
 func envToken(pid int) string {
-	v, _ := procfs.EnvValue(pid, runtoken.Env)
-	return v
+	return environ(pid)[runtoken.Env]
 }
 
 // ownedBy reports whether every user id of pid is in allowed: a process
