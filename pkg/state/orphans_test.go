@@ -87,8 +87,8 @@ func TestFindOrphans(t *testing.T) {
 		"ROLLBRIDGE_REPLICA_INDEX=1", "ROLLBRIDGE_REPLICA_COUNT=2"}, &syscall.SysProcAttr{Setsid: true}, "sleep", "1001")
 	pool := startWith(t, []string{tok(inst), "ROLLBRIDGE_PROCESS_ID=bad\x1b[31mid"}, &syscall.SysProcAttr{Setsid: true},
 		"sh", "-c", "sleep 1002 & wait") // a leader whose member is stopped with it
-	startWith(t, []string{tok(other)}, nil, "sleep", "1003")                                    // another daemon's
-	startWith(t, []string{runtoken.Env + "=" + inst}, nil, "sleep", "1004")                     // the instance alone is no run token
+	startWith(t, []string{tok(other)}, nil, "sleep", "1003")                // another daemon's
+	startWith(t, []string{runtoken.Env + "=" + inst}, nil, "sleep", "1004") // the instance alone is no run token
 	nobody := startWith(t, []string{tok(inst)}, &syscall.SysProcAttr{Setsid: true,
 		Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}, "sleep", "1005") // forged by another user
 
