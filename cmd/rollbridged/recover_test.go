@@ -308,3 +308,20 @@ func TestFirstStateWriteNamesTheInstance(t *testing.T) {
 		t.Errorf("the first write lost the previous release: active %q, releases %+v", s.ActiveReleaseID, s.Releases)
 	}
 }
+
+// TestNodeStateFileWithNothingLeftIsReplaced: a Node original's state file
+// whose processes are all gone is replaced by rollbridged's own at the
+// start, which names the new daemon's instance.
+func TestNodeStateFileWithNothingLeftIsReplaced(t *testing.T) {
+	f := newFixture(t, 0, "{}").withState()
+	node := `{"application": "sd", "activeReleaseId": null, "releases": [], "services": [], "singletons": [], "persistedAt": "2026-01-01T00:00:00.000Z"}`
+	if err := os.WriteFile(f.statePath(), []byte(node), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.start(nil, "")
+	f.waitReady()
+	s, err := state.Load(f.statePath())
+	if err != nil || len(s.Instances) != 1 || !runtoken.Valid(s.Instances[0]) {
+		t.Fatalf("state file %+v (%v): want rollbridged's own, naming one instance\n%s", s, err, f.logs())
+	}
+}

@@ -105,7 +105,10 @@ func loadState(ctx context.Context, cfg *config.Config, log *events.Log, sup *su
 		log.Emit(events.StateFileUnreadable, map[string]any{events.KeyPath: cfg.StatePath, events.KeyError: err.Error()})
 		return &previous{}, nil
 	case snap.Node != nil:
-		return nil, nodeStateFile(ctx, cfg, snap, log)
+		if err := nodeStateFile(ctx, cfg, snap, log); err != nil {
+			return nil, err
+		}
+		return &previous{}, nil // replaced by this daemon's file
 	}
 	log.Restore(snap.Events)
 	found := snap.FindOrphans(state.LookupUIDs(cfg.Users()))
