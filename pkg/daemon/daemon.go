@@ -180,6 +180,7 @@ func Run(ctx context.Context, o Options) error {
 	// Restore before the control socket answers: commands wait in the
 	// kernel backlog meanwhile instead of meeting a half-started daemon.
 	var prev *previous
+	var firstErr error
 	restoreProblem := ""
 	if cfg.StatePath != "" {
 		var err error
@@ -190,7 +191,7 @@ func Run(ctx context.Context, o Options) error {
 		prev.own = instance
 		// Before any process starts: from here on, whatever this daemon
 		// starts can be found by rollbridgectl recover should it crash.
-		firstWrite(cfg, prev, log)
+		firstErr = firstWrite(cfg, prev, log)
 		if !adoptable || !adopt(ctx, prev.snap, log, d.sup) {
 			restoreProblem = restore(ctx, cfg, prev, log, d.sup, notifier)
 		}
@@ -244,7 +245,7 @@ func Run(ctx context.Context, o Options) error {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup, prev)
+			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup, prev, firstErr)
 		}()
 	}
 	if o.WatchdogInterval > 0 {

@@ -129,9 +129,10 @@ func loadState(ctx context.Context, cfg *config.Config, log *events.Log, sup *su
 // starts any process, keeping what the previous snapshot recorded (its
 // releases, its processes: adopt and restore still read them from
 // prev.snap, and a daemon killed before its next write leaves them in
-// the file). A failure is reported like any failed save and does not stop
-// the start; the next write tries again.
-func firstWrite(cfg *config.Config, prev *previous, log *events.Log) {
+// the file). A failure is reported like any failed save (once per cause:
+// the error goes on to persistLoop, which retries) and does not stop the
+// start.
+func firstWrite(cfg *config.Config, prev *previous, log *events.Log) error {
 	snap := &state.Snapshot{Application: cfg.Application, Releases: []state.ReleaseRecord{}, Processes: []state.ProcessRecord{}}
 	if prev.snap != nil {
 		c := *prev.snap
@@ -143,10 +144,17 @@ func firstWrite(cfg *config.Config, prev *previous, log *events.Log) {
 	snap.Stopped = false
 	snap.Instances = append([]string{prev.own}, prev.earlier...)
 	snap.Events = log.Recent(state.MaxEvents)
-	if err := state.Save(cfg.StatePath, snap); err != nil {
-		log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: cfg.StatePath, events.KeyError: err.Error(),
-			events.KeyHint: "rollbridgectl recover may not find the processes this daemon starts until a save succeeds"})
+	err := state.Save(cfg.StatePath, snap)
+	if err != nil {
+		reportSaveFailure(log, cfg.StatePath, err)
 	}
+	return err
+}
+
+// reportSaveFailure emits the one report of a cause of failed saves.
+func reportSaveFailure(log *events.Log, path string, err error) {
+	log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: err.Error(),
+		events.KeyHint: "the daemon keeps running and retries, at most a minute apart; this is reported once per cause (until a save succeeds, rollbridgectl recover may not find what this daemon starts)"})
 }
 
 // nodeStateFile decides about a Node original's state file at statePath:
@@ -279,7 +287,10 @@ func restore(ctx context.Context, cfg *config.Config, p *previous, log *events.L
 // event marks the state dirty: a failure that triggered the next attempt
 // at once would fail, report, and trigger again, thousands of times a
 // second when each report reads differently.
-func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor, prev *previous) {
+//
+// firstErr is how the daemon's first write failed (nil: it succeeded); its
+// cause counts as reported, and a retry is due.
+func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor, prev *previous, firstErr error) {
 	var (
 		lastSaved string
 		failing   bool
@@ -287,6 +298,11 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 		backoff   time.Duration
 		retry     <-chan time.Time // set exactly while failing
 	)
+	if firstErr != nil {
+		failing, backoff = true, saveRetryMin
+		reported[firstErr.Error()] = true
+		retry = time.After(backoff)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -318,8 +334,7 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 		retry = time.After(backoff)
 		if cause := err.Error(); !reported[cause] {
 			reported[cause] = true
-			log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: cause,
-				events.KeyHint: "the daemon keeps running and retries, at most a minute apart; this is reported once per cause"})
+			reportSaveFailure(log, path, err)
 		}
 	}
 }
