@@ -226,6 +226,29 @@ func (c *Config) RunAs(p *Process) (user, group string) {
 	return user, group
 }
 
+// Users lists the users (names or numbers, as configured) that processes
+// run as: the config's user and every process's own, without repeats;
+// empty when every process runs as the daemon's user.
+func (c *Config) Users() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, u := range append([]string{c.User}, processUsers(c.Processes)...) {
+		if u != "" && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func processUsers(ps []Process) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.User
+	}
+	return out
+}
+
 // GracefulStop is GracefulStopMs as a Duration; for Indefinite it is
 // negative (see GracefulStopIndefinite).
 func (p *Process) GracefulStop() time.Duration { return ms(int64(p.GracefulStopMs)) }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
@@ -40,10 +41,17 @@ type Options struct {
 	// WatchdogInterval, when positive, is how often the daemon pings
 	// Notifier.Watchdog — only after a liveness probe of its core passed.
 	WatchdogInterval time.Duration
-	// Runner runs the managed processes; nil means process.ExecRunner. A
-	// process.Adopter (systemd units) makes a starting daemon adopt what
-	// its predecessor left running instead of restoring from scratch.
+	// Runner runs the managed processes; nil means process.ExecRunner
+	// with Instance. A process.Adopter (systemd units) makes a starting
+	// daemon adopt what its predecessor left running instead of restoring
+	// from scratch.
 	Runner process.Runner
+	// Instance is this daemon's instance token (runtoken.NewInstance),
+	// which Runner must put in every run's ROLLBRIDGE_RUN
+	// (runtoken.New(Instance)); the state file records it before any
+	// process starts, so rollbridgectl recover finds every process of a
+	// daemon that crashed. "" makes a new one, for the default Runner.
+	Instance string
 	// KeepProcesses is asked when ctx ends Run (a signal; not the shutdown
 	// command). true leaves every managed process running, for the next
 	// daemon to adopt: a `systemctl restart` of the daemon. nil or false
@@ -133,9 +141,13 @@ func Run(ctx context.Context, o Options) error {
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
 		UpstreamTimeout: cfg.Proxy.UpstreamTimeout()})
 	d.proxy = px
+	instance := o.Instance
+	if instance == "" {
+		instance = runtoken.NewInstance()
+	}
 	runner := o.Runner
 	if runner == nil {
-		runner = process.ExecRunner{}
+		runner = process.ExecRunner{Instance: instance}
 	}
 	_, adoptable := runner.(process.Adopter)
 	_, d.execRuntime = runner.(process.ExecRunner)
@@ -170,7 +182,8 @@ func Run(ctx context.Context, o Options) error {
 
 	// Restore before the control socket answers: commands wait in the
 	// kernel backlog meanwhile instead of meeting a half-started daemon.
-	var prev *state.Snapshot
+	var prev *previous
+	var firstErr error
 	restoreProblem := ""
 	if cfg.StatePath != "" {
 		var err error
@@ -178,7 +191,11 @@ func Run(ctx context.Context, o Options) error {
 			d.abandonStart()
 			return err
 		}
-		if !adoptable || !adopt(ctx, prev, log, d.sup) {
+		prev.own = instance
+		// Before any process starts: from here on, whatever this daemon
+		// starts can be found by rollbridgectl recover should it crash.
+		firstErr = firstWrite(cfg, prev, log)
+		if !adoptable || !adopt(ctx, prev.snap, log, d.sup) {
 			restoreProblem = restore(ctx, cfg, prev, log, d.sup, notifier)
 		}
 	}
@@ -231,7 +248,7 @@ func Run(ctx context.Context, o Options) error {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup, prev)
+			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup, prev, firstErr)
 		}()
 	}
 	if o.WatchdogInterval > 0 {
@@ -292,10 +309,10 @@ func Run(ctx context.Context, o Options) error {
 	byCommand := isClosed(d.shutdownReq)
 	if !byCommand && o.KeepProcesses != nil && o.KeepProcesses() {
 		d.detach()
-		d.keepState(cfg.StatePath, final)
+		d.keepState(cfg.StatePath, prev.record(final))
 	} else {
 		d.shutdown()
-		d.finishState(cfg.StatePath, withLeftovers(final, prev), byCommand)
+		d.finishState(cfg, prev.record(final), prev, byCommand)
 	}
 	close(d.stopped) // lets a pending shutdown command answer
 	d.ctl.Close(5 * time.Second)
@@ -355,26 +372,46 @@ func (t *throttle) allow() (suppressed int, ok bool) {
 // start can restore the active release.
 //
 // Leftovers of an earlier daemon (orphans) are kept in either case: the
-// file is what lets rollbridgectl recover find them.
-func (d *daemon) finishState(path string, final *state.Snapshot, byCommand bool) {
+// file is what lets rollbridgectl recover find them. This daemon's own
+// instance is dropped once none of its recorded processes is alive (it
+// stopped them all, with what they daemonized); an earlier daemon's once
+// a last look (FindOrphans, once, at exit) finds none of its processes.
+func (d *daemon) finishState(cfg *config.Config, final *state.Snapshot, prev *previous, byCommand bool) {
+	path := cfg.StatePath
 	if final == nil || path == "" {
 		return
 	}
 	// Our own processes are all stopped now; only leftovers can be alive.
 	var leftovers []state.ProcessRecord
+	ownLeft := false
+	recordedPrev := map[int]bool{}
+	if prev.snap != nil {
+		for _, p := range prev.snap.Processes {
+			recordedPrev[p.Pid] = true
+		}
+	}
 	for _, p := range final.Processes {
 		if state.Alive(p.Pid, p.StartTime) {
 			leftovers = append(leftovers, p)
+			ownLeft = ownLeft || !recordedPrev[p.Pid]
 		}
 	}
-	if byCommand && len(leftovers) == 0 {
+	var instances []string
+	if ownLeft {
+		instances = append(instances, prev.own)
+	}
+	if len(prev.earlier) > 0 {
+		instances = append(instances, state.LiveInstances(prev.snap.FindOrphans(state.LookupUIDs(cfg.Users())))...)
+	}
+	if byCommand && len(leftovers) == 0 && len(instances) == 0 {
 		if err := state.Remove(path); err != nil {
 			d.log.Emit(events.StateFileNotRemoved, map[string]any{events.KeyPath: path, events.KeyError: err.Error()})
 		}
 		return
 	}
-	final.Stopped = len(leftovers) == 0
+	final.Stopped = len(leftovers) == 0 && len(instances) == 0
 	final.Processes = append([]state.ProcessRecord{}, leftovers...)
+	final.Instances = instances
 	if byCommand {
 		final.ActiveReleaseID = "" // shut down on purpose: nothing to restore
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 	"github.com/godbus/dbus/v5"
 
+	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
@@ -43,6 +44,11 @@ type RunnerOptions struct {
 	// EnvDir holds the short-lived 0600 environment files (one per spawn,
 	// removed once the unit has started). It is created 0700 when missing.
 	EnvDir string
+	// Instance is the daemon-instance token (runtoken.NewInstance): every
+	// unit gets ROLLBRIDGE_RUN=runtoken.New(Instance), as the exec
+	// runner's runs do, so rollbridgectl recover finds a crashed daemon's
+	// processes the same way whichever runner started them.
+	Instance string
 }
 
 // Runner starts each process instance as a transient service unit over
@@ -57,6 +63,7 @@ type Runner struct {
 	slice  string
 	daemon string
 	envDir string
+	inst   string
 	cg     cgroupFS
 	follow *follower
 
@@ -149,7 +156,7 @@ func NewRunner(ctx context.Context, o RunnerOptions) (*Runner, error) {
 		return nil, fmt.Errorf("systemd runner: connect to systemd over D-Bus: %w", err)
 	}
 	r := &Runner{conn: conn, app: o.Application, slice: Slice(o.Application), daemon: o.DaemonUnit,
-		envDir: o.EnvDir, cg: detectCgroupFS(), names: map[string]*nameLock{}, pidfds: map[*os.File]struct{}{}}
+		envDir: o.EnvDir, inst: o.Instance, cg: detectCgroupFS(), names: map[string]*nameLock{}, pidfds: map[*os.File]struct{}{}}
 	f, err := startFollower(r.app)
 	if err != nil {
 		conn.Close()
@@ -213,7 +220,9 @@ func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, ou
 	// the same name (see unitHandle.release) cannot stop this one.
 	r.lockName(name)
 	defer r.unlockName(name)
-	envFile, err := r.writeEnv(name, spec.Env)
+	// The token goes last: in an environment file the last value wins.
+	env := append(append(make([]string, 0, len(spec.Env)+1), spec.Env...), process.RunEnv+"="+runtoken.New(r.inst))
+	envFile, err := r.writeEnv(name, env)
 	if err != nil {
 		return nil, err
 	}
@@ -728,22 +737,24 @@ func StopSlice(ctx context.Context, app string) error {
 // closes at exit. auto picks systemd when the daemon runs as a systemd
 // service (INVOCATION_ID is set and systemd is booted) and D-Bus answers,
 // else exec; systemd insists and fails when D-Bus does not answer.
-// daemonUnit is the daemon's own unit, "" when it runs outside systemd.
-func ProcessRuntime(ctx context.Context, cfg *config.Config, daemonUnit string) (process.Runner, *Runner, error) {
+// daemonUnit is the daemon's own unit, "" when it runs outside systemd;
+// instance is the daemon-instance token either runner tags its runs with.
+func ProcessRuntime(ctx context.Context, cfg *config.Config, daemonUnit, instance string) (process.Runner, *Runner, error) {
+	execRunner := process.ExecRunner{Instance: instance}
 	switch cfg.Runtime {
 	case config.RuntimeExec:
-		return process.ExecRunner{}, nil, nil
+		return execRunner, nil, nil
 	case config.RuntimeAuto, "":
 		if os.Getenv("INVOCATION_ID") == "" || !Booted() {
-			return process.ExecRunner{}, nil, nil
+			return execRunner, nil, nil
 		}
 	}
-	r, err := NewRunner(ctx, RunnerOptions{Application: cfg.Application, DaemonUnit: daemonUnit})
+	r, err := NewRunner(ctx, RunnerOptions{Application: cfg.Application, DaemonUnit: daemonUnit, Instance: instance})
 	if err != nil {
 		if cfg.Runtime == config.RuntimeSystemd {
 			return nil, nil, fmt.Errorf("runtime systemd: %w", err)
 		}
-		return process.ExecRunner{}, nil, nil
+		return execRunner, nil, nil
 	}
 	return r, r, nil
 }
