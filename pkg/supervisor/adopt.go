@@ -269,7 +269,10 @@ func (s *Supervisor) adoptWeb(ctx context.Context, cfg *config.Config, r *rel, p
 		}
 		_, err = c.in.proc.Adopt(ctx, process.Adopted{Run: c.run.Name, StartedAt: c.rec.StartedAt, Restarts: c.rec.Restarts, MemoryRestarts: c.rec.MemoryRestarts})
 		if err != nil {
-			s.tab.dropExtra(l, c.in) // it ended between the listing and now
+			s.tab.dropExtra(l, c.in)
+			if !errors.Is(err, process.ErrNotRunning) { // else it ended between the listing and now
+				res.Orphans = append(res.Orphans, c.run) // it runs on unwatched: say so
+			}
 			continue
 		}
 		c.in.proc.SetSpec(spec)
