@@ -11,10 +11,13 @@
 # daemon under a client loop with the app's pids unchanged and no failed
 # request (SIGKILL: at most the one in flight), the app's uid (user:
 # 'nobody' in the config; the daemon is root), a unit killed
-# while no daemon runs, the stop sequence on `systemctl stop`, the runner's
-# supervision tests under real systemd, and the deploy's start -> spawned ->
-# switched times with the systemd and the exec runtime (the benchmark
-# suite's runtime section, run inside the sandbox).
+# while no daemon runs, two live copies of the web at adoption (one kept,
+# the other stopped, no failed request), a service that left the config
+# stopped at the next restart with the stop signal it was started with, the
+# stop sequence on `systemctl stop`, the runner's supervision and the
+# supervisor's adoption tests under real systemd, and the deploy's start ->
+# spawned -> switched times with the systemd and the exec runtime (the
+# benchmark suite's runtime section, run inside the sandbox).
 #
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
 # (1 under CI, see lane-common.sh); any failed check exits 1.
