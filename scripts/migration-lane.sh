@@ -193,7 +193,7 @@ sb systemctl restart rollbridge@shop.service
 check "jobs stopped under rollbridge@shop by the restarted daemon, before the Node daemon starts" \
   wait_for 30 bash -c "[ \"\$('$SB' exec -- systemctl is-active rollbridge-shop-jobs.service)\" != active ] && ! '$SB' exec -- pgrep -f 'sleep 100000' && [[ \"\$('$SB' exec -- curl -s http://127.0.0.1:8088/)\" == 'hello from release 1' ]]"
 check "journal: leftover unit stopped names rollbridge-shop-jobs.service" \
-  bash -c "'$SB' exec -- journalctl -u rollbridge@shop.service ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -e 'select(.ROLLBRIDGE_UNIT==\"rollbridge-shop-jobs.service\")' >/dev/null"
+  wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@shop.service ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -c 'select(.ROLLBRIDGE_UNIT==\"rollbridge-shop-jobs.service\")' | grep -q ."
 sb systemctl enable --now rollbridge
 check "the Node daemon is back on 4500" wait_for 20 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:4500/)\" == 'hello from release node-1' ]]"
 echo 'server 127.0.0.1:4500;' >"$ROOT/etc/nginx/shop-upstream.conf"

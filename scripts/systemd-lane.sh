@@ -233,7 +233,7 @@ survive "restart with two live web copies" 0 sb systemctl restart rollbridge@dem
 check "the copy the state file says serves was kept (same web pid, checked above); the other is stopped" \
   wait_for 20 bash -c "[ \"\$('$SB' exec -- systemctl is-active '$WEB2')\" != active ] && ! '$SB' exec -- curl -sf http://127.0.0.1:18199/ping"
 check "journal: leftover unit stopped names $WEB2, and no orphan was reported" \
-  bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -e 'select(.ROLLBRIDGE_UNIT==\"'$WEB2'\")' >/dev/null && ! '$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='orphaned units found' -o cat --no-pager | grep -q ."
+  wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -c 'select(.ROLLBRIDGE_UNIT==\"'$WEB2'\")' | grep -q . && ! '$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='orphaned units found' -o cat --no-pager | grep -q ."
 
 echo "== a service removed from the config: the next daemon stops its unit with its stop sequence"
 # The service stops on SIGINT (its stopSignal) and writes down that it did.
@@ -250,7 +250,7 @@ check "after it left the config, systemctl restart stopped its unit" \
   wait_for 30 bash -c "[ \"\$('$SB' exec -- systemctl is-active $JOBS)\" != active ]"
 check "with the stop signal it was started with (SIGINT recorded in hooks.log)" grep -q "stop jobs SIGINT" "$ROOT/var/lib/rollbridge/hooks.log"
 check "journal: leftover unit stopped names $JOBS; no orphan reported, status lists none" \
-  bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -e 'select(.ROLLBRIDGE_UNIT==\"'$JOBS'\")' >/dev/null && ! '$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='orphaned units found' -o cat --no-pager | grep -q . && [ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '.orphans | length')\" = 0 ]"
+  wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -c 'select(.ROLLBRIDGE_UNIT==\"'$JOBS'\")' | grep -q . && ! '$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='orphaned units found' -o cat --no-pager | grep -q . && [ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '.orphans | length')\" = 0 ]"
 check "still serving v2 ($(body))" wait_for 20 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
 
 echo "== watchdog: SIGSTOP the daemon; systemd must kill and restart it while connections queue"
