@@ -188,11 +188,12 @@ start_loop rollback
 # The service that must never run twice leaves rollbridge@shop first.
 sed -i "s|^    for p in migrated.processes$|&\n    if p.id != 'jobs'|" "$ROOT$C"
 sb systemctl restart rollbridge@shop.service
-# With runtime systemd the restart keeps the units, a service that left the
-# config included (an orphan, reported): the runbook stops it by its unit.
-sb systemctl stop rollbridge-shop-jobs.service 2>/dev/null
-check "jobs stopped under rollbridge@shop before the Node daemon starts" \
-  wait_for 30 bash -c "! '$SB' exec -- pgrep -f 'sleep 100000' && [[ \"\$('$SB' exec -- curl -s http://127.0.0.1:8088/)\" == 'hello from release 1' ]]"
+# With runtime systemd the restart keeps the units, but the new daemon stops
+# the one whose service left the config: no manual stop in the runbook.
+check "jobs stopped under rollbridge@shop by the restarted daemon, before the Node daemon starts" \
+  wait_for 30 bash -c "[ \"\$('$SB' exec -- systemctl is-active rollbridge-shop-jobs.service)\" != active ] && ! '$SB' exec -- pgrep -f 'sleep 100000' && [[ \"\$('$SB' exec -- curl -s http://127.0.0.1:8088/)\" == 'hello from release 1' ]]"
+check "journal: leftover unit stopped names rollbridge-shop-jobs.service" \
+  wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@shop.service ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -c 'select(.ROLLBRIDGE_UNIT==\"rollbridge-shop-jobs.service\")' | grep -q ."
 sb systemctl enable --now rollbridge
 check "the Node daemon is back on 4500" wait_for 20 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:4500/)\" == 'hello from release node-1' ]]"
 echo 'server 127.0.0.1:4500;' >"$ROOT/etc/nginx/shop-upstream.conf"

@@ -11,10 +11,13 @@
 # daemon under a client loop with the app's pids unchanged and no failed
 # request (SIGKILL: at most the one in flight), the app's uid (user:
 # 'nobody' in the config; the daemon is root), a unit killed
-# while no daemon runs, the stop sequence on `systemctl stop`, the runner's
-# supervision tests under real systemd, and the deploy's start -> spawned ->
-# switched times with the systemd and the exec runtime (the benchmark
-# suite's runtime section, run inside the sandbox).
+# while no daemon runs, two live copies of the web at adoption (one kept,
+# the other stopped, no failed request), a service that left the config
+# stopped at the next restart with the stop signal it was started with, the
+# stop sequence on `systemctl stop`, the runner's supervision and the
+# supervisor's adoption tests under real systemd, and the deploy's start ->
+# spawned -> switched times with the systemd and the exec runtime (the
+# benchmark suite's runtime section, run inside the sandbox).
 #
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
 # (1 under CI, see lane-common.sh); any failed check exits 1.
@@ -37,6 +40,7 @@ CGO_ENABLED=0 go build -o "$build/bench/" ./cmd/rollbridged ./cmd/rollbridgectl 
 cp "$build/rollbridge-demo-app" "$build/bench/demo-app"
 # The runner's supervision tests, run inside the sandbox against real systemd.
 go test -c -o "$build/systemd.test" ./pkg/systemd || exit 1
+go test -c -o "$build/supervisor.test" ./pkg/supervisor || exit 1
 
 echo "== booting systemd in the sandbox ($SB)"
 if ! "$SB" up >/dev/null; then
@@ -44,7 +48,7 @@ if ! "$SB" up >/dev/null; then
   not_run "the systemd sandbox did not boot on this machine"
 fi
 ROOT=$("$SB" root)
-install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$ROOT/usr/local/bin/"
+install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$build/supervisor.test" "$ROOT/usr/local/bin/"
 install -d "$ROOT/usr/local/lib/rollbridge-bench"
 install -m 0755 "$build"/bench/* "$ROOT/usr/local/lib/rollbridge-bench/"
 install -d "$ROOT/etc/rollbridge" "$ROOT/srv/demo/releases/v1" "$ROOT/srv/demo/releases/v2" "$ROOT/var/lib/rollbridge"
@@ -212,6 +216,43 @@ check "the next daemon restarted it (new MainPID) and serves v2" \
 r1=$(ctl status 2>/dev/null | jq '[.releases[] | select(.state=="active") | .processes[] | select(.id=="web") | .restarts][0]')
 check "status counts it as a restart ($r0 -> $r1)" test "$r1" = "$((r0 + 1))"
 
+echo "== two live copies of the web at adoption: the next daemon serves from one and stops the other"
+# What a daemon that died in the middle of a memory replacement leaves: a
+# second live unit of v2's web (the name a replacement takes, on a port of
+# its own), staged by hand exactly as the runner starts one.
+WEB2='rollbridge-demo-v2-web:2.service'
+sb systemd-run --quiet --unit="$WEB2" --slice=rollbridge-demo.slice -p RemainAfterExit=yes -p User=nobody \
+  -p WorkingDirectory=/srv/demo/releases/v2 --setenv=ROLLBRIDGE_RELEASE_ID=v2 \
+  -p LogExtraFields=ROLLBRIDGE_APPLICATION=demo -p LogExtraFields=ROLLBRIDGE_RELEASE_ID=v2 -p LogExtraFields=ROLLBRIDGE_POLICY=proxied \
+  -p LogExtraFields=ROLLBRIDGE_PROCESS_ID=web -p LogExtraFields=ROLLBRIDGE_INSTANCE_ID=web \
+  /usr/local/bin/rollbridge-demo-app --port 18199
+check "a second live copy of web runs beside the first ($WEB2)" \
+  wait_for 10 bash -c "'$SB' exec -- curl -sf http://127.0.0.1:18199/ping"
+since=$(sb date '+%Y-%m-%d %H:%M:%S')
+survive "restart with two live web copies" 0 sb systemctl restart rollbridge@demo.service
+check "the copy the state file says serves was kept (same web pid, checked above); the other is stopped" \
+  wait_for 20 bash -c "[ \"\$('$SB' exec -- systemctl is-active '$WEB2')\" != active ] && ! '$SB' exec -- curl -sf http://127.0.0.1:18199/ping"
+check "journal: leftover unit stopped names $WEB2, and no orphan was reported" \
+  wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -c 'select(.ROLLBRIDGE_UNIT==\"'$WEB2'\")' | grep -q . && ! '$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='orphaned units found' -o cat --no-pager | grep -q ."
+
+echo "== a service removed from the config: the next daemon stops its unit with its stop sequence"
+# The service stops on SIGINT (its stopSignal) and writes down that it did.
+JOBS_LINE="    { id: 'jobs', policy: 'service', stopSignal: 'SIGINT', gracefulStopMs: 5000, command: 'trap \"echo stop jobs SIGINT >> /var/lib/rollbridge/hooks.log; exit 0\" INT; while :; do sleep 0.2; done' },"
+sed -i "s|^  processes: \\[\$|&\n$JOBS_LINE|" "$ROOT/etc/rollbridge/demo.jsonnet"
+JOBS=rollbridge-demo-jobs.service
+sb systemctl restart rollbridge@demo.service
+check "the service added to the config runs as its own unit after a restart ($JOBS)" \
+  wait_for 30 bash -c "[ \"\$('$SB' exec -- systemctl is-active $JOBS)\" = active ]"
+sed -i "/id: 'jobs'/d" "$ROOT/etc/rollbridge/demo.jsonnet"
+since=$(sb date '+%Y-%m-%d %H:%M:%S')
+sb systemctl restart rollbridge@demo.service
+check "after it left the config, systemctl restart stopped its unit" \
+  wait_for 30 bash -c "[ \"\$('$SB' exec -- systemctl is-active $JOBS)\" != active ]"
+check "with the stop signal it was started with (SIGINT recorded in hooks.log)" grep -q "stop jobs SIGINT" "$ROOT/var/lib/rollbridge/hooks.log"
+check "journal: leftover unit stopped names $JOBS; no orphan reported, status lists none" \
+  wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -c 'select(.ROLLBRIDGE_UNIT==\"'$JOBS'\")' | grep -q . && ! '$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='orphaned units found' -o cat --no-pager | grep -q . && [ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '.orphans | length')\" = 0 ]"
+check "still serving v2 ($(body))" wait_for 20 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
+
 echo "== watchdog: SIGSTOP the daemon; systemd must kill and restart it while connections queue"
 pid1=$(prop rollbridge@demo.service MainPID)
 n1=$(prop rollbridge@demo.service NRestarts)
@@ -272,10 +313,13 @@ check "systemctl stop of the dead daemon stopped every process unit" wait_for 15
 rm -f "$ROOT/etc/systemd/system/rollbridge@demo.service.d/70-norestart.conf"
 sb systemctl daemon-reload
 
-echo "== the runner's supervision tests against real systemd (RB_SYSTEMD_TESTS=1)"
+echo "== the runner's supervision and the supervisor's adoption tests against real systemd (RB_SYSTEMD_TESTS=1)"
 out=$(sb env RB_SYSTEMD_TESTS=1 /usr/local/bin/systemd.test -test.run 'Runner|Systemd' -test.count=1 2>&1)
 echo "$out" | tail -3 | sed 's/^/  /'
 check "pkg/systemd supervision tests pass with the systemd runner" grep -qx PASS <<<"$out"
+out=$(sb env RB_SYSTEMD_TESTS=1 /usr/local/bin/supervisor.test -test.run 'Adopt' -test.count=1 2>&1)
+echo "$out" | tail -3 | sed 's/^/  /'
+check "pkg/supervisor adoption tests pass with the systemd runner" grep -qx PASS <<<"$out"
 
 echo "== deploy timing: the benchmark suite's runtime section (docs/performance.md), systemd vs exec runtime"
 # The suite runs here, inside the sandbox, where systemd is PID 1: each

@@ -143,6 +143,10 @@ const (
 	// OrphanedUnitsFound: units in the application's slice that no
 	// recorded release or service accounts for.
 	OrphanedUnitsFound Name = "orphaned units found"
+	// LeftoverStopped: a run an earlier daemon left that the new one did
+	// not take back (a second copy of the proxied process, a process gone
+	// from the config) ended with its stop sequence.
+	LeftoverStopped Name = "leftover unit stopped"
 )
 
 // priorities is the one table of how loud each event is; names not in it
@@ -197,6 +201,7 @@ var priorities = map[Name]Priority{
 	ReleaseAdopted:               PriNotice,
 	OrphanedUnitsFound:           PriWarning,
 	UnitSettingsIgnored:          PriWarning,
+	LeftoverStopped:              PriNotice,
 	DaemonStarted:                PriNotice,
 	DaemonStopped:                PriNotice,
 	ConfigReloaded:               PriNotice,

@@ -31,7 +31,7 @@ func (k *keepRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Hand
 	return h, err
 }
 
-func (k *keepRunner) Adopt(_ context.Context, spec Spec, _ func(Line)) (Handle, error) {
+func (k *keepRunner) Adopt(_ context.Context, spec Spec, _ string, _ func(Line)) (Handle, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	h := k.runs[spec.ID]

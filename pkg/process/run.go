@@ -117,6 +117,9 @@ func (p *Process) watch(r *run) {
 // Adopted is what the daemon that started a run recorded about it, handed
 // to Adopt so status reads as if the same daemon had watched all along.
 type Adopted struct {
+	// Run names the run to attach to (a RunRef's Name), for a spec that
+	// may run more than once at a time; "" leaves the pick to the runner.
+	Run            string
 	StartedAt      time.Time // zero: now
 	Reason         StartReason
 	Restarts       int
@@ -180,7 +183,7 @@ func (p *Process) adopt(ctx context.Context, a Adopted) error {
 	p.mu.Unlock()
 	p.ring.resize(spec.OutputLines)
 	r := p.newRun(spec)
-	h, err := ad.Adopt(ctx, spec, r.out)
+	h, err := ad.Adopt(ctx, spec, a.Run, r.out)
 	if err != nil {
 		return fmt.Errorf("process %s: adopt: %w", spec.ID, err)
 	}

@@ -175,8 +175,11 @@ type Adopter interface {
 	Runner
 	// Adopt attaches to the live run of spec that an earlier daemon
 	// started with Start, and calls out for its recent and its new output.
-	// It returns an error wrapping ErrNotRunning when there is none.
-	Adopt(ctx context.Context, spec Spec, out func(Line)) (Handle, error)
+	// name picks the run (a RunRef's Name) when spec may run under more
+	// than one (the proxied process beside its memory replacement); ""
+	// lets the runner pick the one that started last. It returns an error
+	// wrapping ErrNotRunning when there is none.
+	Adopt(ctx context.Context, spec Spec, name string, out func(Line)) (Handle, error)
 	// Runs lists the live runs this runner's kind can adopt (the units of
 	// the application), so a new daemon can tell which of them nobody
 	// accounts for.
@@ -190,7 +193,14 @@ type RunRef struct {
 	ReleaseID  string // "" for services and singletons
 	ProcessID  string // base id
 	InstanceID string
-	Pid        int // its main process; 0 when that has exited
+	Policy     string // the policy it was started with ("service", "proxied", ...)
+	Pid        int    // its main process; 0 when that has exited
+	// StopSignal and GracefulStop are the stop settings it was started
+	// with, as far as the runner keeps them (a unit's KillSignal= and
+	// TimeoutStopUSec=): what a daemon whose config no longer has the
+	// process stops it with. Zero when unknown (SIGTERM, no grace).
+	StopSignal   syscall.Signal
+	GracefulStop time.Duration
 }
 
 // cgroupMemory is implemented by handles whose run has a cgroup of its own

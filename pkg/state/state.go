@@ -79,7 +79,10 @@ type ProcessRecord struct {
 	MemoryRestarts int    `json:"memoryRestarts"`
 	// Port is a service's or singleton's port (a release's are in its
 	// ReleaseRecord), so a daemon that adopts it keeps rendering
-	// {{ports.ID}} with the port it listens on.
+	// {{ports.ID}} with the port it listens on; for a proxied instance,
+	// the port it listens on, which tells a memory replacement from the
+	// copy it replaces when both run (the release's port is the serving
+	// one's).
 	Port int `json:"port,omitempty"`
 	// StartedAt is when the run started, for the status of a daemon that
 	// adopts it (a systemd unit outlives the daemon).

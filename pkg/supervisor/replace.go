@@ -171,7 +171,7 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance, w why) {
 	}
 	next := s.newInstance(r, p, old.replica, spec, memoryPrev)
 	next.proc.SetAutoRestart(false) // as in a deploy: a crash before the switch fails the attempt
-	if !s.tab.addExtra(l, next) {
+	if !s.tab.addExtra(l, next, port) {
 		return // the release is being stopped
 	}
 	undo := func() {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
@@ -32,9 +33,19 @@ func (s *Supervisor) PersistSnapshot() *state.Snapshot {
 		snap.Releases = append(snap.Releases, state.ReleaseRecord{ID: r.id, Path: r.path, Revision: r.revision, State: string(r.state),
 			ActivatedAt: r.activatedAt.UTC(), RetiredAt: r.retiredAt().UTC(), Ports: r.ports})
 		// Extras too: a replaced proxied instance still draining is a
-		// process of the release that an orphan check must know.
-		for _, in := range append(r.procs, r.extras...) {
-			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy), 0})
+		// process of the release that an orphan check must know. Each
+		// proxied instance records its own port: while a replacement
+		// runs beside the instance it replaces, a daemon that adopts
+		// them must be able to check and serve either (see Adopt).
+		for _, in := range r.procs {
+			port := 0
+			if in.cfg.Policy == config.Proxied {
+				port = r.ports[in.cfg.ID]
+			}
+			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy), port})
+		}
+		for i, in := range r.extras {
+			procs = append(procs, proc{in.proc, in.cfg.ID, r.id, string(in.cfg.Policy), r.extraPorts[i]})
 		}
 	}
 	// Services and singletons are recorded without a release: they outlive

@@ -118,6 +118,7 @@ type run struct {
 // extra is an instance of a run outside its procs (see run.extras).
 type extra struct {
 	in      *instance
+	port    int                // the port it listens on, for the state file
 	backend *proxy.Backend     // the replaced instance's, while it drains; nil for a starting replacement
 	cancel  context.CancelFunc // ends that drain early; nil for a starting replacement
 }

@@ -377,17 +377,34 @@ func (t *table) runPorts(l *run) map[string]int {
 	return maps.Clone(l.ports)
 }
 
-// addExtra records in, a replacement about to start, as an extra of run l,
-// so a stop of the run that comes meanwhile stops it too. It returns false
-// (and records nothing) when that stop has begun: in must not start.
-func (t *table) addExtra(l *run, in *instance) bool {
+// addExtra records in, a replacement about to start on port, as an extra
+// of run l, so a stop of the run that comes meanwhile stops it too. It
+// returns false (and records nothing) when that stop has begun: in must
+// not start.
+func (t *table) addExtra(l *run, in *instance, port int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l.stopping {
 		return false
 	}
-	l.extras = append(l.extras, &extra{in: in})
+	l.extras = append(l.extras, &extra{in: in, port: port})
 	return true
+}
+
+// promoteExtra makes in, an extra of run l, the run's proxied instance
+// (process id) on port: an adopting daemon attaches to every live copy of
+// the proxied process as an extra, then keeps one (see adoptWeb).
+func (t *table) promoteExtra(l *run, in *instance, id string, port int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l.extras = slices.DeleteFunc(l.extras, func(x *extra) bool { return x.in == in })
+	l.procs = append(l.procs, in)
+	ports := maps.Clone(l.ports)
+	if ports == nil {
+		ports = map[string]int{}
+	}
+	ports[id] = port
+	l.ports = ports
 }
 
 // dropExtra forgets the extra in of run l (stopped by then).
@@ -418,7 +435,7 @@ func (t *table) switchWeb(r *rel, l *run, old, next *instance, port int, backend
 	prev := l.backend
 	l.procs[i] = next
 	l.extras = slices.DeleteFunc(l.extras, func(x *extra) bool { return x.in == next })
-	l.extras = append(l.extras, &extra{in: old, backend: prev, cancel: cancel})
+	l.extras = append(l.extras, &extra{in: old, port: l.ports[old.cfg.ID], backend: prev, cancel: cancel})
 	ports := maps.Clone(l.ports)
 	ports[next.cfg.ID] = port
 	l.ports = ports

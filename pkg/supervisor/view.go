@@ -35,6 +35,7 @@ type releaseView struct {
 	procs              []*instance
 	backend            *proxy.Backend
 	extras             []*instance      // see run.extras
+	extraPorts         []int            // their ports, as extras
 	extraBackends      []*proxy.Backend // of the extras that drain
 	requestsBefore     uint64           // see run.requestsBefore
 }
@@ -98,6 +99,7 @@ func (t *table) view() view {
 			requestsBefore: r.run.requestsBefore}
 		for _, x := range r.run.extras {
 			rv.extras = append(rv.extras, x.in)
+			rv.extraPorts = append(rv.extraPorts, x.port)
 			if x.backend != nil {
 				rv.extraBackends = append(rv.extraBackends, x.backend)
 			}

@@ -262,14 +262,31 @@ func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, ou
 }
 
 // Adopt attaches to the live unit of spec (as Start would have named it)
-// that an earlier daemon started. It returns process.ErrNotRunning when
-// that unit does not run (any more). Its recent output (up to the spec's
-// OutputLines) is handed to out first, then new lines as they come.
-func (r *Runner) Adopt(ctx context.Context, spec process.Spec, out func(process.Line)) (process.Handle, error) {
+// that an earlier daemon started, or to the unit name when it is not ""
+// (one of the application's units, as Runs lists them). It returns
+// process.ErrNotRunning when that unit does not run (any more). Its recent
+// output (up to the spec's OutputLines) is handed to out first, then new
+// lines as they come.
+func (r *Runner) Adopt(ctx context.Context, spec process.Spec, name string, out func(process.Line)) (process.Handle, error) {
+	if name != "" {
+		props, err := r.conn.GetUnitTypePropertiesContext(ctx, name, "Service")
+		if err != nil {
+			return nil, fmt.Errorf("adopt %s: %w", name, err)
+		}
+		if pid, _ := props["MainPID"].(uint32); pid == 0 {
+			return nil, fmt.Errorf("adopt %s: %w", name, process.ErrNotRunning)
+		}
+		// Only a unit of this application that runs spec's instance: a
+		// name handed in must not attach the daemon to another unit.
+		if s, _ := props["Slice"].(string); s != r.slice || !hasField(props, fieldInstance, spec.ID) {
+			return nil, fmt.Errorf("adopt %s: not a unit of %s running %s", name, r.slice, spec.ID)
+		}
+		return r.adoptUnit(ctx, spec, name, out)
+	}
 	// Of the names the spec may run under (see Start), the live unit that
 	// started last: a replacement of the proxied process is newer than
 	// the copy it replaced.
-	name, newest := "", uint64(0)
+	newest := uint64(0)
 	for i := 0; i < r.nameCount(spec); i++ {
 		n := r.unitName(spec, i)
 		props, err := r.conn.GetUnitTypePropertiesContext(ctx, n, "Service")
@@ -290,6 +307,11 @@ func (r *Runner) Adopt(ctx context.Context, spec process.Spec, out func(process.
 	if name == "" {
 		return nil, fmt.Errorf("adopt %s: %w", r.unitName(spec, 0), process.ErrNotRunning)
 	}
+	return r.adoptUnit(ctx, spec, name, out)
+}
+
+// adoptUnit attaches to the live unit name, which runs spec.
+func (r *Runner) adoptUnit(ctx context.Context, spec process.Spec, name string, out func(process.Line)) (process.Handle, error) {
 	var rt *route
 	if out != nil {
 		n := spec.OutputLines
@@ -638,6 +660,11 @@ type AppUnit struct {
 	ActiveState string
 	SubState    string
 	MainPID     int // 0 when its main process is gone
+	// KillSignal and TimeoutStop are the unit's stop settings, set from
+	// the spec's stop signal and grace period at its start (see
+	// properties); TimeoutStop is process.Indefinite for infinity.
+	KillSignal  syscall.Signal
+	TimeoutStop time.Duration
 }
 
 // Units lists the units in the application's slice (rollbridge-APP.slice)
@@ -663,7 +690,8 @@ func (r *Runner) Runs(ctx context.Context) ([]process.RunRef, error) {
 		if u.Policy == "service" || u.Policy == "singleton" {
 			rel = "" // daemon-wide: its release is only the template it was started from
 		}
-		out = append(out, process.RunRef{Name: u.Name, ReleaseID: rel, ProcessID: u.ProcessID, InstanceID: u.InstanceID, Pid: u.MainPID})
+		out = append(out, process.RunRef{Name: u.Name, ReleaseID: rel, ProcessID: u.ProcessID, InstanceID: u.InstanceID, Policy: u.Policy,
+			Pid: u.MainPID, StopSignal: u.KillSignal, GracefulStop: u.TimeoutStop})
 	}
 	return out, nil
 }
@@ -686,6 +714,15 @@ func listAppUnits(ctx context.Context, conn *sdbus.Conn, app string) ([]AppUnit,
 		au := AppUnit{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState}
 		if pid, ok := props["MainPID"].(uint32); ok {
 			au.MainPID = int(pid)
+		}
+		if sig, ok := props["KillSignal"].(int32); ok {
+			au.KillSignal = syscall.Signal(sig)
+		}
+		if us, ok := props["TimeoutStopUSec"].(uint64); ok {
+			au.TimeoutStop = process.Indefinite
+			if us != math.MaxUint64 {
+				au.TimeoutStop = time.Duration(us) * time.Microsecond
+			}
 		}
 		if fields, ok := props["LogExtraFields"].([][]byte); ok {
 			for _, f := range fields {
