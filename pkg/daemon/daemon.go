@@ -60,6 +60,10 @@ type Options struct {
 	// recorded processes that still run. If it fails to start, Run stops
 	// what it started and returns the error.
 	Boot *BootRelease
+	// Handover, when set, parks upgraded connections in systemd's fd store
+	// so they outlive a daemon restart (see Handover); nil copies them
+	// in-process, and they end with the daemon.
+	Handover *Handover
 }
 
 // Notifier is the part of sd_notify the daemon uses (pkg/systemd implements it).
@@ -130,7 +134,8 @@ func Run(ctx context.Context, o Options) error {
 	d := &daemon{log: log, lns: lns, version: o.Version, notifier: notifier,
 		shutdownReq: make(chan struct{}), stopped: make(chan struct{}), alive: make(chan chan struct{})}
 	d.cfg.Store(cfg)
-	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies})
+	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
+		FDStore: o.Handover.proxyStore()})
 	d.proxy = px
 	runner := o.Runner
 	if runner == nil {
@@ -193,6 +198,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	d.resume(o.Handover)
 	// Started: from now on no release means 503 at once, as the spec says.
 	px.EndHold()
 
@@ -289,9 +295,11 @@ func Run(ctx context.Context, o Options) error {
 	byCommand := isClosed(d.shutdownReq)
 	if !byCommand && o.KeepProcesses != nil && o.KeepProcesses() {
 		d.detach()
+		d.park()
 		d.keepState(cfg.StatePath, final)
 	} else {
 		d.shutdown()
+		d.unpark(o.Handover)
 		d.finishState(cfg.StatePath, withLeftovers(final, prev), byCommand)
 	}
 	close(d.stopped) // lets a pending shutdown command answer

@@ -138,6 +138,10 @@ const (
 	// OrphanedUnitsFound: units in the application's slice that no
 	// recorded release or service accounts for.
 	OrphanedUnitsFound Name = "orphaned units found"
+	// ConnectionsResumed: upgraded connections a previous daemon parked in
+	// systemd's fd store are copied again, counted on their release; those
+	// whose release no longer serves are closed.
+	ConnectionsResumed Name = "connections resumed"
 )
 
 // priorities is the one table of how loud each event is; names not in it
