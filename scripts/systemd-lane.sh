@@ -13,7 +13,11 @@
 # 'nobody' in the config; the daemon is root), a unit killed
 # while no daemon runs, the stop sequence on `systemctl stop`, the runner's
 # supervision tests under real systemd, and the deploy's start -> spawned ->
-# switched times with the systemd and the exec runtime.
+# switched times with the systemd and the exec runtime. WebSockets (200, or
+# LANE_WEBSOCKETS) stream numbered echoes through systemctl restart, SIGKILL
+# and a watchdog kill of the daemon: all stay open, every echo once and in
+# order (the fd store hand-over); systemctl stop closes them and leaves the
+# store empty.
 #
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
 # (1 under CI, see lane-common.sh); any failed check exits 1.
