@@ -13,7 +13,8 @@
 # 'nobody' in the config; the daemon is root), a unit killed
 # while no daemon runs, the stop sequence on `systemctl stop`, the runner's
 # supervision tests under real systemd, and the deploy's start -> spawned ->
-# switched times with the systemd and the exec runtime. WebSockets (200, or
+# switched times with the systemd and the exec runtime (the benchmark
+# suite's runtime section, run inside the sandbox). WebSockets (200, or
 # LANE_WEBSOCKETS) stream numbered echoes through systemctl restart, SIGKILL
 # and a watchdog kill of the daemon: all stay open, every echo once and in
 # order (the fd store hand-over); systemctl stop closes them and leaves the
@@ -35,6 +36,10 @@ echo "== building static binaries"
 CGO_ENABLED=0 go build -o "$build/" ./cmd/rollbridged ./cmd/rollbridgectl || exit 1
 CGO_ENABLED=0 go build -o "$build/rollbridge-demo-app" ./examples/app || exit 1
 CGO_ENABLED=0 go build -o "$build/" ./bench/cmd/wsstream || exit 1
+# The benchmark suite's runtime section runs inside the sandbox (-bin dir).
+mkdir -p "$build/bench"
+CGO_ENABLED=0 go build -o "$build/bench/" ./cmd/rollbridged ./cmd/rollbridgectl ./bench/cmd/suite || exit 1
+cp "$build/rollbridge-demo-app" "$build/bench/demo-app"
 # The runner's supervision tests, run inside the sandbox against real systemd.
 go test -c -o "$build/systemd.test" ./pkg/systemd || exit 1
 
@@ -45,6 +50,8 @@ if ! "$SB" up >/dev/null; then
 fi
 ROOT=$("$SB" root)
 install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$build/wsstream" "$ROOT/usr/local/bin/"
+install -d "$ROOT/usr/local/lib/rollbridge-bench"
+install -m 0755 "$build"/bench/* "$ROOT/usr/local/lib/rollbridge-bench/"
 install -d "$ROOT/etc/rollbridge" "$ROOT/srv/demo/releases/v1" "$ROOT/srv/demo/releases/v2" "$ROOT/var/lib/rollbridge"
 cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
 {
@@ -53,6 +60,7 @@ cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
   proxy: { host: '127.0.0.1', port: 18080, drainTimeoutMs: 5000 },
   statePath: '/var/lib/rollbridge/demo.state.json',
   user: 'nobody',  // the daemon is root; the app and its hooks are not
+  systemd: { NoNewPrivileges: true },  // lane-sandbox: every process's unit, merged with a process's own
   processes: [
     { id: 'web', policy: 'proxied', command: 'exec /usr/local/bin/rollbridge-demo-app --port {{port}}',
       port: { from: 18100, to: 18199 }, health: { path: '/ping', intervalMs: 25 },
@@ -61,11 +69,16 @@ cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
                    stopCommand: 'echo "stop web $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log; kill -TERM $ROLLBRIDGE_PID' } },
     { id: 'worker', command: 'while :; do echo "worker of {{releaseId}}"; sleep 1; done',
       lifecycle: { quietCommand: 'echo "quiet worker $ROLLBRIDGE_RELEASE_ID" >> /var/lib/rollbridge/hooks.log' } },
+    { id: 'jail', user: 'root', command: 'grep NoNewPrivs /proc/self/status; for d in /usr /var/lib/rollbridge/jail; do if touch $d/rb-jail-probe 2>/dev/null; then echo "write $d: ok"; else echo "write $d: refused"; fi; done; if [ -e /tmp/rb-lane-marker ]; then echo "tmp: shared"; else echo "tmp: private"; fi; while :; do echo "jail of {{releaseId}}"; sleep 1; done', systemd: { ProtectSystem: 'strict', ReadWritePaths: ['/var/lib/rollbridge/jail'], PrivateTmp: true, ProtectHome: true, CapabilityBoundingSet: ['CAP_DAC_OVERRIDE'] } },  // lane-sandbox: root, held by its unit settings
   ],
 }
 JSONNET
 # The hooks run as the app's user (nobody) and append here.
 install -m 0666 /dev/null "$ROOT/var/lib/rollbridge/hooks.log"
+# The jail process may write here (ReadWritePaths) and nowhere else; it
+# must not see this /tmp (PrivateTmp).
+install -d "$ROOT/var/lib/rollbridge/jail"
+: >"$ROOT/tmp/rb-lane-marker"
 C=/etc/rollbridge/demo.jsonnet
 ctl() { sb /usr/local/bin/rollbridgectl "$@" -c "$C"; }
 body() { sb curl -s --max-time 10 http://127.0.0.1:18080/; }
@@ -105,10 +118,10 @@ check "journal: daemon event with structured fields (traffic switched, ROLLBRIDG
   jq_has '.ROLLBRIDGE_EVENT=="traffic switched" and .ROLLBRIDGE_RELEASE_ID=="v2" and .ROLLBRIDGE_APPLICATION=="demo" and .SYSLOG_IDENTIFIER=="rollbridged"'
 
 echo "== processes as systemd units"
-WEB=rollbridge-demo-v2-web.service WORKER=rollbridge-demo-v2-worker.service
+WEB=rollbridge-demo-v2-web.service WORKER=rollbridge-demo-v2-worker.service JAIL=rollbridge-demo-v2-jail.service
 app_units() { sb systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*' | awk '{print $1}' | sort | tr '\n' ' '; }
 check "systemctl list-units: one unit per process instance once v1 drained ($(app_units))" \
-  wait_for 15 bash -c "[ \"\$('$SB' exec -- systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*' | awk '{print \$1}' | sort | tr '\n' ' ')\" = '$WEB $WORKER ' ]"
+  wait_for 15 bash -c "[ \"\$('$SB' exec -- systemctl list-units --plain --no-legend --state=active 'rollbridge-demo-*' | awk '{print \$1}' | sort | tr '\n' ' ')\" = '$JAIL $WEB $WORKER ' ]"
 check "the units run in rollbridge-demo.slice" test "$(prop $WEB Slice)" = rollbridge-demo.slice
 NOBODY=$(sb id -u nobody)
 check "the app runs as the configured user: the web unit's User= and its main process's uid are nobody's ($NOBODY)" \
@@ -127,6 +140,20 @@ st=$(ctl status 2>/dev/null)
 check "status: web's pid is its unit's MainPID, with its unit name, rssBytes and the cgroup's own memory figure" \
   wait_for 10 bash -c "jq -e --argjson p \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" '[.releases[] | select(.state==\"active\") | .processes[] | select(.id==\"web\") | select(.pid==\$p and .unit==\"$WEB\" and .rssBytes>0 and .cgroupMemoryBytes>0)] | length == 1' >/dev/null <<<\"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C)\""
 check "memory.maxBytes became the unit's MemoryMax" test "$(prop $WEB MemoryMax)" = 2147483648
+
+echo "== unit settings (systemd: {...}): the sandbox is the unit's, and it holds"
+check "systemctl show $JAIL: ProtectSystem=strict, PrivateTmp=yes, ProtectHome=yes, ReadWritePaths, NoNewPrivileges=yes (from the top level)" \
+  bash -c "[ \"\$('$SB' exec -- systemctl show $JAIL -p ProtectSystem -p PrivateTmp -p ProtectHome -p ReadWritePaths -p NoNewPrivileges | sort | tr '\n' ' ')\" = 'NoNewPrivileges=yes PrivateTmp=yes ProtectHome=yes ProtectSystem=strict ReadWritePaths=/var/lib/rollbridge/jail ' ]"
+check "the jail's capability bounding set is CAP_DAC_OVERRIDE alone ($(prop $JAIL CapabilityBoundingSet))" test "$(prop $JAIL CapabilityBoundingSet)" = cap_dac_override
+jail_says() { sb journalctl -u "$JAIL" -o cat --no-pager | grep -qx "$1"; }
+check "the jail (root) could not write /usr: ProtectSystem=strict" wait_for 10 jail_says "write /usr: refused"
+check "the jail could write its ReadWritePaths" jail_says "write /var/lib/rollbridge/jail: ok"
+check "the jail has a /tmp of its own: PrivateTmp (the host's marker is not there)" jail_says "tmp: private"
+check "NoNewPrivs: 1 in the jail's /proc/PID/status" \
+  bash -c "'$SB' exec -- grep -q '^NoNewPrivs:[[:space:]]*1\$' /proc/\$('$SB' exec -- systemctl show $JAIL -p MainPID --value)/status"
+check "the top-level NoNewPrivileges reached the web unit too (NoNewPrivs: 1 in /proc/PID/status)" \
+  bash -c "'$SB' exec -- grep -q '^NoNewPrivs:[[:space:]]*1\$' /proc/\$('$SB' exec -- systemctl show $WEB -p MainPID --value)/status"
+check "the web unit has no ProtectSystem (the jail's settings are the jail's)" test "$(prop $WEB ProtectSystem)" = no
 
 # A stale drop-in is caught: change the proxy port in the config only.
 sed -i 's/port: 18080/port: 18081/' "$ROOT/etc/rollbridge/demo.jsonnet"
@@ -280,7 +307,7 @@ echo "== systemctl stop runs the stop sequence and leaves nothing behind"
 : >"$ROOT/var/lib/rollbridge/hooks.log"
 sb systemctl stop rollbridge@demo.service rollbridge-control@demo.socket rollbridge-proxy@demo.socket
 sleep 0.5
-left=$(sb pgrep -f 'rollbridge-demo-app|worker of|rollbridged' || true)
+left=$(sb pgrep -f 'rollbridge-demo-app|worker of|jail of|rollbridged' || true)
 check "no managed or daemon process left after systemctl stop (${left:-none})" test -z "$left"
 check "no process unit left after systemctl stop ($(app_units))" test -z "$(app_units)"
 hooks=$(grep v2 "$ROOT/var/lib/rollbridge/hooks.log" | tr '\n' ';')
@@ -311,33 +338,17 @@ out=$(sb env RB_SYSTEMD_TESTS=1 /usr/local/bin/systemd.test -test.run 'Runner|Sy
 echo "$out" | tail -3 | sed 's/^/  /'
 check "pkg/systemd supervision tests pass with the systemd runner" grep -qx PASS <<<"$out"
 
-echo "== deploy timing: start -> web spawned -> switched, systemd vs exec runtime"
-timing() { # prints "spawned_ms switched_ms" for the last deploy
-  ctl events --json 2>/dev/null | jq -r '
-    (map(select(.message=="deploy starting")) | last | .at) as $s
-    | [ (map(select(.message=="process started" and .data.id=="web" and .at >= $s)) | first | .at),
-        (map(select(.message=="traffic switched" and .at >= $s)) | first | .at) ] as $t
-    | def ms(a): ((a | sub("\\.[0-9]+Z$"; "Z") | fromdate) + ((a | capture("\\.(?<f>[0-9]+)Z$").f // "0") | ("0." + .) | tonumber)) * 1000;
-      "\((ms($t[0]) - ms($s)) | floor) \((ms($t[1]) - ms($s)) | floor)"'
-}
-measure() { # measure RUNTIME: 5 deploys, the median of each step
-  local rt=$1 i sp=() sw=()
-  sed -i "s/^  runtime: .*$//; s/^{/{\n  runtime: '$rt',/" "$ROOT/etc/rollbridge/demo.jsonnet"
-  sb systemctl start rollbridge-proxy@demo.socket rollbridge-control@demo.socket rollbridge@demo.service
-  wait_for 30 bash -c "'$SB' exec -- curl -s -o /dev/null http://127.0.0.1:18080/"
-  for i in 1 2 3 4 5; do
-    ctl deploy --release-path /srv/demo/releases/v1 --release-id "t$rt$i" >/dev/null 2>&1
-    read -r a b <<<"$(timing)"; sp+=("$a"); sw+=("$b")
-  done
-  sb systemctl stop rollbridge@demo.service
-  local msp msw
-  msp=$(printf '%s\n' "${sp[@]}" | sort -n | sed -n 3p); msw=$(printf '%s\n' "${sw[@]}" | sort -n | sed -n 3p)
-  echo "   runtime $rt: start->spawned ${sp[*]} ms (median $msp), start->switched ${sw[*]} ms (median $msw)"
-  echo "deploy runtime=$rt spawned_ms=${sp[*]} switched_ms=${sw[*]} median_spawned=$msp median_switched=$msw" >>"$build/numbers"
-}
-measure systemd
-measure exec
-sb systemctl stop rollbridge-control@demo.socket rollbridge-proxy@demo.socket
+echo "== deploy timing: the benchmark suite's runtime section (docs/performance.md), systemd vs exec runtime"
+# The suite runs here, inside the sandbox, where systemd is PID 1: each
+# runtime's daemon deploys the demo app, alternating, and the table gives
+# start -> web spawned -> healthy -> switched with the difference.
+out=$(sb /usr/local/lib/rollbridge-bench/suite -bin /usr/local/lib/rollbridge-bench -only runtime -no-nginx \
+  -runtime-deploys "${LANE_RUNTIME_DEPLOYS:-15}" -out /tmp/runtime.json 2>&1)
+sed -n '/^## Deploys per process runtime/,$p' <<<"$out" | sed 's/^/  /'
+cp "$ROOT/tmp/runtime.json" "$build/runtime.json" 2>/dev/null
+check "the suite's runtime section measured both runtimes inside the sandbox" \
+  jq -e '[.runtime.runtimes[] | select((.phasesMs | length) > 0) | .runtime] == ["exec", "systemd"]' "$build/runtime.json" >/dev/null
+jq -r '.runtime.runtimes[] | "deploy runtime=\(.runtime) switched_ms=\([.phasesMs[].switched | floor] | join(","))"' "$build/runtime.json" >>"$build/numbers" 2>/dev/null
 echo "--- numbers"; cat "$build/numbers"
 check "journal: daemon stopping recorded" bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='daemon stopping' -o cat --no-pager | grep -q stopping"
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/urfave/cli/v2"
@@ -10,14 +11,36 @@ import (
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
-		Usage:     "print the daemon's status as JSON",
-		UsageText: "rollbridgectl status [-c PATH]",
-		Flags:     daemonFlags(),
+		Usage:     "print the daemon's status as JSON, or watch it live (--watch)",
+		UsageText: "rollbridgectl status [-c PATH] [--watch [--interval D] [--count N]]",
+		Description: "Without --watch, prints the status answer as JSON (docs/protocol.md).\n" +
+			"With --watch, shows a live view refreshed every --interval: the releases (state,\n" +
+			"connections, requests per second), the processes (state, pid, restarts, RSS, uptime)\n" +
+			"and the newest events. On a terminal it redraws in place until Ctrl-C; otherwise it\n" +
+			"prints one plain frame per interval (--count stops after N). A daemon that stops\n" +
+			"answering (a restart) is shown as such and asked again at the next refresh.",
+		Flags: daemonFlags(
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "show a live view instead of JSON"},
+			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "refresh every `D` (with --watch; at least 100ms)"},
+			&cli.IntFlag{Name: "count", Usage: "with --watch, stop after `N` frames (0: until Ctrl-C)"},
+		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c, ""); err != nil {
 				return err
 			}
-			return callDaemon(c, control.CmdStatus, (*control.Client).Status)
+			if !c.Bool("watch") {
+				if c.IsSet("interval") || c.IsSet("count") {
+					return usageErrorf("--interval and --count go with --watch")
+				}
+				return callDaemon(c, control.CmdStatus, (*control.Client).Status)
+			}
+			if c.Duration("interval") < 100*time.Millisecond {
+				return usageErrorf("--interval must be at least 100ms")
+			}
+			if c.Int("count") < 0 {
+				return usageErrorf("--count must be 0 or more")
+			}
+			return watch(c, c.Duration("interval"), c.Int("count"))
 		},
 	}
 }

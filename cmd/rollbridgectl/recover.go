@@ -19,12 +19,16 @@ func recoverCommand() *cli.Command {
 		Usage:     "list (or with --force stop) processes a crashed daemon left running",
 		UsageText: "rollbridgectl recover [-c PATH] [--state-path FILE] [--force] [--json]",
 		Description: "Reads statePath and lists the recorded processes that still run (same pid and\n" +
-			"start time). With --force each one's process group gets SIGTERM, then SIGKILL after\n" +
-			"proxy.forceStopTimeoutMs, and the state file is removed. If any survives, the file\n" +
-			"is kept and the command exits 1. Refuses while a daemon holds the control socket.\n" +
+			"start time), and every process carrying the run token (ROLLBRIDGE_RUN) of a daemon\n" +
+			"instance the file records: processes that left their group with setsid, or started\n" +
+			"after the daemon's last write. Only processes of the state file's owner (and, when\n" +
+			"that is root, of the configured process users) count. With --force each one's\n" +
+			"process group (or the process alone, when it leads none) gets SIGTERM, then SIGKILL\n" +
+			"after proxy.forceStopTimeoutMs, and the state file is removed. If any survives, the\n" +
+			"file is kept and the command exits 1. Refuses while a daemon holds the control socket.\n" +
 			"The Node original's state file is read too (refused while its daemon still answers\n" +
 			"on the control.path the file names): --state-path points at it when switching over.\n" +
-			`--json prints {"statePath","orphans":[{"id","pid","releaseId"}],"stopped":[...],"stillRunning":[...],"stateFileRemoved","dryRun"}.`,
+			`--json prints {"statePath","orphans":[{"id","pid","releaseId","unrecorded"?}],"stopped":[...],"stillRunning":[...],"stateFileRemoved","dryRun"}.`,
 		Flags: []cli.Flag{
 			configFlag(),
 			&cli.BoolFlag{Name: "force", Usage: "stop the orphans and clear the state file"},
@@ -127,10 +131,13 @@ func orphanCount(n int) string {
 
 func listOrphans(w io.Writer, orphans []state.Orphan) {
 	for _, o := range orphans {
-		release := ""
+		extra := ""
 		if o.ReleaseID != "" {
-			release = ", release " + o.ReleaseID
+			extra = ", release " + o.ReleaseID
 		}
-		fmt.Fprintf(w, "  %s (pid %d%s)\n", o.ID, o.Pid, release)
+		if o.Unrecorded {
+			extra += ", not in the state file: found by its run token"
+		}
+		fmt.Fprintf(w, "  %s (pid %d%s)\n", o.ID, o.Pid, extra)
 	}
 }

@@ -147,7 +147,7 @@ var (
 		"releasePath", "revision", "state", "stoppedAt"}
 	processKeys = []string{"children", "command", "cwd", "exitCode", "exitSignal", "id", "lastMemoryRestartAt", "lastStartReason",
 		"logs", "memoryRestarts", "pid", "restarts", "rssBytes", "startedAt", "state", "uptimeMs"}
-	ourReleaseKeys = []string{"createdAt", "error"}
+	ourReleaseKeys = []string{"createdAt", "requests", "error"}
 	ourProcessKeys = []string{"policy", "port"}
 )
 
@@ -207,7 +207,7 @@ func TestNodeClientCompatibility(t *testing.T) {
 	for _, k := range []string{"orphans", "releases", "services", "singletons"} {
 		st.wantRaw(t, "status", k, "[]")
 	}
-	st.obj(t, "proxy").wantKeys(t, "proxy", []string{"host", "port", "upstreamHost"}, nil, nil)
+	st.obj(t, "proxy").wantKeys(t, "proxy", []string{"host", "port", "upstreamHost"}, []string{"held", "holdGaveUp"}, nil)
 
 	// deploy, as `rollbridge deploy --release-path DIR [--release-id ID] [--revision R]` sends it.
 	exact(fmt.Sprintf(`{"command":"deploy","releaseId":"v1","releasePath":%q}`, filepath.Join(f.dir, "r1")),

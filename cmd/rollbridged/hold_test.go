@@ -291,12 +291,13 @@ func TestNoFailedRequestAcrossRestart(t *testing.T) {
 }
 
 // TestHoldTimeoutWhileStarting: a release that does not come within
-// proxy.holdTimeoutMs (its app never listens, so the boot's health check
-// is still waiting) gets the held request a 503 with Retry-After, not a
-// 503 at once and not an endless wait.
+// proxy.holdTimeoutMs (its app listens only after 4 s, so the boot's
+// health check is still waiting) gets the held request a 503 with
+// Retry-After, not a 503 at once and not an endless wait; status and the
+// events say so once the daemon serves.
 func TestHoldTimeoutWhileStarting(t *testing.T) {
 	f := newFixture(t, 0, `{proxy+: {holdTimeoutMs: 200}}`)
-	a := socketActivate(t, f, []string{"RB_APP_BOOT_MS=600000"},
+	a := socketActivate(t, f, []string{"RB_APP_BOOT_MS=4000"},
 		"--release-path", f.releaseDir("v1"), "--release-id", "v1", "--revision", "r1")
 	// The first connection starts the daemon, which holds it while booting.
 	for i := range 2 {
@@ -310,6 +311,14 @@ func TestHoldTimeoutWhileStarting(t *testing.T) {
 			t.Errorf("request %d while the release boots: got %d %q (Retry-After %q), want 503 %q with Retry-After",
 				i, resp.StatusCode, b, resp.Header.Get("Retry-After"), "No active release\n")
 		}
+	}
+	// Status (answered once the boot is over) and the events say so: two
+	// given up, none waiting now.
+	if st := f.serving(); st.Proxy.HoldGaveUp != 2 || st.Proxy.Held != 0 {
+		t.Errorf("status proxy %+v, want holdGaveUp 2, held 0", st.Proxy)
+	}
+	if ev := f.events(); !strings.Contains(ev, `"message":"requests not held"`) || !strings.Contains(ev, "the hold timeout") {
+		t.Errorf("no requests-not-held event naming the timeout in %s", ev)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"github.com/rollbridge/rollbridge-go/internal/version"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/daemon"
@@ -160,7 +161,11 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 			hup <- struct{}{}
 		}
 	}()
-	runner, units, err := systemd.ProcessRuntime(ctx, cfg, daemonUnit)
+	// One token per daemon start, in every process's ROLLBRIDGE_RUN and in
+	// the state file: rollbridgectl recover finds this daemon's processes
+	// by it should the daemon crash.
+	instance := runtoken.NewInstance()
+	runner, units, err := systemd.ProcessRuntime(ctx, cfg, daemonUnit, instance)
 	if err != nil {
 		return err
 	}
@@ -172,7 +177,7 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 		return err
 	}
 	o := daemon.Options{
-		Runner: runner,
+		Runner: runner, Instance: instance,
 		Config: cfg, Env: env, Version: version.Version,
 		Listeners:        daemon.Listeners{Proxy: act.Proxy, Control: act.Control},
 		Notifier:         systemd.NewNotifier(),

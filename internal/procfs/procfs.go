@@ -241,16 +241,35 @@ func listDir(dir string) ([]string, error) {
 	}
 }
 
+// MaxEnvironBytes bounds what EnvValue reads of /proc/PID/environ. The
+// environment is the process's to fill (up to a quarter of its stack
+// limit), and the processes read may be anyone's: a bounded read keeps a
+// huge one from costing the reader memory. rollbridge puts its own
+// variables first (see process.ExecRunner), so they lie well inside it.
+const MaxEnvironBytes = 256 << 10
+
 // EnvValue returns the value of key in pid's environment as the process
-// started with it (/proc/PID/environ), and whether it was there. Reading
+// started with it (/proc/PID/environ, opened without following symlinks,
+// at most MaxEnvironBytes of it), and whether it was there. Reading
 // another user's environment needs the rights to ptrace it (root, or the
 // same user); otherwise it reports false.
 func EnvValue(pid int, key string) (string, bool) {
-	b, err := readFile("/proc/"+strconv.Itoa(pid)+"/environ", make([]byte, 4096))
-	if err != nil {
-		return "", false
+	vals, _ := EnvValues(pid, key)
+	v, ok := vals[key]
+	return v, ok
+}
+
+// EnvValues is EnvValue for several keys with one read: the map holds
+// those found. empty reports an environment read as empty (or not read at
+// all): a kernel thread's, or — for a moment — that of a process in the
+// middle of an execve, whose new image has no environment yet; a caller
+// that must not miss a process reads it again.
+func EnvValues(pid int, keys ...string) (vals map[string]string, empty bool) {
+	out := map[string]string{}
+	b, err := readCapped("/proc/"+strconv.Itoa(pid)+"/environ", MaxEnvironBytes)
+	if err != nil || len(b) == 0 {
+		return out, true
 	}
-	prefix := []byte(key + "=")
 	for len(b) > 0 {
 		var kv []byte
 		if i := bytes.IndexByte(b, 0); i >= 0 {
@@ -258,11 +277,82 @@ func EnvValue(pid int, key string) (string, bool) {
 		} else {
 			kv, b = b, nil
 		}
-		if bytes.HasPrefix(kv, prefix) {
-			return string(kv[len(prefix):]), true
+		k, v, ok := bytes.Cut(kv, []byte{'='})
+		if !ok {
+			continue
+		}
+		for _, want := range keys {
+			if _, seen := out[want]; !seen && string(k) == want { // the first wins, as getenv finds it
+				out[want] = string(v)
+			}
 		}
 	}
-	return "", false
+	return out, false
+}
+
+// readCapped reads at most limit bytes of a /proc file, opened with
+// O_NOFOLLOW. When the file is longer, the part after the last NUL within
+// the bound (an entry cut in half) is dropped.
+func readCapped(path string, limit int) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, pathError("open", path, err)
+	}
+	defer func() { _ = unix.Close(fd) }() // read-only: nothing to flush
+	buf := make([]byte, min(limit+1, 4096))
+	n := 0
+	for n <= limit {
+		if n == len(buf) {
+			buf = append(buf, make([]byte, min(len(buf), limit+1-len(buf)))...)
+		}
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, pathError("read", path, err)
+		}
+		if m == 0 {
+			return buf[:n], nil
+		}
+		n += m
+	}
+	b := buf[:limit]
+	if i := bytes.LastIndexByte(b, 0); i >= 0 {
+		return b[:i+1], nil
+	}
+	return nil, nil
+}
+
+// UIDs returns pid's real, effective, saved and filesystem user ids (the
+// Uid: line of /proc/PID/status). The error wraps fs.ErrNotExist when the
+// process is gone.
+func UIDs(pid int) ([4]uint32, error) {
+	var ids [4]uint32
+	path := "/proc/" + strconv.Itoa(pid) + "/status"
+	b, err := readFile(path, make([]byte, 2048))
+	if err != nil {
+		return ids, err
+	}
+	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) != 4 {
+			break
+		}
+		for i, s := range f {
+			v, err := strconv.ParseUint(s, 10, 32)
+			if err != nil {
+				return ids, fmt.Errorf("%s: Uid: %w", path, err)
+			}
+			ids[i] = uint32(v)
+		}
+		return ids, nil
+	}
+	return ids, fmt.Errorf("%s: no Uid line", path)
 }
 
 // Cmdline is the process's argv joined by spaces, or comm when the kernel

@@ -120,3 +120,43 @@ func TestEnvValue(t *testing.T) {
 		t.Error("EnvValue of a missing process found something")
 	}
 }
+
+// TestEnvValueReadsABoundedPrefix: a process's environment is the
+// process's to fill; past MaxEnvironBytes nothing is read, and an entry
+// cut by the bound is not taken for a (shorter) value.
+func TestEnvValueReadsABoundedPrefix(t *testing.T) {
+	pad := strings.Repeat("x", 100<<10) // one entry may hold up to 128 KiB
+	cmd := exec.Command("sleep", "30")
+	cmd.Env = []string{"FIRST=1", "P1=" + pad, "P2=" + pad, "P3=" + pad, "LAST=2"} // the bound cuts P3
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitCmdline(t, cmd.Process.Pid, "sleep 30")
+	got, empty := EnvValues(cmd.Process.Pid, "FIRST", "P3", "LAST")
+	if empty {
+		t.Error("EnvValues says the environment is empty")
+	}
+	if got["FIRST"] != "1" {
+		t.Errorf("FIRST = %q, want 1", got["FIRST"])
+	}
+	if v, ok := got["P3"]; ok {
+		t.Errorf("P3, cut by the bound, read as a value of %d bytes", len(v))
+	}
+	if _, ok := got["LAST"]; ok {
+		t.Errorf("LAST, 300 KiB in, was read past the %d KiB bound", MaxEnvironBytes>>10)
+	}
+}
+
+func TestUIDs(t *testing.T) {
+	ids, err := UIDs(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint32(os.Getuid()); ids != [4]uint32{want, uint32(os.Geteuid()), want, want} {
+		t.Errorf("UIDs = %v, want all %d", ids, want)
+	}
+	if _, err := UIDs(1 << 30); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("UIDs of a missing process: %v, want ErrNotExist", err)
+	}
+}

@@ -70,6 +70,10 @@ type Config struct {
 	// resolved on the host at every deploy.
 	User  string `json:"user,omitempty" reload:"next-deploy"`
 	Group string `json:"group,omitempty" reload:"next-deploy"`
+	// Systemd (extension) are the unit settings (sandboxing, resource
+	// limits) of every process's unit under the systemd runtime, unless
+	// a process sets the same setting itself; see UnitSettings.
+	Systemd UnitSettings `json:"systemd,omitempty" reload:"next-deploy"`
 	// StatePath is opened at start and written from then on.
 	StatePath string `json:"statePath,omitempty" reload:"restart"`
 	// RestoreOnStart (extension, default true): when the state file names an
@@ -125,6 +129,14 @@ type Proxy struct {
 	// answer is 503 with Retry-After. 0 turns the hold off. It is read when
 	// the daemon starts, so a reload changes it for the next start.
 	HoldTimeoutMs int64 `json:"holdTimeoutMs" reload:"live"`
+	// UpstreamTimeoutMs (extension, default 60000, nginx's
+	// proxy_read_timeout) bounds how long the proxy waits for the head of
+	// the app's answer (a WebSocket handshake's too) once the request is
+	// sent; past it the client gets 504 and a proxy error is reported. The
+	// body is not bounded: streams and long downloads may take as long as
+	// they take. 0 waits for ever. A release keeps the value it was first
+	// served with, so a reload applies from the next deploy.
+	UpstreamTimeoutMs int64 `json:"upstreamTimeoutMs" reload:"next-deploy"`
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.
@@ -132,6 +144,9 @@ func (p Proxy) HealthTimeout() time.Duration { return ms(p.HealthTimeoutMs) }
 
 // DrainTimeout is DrainTimeoutMs as a Duration.
 func (p Proxy) DrainTimeout() time.Duration { return ms(p.DrainTimeoutMs) }
+
+// UpstreamTimeout is UpstreamTimeoutMs as a Duration; 0 means none.
+func (p Proxy) UpstreamTimeout() time.Duration { return ms(p.UpstreamTimeoutMs) }
 
 // HoldTimeout is HoldTimeoutMs as a Duration; 0 means no hold.
 func (p Proxy) HoldTimeout() time.Duration { return ms(p.HoldTimeoutMs) }
@@ -190,6 +205,9 @@ type Process struct {
 	// and its hooks; see Config.User.
 	User  string `json:"user,omitempty" reload:"next-deploy"`
 	Group string `json:"group,omitempty" reload:"next-deploy"`
+	// Systemd (extension) overrides the config's unit settings for this
+	// process, setting by setting; see Config.UnitSettingsFor.
+	Systemd UnitSettings `json:"systemd,omitempty" reload:"next-deploy"`
 }
 
 // RunAs is who p runs as: its own user and group where set, else the
@@ -206,6 +224,29 @@ func (c *Config) RunAs(p *Process) (user, group string) {
 		group = p.Group
 	}
 	return user, group
+}
+
+// Users lists the users (names or numbers, as configured) that processes
+// run as: the config's user and every process's own, without repeats;
+// empty when every process runs as the daemon's user.
+func (c *Config) Users() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, u := range append([]string{c.User}, processUsers(c.Processes)...) {
+		if u != "" && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func processUsers(ps []Process) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.User
+	}
+	return out
 }
 
 // GracefulStop is GracefulStopMs as a Duration; for Indefinite it is

@@ -259,6 +259,11 @@ func decodeConfig(c *collector, root any, configPath string) (*Config, bool) {
 	if g, ok := top.nonEmptyStr("group", "Set group to the name (or gid) of the group the processes run as, e.g. 'app', or remove it."); ok {
 		take(c, &cfg.Group, g)
 	}
+	if top.has("systemd") {
+		if u, ok := decodeUnitSettings(c, "systemd", top.m["systemd"]); ok {
+			take(c, &cfg.Systemd, u)
+		}
+	}
 	if rt, ok := top.str("runtime", "Set runtime to 'auto', 'systemd' or 'exec'."); ok {
 		switch Runtime(rt) {
 		case RuntimeAuto, RuntimeSystemd, RuntimeExec:
@@ -423,6 +428,9 @@ func decodeProxy(c *collector, top obj, cfg *Config) {
 	}
 	if v, ok := o.ms("holdTimeoutMs", false); ok {
 		take(c, &p.HoldTimeoutMs, v)
+	}
+	if v, ok := o.ms("upstreamTimeoutMs", false); ok {
+		take(c, &p.UpstreamTimeoutMs, v)
 	}
 	if o.has("trustedProxies") {
 		if list, ok := decodeTrustedProxies(c, "proxy.trustedProxies", o.m["trustedProxies"]); ok {
@@ -646,6 +654,11 @@ func decodeProcess(c *collector, i int, v any, p *Process) {
 	}
 	if g, ok := o.nonEmptyStr("group", "Set group to the name (or gid) of the group this process runs as, e.g. 'app', or remove it."); ok {
 		take(c, &p.Group, g)
+	}
+	if o.has("systemd") {
+		if u, ok := decodeUnitSettings(c, join(path, "systemd"), o.m["systemd"]); ok {
+			take(c, &p.Systemd, u)
+		}
 	}
 	if sig, ok := o.nonEmptyStr("stopSignal", "Set stopSignal to a signal name such as 'SIGTERM', 'SIGINT' or 'SIGQUIT'."); ok {
 		if unix.SignalNum(sig) == 0 {

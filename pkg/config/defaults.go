@@ -18,6 +18,7 @@ const (
 	DefaultDrainTimeoutMs     = 60000
 	DefaultForceStopTimeoutMs = 10000
 	DefaultHoldTimeoutMs      = 30000
+	DefaultUpstreamTimeoutMs  = 60000
 	DefaultRestartDelayMs     = 1000
 	DefaultOutputLines        = 50
 	DefaultMemoryCheckMs      = 5000
@@ -83,6 +84,7 @@ func applyDefaults(cfg *Config, set fieldSet) {
 	orDefault(set, &p.DrainTimeoutMs, DefaultDrainTimeoutMs)
 	orDefault(set, &p.ForceStopTimeoutMs, DefaultForceStopTimeoutMs)
 	orDefault(set, &p.HoldTimeoutMs, DefaultHoldTimeoutMs)
+	orDefault(set, &p.UpstreamTimeoutMs, DefaultUpstreamTimeoutMs)
 	orDefault(set, &p.TrustedProxies, []netip.Prefix{})
 
 	orDefault(set, &cfg.ReleaseRetention.Keep, DefaultRetentionKeep)

@@ -51,11 +51,34 @@ func validate(c *collector, cfg *Config) {
 	for i, p := range cfg.Processes {
 		validateProcess(c, processPath(i, p.ID), &p, withPort)
 	}
+	validateUnitRuntime(c, cfg)
 	if lt := cfg.LegacyTakeover; lt != nil && len(lt.Screens) == 0 && len(lt.Processes) == 0 && !c.failed("legacyTakeover") {
 		// Matching nothing is never what was meant, and predeploy-cleanup
 		// would then report a takeover it did not do.
 		c.add("legacyTakeover", "Set legacyTakeover.screens or legacyTakeover.processes to what predeploy-cleanup may stop, or remove legacyTakeover.",
 			"must define at least one screen or process matcher")
+	}
+}
+
+// validateUnitRuntime refuses systemd unit settings with runtime: 'exec':
+// that runtime cannot apply them, and a sandbox that is written down but
+// not in force is worse than none, since nobody looks for the hole. (With
+// 'auto' it depends on the host: doctor warns, and a daemon that ends up
+// with the exec runtime logs that it ignores them.) It is the same rule
+// as a stopSignal beside a stopCommand: a setting that would be ignored is
+// an error.
+func validateUnitRuntime(c *collector, cfg *Config) {
+	if cfg.Runtime != RuntimeExec {
+		return
+	}
+	const fix = "Remove the systemd settings, or set runtime to 'systemd' (or 'auto': systemd units when the daemon runs as a systemd service)."
+	if len(cfg.Systemd) > 0 {
+		c.add("systemd", fix, "unit settings would be ignored: runtime is 'exec', which runs processes as the daemon's children, not as systemd units")
+	}
+	for i := range cfg.Processes {
+		if p := &cfg.Processes[i]; len(p.Systemd) > 0 {
+			c.add(processPath(i, p.ID)+".systemd", fix, "unit settings would be ignored: runtime is 'exec', which runs processes as the daemon's children, not as systemd units")
+		}
 	}
 }
 

@@ -189,10 +189,16 @@ func (v *IDOrName) UnmarshalJSON(b []byte) error {
 }
 
 // ProxyInfo describes the stable listener; Port is the bound port.
+//
+// Held and HoldGaveUp are extensions: the requests waiting for a release
+// now (the hold, proxy.holdTimeoutMs), and those the hold answered 503
+// since the daemon started.
 type ProxyInfo struct {
 	Host         string `json:"host"`
 	Port         int    `json:"port"`
 	UpstreamHost string `json:"upstreamHost"`
+	Held         int    `json:"held"`
+	HoldGaveUp   int64  `json:"holdGaveUp"`
 }
 
 // DaemonInfo is about rollbridged itself (an extension).
@@ -218,8 +224,10 @@ type Orphan struct {
 
 // Release is one release. State is one of starting, active, draining,
 // stopped, failed. The times are left out until they happen; Revision is
-// the release id when the deploy named none. CreatedAt and Error are
-// extensions; Error is left out unless the release failed.
+// the release id when the deploy named none. CreatedAt, Requests and Error
+// are extensions; Error is left out unless the release failed. Requests
+// counts the requests (upgrades included) routed to the release since its
+// current run started.
 type Release struct {
 	ActivatedAt     Time        `json:"activatedAt,omitzero"`
 	ConnectionCount int64       `json:"connectionCount"`
@@ -233,6 +241,7 @@ type Release struct {
 	State           string      `json:"state"`
 	StoppedAt       Time        `json:"stoppedAt,omitzero"`
 	CreatedAt       Time        `json:"createdAt,omitzero"`
+	Requests        uint64      `json:"requests"`
 	Error           string      `json:"error,omitempty"`
 }
 

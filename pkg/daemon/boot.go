@@ -10,7 +10,6 @@ import (
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
-	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
 )
 
@@ -54,13 +53,13 @@ func (b BootRelease) Validate() error {
 // is what restore reported ("" when it restored or had nothing to do). An
 // error means b failed to start; everything that deploy started is stopped
 // again by then.
-func boot(ctx context.Context, cfg *config.Config, b BootRelease, prev *state.Snapshot, restoreProblem string, log *events.Log, sup *supervisor.Supervisor, notifier Notifier) error {
+func boot(ctx context.Context, cfg *config.Config, b BootRelease, prev *previous, restoreProblem string, log *events.Log, sup *supervisor.Supervisor, notifier Notifier) error {
 	if active := sup.Summary().ActiveID; active != "" {
 		log.Emit(events.BootstrapSkipped, map[string]any{events.KeyReleaseID: b.ID,
 			events.KeyReason: fmt.Sprintf("release %s was restored from the state file, which wins over --release-id", active)})
 		return nil
 	}
-	if orphans := prev.Orphans(); len(orphans) > 0 {
+	if orphans := prev.live(); len(orphans) > 0 {
 		msg := fmt.Sprintf("release %s (--release-id) was not started: %d processes of the previous daemon still run; run rollbridgectl recover, then restart the daemon",
 			b.ID, len(orphans))
 		sup.SetRestoreProblem(msg)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
@@ -40,10 +41,17 @@ type Options struct {
 	// WatchdogInterval, when positive, is how often the daemon pings
 	// Notifier.Watchdog — only after a liveness probe of its core passed.
 	WatchdogInterval time.Duration
-	// Runner runs the managed processes; nil means process.ExecRunner. A
-	// process.Adopter (systemd units) makes a starting daemon adopt what
-	// its predecessor left running instead of restoring from scratch.
+	// Runner runs the managed processes; nil means process.ExecRunner
+	// with Instance. A process.Adopter (systemd units) makes a starting
+	// daemon adopt what its predecessor left running instead of restoring
+	// from scratch.
 	Runner process.Runner
+	// Instance is this daemon's instance token (runtoken.NewInstance),
+	// which Runner must put in every run's ROLLBRIDGE_RUN
+	// (runtoken.New(Instance)); the state file records it before any
+	// process starts, so rollbridgectl recover finds every process of a
+	// daemon that crashed. "" makes a new one, for the default Runner.
+	Instance string
 	// KeepProcesses is asked when ctx ends Run (a signal; not the shutdown
 	// command). true leaves every managed process running, for the next
 	// daemon to adopt: a `systemctl restart` of the daemon. nil or false
@@ -135,13 +143,20 @@ func Run(ctx context.Context, o Options) error {
 		shutdownReq: make(chan struct{}), stopped: make(chan struct{}), alive: make(chan chan struct{})}
 	d.cfg.Store(cfg)
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
-		FDStore: o.Handover.proxyStore()})
+		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
+		FDStore:         o.Handover.proxyStore()})
 	d.proxy = px
+	instance := o.Instance
+	if instance == "" {
+		instance = runtoken.NewInstance()
+	}
 	runner := o.Runner
 	if runner == nil {
-		runner = process.ExecRunner{}
+		runner = process.ExecRunner{Instance: instance}
 	}
 	_, adoptable := runner.(process.Adopter)
+	_, d.execRuntime = runner.(process.ExecRunner)
+	d.warnUnitSettings(cfg)
 	d.sup = supervisor.New(supervisor.Options{
 		Config: cfg, Proxy: px, Events: log, Runner: runner, Env: env, Output: o.ProcessOutput,
 		// Every deploy and rollback re-reads the file with the loader SIGHUP uses.
@@ -172,7 +187,8 @@ func Run(ctx context.Context, o Options) error {
 
 	// Restore before the control socket answers: commands wait in the
 	// kernel backlog meanwhile instead of meeting a half-started daemon.
-	var prev *state.Snapshot
+	var prev *previous
+	var firstErr error
 	restoreProblem := ""
 	if cfg.StatePath != "" {
 		var err error
@@ -180,7 +196,11 @@ func Run(ctx context.Context, o Options) error {
 			d.abandonStart()
 			return err
 		}
-		if !adoptable || !adopt(ctx, prev, log, d.sup) {
+		prev.own = instance
+		// Before any process starts: from here on, whatever this daemon
+		// starts can be found by rollbridgectl recover should it crash.
+		firstErr = firstWrite(cfg, prev, log)
+		if !adoptable || !adopt(ctx, prev.snap, log, d.sup) {
 			restoreProblem = restore(ctx, cfg, prev, log, d.sup, notifier)
 		}
 	}
@@ -234,7 +254,7 @@ func Run(ctx context.Context, o Options) error {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup, prev)
+			persistLoop(loopCtx, cfg.StatePath, stateDirty, log, d.sup, prev, firstErr)
 		}()
 	}
 	if o.WatchdogInterval > 0 {
@@ -296,11 +316,11 @@ func Run(ctx context.Context, o Options) error {
 	if !byCommand && o.KeepProcesses != nil && o.KeepProcesses() {
 		d.detach()
 		d.park()
-		d.keepState(cfg.StatePath, final)
+		d.keepState(cfg.StatePath, prev.record(final))
 	} else {
 		d.shutdown()
 		d.unpark(o.Handover)
-		d.finishState(cfg.StatePath, withLeftovers(final, prev), byCommand)
+		d.finishState(cfg, prev.record(final), prev, byCommand)
 	}
 	close(d.stopped) // lets a pending shutdown command answer
 	d.ctl.Close(5 * time.Second)
@@ -309,29 +329,49 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
-// errorReporter turns proxy errors into "proxy error" events, at most
-// one per second: a dead upstream fails every request, and one line per
-// request would flood the journal.
+// errorReporter turns proxy errors into "proxy error" events and the
+// hold's 503s into "requests not held" events, each at most one per
+// second: a dead upstream fails every request, a hold that times out
+// answers every waiting request at once, and one line per request would
+// flood the journal.
 type errorReporter struct {
-	log        *events.Log
+	log          *events.Log
+	errors, hold throttle
+}
+
+func (e *errorReporter) report(releaseID string, err error) {
+	if errors.Is(err, proxy.ErrNotHeld) {
+		if n, ok := e.hold.allow(); ok {
+			e.log.Emit(events.RequestsNotHeld, map[string]any{events.KeyError: err.Error(), "suppressedSinceLast": n,
+				events.KeyHint: "no release served within proxy.holdTimeoutMs; check the release's health and boot time, or raise the timeout"})
+		}
+		return
+	}
+	if n, ok := e.errors.allow(); ok {
+		e.log.Emit(events.ProxyError, map[string]any{events.KeyReleaseID: releaseID, events.KeyError: err.Error(), "suppressedSinceLast": n})
+	}
+}
+
+// throttle lets one report a second through and counts the others.
+type throttle struct {
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
 }
 
-func (e *errorReporter) report(releaseID string, err error) {
-	e.mu.Lock()
+// allow says whether to report now and, if so, how many were suppressed
+// since the last report.
+func (t *throttle) allow() (suppressed int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	now := time.Now()
-	if now.Sub(e.last) < time.Second {
-		e.suppressed++
-		e.mu.Unlock()
-		return
+	if now.Sub(t.last) < time.Second {
+		t.suppressed++
+		return 0, false
 	}
-	e.last = now
-	n := e.suppressed
-	e.suppressed = 0
-	e.mu.Unlock()
-	e.log.Emit(events.ProxyError, map[string]any{events.KeyReleaseID: releaseID, events.KeyError: err.Error(), "suppressedSinceLast": n})
+	t.last = now
+	suppressed, t.suppressed = t.suppressed, 0
+	return suppressed, true
 }
 
 // finishState settles the state file at exit. The shutdown command is the
@@ -340,26 +380,46 @@ func (e *errorReporter) report(releaseID string, err error) {
 // start can restore the active release.
 //
 // Leftovers of an earlier daemon (orphans) are kept in either case: the
-// file is what lets rollbridgectl recover find them.
-func (d *daemon) finishState(path string, final *state.Snapshot, byCommand bool) {
+// file is what lets rollbridgectl recover find them. This daemon's own
+// instance is dropped once none of its recorded processes is alive (it
+// stopped them all, with what they daemonized); an earlier daemon's once
+// a last look (FindOrphans, once, at exit) finds none of its processes.
+func (d *daemon) finishState(cfg *config.Config, final *state.Snapshot, prev *previous, byCommand bool) {
+	path := cfg.StatePath
 	if final == nil || path == "" {
 		return
 	}
 	// Our own processes are all stopped now; only leftovers can be alive.
 	var leftovers []state.ProcessRecord
+	ownLeft := false
+	recordedPrev := map[int]bool{}
+	if prev.snap != nil {
+		for _, p := range prev.snap.Processes {
+			recordedPrev[p.Pid] = true
+		}
+	}
 	for _, p := range final.Processes {
 		if state.Alive(p.Pid, p.StartTime) {
 			leftovers = append(leftovers, p)
+			ownLeft = ownLeft || !recordedPrev[p.Pid]
 		}
 	}
-	if byCommand && len(leftovers) == 0 {
+	var instances []string
+	if ownLeft {
+		instances = append(instances, prev.own)
+	}
+	if len(prev.earlier) > 0 {
+		instances = append(instances, state.LiveInstances(prev.snap.FindOrphans(state.LookupUIDs(cfg.Users())))...)
+	}
+	if byCommand && len(leftovers) == 0 && len(instances) == 0 {
 		if err := state.Remove(path); err != nil {
 			d.log.Emit(events.StateFileNotRemoved, map[string]any{events.KeyPath: path, events.KeyError: err.Error()})
 		}
 		return
 	}
-	final.Stopped = len(leftovers) == 0
+	final.Stopped = len(leftovers) == 0 && len(instances) == 0
 	final.Processes = append([]state.ProcessRecord{}, leftovers...)
+	final.Instances = instances
 	if byCommand {
 		final.ActiveReleaseID = "" // shut down on purpose: nothing to restore
 	}
@@ -400,6 +460,10 @@ type daemon struct {
 	sup      *supervisor.Supervisor
 	httpSrv  *http.Server
 	ctl      *control.Server
+	// execRuntime: processes run as the daemon's children, which cannot
+	// take systemd unit settings; unitWarned says that was logged.
+	execRuntime bool
+	unitWarned  atomic.Bool
 
 	shutdownOnce sync.Once
 	shutdownReq  chan struct{}      // closed by the shutdown command
@@ -413,7 +477,8 @@ func (d *daemon) status() supervisor.Status {
 	if a, ok := d.lns.Proxy.Addr().(*net.TCPAddr); ok {
 		port = a.Port
 	}
-	return d.sup.Snapshot(os.Getpid(), d.version, supervisor.ProxyStatus{Host: host, Port: port, UpstreamHost: cfg.Proxy.UpstreamHost})
+	return d.sup.Snapshot(os.Getpid(), d.version, supervisor.ProxyStatus{Host: host, Port: port, UpstreamHost: cfg.Proxy.UpstreamHost,
+		Held: d.proxy.Held(), HoldGaveUp: d.proxy.HoldGaveUp()})
 }
 
 // shutdownCommand asks Run to stop and answers once it has.

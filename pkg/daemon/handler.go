@@ -227,7 +227,8 @@ func statusResult(s supervisor.Status) control.Status {
 			}
 			return control.Orphan{ID: o.ID, Pid: o.Pid, ReleaseID: rel}
 		}),
-		Proxy:      control.ProxyInfo{Host: s.Proxy.Host, Port: s.Proxy.Port, UpstreamHost: s.Proxy.UpstreamHost},
+		Proxy: control.ProxyInfo{Host: s.Proxy.Host, Port: s.Proxy.Port, UpstreamHost: s.Proxy.UpstreamHost,
+			Held: s.Proxy.Held, HoldGaveUp: s.Proxy.HoldGaveUp},
 		Releases:   mapSlice(s.Releases, releaseEntry),
 		Services:   mapSlice(s.Services, unitEntry),
 		Singletons: mapSlice(s.Singletons, unitEntry),
@@ -262,6 +263,7 @@ func releaseEntry(r supervisor.ReleaseStatus) control.Release {
 	return control.Release{
 		ActivatedAt: at(r.ActivatedAt), ConnectionCount: r.ConnectionCount,
 		Connections:    control.Connections{HTTP: r.Connections.HTTP, WebSocket: r.Connections.WebSocket},
+		Requests:       r.Requests,
 		DrainStartedAt: at(r.DrainStartedAt),
 		Ports:          releasePorts(r),
 		Processes:      mapSlice(r.Processes, processEntry),

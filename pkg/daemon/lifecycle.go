@@ -183,7 +183,35 @@ func (d *daemon) ready() {
 // it, and so does the supervisor once a deploy adopted a re-read config.
 func (d *daemon) adopt(next *config.Config) {
 	d.cfg.Store(next)
-	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies) // live: the next request uses it
+	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies)     // live: the next request uses it
+	d.proxy.SetUpstreamTimeout(next.Proxy.UpstreamTimeout()) // for the backends of the next deploy on
+	d.warnUnitSettings(next)
+}
+
+// warnUnitSettings says, once per daemon, that the processes' systemd unit
+// settings (sandboxing, limits) are not applied: with runtime 'auto' on a
+// host where the daemon is no systemd service, processes run as its
+// children. (runtime 'exec' with unit settings does not load at all.)
+// Once, because every deploy re-reads the config, and the answer only
+// changes with a restart of the daemon.
+func (d *daemon) warnUnitSettings(cfg *config.Config) {
+	if !d.execRuntime {
+		return
+	}
+	var ids []string
+	for i := range cfg.Processes {
+		if p := &cfg.Processes[i]; len(cfg.UnitSettingsFor(p)) > 0 {
+			ids = append(ids, p.ID)
+		}
+	}
+	if len(ids) == 0 || !d.unitWarned.CompareAndSwap(false, true) {
+		return
+	}
+	d.log.Emit(events.UnitSettingsIgnored, map[string]any{
+		"processes": ids,
+		events.KeyError: "the exec runtime runs processes as the daemon's children and cannot apply systemd unit settings; " +
+			"run the daemon as a systemd service (runtime 'auto') or set runtime: 'systemd'",
+	})
 }
 
 // listenerChange names each changed field that needs new sockets or a new

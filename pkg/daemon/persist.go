@@ -26,8 +26,63 @@ const (
 	saveRetryMax = time.Minute
 )
 
-// loadState reads a leftover state file, reports orphans and installs the
-// live orphan check for status. It returns the snapshot (nil if none).
+// previous is what a starting daemon learnt from the state file it found,
+// and the instance it records for itself. A nil *previous (no statePath)
+// is valid for its methods.
+type previous struct {
+	// snap is the snapshot read; nil when there was none (or it could
+	// not be used).
+	snap *state.Snapshot
+	// orphans are the processes of earlier daemons that ran at the start
+	// (snap.FindOrphans, read once): recorded, or found by their run
+	// token. Empty under an adopting runner, which decides about them.
+	orphans []state.Orphan
+	// earlier are the instances of earlier daemons that still had a
+	// process at the start: the state file keeps them while this daemon
+	// runs, so recover still finds those processes after a crash.
+	earlier []string
+	// own is this daemon's instance.
+	own string
+}
+
+// live returns the orphans still running (pid and start time): status
+// asks at every call, so this reads only their pids, never the host.
+func (p *previous) live() []state.Orphan {
+	out := []state.Orphan{}
+	if p == nil {
+		return out
+	}
+	for _, o := range p.orphans {
+		if state.Alive(o.Pid, o.StartTime) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// record completes a snapshot of this daemon for the state file: the
+// still-running recorded processes of the earlier daemon, so a later
+// daemon — or rollbridgectl recover — still knows about them until they
+// are gone, and the instances whose processes may run (this daemon's, and
+// the earlier ones').
+func (p *previous) record(snap *state.Snapshot) *state.Snapshot {
+	if p == nil || snap == nil {
+		return snap
+	}
+	if p.snap != nil {
+		for _, r := range p.snap.Processes {
+			if state.Alive(r.Pid, r.StartTime) {
+				snap.Processes = append(snap.Processes, r)
+			}
+		}
+	}
+	snap.Instances = append([]string{p.own}, p.earlier...)
+	return snap
+}
+
+// loadState reads a leftover state file, looks for orphans (once: see
+// state.Snapshot.FindOrphans), reports them and installs the live orphan
+// check for status. It never returns a nil *previous without an error.
 //
 // A state file of the Node original is never overwritten while it matters:
 // if its daemon still answers on its control socket, or any process it
@@ -41,27 +96,65 @@ const (
 // processes that still run are the ones to adopt, not orphans: the
 // snapshot's process list is handed to adopt and then dropped, so neither
 // restore nor the state file treat them as leftovers.
-func loadState(ctx context.Context, cfg *config.Config, log *events.Log, sup *supervisor.Supervisor, adoptable bool) (*state.Snapshot, error) {
-	prev, err := state.Read(cfg.StatePath)
+func loadState(ctx context.Context, cfg *config.Config, log *events.Log, sup *supervisor.Supervisor, adoptable bool) (*previous, error) {
+	snap, err := state.Read(cfg.StatePath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return nil, nil
+		return &previous{}, nil
 	case err != nil: // torn, foreign or unreadable: reported, then ignored and overwritten
 		log.Emit(events.StateFileUnreadable, map[string]any{events.KeyPath: cfg.StatePath, events.KeyError: err.Error()})
-		return nil, nil
-	case prev.Node != nil:
-		return nil, nodeStateFile(ctx, cfg, prev, log)
+		return &previous{}, nil
+	case snap.Node != nil:
+		if err := nodeStateFile(ctx, cfg, snap, log); err != nil {
+			return nil, err
+		}
+		return &previous{}, nil // replaced by this daemon's file
 	}
-	log.Restore(prev.Events)
+	log.Restore(snap.Events)
+	found := snap.FindOrphans(state.LookupUIDs(cfg.Users()))
+	prev := &previous{snap: snap, earlier: state.LiveInstances(found)}
 	if adoptable {
 		return prev, nil
 	}
-	sup.SetOrphans(prev.Orphans) // re-checked on every status: the list clears itself
-	if orphans := prev.Orphans(); len(orphans) > 0 {
-		log.Emit(events.OrphanedProcessesFound, map[string]any{"orphans": orphans, events.KeyCount: len(orphans),
+	prev.orphans = found
+	sup.SetOrphans(prev.live) // re-checked on every status: the list clears itself
+	if len(found) > 0 {
+		log.Emit(events.OrphanedProcessesFound, map[string]any{"orphans": found, events.KeyCount: len(found),
 			"hint": "a previous daemon left these running; check them, then stop them with rollbridgectl recover --force"})
 	}
 	return prev, nil
+}
+
+// firstWrite records this daemon's instance in the state file before it
+// starts any process, keeping what the previous snapshot recorded (its
+// releases, its processes: adopt and restore still read them from
+// prev.snap, and a daemon killed before its next write leaves them in
+// the file). A failure is reported like any failed save (once per cause:
+// the error goes on to persistLoop, which retries) and does not stop the
+// start.
+func firstWrite(cfg *config.Config, prev *previous, log *events.Log) error {
+	snap := &state.Snapshot{Application: cfg.Application, Releases: []state.ReleaseRecord{}, Processes: []state.ProcessRecord{}}
+	if prev.snap != nil {
+		c := *prev.snap
+		snap = &c
+	}
+	snap.SavedAt = time.Now().UTC()
+	snap.DaemonPid = os.Getpid()
+	// Processes may start from now on: nothing says they were stopped.
+	snap.Stopped = false
+	snap.Instances = append([]string{prev.own}, prev.earlier...)
+	snap.Events = log.Recent(state.MaxEvents)
+	err := state.Save(cfg.StatePath, snap)
+	if err != nil {
+		reportSaveFailure(log, cfg.StatePath, err)
+	}
+	return err
+}
+
+// reportSaveFailure emits the one report of a cause of failed saves.
+func reportSaveFailure(log *events.Log, path string, err error) {
+	log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: err.Error(),
+		events.KeyHint: "the daemon keeps running and retries, at most a minute apart; this is reported once per cause (until a save succeeds, rollbridgectl recover may not find what this daemon starts)"})
 }
 
 // nodeStateFile decides about a Node original's state file at statePath:
@@ -124,11 +217,12 @@ func adopt(ctx context.Context, prev *state.Snapshot, log *events.Log, sup *supe
 // previously active retained releases, newest first. It returns why
 // nothing serves ("" when a release was restored or none was recorded),
 // which status shows too.
-func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log *events.Log, sup *supervisor.Supervisor, notifier Notifier) string {
+func restore(ctx context.Context, cfg *config.Config, p *previous, log *events.Log, sup *supervisor.Supervisor, notifier Notifier) string {
+	prev := p.snap
 	if prev == nil || prev.ActiveReleaseID == "" || !cfg.RestoreOnStart {
 		return ""
 	}
-	if orphans := prev.Orphans(); len(orphans) > 0 {
+	if orphans := p.live(); len(orphans) > 0 {
 		msg := fmt.Sprintf("release %s was not restored: %d processes of the previous daemon still run; run rollbridgectl recover, then restart the daemon",
 			prev.ActiveReleaseID, len(orphans))
 		sup.SetRestoreProblem(msg)
@@ -180,21 +274,6 @@ func restore(ctx context.Context, cfg *config.Config, prev *state.Snapshot, log 
 	return msg
 }
 
-// withLeftovers adds the still-running processes of the previous daemon to
-// snap, so a later daemon — or rollbridgectl recover — still knows about
-// them until they are gone.
-func withLeftovers(snap *state.Snapshot, prev *state.Snapshot) *state.Snapshot {
-	if prev == nil {
-		return snap
-	}
-	for _, p := range prev.Processes {
-		if state.Alive(p.Pid, p.StartTime) {
-			snap.Processes = append(snap.Processes, p)
-		}
-	}
-	return snap
-}
-
 // persistLoop writes the state file after every change. Nothing wakes it
 // while nothing changes.
 //
@@ -208,7 +287,10 @@ func withLeftovers(snap *state.Snapshot, prev *state.Snapshot) *state.Snapshot {
 // event marks the state dirty: a failure that triggered the next attempt
 // at once would fail, report, and trigger again, thousands of times a
 // second when each report reads differently.
-func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor, prev *state.Snapshot) {
+//
+// firstErr is how the daemon's first write failed (nil: it succeeded); its
+// cause counts as reported, and a retry is due.
+func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *events.Log, sup *supervisor.Supervisor, prev *previous, firstErr error) {
 	var (
 		lastSaved string
 		failing   bool
@@ -216,6 +298,11 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 		backoff   time.Duration
 		retry     <-chan time.Time // set exactly while failing
 	)
+	if firstErr != nil {
+		failing, backoff = true, saveRetryMin
+		reported[firstErr.Error()] = true
+		retry = time.After(backoff)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -227,7 +314,7 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 		case <-retry:
 			retry = nil
 		}
-		snap := withLeftovers(sup.PersistSnapshot(), prev)
+		snap := prev.record(sup.PersistSnapshot())
 		content := contentKey(snap)
 		if content != "" && content == lastSaved && !failing {
 			continue // an event already in the last save (its dirty mark can trail the save)
@@ -247,8 +334,7 @@ func persistLoop(ctx context.Context, path string, dirty <-chan struct{}, log *e
 		retry = time.After(backoff)
 		if cause := err.Error(); !reported[cause] {
 			reported[cause] = true
-			log.Emit(events.StateSaveFailed, map[string]any{events.KeyPath: path, events.KeyError: cause,
-				events.KeyHint: "the daemon keeps running and retries, at most a minute apart; this is reported once per cause"})
+			reportSaveFailure(log, path, err)
 		}
 	}
 }

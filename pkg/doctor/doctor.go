@@ -92,6 +92,9 @@ func Run(ctx context.Context, o Options) []Check {
 	}
 	checks = append(checks, environment(ctx, cfg, managed)...)
 	checks = append(checks, processUsers(cfg, managed))
+	if c, ok := unitSettings(cfg, managed); ok {
+		checks = append(checks, c)
+	}
 	if o.Release != nil {
 		checks = append(checks, release(cfg, *o.Release, o.Env)...)
 	}

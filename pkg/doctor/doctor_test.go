@@ -97,6 +97,25 @@ func TestRunFindsOrphansAndMissingDirectories(t *testing.T) {
 	}
 }
 
+func TestUnitSettings(t *testing.T) {
+	sandboxed := config.UnitSettings{"PrivateTmp": true}
+	none := &config.Config{Runtime: config.RuntimeAuto, Processes: []config.Process{{ID: "web"}}}
+	if c, ok := unitSettings(none, false); ok {
+		t.Errorf("no unit settings: %+v, want no check", c)
+	}
+	auto := &config.Config{Application: "shop", Runtime: config.RuntimeAuto, Processes: []config.Process{{ID: "web", Systemd: sandboxed}, {ID: "worker"}}}
+	if c, ok := unitSettings(auto, false); !ok || c.Status != Warn || !strings.Contains(c.Message, "settings of web apply only") || !strings.Contains(c.Fix, "rollbridge@shop") {
+		t.Errorf("runtime auto outside systemd: %+v, want a warning naming web", c)
+	}
+	if c, ok := unitSettings(auto, true); !ok || c.Status != OK {
+		t.Errorf("runtime auto under the packaged unit: %+v, want OK", c)
+	}
+	top := &config.Config{Runtime: config.RuntimeSystemd, Systemd: sandboxed, Processes: []config.Process{{ID: "web"}, {ID: "worker"}}}
+	if c, ok := unitSettings(top, false); !ok || c.Status != OK || !strings.Contains(c.Message, "web, worker") {
+		t.Errorf("runtime systemd, settings at the top level: %+v, want OK naming both", c)
+	}
+}
+
 func TestProcessUsers(t *testing.T) {
 	root := &config.Config{User: "0", Processes: []config.Process{{ID: "web"}, {ID: "worker", User: "nobody"}}}
 	if c := processUsers(root, false); c.Status != Warn || c.Message != "web would run as root" || !strings.Contains(c.Fix, "user") {

@@ -28,7 +28,7 @@ func environment(ctx context.Context, cfg *config.Config, managed bool) []Check 
 	if cfg.StatePath == "" {
 		return checks
 	}
-	return append(checks, writableDir("state path directory", filepath.Dir(cfg.StatePath)), orphans(ctx, cfg.StatePath, held))
+	return append(checks, writableDir("state path directory", filepath.Dir(cfg.StatePath)), orphans(ctx, cfg.StatePath, state.LookupUIDs(cfg.Users()), held))
 }
 
 func controlSocket(ctx context.Context, cfg *config.Config, client *control.Client, managed, held bool) Check {
@@ -85,11 +85,13 @@ func writableDir(name, dir string) Check {
 	return pass(name, "%s is writable", dir)
 }
 
-// orphans looks for processes of a previous daemon in the state file; held
-// says something listens on the control socket (then the file is its). A
+// orphans looks for processes of a previous daemon in the state file
+// (state.Snapshot.FindOrphans: recorded, or carrying the run token of an
+// instance it records; uids are the configured process users); held says
+// something listens on the control socket (then the file is its). A
 // state file the Node original wrote is read as well: its processes that
 // still run are what a switch-over must stop before rollbridged takes over.
-func orphans(ctx context.Context, statePath string, held bool) Check {
+func orphans(ctx context.Context, statePath string, uids []uint32, held bool) Check {
 	const name = "orphaned processes"
 	snap, err := state.Read(statePath)
 	switch {
@@ -102,7 +104,7 @@ func orphans(ctx context.Context, statePath string, held bool) Check {
 	case held:
 		return pass(name, "the state file belongs to the running daemon")
 	}
-	left := snap.Orphans()
+	left := snap.FindOrphans(uids)
 	if len(left) == 0 {
 		return pass(name, "no process of a previous daemon is still running")
 	}
@@ -114,11 +116,14 @@ func orphans(ctx context.Context, statePath string, held bool) Check {
 func listOrphans(left []state.Orphan) string {
 	list := make([]string, len(left))
 	for i, o := range left {
-		if o.ReleaseID == "" {
-			list[i] = fmt.Sprintf("%s (pid %d)", o.ID, o.Pid)
-		} else {
-			list[i] = fmt.Sprintf("%s (pid %d, release %s)", o.ID, o.Pid, o.ReleaseID)
+		extra := ""
+		if o.ReleaseID != "" {
+			extra = ", release " + o.ReleaseID
 		}
+		if o.Unrecorded {
+			extra += ", not in the state file: found by its run token"
+		}
+		list[i] = fmt.Sprintf("%s (pid %d%s)", o.ID, o.Pid, extra)
 	}
 	return strings.Join(list, ", ")
 }

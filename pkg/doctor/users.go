@@ -60,6 +60,32 @@ func processUsers(cfg *config.Config, managed bool) Check {
 	return pass(name, "no process runs as root")
 }
 
+// unitSettings checks that the processes' systemd unit settings
+// (sandboxing, limits) will be applied: only the systemd runtime can, and
+// runtime 'auto' picks it only when the daemon runs as a systemd service
+// (managed). ok is false when no process has any: then there is nothing
+// to report. (runtime 'exec' with unit settings does not validate.)
+func unitSettings(cfg *config.Config, managed bool) (c Check, ok bool) {
+	const name = "unit settings"
+	var ids []string
+	for i := range cfg.Processes {
+		if p := &cfg.Processes[i]; len(cfg.UnitSettingsFor(p)) > 0 {
+			ids = append(ids, p.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return Check{}, false
+	}
+	list := strings.Join(ids, ", ")
+	if cfg.Runtime == config.RuntimeSystemd || managed {
+		return pass(name, "the systemd units of %s get their systemd settings", list), true
+	}
+	c = fail(name, "the systemd settings of %s apply only when the daemon runs as a systemd service (runtime 'auto'); run outside one, it starts processes as its children and ignores them", list)
+	c.Status = Warn
+	c.Fix = "run the daemon as rollbridge@" + cfg.Application + " (rollbridgectl systemd units --install), or set runtime: 'systemd' to refuse to start without systemd"
+	return c, true
+}
+
 func lookupUser(s string) (*user.User, error) {
 	if _, err := strconv.ParseUint(s, 10, 32); err == nil {
 		return user.LookupId(s)

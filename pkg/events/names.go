@@ -31,9 +31,14 @@ const (
 	ProxyListening              Name = "proxy listening"
 	ControlSocketListening      Name = "control socket listening"
 	CommandFailed               Name = "command failed"
-	ProxyError                  Name = "proxy error" // the app refused or broke a proxied connection
+	ProxyError                  Name = "proxy error"       // the app refused or broke a proxied connection
+	RequestsNotHeld             Name = "requests not held" // the hold answered 503: no release served in time, or too many waited
 	EventsDropped               Name = "events dropped"
 	InternalError               Name = "internal error" // a broken invariant with no caller to report to
+	// UnitSettingsIgnored: the config gives processes systemd unit
+	// settings (sandboxing, limits) but the daemon runs them with the
+	// exec runtime, which cannot apply them. Said once per daemon.
+	UnitSettingsIgnored Name = "unit settings ignored"
 )
 
 // Deploys and releases.
@@ -178,6 +183,7 @@ var priorities = map[Name]Priority{
 	ProcessStopTimedOut:          PriWarning,
 	ConfigReloadRefused:          PriWarning,
 	ProxyError:                   PriWarning,
+	RequestsNotHeld:              PriWarning,
 	StateFileUnreadable:          PriWarning,
 	StateFileNotRemoved:          PriWarning,
 	OrphanedProcessesFound:       PriWarning,
@@ -194,6 +200,7 @@ var priorities = map[Name]Priority{
 	ReleaseRestored:              PriNotice,
 	ReleaseAdopted:               PriNotice,
 	OrphanedUnitsFound:           PriWarning,
+	UnitSettingsIgnored:          PriWarning,
 	DaemonStarted:                PriNotice,
 	DaemonStopped:                PriNotice,
 	ConfigReloaded:               PriNotice,

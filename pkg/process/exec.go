@@ -3,8 +3,6 @@ package process
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
 
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,14 +37,20 @@ const (
 
 // ExecRunner runs each process as `/bin/sh -c COMMAND` in a new process
 // group, so signals reach everything the command spawned. The zero value is
-// ready to use.
+// ready to use; a daemon sets Instance.
 //
 // Output is read line by line from two pipes (stdout, stderr) for as long as
 // anything in the group holds them; the child never blocks on a full pipe
 // because the readers only hand each line to out. When the leader exits
 // while other members keep the output open, Done closes outputGrace later
 // and reading goes on until the group is gone.
-type ExecRunner struct{}
+type ExecRunner struct {
+	// Instance is the daemon-instance token (runtoken.NewInstance) that
+	// prefixes every run's RunEnv token, so that the processes of a
+	// crashed daemon can be found by it (see runtoken); "": tokens name
+	// the run alone.
+	Instance string
+}
 
 // dirError says which working directory is unusable. It unwraps to the
 // underlying error, so errors.Is(err, fs.ErrNotExist) works.
@@ -68,7 +74,7 @@ func (e *dirError) Unwrap() error { return e.err }
 var errNotDir = errors.New("not a directory")
 
 // Start implements Runner.
-func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle, error) {
+func (r ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -96,19 +102,10 @@ func (ExecRunner) Start(ctx context.Context, spec Spec, out func(Line)) (Handle,
 		_ = outW.Close()
 		return nil, fmt.Errorf("output pipe: %w", err)
 	}
-	token, err := newRunToken()
-	if err != nil {
-		_ = outR.Close() // nothing was started
-		_ = outW.Close()
-		_ = errR.Close()
-		_ = errW.Close()
-		return nil, err
-	}
+	token := runtoken.New(r.Instance)
 	cmd := exec.Command("/bin/sh", "-c", spec.Command)
 	cmd.Dir = spec.Dir
-	// Env is meant to be complete (never nil, which would inherit ours);
-	// the token goes last so that it wins over a variable of the same name.
-	cmd.Env = append(append(make([]string, 0, len(spec.Env)+1), spec.Env...), RunEnv+"="+token)
+	cmd.Env = runEnv(spec.Env, token)
 	// *os.File outputs are handed to the child as they are, so exec starts
 	// no copying goroutines and Wait never waits for the output.
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -277,13 +274,19 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// newRunToken returns a random token for RunEnv.
-func newRunToken() (string, error) {
-	var b [12]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("run token: %w", err)
+// runEnv is env (complete: never nil, which would inherit ours) with
+// RunEnv=token first and any other RunEnv entry dropped, so the token
+// wins. First, because readers of /proc/PID/environ read a bounded prefix
+// of it (procfs.EnvValue): a huge environment cannot push the token out
+// of sight.
+func runEnv(env []string, token string) []string {
+	out := append(make([]string, 0, len(env)+1), RunEnv+"="+token)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, RunEnv+"=") {
+			out = append(out, kv)
+		}
 	}
-	return hex.EncodeToString(b[:]), nil
+	return out
 }
 
 // Members walks the run's processes (see tree.members): the leader's

@@ -32,6 +32,12 @@ type Spec struct {
 	// another (its Start fails otherwise); the systemd runner sets User=
 	// and Group= on the unit.
 	Credential *Credential
+	// Unit holds systemd unit settings for the process's unit (sandboxing,
+	// resource limits): the `systemd` settings of the config
+	// (config.UnitSettings, already validated), keyed by directive name.
+	// The systemd runner applies them; the exec runner cannot, and
+	// ignores them (the daemon says so in its log).
+	Unit map[string]any
 	// Fields are merged into the data of every event this process emits
 	// (releaseId, policy, ...). The event's own keys win on a clash.
 	Fields map[string]any

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
+	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,10 +158,12 @@ type proc struct {
 }
 
 // RunEnv is the variable the exec runner adds to every run's environment
-// with a token unique to the run. Descendants inherit it, so an orphan that
-// left the run's process group and session (a daemon that double-forked
-// and called setsid) can still be told apart when it is handed to us.
-const RunEnv = "ROLLBRIDGE_RUN"
+// with a token unique to the run (runtoken.New: the daemon's instance,
+// then the run). Descendants inherit it, so an orphan that left the run's
+// process group and session (a daemon that double-forked and called
+// setsid) can still be told apart when it is handed to us, and found by
+// rollbridgectl recover once the daemon is gone.
+const RunEnv = runtoken.Env
 
 // runToken returns the RunEnv token an adopted child carries ("" for none).
 // Called with listMu held; a token found is kept while the child stays

@@ -18,6 +18,9 @@ type Backend struct {
 
 	http atomic.Int64 // in-flight plain HTTP requests
 	ws   atomic.Int64 // upgrade requests, from handshake until both sides are closed
+	// requests counts every request and upgrade routed here, ever: the
+	// status view turns it into a rate.
+	requests atomic.Uint64
 
 	// drainers counts the Drain calls waiting. While there are none, a
 	// counter reaching zero costs the request path one atomic load and no
@@ -65,6 +68,10 @@ func (b *Backend) Connections() (http, websocket int64) {
 	return b.http.Load(), b.ws.Load()
 }
 
+// Requests returns how many requests (upgrades included) were routed to
+// this backend since it was created.
+func (b *Backend) Requests() uint64 { return b.requests.Load() }
+
 // Drain waits until the backend has no request in flight and no upgraded
 // connection open. It returns nil once both counts are 0, or, if ctx ends
 // first, an error wrapping ctx.Err() (errors.Is(err,
@@ -99,6 +106,20 @@ func (b *Backend) Drain(ctx context.Context) error {
 	}
 }
 
+// Retire tells the backend it will never be active again (its release was
+// switched away from, or its instance replaced): its idle keep-alive
+// connections to the app are closed now, and the connections of requests
+// still in flight are closed as they end instead of being pooled, so the
+// app's own graceful stop is not held up by idle connections of the
+// proxy. Requests in flight and upgraded connections are untouched. A
+// backend that is only paused (its process restarts) must not be retired:
+// it would serve again without pooling. Idempotent.
+func (b *Backend) Retire() {
+	if f := b.fast.Load(); f != nil {
+		f.closeIdle()
+	}
+}
+
 // CloseConnections closes every upgraded connection of this backend, on
 // both the client and the backend side, and makes later upgrades through
 // it fail with 503. It closes the idle keep-alive connections to the
@@ -108,9 +129,7 @@ func (b *Backend) Drain(ctx context.Context) error {
 // the count to reach 0.
 func (b *Backend) CloseConnections() {
 	b.killFunc()
-	if f := b.fast.Load(); f != nil {
-		f.closeIdle() // keep-alive connections to a retiring process
-	}
+	b.Retire() // keep-alive connections to a retiring process
 }
 
 // done ends one request or connection counted in c.

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -51,6 +53,14 @@ func (p *Proxy) EndHold() { p.setGate(0) }
 // Held returns how many requests wait for a backend now.
 func (p *Proxy) Held() int { return int(p.held.Load()) }
 
+// HoldGaveUp returns how many requests the hold has answered 503 since
+// New: no backend came within the hold's timeout, or Options.MaxHeld
+// requests waited already.
+func (p *Proxy) HoldGaveUp() int64 { return p.gaveUp.Load() }
+
+// ErrNotHeld is what OnError hears about a request the hold gave up on.
+var ErrNotHeld = errors.New("no active release in time: answered 503 with Retry-After")
+
 // setGate installs a gate with timeout and wakes the waiters of the old one.
 func (p *Proxy) setGate(timeout time.Duration) {
 	p.gateMu.Lock()
@@ -91,7 +101,8 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 	}
 	if p.held.Add(1) > p.maxHeld {
 		p.held.Add(-1)
-		unavailable(w, "No active release; too many requests waiting for one")
+		p.giveUp(w, r, "No active release; too many requests waiting for one",
+			fmt.Errorf("%w (%d requests waiting already, the bound)", ErrNotHeld, p.maxHeld))
 		return nil, nil
 	}
 	defer p.held.Add(-1)
@@ -101,7 +112,7 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 		select {
 		case <-g.open:
 		case <-timer.C:
-			unavailable(w, "No active release")
+			p.giveUp(w, r, "No active release", fmt.Errorf("%w (held %s, the hold timeout)", ErrNotHeld, g.timeout))
 			return nil, nil
 		case <-r.Context().Done():
 			// Nobody reads this answer; the status keeps net/http from
@@ -122,8 +133,17 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 	}
 }
 
-// unavailable answers 503 with Retry-After: the hold gave up on this
-// request, but a release is expected soon.
+// giveUp answers 503 with Retry-After (the hold gave up on this request,
+// but a release is expected soon), counts it and reports err.
+func (p *Proxy) giveUp(w http.ResponseWriter, r *http.Request, body string, err error) {
+	p.gaveUp.Add(1)
+	if p.onError != nil {
+		p.onError("", fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, err))
+	}
+	unavailable(w, body)
+}
+
+// unavailable answers 503 with Retry-After.
 func unavailable(w http.ResponseWriter, body string) {
 	w.Header().Set("Retry-After", holdRetryAfter)
 	http.Error(w, body, http.StatusServiceUnavailable)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,9 @@ func TestHoldWaitsForSwap(t *testing.T) {
 	}
 	waitHeld(t, p, 0)
 	waitCounts(t, b, 0, 0)
+	if n := b.Requests(); n != uint64(len(held)) {
+		t.Errorf("Requests() = %d, want %d", n, len(held))
+	}
 	// While a backend is active, the hold changes nothing.
 	if code, body := get(t, c, url+"/"); code != http.StatusOK || body != "A" {
 		t.Errorf("with v1 active: got %d %q, want 200 A", code, body)
@@ -81,7 +85,7 @@ func TestHoldWaitsForSwap(t *testing.T) {
 // A release that does not come within the hold timeout: 503 with
 // Retry-After, and the next request waits again.
 func TestHoldTimeout(t *testing.T) {
-	p, url, _ := newProxy(t)
+	p, url, log := newProxy(t)
 	p.Hold(20 * time.Millisecond)
 	c := newClient(t)
 	for i := range 2 {
@@ -92,6 +96,12 @@ func TestHoldTimeout(t *testing.T) {
 	}
 	if n := p.Held(); n != 0 {
 		t.Errorf("Held() = %d after the timeouts, want 0", n)
+	}
+	if n := p.HoldGaveUp(); n != 2 {
+		t.Errorf("HoldGaveUp() = %d, want 2", n)
+	}
+	if errs := log.all(); len(errs) != 2 || !strings.Contains(errs[0], "GET /: no active release in time") || !strings.Contains(errs[0], "the hold timeout") {
+		t.Errorf("OnError heard %q, want two reports of the hold timeout", errs)
 	}
 }
 
@@ -114,6 +124,9 @@ func TestHoldBound(t *testing.T) {
 	}
 	if n := p.Held(); n != 2 {
 		t.Errorf("Held() = %d after the refused request, want 2", n)
+	}
+	if n := p.HoldGaveUp(); n != 1 {
+		t.Errorf("HoldGaveUp() = %d after the refused request, want 1", n)
 	}
 	_, addr := upstream(t, "A", nil)
 	activate(p, "v1", addr)

@@ -45,7 +45,9 @@ type Options struct {
 	// It runs on the request's goroutine (or the idle sweep's), possibly
 	// many at once, so it must be quick and safe for concurrent use. Apart
 	// from those discarded connections, it is never called for a request
-	// that succeeded.
+	// that succeeded. While the proxy holds (see Hold), it also hears, with
+	// releaseID "" and an error wrapping ErrNotHeld, about each request
+	// answered 503 because no backend came in time or too many waited.
 	OnError func(releaseID string, err error)
 
 	// TrustedProxies are the front ends (nginx, a load balancer) whose
@@ -55,6 +57,12 @@ type Options struct {
 	// the app: X-Forwarded-For always gets the peer appended. New copies
 	// the list.
 	TrustedProxies []netip.Prefix
+
+	// UpstreamTimeout bounds the wait for the head of the app's answer
+	// once a request was sent (504 past it, reported to OnError); 0 waits
+	// for ever. Bodies are not bounded. A backend takes the value current
+	// when it is first swapped in (see SetUpstreamTimeout).
+	UpstreamTimeout time.Duration
 
 	// MaxHeld bounds how many requests may wait at once for a backend
 	// while the proxy holds (see Proxy.Hold); a request beyond it is
@@ -83,12 +91,16 @@ type Proxy struct {
 	// trusted is the TrustedProxies list, masked, IPv4-mapped ones as
 	// IPv4. A reload replaces the whole slice; nobody writes into one.
 	trusted atomic.Pointer[[]netip.Prefix]
+	// upstreamTimeout is Options.UpstreamTimeout, in nanoseconds; read
+	// when a backend is bound, never per request.
+	upstreamTimeout atomic.Int64
 
 	// The hold (hold.go): the current gate, its writers' lock, and the
 	// requests waiting. Only requests that find no backend read them.
 	gate    atomic.Pointer[gate]
 	gateMu  sync.Mutex
 	held    atomic.Int64
+	gaveUp  atomic.Int64 // requests the hold answered 503 (timeout or bound), since New
 	maxHeld int64
 
 	handover *handover // nil without Options.FDStore
@@ -138,8 +150,14 @@ func New(o Options) *Proxy {
 	}
 	p.gate.Store(&gate{open: make(chan struct{})})
 	p.SetTrustedProxies(o.TrustedProxies)
+	p.SetUpstreamTimeout(o.UpstreamTimeout)
 	return p
 }
+
+// SetUpstreamTimeout changes Options.UpstreamTimeout for the backends
+// swapped in for the first time from now on; those already serving keep
+// theirs (a reload applies from the next deploy).
+func (p *Proxy) SetUpstreamTimeout(d time.Duration) { p.upstreamTimeout.Store(int64(max(d, 0))) }
 
 // SetTrustedProxies replaces the TrustedProxies list (a config reload); it
 // copies ps. Requests already being handled may still use the old list.
@@ -207,6 +225,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	defer b.done(n) // also when ReverseProxy aborts with http.ErrAbortHandler
+	b.requests.Add(1)
 	if upgrade {
 		b.serveUpgrade(w, r)
 		return
@@ -253,6 +272,7 @@ func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
 		report = func(err error) { p.onError(b.releaseID, err) }
 	}
 	fast := newFastTransport(b.addr, p.dialer, p.transport, p.maxIdle, defaultIdleConnTimeout, p.buffers, report)
+	fast.headTimeout = time.Duration(p.upstreamTimeout.Load())
 	b.fast.Store(fast)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

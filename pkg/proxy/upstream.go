@@ -47,13 +47,16 @@ import (
 type fastTransport struct {
 	addr     string
 	dialer   *net.Dialer
-	fallback http.RoundTripper
-	idle     chan *pconn // the pool; a channel, so the request path needs no mutex
+	fallback *http.Transport // shared by every backend of the Proxy
+	idle     chan *pconn     // the pool; a channel, so the request path needs no mutex
 	idleTTL  time.Duration
 	buffers  *bufferPool
 	// report, if set, hears about connections discarded for unsolicited
 	// bytes: an app doing that has a bug worth knowing about.
 	report func(error)
+	// headTimeout bounds the wait for a response head (0: none); set once
+	// at creation.
+	headTimeout time.Duration
 
 	retired  atomic.Bool // closeIdle was called: nothing is pooled any more
 	sweeping atomic.Bool // a sweep is scheduled or running
@@ -75,7 +78,7 @@ type pconn struct {
 	idleSince time.Time
 }
 
-func newFastTransport(addr string, dialer *net.Dialer, fallback http.RoundTripper, maxIdle int, idleTTL time.Duration, buffers *bufferPool, report func(error)) *fastTransport {
+func newFastTransport(addr string, dialer *net.Dialer, fallback *http.Transport, maxIdle int, idleTTL time.Duration, buffers *bufferPool, report func(error)) *fastTransport {
 	return &fastTransport{addr: addr, dialer: dialer, fallback: fallback, idle: make(chan *pconn, maxIdle), idleTTL: idleTTL, buffers: buffers, report: report}
 }
 
@@ -83,7 +86,7 @@ func newFastTransport(addr string, dialer *net.Dialer, fallback http.RoundTrippe
 // sends (requests forward does not take); bodies go to the fallback.
 func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
-		return t.fallback.RoundTrip(req)
+		return t.roundTripFallback(req)
 	}
 	return t.send(req, req.Write, req.Close)
 }
@@ -103,7 +106,10 @@ func (t *fastTransport) send(req *http.Request, write func(io.Writer) error, clo
 			return resp, nil
 		}
 		_ = pc.conn.Close() // broken: never pooled again
-		if !reused || attempt > 0 || !repeatable(req) || req.Context().Err() != nil {
+		// A timeout is the app's slowness, not a connection it closed: a
+		// second try would only double the wait.
+		var ne net.Error
+		if !reused || attempt > 0 || !repeatable(req) || req.Context().Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
 			return nil, err
 		}
 	}
@@ -300,6 +306,7 @@ func (t *fastTransport) sweep() {
 // is retiring. Connections still in use are closed when they come back.
 func (t *fastTransport) closeIdle() {
 	t.retired.Store(true)
+	t.fallback.CloseIdleConnections()
 	t.mu.Lock()
 	if t.timer != nil {
 		t.timer.Stop()
@@ -330,18 +337,93 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 	}
 	var resp *http.Response
 	if err == nil {
+		if t.headTimeout > 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(t.headTimeout))
+			if ctx.Err() != nil {
+				_ = conn.SetDeadline(time.Unix(1, 0)) // the client left before: keep its deadline
+			}
+		}
 		resp, err = readFinalResponse(pc.br, req)
+		if t.headTimeout > 0 && err == nil {
+			_ = conn.SetReadDeadline(time.Time{}) // the body is not bounded
+			if ctx.Err() != nil {
+				// The client left while the deadline was replaced: the
+				// AfterFunc's deadline may have been cleared with it.
+				_ = conn.SetDeadline(time.Unix(1, 0))
+			}
+		}
 	}
 	if err != nil {
 		stop()
-		if ctx.Err() != nil {
+		var ne net.Error
+		switch {
+		case ctx.Err() != nil:
 			err = ctx.Err()
+		case t.headTimeout > 0 && errors.As(err, &ne) && ne.Timeout():
+			err = errHeadTimeout(t.headTimeout) // the read deadline above
 		}
 		return nil, err
 	}
 	keep := !resp.Close && !closing && resp.StatusCode != http.StatusSwitchingProtocols
 	resp.Body = &pooledBody{rc: resp.Body, pc: pc, t: t, keep: keep, stop: stop}
 	return resp, nil
+}
+
+// errHeadTimeout is a request that got no response head within
+// headTimeout: a net.Error that times out, so the client gets 504.
+type errHeadTimeout time.Duration
+
+func (e errHeadTimeout) Error() string {
+	return fmt.Sprintf("no response head from the app within %s (proxy.upstreamTimeoutMs)", time.Duration(e))
+}
+func (errHeadTimeout) Timeout() bool   { return true }
+func (errHeadTimeout) Temporary() bool { return false }
+
+// roundTripFallback sends a request with a body through the fallback
+// transport, bounding the wait for its head by headTimeout. The timer
+// ends a context of the request's own; the body, once the head came, is
+// read under that context until it is closed.
+func (t *fastTransport) roundTripFallback(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancel(req.Context())
+	var timer *time.Timer
+	var fired atomic.Bool
+	if t.headTimeout > 0 {
+		timer = time.AfterFunc(t.headTimeout, func() { fired.Store(true); cancel() })
+	}
+	resp, err := t.fallback.RoundTrip(req.WithContext(ctx))
+	if timer != nil {
+		timer.Stop()
+	}
+	if err != nil {
+		cancel()
+		if fired.Load() && req.Context().Err() == nil {
+			err = errHeadTimeout(t.headTimeout)
+		}
+		return nil, err
+	}
+	resp.Body = &fallbackBody{ReadCloser: resp.Body, t: t, cancel: cancel}
+	return resp, nil
+}
+
+// fallbackBody is the body of an answer the fallback transport fetched.
+// Closing it ends the request's context, and on a retired backend closes
+// the fallback's idle connections: the one this answer came on is back in
+// the pool by then. The pool is shared, so the other backends' idle
+// connections go too; they are dialled again on their next body request,
+// which only a retiring release pays for.
+type fallbackBody struct {
+	io.ReadCloser
+	t      *fastTransport
+	cancel context.CancelFunc
+}
+
+func (b *fallbackBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	if b.t.retired.Load() {
+		b.t.fallback.CloseIdleConnections()
+	}
+	return err
 }
 
 // pooledBody returns its connection to the pool when read to EOF and

@@ -48,7 +48,7 @@ const startSlack = 5 * time.Second
 //
 // Errors: as Load; a file that is neither format is a *CorruptError.
 func Read(path string) (*Snapshot, error) {
-	b, err := os.ReadFile(path)
+	b, owner, trusted, err := readOwned(path)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,12 @@ func Read(path string) (*Snapshot, error) {
 		}
 		return snap, nil
 	}
-	return Load(path)
+	s, err := parse(path, b)
+	if err != nil {
+		return nil, err
+	}
+	s.owner, s.ownerKnown = owner, trusted
+	return s, nil
 }
 
 type nodeFile struct {

@@ -90,11 +90,14 @@ func TestReadNodeStateFile(t *testing.T) {
 	if len(s.Releases) != 1 || s.Releases[0].Path != "/srv/shop/2" || s.Releases[0].Revision != "abc" {
 		t.Errorf("releases %+v", s.Releases)
 	}
-	got := fmt.Sprint(s.Orphans())
+	var got []Orphan
+	for _, o := range s.Orphans() {
+		got = append(got, Orphan{ID: o.ID, Pid: o.Pid, ReleaseID: o.ReleaseID}) // what the Node file names
+	}
 	want := fmt.Sprint([]Orphan{{ID: "worker#0", Pid: worker.Process.Pid, ReleaseID: "v2"}, {ID: "web", Pid: web.Process.Pid, ReleaseID: "v2"},
 		{ID: "beacon", Pid: beacon.Process.Pid}})
-	if got != want {
-		t.Errorf("orphans %s, want %s (a dead pid and a pid that started at another time are not)", got, want)
+	if fmt.Sprint(got) != want {
+		t.Errorf("orphans %v, want %s (a dead pid and a pid that started at another time are not)", got, want)
 	}
 	for _, pr := range s.Processes {
 		st, err := StartTime(pr.Pid)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -35,6 +36,18 @@ type Snapshot struct {
 	Releases        []ReleaseRecord `json:"releases"`
 	Processes       []ProcessRecord `json:"processes"`
 	Events          []events.Event  `json:"events"`
+	// Instances are the daemon-instance tokens (internal/runtoken) of
+	// the daemons whose processes may still run: the writer's own, which
+	// it records before it starts any process, and those of earlier
+	// daemons whose processes it found alive at its start. Every process
+	// such a daemon started carries INSTANCE.RUN in ROLLBRIDGE_RUN, so
+	// FindOrphans finds those the list of Processes misses.
+	Instances []string `json:"instances,omitempty"`
+
+	// owner is the user id of the file Load or Read read this snapshot
+	// from, and ownerKnown whether it may be trusted (see FindOrphans).
+	owner      uint32
+	ownerKnown bool
 
 	// Node is set when Read found the Node original's state file instead
 	// (never written; see node.go).
@@ -88,10 +101,44 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // Load reads a snapshot. A missing file returns an error matching
 // os.ErrNotExist; a torn or foreign file returns *CorruptError.
 func Load(path string) (*Snapshot, error) {
-	b, err := os.ReadFile(path)
+	b, owner, ok, err := readOwned(path)
 	if err != nil {
 		return nil, err
 	}
+	s, err := parse(path, b)
+	if err != nil {
+		return nil, err
+	}
+	s.owner, s.ownerKnown = owner, ok
+	return s, nil
+}
+
+// readOwned reads the file at path and says who owns the file it read
+// (fstat of the same descriptor, so a file swapped in meanwhile cannot
+// lend it another owner). ok is false when others than its owner may
+// write it (group or other write bits): then its content is nobody's in
+// particular.
+func readOwned(path string) (b []byte, owner uint32, ok bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	st, isSys := fi.Sys().(*syscall.Stat_t)
+	ok = isSys && fi.Mode().IsRegular() && fi.Mode().Perm()&0o022 == 0
+	if isSys {
+		owner = st.Uid
+	}
+	b, err = io.ReadAll(f)
+	return b, owner, ok, err
+}
+
+// parse decodes rollbridged's format.
+func parse(path string, b []byte) (*Snapshot, error) {
 	var s Snapshot
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, &CorruptError{Path: path, Err: err}
@@ -215,23 +262,40 @@ type Orphan struct {
 	ID        string `json:"id"`
 	Pid       int    `json:"pid"`
 	ReleaseID string `json:"releaseId"`
+	// Unrecorded: the state file does not list it; FindOrphans found it
+	// by its run token (a process that left its group, or one started
+	// after the daemon's last write). Its ID and ReleaseID are what its
+	// environment says, when they are well-formed ids.
+	Unrecorded bool `json:"unrecorded,omitempty"`
+	// StartTime is its start time (procfs): whatever stops it checks the
+	// pid still names this process.
+	StartTime uint64 `json:"-"`
+	// Group: it leads its process group, and is stopped with the group.
+	Group bool `json:"-"`
+	// Instance is the daemon instance whose token it carries; "" when
+	// unknown (no readable token).
+	Instance string `json:"-"`
 }
 
-// MarshalJSON writes {"id","pid","releaseId"}, releaseId null when "".
+// MarshalJSON writes {"id","pid","releaseId"}, releaseId null when "",
+// and "unrecorded": true for a process the state file does not list.
 func (o Orphan) MarshalJSON() ([]byte, error) {
 	var rel *string
 	if o.ReleaseID != "" {
 		rel = &o.ReleaseID
 	}
 	return json.Marshal(struct {
-		ID        string  `json:"id"`
-		Pid       int     `json:"pid"`
-		ReleaseID *string `json:"releaseId"`
-	}{o.ID, o.Pid, rel})
+		ID         string  `json:"id"`
+		Pid        int     `json:"pid"`
+		ReleaseID  *string `json:"releaseId"`
+		Unrecorded bool    `json:"unrecorded,omitempty"`
+	}{o.ID, o.Pid, rel, o.Unrecorded})
 }
 
 // Orphans returns the recorded processes that still run: same pid and same
 // start time. A pid that was recycled by an unrelated process is not one.
+// It reads only the recorded pids; FindOrphans also finds the processes
+// the list misses.
 func (s *Snapshot) Orphans() []Orphan {
 	out := []Orphan{}
 	if s == nil {
@@ -239,7 +303,8 @@ func (s *Snapshot) Orphans() []Orphan {
 	}
 	for _, p := range s.Processes {
 		if Alive(p.Pid, p.StartTime) {
-			out = append(out, Orphan{ID: p.ID, Pid: p.Pid, ReleaseID: p.ReleaseID})
+			// rollbridge starts every process as the leader of its own group.
+			out = append(out, Orphan{ID: p.ID, Pid: p.Pid, ReleaseID: p.ReleaseID, StartTime: p.StartTime, Group: true})
 		}
 	}
 	return out

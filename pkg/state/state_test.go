@@ -37,6 +37,10 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !out.ownerKnown || out.owner != uint32(os.Getuid()) {
+		t.Errorf("owner %d (known %v), want %d: the file's", out.owner, out.ownerKnown, os.Getuid())
+	}
+	out.owner, out.ownerKnown = in.owner, in.ownerKnown
 	if !reflect.DeepEqual(in, out) {
 		t.Errorf("round trip:\n%+v\n%+v", in, out)
 	}
@@ -190,7 +194,7 @@ func TestOrphansByPidAndStartTime(t *testing.T) {
 		{ID: "gone", Pid: 1 << 30, StartTime: 5},
 	}}
 	got := s.Orphans()
-	if len(got) != 1 || got[0] != (Orphan{ID: "alive", Pid: pid, ReleaseID: "v1"}) {
+	if len(got) != 1 || got[0] != (Orphan{ID: "alive", Pid: pid, ReleaseID: "v1", StartTime: start, Group: true}) {
 		t.Errorf("orphans %+v", got)
 	}
 	_ = cmd.Process.Kill()

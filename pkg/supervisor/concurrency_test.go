@@ -43,14 +43,12 @@ func TestRollbackToDrainingReleaseSurvivesItsDrain(t *testing.T) {
 	}
 	// The old run's drain reports once it noticed the cancel; from then on
 	// it can only touch that old run.
-	testutil.Eventually(t, "the old drain of v1 to end", func() bool {
-		for _, e := range h.events("release drained") {
-			if e.Data["releaseId"] == "v1" {
-				return true
-			}
-		}
-		return false
-	})
+	drained := h.awaitEvent("release drained", "v1")
+	// The rollback cut the drain short, well inside drainTimeoutMs: that is
+	// not a timeout (the chaos run found it reported as one).
+	if drained["timedOut"] != false || drained["interrupted"] != true || drained["connectionsClosed"] != int64(1) {
+		t.Errorf("release drained after a rollback to the draining release: %v; want timedOut false, interrupted true, connectionsClosed 1", drained)
+	}
 	v1 := h.releaseStatus("v1")
 	if v1.State != release.Active || *h.status().ActiveReleaseID != "v1" {
 		t.Fatalf("v1 after the rollback: %s", dump(v1))
@@ -239,4 +237,31 @@ func TestConcurrentCommandsKeepTheStateConsistent(t *testing.T) {
 	if len(h.events("internal error")) != 0 {
 		t.Errorf("internal errors: %s", dump(h.events("internal error")))
 	}
+}
+
+// TestDrainTimeoutReportsRequestsLeftRunning pins the drained event's
+// counts when the drain times out with a plain request still in flight:
+// CloseConnections cuts upgraded connections only, so the request is
+// reported as left running (it ends with the process), not as closed.
+func TestDrainTimeoutReportsRequestsLeftRunning(t *testing.T) {
+	h := newHarness(t, strings.Replace(webConfig(t, `[]`), "drainTimeoutMs: 10000", "drainTimeoutMs: 200", 1))
+	h.deploy("v1")
+	inFlight := make(chan struct{})
+	go func() {
+		defer close(inFlight)
+		resp, err := http.Get(h.url + "/slow?ms=2000")
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	testutil.Eventually(t, "the slow request to reach v1", func() bool {
+		return h.releaseStatus("v1").Connections.HTTP == 1
+	})
+	h.deploy("v2")
+	drained := h.awaitEvent("release drained", "v1")
+	if drained["timedOut"] != true || drained["interrupted"] != false || drained["connectionsClosed"] != int64(0) ||
+		drained["requestsLeftRunning"] != int64(1) || drained["connectionsAtStart"] != int64(1) {
+		t.Errorf("release drained: %v; want timedOut, not interrupted, 1 at start, 0 closed, 1 left running", drained)
+	}
+	<-inFlight
 }

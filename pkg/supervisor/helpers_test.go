@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/rollbridge/rollbridge-go/internal/testapp"
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
@@ -180,6 +181,23 @@ func (h *harness) events(name string) []events.Event {
 		}
 	}
 	return out
+}
+
+// awaitEvent waits for the first event name about release id and
+// returns its data.
+func (h *harness) awaitEvent(name, id string) map[string]any {
+	h.t.Helper()
+	var data map[string]any
+	testutil.Eventually(h.t, name+" of "+id, func() bool {
+		for _, e := range h.events(name) {
+			if e.Data["releaseId"] == id {
+				data = e.Data
+				return true
+			}
+		}
+		return false
+	})
+	return data
 }
 
 func dump(v any) string {

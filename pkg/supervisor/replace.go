@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -199,6 +198,7 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance, w why) {
 		fail(err)
 		return
 	}
+	prevBackend.Retire() // as at a deploy's switch (retire.go)
 	next.proc.SetAutoRestart(true)
 	old.proc.SetAutoRestart(false) // it drains and stops; never revived
 	prevPid, nextPid := 0, 0
@@ -217,15 +217,11 @@ func (s *Supervisor) replaceWeb(r *rel, old *instance, w why) {
 	go func() {
 		defer s.bg.Done()
 		defer drainCancel()
-		http0, ws0 := prevBackend.Connections()
-		err := prevBackend.Drain(drainCtx)
-		http1, ws1 := prevBackend.Connections()
-		prevBackend.CloseConnections()
+		data := drainReport(drainCtx, prevBackend, map[string]any{events.KeyReleaseID: r.id, events.KeyProcessID: id, events.KeyID: id,
+			events.KeyPid: prevPid})
 		_ = old.proc.Stop(context.Background()) // bounded by its own stop sequence
 		s.tab.dropExtra(l, old)
-		s.emit(events.ProcessDrained, map[string]any{events.KeyReleaseID: r.id, events.KeyProcessID: id, events.KeyID: id,
-			events.KeyPid: prevPid, "timedOut": err != nil && !errors.Is(drainCtx.Err(), context.Canceled),
-			"connectionsAtStart": http0 + ws0, "connectionsClosed": http1 + ws1})
+		s.emit(events.ProcessDrained, data)
 	}()
 }
 

@@ -2,12 +2,14 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 )
 
 // retire moves prev, the release that was active until now, to draining:
@@ -24,6 +26,9 @@ func (s *Supervisor) retire(prev *rel, cfg *config.Config) error {
 		cancel()
 		return err
 	}
+	// No new request reaches prev: the proxy's idle connections to its app
+	// go now, so they cannot hold up the app's own graceful stop.
+	backend.Retire()
 	for _, in := range procs {
 		in.proc.SetAutoRestart(false) // only an active release's processes are restarted
 		nonBlocking := in.cfg.NonBlockingDrain
@@ -43,12 +48,7 @@ func (s *Supervisor) retire(prev *rel, cfg *config.Config) error {
 	go func() {
 		defer s.bg.Done()
 		defer cancel()
-		http0, ws0 := backend.Connections()
-		err := backend.Drain(ctx)
-		http1, ws1 := backend.Connections()
-		backend.CloseConnections()
-		s.emit(events.ReleaseDrained, map[string]any{events.KeyReleaseID: prev.id, "timedOut": err != nil,
-			"connectionsAtStart": http0 + ws0, "connectionsClosed": http1 + ws1})
+		s.emit(events.ReleaseDrained, drainReport(ctx, backend, map[string]any{events.KeyReleaseID: prev.id}))
 		// l, not prev's current run: if a rollback relaunched prev meanwhile,
 		// it stopped l first, and this stop finds nothing left to do.
 		if err := s.stopRun(prev, l); err != nil {
@@ -57,6 +57,28 @@ func (s *Supervisor) retire(prev *rel, cfg *config.Config) error {
 		s.prune()
 	}()
 	return nil
+}
+
+// drainReport drains b under ctx, closes what is left, and returns data
+// with the keys of a drained event added:
+//   - timedOut: the drain timeout ended it (not a rollback to the release
+//     or a shutdown, which cancel ctx; those set interrupted);
+//   - connectionsAtStart: requests and upgraded connections open when the
+//     drain began;
+//   - connectionsClosed: the upgraded connections CloseConnections cut;
+//   - requestsLeftRunning: plain HTTP requests still in flight, which are
+//     not cut here but end with the process (its stop sequence bounds them).
+func drainReport(ctx context.Context, b *proxy.Backend, data map[string]any) map[string]any {
+	http0, ws0 := b.Connections()
+	err := b.Drain(ctx)
+	http1, ws1 := b.Connections()
+	b.CloseConnections()
+	data["timedOut"] = errors.Is(err, context.DeadlineExceeded)
+	data["interrupted"] = errors.Is(err, context.Canceled)
+	data["connectionsAtStart"] = http0 + ws0
+	data["connectionsClosed"] = ws1
+	data["requestsLeftRunning"] = http1
+	return data
 }
 
 // stopRelease stops r's current run; see stopRun.

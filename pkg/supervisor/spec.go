@@ -54,6 +54,7 @@ func (s *Supervisor) instanceSpec(cfg *config.Config, p *config.Process, rv rele
 		OutputLines: p.OutputLines,
 		Fields:      fields,
 		Credential:  cred,
+		Unit:        cfg.UnitSettingsFor(p),
 	}
 	if p.Restart.MaxRestarts != nil {
 		spec.Restart.MaxRestarts = *p.Restart.MaxRestarts

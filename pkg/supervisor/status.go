@@ -39,6 +39,8 @@ type ProxyStatus struct {
 	Host         string `json:"host"`
 	Port         int    `json:"port"`
 	UpstreamHost string `json:"upstreamHost"`
+	Held         int    `json:"held"`       // requests waiting for a release now (proxy.holdTimeoutMs)
+	HoldGaveUp   int64  `json:"holdGaveUp"` // requests the hold answered 503, since the daemon started
 }
 
 // DaemonStatus is about rollbridged itself.
@@ -62,6 +64,7 @@ type ReleaseStatus struct {
 	PortOrder       []string        `json:"-"` // the keys of Ports in config order
 	Connections     Connections     `json:"connections"`
 	ConnectionCount int64           `json:"connectionCount"`
+	Requests        uint64          `json:"requests"`
 	CreatedAt       time.Time       `json:"createdAt"`
 	ActivatedAt     *time.Time      `json:"activatedAt"`
 	DrainStartedAt  *time.Time      `json:"drainStartedAt"`
@@ -167,6 +170,7 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 			rs.Connections = Connections{HTTP: h, WebSocket: w}
 			rs.ConnectionCount = h + w
 		}
+		rs.Requests = r.requests()
 		for _, in := range r.procs {
 			rs.Processes = append(rs.Processes, procStatus(in.proc, string(in.cfg.Policy), r.ports[in.cfg.ID]))
 		}

@@ -110,6 +110,9 @@ type run struct {
 	// instance it replaced while that drains (replace.go). They are not
 	// in procs; a stop of the run stops them too.
 	extras []*extra
+	// requestsBefore counts the requests served by the backends of extras
+	// that were dropped, so the run's request total never goes back.
+	requestsBefore uint64
 }
 
 // extra is an instance of a run outside its procs (see run.extras).

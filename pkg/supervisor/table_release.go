@@ -394,7 +394,12 @@ func (t *table) addExtra(l *run, in *instance) bool {
 func (t *table) dropExtra(l *run, in *instance) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	l.extras = slices.DeleteFunc(l.extras, func(x *extra) bool { return x.in == in })
+	l.extras = slices.DeleteFunc(l.extras, func(x *extra) bool {
+		if x.in == in && x.backend != nil {
+			l.requestsBefore += x.backend.Requests()
+		}
+		return x.in == in
+	})
 }
 
 // switchWeb makes next, an extra of r's current run l, its proxied

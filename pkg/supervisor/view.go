@@ -36,6 +36,7 @@ type releaseView struct {
 	backend            *proxy.Backend
 	extras             []*instance      // see run.extras
 	extraBackends      []*proxy.Backend // of the extras that drain
+	requestsBefore     uint64           // see run.requestsBefore
 }
 
 // connections counts the release's open proxied connections, those still
@@ -48,6 +49,18 @@ func (v releaseView) connections() (http, websocket int64) {
 		}
 	}
 	return http, websocket
+}
+
+// requests counts the requests routed to the release since its current
+// run started (a rollback to it starts a new run).
+func (v releaseView) requests() uint64 {
+	n := v.requestsBefore
+	for _, b := range append([]*proxy.Backend{v.backend}, v.extraBackends...) {
+		if b != nil {
+			n += b.Requests()
+		}
+	}
+	return n
 }
 
 func (v releaseView) retiredAt() time.Time {
@@ -81,7 +94,8 @@ func (t *table) view() view {
 		}
 		rv := releaseView{id: r.id, path: r.path, revision: r.revision, state: r.state,
 			createdAt: r.createdAt, activatedAt: r.activatedAt, drainStartedAt: r.drainStartedAt, stoppedAt: r.stoppedAt,
-			lastError: r.lastError, ports: ports, procs: append([]*instance(nil), r.run.procs...), backend: r.run.backend}
+			lastError: r.lastError, ports: ports, procs: append([]*instance(nil), r.run.procs...), backend: r.run.backend,
+			requestsBefore: r.run.requestsBefore}
 		for _, x := range r.run.extras {
 			rv.extras = append(rv.extras, x.in)
 			if x.backend != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 	"github.com/godbus/dbus/v5"
 
+	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
@@ -43,6 +44,11 @@ type RunnerOptions struct {
 	// EnvDir holds the short-lived 0600 environment files (one per spawn,
 	// removed once the unit has started). It is created 0700 when missing.
 	EnvDir string
+	// Instance is the daemon-instance token (runtoken.NewInstance): every
+	// unit gets ROLLBRIDGE_RUN=runtoken.New(Instance), as the exec
+	// runner's runs do, so rollbridgectl recover finds a crashed daemon's
+	// processes the same way whichever runner started them.
+	Instance string
 }
 
 // Runner starts each process instance as a transient service unit over
@@ -57,6 +63,7 @@ type Runner struct {
 	slice  string
 	daemon string
 	envDir string
+	inst   string
 	cg     cgroupFS
 	follow *follower
 
@@ -149,7 +156,7 @@ func NewRunner(ctx context.Context, o RunnerOptions) (*Runner, error) {
 		return nil, fmt.Errorf("systemd runner: connect to systemd over D-Bus: %w", err)
 	}
 	r := &Runner{conn: conn, app: o.Application, slice: Slice(o.Application), daemon: o.DaemonUnit,
-		envDir: o.EnvDir, cg: detectCgroupFS(), names: map[string]*nameLock{}, pidfds: map[*os.File]struct{}{}}
+		envDir: o.EnvDir, inst: o.Instance, cg: detectCgroupFS(), names: map[string]*nameLock{}, pidfds: map[*os.File]struct{}{}}
 	f, err := startFollower(r.app)
 	if err != nil {
 		conn.Close()
@@ -213,7 +220,9 @@ func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, ou
 	// the same name (see unitHandle.release) cannot stop this one.
 	r.lockName(name)
 	defer r.unlockName(name)
-	envFile, err := r.writeEnv(name, spec.Env)
+	// The token goes last: in an environment file the last value wins.
+	env := append(append(make([]string, 0, len(spec.Env)+1), spec.Env...), process.RunEnv+"="+runtoken.New(r.inst))
+	envFile, err := r.writeEnv(name, env)
 	if err != nil {
 		return nil, err
 	}
@@ -225,8 +234,10 @@ func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, ou
 	if out != nil {
 		rt = r.follow.route(name, out)
 	}
-	props := r.properties(spec, envFile)
-	err = r.startJob(ctx, name, props)
+	props, err := r.properties(spec, envFile)
+	if err == nil {
+		err = r.startJob(ctx, name, props)
+	}
 	if isUnitExists(err) {
 		// The unit of an earlier run is still loaded (it keeps its exit
 		// status until released); clear it and try once more. Trying
@@ -343,7 +354,8 @@ func hasField(props map[string]any, key, value string) bool {
 // daemon's restart policy (Restart=no); RemainAfterExit keeps the unit,
 // and with it the exit status, loaded after the main process is gone, and
 // leaves what it left behind to the stop sequence, as the exec runner does.
-func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property {
+// The config's unit settings (sandbox.go) come last; the error is theirs.
+func (r *Runner) properties(spec process.Spec, envFile string) ([]sdbus.Property, error) {
 	rel, _ := spec.Fields[events.KeyReleaseID].(string)
 	base, _ := spec.Fields[events.KeyBaseID].(string)
 	if base == "" {
@@ -403,7 +415,11 @@ func (r *Runner) properties(spec process.Spec, envFile string) []sdbus.Property 
 	if r.daemon != "" {
 		props = append(props, sdbus.PropBefore(r.daemon))
 	}
-	return props
+	settings, err := unitSettingProperties(spec)
+	if err != nil {
+		return nil, err
+	}
+	return append(props, settings...), nil
 }
 
 // unitStopTimeout is TimeoutStopUSec for a grace period: infinity for
@@ -430,6 +446,15 @@ func isUnitExists(err error) bool {
 }
 
 // startJob starts the transient unit and waits for its job's result.
+//
+// The wait costs nothing that could be saved: with Type=simple the job is
+// over the moment systemd has forked, and systemd sends JobRemoved in the
+// same step, right after the unit's PropertiesChanged; until then the unit
+// has no MainPID (a read of it sent right after StartTransientUnit found
+// none in 13 of 20 starts, so polling would mostly cost one round trip
+// more). Profiled under the lane's systemd (docs/performance.md): the job
+// (unit file, cgroups, fork) is most of a start, the D-Bus round trips
+// around it the rest.
 func (r *Runner) startJob(ctx context.Context, name string, props []sdbus.Property) error {
 	ch := make(chan string, 1)
 	if _, err := r.conn.StartTransientUnitContext(ctx, name, "fail", props, ch); err != nil {
@@ -438,12 +463,50 @@ func (r *Runner) startJob(ctx context.Context, name string, props []sdbus.Proper
 	select {
 	case res := <-ch:
 		if res != "done" {
-			return fmt.Errorf("start unit %s: job %s (see journalctl -u %s)", name, res, name)
+			return fmt.Errorf("start unit %s: job %s%s (see journalctl -u %s)", name, res, r.failReason(ctx, name), name)
 		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("start unit %s: %w", name, ctx.Err())
 	}
+}
+
+// failReason is systemd's reason for a failed start of unit name, its
+// Result, read only once the start has failed (so the start path pays
+// nothing for it), as ": result X (meaning)", or "" when unknown.
+func (r *Runner) failReason(ctx context.Context, name string) string {
+	p, err := r.conn.GetUnitTypePropertyContext(context.WithoutCancel(ctx), name, "Service", "Result")
+	if err != nil {
+		return ""
+	}
+	res, _ := p.Value.Value().(string)
+	if res == "" || res == "success" {
+		return ""
+	}
+	if m := resultMeaning(res); m != "" {
+		return fmt.Sprintf(": result %s (%s)", res, m)
+	}
+	return ": result " + res
+}
+
+// resultMeaning says what a service's Result means where a failed start
+// job can end in it ("" for the others).
+func resultMeaning(res string) string {
+	switch res {
+	case "resources":
+		return "systemd could not set up the process: its environment file, working directory, user or cgroup"
+	case "start-limit-hit":
+		return "started too often in too short a time"
+	case "exit-code":
+		return "the process exited at once with an error"
+	case "signal":
+		return "the process was killed at once"
+	case "oom-kill":
+		return "killed for lack of memory"
+	case "protocol":
+		return "the service did not start the way its type requires"
+	}
+	return ""
 }
 
 // clear makes name free for a new unit: the unit of a previous run that
@@ -536,7 +599,10 @@ func (r *Runner) writeEnv(name string, env []string) (string, error) {
 		return "", fmt.Errorf("environment file: %w", err)
 	}
 	// CreateTemp makes the file 0600 already; the content is written only
-	// after that, so no one else can read it at any moment.
+	// after that, so no one else can read it at any moment. No fsync: the
+	// file lives for one start job (systemd reads it before it forks, and
+	// it is removed after), on /run's tmpfs by default; after a crash
+	// there is no job left to read it.
 	if _, err := f.WriteString(b.String()); err != nil {
 		_ = f.Close()
 		_ = os.Remove(f.Name())
@@ -671,22 +737,24 @@ func StopSlice(ctx context.Context, app string) error {
 // closes at exit. auto picks systemd when the daemon runs as a systemd
 // service (INVOCATION_ID is set and systemd is booted) and D-Bus answers,
 // else exec; systemd insists and fails when D-Bus does not answer.
-// daemonUnit is the daemon's own unit, "" when it runs outside systemd.
-func ProcessRuntime(ctx context.Context, cfg *config.Config, daemonUnit string) (process.Runner, *Runner, error) {
+// daemonUnit is the daemon's own unit, "" when it runs outside systemd;
+// instance is the daemon-instance token either runner tags its runs with.
+func ProcessRuntime(ctx context.Context, cfg *config.Config, daemonUnit, instance string) (process.Runner, *Runner, error) {
+	execRunner := process.ExecRunner{Instance: instance}
 	switch cfg.Runtime {
 	case config.RuntimeExec:
-		return process.ExecRunner{}, nil, nil
+		return execRunner, nil, nil
 	case config.RuntimeAuto, "":
 		if os.Getenv("INVOCATION_ID") == "" || !Booted() {
-			return process.ExecRunner{}, nil, nil
+			return execRunner, nil, nil
 		}
 	}
-	r, err := NewRunner(ctx, RunnerOptions{Application: cfg.Application, DaemonUnit: daemonUnit})
+	r, err := NewRunner(ctx, RunnerOptions{Application: cfg.Application, DaemonUnit: daemonUnit, Instance: instance})
 	if err != nil {
 		if cfg.Runtime == config.RuntimeSystemd {
 			return nil, nil, fmt.Errorf("runtime systemd: %w", err)
 		}
-		return process.ExecRunner{}, nil, nil
+		return execRunner, nil, nil
 	}
 	return r, r, nil
 }

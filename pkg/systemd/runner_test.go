@@ -487,3 +487,72 @@ func BenchmarkStart(b *testing.B) {
 		})
 	}
 }
+
+// A start that cannot work fails the same way with either runner: a command
+// that does not exist is the shell's failure (it starts, then exits 127 and
+// says so), and a user that does not exist fails the run before the command
+// (the exec runner as root can switch to any uid; systemd refuses a uid
+// without a user, 217/USER).
+func TestRunnersStartFailures(t *testing.T) {
+	for _, rc := range runners(t) {
+		t.Run(rc.name+"/no-such-command", func(t *testing.T) {
+			p, _ := newProc(t, shellSpec(t, "web", `exec rollbridge-no-such-command`), rc.new(t))
+			if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, "exit", func() bool { return p.Status().ExitCode != nil })
+			if code := *p.Status().ExitCode; code != 127 {
+				t.Errorf("got exit %d, want 127", code)
+			}
+			testutil.Eventually(t, "the shell's reason", func() bool { return logged(p, "rollbridge-no-such-command") })
+		})
+		if rc.name != "systemd" {
+			continue
+		}
+		t.Run(rc.name+"/no-such-user", func(t *testing.T) {
+			spec := shellSpec(t, "web", `echo started; while :; do sleep 0.05; done`)
+			spec.Dir = "/"
+			const uid = 4000017 // no user has it
+			if _, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+				t.Fatalf("uid %d exists here", uid)
+			}
+			spec.Credential = &process.Credential{User: "ghost", UID: uid, GID: uid}
+			p, _ := newProc(t, spec, rc.new(t))
+			if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, "exit", func() bool { return p.Status().ExitCode != nil })
+			if code := *p.Status().ExitCode; code != 217 {
+				t.Errorf("got exit %d, want 217 (systemd's EXIT_USER)", code)
+			}
+			if logged(p, "started") {
+				t.Errorf("the command ran as a uid with no user: %v", p.Logs())
+			}
+		})
+	}
+}
+
+// A start job that fails fails the start, with systemd's reason for it
+// (the unit's Result), not only the job's "failed". Here systemd cannot
+// read the environment file, which it does itself, before it forks.
+func TestSystemdFailedJobSaysWhy(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	r := newSystemdRunner(t, testApp(t))
+	defer r.Close()
+	spec := shellSpec(t, "web", `sleep 1000`)
+	name := r.unitName(spec, 0)
+	props, err := r.properties(spec, filepath.Join(t.TempDir(), "missing.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.startJob(context.Background(), name, props)
+	if err == nil {
+		t.Fatal("started with a missing environment file")
+	}
+	if !strings.Contains(err.Error(), "job failed") || !strings.Contains(err.Error(), "resources") {
+		t.Errorf("got %q, want the job's failure and systemd's reason (resources)", err)
+	}
+	_ = r.conn.ResetFailedUnitContext(context.Background(), name) // best effort: the test's slice goes with the sandbox
+}

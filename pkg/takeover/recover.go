@@ -26,16 +26,25 @@ type RecoverResult struct {
 	NodeStateFile bool `json:"nodeStateFile,omitempty"`
 }
 
-// Recover lists the processes a crashed daemon left running (recorded in
-// cfg.StatePath, same pid and start time; the Node original's state file
-// is read too, see state.Read) and, with force, stops each one's
-// process group (SIGTERM, SIGKILL after proxy.forceStopTimeoutMs) and
-// removes the state file — unless one survived, when the file is kept for
-// another look. It refuses while anything listens on the control socket:
-// a live daemon's processes are not orphans.
+// Recover lists the processes a crashed daemon left running — recorded in
+// cfg.StatePath (same pid and start time; the Node original's state file
+// is read too, see state.Read), and those carrying the run token of a
+// daemon instance the file records (state.Snapshot.FindOrphans: processes
+// that left their group with setsid, or started after the daemon's last
+// write; only processes of the users the daemon could have run them as)
+// — and, with force, stops each one's process group, or the process
+// alone when it leads none (SIGTERM, SIGKILL after
+// proxy.forceStopTimeoutMs), and removes the state file — unless one
+// survived, when the file is kept for another look. It refuses while
+// anything listens on the control socket: a live daemon's processes are
+// not orphans.
 func Recover(ctx context.Context, cfg *config.Config, force bool) (*RecoverResult, error) {
 	return recoverWith(ctx, cfg, force, pgroup.Stop)
 }
+
+// maxRecoverRounds bounds how often Recover looks again for processes
+// that appeared while it stopped the others.
+const maxRecoverRounds = 3
 
 // stopFunc is pgroup.Stop's signature; tests stand in for a process that
 // cannot be stopped, which cannot be staged for real when running as root.
@@ -64,25 +73,46 @@ func recoverWith(ctx context.Context, cfg *config.Config, force bool, stop stopF
 	if err != nil {
 		return nil, err
 	}
-	res.Orphans = snap.Orphans()
+	uids := state.LookupUIDs(cfg.Users())
+	res.Orphans = snap.FindOrphans(uids)
 	if !force {
 		return res, nil
 	}
-	starts := map[int]uint64{}
-	for _, p := range snap.Processes {
-		starts[p.Pid] = p.StartTime
+	// A process being stopped may start another (a trap, a supervisor of
+	// its own) with the same token: look again after each round, and stop
+	// what is new, a few times at most.
+	type key struct {
+		pid   int
+		start uint64
 	}
-	// rollbridge starts every process as the leader of its own group.
-	targets := make([]pgroup.Target, len(res.Orphans))
-	for i, o := range res.Orphans {
-		targets[i] = pgroup.Target{Pid: o.Pid, StartTime: starts[o.Pid], Group: true}
-	}
-	for i, r := range stop(ctx, targets, cfg.Proxy.ForceStopTimeout()) {
-		if r.Gone {
-			res.Stopped = append(res.Stopped, res.Orphans[i])
-		} else {
-			res.StillRunning = append(res.StillRunning, res.Orphans[i])
+	tried := map[key]bool{}
+	batch := res.Orphans
+	for round := 0; len(batch) > 0; round++ {
+		targets := make([]pgroup.Target, len(batch))
+		for i, o := range batch {
+			tried[key{o.Pid, o.StartTime}] = true
+			targets[i] = pgroup.Target{Pid: o.Pid, StartTime: o.StartTime, Group: o.Group}
 		}
+		for i, r := range stop(ctx, targets, cfg.Proxy.ForceStopTimeout()) {
+			if r.Gone {
+				res.Stopped = append(res.Stopped, batch[i])
+			} else {
+				res.StillRunning = append(res.StillRunning, batch[i])
+			}
+		}
+		var next []state.Orphan
+		for _, o := range snap.FindOrphans(uids) {
+			if !tried[key{o.Pid, o.StartTime}] {
+				next = append(next, o)
+			}
+		}
+		if round == maxRecoverRounds-1 {
+			res.StillRunning = append(res.StillRunning, next...) // found, never stopped
+			res.Orphans = append(res.Orphans, next...)
+			break
+		}
+		res.Orphans = append(res.Orphans, next...)
+		batch = next
 	}
 	if len(res.StillRunning) == 0 {
 		if err := state.Remove(cfg.StatePath); err != nil {

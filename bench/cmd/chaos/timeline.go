@@ -39,10 +39,11 @@ type timeline struct {
 type span struct{ from, to time.Time } // to zero: still open
 
 type drainEvent struct {
-	at       time.Time
-	release  string
-	timedOut bool
-	closed   int
+	at          time.Time
+	release     string
+	timedOut    bool // the drain timeout ended it
+	interrupted bool // a rollback (or a shutdown) cut it short
+	closed      int  // connections cut, plus plain requests left to end with the process
 }
 
 func (tl *timeline) kill(at time.Time) {
@@ -104,15 +105,17 @@ func (tl *timeline) classify(f *failure) string {
 			if f.kind == "slow" {
 				late += forceStop
 			}
-			if !d.timedOut || d.closed == 0 || !f.start.Before(d.at) || f.end.Before(d.at.Add(-drainSlack)) || f.end.After(d.at.Add(late)) {
+			if !(d.timedOut || d.interrupted) || d.closed == 0 || !f.start.Before(d.at) || f.end.Before(d.at.Add(-drainSlack)) || f.end.After(d.at.Add(late)) {
 				continue
 			}
-			for _, rb := range tl.rollbacks {
-				if !rb.After(d.at) && d.at.Sub(rb) <= drainSlack {
-					return causeRollback
+			if d.interrupted {
+				for _, rb := range tl.rollbacks {
+					if !rb.After(d.at) && d.at.Sub(rb) <= drainSlack {
+						return causeRollback
+					}
 				}
 			}
-			if f.start.Before(d.at.Add(-drainTimeout)) {
+			if d.timedOut && f.start.Before(d.at.Add(-drainTimeout)) {
 				return causeDrain
 			}
 		}

@@ -18,7 +18,8 @@ func TestClassify(t *testing.T) {
 	tl.drained(drainEvent{at: at(300), release: "r1", timedOut: true, closed: 2})
 	tl.drained(drainEvent{at: at(400), release: "r2", timedOut: false, closed: 0})
 	tl.rollback(at(499.5))
-	tl.drained(drainEvent{at: at(500), release: "r3", timedOut: true, closed: 1})
+	tl.drained(drainEvent{at: at(500), release: "r3", interrupted: true, closed: 1})
+	tl.drained(drainEvent{at: at(600), release: "r4", interrupted: true, closed: 1}) // a shutdown: no rollback
 
 	for _, tc := range []struct {
 		name       string
@@ -39,6 +40,7 @@ func TestClassify(t *testing.T) {
 		{"plain request at the drain timeout", "http", 296, 300.01, ""},
 		{"cut at a drain that did not time out", "ws", 396, 400.01, ""},
 		{"cut by a rollback to its draining release", "ws", 499, 500.01, causeRollback},
+		{"cut by an interrupted drain with no rollback", "ws", 590, 600.01, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &failure{kind: tc.kind, start: at(tc.start), end: at(tc.end)}

@@ -100,6 +100,12 @@ func waitHTTP(url string) error {
 // Jsonnet (the web process is always the demo app; webExtra, an object or
 // "{}", is merged into it).
 func (e *env) startDaemon(name, webExtra, extra string, retention int) (*daemon, string, error) {
+	return e.startDaemonWith(name, "{}", webExtra, extra, retention)
+}
+
+// startDaemonWith is startDaemon with top, a Jsonnet object merged into
+// the config's top level (e.g. {runtime: 'systemd'}).
+func (e *env) startDaemonWith(name, top, webExtra, extra string, retention int) (*daemon, string, error) {
 	dir := filepath.Join(e.work, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err
@@ -110,8 +116,8 @@ func (e *env) startDaemon(name, webExtra, extra string, retention int) (*daemon,
 	cfg := filepath.Join(dir, "rollbridge.jsonnet")
 	src := fmt.Sprintf(`{application: %q, control: {path: %q}, releaseRetention: {keep: %d},
   proxy: {host: '127.0.0.1', port: %d, drainTimeoutMs: 30000},
-  processes: [{id: 'web', policy: 'proxied', command: 'exec %s --port {{port}}', port: {from: 15000, to: 15999}, health: {path: '/ping', intervalMs: 250}} + %s] + %s}`,
-		name, filepath.Join(dir, "c.sock"), retention, port, absApp, webExtra, extra)
+  processes: [{id: 'web', policy: 'proxied', command: 'exec %s --port {{port}}', port: {from: 15000, to: 15999}, health: {path: '/ping', intervalMs: 250}} + %s] + %s} + %s`,
+		name, filepath.Join(dir, "c.sock"), retention, port, absApp, webExtra, extra, top)
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		return nil, "", err
 	}

@@ -88,6 +88,9 @@ func (r *Report) Table() string {
 		phase("healthy → deploy command returned", func(p Phase) float64 { return p.Returned - p.Healthy })
 		phase("start → previous release stopped", func(p Phase) float64 { return p.OldStopped })
 	}
+	if rt := r.Runtime; rt != nil {
+		b.WriteString(rt.table())
+	}
 	if f := r.Footprint; f != nil {
 		lo, m, hi := stats(f.StatusMs)
 		clo, cm, chi := stats(f.StatusCLIMs)
@@ -125,6 +128,56 @@ func (r *Report) Table() string {
 		fmt.Fprintf(&b, "| deploy (switch) with them open | %.1f ms |\n", d.SwitchMs)
 		fmt.Fprintf(&b, "| old sockets still echoing after the switch | %d / %d (counted on the draining release: %d) |\n", d.EchoOK, d.Sockets, d.DrainingWS)
 		fmt.Fprintf(&b, "| old release stopped after the last socket closed | %.0f ms |\n", d.StopAfterClose)
+	}
+	return b.String()
+}
+
+// table renders the runtime section: per runtime the median [min–max] of
+// each step, and the systemd runtime's extra time over exec's (medians).
+func (rt *RuntimeReport) table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Deploys per process runtime (demo app, no load; %d deploys each, alternating; ms from the deploy request, median [min–max])\n\n", rt.Deploys)
+	if rt.Note != "" {
+		fmt.Fprintf(&b, "Note: %s\n\n", rt.Note)
+	}
+	steps := []struct {
+		name string
+		f    func(Phase) float64
+	}{
+		{"start → web spawned", func(p Phase) float64 { return p.WebStarted }},
+		{"start → healthy", func(p Phase) float64 { return p.Healthy }},
+		{"start → traffic switched", func(p Phase) float64 { return p.Switched }},
+	}
+	b.WriteString("| step |")
+	for _, x := range rt.Runtimes {
+		fmt.Fprintf(&b, " %s |", x.Runtime)
+	}
+	if len(rt.Runtimes) == 2 {
+		fmt.Fprintf(&b, " %s − %s (medians) |", rt.Runtimes[1].Runtime, rt.Runtimes[0].Runtime)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(rt.Runtimes)))
+	if len(rt.Runtimes) == 2 {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, s := range steps {
+		fmt.Fprintf(&b, "| %s |", s.name)
+		var meds []float64
+		for _, x := range rt.Runtimes {
+			var v []float64
+			for _, p := range x.Phases {
+				if y := s.f(p); y >= 0 {
+					v = append(v, y)
+				}
+			}
+			lo, m, hi := stats(v)
+			meds = append(meds, m)
+			fmt.Fprintf(&b, " %.1f [%.1f–%.1f] |", m, lo, hi)
+		}
+		if len(meds) == 2 {
+			fmt.Fprintf(&b, " %+.1f |", meds[1]-meds[0])
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

@@ -18,6 +18,7 @@ type Report struct {
 	Options   map[string]any   `json:"options"`
 	Proxy     []ProxyScenario  `json:"proxy"`
 	Deploy    *DeployReport    `json:"deployUnderLoad,omitempty"`
+	Runtime   *RuntimeReport   `json:"runtime,omitempty"`
 	Drain     *DrainReport     `json:"drain,omitempty"`
 	Footprint *FootprintReport `json:"footprint,omitempty"`
 	Idle      *IdleReport      `json:"idle,omitempty"`
@@ -85,7 +86,7 @@ func machine() string {
 
 func run(ctx context.Context, o options) (*Report, error) {
 	rep := &Report{Started: time.Now().UTC(), Machine: machine(),
-		Options: map[string]any{"repeat": o.repeat, "durationS": o.dur.Seconds(), "deploys": o.deploys, "quick": o.quick}}
+		Options: map[string]any{"repeat": o.repeat, "durationS": o.dur.Seconds(), "deploys": o.deploys, "runtimeDeploys": o.runtimeDeploys, "quick": o.quick}}
 	e, err := setup(o)
 	if e != nil {
 		defer e.close()
@@ -103,6 +104,11 @@ func run(ctx context.Context, o options) (*Report, error) {
 	if want("deploy") {
 		if rep.Deploy, err = deployUnderLoad(ctx, e); err != nil {
 			return rep, fmt.Errorf("deploy under load: %w", err)
+		}
+	}
+	if want("runtime") {
+		if rep.Runtime, err = runtimeDeploys(ctx, e); err != nil {
+			return rep, fmt.Errorf("runtime: %w", err)
 		}
 	}
 	if want("footprint") {
