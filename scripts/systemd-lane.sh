@@ -17,7 +17,11 @@
 # stop sequence on `systemctl stop`, the runner's supervision and the
 # supervisor's adoption tests under real systemd, and the deploy's start ->
 # spawned -> switched times with the systemd and the exec runtime (the
-# benchmark suite's runtime section, run inside the sandbox).
+# benchmark suite's runtime section, run inside the sandbox). WebSockets (200, or
+# LANE_WEBSOCKETS) stream numbered echoes through systemctl restart, SIGKILL
+# and a watchdog kill of the daemon: all stay open, every echo once and in
+# order (the fd store hand-over); systemctl stop closes them and leaves the
+# store empty.
 #
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
 # (1 under CI, see lane-common.sh); any failed check exits 1.
@@ -34,6 +38,7 @@ trap '[ "${KEEP:-0}" = 1 ] || "$SB" down >/dev/null 2>&1; rm -rf "$build"' EXIT
 echo "== building static binaries"
 CGO_ENABLED=0 go build -o "$build/" ./cmd/rollbridged ./cmd/rollbridgectl || exit 1
 CGO_ENABLED=0 go build -o "$build/rollbridge-demo-app" ./examples/app || exit 1
+CGO_ENABLED=0 go build -o "$build/" ./bench/cmd/wsstream || exit 1
 # The benchmark suite's runtime section runs inside the sandbox (-bin dir).
 mkdir -p "$build/bench"
 CGO_ENABLED=0 go build -o "$build/bench/" ./cmd/rollbridged ./cmd/rollbridgectl ./bench/cmd/suite || exit 1
@@ -48,7 +53,7 @@ if ! "$SB" up >/dev/null; then
   not_run "the systemd sandbox did not boot on this machine"
 fi
 ROOT=$("$SB" root)
-install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$build/supervisor.test" "$ROOT/usr/local/bin/"
+install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$build/supervisor.test" "$build/wsstream" "$ROOT/usr/local/bin/"
 install -d "$ROOT/usr/local/lib/rollbridge-bench"
 install -m 0755 "$build"/bench/* "$ROOT/usr/local/lib/rollbridge-bench/"
 install -d "$ROOT/etc/rollbridge" "$ROOT/srv/demo/releases/v1" "$ROOT/srv/demo/releases/v2" "$ROOT/var/lib/rollbridge"
@@ -274,6 +279,62 @@ sb systemctl kill -s SIGKILL rollbridge@demo.service
 check "restarted after SIGKILL" wait_for 30 bash -c "p=\$('$SB' exec -- systemctl show rollbridge@demo.service -p MainPID --value); [ -n \"\$p\" ] && [ \"\$p\" != 0 ] && [ \"\$p\" != $pid2 ]"
 check "traffic served again without any deploy ($(body))" \
   wait_for 20 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
+
+echo "== WebSockets survive systemctl restart, SIGKILL and a watchdog kill (the fd store)"
+NWS=${LANE_WEBSOCKETS:-200}
+WSS="$ROOT/tmp/wsstream.json"
+rm -f "$WSS" "$ROOT/tmp/wsstream.pause"
+sb /usr/local/bin/wsstream -n "$NWS" -every 100ms >"$build/wsstream.out" 2>&1 &
+wsp=$!
+wsj() { jq -r "$1" "$WSS" 2>/dev/null; }
+ws_count() { ctl status 2>/dev/null | jq '[.releases[] | select(.releaseId=="v2") | .connections.websocket][0]'; }
+nstore() { prop rollbridge@demo.service NFileDescriptorStore; }
+check "$NWS WebSockets open through the proxy, streaming" wait_for 60 bash -c "[ \"\$(jq -r .open '$WSS' 2>/dev/null)\" = $NWS ] && [ \"\$(jq -r .received '$WSS')\" -gt $((NWS * 2)) ]"
+check "status counts them on v2 ($(ws_count))" wait_for 10 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '[.releases[] | select(.releaseId==\"v2\") | .connections.websocket][0]')\" = $NWS ]"
+ns=$(nstore)
+if [ -n "$ns" ]; then
+  check "the fd store holds 6 descriptors per WebSocket (NFileDescriptorStore=$ns)" test "$ns" = $((NWS * 6))
+fi
+ws_alive() { # ws_alive WHAT: every socket still open, no violation, and echoes still arriving
+  local r0
+  r0=$(wsj .received)
+  check "$1: all $NWS WebSockets still open, every echo once and in order ($(jq -c . "$WSS"))" \
+    wait_for 30 bash -c "[ \"\$(jq -r .open '$WSS')\" = $NWS ] && [ \"\$(jq -r .closed '$WSS')\" = 0 ] && [ \"\$(jq -r .violations '$WSS')\" = 0 ] && [ \"\$(jq -r .received '$WSS')\" -gt $((r0 + NWS * 3)) ]"
+  check "$1: status counts the $NWS on v2 again ($(ws_count))" wait_for 20 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '[.releases[] | select(.releaseId==\"v2\") | .connections.websocket][0]')\" = $NWS ]"
+}
+wait_served() { wait_for 30 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"; }
+sb systemctl restart rollbridge@demo.service
+wait_served
+ws_alive "systemctl restart"
+resumed() { sb journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='connections resumed' -o json --no-pager | tail -1 | jq -r .ROLLBRIDGE_DATA | jq -c .; }
+check "journal: the new daemon resumed all $NWS on v2 ($(resumed))" test "$(resumed | jq .resumed.v2)" = "$NWS"
+pid=$(prop rollbridge@demo.service MainPID)
+sb systemctl kill -s SIGKILL rollbridge@demo.service
+wait_for 30 bash -c "p=\$('$SB' exec -- systemctl show rollbridge@demo.service -p MainPID --value); [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ]"
+wait_served
+ws_alive "systemctl kill -s SIGKILL"
+pid=$(prop rollbridge@demo.service MainPID)
+n1=$(prop rollbridge@demo.service NRestarts)
+sb kill -STOP "$pid"
+check "the watchdog killed the frozen daemon and systemd restarted it" \
+  wait_for 40 bash -c "[ \"\$('$SB' exec -- systemctl show rollbridge@demo.service -p NRestarts --value)\" -gt $n1 ] && [ \"\$('$SB' exec -- systemctl is-active rollbridge@demo.service)\" = active ]"
+wait_served
+ws_alive "watchdog kill (SIGSTOP)"
+touch "$ROOT/tmp/wsstream.pause"
+check "every message sent came back: nothing lost, nothing twice ($(jq -c . "$WSS"))" \
+  wait_for 30 bash -c "[ \"\$(jq -r .outstanding '$WSS')\" = 0 ] && [ \"\$(jq -r .violations '$WSS')\" = 0 ]"
+echo "websockets: $(jq -c . "$WSS")" >>"$build/numbers"
+sb systemctl stop rollbridge@demo.service
+check "systemctl stop closed all $NWS WebSockets" wait_for 30 bash -c "[ \"\$(jq -r .open '$WSS')\" = 0 ] && [ \"\$(jq -r .closed '$WSS')\" = $NWS ]"
+ns=$(nstore)
+if [ -n "$ns" ]; then
+  check "the fd store is empty after the stop (NFileDescriptorStore=$ns)" test "$ns" = 0
+fi
+sb systemctl start rollbridge@demo.service
+wait_served
+check "the next start got no connection back (no connections resumed)" \
+  bash -c "! '$SB' exec -- journalctl -u rollbridge@demo.service _PID=\$('$SB' exec -- systemctl show rollbridge@demo.service -p MainPID --value) ROLLBRIDGE_EVENT='connections resumed' -o cat --no-pager | grep -q ."
+sb kill -TERM "$(wsj .pid)"; wait "$wsp" 2>/dev/null
 
 echo "== ensure-daemon over D-Bus: stop everything, then let ensure-daemon start the unit"
 sb systemctl stop rollbridge@demo.service rollbridge-control@demo.socket rollbridge-proxy@demo.socket

@@ -30,7 +30,9 @@ Runs the rollbridge daemon in the foreground: binds the proxy (proxy.host:port)
 and the control socket (control.path) — or takes them from systemd socket
 activation (FileDescriptorName=proxy / control) — logs one JSON line per event
 to stdout (native journal entries under systemd), re-reads the config on
-SIGHUP, and stops every managed process on SIGINT or SIGTERM.
+SIGHUP, and stops every managed process on SIGINT or SIGTERM. Under
+systemd with runtime systemd and FileDescriptorStoreMax= set, open WebSockets
+are kept in the unit's fd store and survive a daemon restart or crash.
 
 The config is evaluated in a child process limited to ROLLBRIDGE_EVAL_TIMEOUT_MS
 milliseconds (default 10000) and ROLLBRIDGE_EVAL_MEMORY_MB MiB (default 512).
@@ -170,6 +172,10 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 	if units != nil {
 		defer units.Close() // leaves the units running
 	}
+	handover, err := newHandover(ctx, units, act.Stored)
+	if err != nil {
+		return err
+	}
 	o := daemon.Options{
 		Runner: runner, Instance: instance,
 		Config: cfg, Env: env, Version: version.Version,
@@ -177,7 +183,7 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 		Notifier:         systemd.NewNotifier(),
 		WatchdogInterval: systemd.WatchdogInterval(),
 		Reload:           hup, LoadConfig: load,
-		Boot: boot,
+		Boot: boot, Handover: handover,
 	}
 	if units != nil {
 		o.KeepProcesses = func() bool {
@@ -196,6 +202,37 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 		}
 	}
 	return daemon.Run(ctx, o)
+}
+
+// newHandover sets up the fd store hand-over of upgraded connections
+// (docs/systemd.md): it parks them only under the systemd runtime, run by
+// systemd (NOTIFY_SOCKET), in a unit with FileDescriptorStoreMax= above 0.
+// stored are the descriptors this start got back; without a store they
+// are closed.
+func newHandover(ctx context.Context, units *systemd.Runner, stored []*os.File) (*daemon.Handover, error) {
+	max := 0
+	if units != nil {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if n, err := units.FDStoreMax(ctx); err == nil {
+			max = n // unreadable reads as 0: connections are copied in-process, as before
+		}
+	}
+	names := make([]string, len(stored))
+	for i, f := range stored {
+		names[i] = f.Name()
+	}
+	store, err := systemd.NewFDStore(max, names)
+	if err != nil {
+		return nil, err
+	}
+	if store == nil {
+		for _, f := range stored {
+			_ = f.Close() // no store to resume them under
+		}
+		return nil, nil
+	}
+	return &daemon.Handover{Store: store, Enabled: units != nil && max > 0, Parked: stored}, nil
 }
 
 // describeIssues lists config issues one per line for a readable startup error.

@@ -68,6 +68,10 @@ type Options struct {
 	// recorded processes that still run. If it fails to start, Run stops
 	// what it started and returns the error.
 	Boot *BootRelease
+	// Handover, when set, parks upgraded connections in systemd's fd store
+	// so they outlive a daemon restart (see Handover); nil copies them
+	// in-process, and they end with the daemon.
+	Handover *Handover
 }
 
 // Notifier is the part of sd_notify the daemon uses (pkg/systemd implements it).
@@ -139,7 +143,8 @@ func Run(ctx context.Context, o Options) error {
 		shutdownReq: make(chan struct{}), stopped: make(chan struct{}), alive: make(chan chan struct{})}
 	d.cfg.Store(cfg)
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
-		UpstreamTimeout: cfg.Proxy.UpstreamTimeout()})
+		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
+		FDStore:         o.Handover.proxyStore()})
 	d.proxy = px
 	instance := o.Instance
 	if instance == "" {
@@ -213,6 +218,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	d.resume(o.Handover)
 	// Started: from now on no release means 503 at once, as the spec says.
 	px.EndHold()
 
@@ -309,9 +315,11 @@ func Run(ctx context.Context, o Options) error {
 	byCommand := isClosed(d.shutdownReq)
 	if !byCommand && o.KeepProcesses != nil && o.KeepProcesses() {
 		d.detach()
+		d.park()
 		d.keepState(cfg.StatePath, prev.record(final))
 	} else {
 		d.shutdown()
+		d.unpark(o.Handover)
 		d.finishState(cfg, prev.record(final), prev, byCommand)
 	}
 	close(d.stopped) // lets a pending shutdown command answer

@@ -147,6 +147,10 @@ const (
 	// not take back (a second copy of the proxied process, a process gone
 	// from the config) ended with its stop sequence.
 	LeftoverStopped Name = "leftover unit stopped"
+	// ConnectionsResumed: upgraded connections a previous daemon parked in
+	// systemd's fd store are copied again, counted on their release; those
+	// whose release no longer serves are closed.
+	ConnectionsResumed Name = "connections resumed"
 )
 
 // priorities is the one table of how loud each event is; names not in it

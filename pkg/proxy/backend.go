@@ -39,6 +39,9 @@ type Backend struct {
 	rp      *httputil.ReverseProxy // read-only once bound
 	fast    atomic.Pointer[fastTransport]
 	buffers *bufferPool // the Proxy's copy buffers, set with rp
+	// handover is the Proxy's, set with rp; nil when upgraded connections
+	// are copied in-process.
+	handover *handover
 }
 
 // NewBackend returns a backend for the process listening at addr

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,12 @@ import (
 
 // TestMain fails the run if any test leaves a goroutine behind: a leaked
 // copy goroutine is how a half-closed upgrade shows up.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(spliceChildEnv) != "" {
+		os.Exit(runSpliceChild())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // upstream starts a real HTTP server; with h nil it answers with name.
 // It returns the server and its host:port.

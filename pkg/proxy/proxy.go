@@ -69,6 +69,14 @@ type Options struct {
 	// answered 503 with Retry-After at once. 0 means DefaultMaxHeld. Each
 	// waiting request costs a goroutine and its client's connection.
 	MaxHeld int
+
+	// FDStore, when set, is where upgraded connections are parked once
+	// their upgrade completes, so they outlive the daemon: each is then
+	// copied with splice(2) through pipes stored beside its two sockets
+	// (splice.go says why no byte is lost or doubled), and Park leaves
+	// them to the next daemon, which takes them back with ParkedConns and
+	// Resume. nil copies them in-process, ending with the process.
+	FDStore FDStore
 }
 
 // Proxy is an http.Handler that forwards each request to the active
@@ -94,6 +102,8 @@ type Proxy struct {
 	held    atomic.Int64
 	gaveUp  atomic.Int64 // requests the hold answered 503 (timeout or bound), since New
 	maxHeld int64
+
+	handover *handover // nil without Options.FDStore
 }
 
 // New returns a Proxy with no active backend: until Swap gives it one, it
@@ -135,6 +145,8 @@ func New(o Options) *Proxy {
 		buffers: &bufferPool{},
 		onError: o.OnError,
 		maxHeld: int64(o.MaxHeld),
+
+		handover: newHandover(o.FDStore),
 	}
 	p.gate.Store(&gate{open: make(chan struct{})})
 	p.SetTrustedProxies(o.TrustedProxies)
@@ -184,6 +196,7 @@ func (p *Proxy) Swap(next *Backend) (prev *Backend) {
 	next.bind.Do(func() {
 		next.buffers = p.buffers
 		next.rp = p.reverseProxy(next)
+		next.handover = p.handover
 	})
 	prev = p.active.Swap(next)
 	p.wake() // after the store: a waiter woken now finds next

@@ -103,6 +103,9 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	closeBack = false
 	stopBack()
+	if h := b.handover; h != nil && b.handOver(ctx, h, clientConn, brw.Reader, backConn, br) {
+		return
+	}
 	b.pipe(ctx, clientConn, brw.Reader, backConn, br)
 }
 

@@ -305,48 +305,70 @@ func TestUpgradeToRefusedUpstream502(t *testing.T) {
 
 // TestUpgradeKeepsBytesSentWithHandshake: bytes a client sends right behind
 // its upgrade request, which net/http has already buffered when the proxy
-// takes the connection over, still reach the app.
+// takes the connection over, still reach the app; and bytes the app sends
+// in the same write as its 101 reach the client. Both with the in-process
+// copy and with the spliced one (an FDStore), which writes them out before
+// it stores the connection.
 func TestUpgradeKeepsBytesSentWithHandshake(t *testing.T) {
-	_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("hijack: %v", err)
-			return
-		}
-		defer conn.Close()
-		if _, err := io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"); err != nil {
-			return
-		}
-		_, _ = io.Copy(conn, brw) // an echo protocol, until the client closes
-	})
-	p, url, _ := newProxy(t)
-	a := activate(p, "v1", addr)
-	host := strings.TrimPrefix(url, "http://")
-	conn, err := net.Dial("tcp", host)
-	if err != nil {
-		t.Fatal(err)
+	for _, withStore := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fdstore=%v", withStore), func(t *testing.T) {
+			_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
+				conn, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Errorf("hijack: %v", err)
+					return
+				}
+				defer conn.Close()
+				if _, err := io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhello;"); err != nil {
+					return
+				}
+				_, _ = io.Copy(conn, brw) // an echo protocol, until the client closes
+			})
+			o := Options{}
+			var store *fdStore
+			if withStore {
+				store = newFDStore(t)
+				o.FDStore = store
+			}
+			p := New(o)
+			url := newServer(t, p)
+			a := activate(p, "v1", addr)
+			host := strings.TrimPrefix(url, "http://")
+			conn, err := net.Dial("tcp", host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// One write: the request and the first protocol bytes arrive together.
+			_, err = fmt.Fprintf(conn, "GET /echo HTTP/1.1\r\nHost: %s\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nearly bytes", host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("handshake: %v, %v", resp, err)
+			}
+			want := "hello;early bytes"
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
+				t.Errorf("got %q, %v; want %q", got, err, want)
+			}
+			wantCounts(t, a, 0, 1)
+			if withStore && len(store.names()) != 6 {
+				t.Errorf("stored %v, want the connection's 6 descriptors", store.names())
+			}
+			_ = conn.Close() // the client ends the connection
+			waitCounts(t, a, 0, 0)
+			if withStore && len(store.names()) != 0 {
+				t.Errorf("still stored after the end: %v", store.names())
+			}
+			p.Park()
+		})
 	}
-	defer conn.Close()
-	// One write: the request and the first protocol bytes arrive together.
-	_, err = fmt.Fprintf(conn, "GET /echo HTTP/1.1\r\nHost: %s\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nearly bytes", host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: %v, %v", resp, err)
-	}
-	got := make([]byte, len("early bytes"))
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != "early bytes" {
-		t.Errorf("echo: %q, %v; want %q", got, err, "early bytes")
-	}
-	wantCounts(t, a, 0, 1)
-	_ = conn.Close() // the client ends the connection
-	waitCounts(t, a, 0, 0)
 }
 
 // TestUpgradeWrongProtocolClosesBackend: an app that answers 101 with a

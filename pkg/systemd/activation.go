@@ -16,10 +16,18 @@ const (
 	ControlSocketName = "control"
 )
 
-// Activated are the listeners systemd passed in; either may be nil.
+// StoredPrefix starts the names of the descriptors the daemon keeps in the
+// fd store (parked connections, see proxy.FDStore); they come back beside
+// the listeners.
+const StoredPrefix = "ws."
+
+// Activated are the listeners systemd passed in (either may be nil) and
+// the descriptors the fd store gave back (StoredPrefix names; f.Name() is
+// the name), which the caller owns.
 type Activated struct {
 	Proxy   net.Listener
 	Control net.Listener
+	Stored  []*os.File
 }
 
 // ActivatedListeners takes the listeners passed through LISTEN_FDS /
@@ -31,13 +39,19 @@ func ActivatedListeners() (Activated, error) {
 	if os.Getenv("LISTEN_FDS") == "" {
 		return out, nil
 	}
-	named, err := activation.ListenersWithNames()
-	// Managed processes must never see our LISTEN_* variables.
-	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-		_ = os.Unsetenv(k) // cannot fail for these names
-	}
-	if err != nil {
-		return out, fmt.Errorf("socket activation: %w", err)
+	// Files also clears LISTEN_*: managed processes must never see them.
+	named := map[string][]net.Listener{}
+	for _, f := range activation.Files(true) {
+		if strings.HasPrefix(f.Name(), StoredPrefix) {
+			out.Stored = append(out.Stored, f)
+			continue
+		}
+		ln, err := net.FileListener(f)
+		_ = f.Close() // the listener has a descriptor of its own
+		if err != nil {
+			ln = nil // reported below, by name
+		}
+		named[f.Name()] = append(named[f.Name()], ln)
 	}
 	var unknown []string
 	for name, lns := range named {

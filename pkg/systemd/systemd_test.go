@@ -28,7 +28,15 @@ func TestMain(m *testing.M) {
 			}
 			return ln.Addr().Network() + ":" + ln.Addr().String()
 		}
-		fmt.Printf("proxy=%s control=%s listen_fds=%q\n", describe(act.Proxy), describe(act.Control), os.Getenv("LISTEN_FDS"))
+		var stored []string
+		for _, f := range act.Stored {
+			stored = append(stored, f.Name())
+		}
+		fmt.Printf("proxy=%s control=%s listen_fds=%q", describe(act.Proxy), describe(act.Control), os.Getenv("LISTEN_FDS"))
+		if len(stored) > 0 {
+			fmt.Printf(" stored=%s", strings.Join(stored, ","))
+		}
+		fmt.Println()
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -83,6 +91,17 @@ func TestActivatedListenersByName(t *testing.T) {
 	want := fmt.Sprintf("proxy=tcp:%s control=unix:%s listen_fds=\"\"", tcp.Addr(), sock)
 	if out != want {
 		t.Errorf("got  %s\nwant %s", out, want)
+	}
+	// The fd store's descriptors come back beside the listeners, by name.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	out = activatedChild(t, "proxy:ws.v1.0a.ur:ws.v1.0a.uw:control", tf, r, w, uf)
+	if want := fmt.Sprintf("proxy=tcp:%s control=unix:%s listen_fds=\"\" stored=ws.v1.0a.ur,ws.v1.0a.uw", tcp.Addr(), sock); out != want {
+		t.Errorf("with stored descriptors:\ngot  %s\nwant %s", out, want)
 	}
 	out = activatedChild(t, "web", tf)
 	if !strings.Contains(out, `unexpected socket name(s) web`) || !strings.Contains(out, "FileDescriptorName=proxy") {
