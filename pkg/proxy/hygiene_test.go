@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
@@ -165,8 +166,19 @@ func TestUpstreamTimeout(t *testing.T) {
 	if code, body := get(t, c, srv.URL+"/stream"); code != 200 || body != "done" {
 		t.Errorf("a slow body after a prompt head: %d %q, want 200 done", code, body)
 	}
+	// A WebSocket handshake the app never answers.
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout)
+	defer cancel()
+	ws, res, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/hang", nil)
+	if err == nil {
+		ws.CloseNow()
+		t.Error("a handshake the app never answered succeeded")
+	} else if res == nil || res.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("handshake to a hung app: %v (%v), want 504", err, res)
+	}
 	errs := log.all()
-	if len(errs) != 2 || !strings.Contains(errs[0], "GET /hang") || !strings.Contains(errs[1], "POST /hang") {
+	if len(errs) != 3 || !strings.Contains(errs[0], "GET /hang") || !strings.Contains(errs[1], "POST /hang") ||
+		!strings.Contains(errs[2], "no response head from the app within 200ms") {
 		t.Errorf("reported %q, want one report per timed-out request", errs)
 	}
 }

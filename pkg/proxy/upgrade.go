@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // serveUpgrade forwards a protocol switch (WebSocket) to b for the whole
@@ -74,11 +75,21 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	br := bufio.NewReaderSize(backConn, 4<<10)
+	// The app's answer to the handshake is bounded like any answer head
+	// (proxy.upstreamTimeoutMs); the connection it upgrades is not.
+	if t.headTimeout > 0 {
+		_ = backConn.SetReadDeadline(time.Now().Add(t.headTimeout))
+	}
 	res, err := readFinalResponse(br, r)
 	if err != nil {
+		var ne net.Error
+		if t.headTimeout > 0 && errors.As(err, &ne) && ne.Timeout() {
+			err = errHeadTimeout(t.headTimeout)
+		}
 		fail(err)
 		return
 	}
+	_ = backConn.SetReadDeadline(time.Time{})
 	if res.StatusCode != http.StatusSwitchingProtocols {
 		relay(w, res, b.buffers) // the app refused the upgrade: pass its answer on
 		return
