@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/rollbridge/rollbridge-go/internal/procfs"
@@ -23,32 +19,7 @@ func TestDaemonizedProcessesDoNotOutliveTheirRelease(t *testing.T) {
 	pids := filepath.Join(f0.dir, "escaped")
 	f := newFixture(t, 0, fmt.Sprintf(`{processes+: [{id: 'daemonizer', policy: 'companion',
 	  command: "(setsid sh -c 'echo $$ >> %s; exec sleep 1000' &); exec sleep 1001"}]}`, pids))
-	escaped := func(n int) []int {
-		t.Helper()
-		var out []int
-		testutil.Eventually(t, fmt.Sprintf("%d daemonized pids recorded", n), func() bool {
-			b, _ := os.ReadFile(pids)
-			out = out[:0]
-			for _, l := range strings.Fields(string(b)) {
-				if p, err := strconv.Atoi(l); err == nil {
-					out = append(out, p)
-				}
-			}
-			return len(out) >= n
-		})
-		for _, p := range out {
-			// No leak if the test fails; the start time keeps a recycled
-			// pid (anything on the host by then) from being killed.
-			if start, err := procfs.StartTime(p); err == nil {
-				t.Cleanup(func() {
-					if procfs.Alive(p, start) {
-						_ = syscall.Kill(p, syscall.SIGKILL)
-					}
-				})
-			}
-		}
-		return out
-	}
+	escaped := func(n int) []int { t.Helper(); return pidsIn(t, pids, n) }
 	gone := func(pid int, when string) {
 		t.Helper()
 		testutil.Eventually(t, fmt.Sprintf("daemonized pid %d gone %s", pid, when), func() bool { return !procfs.Alive(pid, 0) })

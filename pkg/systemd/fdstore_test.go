@@ -2,9 +2,7 @@ package systemd
 
 import (
 	"errors"
-	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -22,13 +20,7 @@ type storeMessage struct {
 // returns each datagram with the descriptors passed in it.
 func fdNotifySocket(t *testing.T) <-chan storeMessage {
 	t.Helper()
-	path := filepath.Join(shortDir(t), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	t.Setenv("NOTIFY_SOCKET", path)
+	conn := listenNotify(t)
 	ch := make(chan storeMessage, 64)
 	go func() {
 		buf, oob := make([]byte, 4096), make([]byte, 1024)

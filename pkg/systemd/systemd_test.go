@@ -121,8 +121,9 @@ func TestNoActivation(t *testing.T) {
 	}
 }
 
-// notifySocket listens on a unixgram NOTIFY_SOCKET and returns received messages.
-func notifySocket(t *testing.T) <-chan string {
+// listenNotify binds a unixgram socket, as systemd's notify socket, and
+// points NOTIFY_SOCKET at it for the test.
+func listenNotify(t *testing.T) *net.UnixConn {
 	t.Helper()
 	path := filepath.Join(shortDir(t), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
@@ -131,6 +132,13 @@ func notifySocket(t *testing.T) <-chan string {
 	}
 	t.Cleanup(func() { conn.Close() })
 	t.Setenv("NOTIFY_SOCKET", path)
+	return conn
+}
+
+// notifySocket listens on a unixgram NOTIFY_SOCKET and returns received messages.
+func notifySocket(t *testing.T) <-chan string {
+	t.Helper()
+	conn := listenNotify(t)
 	ch := make(chan string, 16)
 	go func() {
 		buf := make([]byte, 4096)
