@@ -124,10 +124,12 @@ type Proxy struct {
 	// It describes the front end, not a release, so it applies live.
 	TrustedProxies []netip.Prefix `json:"trustedProxies" reload:"live"`
 	// HoldTimeoutMs (extension, default 30000) bounds how long a request
-	// that arrives while the daemon starts (restores, boots a release) waits
-	// for the release instead of being answered 503 at once; past it the
-	// answer is 503 with Retry-After. 0 turns the hold off. It is read when
-	// the daemon starts, so a reload changes it for the next start.
+	// that arrives while the daemon starts (restores, boots a release), or
+	// while the active release's proxied process restarts after a crash,
+	// waits for it instead of being answered 503 at once; past it the
+	// answer is 503 with Retry-After. 0 turns the hold off. The start's
+	// hold reads it when the daemon starts; a crash's, from the config the
+	// release was deployed with.
 	HoldTimeoutMs int64 `json:"holdTimeoutMs" reload:"live"`
 	// UpstreamTimeoutMs (extension, default 60000, nginx's
 	// proxy_read_timeout) bounds how long the proxy waits for the head of

@@ -28,6 +28,8 @@ type gate struct {
 	// 0: it is answered 503 "No active release" at once (the spec).
 	timeout time.Duration
 	open    chan struct{} // closed when this gate is replaced
+	// untilSwap: a Pause installed it, and the next Swap ends it.
+	untilSwap bool
 }
 
 // Hold makes requests that find no active backend wait for one instead of
@@ -70,8 +72,29 @@ func (p *Proxy) setGate(timeout time.Duration) {
 	close(old.open)
 }
 
+// Pause takes the active backend out, as Swap(nil) does, and with timeout
+// > 0 holds the requests that arrive meanwhile, each up to timeout, until
+// the next Swap: a Swap to a backend sends them to it, a Swap to nil (the
+// release stopped for good) answers them 503 at once. Either Swap ends the
+// hold. It is for a backend whose process restarts (a crash): its traffic
+// waits for it instead of failing. timeout <= 0 is Swap(nil) and leaves
+// the hold as it is. It returns the backend that was active.
+func (p *Proxy) Pause(timeout time.Duration) (prev *Backend) {
+	p.gateMu.Lock()
+	defer p.gateMu.Unlock()
+	prev = p.active.Swap(nil)
+	if timeout > 0 {
+		old := p.gate.Load()
+		p.gate.Store(&gate{timeout: timeout, open: make(chan struct{}), untilSwap: true})
+		close(old.open)
+	}
+	return prev
+}
+
 // wake lets waiting requests look for a backend again; Swap calls it after
-// making one active. The hold stays as it is.
+// it changed the active backend. A hold that Pause started ends here (the
+// requests it held find the new backend, or none: 503); another hold stays
+// as it is.
 func (p *Proxy) wake() {
 	p.gateMu.Lock()
 	defer p.gateMu.Unlock()
@@ -79,7 +102,11 @@ func (p *Proxy) wake() {
 	if old.timeout == 0 {
 		return // nobody waits on a gate that does not hold
 	}
-	p.gate.Store(&gate{timeout: old.timeout, open: make(chan struct{})})
+	timeout := old.timeout
+	if old.untilSwap {
+		timeout = 0
+	}
+	p.gate.Store(&gate{timeout: timeout, open: make(chan struct{})})
 	close(old.open)
 }
 

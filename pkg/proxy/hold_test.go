@@ -222,3 +222,49 @@ func TestHoldUpgrade(t *testing.T) {
 	}
 	waitCounts(t, b, 0, 0)
 }
+
+// Pause holds the requests that arrive while its backend is out until the
+// next Swap sends them to the new one, and that Swap ends the hold: with no
+// backend afterwards, a request is answered 503 at once.
+func TestPauseHoldsUntilSwap(t *testing.T) {
+	p, url, _ := newProxy(t)
+	_, addr := upstream(t, "A", nil)
+	b := activate(p, "v1", addr)
+	c := newClient(t)
+	if prev := p.Pause(time.Hour); prev != b {
+		t.Fatalf("Pause returned %v, want the active backend", prev)
+	}
+	held := []<-chan answer{getAsync(context.Background(), c, url+"/"), getAsync(context.Background(), c, url+"/")}
+	waitHeld(t, p, len(held))
+	p.Swap(b) // the restarted process serves again
+	for _, ch := range held {
+		if a := recv(t, "a held request's answer", ch); a.code != http.StatusOK || a.body != "A" {
+			t.Errorf("held request: got %+v, want 200 A", a)
+		}
+	}
+	p.Swap(nil)
+	if a := recv(t, "the answer with no backend", getAsync(context.Background(), c, url+"/")); a.code != http.StatusServiceUnavailable || a.retryAfter != "" {
+		t.Errorf("after the pause ended: got %+v, want 503 at once (no Retry-After)", a)
+	}
+}
+
+// A Swap to nil during a Pause (the release was stopped for good) answers
+// the held requests 503 at once; Pause(0) holds nothing.
+func TestPauseEndedBySwapToNil(t *testing.T) {
+	p, url, _ := newProxy(t)
+	_, addr := upstream(t, "A", nil)
+	activate(p, "v1", addr)
+	c := newClient(t)
+	p.Pause(time.Hour)
+	ch := getAsync(context.Background(), c, url+"/")
+	waitHeld(t, p, 1)
+	p.Swap(nil)
+	if a := recv(t, "the held request's answer", ch); a.code != http.StatusServiceUnavailable || a.body != "No active release\n" {
+		t.Errorf("held request at a stop: got %+v, want 503 No active release", a)
+	}
+	activate(p, "v2", addr)
+	p.Pause(0)
+	if a := recv(t, "the answer during Pause(0)", getAsync(context.Background(), c, url+"/")); a.code != http.StatusServiceUnavailable {
+		t.Errorf("Pause(0): got %+v, want 503 at once", a)
+	}
+}

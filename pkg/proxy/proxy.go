@@ -188,10 +188,14 @@ func trustedPrefixes(ps []netip.Prefix) []netip.Prefix {
 // routed keep their backend, and so do open upgraded connections; every
 // request that starts after Swap returns goes to next. A Backend is bound
 // to the first Proxy it is swapped into. Requests waiting in a hold (see
-// Hold) go to next.
+// Hold) go to next; a hold that Pause started ends.
 func (p *Proxy) Swap(next *Backend) (prev *Backend) {
 	if next == nil {
-		return p.active.Swap(nil)
+		prev = p.active.Swap(nil)
+		if g := p.gate.Load(); g.untilSwap {
+			p.wake() // ends a Pause: the release is gone for good
+		}
+		return prev
 	}
 	next.bind.Do(func() {
 		next.buffers = p.buffers

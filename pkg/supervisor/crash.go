@@ -13,9 +13,11 @@ import (
 // free until the process restarts, and whoever binds it first — another
 // local user waiting for this — would get the release's traffic while the
 // restarted app fails with "address in use". So traffic pauses when the
-// process exits (the proxy answers 503 instead of the 502 a closed port
-// gives) and resumes only once the restarted process is ready and owns the
-// port again, checked as at a deploy (waitReady). If another process holds
+// process exits — the proxy holds the requests that arrive meanwhile
+// (proxy.Pause, up to proxy.holdTimeoutMs each; with 0, a 503 instead of
+// the 502 a closed port gives) — and resumes only once the restarted
+// process is ready and owns the port again, checked as at a deploy
+// (waitReady); the held requests then go to it. If another process holds
 // the port, the proxied process is replaced by a new instance on a new
 // port (replaceWeb), and traffic resumes there.
 //
@@ -43,6 +45,10 @@ func (w webSink) Emit(name events.Name, data map[string]any) {
 		if data[events.KeyReason] == string(process.ReasonCrash) {
 			w.s.webRestarted(w.r, w.in)
 		}
+	case events.RestartLimitReached:
+		// No restart is coming: requests held for one are answered 503 now
+		// instead of each waiting out the hold timeout.
+		w.s.tab.endWebHold(w.r, w.in)
 	}
 }
 

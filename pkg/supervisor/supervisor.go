@@ -66,7 +66,7 @@ func New(o Options) *Supervisor {
 	life, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{
 		events: o.Events, runner: o.Runner, env: o.Env, output: o.Output, load: o.LoadConfig, adopted: o.OnConfig,
-		started: time.Now(), life: life, cancel: cancel, tab: newTable(o.Proxy.Swap),
+		started: time.Now(), life: life, cancel: cancel, tab: newTable(o.Proxy),
 		budget: process.NewOutputBudget(process.MaxDaemonOutput, process.MaxProcessOutput),
 	}
 	if s.env == nil {

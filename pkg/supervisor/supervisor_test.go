@@ -280,8 +280,12 @@ func TestReplicasAndInjectedEnv(t *testing.T) {
 	}
 }
 
+// With the hold off (proxy.holdTimeoutMs: 0), a crashed web process means
+// failed requests until it is back: 502 until the daemon sees the exit,
+// then 503.
 func TestProxy502WhileWebDownThenRecovers(t *testing.T) {
-	h := newHarness(t, strings.Replace(webConfig(t, `[]`), "health: {intervalMs: 20}", "health: {intervalMs: 20}, restartDelayMs: 1500", 1))
+	src := strings.Replace(webConfig(t, `[]`), "health: {intervalMs: 20}", "health: {intervalMs: 20}, restartDelayMs: 1500", 1)
+	h := newHarness(t, strings.Replace(src, "drainTimeoutMs: 10000", "drainTimeoutMs: 10000, holdTimeoutMs: 0", 1))
 	h.deploy("v1")
 	pid := *h.releaseStatus("v1").Processes[0].Pid
 	if err := syscallKill(pid); err != nil {
@@ -291,6 +295,55 @@ func TestProxy502WhileWebDownThenRecovers(t *testing.T) {
 	testutil.Eventually(t, "recovery", func() bool { code, body := h.get("/"); return code == 200 && body == "v1" })
 	if r := h.releaseStatus("v1").Processes[0]; r.Restarts != 1 || *r.LastStartReason != process.ReasonCrash {
 		t.Errorf("web restarts %d reason %v", r.Restarts, r.LastStartReason)
+	}
+}
+
+// TestWebCrashHoldsRequests: requests that arrive while the active
+// release's web process restarts after a crash wait for it (the hold,
+// proxy.holdTimeoutMs) and are answered by it; none fails. Once its
+// restart policy gives up, the hold ends: 503 at once.
+func TestWebCrashHoldsRequests(t *testing.T) {
+	src := strings.Replace(webConfig(t, `[]`), "health: {intervalMs: 20}", "health: {intervalMs: 20}, restartDelayMs: 700, restart: {maxRestarts: 1}", 1)
+	h := newHarness(t, src)
+	h.deploy("v1")
+	kill := func() {
+		t.Helper()
+		pid := *h.releaseStatus("v1").Processes[0].Pid
+		if err := syscallKill(pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kill()
+	h.awaitEvent("traffic paused", "v1")
+	type answer struct {
+		code int
+		body string
+	}
+	answers := make(chan answer, 10)
+	for range cap(answers) {
+		go func() { code, body := h.get("/"); answers <- answer{code, body} }()
+	}
+	for range cap(answers) {
+		if a := <-answers; a.code != http.StatusOK || a.body != "v1" {
+			t.Errorf("a request sent while the web process restarted: %d %q, want 200 v1", a.code, a.body)
+		}
+	}
+	if r := h.releaseStatus("v1").Processes[0]; r.Restarts != 1 {
+		t.Errorf("web restarts %d, want 1", r.Restarts)
+	}
+
+	// The second crash is past maxRestarts: nothing will serve, so no wait.
+	// (A held request that times out gets 503 with Retry-After; one that
+	// is not held gets the plain 503 of the spec.)
+	kill()
+	testutil.Eventually(t, "the restart limit", func() bool { return len(h.events("restart limit reached")) == 1 })
+	resp, err := http.Get(h.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("after the restart limit: %d (Retry-After %q), want a 503 at once", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
 

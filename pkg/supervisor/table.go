@@ -29,6 +29,9 @@ type table struct {
 	// the active release, so the table's active release and the proxy's
 	// backend always change together.
 	swap func(*proxy.Backend) *proxy.Backend
+	// pause is the proxy's Pause: swap(nil) that holds the requests
+	// arriving meanwhile, for a proxied process that restarts.
+	pause func(time.Duration) *proxy.Backend
 
 	mu         sync.Mutex
 	releases   []*rel // oldest first
@@ -54,8 +57,8 @@ type table struct {
 	relaunching *rel
 }
 
-func newTable(swap func(*proxy.Backend) *proxy.Backend) *table {
-	return &table{swap: swap, services: map[string]*unit{}, singletons: map[string]*unit{}}
+func newTable(px *proxy.Proxy) *table {
+	return &table{swap: px.Swap, pause: px.Pause, services: map[string]*unit{}, singletons: map[string]*unit{}}
 }
 
 // rel is one release record. id, path, revision and createdAt never change;

@@ -457,8 +457,20 @@ func (t *table) pauseWeb(r *rel, in *instance) (*run, bool) {
 		return nil, false
 	}
 	l.paused = true
-	t.swap(nil)
+	// Requests wait for the restart (up to proxy.holdTimeoutMs each)
+	// instead of failing: resumeWeb's swap, or a stop's, ends the hold.
+	t.pause(l.cfg.Proxy.HoldTimeout())
 	return l, true
+}
+
+// endWebHold ends the hold of r's paused traffic (see pauseWeb) when in,
+// its proxied instance, will not be restarted: requests get 503 at once.
+func (t *table) endWebHold(r *rel, in *instance) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := r.run; t.active == r && l.paused && slices.Contains(l.procs, in) {
+		t.swap(nil)
+	}
 }
 
 // pausedWeb returns r's run when its traffic is paused and in is still its
