@@ -179,14 +179,14 @@ procs_json() { ctl status 2>/dev/null | jq -c '{active: .activeReleaseId, procs:
 unit_pids() { echo "$(prop $WEB MainPID) $(prop $WORKER MainPID)"; }
 # load N: N sequential requests, one connection each; prints the count of
 # answers that were not 200 (000 = no answer at all).
-load() {
-  sb bash -c "n=0; for i in \$(seq $1); do c=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 http://127.0.0.1:18080/); [ \"\$c\" = 200 ] || n=\$((n+1)); done; echo \$n"
+load() { # prints the failed count; each failure's number, time and HTTP code (000: no answer) go to stderr
+  sb bash -c "n=0; for i in \$(seq $1); do c=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 http://127.0.0.1:18080/); [ \"\$c\" = 200 ] || { n=\$((n+1)); echo \"request \$i at \$(date +%T.%N): HTTP \$c\" >&2; }; done; echo \$n"
 }
 survive() { # survive WHAT MAXFAILED CMD...: run CMD under a 1000-request client loop; the app must not notice
   local what=$1 maxfailed=$2; shift 2
   local before pids0 after pids1 failed
   before=$(procs_json); pids0=$(unit_pids)
-  load 1000 >"$build/failed" &
+  load 1000 >"$build/failed" 2>"$build/failures" &
   local lp=$!
   sleep 1 # let the loop get going (it runs for several seconds)
   "$@"
@@ -199,6 +199,10 @@ survive() { # survive WHAT MAXFAILED CMD...: run CMD under a 1000-request client
   # The loop is sequential: at most one request is in flight when CMD
   # acts, so MAXFAILED 1 allows only that one (inside a killed daemon).
   check "$what: $failed of 1000 requests failed (at most $maxfailed)" test "$failed" -le "$maxfailed"
+  if [ "$failed" != 0 ]; then # what failed, and what the daemon said around it
+    sed 's/^/   /' "$build/failures"
+    sb journalctl -u rollbridge@demo.service --since "-30s" -o short-precise --no-pager 2>/dev/null | tail -40 | sed 's/^/   /'
+  fi
   echo "$what: $failed/1000 failed" >>"$build/numbers"
 }
 
