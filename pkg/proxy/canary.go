@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 )
 
 // ShareScale is the unit of a canary's share: parts of ShareScale (10000,
@@ -64,14 +65,22 @@ func (rt *route) pick(p *Proxy, req *http.Request) (*Backend, string) {
 		}
 		return rt.main, ""
 	}
-	// Only the canary's path parses cookies: requests without a canary
+	// Only the canary's path reads cookies: requests without a canary
 	// never pay for it.
-	for _, c := range req.CookiesNamed(rt.cookie) {
-		switch c.Value {
-		case rt.main.releaseID:
-			return rt.main, ""
-		case rt.canary.releaseID:
-			return rt.canary, ""
+	for _, line := range req.Header["Cookie"] {
+		for line != "" {
+			var pair string
+			pair, line, _ = strings.Cut(line, ";")
+			name, value, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok || name != rt.cookie {
+				continue
+			}
+			switch value {
+			case rt.main.releaseID:
+				return rt.main, ""
+			case rt.canary.releaseID:
+				return rt.canary, ""
+			}
 		}
 	}
 	// New, or its cookie names a release no longer routed to (an earlier
