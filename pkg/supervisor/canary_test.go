@@ -37,10 +37,13 @@ func TestCanaryRules(t *testing.T) {
 		t.Errorf("share 100 %%: answered by %q, want v2", code)
 	}
 	for name, err := range map[string]error{
-		"deploy":         func() error { _, err := h.tryDeploy("v3", nil); return err }(),
-		"rollback":       func() error { _, err := h.sup.Rollback(ctx, "", nil); return err }(),
-		"stop active":    h.sup.Stop(ctx, ""),
-		"second canary":  func() error { _, err := h.sup.DeployCanary(ctx, DeployRequest{ReleasePath: h.release("v4", nil)}, 0, nil); return err }(),
+		"deploy":      func() error { _, err := h.tryDeploy("v3", nil); return err }(),
+		"rollback":    func() error { _, err := h.sup.Rollback(ctx, "", nil); return err }(),
+		"stop active": h.sup.Stop(ctx, ""),
+		"second canary": func() error {
+			_, err := h.sup.DeployCanary(ctx, DeployRequest{ReleasePath: h.release("v4", nil)}, 0, nil)
+			return err
+		}(),
 		"share too high": func() error { _, err := h.sup.RolloutSet(ctx, proxy.ShareScale+1); return err }(),
 	} {
 		want := ErrConflict
