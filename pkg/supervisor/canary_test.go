@@ -33,8 +33,8 @@ func TestCanaryRules(t *testing.T) {
 	if got := h.releaseStatus("v2").State; got != release.Canary {
 		t.Errorf("v2 state %q, want canary", got)
 	}
-	if _, code := h.get("/"); code != "v2" {
-		t.Errorf("share 100 %%: answered by %q, want v2", code)
+	if _, body := h.get("/"); body != "v2" {
+		t.Errorf("share 100 %%: answered by %q, want v2", body)
 	}
 	for name, err := range map[string]error{
 		"deploy":      func() error { _, err := h.tryDeploy("v3", nil); return err }(),
