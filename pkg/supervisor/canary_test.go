@@ -33,6 +33,9 @@ func TestCanaryRules(t *testing.T) {
 	if got := h.releaseStatus("v2").State; got != release.Canary {
 		t.Errorf("v2 state %q, want canary", got)
 	}
+	if got, want := h.sup.Summary().Canary, "v2 (100% of new clients)"; got != want {
+		t.Errorf("Summary().Canary = %q, want %q (the STATUS= line)", got, want)
+	}
 	if _, body := h.get("/"); body != "v2" {
 		t.Errorf("share 100 %%: answered by %q, want v2", body)
 	}
