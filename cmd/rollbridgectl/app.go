@@ -37,6 +37,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			deployCommand(),
 			rollbackCommand(),
+			rolloutCommand(),
 			statusCommand(),
 			stopCommand(),
 			restartCommand(),

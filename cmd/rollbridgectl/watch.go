@@ -151,7 +151,15 @@ func renderFrame(cur, prev *sample, interval time.Duration) []string {
 	if d := st.Daemon; d != nil && d.CommandInProgress != nil {
 		proxy += " — " + oneLine(*d.CommandInProgress)
 	}
-	lines = append(lines, proxy, "")
+	lines = append(lines, proxy)
+	if c := st.Canary; c != nil {
+		sticky := "by client address"
+		if c.Sticky == "cookie" {
+			sticky = "by cookie " + oneLine(c.Cookie)
+		}
+		lines = append(lines, fmt.Sprintf("canary release %s — %g%% of new clients, sticky %s", oneLine(c.ReleaseID), c.Percent, sticky))
+	}
+	lines = append(lines, "")
 
 	lines = append(lines, table(func(tw io.Writer) {
 		fmt.Fprintln(tw, "RELEASE\tSTATE\tREVISION\tHTTP\tWS\tREQ/S\tAGE")

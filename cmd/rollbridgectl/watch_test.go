@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
+	"github.com/rollbridge/rollbridge-go/pkg/control"
 )
 
 // load sends GETs to url from one keep-alive client until the returned
@@ -153,4 +155,20 @@ func TestStatusWatchInTerminal(t *testing.T) {
 		p := pane()
 		return strings.Contains(p, "view-ended-0") && strings.Contains(p, "before-the-view") && !strings.Contains(p, "RELEASE")
 	})
+}
+
+// TestStatusWatchShowsTheCanary: the frame names the canary and its split
+// under the proxy line, and says nothing of one when none runs.
+func TestStatusWatchShowsTheCanary(t *testing.T) {
+	v1 := "v1"
+	st := control.Status{Application: "shop", ActiveReleaseID: &v1,
+		Canary: &control.CanaryInfo{ReleaseID: "v2", Percent: 12.5, Sticky: "cookie", Cookie: "rollbridge_canary"}}
+	frame := strings.Join(renderFrame(&sample{at: time.Now(), status: st}, nil, time.Second), "\n")
+	if want := "canary release v2 — 12.5% of new clients, sticky by cookie rollbridge_canary"; !strings.Contains(frame, want) {
+		t.Errorf("frame lacks %q:\n%s", want, frame)
+	}
+	st.Canary = nil
+	if frame := strings.Join(renderFrame(&sample{at: time.Now(), status: st}, nil, time.Second), "\n"); strings.Contains(frame, "canary") {
+		t.Errorf("frame without a canary mentions one:\n%s", frame)
+	}
 }

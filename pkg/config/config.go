@@ -139,6 +139,12 @@ type Proxy struct {
 	// they take. 0 waits for ever. A release keeps the value it was first
 	// served with, so a reload applies from the next deploy.
 	UpstreamTimeoutMs int64 `json:"upstreamTimeoutMs" reload:"next-deploy"`
+	// CanaryCookie (extension, default "rollbridge_canary") names the
+	// cookie that keeps a client on its side of a canary (deploy
+	// --canary): the proxy sets it, its value the side's release id. ""
+	// sets no cookie: the side is then a hash of the client's address
+	// (trustedProxies count). A canary keeps what it started with.
+	CanaryCookie string `json:"canaryCookie" reload:"next-deploy"`
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.

@@ -51,7 +51,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("control = %+v", cfg.Control)
 	}
 	wantProxy := Proxy{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", HealthPath: "/ping",
-		HealthTimeoutMs: 30000, DrainTimeoutMs: 60000, ForceStopTimeoutMs: 10000, TrustedProxies: []netip.Prefix{}, HoldTimeoutMs: 30000, UpstreamTimeoutMs: 60000}
+		HealthTimeoutMs: 30000, DrainTimeoutMs: 60000, ForceStopTimeoutMs: 10000, TrustedProxies: []netip.Prefix{}, HoldTimeoutMs: 30000, UpstreamTimeoutMs: 60000, CanaryCookie: "rollbridge_canary"}
 	if !reflect.DeepEqual(cfg.Proxy, wantProxy) {
 		t.Errorf("proxy = %+v, want %+v", cfg.Proxy, wantProxy)
 	}

@@ -432,6 +432,14 @@ func decodeProxy(c *collector, top obj, cfg *Config) {
 	if v, ok := o.ms("upstreamTimeoutMs", false); ok {
 		take(c, &p.UpstreamTimeoutMs, v)
 	}
+	const cookieFix = "Set proxy.canaryCookie to a name of letters, digits, '_', '-' or '.' (at most 64), or to '' to hash the client address instead."
+	if name, ok := o.str("canaryCookie", cookieFix); ok {
+		if !validCookieName(name) {
+			c.add("proxy.canaryCookie", cookieFix, "%q is not a cookie name", name)
+		} else {
+			take(c, &p.CanaryCookie, name)
+		}
+	}
 	if o.has("trustedProxies") {
 		if list, ok := decodeTrustedProxies(c, "proxy.trustedProxies", o.m["trustedProxies"]); ok {
 			take(c, &p.TrustedProxies, list)
@@ -912,4 +920,18 @@ func decodeMemory(c *collector, path string, v any) *Memory {
 
 func joinHostPort(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// validCookieName accepts "" (no cookie) or 1 to 64 letters, digits, '_',
+// '-' and '.': characters every browser and cookie parser keeps as they are.
+func validCookieName(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -19,6 +19,7 @@ const (
 	DefaultForceStopTimeoutMs = 10000
 	DefaultHoldTimeoutMs      = 30000
 	DefaultUpstreamTimeoutMs  = 60000
+	DefaultCanaryCookie       = "rollbridge_canary"
 	DefaultRestartDelayMs     = 1000
 	DefaultOutputLines        = 50
 	DefaultMemoryCheckMs      = 5000
@@ -85,6 +86,7 @@ func applyDefaults(cfg *Config, set fieldSet) {
 	orDefault(set, &p.ForceStopTimeoutMs, DefaultForceStopTimeoutMs)
 	orDefault(set, &p.HoldTimeoutMs, DefaultHoldTimeoutMs)
 	orDefault(set, &p.UpstreamTimeoutMs, DefaultUpstreamTimeoutMs)
+	orDefault(set, &p.CanaryCookie, DefaultCanaryCookie)
 	orDefault(set, &p.TrustedProxies, []netip.Prefix{})
 
 	orDefault(set, &cfg.ReleaseRetention.Keep, DefaultRetentionKeep)

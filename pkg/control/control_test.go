@@ -137,6 +137,20 @@ func (echo) Shutdown(context.Context) (ShutdownResult, error) {
 	return ShutdownResult{Message: "shutdown"}, nil
 }
 
+func (echo) DeployCanary(_ context.Context, req DeployCanaryRequest, _ func(Progress)) (CanaryResult, error) {
+	return CanaryResult{ActiveReleaseID: "v1", CanaryReleaseID: &req.ReleaseID, Percent: req.Percent}, nil
+}
+
+func (echo) RolloutSet(_ context.Context, req RolloutSetRequest) (CanaryResult, error) {
+	return CanaryResult{Percent: req.Percent}, nil
+}
+
+func (echo) RolloutPromote(context.Context, func(Progress)) (CanaryResult, error) {
+	return CanaryResult{}, nil
+}
+
+func (echo) RolloutAbort(context.Context) (CanaryResult, error) { return CanaryResult{}, nil }
+
 func TestRoundTripWithProgress(t *testing.T) {
 	_, path, _ := startServer(t, echo{})
 	c := &Client{Path: path}

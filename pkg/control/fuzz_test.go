@@ -16,6 +16,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"command":`, `[]`, `null`, `{"command":"logs","process":1}`, "{\"command\":\"stop\"}\n",
 		`{"command":"restart","processId":"worker","policy":"companion","extra":[1,2]}`,
 		`{"command":"deploy","releasePath":"/r","progress":true}`, `{"command":"events","limit":2.5}`,
+		`{"command":"deployCanary","releasePath":"/r","percent":10}`, `{"command":"rolloutSet","percent":0.125}`,
+		`{"command":"rolloutSet","percent":"10"}`, `{"command":"rolloutPromote","progress":true}`, `{"command":"rolloutAbort"}`,
 	} {
 		f.Add([]byte(s))
 	}

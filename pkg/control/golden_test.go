@@ -25,6 +25,7 @@ type fixed struct {
 	restart  RestartResult
 	logs     LogsResult
 	events   EventsResult
+	canary   CanaryResult
 	err      error
 }
 
@@ -49,6 +50,23 @@ func (f fixed) Events(context.Context, EventsRequest) (EventsResult, error) { re
 func (f fixed) Shutdown(context.Context) (ShutdownResult, error) {
 	return ShutdownResult{Message: "shutdown"}, f.err
 }
+
+func (f fixed) DeployCanary(_ context.Context, _ DeployCanaryRequest, progress func(Progress)) (CanaryResult, error) {
+	for _, p := range f.progress {
+		progress(p)
+	}
+	return f.canary, f.err
+}
+
+func (f fixed) RolloutSet(context.Context, RolloutSetRequest) (CanaryResult, error) {
+	return f.canary, f.err
+}
+
+func (f fixed) RolloutPromote(ctx context.Context, progress func(Progress)) (CanaryResult, error) {
+	return f.DeployCanary(ctx, DeployCanaryRequest{}, progress)
+}
+
+func (f fixed) RolloutAbort(context.Context) (CanaryResult, error) { return f.canary, f.err }
 
 func ptr[T any](v T) *T { return &v }
 
@@ -99,6 +117,14 @@ func goldenStatus() Status {
 
 // emptyStatus is a fresh daemon's status: the documented arrays are
 // empty, activeReleaseId null, the optional values left out.
+// canaryStatus is emptyStatus with a canary beside the active release.
+func canaryStatus() Status {
+	s := emptyStatus()
+	s.ActiveReleaseID = ptr("v1")
+	s.Canary = &CanaryInfo{ReleaseID: "v2", Percent: 10, Sticky: "cookie", Cookie: "rollbridge_canary"}
+	return s
+}
+
 func emptyStatus() Status {
 	at := At(time.Date(2026, 11, 26, 14, 30, 0, 0, time.UTC))
 	return Status{Application: "shop", Control: ControlInfo{Path: "/run/rollbridge-shop.sock"}, Orphans: []Orphan{},
@@ -154,6 +180,18 @@ func TestGoldenWireBytes(t *testing.T) {
 		{"error-unknown-command", `{"command":"explode"}`, fixed{}},
 		{"error-missing-field", `{"command":"deploy"}`, fixed{}},
 		{"error-wrong-type", `{"command":"restart","processId":7}`, fixed{}},
+		{"deploy-canary", `{"command":"deployCanary","releasePath":"/srv/app/releases/43","revision":"def456","percent":12.5,"progress":true}`,
+			fixed{progress: progress[:1], canary: CanaryResult{ActiveReleaseID: "abc123", CanaryReleaseID: ptr("def456"), Percent: 12.5}}},
+		{"rollout-set", `{"command":"rolloutSet","percent":50}`,
+			fixed{canary: CanaryResult{ActiveReleaseID: "abc123", CanaryReleaseID: ptr("def456"), Percent: 50, PreviousPercent: ptr(12.5)}}},
+		{"rollout-promote", `{"command":"rolloutPromote"}`,
+			fixed{canary: CanaryResult{ActiveReleaseID: "def456", PreviousReleaseID: ptr("abc123")}}},
+		{"rollout-abort", `{"command":"rolloutAbort"}`,
+			fixed{canary: CanaryResult{ActiveReleaseID: "abc123", PreviousReleaseID: ptr("def456")}}},
+		{"status-canary", `{"command":"status"}`, fixed{status: canaryStatus()}},
+		{"error-percent-missing", `{"command":"rolloutSet"}`, fixed{}},
+		{"error-percent-range", `{"command":"deployCanary","releasePath":"/r","percent":101}`, fixed{}},
+		{"error-no-canary", `{"command":"rolloutAbort"}`, fixed{err: Errorf(CodeNotFound, "no canary runs; nothing to abort")}},
 		{"unknown-fields-ignored", `{"command":"status","releaseId":"v1","verbose":true}`, fixed{status: emptyStatus()}},
 	}
 	for _, tc := range cases {

@@ -28,6 +28,13 @@ type Handler interface {
 	Events(ctx context.Context, req EventsRequest) (EventsResult, error)
 	// Shutdown answers once the daemon has stopped everything.
 	Shutdown(ctx context.Context) (ShutdownResult, error)
+
+	// The canary commands; DeployCanary and RolloutPromote may send
+	// progress.
+	DeployCanary(ctx context.Context, req DeployCanaryRequest, progress func(Progress)) (CanaryResult, error)
+	RolloutSet(ctx context.Context, req RolloutSetRequest) (CanaryResult, error)
+	RolloutPromote(ctx context.Context, progress func(Progress)) (CanaryResult, error)
+	RolloutAbort(ctx context.Context) (CanaryResult, error)
 }
 
 // dispatch runs req on h and returns the encoded final line.
@@ -49,6 +56,15 @@ func dispatch(ctx context.Context, h Handler, req *Request, progress func(Progre
 		return reply(h.Events(ctx, EventsRequest{Limit: req.Limit}))
 	case CmdShutdown:
 		return reply(h.Shutdown(ctx))
+	case CmdDeployCanary:
+		return reply(h.DeployCanary(ctx, DeployCanaryRequest{ReleasePath: req.ReleasePath, ReleaseID: req.ReleaseID,
+			Revision: req.Revision, Percent: req.Percent.Value}, progress))
+	case CmdRolloutSet:
+		return reply(h.RolloutSet(ctx, RolloutSetRequest{Percent: req.Percent.Value}))
+	case CmdRolloutPromote:
+		return reply(h.RolloutPromote(ctx, progress))
+	case CmdRolloutAbort:
+		return reply(h.RolloutAbort(ctx))
 	}
 	// DecodeRequest admits only the commands above.
 	return nil, Errorf(CodeUnknownCommand, "unknown command %q", req.Command)

@@ -35,11 +35,17 @@ var commandFields = map[string][]string{
 	CmdLogs:     {"processId", "process"},
 	CmdEvents:   {"limit"},
 	CmdShutdown: {},
+
+	CmdDeployCanary:   {"releasePath", "releaseId", "revision", "percent", "progress"},
+	CmdRolloutSet:     {"percent"},
+	CmdRolloutPromote: {"progress"},
+	CmdRolloutAbort:   {},
 }
 
 // Commands returns the command names the protocol knows.
 func Commands() []string {
-	return []string{CmdDeploy, CmdRollback, CmdStatus, CmdStop, CmdRestart, CmdLogs, CmdEvents, CmdShutdown}
+	return []string{CmdDeploy, CmdRollback, CmdStatus, CmdStop, CmdRestart, CmdLogs, CmdEvents, CmdShutdown,
+		CmdDeployCanary, CmdRolloutSet, CmdRolloutPromote, CmdRolloutAbort}
 }
 
 // Request is one request line as it crosses the socket: the command and
@@ -60,6 +66,8 @@ type Request struct {
 	// answer. Without it every request gets exactly one line back, as from
 	// the original, whose clients take the first line as the answer.
 	Progress bool `json:"progress,omitempty"`
+	// Percent is a canary's share of new clients (deployCanary, rolloutSet).
+	Percent Percent `json:"percent,omitzero"`
 }
 
 // DeployRequest starts a prepared release and switches traffic to it.
@@ -188,6 +196,8 @@ func decodeField(req *Request, k string, v json.RawMessage) error {
 		dst = &req.Policy
 	case "limit":
 		return decodeLimit(req, v)
+	case "percent":
+		return json.Unmarshal(v, &req.Percent) // its errors are *Error
 	case "progress":
 		if err := json.Unmarshal(v, &req.Progress); err != nil {
 			return Errorf(CodeBadRequest, "field \"progress\" must be true or false")
@@ -220,8 +230,11 @@ func decodeLimit(req *Request, v json.RawMessage) error {
 
 // Validate checks the per-command rules that do not need the daemon's state.
 func (r *Request) Validate() error {
-	if r.Command == CmdDeploy && r.ReleasePath == "" {
-		return Errorf(CodeBadRequest, "deploy needs \"releasePath\": the prepared release directory")
+	if (r.Command == CmdDeploy || r.Command == CmdDeployCanary) && r.ReleasePath == "" {
+		return Errorf(CodeBadRequest, "%s needs \"releasePath\": the prepared release directory", r.Command)
+	}
+	if (r.Command == CmdDeployCanary || r.Command == CmdRolloutSet) && !r.Percent.Set {
+		return Errorf(CodeBadRequest, "%s needs \"percent\": the canary's share of new clients, 0 to 100", r.Command)
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ import (
 
 // Result is the set of final answers; EncodeResult takes any of them.
 type Result interface {
-	DeployResult | Status | RestartResult | LogsResult | EventsResult | ShutdownResult
+	DeployResult | Status | RestartResult | LogsResult | EventsResult | ShutdownResult | CanaryResult
 }
 
 // timeLayout is JavaScript's Date.toISOString, which the original uses for
@@ -152,6 +152,8 @@ type Status struct {
 	Services        []Unit      `json:"services"`
 	Singletons      []Unit      `json:"singletons"`
 	Daemon          *DaemonInfo `json:"daemon,omitempty"`
+	// Canary (an extension) is the running canary; left out when none runs.
+	Canary *CanaryInfo `json:"canary,omitempty"`
 }
 
 // ControlInfo echoes the control section of the config: Path always, the
@@ -222,8 +224,8 @@ type Orphan struct {
 	ReleaseID *string `json:"releaseId"`
 }
 
-// Release is one release. State is one of starting, active, draining,
-// stopped, failed. The times are left out until they happen; Revision is
+// Release is one release. State is one of starting, canary (an
+// extension), active, draining, stopped, failed. The times are left out until they happen; Revision is
 // the release id when the deploy named none. CreatedAt, Requests and Error
 // are extensions; Error is left out unless the release failed. Requests
 // counts the requests (upgrades included) routed to the release since its

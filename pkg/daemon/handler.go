@@ -234,6 +234,7 @@ func statusResult(s supervisor.Status) control.Status {
 		Singletons: mapSlice(s.Singletons, unitEntry),
 		Daemon: &control.DaemonInfo{Pid: d.Pid, Version: d.Version, StartedAt: control.At(d.StartedAt),
 			CommandInProgress: d.CommandInProgress, RestoreProblem: d.RestoreProblem},
+		Canary: canaryInfo(s.Canary),
 	}
 }
 

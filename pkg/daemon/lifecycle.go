@@ -23,6 +23,9 @@ func (d *daemon) summary() (line string, draining bool) {
 	} else {
 		parts = append(parts, "no active release")
 	}
+	if c.Canary != "" {
+		parts = append(parts, "canary "+c.Canary)
+	}
 	if len(c.Draining) > 0 {
 		parts = append(parts, "draining "+strings.Join(c.Draining, ", "))
 	}

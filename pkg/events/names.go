@@ -66,6 +66,13 @@ const (
 	// to its port until it runs again and still owns it.
 	TrafficPaused  Name = "traffic paused"
 	TrafficResumed Name = "traffic resumed"
+	// A canary (an extension: deploy --canary) took its share of new
+	// clients, its share changed, it became the active release, or it
+	// was aborted and drains.
+	CanaryStarted      Name = "canary started"
+	CanaryShareChanged Name = "canary share changed"
+	CanaryPromoted     Name = "canary promoted"
+	CanaryAborted      Name = "canary aborted"
 )
 
 // Processes.
@@ -199,6 +206,10 @@ var priorities = map[Name]Priority{
 	ProcessReplaced:              PriNotice,
 	TrafficPaused:                PriWarning,
 	TrafficResumed:               PriNotice,
+	CanaryStarted:                PriNotice,
+	CanaryShareChanged:           PriNotice,
+	CanaryPromoted:               PriNotice,
+	CanaryAborted:                PriNotice,
 	ReleaseStopped:               PriNotice,
 	ReleaseDrained:               PriNotice,
 	ReleaseRestored:              PriNotice,

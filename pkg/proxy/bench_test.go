@@ -73,3 +73,36 @@ func BenchmarkServeHTTPInProcess(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRoute is the routing decision alone (load the route, pick and
+// count a backend, let it go): without a canary it is one atomic load and
+// two adds; a canary adds the cookie parse or the address hash.
+func BenchmarkRoute(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		canary *Canary
+	}{
+		{"no canary", nil},
+		{"canary cookie", &Canary{Share: 1000, Cookie: "rollbridge_canary"}},
+		{"canary address", &Canary{Share: 1000}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			p := New(Options{})
+			p.Swap(NewBackend("v1", "127.0.0.1:1"))
+			if tc.canary != nil {
+				if _, err := p.SetCanary(NewBackend("v2", "127.0.0.1:2"), *tc.canary); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest(http.MethodGet, "http://front/", nil)
+				req.Header.Set("Cookie", "session=abc; rollbridge_canary=v2")
+				for pb.Next() {
+					be, n, _ := p.acquire(req, false)
+					be.done(n)
+				}
+			})
+		})
+	}
+}

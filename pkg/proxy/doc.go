@@ -10,6 +10,12 @@
 // Backend.Drain, and force-closes what is left with
 // Backend.CloseConnections.
 //
+// The pointer a request loads is its route: the active backend and, while
+// a canary runs (SetCanary, Promote), a second backend with its share of
+// new clients, kept on their side by a cookie or a hash of their address
+// (canary.go). Without a canary the request reads nothing more than
+// before.
+//
 // A request takes one of three paths: body-less requests (nearly all) are
 // written straight to a per-backend keep-alive pool, requests with a body
 // go through httputil.ReverseProxy, and protocol switches through the

@@ -40,9 +40,7 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 	}
 	removeHopByHop(res.Header)
 	h := w.Header()
-	for k, v := range res.Header {
-		h[k] = v
-	}
+	copyHead(h, res.Header)
 	if len(res.Trailer) > 0 {
 		names := make([]string, 0, len(res.Trailer))
 		for k := range res.Trailer {
@@ -65,6 +63,21 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 		h[http.TrailerPrefix+k] = v
 	}
 	return true
+}
+
+// copyHead copies the answer's header into h, which is empty unless the
+// proxy set a header itself (a canary's Set-Cookie): only then are values
+// appended rather than the lists taken over.
+func copyHead(h, from http.Header) {
+	if len(h) == 0 {
+		for k, v := range from {
+			h[k] = v
+		}
+		return
+	}
+	for k, v := range from {
+		h[k] = append(h[k], v...)
+	}
 }
 
 // copyBody streams the body; a streaming answer is flushed after every read.

@@ -82,7 +82,7 @@ func (p *Proxy) setGate(timeout time.Duration) {
 func (p *Proxy) Pause(timeout time.Duration) (prev *Backend) {
 	p.gateMu.Lock()
 	defer p.gateMu.Unlock()
-	prev = p.active.Swap(nil)
+	prev = p.setMain(nil)
 	if timeout > 0 {
 		old := p.gate.Load()
 		p.gate.Store(&gate{timeout: timeout, open: make(chan struct{}), untilSwap: true})
@@ -117,20 +117,20 @@ func (p *Proxy) wake() {
 // The gate is loaded before the backend is looked for again: a Swap that
 // the look misses stores its backend first and replaces the gate after,
 // so it closes the gate loaded here (or one that replaced it, closing it).
-func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Backend, *atomic.Int64) {
+func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Backend, *atomic.Int64, string) {
 	g := p.gate.Load()
-	if b, n := p.acquire(upgrade); b != nil {
-		return b, n
+	if b, n, c := p.acquire(r, upgrade); b != nil {
+		return b, n, c
 	}
 	if g.timeout == 0 {
 		http.Error(w, "No active release", http.StatusServiceUnavailable)
-		return nil, nil
+		return nil, nil, ""
 	}
 	if p.held.Add(1) > p.maxHeld {
 		p.held.Add(-1)
 		p.giveUp(w, r, "No active release; too many requests waiting for one",
 			fmt.Errorf("%w (%d requests waiting already, the bound)", ErrNotHeld, p.maxHeld))
-		return nil, nil
+		return nil, nil, ""
 	}
 	defer p.held.Add(-1)
 	timer := time.NewTimer(g.timeout)
@@ -140,20 +140,20 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 		case <-g.open:
 		case <-timer.C:
 			p.giveUp(w, r, "No active release", fmt.Errorf("%w (held %s, the hold timeout)", ErrNotHeld, g.timeout))
-			return nil, nil
+			return nil, nil, ""
 		case <-r.Context().Done():
 			// Nobody reads this answer; the status keeps net/http from
 			// writing a 200 for the handler.
 			w.WriteHeader(statusClientClosed)
-			return nil, nil
+			return nil, nil, ""
 		}
 		g = p.gate.Load()
-		if b, n := p.acquire(upgrade); b != nil {
-			return b, n
+		if b, n, c := p.acquire(r, upgrade); b != nil {
+			return b, n, c
 		}
 		if g.timeout == 0 {
 			http.Error(w, "No active release", http.StatusServiceUnavailable)
-			return nil, nil
+			return nil, nil, ""
 		}
 		// A backend came and went again (a Swap to nil), or the timeout
 		// changed: wait on the new gate, within the same deadline.

@@ -82,7 +82,12 @@ type Options struct {
 // Proxy is an http.Handler that forwards each request to the active
 // Backend. Create it with New; it is safe for concurrent use.
 type Proxy struct {
-	active    atomic.Pointer[Backend]
+	// route is what every request loads, once: the active backend and,
+	// while a canary runs, the split (canary.go). nil: no active backend.
+	// Writers hold routeMu and store a fresh route; nobody writes into one.
+	route     atomic.Pointer[route]
+	routeMu   sync.Mutex
+	split     *split // the canary, under routeMu; nil when none runs
 	transport *http.Transport
 	dialer    *net.Dialer
 	maxIdle   int
@@ -191,24 +196,35 @@ func trustedPrefixes(ps []netip.Prefix) []netip.Prefix {
 // Hold) go to next; a hold that Pause started ends.
 func (p *Proxy) Swap(next *Backend) (prev *Backend) {
 	if next == nil {
-		prev = p.active.Swap(nil)
+		prev = p.setMain(nil)
 		if g := p.gate.Load(); g.untilSwap {
 			p.wake() // ends a Pause: the release is gone for good
 		}
 		return prev
 	}
-	next.bind.Do(func() {
-		next.buffers = p.buffers
-		next.rp = p.reverseProxy(next)
-		next.handover = p.handover
-	})
-	prev = p.active.Swap(next)
+	p.bindBackend(next)
+	prev = p.setMain(next)
 	p.wake() // after the store: a waiter woken now finds next
 	return prev
 }
 
-// Active returns the active backend, or nil.
-func (p *Proxy) Active() *Backend { return p.active.Load() }
+// bindBackend binds b to p at its first Swap or SetCanary.
+func (p *Proxy) bindBackend(b *Backend) {
+	b.bind.Do(func() {
+		b.buffers = p.buffers
+		b.rp = p.reverseProxy(b)
+		b.handover = p.handover
+	})
+}
+
+// Active returns the active backend, or nil. While a canary runs, it is
+// the release that is not the canary.
+func (p *Proxy) Active() *Backend {
+	if rt := p.route.Load(); rt != nil {
+		return rt.main
+	}
+	return nil
+}
 
 // Close closes idle keep-alive connections to upstreams. It does not touch
 // requests in flight or upgraded connections (see Backend.CloseConnections),
@@ -222,11 +238,14 @@ func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
 // holds (see Hold).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	upgrade := isUpgrade(r.Header)
-	b, n := p.acquire(upgrade)
+	b, n, cookie := p.acquire(r, upgrade)
 	if b == nil {
-		if b, n = p.await(w, r, upgrade); b == nil {
+		if b, n, cookie = p.await(w, r, upgrade); b == nil {
 			return // answered
 		}
+	}
+	if cookie != "" {
+		w.Header()["Set-Cookie"] = []string{cookie} // a canary assigned a side to a new client
 	}
 	defer b.done(n) // also when ReverseProxy aborts with http.ErrAbortHandler
 	b.requests.Add(1)
@@ -240,31 +259,40 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.rp.ServeHTTP(w, r)
 }
 
-// acquire counts a new request on the active backend and returns it with
-// the counter to release, or nil if no release is active.
+// acquire counts a new request on the backend its route picks and returns
+// it with the counter to release, or nil if no release is active. cookie
+// is a Set-Cookie value for the answer when a canary runs and the client
+// was given a side now, else "".
 //
-// Loading the pointer and counting are two steps, so a Swap can fall in
-// between, and a Drain started right after it could see 0 and let the old
-// process be stopped under this request. Checking that the backend is still
-// active after counting closes that gap: if it still is, any Drain of it
-// starts later and sees the count; if not, the count is undone and the
-// request goes to the backend that replaced it.
-func (p *Proxy) acquire(upgrade bool) (*Backend, *atomic.Int64) {
-	b := p.active.Load()
-	for b != nil {
+// Loading the route and counting are two steps, so a Swap (or a canary's
+// promote or abort) can fall in between, and a Drain started right after
+// it could see 0 and let the old process be stopped under this request.
+// Checking that the backend is still routed to after counting closes that
+// gap: if it still is, any Drain of it starts later (only a backend taken
+// out of the route is drained) and sees the count; if not, the count is
+// undone and the request is routed again by the route that replaced it.
+// A route replaced by one that still holds the backend (a new share) keeps
+// the request where it is.
+func (p *Proxy) acquire(req *http.Request, upgrade bool) (*Backend, *atomic.Int64, string) {
+	rt := p.route.Load()
+	for rt != nil {
+		b, cookie := rt.main, ""
+		if rt.canary != nil {
+			b, cookie = rt.pick(p, req)
+		}
 		n := &b.http
 		if upgrade {
 			n = &b.ws
 		}
 		n.Add(1)
-		now := p.active.Load()
-		if now == b {
-			return b, n
+		now := p.route.Load()
+		if now == rt || now.routes(b) {
+			return b, n, cookie
 		}
 		b.done(n)
-		b = now
+		rt = now
 	}
-	return nil, nil
+	return nil, nil, ""
 }
 
 // reverseProxy builds b's ReverseProxy once, at its first Swap, so the

@@ -140,9 +140,7 @@ func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, err
 func relay(w http.ResponseWriter, res *http.Response, buffers *bufferPool) {
 	defer res.Body.Close()
 	removeHopByHop(res.Header)
-	for k, v := range res.Header {
-		w.Header()[k] = v
-	}
+	copyHead(w.Header(), res.Header)
 	w.WriteHeader(res.StatusCode)
 	buf := buffers.Get()
 	defer buffers.Put(buf)

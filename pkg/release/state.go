@@ -10,6 +10,9 @@ type State string
 // Release states, with the spec's names.
 const (
 	Starting State = "starting"
+	// Canary (an extension) takes a share of new clients next to the
+	// active release (rollbridgectl deploy --canary).
+	Canary   State = "canary"
 	Active   State = "active"
 	Draining State = "draining"
 	Stopped  State = "stopped"
@@ -19,13 +22,19 @@ const (
 func (s State) String() string { return string(s) }
 
 // Live reports whether the release still has (or may have) running processes.
-func (s State) Live() bool { return s == Starting || s == Active || s == Draining }
+func (s State) Live() bool {
+	return s == Starting || s == Canary || s == Active || s == Draining
+}
 
 // CanBecome reports whether a release in state s may move to next. This is
 // the one transition table:
 //
 //	starting -> active    its health check passed and traffic switched to it
 //	starting -> failed    its deploy failed; its processes are stopped
+//	starting -> canary    its health check passed and it takes a share of new clients
+//	canary   -> active    promoted: it takes all traffic
+//	canary   -> draining  aborted: it takes no new traffic
+//	canary   -> stopped   stopped by a command or at shutdown
 //	active   -> draining  a newer release took the traffic
 //	active   -> stopped   stopped by a command or at shutdown
 //	draining -> stopped   its connections are gone, the drain timed out, or it was stopped
@@ -41,7 +50,9 @@ func (s State) Live() bool { return s == Starting || s == Active || s == Drainin
 func (s State) CanBecome(next State) bool {
 	switch s {
 	case Starting:
-		return next == Active || next == Failed
+		return next == Active || next == Failed || next == Canary
+	case Canary:
+		return next == Active || next == Draining || next == Stopped
 	case Active:
 		return next == Draining || next == Stopped
 	case Draining:

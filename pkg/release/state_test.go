@@ -9,6 +9,10 @@ func TestTransitionTable(t *testing.T) {
 	legal := map[[2]State]bool{
 		{Starting, Active}:  true,
 		{Starting, Failed}:  true,
+		{Starting, Canary}:  true,
+		{Canary, Active}:    true,
+		{Canary, Draining}:  true,
+		{Canary, Stopped}:   true,
 		{Active, Draining}:  true,
 		{Active, Stopped}:   true,
 		{Draining, Stopped}: true,
@@ -16,7 +20,7 @@ func TestTransitionTable(t *testing.T) {
 		{Failed, Stopped}:   true,
 	}
 	// "" and "bogus" stand for any value outside the enum: never legal.
-	states := []State{Starting, Active, Draining, Stopped, Failed, "", "bogus"}
+	states := []State{Starting, Canary, Active, Draining, Stopped, Failed, "", "bogus"}
 	for _, from := range states {
 		for _, to := range states {
 			want := legal[[2]State{from, to}]
@@ -48,7 +52,7 @@ func TestLiveMatchesStates(t *testing.T) {
 	for _, tc := range []struct {
 		state State
 		live  bool
-	}{{Starting, true}, {Active, true}, {Draining, true}, {Stopped, false}, {Failed, false}} {
+	}{{Starting, true}, {Canary, true}, {Active, true}, {Draining, true}, {Stopped, false}, {Failed, false}} {
 		t.Run(tc.state.String(), func(t *testing.T) {
 			if got := tc.state.Live(); got != tc.live {
 				t.Errorf("got %v, want %v", got, tc.live)

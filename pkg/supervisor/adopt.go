@@ -121,9 +121,10 @@ func (s *Supervisor) Adopt(ctx context.Context, snap *state.Snapshot) (*AdoptRes
 	}
 	// Releases that were draining: their connections went with the old
 	// proxy, so the drain is over; their processes still get the stop
-	// sequence (hooks and all).
+	// sequence (hooks and all). A canary ends the same way: a daemon
+	// restart does not carry one over (docs/traffic.md says so).
 	for _, rec := range snap.Releases {
-		if rec.State != string(release.Draining) || rec.ID == snap.ActiveReleaseID {
+		if rec.State != string(release.Draining) && rec.State != string(release.Canary) || rec.ID == snap.ActiveReleaseID {
 			continue
 		}
 		rv := releaseVars{ID: rec.ID, Path: rec.Path, Revision: rec.Revision, Ports: rec.Ports}

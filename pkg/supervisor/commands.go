@@ -208,6 +208,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) {
 // Counts summarises the state for sd_notify STATUS= lines.
 type Counts struct {
 	ActiveID         string
+	Canary           string   // "v2 (10% of new clients)", "" when none runs
 	Draining         []string // "v1 (3 connections)"
 	FailedProcesses  []string
 	DeployInProgress string
@@ -220,12 +221,15 @@ func (s *Supervisor) Summary() Counts {
 	if r := v.activeRelease(); r != nil {
 		c.ActiveID = r.id
 	}
+	if v.canary != "" {
+		c.Canary = fmt.Sprintf("%s (%g%% of new clients)", v.canary, percent(v.split.Share))
+	}
 	for _, r := range v.releases {
 		if r.state == release.Draining && r.backend != nil {
 			h, w := r.connections()
 			c.Draining = append(c.Draining, fmt.Sprintf("%s (%d connections)", r.id, h+w))
 		}
-		if r.state == release.Active {
+		if r.state == release.Active || r.state == release.Canary {
 			for _, in := range r.procs {
 				if in.proc.Brief().State == process.Failed {
 					c.FailedProcesses = append(c.FailedProcesses, in.proc.ID())

@@ -102,6 +102,9 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Pro
 		return nil, err
 	}
 	defer s.tab.end()
+	if err := s.canaryConflict("deploy"); err != nil {
+		return nil, err
+	}
 	cfg, err := s.deployConfig(ctx)
 	if err != nil {
 		return nil, err
@@ -133,6 +136,9 @@ func (s *Supervisor) Rollback(ctx context.Context, releaseID string, progress Pr
 		return nil, err
 	}
 	defer s.tab.end()
+	if err := s.canaryConflict("rollback"); err != nil {
+		return nil, err
+	}
 	target, err := s.tab.rollbackTarget(releaseID)
 	if err != nil {
 		return nil, err

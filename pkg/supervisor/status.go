@@ -22,7 +22,17 @@ type Status struct {
 	Services        []UnitStatus    `json:"services"`
 	Singletons      []UnitStatus    `json:"singletons"`
 	// Extensions.
-	Daemon DaemonStatus `json:"daemon"`
+	Daemon DaemonStatus  `json:"daemon"`
+	Canary *CanaryStatus `json:"canary,omitempty"` // nil when no canary runs
+}
+
+// CanaryStatus is the running canary: its release, its share of new
+// clients (parts of proxy.ShareScale) and its cookie ("" = clients are
+// hashed by address).
+type CanaryStatus struct {
+	ReleaseID string `json:"releaseId"`
+	Share     int    `json:"share"`
+	Cookie    string `json:"cookie"`
 }
 
 // ControlStatus echoes the config's control section; nil means not set.
@@ -127,6 +137,9 @@ func (s *Supervisor) Snapshot(pid int, version string, proxy ProxyStatus) Status
 	if r := v.activeRelease(); r != nil {
 		id := r.id
 		st.ActiveReleaseID = &id
+	}
+	if v.canary != "" {
+		st.Canary = &CanaryStatus{ReleaseID: v.canary, Share: v.split.Share, Cookie: v.split.Cookie}
 	}
 	// The spec's orders: releases oldest first, services and singletons in
 	// config order (the order they were first started in).

@@ -32,10 +32,20 @@ type table struct {
 	// pause is the proxy's Pause: swap(nil) that holds the requests
 	// arriving meanwhile, for a proxied process that restarts.
 	pause func(time.Duration) *proxy.Backend
+	// routeCanary and promote are the proxy's SetCanary and Promote,
+	// called like swap inside the section that changes t.canary.
+	routeCanary func(*proxy.Backend, proxy.Canary) (*proxy.Backend, error)
+	promote     func() *proxy.Backend
 
-	mu         sync.Mutex
-	releases   []*rel // oldest first
-	active     *rel
+	mu       sync.Mutex
+	releases []*rel // oldest first
+	active   *rel
+	// canary is the release in state Canary, next to active, or nil;
+	// split is its share and cookie, canaryVars its release variables
+	// (its singletons start from them at its promote).
+	canary     *rel
+	split      proxy.Canary
+	canaryVars releaseVars
 	services   map[string]*unit
 	singletons map[string]*unit
 	orphans    func() []state.Orphan // set by the state layer; nil means none
@@ -58,7 +68,7 @@ type table struct {
 }
 
 func newTable(px *proxy.Proxy) *table {
-	return &table{swap: px.Swap, pause: px.Pause, services: map[string]*unit{}, singletons: map[string]*unit{}}
+	return &table{swap: px.Swap, pause: px.Pause, routeCanary: px.SetCanary, promote: px.Promote, services: map[string]*unit{}, singletons: map[string]*unit{}}
 }
 
 // rel is one release record. id, path, revision and createdAt never change;
@@ -80,6 +90,9 @@ type rel struct {
 	// replaced is the stopped record with the same id that add replaced in
 	// its place; fail puts it back. nil otherwise.
 	replaced *rel
+	// canaried: it ran as a canary. One aborted drained without ever
+	// being active, so it is no rollback target.
+	canaried bool
 }
 
 // retained is the part of a stopped record a relaunch resets.

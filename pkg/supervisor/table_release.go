@@ -68,8 +68,8 @@ func (t *table) rollbackTargetLocked(id string) (*rel, error) {
 	}
 	var best *rel
 	for _, r := range t.releases {
-		if r == t.active || r.activatedAt.IsZero() && r.drainStartedAt.IsZero() {
-			continue // never served traffic
+		if r == t.active || r.activatedAt.IsZero() && (r.drainStartedAt.IsZero() || r.canaried) {
+			continue // never served traffic as the active release
 		}
 		if best == nil || r.retiredAtLocked().After(best.retiredAtLocked()) {
 			best = r
@@ -219,6 +219,9 @@ func (t *table) retire(r *rel, cancel context.CancelFunc) (*run, []*instance, *p
 	if err := t.setStateLocked(r, release.Draining); err != nil {
 		return nil, nil, nil, fmt.Errorf("retire: %w", err)
 	}
+	if t.canary == r { // an abort: the canary takes no new client from now on
+		t.endCanaryLocked()
+	}
 	r.drainStartedAt = time.Now()
 	r.run.drainCancel = cancel
 	return r.run, append([]*instance(nil), r.run.procs...), r.run.backend, nil
@@ -247,6 +250,9 @@ func (t *table) beginStop(r *rel, l *run) (procs []*instance, backends []*proxy.
 	if t.active == r && r.run == l { // l is r's current run (see run); checked so a broken invariant cannot cut traffic
 		t.active = nil
 		t.swap(nil)
+	}
+	if t.canary == r && r.run == l {
+		t.endCanaryLocked()
 	}
 	procs = append([]*instance(nil), l.procs...)
 	if l.backend != nil {
@@ -311,6 +317,9 @@ func (t *table) stopTarget(id string) (r *rel, singles []*unit, stopped bool, er
 	}
 	if r == nil {
 		return nil, nil, false, refuse(ErrNotFound, "no release is active; nothing to stop")
+	}
+	if r == t.active && t.canary != nil {
+		return nil, nil, false, refuse(ErrConflict, "release %s runs as a canary beside release %s; promote or abort it first (rollbridgectl rollout promote|abort)", t.canary.id, r.id)
 	}
 	for _, u := range t.singletons {
 		if u.releaseID == r.id {

@@ -20,6 +20,8 @@ type view struct {
 	orphans    func() []state.Orphan
 	restore    string
 	running    string
+	canary     string       // the canary's release id, "" when none runs
+	split      proxy.Canary // its split
 }
 
 // releaseView is a release record and its current run, copied.
@@ -85,6 +87,9 @@ func (t *table) view() view {
 	v := view{releases: make([]releaseView, 0, len(t.releases)), active: -1,
 		services: sortedUnitsLocked(t.services), singletons: sortedUnitsLocked(t.singletons),
 		orphans: t.orphans, restore: t.restore, running: t.running}
+	if t.canary != nil {
+		v.canary, v.split = t.canary.id, t.split
+	}
 	for i, r := range t.releases {
 		if r == t.active {
 			v.active = i
