@@ -179,7 +179,7 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 	o := daemon.Options{
 		Runner: runner, Instance: instance,
 		Config: cfg, Env: env, Version: version.Version,
-		Listeners:        daemon.Listeners{Proxy: act.Proxy, Control: act.Control},
+		Listeners:        daemon.Listeners{Proxy: act.Proxy, Control: act.Control, Metrics: act.Metrics},
 		Notifier:         systemd.NewNotifier(),
 		WatchdogInterval: systemd.WatchdogInterval(),
 		Reload:           hup, LoadConfig: load,
