@@ -280,6 +280,7 @@ func decodeConfig(c *collector, root any, configPath string) (*Config, bool) {
 	decodeRetention(c, top, cfg)
 	decodeLegacy(c, top, cfg)
 	decodeMetrics(c, top, cfg)
+	decodeAccessLog(c, top, cfg)
 	decodeProcesses(c, top, cfg)
 	return cfg, true
 }

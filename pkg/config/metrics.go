@@ -1,6 +1,9 @@
 package config
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // DefaultMetricsHost is where the metrics listener binds when metrics.host
 // is left out: loopback, since the metrics name releases and processes.
@@ -59,4 +62,47 @@ func metricsConflict(c *collector, cfg *Config) {
 		return
 	}
 	c.add("metrics.port", "Give metrics a port of its own, e.g. "+strconv.Itoa(m.Port+1000)+".", "is the proxy's address %s", cfg.ProxyAddr())
+}
+
+// AccessLog (extension, default off) writes one entry per proxied request
+// (see pkg/accesslog): to the journal under systemd, else as JSON lines on
+// stdout beside the events. The daemon sets it up at start, so a change
+// takes a restart.
+type AccessLog struct {
+	// Sample is the share of requests written, 0 to 1 (default 1: all);
+	// 0.1 writes every 10th.
+	Sample float64 `json:"sample" reload:"restart"`
+	// SlowMs, when above 0, writes every request that took at least this
+	// long, sampled or not: sample: 0, slowMs: 500 logs only slow ones.
+	SlowMs int64 `json:"slowMs" reload:"restart"`
+}
+
+// Slow is SlowMs as a duration; 0 when off.
+func (a AccessLog) Slow() time.Duration { return time.Duration(a.SlowMs) * time.Millisecond }
+
+func decodeAccessLog(c *collector, top obj, cfg *Config) {
+	if !top.has("accessLog") {
+		return
+	}
+	o, ok := c.object("accessLog", top.m["accessLog"], fieldsOf[AccessLog](), "Set accessLog to an object such as {sample: 1, slowMs: 500}, or remove it.")
+	if !ok {
+		return
+	}
+	a := &AccessLog{Sample: 1}
+	if o.has("sample") {
+		const fix = "Set accessLog.sample to a number from 0 to 1, e.g. 0.1 to write every 10th request."
+		if f, _, ok := o.number("sample"); !ok || f < 0 || f > 1 {
+			c.add("accessLog.sample", fix, "must be a number from 0 to 1, got %s", describe(o.m["sample"]))
+		} else {
+			a.Sample = f
+		}
+	}
+	if v, ok := o.ms("slowMs", false); ok {
+		a.SlowMs = v
+	}
+	if a.Sample == 0 && a.SlowMs == 0 && !c.failedAt("accessLog") {
+		c.add("accessLog", "Set accessLog.sample above 0, or accessLog.slowMs to the duration from which requests are written, or remove accessLog.",
+			"sample: 0 without slowMs writes nothing")
+	}
+	cfg.AccessLog = a
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/runtoken"
+	"github.com/rollbridge/rollbridge-go/pkg/accesslog"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
@@ -31,6 +32,9 @@ type Options struct {
 	Stdout io.Writer
 	// Outputs, when set, replace the JSON-lines output (the journal, say).
 	Outputs []events.Output
+	// AccessLog writes access log entries (config accessLog); nil writes
+	// them as JSON lines to Stdout. Set it beside Outputs (the journal).
+	AccessLog func(accesslog.Entry)
 	// ProcessOutput receives every managed process's output line.
 	ProcessOutput func(fields map[string]any, l process.Line)
 	// Listeners passed in by socket activation; nil ones are bound here.
@@ -132,7 +136,9 @@ func Run(ctx context.Context, o Options) error {
 	d := &daemon{version: o.Version, notifier: notifier,
 		shutdownReq: make(chan struct{}), stopped: make(chan struct{}), alive: make(chan chan struct{})}
 	d.cfg.Store(cfg)
-	mx := d.newMetrics()
+	al := d.newAccessLog(cfg, o)
+	defer al.close() // after the proxy stopped: writes what is queued
+	mx := d.newMetrics(al)
 	if mx != nil {
 		outputs = append(outputs, mx) // the health-check wait
 	}
@@ -151,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 	d.lns = lns
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log, metrics: mx}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
 		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
-		FDStore:         o.Handover.proxyStore(), Observe: observe(mx)})
+		FDStore:         o.Handover.proxyStore(), Observe: observers(mx, al)})
 	d.proxy = px
 	instance := o.Instance
 	if instance == "" {

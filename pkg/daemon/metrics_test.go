@@ -191,3 +191,65 @@ func TestInheritedMetricsSocketMismatch(t *testing.T) {
 		})
 	}
 }
+
+// With accessLog, each proxied request is one JSON line on stdout beside
+// the events; metrics count the entries dropped (none here).
+func TestAccessLogLinesOnStdout(t *testing.T) {
+	dir := shortDir(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, dir, fmt.Sprintf(`{metrics: {port: 0}, accessLog: {},
+	  processes: [{id: 'web', policy: 'proxied', command: '%s=1 PORT={{port}} exec %s', port: {from: 18200, to: 18299}}]}`, testAppEnv, exe))
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out lockedBuffer
+	cancel, done := runDaemon(t, Options{Config: cfg, Stdout: &out, Listeners: Listeners{Metrics: mln}})
+	c := &control.Client{Path: cfg.Control.Path}
+	ctx := context.Background()
+	if _, err := c.Deploy(ctx, control.DeployRequest{ReleasePath: dir, ReleaseID: "v1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/x?secret=1", st.Proxy.Port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	if got := sample(scrape(t, mln.Addr().String()), "rollbridge_access_log_dropped_total"); got != "0" {
+		t.Errorf("rollbridge_access_log_dropped_total = %q, want 0", got)
+	}
+	cancel() // Run writes what is queued before it returns
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	done <- nil
+	var lines []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, `"type":"access"`) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 4 {
+		t.Fatalf("%d access lines, want 4:\n%s", len(lines), out.String())
+	}
+	for _, l := range lines {
+		for _, want := range []string{`"method":"GET"`, `"path":"/x"`, `"status":200`, `"releaseId":"v1"`, `"client":"127.0.0.1"`} {
+			if !strings.Contains(l, want) {
+				t.Errorf("access line lacks %s: %s", want, l)
+			}
+		}
+		if strings.Contains(l, "secret") {
+			t.Errorf("the query string was logged: %s", l)
+		}
+	}
+}

@@ -33,6 +33,9 @@ type Options struct {
 	// Status returns the daemon's status; it is called once per scrape, on
 	// the scraping goroutine. Required.
 	Status func() control.Status
+	// AccessLogDropped, when set, counts the access log entries dropped
+	// (rollbridge_access_log_dropped_total); nil with the access log off.
+	AccessLogDropped func() uint64
 }
 
 // Metrics is the daemon's metric registry. Create it with New; all methods
@@ -94,6 +97,12 @@ func New(o Options) *Metrics {
 		for _, res := range []string{"success", "failure"} {
 			m.commands.WithLabelValues(cmd, res) // present at 0 from the start, so rate() sees the first one
 		}
+	}
+	if o.AccessLogDropped != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "access_log_dropped_total",
+			Help: "Access log entries dropped because the journal or stdout did not keep up (the queue was full).",
+		}, func() float64 { return float64(o.AccessLogDropped()) }))
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.commands, m.commandTime, m.healthWait,
 		&statusCollector{m: m}, buildInfo(o.Version),
