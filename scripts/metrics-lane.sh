@@ -144,6 +144,25 @@ check "deploys_total{rollback,success} = 1" settled 'rollbridge_deploys_total{co
 load 1000 r1-again
 check "requests_total{release=r1} settles at $SENT1 + $SENT" settled 'sum(rollbridge_http_requests_total{release="r1"})' $((SENT1 + SENT))
 
+step "the access log (sample 0.01) and the documented queries"
+access=$(grep -c '"type":"access"' "$work/daemon.log")
+check "access log lines written ($access), none dropped" q_eq 'rollbridge_access_log_dropped_total' 0
+check "the access log sampled every 100th request ($access of $((SENT1 + SENT + 10000)))" test "$access" -ge $(((SENT1 + SENT + 10000) / 100 - 1))
+check "docs/metrics.md: p99 of the active release" test -n "$(q 'histogram_quantile(0.99, sum by (le) (rate(rollbridge_http_request_duration_seconds_bucket[5m]) * on (release) group_left rollbridge_release_info{state="active"}))')"
+# Every query of the Grafana dashboard parses and runs against what was stored.
+bad_queries=0
+while IFS= read -r expr; do
+  expr=${expr//\$job/.*}; expr=${expr//\$__rate_interval/10s}; expr=${expr//\$__range/5m}
+  st=$(curl -sS --get "$PROM/api/v1/query" --data-urlencode "query=$expr" | jq -r .status)
+  [ "$st" = success ] || { echo "   dashboard query failed: $expr"; bad_queries=$((bad_queries + 1)); }
+done < <(jq -r '.panels[].targets[]?.expr, .annotations.list[].expr' examples/grafana-dashboard.json)
+check "every Grafana dashboard query runs" test "$bad_queries" = 0
+# ... and every metric it names is one the daemon exports.
+exported=$(curl -fsS "http://127.0.0.1:$RB_METRICS_PORT/metrics" | grep -o '^[a-z_]*' | sort -u)
+missing=$(jq -r '.panels[].targets[]?.expr' examples/grafana-dashboard.json | grep -o 'rollbridge_[a-z_]*' | sed -E 's/_(bucket|count|sum)$//' | sort -u |
+  while read -r name; do grep -qx "$name\(_bucket\)\?" <<<"$exported" || echo "$name"; done)
+check "every metric the dashboard uses is exported${missing:+ (missing: $missing)}" test -z "$missing"
+
 step "done: $PASS passed, $FAIL failed"
 if [ "$FAIL" -gt 0 ]; then
   echo "--- daemon log (tail)"; tail -30 "$work/daemon.log"
