@@ -59,8 +59,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 // after the status was taken.
 func TestRequestsCountedAndPruned(t *testing.T) {
 	listed := []string{"v1", "v2"}
-	var m *Metrics
-	m = New(Options{Status: func() control.Status { return status(listed...) }})
+	m := New(Options{Status: func() control.Status { return status(listed...) }})
 	req := httptest.NewRequest("GET", "/", nil)
 	for _, st := range []int{200, 204, 404, 502, 101} {
 		m.Observe("v1", "a").RequestDone(req, proxy.Result{Status: st, Duration: time.Millisecond})
