@@ -124,6 +124,9 @@ func TestSystemdUnits(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	if strings.Contains(out, "metrics") {
+		t.Errorf("a config without metrics got a metrics socket:\n%s", out)
+	}
 	unitDir := filepath.Join(dir, "units")
 	out, _, code = runCtl(t, "systemd", "units", "-c", cfg, "--install", "--unit-dir", unitDir, "--no-reload")
 	if code != 0 {
@@ -143,6 +146,31 @@ func TestSystemdUnits(t *testing.T) {
 	_, errOut, code := runCtl(t, "systemd", "units", "-c", writeTemp(t, "p0.jsonnet", `{proxy: {port: 0}, application: 'x', processes: [{id: 'web', policy: 'proxied', command: 'x', port: 1}]}`))
 	if code != exitFailed || !strings.Contains(errOut, "proxy.port is 0") {
 		t.Errorf("port 0: %d %s", code, errOut)
+	}
+}
+
+// With metrics, a third socket unit holds the metrics port, and the
+// service takes it from systemd (FileDescriptorName=metrics in the template).
+func TestSystemdUnitsMetricsSocket(t *testing.T) {
+	cfg := writeTemp(t, "m.jsonnet", `{application: 'shop', proxy: {port: 8182}, metrics: {host: '::', port: 9182},
+	  processes: [{id: 'web', policy: 'proxied', command: 'x', port: 18000}]}`)
+	out, errOut, code := runCtl(t, "systemd", "units", "-c", cfg, "--rollbridged", "/opt/rb/rollbridged")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"# /etc/systemd/system/rollbridge-metrics@shop.socket.d/50-rollbridge.conf",
+		"[Socket]\nListenStream=\nListenStream=[::]:9182\nBindIPv6Only=both\n",
+		"[Unit]\nRequires=rollbridge-metrics@shop.socket\nAfter=rollbridge-metrics@shop.socket\n",
+		"Sockets=rollbridge-metrics@shop.socket\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	_, errOut, code = runCtl(t, "systemd", "units", "-c", writeTemp(t, "m0.jsonnet", `{proxy: {port: 8182}, application: 'x', metrics: {port: 0}, processes: [{id: 'web', policy: 'proxied', command: 'x', port: 1}]}`))
+	if code != exitFailed || !strings.Contains(errOut, "metrics.port is 0") {
+		t.Errorf("metrics port 0: %d %s", code, errOut)
 	}
 }
 

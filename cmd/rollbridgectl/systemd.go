@@ -21,8 +21,10 @@ func systemdCommand() *cli.Command {
 			UsageText: "rollbridgectl systemd units [-c PATH] [--install] [--unit-dir DIR] [--rollbridged PATH]",
 			Description: "Prints drop-ins for rollbridge-proxy@APP.socket (ListenStream from proxy.host/port),\n" +
 				"rollbridge-control@APP.socket (control.path, SocketMode/User/Group from control.mode/\n" +
-				"owner/group) and rollbridge@APP.service (ExecStart with this config, TimeoutStopSec\n" +
-				"sized to the drain and the slowest stop sequence). With --install they are written\n" +
+				"owner/group), rollbridge@APP.service (ExecStart with this config, TimeoutStopSec\n" +
+				"sized to the drain and the slowest stop sequence) and, when the config has metrics,\n" +
+				"rollbridge-metrics@APP.socket (ListenStream from metrics.host/port, added to the\n" +
+				"service's Sockets=). With --install they are written\n" +
 				"under --unit-dir, the template units are installed there if systemd does not know them\n" +
 				"yet, and systemd re-reads its units over D-Bus.",
 			Flags: []cli.Flag{
@@ -76,7 +78,10 @@ func runSystemdUnits(c *cli.Context) error {
 	if err := systemd.Reload(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "systemd reloaded; start with: systemctl enable --now %s %s\n",
-		systemd.ProxySocketUnit(cfg.Application), systemd.ControlSocketUnit(cfg.Application))
+	sockets := systemd.ProxySocketUnit(cfg.Application) + " " + systemd.ControlSocketUnit(cfg.Application)
+	if cfg.Metrics != nil {
+		sockets += " " + systemd.MetricsSocketUnit(cfg.Application)
+	}
+	fmt.Fprintf(c.App.Writer, "systemd reloaded; start with: systemctl enable --now %s\n", sockets)
 	return nil
 }

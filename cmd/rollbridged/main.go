@@ -17,6 +17,7 @@ import (
 
 	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"github.com/rollbridge/rollbridge-go/internal/version"
+	"github.com/rollbridge/rollbridge-go/pkg/accesslog"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/daemon"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
@@ -179,7 +180,7 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 	o := daemon.Options{
 		Runner: runner, Instance: instance,
 		Config: cfg, Env: env, Version: version.Version,
-		Listeners:        daemon.Listeners{Proxy: act.Proxy, Control: act.Control},
+		Listeners:        daemon.Listeners{Proxy: act.Proxy, Control: act.Control, Metrics: act.Metrics},
 		Notifier:         systemd.NewNotifier(),
 		WatchdogInterval: systemd.WatchdogInterval(),
 		Reload:           hup, LoadConfig: load,
@@ -195,6 +196,7 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 	if systemd.StdoutIsJournal() {
 		app := cfg.Application
 		o.Outputs = []events.Output{systemd.JournalOutput(app)}
+		o.AccessLog = func(e accesslog.Entry) { systemd.AccessEntry(app, e.Message(), e.Fields()) }
 		// Units write to the journal themselves; forwarding their lines
 		// again would print each twice.
 		if units == nil {

@@ -5,8 +5,8 @@ package units
 import "embed"
 
 // Files holds rollbridge@.service, rollbridge-units@.service,
-// rollbridge-proxy@.socket, rollbridge-control@.socket and
-// rollbridge.tmpfiles.conf.
+// rollbridge-proxy@.socket, rollbridge-control@.socket,
+// rollbridge-metrics@.socket and rollbridge.tmpfiles.conf.
 //
-//go:embed rollbridge@.service rollbridge-units@.service rollbridge-proxy@.socket rollbridge-control@.socket rollbridge.tmpfiles.conf
+//go:embed rollbridge@.service rollbridge-units@.service rollbridge-proxy@.socket rollbridge-control@.socket rollbridge-metrics@.socket rollbridge.tmpfiles.conf
 var Files embed.FS

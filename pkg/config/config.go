@@ -83,6 +83,12 @@ type Config struct {
 	// LegacyTakeover is read by rollbridgectl predeploy-cleanup from the
 	// file itself, never by the daemon.
 	LegacyTakeover *LegacyTakeover `json:"legacyTakeover,omitempty" reload:"live"`
+	// Metrics (extension, default off) is the Prometheus listener; see
+	// metrics.go.
+	Metrics *Metrics `json:"metrics,omitempty" reload:"restart"`
+	// AccessLog (extension, default off): one entry per request; see
+	// metrics.go.
+	AccessLog *AccessLog `json:"accessLog,omitempty" reload:"restart"`
 
 	// Path is the absolute path of the file this config was loaded from.
 	Path string `json:"-"`

@@ -279,6 +279,8 @@ func decodeConfig(c *collector, root any, configPath string) (*Config, bool) {
 	decodeControl(c, top, cfg)
 	decodeRetention(c, top, cfg)
 	decodeLegacy(c, top, cfg)
+	decodeMetrics(c, top, cfg)
+	decodeAccessLog(c, top, cfg)
 	decodeProcesses(c, top, cfg)
 	return cfg, true
 }

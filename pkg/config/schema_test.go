@@ -132,6 +132,10 @@ func knownFieldsByType(t reflect.Type) []string {
 		return fieldsOf[ReleaseRetention]()
 	case reflect.TypeFor[LegacyTakeover]():
 		return fieldsOf[LegacyTakeover]()
+	case reflect.TypeFor[Metrics]():
+		return fieldsOf[Metrics]()
+	case reflect.TypeFor[AccessLog]():
+		return fieldsOf[AccessLog]()
 	case reflect.TypeFor[LegacyProcess]():
 		return fieldsOf[LegacyProcess]()
 	case reflect.TypeFor[Process]():

@@ -52,6 +52,7 @@ func validate(c *collector, cfg *Config) {
 		validateProcess(c, processPath(i, p.ID), &p, withPort)
 	}
 	validateUnitRuntime(c, cfg)
+	metricsConflict(c, cfg)
 	if lt := cfg.LegacyTakeover; lt != nil && len(lt.Screens) == 0 && len(lt.Processes) == 0 && !c.failed("legacyTakeover") {
 		// Matching nothing is never what was meant, and predeploy-cleanup
 		// would then report a takeover it did not do.

@@ -91,6 +91,9 @@ func (d *daemon) abandonStart() {
 	d.proxy.Close()
 	d.ctl.Close(0)
 	_ = d.lns.Control.Close() // never served
+	if d.lns.Metrics != nil {
+		_ = d.lns.Metrics.Close() // never served either
+	}
 	if d.lns.ControlOwned {
 		_ = os.Remove(d.cfg.Load().Control.Path) // ours; may already be gone
 	}

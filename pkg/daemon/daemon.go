@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/runtoken"
+	"github.com/rollbridge/rollbridge-go/pkg/accesslog"
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/metrics"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
@@ -30,6 +32,9 @@ type Options struct {
 	Stdout io.Writer
 	// Outputs, when set, replace the JSON-lines output (the journal, say).
 	Outputs []events.Output
+	// AccessLog writes access log entries (config accessLog); nil writes
+	// them as JSON lines to Stdout. Set it beside Outputs (the journal).
+	AccessLog func(accesslog.Entry)
 	// ProcessOutput receives every managed process's output line.
 	ProcessOutput func(fields map[string]any, l process.Line)
 	// Listeners passed in by socket activation; nil ones are bound here.
@@ -128,8 +133,18 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 	}))
+	d := &daemon{version: o.Version, notifier: notifier,
+		shutdownReq: make(chan struct{}), stopped: make(chan struct{}), alive: make(chan chan struct{})}
+	d.cfg.Store(cfg)
+	al := d.newAccessLog(cfg, o)
+	defer al.close() // after the proxy stopped: writes what is queued
+	mx := d.newMetrics(al)
+	if mx != nil {
+		outputs = append(outputs, mx) // the health-check wait
+	}
 	log := events.New(events.DefaultCapacity, outputs...)
 	defer log.Close() // writes what is still queued for stdout or the journal
+	d.log = log
 
 	if err := checkInherited(cfg, o.Listeners); err != nil {
 		return err
@@ -139,12 +154,10 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	accepts := &countingListener{Listener: lns.Proxy}
-	d := &daemon{log: log, lns: lns, version: o.Version, notifier: notifier,
-		shutdownReq: make(chan struct{}), stopped: make(chan struct{}), alive: make(chan chan struct{})}
-	d.cfg.Store(cfg)
-	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
+	d.lns = lns
+	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log, metrics: mx}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
 		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
-		FDStore:         o.Handover.proxyStore()})
+		FDStore:         o.Handover.proxyStore(), Observe: observers(mx, al)})
 	d.proxy = px
 	instance := o.Instance
 	if instance == "" {
@@ -167,7 +180,7 @@ func Run(ctx context.Context, o Options) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand}
+	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand, metrics: mx}
 	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })
 
 	// The proxy serves from the start, holding what arrives until the
@@ -222,6 +235,9 @@ func Run(ctx context.Context, o Options) error {
 	// Started: from now on no release means 503 at once, as the spec says.
 	px.EndHold()
 
+	var metricsSrv metricsServer
+	defer metricsSrv.close() // last: the final state stays scrapeable while the daemon stops
+	metricsSrv.serve(mx, lns.Metrics, log)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -336,10 +352,14 @@ func Run(ctx context.Context, o Options) error {
 // flood the journal.
 type errorReporter struct {
 	log          *events.Log
+	metrics      *metrics.Metrics // counts every report, throttled or not; nil without metrics
 	errors, hold throttle
 }
 
 func (e *errorReporter) report(releaseID string, err error) {
+	if e.metrics != nil {
+		e.metrics.UpstreamError(releaseID)
+	}
 	if errors.Is(err, proxy.ErrNotHeld) {
 		if n, ok := e.hold.allow(); ok {
 			e.log.Emit(events.RequestsNotHeld, map[string]any{events.KeyError: err.Error(), "suppressedSinceLast": n,

@@ -9,6 +9,7 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/config"
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
+	"github.com/rollbridge/rollbridge-go/pkg/metrics"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
@@ -38,6 +39,7 @@ type handler struct {
 	log      *events.Log
 	status   func() supervisor.Status
 	shutdown func(ctx context.Context) error
+	metrics  *metrics.Metrics // nil without metrics
 }
 
 // codes maps the supervisor's refusals to wire codes; anything else is
@@ -91,7 +93,9 @@ func progressFunc(progress func(control.Progress)) supervisor.Progress {
 
 // Deploy runs the supervisor's deploy.
 func (h *handler) Deploy(ctx context.Context, req control.DeployRequest, progress func(control.Progress)) (control.DeployResult, error) {
+	start := time.Now()
 	res, err := h.sup.Deploy(ctx, supervisor.DeployRequest{ReleasePath: req.ReleasePath, ReleaseID: req.ReleaseID, Revision: req.Revision}, progressFunc(progress))
+	h.recordCommand(control.CmdDeploy, start, err)
 	if err != nil {
 		return control.DeployResult{}, h.fail(control.CmdDeploy, err)
 	}
@@ -100,7 +104,9 @@ func (h *handler) Deploy(ctx context.Context, req control.DeployRequest, progres
 
 // Rollback runs the supervisor's rollback.
 func (h *handler) Rollback(ctx context.Context, req control.RollbackRequest, progress func(control.Progress)) (control.DeployResult, error) {
+	start := time.Now()
 	res, err := h.sup.Rollback(ctx, req.ReleaseID, progressFunc(progress))
+	h.recordCommand(control.CmdRollback, start, err)
 	if err != nil {
 		return control.DeployResult{}, h.fail(control.CmdRollback, err)
 	}

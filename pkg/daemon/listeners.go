@@ -18,11 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Listeners are the two sockets the daemon serves. A listener passed in
+// Listeners are the sockets the daemon serves. A listener passed in
 // (socket activation) is used as is; a nil one is bound from the config.
 type Listeners struct {
 	Proxy   net.Listener
 	Control net.Listener
+	// Metrics serves Prometheus; bound only when the config has metrics.
+	Metrics net.Listener
 	// ControlOwned is true when the daemon created the control socket file
 	// and so must remove it; an inherited socket belongs to its creator.
 	ControlOwned bool
@@ -69,7 +71,30 @@ func openListeners(ctx context.Context, cfg *config.Config, in Listeners) (Liste
 		out.Control = ln
 		out.ControlOwned = true
 	}
+	if out.Metrics == nil && cfg.Metrics != nil {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr())
+		if err != nil {
+			out.closeBound(in, cfg.Control.Path)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return in, fmt.Errorf("metrics address %s is already in use; stop whatever holds it (ss -ltnp 'sport = :%d') or change metrics.port", cfg.MetricsAddr(), cfg.Metrics.Port)
+			}
+			return in, fmt.Errorf("bind metrics %s: %w", cfg.MetricsAddr(), err)
+		}
+		out.Metrics = ln
+	}
 	return out, nil
+}
+
+// closeBound undoes openListeners' own binds (not what was passed in).
+func (l *Listeners) closeBound(in Listeners, controlPath string) {
+	if in.Proxy == nil {
+		_ = l.Proxy.Close()
+	}
+	if in.Control == nil {
+		_ = l.Control.Close()
+		l.removeControl(controlPath)
+	}
+	l.unlock()
 }
 
 // removeControl removes the control socket file if the daemon created it,
@@ -443,12 +468,37 @@ func checkInherited(cfg *config.Config, inherited Listeners) error {
 				got, cfg.ProxyAddr())
 		}
 	}
+	if err := checkInheritedMetrics(cfg, inherited.Metrics); err != nil {
+		return err
+	}
 	if inherited.Control != nil {
 		got := inherited.Control.Addr().String()
 		if inherited.Control.Addr().Network() != "unix" || got != cfg.Control.Path {
 			return fmt.Errorf("the inherited control socket is %s but the config says control.path %s; make them agree (rollbridgectl systemd units prints the socket drop-in for this config)",
 				got, cfg.Control.Path)
 		}
+	}
+	return nil
+}
+
+// checkInheritedMetrics refuses a metrics socket from systemd that the
+// config does not want, or that listens elsewhere than it says.
+func checkInheritedMetrics(cfg *config.Config, ln net.Listener) error {
+	if ln == nil {
+		return nil
+	}
+	if cfg.Metrics == nil {
+		return fmt.Errorf("systemd passed a metrics socket (%s) but the config has no metrics section; add metrics: {host, port} or disable rollbridge-metrics@%s.socket", ln.Addr(), cfg.Application)
+	}
+	got, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return fmt.Errorf("the inherited metrics socket is %s %s, not TCP; fix ListenStream= in the metrics socket unit", ln.Addr().Network(), ln.Addr())
+	}
+	want := net.ParseIP(cfg.Metrics.Host)
+	hostOK := want == nil || want.Equal(got.IP) || want.IsUnspecified() && got.IP.IsUnspecified()
+	if (cfg.Metrics.Port != 0 && got.Port != cfg.Metrics.Port) || !hostOK {
+		return fmt.Errorf("the inherited metrics socket listens on %s but the config says metrics %s; make them agree (rollbridgectl systemd units prints the socket drop-in for this config)",
+			got, cfg.MetricsAddr())
 	}
 	return nil
 }

@@ -31,13 +31,19 @@ func units(ctx context.Context, cfg *config.Config, daemonPath string) (checks [
 	}
 	checks = append(checks, dropIns(cfg, daemonPath))
 	listening := 0
-	for _, name := range []string{systemd.ProxySocketUnit(app), systemd.ControlSocketUnit(app)} {
+	sockets := []string{systemd.ProxySocketUnit(app), systemd.ControlSocketUnit(app)}
+	if cfg.Metrics != nil {
+		sockets = append(sockets, systemd.MetricsSocketUnit(app)) // the service Requires= it
+	}
+	for _, name := range sockets {
 		u, err := m.Unit(ctx, name)
 		switch {
 		case err != nil || !u.Exists():
 			checks = append(checks, fail("socket "+name, "not installed"))
 		case u.ActiveState == "active" && u.SubState == "listening" || u.SubState == "running":
-			listening++
+			if name != systemd.MetricsSocketUnit(app) {
+				listening++ // managed is about the proxy and control sockets
+			}
 			checks = append(checks, pass("socket "+name, "%s (%s)", u.ActiveState, u.SubState))
 		default:
 			c := fail("socket "+name, "%s (%s)", u.ActiveState, u.SubState)

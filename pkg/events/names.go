@@ -28,6 +28,7 @@ const (
 	ConfigReloadRefused         Name = "config reload refused"
 	ProxyStoppedServing         Name = "proxy stopped serving"
 	ControlSocketStoppedServing Name = "control socket stopped serving"
+	MetricsStoppedServing       Name = "metrics stopped serving"
 	ProxyListening              Name = "proxy listening"
 	ControlSocketListening      Name = "control socket listening"
 	CommandFailed               Name = "command failed"
@@ -173,6 +174,7 @@ var priorities = map[Name]Priority{
 	StateSaveFailed:             PriErr,
 	ProxyStoppedServing:         PriErr,
 	ControlSocketStoppedServing: PriErr,
+	MetricsStoppedServing:       PriErr,
 	MemoryLimitExceeded:         PriWarning,
 	MemoryWarning:               PriWarning,
 	MemoryRestartFailed:         PriWarning,

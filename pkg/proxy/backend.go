@@ -42,6 +42,7 @@ type Backend struct {
 	// handover is the Proxy's, set with rp; nil when upgraded connections
 	// are copied in-process.
 	handover *handover
+	obs      Observer // set with rp (Options.Observe); nil observes nothing
 }
 
 // NewBackend returns a backend for the process listening at addr

@@ -106,3 +106,21 @@ func BenchmarkRoute(b *testing.B) {
 		})
 	}
 }
+
+type nopObserver struct{}
+
+func (nopObserver) RequestDone(*http.Request, Result) {}
+
+// BenchmarkProxyObserved is BenchmarkProxy with an Observer that does
+// nothing: minus BenchmarkProxy, the cost of the hook itself (the
+// response writer wrapper and the clock reads).
+func BenchmarkProxyObserved(b *testing.B) {
+	p := New(Options{Observe: func(string, string) Observer { return nopObserver{} }})
+	srv := httptest.NewServer(p)
+	b.Cleanup(func() {
+		srv.Close()
+		p.Close()
+	})
+	activate(p, "v1", benchUpstream(b))
+	benchGet(b, srv.URL)
+}

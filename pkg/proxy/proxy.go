@@ -77,6 +77,11 @@ type Options struct {
 	// them to the next daemon, which takes them back with ParkedConns and
 	// Resume. nil copies them in-process, ending with the process.
 	FDStore FDStore
+
+	// Observe, when set, is asked once for each backend, at its first
+	// Swap, for the Observer of its requests (observe.go); a nil answer
+	// observes nothing. nil (the zero value) adds no work per request.
+	Observe ObserveFunc
 }
 
 // Proxy is an http.Handler that forwards each request to the active
@@ -109,6 +114,7 @@ type Proxy struct {
 	maxHeld int64
 
 	handover *handover // nil without Options.FDStore
+	observe  ObserveFunc
 }
 
 // New returns a Proxy with no active backend: until Swap gives it one, it
@@ -152,6 +158,7 @@ func New(o Options) *Proxy {
 		maxHeld: int64(o.MaxHeld),
 
 		handover: newHandover(o.FDStore),
+		observe:  o.Observe,
 	}
 	p.gate.Store(&gate{open: make(chan struct{})})
 	p.SetTrustedProxies(o.TrustedProxies)
@@ -214,6 +221,9 @@ func (p *Proxy) bindBackend(b *Backend) {
 		b.buffers = p.buffers
 		b.rp = p.reverseProxy(b)
 		b.handover = p.handover
+		if p.observe != nil {
+			b.obs = p.observe(b.releaseID, b.addr)
+		}
 	})
 }
 
@@ -253,6 +263,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.serveUpgrade(w, r)
 		return
 	}
+	if b.obs != nil {
+		b.serveObserved(w, r)
+		return
+	}
+	b.serveHTTP(w, r)
+}
+
+// serveHTTP forwards a plain HTTP request to b.
+func (b *Backend) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if b.forward(w, r) {
 		return
 	}

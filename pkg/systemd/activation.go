@@ -14,6 +14,7 @@ import (
 const (
 	ProxySocketName   = "proxy"
 	ControlSocketName = "control"
+	MetricsSocketName = "metrics" // rollbridge-metrics@.socket, when the config has metrics
 )
 
 // StoredPrefix starts the names of the descriptors the daemon keeps in the
@@ -27,6 +28,7 @@ const StoredPrefix = "ws."
 type Activated struct {
 	Proxy   net.Listener
 	Control net.Listener
+	Metrics net.Listener // nil unless a socket named MetricsSocketName came
 	Stored  []*os.File
 }
 
@@ -71,14 +73,19 @@ func ActivatedListeners() (Activated, error) {
 				return out, fmt.Errorf("socket activation: %d sockets named %q; the control socket unit must have exactly one ListenStream", len(lns), name)
 			}
 			out.Control = lns[0]
+		case MetricsSocketName:
+			if len(lns) != 1 {
+				return out, fmt.Errorf("socket activation: %d sockets named %q; the metrics socket unit must have exactly one ListenStream", len(lns), name)
+			}
+			out.Metrics = lns[0]
 		default:
 			unknown = append(unknown, name)
 		}
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return out, fmt.Errorf("socket activation: unexpected socket name(s) %s; name them with FileDescriptorName=%s or FileDescriptorName=%s",
-			strings.Join(unknown, ", "), ProxySocketName, ControlSocketName)
+		return out, fmt.Errorf("socket activation: unexpected socket name(s) %s; name them with FileDescriptorName=%s, %s or %s",
+			strings.Join(unknown, ", "), ProxySocketName, ControlSocketName, MetricsSocketName)
 	}
 	return out, nil
 }

@@ -62,6 +62,15 @@ func eventFields(application string, e events.Event) map[string]string {
 	return vars
 }
 
+// AccessEntry writes one access log entry (pkg/accesslog: its Message and
+// Fields) as a native journal entry at info priority, identified as
+// rollbridged of application.
+func AccessEntry(application, message string, fields map[string]string) {
+	fields["SYSLOG_IDENTIFIER"] = "rollbridged"
+	fields["ROLLBRIDGE_APPLICATION"] = application
+	_ = journal.Send(message, journal.PriInfo, fields) // see JournalOutput
+}
+
 // ProcessLine forwards one line of a managed process's output. fields
 // carries id (instance), baseId (base), releaseId and policy.
 func ProcessLine(application string, fields map[string]any, stream, line string, pid int) {

@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 		if len(stored) > 0 {
 			fmt.Printf(" stored=%s", strings.Join(stored, ","))
 		}
+		if act.Metrics != nil {
+			fmt.Printf(" metrics=%s", describe(act.Metrics))
+		}
 		fmt.Println()
 		os.Exit(0)
 	}
@@ -102,6 +105,18 @@ func TestActivatedListenersByName(t *testing.T) {
 	out = activatedChild(t, "proxy:ws.v1.0a.ur:ws.v1.0a.uw:control", tf, r, w, uf)
 	if want := fmt.Sprintf("proxy=tcp:%s control=unix:%s listen_fds=\"\" stored=ws.v1.0a.ur,ws.v1.0a.uw", tcp.Addr(), sock); out != want {
 		t.Errorf("with stored descriptors:\ngot  %s\nwant %s", out, want)
+	}
+	// The metrics socket (rollbridge-metrics@.socket) by its name.
+	m, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mf, _ := m.(*net.TCPListener).File()
+	defer mf.Close()
+	out = activatedChild(t, "proxy:metrics:control", tf, mf, uf)
+	if want := fmt.Sprintf("proxy=tcp:%s control=unix:%s listen_fds=\"\" metrics=tcp:%s", tcp.Addr(), sock, m.Addr()); out != want {
+		t.Errorf("with a metrics socket:\ngot  %s\nwant %s", out, want)
 	}
 	out = activatedChild(t, "web", tf)
 	if !strings.Contains(out, `unexpected socket name(s) web`) || !strings.Contains(out, "FileDescriptorName=proxy") {

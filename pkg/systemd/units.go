@@ -24,6 +24,10 @@ func UnitsAnchor(app string) string { return "rollbridge-units@" + app + ".servi
 // ControlSocketUnit holds the application's control socket.
 func ControlSocketUnit(app string) string { return "rollbridge-control@" + app + ".socket" }
 
+// MetricsSocketUnit holds the application's metrics port (configs with
+// metrics only).
+func MetricsSocketUnit(app string) string { return "rollbridge-metrics@" + app + ".socket" }
+
 // AppUnits lists the process units of app (runtime systemd) that systemd
 // knows, live or not.
 func (m *Manager) AppUnits(ctx context.Context, app string) ([]AppUnit, error) {
@@ -72,15 +76,53 @@ func DropIns(cfg *config.Config, rollbridged string) ([]UnitFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc := header + "[Service]\nExecStart=\nExecStart=" + quote(rollbridged) + " --config " + quote(abs) + "\n" +
+	metrics, err := metricsSocket(cfg)
+	if err != nil {
+		return nil, err
+	}
+	svc := header
+	if metrics != "" {
+		// Sockets= and Requires= in a drop-in add to the template's lists.
+		m := MetricsSocketUnit(app)
+		svc += "[Unit]\nRequires=" + m + "\nAfter=" + m + "\n\n"
+	}
+	svc += "[Service]\nExecStart=\nExecStart=" + quote(rollbridged) + " --config " + quote(abs) + "\n" +
 		"TimeoutStopSec=" + stopTimeout(cfg) + "\n"
+	if metrics != "" {
+		svc += "Sockets=" + MetricsSocketUnit(app) + "\n"
+	}
 	anchor := header + "[Service]\nExecStop=\nExecStop=" + quote(rollbridged) + " --after-stop " + app + "\n"
-	return []UnitFile{
+	files := []UnitFile{
 		{Path: ProxySocketUnit(app) + ".d/" + dropIn, Content: proxy},
 		{Path: ControlSocketUnit(app) + ".d/" + dropIn, Content: ctl},
 		{Path: ServiceUnit(app) + ".d/" + dropIn, Content: svc},
 		{Path: UnitsAnchor(app) + ".d/" + dropIn, Content: anchor},
-	}, nil
+	}
+	if metrics != "" {
+		files = append(files, UnitFile{Path: MetricsSocketUnit(app) + ".d/" + dropIn, Content: header + metrics})
+	}
+	return files, nil
+}
+
+// metricsSocket is the [Socket] section of the metrics socket's drop-in,
+// or "" when the config has no metrics.
+func metricsSocket(cfg *config.Config) (string, error) {
+	m := cfg.Metrics
+	if m == nil {
+		return "", nil
+	}
+	ip := net.ParseIP(m.Host)
+	if ip == nil {
+		return "", fmt.Errorf("metrics.host %q is not an IP address; a systemd socket needs one (use 127.0.0.1, 0.0.0.0 or ::)", m.Host)
+	}
+	if m.Port == 0 {
+		return "", fmt.Errorf("metrics.port is 0; a systemd socket needs a fixed port")
+	}
+	s := "[Socket]\nListenStream=\nListenStream=" + net.JoinHostPort(ip.String(), strconv.Itoa(m.Port)) + "\n"
+	if ip.IsUnspecified() && ip.To4() == nil {
+		s += "BindIPv6Only=both\n"
+	}
+	return s, nil
 }
 
 // stopTimeout is TimeoutStopSec: StopTimeoutSeconds, or "infinity" when a

@@ -1,5 +1,6 @@
 // Command suite runs rollbridge's benchmark suite: proxy overhead against
-// the app directly and against nginx, deploys under load, deploys with each
+// the app directly and against nginx, the cost of metrics and the access
+// log, deploys under load, deploys with each
 // process runtime (exec and systemd), draining many WebSockets, and the
 // daemon's footprint. It prints a results table and
 // writes the raw numbers as JSON. Run it with `make bench` (see
@@ -43,7 +44,7 @@ func main() {
 	flag.IntVar(&o.sockets, "sockets", 10000, "WebSockets for the drain test (capped by the fd limit)")
 	flag.BoolVar(&o.quick, "quick", false, "one short run per scenario (a smoke test, not a measurement)")
 	flag.BoolVar(&o.noNginx, "no-nginx", false, "skip the nginx comparison")
-	flag.StringVar(&o.sections, "only", "proxy,deploy,runtime,drain,footprint,idle", "sections to run")
+	flag.StringVar(&o.sections, "only", "proxy,observe,deploy,runtime,drain,footprint,idle", "sections to run")
 	flag.StringVar(&o.match, "match", "", "only proxy scenarios whose name contains this")
 	flag.Parse()
 	if o.quick {

@@ -88,6 +88,9 @@ func (r *Report) Table() string {
 		phase("healthy → deploy command returned", func(p Phase) float64 { return p.Returned - p.Healthy })
 		phase("start → previous release stopped", func(p Phase) float64 { return p.OldStopped })
 	}
+	if o := r.Observe; o != nil {
+		b.WriteString(o.table())
+	}
 	if rt := r.Runtime; rt != nil {
 		b.WriteString(rt.table())
 	}

@@ -22,6 +22,7 @@ type Report struct {
 	Drain     *DrainReport     `json:"drain,omitempty"`
 	Footprint *FootprintReport `json:"footprint,omitempty"`
 	Idle      *IdleReport      `json:"idle,omitempty"`
+	Observe   *ObserveReport   `json:"observability,omitempty"`
 	Notes     []string         `json:"notes,omitempty"`
 }
 
@@ -100,6 +101,11 @@ func run(ctx context.Context, o options) (*Report, error) {
 	want := func(s string) bool { return strings.Contains(o.sections, s) }
 	if want("proxy") {
 		rep.Proxy = proxyMatrix(ctx, e)
+	}
+	if want("observe") {
+		if rep.Observe, err = observeCost(ctx, e); err != nil {
+			return rep, fmt.Errorf("observability: %w", err)
+		}
 	}
 	if want("deploy") {
 		if rep.Deploy, err = deployUnderLoad(ctx, e); err != nil {
