@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,9 @@ type Runner struct {
 	inst   string
 	cg     cgroupFS
 	follow *follower
+	// derived says whether attach may derive a unit's cgroup and
+	// invocation id instead of asking systemd (derivedUnknown, -Yes, -No).
+	derived atomic.Int32
 
 	mu      sync.Mutex
 	names   map[string]*nameLock // per unit name: a start and a release take turns

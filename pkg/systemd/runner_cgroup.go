@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // cgroupFS finds a unit's cgroup on this host's cgroup layout: the unified
@@ -85,4 +87,43 @@ func (c cgroupFS) memory(cg string) (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	return n, err == nil
+}
+
+// unitCgroup is the cgroup systemd gives unit name in slice (its
+// ControlGroup property), derived the way systemd derives it: a slice
+// "a-b.slice" nests inside "a.slice", and the unit's cgroup is inside its
+// slice's. The names here never need systemd's cgroup escaping (that is
+// for names that start with "_" or "." or with a controller's name and a
+// dot; ours start with "rollbridge-"). It assumes the manager's own root
+// is the hierarchy's root, which Runner checks once against systemd (see
+// Runner.derivedOK).
+func unitCgroup(slice, name string) string {
+	base := strings.TrimSuffix(slice, ".slice")
+	var b strings.Builder
+	for i := 0; i < len(base); i++ {
+		if base[i] == '-' {
+			b.WriteString("/" + base[:i] + ".slice")
+		}
+	}
+	b.WriteString("/" + slice + "/" + name)
+	return b.String()
+}
+
+// invocationID is the invocation id systemd wrote on the unified
+// hierarchy's cgroup cg (the xattrs user.invocation_id and, readable by
+// root only, trusted.invocation_id) when it set up the unit's run: the
+// same value as the unit's InvocationID property, without asking systemd.
+// ok is false where there is none (no unified hierarchy, an older systemd).
+func (c cgroupFS) invocationID(cg string) (string, bool) {
+	if cg == "" {
+		return "", false
+	}
+	p := filepath.Join(c.procsRoot, filepath.Clean("/"+cg))
+	buf := make([]byte, 64)
+	for _, attr := range []string{"user.invocation_id", "trusted.invocation_id"} {
+		if n, err := unix.Getxattr(p, attr, buf); err == nil && n == 32 {
+			return string(buf[:n]), true
+		}
+	}
+	return "", false
 }

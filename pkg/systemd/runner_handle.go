@@ -49,9 +49,17 @@ type cmdline struct {
 
 // attach builds the handle of the run of unit name that is current now,
 // and starts watching its main process.
+//
+// Only the main pid is asked of systemd (ExecMainPID; reading all of a
+// service's properties costs several times as much, and this is on the
+// path of every start). The unit's cgroup follows from its slice and name,
+// and the run's invocation id is on that cgroup (see unitCgroup,
+// cgroupFS.invocationID): two round trips to systemd fewer per start, each
+// of which waits for systemd to be done with the start job. Until the
+// derivation has been checked against systemd's own answer (the first
+// attach of the runner), or where it did not hold, they are read over
+// D-Bus as before.
 func (r *Runner) attach(ctx context.Context, name string, rt *route) (*unitHandle, error) {
-	// Three single properties: reading all of a service's (GetAll) costs
-	// several times as much, and this is on the path of every start.
 	h := &unitHandle{r: r, name: name, route: rt, done: make(chan struct{})}
 	p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ExecMainPID")
 	if err != nil {
@@ -60,13 +68,33 @@ func (r *Runner) attach(ctx context.Context, name string, rt *route) (*unitHandl
 	if pid, ok := p.Value.Value().(uint32); ok {
 		h.pid = int(pid)
 	}
-	if p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup"); err == nil {
-		h.cgroup, _ = p.Value.Value().(string)
-	}
-	if p, err := r.conn.GetUnitPropertyContext(ctx, name, "InvocationID"); err == nil {
-		if b, ok := p.Value.Value().([]byte); ok {
-			h.inv = fmt.Sprintf("%x", b)
+	cg := unitCgroup(r.slice, name)
+	inv, invOK := r.cg.invocationID(cg)
+	switch r.derived.Load() {
+	case derivedYes:
+		h.cgroup, h.inv = cg, inv
+		if !invOK {
+			h.inv = r.readInvocationID(ctx, name)
 		}
+	case derivedUnknown:
+		if p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup"); err == nil {
+			h.cgroup, _ = p.Value.Value().(string)
+		}
+		h.inv = r.readInvocationID(ctx, name)
+		// Judged on a run that still has its cgroup: one that has ended
+		// already says nothing either way.
+		if h.cgroup != "" && h.inv != "" {
+			if h.cgroup == cg && (!invOK || inv == h.inv) {
+				r.derived.Store(derivedYes)
+			} else {
+				r.derived.Store(derivedNo)
+			}
+		}
+	default:
+		if p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup"); err == nil {
+			h.cgroup, _ = p.Value.Value().(string)
+		}
+		h.inv = r.readInvocationID(ctx, name)
 	}
 	if h.pid == 0 {
 		return nil, fmt.Errorf("unit %s has no main process", name)
@@ -83,6 +111,27 @@ func (r *Runner) attach(ctx context.Context, name string, rt *route) (*unitHandl
 	go h.watch(f)
 	return h, nil
 }
+
+// readInvocationID is the unit's InvocationID over D-Bus, "" when unknown.
+func (r *Runner) readInvocationID(ctx context.Context, name string) string {
+	p, err := r.conn.GetUnitPropertyContext(ctx, name, "InvocationID")
+	if err != nil {
+		return ""
+	}
+	b, ok := p.Value.Value().([]byte)
+	if !ok || len(b) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%x", b)
+}
+
+// Whether a unit's cgroup and invocation id can be derived (see attach):
+// not known before the runner's first attach, then known for good.
+const (
+	derivedUnknown int32 = iota
+	derivedYes
+	derivedNo
+)
 
 // watch waits for the main process to exit (its pidfd turns readable),
 // then for systemd to record how, and closes done.

@@ -556,3 +556,57 @@ func TestSystemdFailedJobSaysWhy(t *testing.T) {
 	}
 	_ = r.conn.ResetFailedUnitContext(context.Background(), name) // best effort: the test's slice goes with the sandbox
 }
+
+func TestUnitCgroup(t *testing.T) {
+	for _, c := range []struct{ slice, name, want string }{
+		{"rollbridge-demo.slice", "rollbridge-demo-v1-web.service", "/rollbridge.slice/rollbridge-demo.slice/rollbridge-demo-v1-web.service"},
+		{Slice("my-app"), UnitName("my-app", "r-1.x", "worker#2"), `/rollbridge.slice/rollbridge-my\x2dapp.slice/rollbridge-my\x2dapp-r\x2d1.x-worker\x232.service`},
+	} {
+		if got := unitCgroup(c.slice, c.name); got != c.want {
+			t.Errorf("unitCgroup(%q, %q) = %q, want %q", c.slice, c.name, got, c.want)
+		}
+	}
+}
+
+// The unit's cgroup and invocation id that a start derives instead of
+// asking systemd (attach) are systemd's own: checked here against its
+// ControlGroup and InvocationID for names that need escaping, and the
+// runner trusts the derivation after its first start.
+func TestSystemdDerivedCgroupAndInvocation(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	r := newSystemdRunner(t, testApp(t)+"-odd_name.x")
+	t.Cleanup(r.Close)
+	for _, id := range []string{"web", "worker#2", "web#3", "-x"} {
+		spec := shellSpec(t, id, `while :; do sleep 0.05; done`)
+		p, _ := newProc(t, spec, r)
+		if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+			t.Fatal(err)
+		}
+		name := r.unitName(spec, 0)
+		cg, err := r.conn.GetUnitTypePropertyContext(context.Background(), name, "Service", "ControlGroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := unitCgroup(r.slice, name), cg.Value.Value().(string); got != want {
+			t.Errorf("%s: derived cgroup %q, systemd's %q", id, got, want)
+		}
+		inv, ok := r.cg.invocationID(unitCgroup(r.slice, name))
+		if want := r.readInvocationID(context.Background(), name); !ok || inv != want {
+			t.Errorf("%s: invocation id on the cgroup %q (%v), systemd's %q", id, inv, ok, want)
+		}
+		if got := r.derived.Load(); got != derivedYes {
+			t.Errorf("after starting %s the runner derives: %d, want %d (yes)", id, got, derivedYes)
+		}
+		// The handle's cgroup is where its members are found.
+		pid := *p.Status().Pid
+		found := false
+		for _, m := range p.Members() {
+			found = found || m.Pid == pid
+		}
+		if !found {
+			t.Errorf("%s: members %+v lack the main pid %d", id, p.Members(), pid)
+		}
+	}
+}
