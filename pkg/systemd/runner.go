@@ -257,7 +257,7 @@ func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, ou
 		_ = r.conn.ResetFailedUnitContext(context.WithoutCancel(ctx), name) // best effort: maybe nothing to reset
 		return nil, err
 	}
-	h, err := r.attach(ctx, name, rt)
+	h, err := r.attach(ctx, name, rt, true)
 	if err != nil {
 		r.follow.unroute(name, rt, 0)
 		return nil, err
@@ -327,7 +327,7 @@ func (r *Runner) adoptUnit(ctx context.Context, spec process.Spec, name string, 
 		}
 		rt = r.follow.route(name, out)
 	}
-	h, err := r.attach(ctx, name, rt)
+	h, err := r.attach(ctx, name, rt, false)
 	if err != nil {
 		r.follow.unroute(name, rt, 0)
 		return nil, fmt.Errorf("adopt %s: %w", name, err)

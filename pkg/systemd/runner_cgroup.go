@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rollbridge/rollbridge-go/internal/procfs"
 )
 
 // cgroupFS finds a unit's cgroup on this host's cgroup layout: the unified
@@ -126,4 +128,31 @@ func (c cgroupFS) invocationID(cg string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// mainFromCgroup is the main pid of a run whose start job has just ended,
+// read from its cgroup cg: systemd forks the main process into it before
+// the job ends, so right after that it is the process there whose parent
+// is the manager (pid 1), and the only one unless it has forked already
+// (then 0: ask systemd). A child of a main process that has already
+// exited looks the same; Runner.attach has systemd confirm the pid off the
+// start path for that reason.
+func (c cgroupFS) mainFromCgroup(cg string) int {
+	b, err := os.ReadFile(filepath.Join(c.procsRoot, filepath.Clean("/"+cg), "cgroup.procs"))
+	if err != nil {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) != 1 {
+		return 0
+	}
+	pid, err := strconv.Atoi(string(f[0]))
+	if err != nil {
+		return 0
+	}
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.Ppid != 1 {
+		return 0
+	}
+	return pid
 }
