@@ -705,3 +705,24 @@ func TestSystemdMainPidOfADaemonizingApp(t *testing.T) {
 		t.Errorf("the child %d should live on in the unit", orphan)
 	}
 }
+
+// Closing the runner stops its journal follower even when the follower
+// does not act on SIGINT (a runner closed while its journalctl was still
+// starting hung a test of the lane in Runner.Close): here a follower that
+// ignores SIGINT stands in for it.
+func TestFollowerCloseDoesNotHang(t *testing.T) {
+	ready := filepath.Join(t.TempDir(), "ready")
+	f, err := startFollowerCmd(exec.Command("/bin/sh", "-c", `trap '' INT; : > "$0"; while :; do sleep 0.05; done`, ready))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The case to cover is SIGINT ignored: once the trap is set.
+	testutil.Eventually(t, "trap set", func() bool { _, err := os.Stat(ready); return err == nil })
+	closed := make(chan struct{})
+	go func() { f.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(testutil.Timeout):
+		t.Fatal("follower.close still waits for a follower that ignores SIGINT")
+	}
+}
