@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,9 @@ type Runner struct {
 	inst   string
 	cg     cgroupFS
 	follow *follower
+	// derived says whether attach may derive a unit's cgroup and
+	// invocation id instead of asking systemd (derivedUnknown, -Yes, -No).
+	derived atomic.Int32
 
 	mu      sync.Mutex
 	names   map[string]*nameLock // per unit name: a start and a release take turns
@@ -253,7 +257,7 @@ func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, ou
 		_ = r.conn.ResetFailedUnitContext(context.WithoutCancel(ctx), name) // best effort: maybe nothing to reset
 		return nil, err
 	}
-	h, err := r.attach(ctx, name, rt)
+	h, err := r.attach(ctx, name, rt, true)
 	if err != nil {
 		r.follow.unroute(name, rt, 0)
 		return nil, err
@@ -323,7 +327,7 @@ func (r *Runner) adoptUnit(ctx context.Context, spec process.Spec, name string, 
 		}
 		rt = r.follow.route(name, out)
 	}
-	h, err := r.attach(ctx, name, rt)
+	h, err := r.attach(ctx, name, rt, false)
 	if err != nil {
 		r.follow.unroute(name, rt, 0)
 		return nil, fmt.Errorf("adopt %s: %w", name, err)

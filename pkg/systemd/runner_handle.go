@@ -34,8 +34,13 @@ type unitHandle struct {
 	pid    int
 	route  *route // where the journal follower sends its lines
 	done   chan struct{}
+	// confirmed is closed once systemd's ExecMainPID has been compared
+	// with pid, when pid was taken from the cgroup (see mainFromCgroup);
+	// nil when pid came from systemd.
+	confirmed chan struct{}
 
 	mu       sync.Mutex
+	main     int // systemd's main pid of the run when it is not pid (see confirm), else 0
 	code     *int
 	signal   string
 	released bool
@@ -48,25 +53,64 @@ type cmdline struct {
 }
 
 // attach builds the handle of the run of unit name that is current now,
-// and starts watching its main process.
-func (r *Runner) attach(ctx context.Context, name string, rt *route) (*unitHandle, error) {
-	// Three single properties: reading all of a service's (GetAll) costs
-	// several times as much, and this is on the path of every start.
+// and starts watching its main process. started says that the run was
+// started by this runner just now (its start job has just ended), rather
+// than adopted.
+//
+// Nothing is asked of systemd on the way when it can be found without it,
+// because each D-Bus read right after the start job waits for systemd to
+// be done with the job's aftermath (docs/performance.md): the unit's
+// cgroup follows from its slice and name, the run's invocation id is on
+// that cgroup (see unitCgroup, cgroupFS.invocationID), and the main pid of
+// a run just started is the one process in that cgroup (mainFromCgroup).
+// Until the derivation has been checked against systemd's own answer (the
+// runner's first attach), or where it did not hold, and for the main pid
+// whenever the cgroup does not tell, they are read over D-Bus (single
+// properties: reading all of a service's costs several times as much).
+func (r *Runner) attach(ctx context.Context, name string, rt *route, started bool) (*unitHandle, error) {
 	h := &unitHandle{r: r, name: name, route: rt, done: make(chan struct{})}
-	p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ExecMainPID")
-	if err != nil {
-		return nil, fmt.Errorf("unit %s: %w", name, err)
+	cg := unitCgroup(r.slice, name)
+	derived := r.derived.Load()
+	if started && derived == derivedYes {
+		h.pid = r.cg.mainFromCgroup(cg)
 	}
-	if pid, ok := p.Value.Value().(uint32); ok {
-		h.pid = int(pid)
-	}
-	if p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup"); err == nil {
-		h.cgroup, _ = p.Value.Value().(string)
-	}
-	if p, err := r.conn.GetUnitPropertyContext(ctx, name, "InvocationID"); err == nil {
-		if b, ok := p.Value.Value().([]byte); ok {
-			h.inv = fmt.Sprintf("%x", b)
+	if h.pid != 0 {
+		h.confirmed = make(chan struct{})
+	} else {
+		p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ExecMainPID")
+		if err != nil {
+			return nil, fmt.Errorf("unit %s: %w", name, err)
 		}
+		if pid, ok := p.Value.Value().(uint32); ok {
+			h.pid = int(pid)
+		}
+	}
+	inv, invOK := r.cg.invocationID(cg)
+	switch derived {
+	case derivedYes:
+		h.cgroup, h.inv = cg, inv
+		if !invOK {
+			h.inv = r.readInvocationID(ctx, name)
+		}
+	case derivedUnknown:
+		if p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup"); err == nil {
+			h.cgroup, _ = p.Value.Value().(string)
+		}
+		h.inv = r.readInvocationID(ctx, name)
+		// Judged on a run that still has its cgroup: one that has ended
+		// already says nothing either way.
+		if h.cgroup != "" && h.inv != "" {
+			if h.cgroup == cg && (!invOK || inv == h.inv) {
+				r.derived.Store(derivedYes)
+			} else {
+				r.derived.Store(derivedNo)
+			}
+		}
+	default:
+		if p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup"); err == nil {
+			h.cgroup, _ = p.Value.Value().(string)
+		}
+		h.inv = r.readInvocationID(ctx, name)
 	}
 	if h.pid == 0 {
 		return nil, fmt.Errorf("unit %s has no main process", name)
@@ -80,9 +124,69 @@ func (r *Runner) attach(ctx context.Context, name string, rt *route) (*unitHandl
 		f = os.NewFile(uintptr(pidfd), "pidfd")
 		r.track(f)
 	}
+	if h.confirmed != nil {
+		go h.confirm(f)
+	}
 	go h.watch(f)
 	return h, nil
 }
+
+// confirm compares the main pid taken from the cgroup with systemd's
+// ExecMainPID, off the start path. They differ only when the run's main
+// process forked and exited before its cgroup was read (an app that
+// daemonizes at once), leaving its child alone there: the run is then
+// over, as systemd (and the exec runner) see it, and the watcher is woken
+// to read its exit (h.main) instead of waiting for the child.
+func (h *unitHandle) confirm(f *os.File) {
+	defer close(h.confirmed)
+	ctx, cancel := context.WithTimeout(context.Background(), exitRecordWait)
+	defer cancel()
+	p, err := h.r.conn.GetUnitTypePropertyContext(ctx, h.name, "Service", "ExecMainPID")
+	if err != nil {
+		return // runner closed, or unit gone: the watcher learns either way
+	}
+	pid, _ := p.Value.Value().(uint32)
+	if pid == 0 || int(pid) == h.pid {
+		return
+	}
+	h.mu.Lock()
+	h.main = int(pid)
+	h.mu.Unlock()
+	if f != nil {
+		_ = f.Close() // wakes the watcher; it may have closed f already
+	}
+}
+
+// mainPid is the run's main pid as systemd knows it (see confirm).
+func (h *unitHandle) mainPid() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.main != 0 {
+		return h.main
+	}
+	return h.pid
+}
+
+// readInvocationID is the unit's InvocationID over D-Bus, "" when unknown.
+func (r *Runner) readInvocationID(ctx context.Context, name string) string {
+	p, err := r.conn.GetUnitPropertyContext(ctx, name, "InvocationID")
+	if err != nil {
+		return ""
+	}
+	b, ok := p.Value.Value().([]byte)
+	if !ok || len(b) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%x", b)
+}
+
+// Whether a unit's cgroup and invocation id can be derived (see attach):
+// not known before the runner's first attach, then known for good.
+const (
+	derivedUnknown int32 = iota
+	derivedYes
+	derivedNo
+)
 
 // watch waits for the main process to exit (its pidfd turns readable),
 // then for systemd to record how, and closes done.
@@ -106,6 +210,9 @@ func (h *unitHandle) watch(f *os.File) {
 		}
 		_ = f.Close()
 	}
+	if h.confirmed != nil {
+		<-h.confirmed // bounded by exitRecordWait
+	}
 	code, sig := h.exitStatus()
 	h.mu.Lock()
 	h.code, h.signal = code, sig
@@ -116,6 +223,7 @@ func (h *unitHandle) watch(f *os.File) {
 // exitStatus reads the main process's exit from systemd, waiting until it
 // has been recorded.
 func (h *unitHandle) exitStatus() (*int, string) {
+	mainPid := h.mainPid()
 	ctx, cancel := context.WithTimeout(context.Background(), exitRecordWait)
 	defer cancel()
 	for {
@@ -124,11 +232,11 @@ func (h *unitHandle) exitStatus() (*int, string) {
 			pid, _ := props["ExecMainPID"].(uint32)
 			exited, _ := props["ExecMainExitTimestampMonotonic"].(uint64)
 			main, _ := props["MainPID"].(uint32)
-			if int(pid) != h.pid || (exited != 0 && main == 0) {
+			if int(pid) != mainPid || (exited != 0 && main == 0) {
 				ecode, _ := props["ExecMainCode"].(int32)
 				status, _ := props["ExecMainStatus"].(int32)
 				switch {
-				case int(pid) != h.pid:
+				case int(pid) != mainPid:
 					// A later run already replaced ours: our exit is lost.
 				case ecode == 1: // CLD_EXITED
 					c := int(status)

@@ -51,6 +51,12 @@ func startFollower(app string) (*follower, error) {
 	since := fmt.Sprintf("--since=@%d", time.Now().Unix())
 	cmd := exec.Command("journalctl", "--follow", "--output=json", "--output-fields=MESSAGE,_SYSTEMD_UNIT",
 		"--no-pager", "--quiet", since, fieldApplication+"="+app, "_TRANSPORT=stdout")
+	return startFollowerCmd(cmd)
+}
+
+// startFollowerCmd starts cmd, a journalctl --follow --output=json, as the
+// follower.
+func startFollowerCmd(cmd *exec.Cmd) (*follower, error) {
 	cmd.Stderr = io.Discard
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -138,9 +144,24 @@ func (f *follower) unroute(name string, rt *route, delay time.Duration) {
 	time.AfterFunc(delay, drop)
 }
 
+// followerStopWait bounds how long close waits for journalctl to exit on
+// SIGINT before it kills it.
+const followerStopWait = 2 * time.Second
+
+// close stops journalctl and waits for it. SIGINT first, so it exits
+// cleanly; but a journalctl that does not act on it (seen under the lane's
+// load: a runner closed right after it started, its journalctl still
+// setting up) must not hang the daemon's exit, so SIGKILL follows.
 func (f *follower) close() {
 	if f.cmd.Process != nil {
 		_ = f.cmd.Process.Signal(os.Interrupt) // journalctl exits on SIGINT; Wait below reaps it
+		t := time.NewTimer(followerStopWait)
+		select {
+		case <-f.done:
+		case <-t.C:
+			_ = f.cmd.Process.Kill() // gone meanwhile is as good
+		}
+		t.Stop()
 	}
 	<-f.done
 	_ = f.cmd.Wait() // exit status of a follower we stopped: nothing to learn

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -555,4 +556,173 @@ func TestSystemdFailedJobSaysWhy(t *testing.T) {
 		t.Errorf("got %q, want the job's failure and systemd's reason (resources)", err)
 	}
 	_ = r.conn.ResetFailedUnitContext(context.Background(), name) // best effort: the test's slice goes with the sandbox
+}
+
+func TestUnitCgroup(t *testing.T) {
+	for _, c := range []struct{ slice, name, want string }{
+		{"rollbridge-demo.slice", "rollbridge-demo-v1-web.service", "/rollbridge.slice/rollbridge-demo.slice/rollbridge-demo-v1-web.service"},
+		{Slice("my-app"), UnitName("my-app", "r-1.x", "worker#2"), `/rollbridge.slice/rollbridge-my\x2dapp.slice/rollbridge-my\x2dapp-r\x2d1.x-worker\x232.service`},
+	} {
+		if got := unitCgroup(c.slice, c.name); got != c.want {
+			t.Errorf("unitCgroup(%q, %q) = %q, want %q", c.slice, c.name, got, c.want)
+		}
+	}
+}
+
+// The unit's cgroup and invocation id that a start derives instead of
+// asking systemd (attach) are systemd's own: checked here against its
+// ControlGroup and InvocationID for names that need escaping, and the
+// runner trusts the derivation after its first start.
+func TestSystemdDerivedCgroupAndInvocation(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	r := newSystemdRunner(t, testApp(t)+"-odd_name.x")
+	t.Cleanup(r.Close)
+	for _, id := range []string{"web", "worker#2", "web#3", "-x"} {
+		spec := shellSpec(t, id, `while :; do sleep 0.05; done`)
+		p, _ := newProc(t, spec, r)
+		if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+			t.Fatal(err)
+		}
+		name := r.unitName(spec, 0)
+		cg, err := r.conn.GetUnitTypePropertyContext(context.Background(), name, "Service", "ControlGroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := unitCgroup(r.slice, name), cg.Value.Value().(string); got != want {
+			t.Errorf("%s: derived cgroup %q, systemd's %q", id, got, want)
+		}
+		inv, ok := r.cg.invocationID(unitCgroup(r.slice, name))
+		if want := r.readInvocationID(context.Background(), name); !ok || inv != want {
+			t.Errorf("%s: invocation id on the cgroup %q (%v), systemd's %q", id, inv, ok, want)
+		}
+		if got := r.derived.Load(); got != derivedYes {
+			t.Errorf("after starting %s the runner derives: %d, want %d (yes)", id, got, derivedYes)
+		}
+		// The handle's cgroup is where its members are found.
+		pid := *p.Status().Pid
+		found := false
+		for _, m := range p.Members() {
+			found = found || m.Pid == pid
+		}
+		if !found {
+			t.Errorf("%s: members %+v lack the main pid %d", id, p.Members(), pid)
+		}
+	}
+}
+
+// BenchmarkStartDerived compares, start by start (alternating, so that the
+// load of a shared host hits both alike), a systemd start that reads the
+// main pid, cgroup and invocation id of the new unit over D-Bus (derivedNo,
+// as every start did before) with one that finds them without asking
+// systemd (attach). It reports the median of each, in ms.
+func BenchmarkStartDerived(b *testing.B) {
+	if !systemdWanted() {
+		b.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1")
+	}
+	r, err := NewRunner(context.Background(), RunnerOptions{Application: "bench", EnvDir: filepath.Join(b.TempDir(), "env")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(r.Close)
+	spec := process.Spec{ID: "web", Command: "exec sleep 1000", Dir: b.TempDir(), Env: []string{"PATH=/usr/bin:/bin", "A=b"},
+		GracefulStop: time.Second, Fields: map[string]any{events.KeyReleaseID: "b1", events.KeyBaseID: "web"}}
+	modes := []int32{derivedNo, derivedYes}
+	took := map[int32][]time.Duration{}
+	for i := 0; i < b.N; i++ {
+		for _, m := range modes {
+			r.derived.Store(m)
+			p := process.New(spec, r, nil)
+			t0 := time.Now()
+			if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+				b.Fatal(err)
+			}
+			took[m] = append(took[m], time.Since(t0))
+			if err := p.Stop(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(median(took[derivedNo]), "dbus-ms")
+	b.ReportMetric(median(took[derivedYes]), "derived-ms")
+}
+
+// A start takes the main pid from the unit's cgroup (attach). When the main
+// process has forked and exited before that read (an app that daemonizes
+// at once), the one process left there is its child: systemd's ExecMainPID
+// then corrects it, and the run reads as exited with the main process's
+// status, as the exec runner reports it, though the child lives on in the
+// unit. The race is forced here: the start job runs, the main process is
+// gone, then the handle is attached as a start's would be.
+func TestSystemdMainPidOfADaemonizingApp(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	r := newSystemdRunner(t, testApp(t))
+	t.Cleanup(r.Close)
+	r.derived.Store(derivedYes)
+	// Exit 0: a failed main process would have systemd end the child too.
+	spec := shellSpec(t, "web", `sleep 1000 & exit 0`)
+	name := r.unitName(spec, 0)
+	props, err := r.properties(spec, "/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.startJob(context.Background(), name, props); err != nil {
+		t.Fatal(err)
+	}
+	cg := unitCgroup(r.slice, name)
+	testutil.Eventually(t, "the main process gone", func() bool {
+		p, err := r.conn.GetUnitTypePropertyContext(context.Background(), name, "Service", "MainPID")
+		return err == nil && p.Value.Value() == uint32(0)
+	})
+	orphan := r.cg.mainFromCgroup(cg)
+	if orphan == 0 {
+		t.Fatalf("the child is not alone in the cgroup with the manager as its parent: %v", r.cg.procs(cg))
+	}
+	h, err := r.attach(context.Background(), name, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = h.Signal(syscall.SIGKILL) // the child; the unit goes with the test's slice
+		h.release()
+	})
+	select {
+	case <-h.Done():
+	case <-time.After(testutil.Timeout):
+		t.Fatalf("the run of %s never ended: watching %d, the child (%d) of its exited main process", name, h.Pid(), orphan)
+	}
+	if code, sig := h.ExitStatus(); code == nil || *code != 0 || sig != "" {
+		t.Errorf("exit status %v %q, want the main process's 0", code, sig)
+	}
+	if !procfs.Alive(orphan, 0) || !h.GroupAlive() {
+		t.Errorf("the child %d should live on in the unit", orphan)
+	}
+}
+
+// Closing the runner stops its journal follower even when the follower
+// does not act on SIGINT (a runner closed while its journalctl was still
+// starting hung a test of the lane in Runner.Close): here a follower that
+// ignores SIGINT stands in for it.
+func TestFollowerCloseDoesNotHang(t *testing.T) {
+	ready := filepath.Join(t.TempDir(), "ready")
+	f, err := startFollowerCmd(exec.Command("/bin/sh", "-c", `trap '' INT; : > "$0"; while :; do sleep 0.05; done`, ready))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The case to cover is SIGINT ignored: once the trap is set.
+	testutil.Eventually(t, "trap set", func() bool { _, err := os.Stat(ready); return err == nil })
+	closed := make(chan struct{})
+	go func() { f.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(testutil.Timeout):
+		t.Fatal("follower.close still waits for a follower that ignores SIGINT")
+	}
 }
