@@ -15,7 +15,7 @@ STATICCHECK_MODULE  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 STATICCHECK_BIN     := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin
 STATICCHECK         := $(STATICCHECK_BIN)/staticcheck
 
-.PHONY: all build test check gofmt vet staticcheck fmt race fuzz demo bench chaos clean
+.PHONY: all build test check gofmt vet staticcheck fmt race fuzz demo bench chaos deb clean
 
 all: build
 
@@ -44,6 +44,13 @@ CHAOS_ARGS     ?=
 chaos: build
 	$(GO) build -o $(BIN)/ ./bench/cmd/chaos
 	$(BIN)/chaos -bin $(BIN) -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -known "$(CHAOS_KNOWN)" $(CHAOS_ARGS)
+
+# The Debian package (docs/systemd.md, "Installing the Debian package"):
+# dist/rollbridge_VERSION_ARCH.deb, built with nfpm (pinned in
+# packaging/deb/go.mod). DEB_VERSION overrides the version derived from
+# git describe (packaging/deb/version.sh); DEB_ARCH cross-builds (a GOARCH).
+deb:
+	./packaging/deb/build.sh
 
 # The README's main job: daemon + example app + two deploys under load.
 demo:
@@ -84,4 +91,4 @@ fuzz:
 	$(GO) test ./pkg/state -run '^$$' -fuzz FuzzLoad -fuzztime 30s
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

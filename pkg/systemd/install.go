@@ -24,6 +24,12 @@ type Installed struct {
 // written to a temporary name and renamed. It does not ask systemd to
 // reload; see Reload.
 func Install(cfg *config.Config, dir, rollbridged string) (Installed, error) {
+	return install(cfg, dir, rollbridged, "/")
+}
+
+// install is Install with the distribution's directories under root
+// ("/" but in tests).
+func install(cfg *config.Config, dir, rollbridged, root string) (Installed, error) {
 	var out Installed
 	files, err := DropIns(cfg, rollbridged)
 	if err != nil {
@@ -39,7 +45,7 @@ func Install(cfg *config.Config, dir, rollbridged string) (Installed, error) {
 		if name == "rollbridge.tmpfiles.conf" && dir == "/etc/systemd/system" {
 			target = "/etc/tmpfiles.d/rollbridge.conf"
 		}
-		if knownUnit(dir, name) || exists(target) {
+		if knownUnit(root, dir, name) || exists(target) {
 			continue
 		}
 		data, _ := units.Files.ReadFile(name) // embedded and listed above: cannot fail
@@ -69,10 +75,19 @@ func Reload(ctx context.Context) error {
 }
 
 // knownUnit reports whether a template unit is already installed where
-// systemd looks (the target directory or the distribution's unit dirs).
-func knownUnit(dir, name string) bool {
-	for _, d := range []string{dir, "/lib/systemd/system", "/usr/lib/systemd/system"} {
-		if exists(filepath.Join(d, name)) {
+// systemd looks: the target directory or where a distribution package
+// (the .deb: packaging/deb) puts it under root. The tmpfiles snippet is
+// looked for under its packaged name, so that a copy in /etc/tmpfiles.d
+// never shadows the package's.
+func knownUnit(root, dir, name string) bool {
+	places := []string{filepath.Join(dir, name),
+		filepath.Join(root, "lib/systemd/system", name), filepath.Join(root, "usr/lib/systemd/system", name)}
+	if name == "rollbridge.tmpfiles.conf" {
+		places = append(places, filepath.Join(root, "usr/lib/tmpfiles.d/rollbridge.conf"),
+			filepath.Join(root, "lib/tmpfiles.d/rollbridge.conf"))
+	}
+	for _, p := range places {
+		if exists(p) {
 			return true
 		}
 	}
