@@ -139,6 +139,12 @@ type Proxy struct {
 	// they take. 0 waits for ever. A release keeps the value it was first
 	// served with, so a reload applies from the next deploy.
 	UpstreamTimeoutMs int64 `json:"upstreamTimeoutMs" reload:"next-deploy"`
+	// HostHealthPath (extension, default "": off) is a path the proxy
+	// answers itself for a load balancer's health check, before routing:
+	// 200 while a release is active and the host is not drained
+	// (rollbridgectl drain-host), else 503. Requests for it never reach the
+	// app. It applies live.
+	HostHealthPath string `json:"hostHealthPath" reload:"live"`
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.
