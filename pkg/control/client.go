@@ -204,6 +204,12 @@ func (c *Client) Listening(ctx context.Context) bool {
 	return true
 }
 
+// Connect opens a connection to the daemon for a tool that relays the
+// protocol without reading it (rollbridgectl dial-stdio): through Dial
+// when set, else to the Unix socket at Path, refused like every call when
+// an untrusted user serves it. The caller closes it.
+func (c *Client) Connect(ctx context.Context) (io.ReadWriteCloser, error) { return c.dial(ctx) }
+
 // dial opens a connection to the daemon: through Dial when set, else to
 // the Unix socket at Path, checked with checkPeer.
 func (c *Client) dial(ctx context.Context) (io.ReadWriteCloser, error) {
@@ -273,6 +279,9 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 				return nil, fmt.Errorf("the daemon closed the connection before answering %s", req.Command)
+			}
+			if c.Dial != nil {
+				return nil, err // the transport says which part failed (see Dial)
 			}
 			return nil, fmt.Errorf("read the answer to %s: %w", req.Command, err)
 		}
