@@ -19,7 +19,7 @@ import (
 func hostFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "host", Aliases: []string{"H"}, EnvVars: []string{"ROLLBRIDGE_HOST"},
-			Usage: "send daemon commands to the daemon on another host through ssh: `ssh://USER@HOST[:PORT]` (-c and --socket then name paths there)"},
+			Usage: "send daemon commands through ssh to the daemon on another host, named `ssh://USER@HOST[:PORT]` (-c and --socket then name paths there)"},
 		&cli.StringFlag{Name: "ssh-config", EnvVars: []string{"ROLLBRIDGE_SSH_CONFIG"},
 			Usage: "with --host, the ssh config `FILE` to use instead of ~/.ssh/config (ssh -F)"},
 		&cli.StringFlag{Name: "remote-ctl", EnvVars: []string{"ROLLBRIDGE_REMOTE_CTL"},
