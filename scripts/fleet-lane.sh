@@ -58,7 +58,13 @@ cleanup() {
   done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
-  for u in "${USERS[@]}"; do id "$u" >/dev/null 2>&1 && userdel -r "$u" >/dev/null 2>&1; done
+  for u in "${USERS[@]}"; do
+    id "$u" >/dev/null 2>&1 || continue
+    # ssh sessions Ansible keeps open (ControlPersist) would make userdel refuse
+    for p in $(ps -u "$u" -o pid=); do kill "$p" 2>/dev/null; done
+    wait_for 10 bash -c "[ -z \"\$(ps -u $u -o pid=)\" ]"
+    userdel -r "$u" >/dev/null 2>&1 || echo "$LANE: could not remove the user $u"
+  done
   rm -rf "$W"
 }
 trap cleanup EXIT
