@@ -33,7 +33,9 @@ func newApp() *cli.App {
 		Description: "rollbridgectl validates rollbridge.jsonnet configs and talks to the running\n" +
 			"rollbridged daemon over its Unix control socket (control.path).\n" +
 			"Commands take -c/--config (default: rollbridge.jsonnet in the working directory);\n" +
-			"the ones that talk to a running daemon also take --socket to bypass the config.",
+			"the ones that talk to a running daemon also take --socket to bypass the config.\n" +
+			"With --host ssh://USER@HOST[:PORT] (or ROLLBRIDGE_HOST), those commands go to the\n" +
+			"daemon on that host through ssh, and -c/--socket name paths there.",
 		Commands: []*cli.Command{
 			deployCommand(),
 			rollbackCommand(),
@@ -44,6 +46,8 @@ func newApp() *cli.App {
 			logsCommand(),
 			eventsCommand(),
 			shutdownCommand(),
+			drainHostCommand(),
+			undrainHostCommand(),
 			ensureDaemonCommand(),
 			validateCommand(),
 			configCommand(),
@@ -53,7 +57,9 @@ func newApp() *cli.App {
 			systemdCommand(),
 			completionCommand(),
 			manCommand(),
+			dialStdioCommand(),
 		},
+		Flags: hostFlags(),
 		// run alone turns errors into exit codes; urfave/cli must not exit.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
@@ -62,6 +68,9 @@ func newApp() *cli.App {
 		HideHelpCommand: true,
 	}
 	for _, cmd := range app.Commands {
+		if !isRemoteCommand(cmd.Name) && cmd.Name != "dial-stdio" {
+			cmd.Before = refuseHost
+		}
 		cmd.OnUsageError = app.OnUsageError
 		cmd.HideHelpCommand = true // "help" as a subcommand only confuses completion and the man page
 	}

@@ -10,9 +10,13 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// daemonClient returns a client for the control socket: --socket, else
-// the config's control.path, whose control.owner it then trusts too.
+// daemonClient returns a client for the control socket: the daemon on
+// --host through ssh, else --socket, else the config's control.path, whose
+// control.owner it then trusts too.
 func daemonClient(c *cli.Context) (*control.Client, error) {
+	if cl, err := remoteClient(c); cl != nil || err != nil {
+		return cl, err
+	}
 	if p := c.String("socket"); p != "" {
 		return &control.Client{Path: p}, nil
 	}

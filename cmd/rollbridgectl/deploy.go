@@ -42,6 +42,14 @@ func runDeploy(c *cli.Context) error {
 	if c.String("release-path") == "" {
 		return usageErrorf("deploy needs --release-path DIR: the prepared release directory")
 	}
+	if h := c.String("host"); h != "" {
+		if c.Bool("ensure-daemon") {
+			return usageErrorf("--ensure-daemon starts a daemon on this host, so it does not go with --host; on " + h + " let systemd start it (systemctl enable --now rollbridge@APP)")
+		}
+		if !filepath.IsAbs(c.String("release-path")) {
+			return usageErrorf("with --host, --release-path must be an absolute path on the remote host")
+		}
+	}
 	if c.Bool("ensure-daemon") {
 		if _, err := ensure(c); err != nil {
 			return err

@@ -151,6 +151,13 @@ type Proxy struct {
 	// sets no cookie: the side is then a hash of the client's address
 	// (trustedProxies count). A canary keeps what it started with.
 	CanaryCookie string `json:"canaryCookie" reload:"next-deploy"`
+
+	// HostHealthPath (extension, default "": off) is a path the proxy
+	// answers itself for a load balancer's health check, before routing:
+	// 200 while a release is active and the host is not drained
+	// (rollbridgectl drain-host), else 503. Requests for it never reach the
+	// app. It applies live.
+	HostHealthPath string `json:"hostHealthPath" reload:"live"`
 }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.

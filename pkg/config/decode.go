@@ -442,11 +442,40 @@ func decodeProxy(c *collector, top obj, cfg *Config) {
 			take(c, &p.CanaryCookie, name)
 		}
 	}
+	if hp, ok := o.str("hostHealthPath", "Set proxy.hostHealthPath to a path such as '/_rollbridge/host', or '' to turn it off."); ok {
+		if problem := hostHealthPathProblem(hp); problem != "" {
+			c.add("proxy.hostHealthPath", "Set it to a plain path such as '/_rollbridge/host' (no query, no spaces), or '' to turn it off.", "%q %s", hp, problem)
+		} else {
+			take(c, &p.HostHealthPath, hp)
+		}
+	}
 	if o.has("trustedProxies") {
 		if list, ok := decodeTrustedProxies(c, "proxy.trustedProxies", o.m["trustedProxies"]); ok {
 			take(c, &p.TrustedProxies, list)
 		}
 	}
+}
+
+// hostHealthPath problem says what is wrong with a proxy.hostHealthPath,
+// or "". The proxy compares it with the request's decoded path, so a
+// query, a fragment or bytes no request path carries would never match.
+func hostHealthPathProblem(hp string) string {
+	switch {
+	case hp == "":
+		return ""
+	case !strings.HasPrefix(hp, "/"):
+		return "must start with /"
+	case len(hp) > 1024:
+		return "is longer than 1024 bytes"
+	case strings.ContainsAny(hp, "?#"):
+		return "must be a path alone, without ? or #"
+	}
+	for _, r := range hp {
+		if r <= ' ' || r == 0x7f {
+			return "must not contain spaces or control characters"
+		}
+	}
+	return ""
 }
 
 // decodeTrustedProxies reads a list of IP addresses and CIDR prefixes. A

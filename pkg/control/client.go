@@ -98,6 +98,14 @@ type Client struct {
 	// TrustUIDs are users, besides root and the caller, whose daemon the
 	// client talks to: control.owner's, when the daemon runs as that user.
 	TrustUIDs []int
+	// Dial, when set, opens the connection instead of dialling the Unix
+	// socket at Path: the protocol carried by another transport, such as
+	// ssh to a remote host's `rollbridgectl dial-stdio` (rollbridgectl
+	// --host). Path then only names the daemon in messages, and the peer
+	// check is the remote end's to make. Its errors, and those of the
+	// connection it returns, are passed on as they are, so they should say
+	// which part failed (wrapping ErrUnreachable where no daemon answered).
+	Dial func(ctx context.Context) (io.ReadWriteCloser, error)
 }
 
 // checkPeer refuses a connection whose listening side runs as a user the
@@ -171,6 +179,18 @@ func (c *Client) Shutdown(ctx context.Context) (ShutdownResult, error) {
 	return call[ShutdownResult](ctx, c, &Request{Command: CmdShutdown}, nil)
 }
 
+// DrainHost drains the host (see DrainHostRequest). A non-nil progress
+// asks for progress lines while it waits and sees each one.
+func (c *Client) DrainHost(ctx context.Context, req DrainHostRequest, progress func(Progress)) (HostResult, error) {
+	return call[HostResult](ctx, c, req.wire(), progress)
+}
+
+// UndrainHost undrains the host: its health answer is 200 again while a
+// release is active.
+func (c *Client) UndrainHost(ctx context.Context) (HostResult, error) {
+	return call[HostResult](ctx, c, &Request{Command: CmdUndrainHost}, nil)
+}
+
 // Listening reports whether anything accepts connections on the socket:
 // a daemon, or another program that holds the path. It waits at most a
 // second.
@@ -182,6 +202,30 @@ func (c *Client) Listening(ctx context.Context) bool {
 	}
 	_ = conn.Close() // only probing
 	return true
+}
+
+// Connect opens a connection to the daemon for a tool that relays the
+// protocol without reading it (rollbridgectl dial-stdio): through Dial
+// when set, else to the Unix socket at Path, refused like every call when
+// an untrusted user serves it. The caller closes it.
+func (c *Client) Connect(ctx context.Context) (io.ReadWriteCloser, error) { return c.dial(ctx) }
+
+// dial opens a connection to the daemon: through Dial when set, else to
+// the Unix socket at Path, checked with checkPeer.
+func (c *Client) dial(ctx context.Context) (io.ReadWriteCloser, error) {
+	if c.Dial != nil {
+		return c.Dial(ctx)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.Path)
+	if err != nil {
+		return nil, &UnreachableError{Path: c.Path, Err: err}
+	}
+	if err := c.checkPeer(conn); err != nil {
+		_ = conn.Close() // refused before anything was sent
+		return nil, err
+	}
+	return conn, nil
 }
 
 func call[R Result](ctx context.Context, c *Client, req *Request, progress func(Progress)) (R, error) {
@@ -208,15 +252,11 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 		r.Progress = true
 		req = &r
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.Path)
+	conn, err := c.dial(ctx)
 	if err != nil {
-		return nil, &UnreachableError{Path: c.Path, Err: err}
-	}
-	defer conn.Close()
-	if err := c.checkPeer(conn); err != nil {
 		return nil, err
 	}
+	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks the read below
 	defer stop()
 
@@ -225,6 +265,9 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 		return nil, fmt.Errorf("encode %s request: %w", req.Command, err)
 	}
 	if _, err := conn.Write(append(b, '\n')); err != nil {
+		if c.Dial != nil {
+			return nil, fmt.Errorf("send %s to %s: %w", req.Command, c.Path, err)
+		}
 		return nil, &UnreachableError{Path: c.Path, Err: err}
 	}
 	r := bufio.NewReaderSize(conn, 64<<10)
@@ -236,6 +279,9 @@ func (c *Client) Do(ctx context.Context, req *Request, progress func(Progress)) 
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 				return nil, fmt.Errorf("the daemon closed the connection before answering %s", req.Command)
+			}
+			if c.Dial != nil {
+				return nil, err // the transport says which part failed (see Dial)
 			}
 			return nil, fmt.Errorf("read the answer to %s: %w", req.Command, err)
 		}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -150,6 +152,18 @@ func (echo) RolloutPromote(context.Context, func(Progress)) (CanaryResult, error
 }
 
 func (echo) RolloutAbort(context.Context) (CanaryResult, error) { return CanaryResult{}, nil }
+
+func (echo) DrainHost(_ context.Context, req DrainHostRequest, progress func(Progress)) (HostResult, error) {
+	if req.Wait {
+		progress(Progress{Message: "waiting", Data: map[string]any{"quietMs": req.Quiet.Milliseconds()}})
+		return HostResult{Drained: true, Changed: true, HealthPath: "/lb", QuietMs: req.Quiet.Milliseconds()}, nil
+	}
+	return HostResult{Drained: true, Changed: true, HealthPath: "/lb"}, nil
+}
+
+func (echo) UndrainHost(context.Context) (HostResult, error) {
+	return HostResult{Healthy: true, Changed: true, HealthPath: "/lb"}, nil
+}
 
 func TestRoundTripWithProgress(t *testing.T) {
 	_, path, _ := startServer(t, echo{})
@@ -532,4 +546,34 @@ func (h slowShutdown) Shutdown(context.Context) (ShutdownResult, error) {
 	close(h.started)
 	<-h.release
 	return ShutdownResult{Message: "shutdown"}, nil
+}
+
+// A Client with Dial speaks the protocol over whatever Dial returns (here
+// a plain connection to the server's socket, as dial-stdio's would be);
+// Path only names the daemon, and Dial's errors come back as they are.
+func TestClientDialSeam(t *testing.T) {
+	_, path, _ := startServer(t, echo{})
+	dials := 0
+	c := &Client{Path: "ssh://deploy@web1", Dial: func(ctx context.Context) (io.ReadWriteCloser, error) {
+		dials++
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	var progress []Progress
+	res, err := c.DrainHost(context.Background(), DrainHostRequest{Wait: true, Quiet: 1500 * time.Millisecond}, func(p Progress) { progress = append(progress, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dials != 1 || !res.Drained || res.QuietMs != 1500 || len(progress) != 1 {
+		t.Fatalf("got dials=%d %+v progress=%v, want one dial, a drained answer with quietMs 1500 and one progress line", dials, res, progress)
+	}
+	if _, err := c.UndrainHost(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	sshFailed := fmt.Errorf("ssh to deploy@web1 failed: %w", ErrUnreachable)
+	c.Dial = func(context.Context) (io.ReadWriteCloser, error) { return nil, sshFailed }
+	if _, err := c.Status(context.Background()); err != sshFailed { // the very error, unwrapped
+		t.Fatalf("got %v, want Dial's error as it is", err)
+	}
 }

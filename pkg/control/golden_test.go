@@ -26,7 +26,9 @@ type fixed struct {
 	logs     LogsResult
 	events   EventsResult
 	canary   CanaryResult
-	err      error
+
+	host HostResult
+	err  error
 }
 
 func (f fixed) Deploy(_ context.Context, _ DeployRequest, progress func(Progress)) (DeployResult, error) {
@@ -67,6 +69,15 @@ func (f fixed) RolloutPromote(ctx context.Context, progress func(Progress)) (Can
 }
 
 func (f fixed) RolloutAbort(context.Context) (CanaryResult, error) { return f.canary, f.err }
+
+func (f fixed) DrainHost(_ context.Context, _ DrainHostRequest, progress func(Progress)) (HostResult, error) {
+	for _, p := range f.progress {
+		progress(p)
+	}
+	return f.host, f.err
+}
+
+func (f fixed) UndrainHost(context.Context) (HostResult, error) { return f.host, f.err }
 
 func ptr[T any](v T) *T { return &v }
 
@@ -170,6 +181,12 @@ func TestGoldenWireBytes(t *testing.T) {
 			{At: at, Message: "daemon stopping", Data: map[string]any{}}}}}},
 		{"events-none", `{"command":"events"}`, fixed{events: EventsResult{Events: []Event{}}}},
 		{"shutdown", `{"command":"shutdown"}`, fixed{}},
+		{"drain-host", `{"command":"drainHost"}`, fixed{host: HostResult{Drained: true, Changed: true, HealthPath: "/_rollbridge/host"}}},
+		{"drain-host-wait", `{"command":"drainHost","wait":true,"quietMs":2000,"timeoutMs":60000,"progress":true}`,
+			fixed{progress: []Progress{{Message: "waiting for traffic to stop", Data: map[string]any{"quietMs": 2000, "sinceLastRequestMs": 0}}},
+				host: HostResult{Drained: true, Changed: true, HealthPath: "/_rollbridge/host", QuietMs: 2013}}},
+		{"undrain-host", `{"command":"undrainHost"}`, fixed{host: HostResult{Drained: false, Changed: true, Healthy: true, HealthPath: "/_rollbridge/host"}}},
+		{"error-bad-quiet", `{"command":"drainHost","wait":true,"quietMs":-1}`, fixed{}},
 		{"error-not-found", `{"command":"rollback","releaseId":"nope"}`, fixed{err: Errorf(CodeNotFound, "release nope is not retained; retained releases: v1")}},
 		{"error-conflict", `{"command":"rollback","releaseId":"v1"}`, fixed{err: Errorf(CodeConflict, "release v1 is already active")}},
 		{"error-busy", `{"command":"stop"}`, fixed{err: Errorf(CodeDeployInProgress, "another command is running: deploy of release v3")}},

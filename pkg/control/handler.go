@@ -1,6 +1,9 @@
 package control
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Handler executes decoded requests: one method per command, so a command
 // added to the protocol does not compile until every handler answers it,
@@ -35,6 +38,11 @@ type Handler interface {
 	RolloutSet(ctx context.Context, req RolloutSetRequest) (CanaryResult, error)
 	RolloutPromote(ctx context.Context, progress func(Progress)) (CanaryResult, error)
 	RolloutAbort(ctx context.Context) (CanaryResult, error)
+
+	// DrainHost and UndrainHost answer with the host's state after the
+	// change. DrainHost may send progress while it waits.
+	DrainHost(ctx context.Context, req DrainHostRequest, progress func(Progress)) (HostResult, error)
+	UndrainHost(ctx context.Context) (HostResult, error)
 }
 
 // dispatch runs req on h and returns the encoded final line.
@@ -65,6 +73,12 @@ func dispatch(ctx context.Context, h Handler, req *Request, progress func(Progre
 		return reply(h.RolloutPromote(ctx, progress))
 	case CmdRolloutAbort:
 		return reply(h.RolloutAbort(ctx))
+
+	case CmdDrainHost:
+		return reply(h.DrainHost(ctx, DrainHostRequest{Wait: req.Wait, Quiet: time.Duration(req.QuietMs) * time.Millisecond,
+			Timeout: time.Duration(req.TimeoutMs) * time.Millisecond}, progress))
+	case CmdUndrainHost:
+		return reply(h.UndrainHost(ctx))
 	}
 	// DecodeRequest admits only the commands above.
 	return nil, Errorf(CodeUnknownCommand, "unknown command %q", req.Command)

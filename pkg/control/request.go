@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"strings"
+	"time"
 )
 
 // MaxLineBytes bounds one request line; longer input is refused.
@@ -21,6 +22,10 @@ const (
 	CmdLogs     = "logs"
 	CmdEvents   = "events"
 	CmdShutdown = "shutdown"
+	// CmdDrainHost and CmdUndrainHost (extensions) turn the host health
+	// answer (proxy.hostHealthPath) to 503 and back.
+	CmdDrainHost   = "drainHost"
+	CmdUndrainHost = "undrainHost"
 )
 
 // commandFields lists, per command, the request fields it reads. Any other
@@ -40,12 +45,15 @@ var commandFields = map[string][]string{
 	CmdRolloutSet:     {"percent"},
 	CmdRolloutPromote: {"progress"},
 	CmdRolloutAbort:   {},
+
+	CmdDrainHost:   {"wait", "quietMs", "timeoutMs", "progress"},
+	CmdUndrainHost: {},
 }
 
 // Commands returns the command names the protocol knows.
 func Commands() []string {
 	return []string{CmdDeploy, CmdRollback, CmdStatus, CmdStop, CmdRestart, CmdLogs, CmdEvents, CmdShutdown,
-		CmdDeployCanary, CmdRolloutSet, CmdRolloutPromote, CmdRolloutAbort}
+		CmdDeployCanary, CmdRolloutSet, CmdRolloutPromote, CmdRolloutAbort, CmdDrainHost, CmdUndrainHost}
 }
 
 // Request is one request line as it crosses the socket: the command and
@@ -62,6 +70,11 @@ type Request struct {
 	ProcessID string `json:"processId,omitempty"`
 	Policy    string `json:"policy,omitempty"`
 	Limit     int    `json:"limit,omitempty"`
+	// Wait, QuietMs and TimeoutMs are drain-host's: wait until no request
+	// came for QuietMs, at most TimeoutMs (0: the defaults).
+	Wait      bool  `json:"wait,omitempty"`
+	QuietMs   int64 `json:"quietMs,omitempty"`
+	TimeoutMs int64 `json:"timeoutMs,omitempty"`
 	// Progress asks a deploy or rollback for progress lines before its
 	// answer. Without it every request gets exactly one line back, as from
 	// the original, whose clients take the first line as the answer.
@@ -105,6 +118,27 @@ type LogsRequest struct {
 // EventsRequest asks for the newest Limit events; 0 means all retained.
 type EventsRequest struct {
 	Limit int
+}
+
+// Defaults of DrainHostRequest's wait.
+const (
+	DefaultDrainQuiet   = 2 * time.Second
+	DefaultDrainTimeout = 60 * time.Second
+)
+
+// DrainHostRequest drains the host: its health answer turns 503, so the
+// load balancer sends no new requests, while those that still come are
+// served. With Wait the answer comes once no request arrived for Quiet
+// (0: DefaultDrainQuiet), or with an error after Timeout (0:
+// DefaultDrainTimeout), the host staying drained either way.
+type DrainHostRequest struct {
+	Wait    bool
+	Quiet   time.Duration
+	Timeout time.Duration
+}
+
+func (r DrainHostRequest) wire() *Request {
+	return &Request{Command: CmdDrainHost, Wait: r.Wait, QuietMs: r.Quiet.Milliseconds(), TimeoutMs: r.Timeout.Milliseconds()}
 }
 
 func (r DeployRequest) wire() *Request {
@@ -198,6 +232,16 @@ func decodeField(req *Request, k string, v json.RawMessage) error {
 		return decodeLimit(req, v)
 	case "percent":
 		return json.Unmarshal(v, &req.Percent) // its errors are *Error
+
+	case "wait":
+		if err := json.Unmarshal(v, &req.Wait); err != nil {
+			return Errorf(CodeBadRequest, "field \"wait\" must be true or false")
+		}
+		return nil
+	case "quietMs":
+		return decodeMs(&req.QuietMs, k, v)
+	case "timeoutMs":
+		return decodeMs(&req.TimeoutMs, k, v)
 	case "progress":
 		if err := json.Unmarshal(v, &req.Progress); err != nil {
 			return Errorf(CodeBadRequest, "field \"progress\" must be true or false")
@@ -207,6 +251,17 @@ func decodeField(req *Request, k string, v json.RawMessage) error {
 	if err := json.Unmarshal(v, dst); err != nil {
 		return Errorf(CodeBadRequest, "field %q must be a string", k)
 	}
+	return nil
+}
+
+// decodeMs reads a duration in milliseconds: a whole number from 0 to a
+// day.
+func decodeMs(dst *int64, k string, v json.RawMessage) error {
+	var n int64
+	if err := json.Unmarshal(v, &n); err != nil || n < 0 || n > int64(24*time.Hour/time.Millisecond) {
+		return Errorf(CodeBadRequest, "field %q must be a whole number of milliseconds from 0 to 86400000", k)
+	}
+	*dst = n
 	return nil
 }
 

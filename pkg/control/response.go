@@ -25,7 +25,8 @@ import (
 
 // Result is the set of final answers; EncodeResult takes any of them.
 type Result interface {
-	DeployResult | Status | RestartResult | LogsResult | EventsResult | ShutdownResult | CanaryResult
+	DeployResult | Status | RestartResult | LogsResult | EventsResult | ShutdownResult | CanaryResult |
+		HostResult
 }
 
 // timeLayout is JavaScript's Date.toISOString, which the original uses for
@@ -93,6 +94,23 @@ type DeployResult struct {
 	// ConfigProblem (an addition, left out when empty) says why a rollback
 	// could not use the config file and ran on the last good config.
 	ConfigProblem string `json:"configProblem,omitempty"`
+}
+
+// HostResult answers drain-host and undrain-host (extensions): the
+// host's state after the command.
+type HostResult struct {
+	// Drained is whether the host is drained now; Changed is false when
+	// it already was (or was not).
+	Drained bool `json:"drained"`
+	Changed bool `json:"changed"`
+	// Healthy is what the health path answers now: 200 (true) while a
+	// release is active and the host is not drained.
+	Healthy bool `json:"healthy"`
+	// HealthPath is proxy.hostHealthPath.
+	HealthPath string `json:"healthPath"`
+	// QuietMs is, after a drain with wait, how long no request had
+	// arrived when the answer was sent; left out otherwise.
+	QuietMs int64 `json:"quietMs,omitempty"`
 }
 
 // RestartResult lists the instance ids that were restarted, in order.

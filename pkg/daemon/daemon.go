@@ -158,6 +158,7 @@ func Run(ctx context.Context, o Options) error {
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log, metrics: mx}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
 		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
 		FDStore:         o.Handover.proxyStore(), Observe: observers(mx, al)})
+	px.SetHostHealthPath(cfg.Proxy.HostHealthPath)
 	d.proxy = px
 	instance := o.Instance
 	if instance == "" {
@@ -180,7 +181,7 @@ func Run(ctx context.Context, o Options) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand, metrics: mx}
+	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand, metrics: mx, host: d}
 	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })
 
 	// The proxy serves from the start, holding what arrives until the
@@ -210,6 +211,13 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		prev.own = instance
+		prev.hostDrained = px.HostDrained
+		if prev.snap != nil && prev.snap.HostDrained {
+			// Drained before the restart: the balancer must not be told
+			// otherwise until undrain-host says so.
+			px.SetHostDrained(true)
+			log.Emit(events.HostDrained, map[string]any{events.KeyReason: "drained when the previous daemon stopped (state file); rollbridgectl undrain-host ends it"})
+		}
 		// Before any process starts: from here on, whatever this daemon
 		// starts can be found by rollbridgectl recover should it crash.
 		firstErr = firstWrite(cfg, prev, log)

@@ -40,6 +40,28 @@ type handler struct {
 	status   func() supervisor.Status
 	shutdown func(ctx context.Context) error
 	metrics  *metrics.Metrics // nil without metrics
+
+	host hostDrainer
+}
+
+// hostDrainer drains and undrains the host (host.go).
+type hostDrainer interface {
+	drainHost(ctx context.Context, req control.DrainHostRequest, progress func(control.Progress)) (control.HostResult, error)
+	undrainHost() control.HostResult
+}
+
+// DrainHost drains the host for the load balancer.
+func (h *handler) DrainHost(ctx context.Context, req control.DrainHostRequest, progress func(control.Progress)) (control.HostResult, error) {
+	res, err := h.host.drainHost(ctx, req, progress)
+	if err != nil {
+		return res, h.fail(control.CmdDrainHost, err)
+	}
+	return res, nil
+}
+
+// UndrainHost undrains the host.
+func (h *handler) UndrainHost(context.Context) (control.HostResult, error) {
+	return h.host.undrainHost(), nil
 }
 
 // codes maps the supervisor's refusals to wire codes; anything else is
@@ -57,6 +79,10 @@ var codes = []struct {
 
 // wireError is err with its wire code.
 func wireError(err error) *control.Error {
+	var ce *control.Error
+	if errors.As(err, &ce) { // the daemon's own refusals (host.go) carry their code
+		return ce
+	}
 	code := control.CodeFailed
 	for _, c := range codes {
 		if errors.Is(err, c.kind) {

@@ -187,6 +187,7 @@ func (d *daemon) ready() {
 func (d *daemon) adopt(next *config.Config) {
 	d.cfg.Store(next)
 	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies)     // live: the next request uses it
+	d.proxy.SetHostHealthPath(next.Proxy.HostHealthPath)     // live too
 	d.proxy.SetUpstreamTimeout(next.Proxy.UpstreamTimeout()) // for the backends of the next deploy on
 	d.warnUnitSettings(next)
 }

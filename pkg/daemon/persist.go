@@ -43,6 +43,9 @@ type previous struct {
 	earlier []string
 	// own is this daemon's instance.
 	own string
+	// hostDrained reads whether the host is drained now, for the state
+	// file; nil records false.
+	hostDrained func() bool
 }
 
 // live returns the orphans still running (pid and start time): status
@@ -77,6 +80,7 @@ func (p *previous) record(snap *state.Snapshot) *state.Snapshot {
 		}
 	}
 	snap.Instances = append([]string{p.own}, p.earlier...)
+	snap.HostDrained = p.hostDrained != nil && p.hostDrained()
 	return snap
 }
 

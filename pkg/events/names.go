@@ -32,10 +32,14 @@ const (
 	ProxyListening              Name = "proxy listening"
 	ControlSocketListening      Name = "control socket listening"
 	CommandFailed               Name = "command failed"
-	ProxyError                  Name = "proxy error"       // the app refused or broke a proxied connection
-	RequestsNotHeld             Name = "requests not held" // the hold answered 503: no release served in time, or too many waited
-	EventsDropped               Name = "events dropped"
-	InternalError               Name = "internal error" // a broken invariant with no caller to report to
+	// HostDrained and HostUndrained: the host health answer
+	// (proxy.hostHealthPath) turned 503 for the load balancer, and back.
+	HostDrained     Name = "host drained"
+	HostUndrained   Name = "host undrained"
+	ProxyError      Name = "proxy error"       // the app refused or broke a proxied connection
+	RequestsNotHeld Name = "requests not held" // the hold answered 503: no release served in time, or too many waited
+	EventsDropped   Name = "events dropped"
+	InternalError   Name = "internal error" // a broken invariant with no caller to report to
 	// UnitSettingsIgnored: the config gives processes systemd unit
 	// settings (sandboxing, limits) but the daemon runs them with the
 	// exec runtime, which cannot apply them. Said once per daemon.
@@ -220,6 +224,8 @@ var priorities = map[Name]Priority{
 	UnitSettingsIgnored:          PriWarning,
 	LeftoverStopped:              PriNotice,
 	DaemonStarted:                PriNotice,
+	HostDrained:                  PriNotice,
+	HostUndrained:                PriNotice,
 	DaemonStopped:                PriNotice,
 	ConfigReloaded:               PriNotice,
 	StateSavedAgain:              PriNotice,

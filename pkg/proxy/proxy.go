@@ -115,6 +115,8 @@ type Proxy struct {
 
 	handover *handover // nil without Options.FDStore
 	observe  ObserveFunc
+
+	host hostHealth // the load balancer's health answer (hostHealth.go)
 }
 
 // New returns a Proxy with no active backend: until Swap gives it one, it
@@ -247,6 +249,10 @@ func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
 // With no backend active it answers 503, or waits for one while the proxy
 // holds (see Hold).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.isHostHealth(r) {
+		p.serveHostHealth(w) // before routing: never held, never forwarded
+		return
+	}
 	upgrade := isUpgrade(r.Header)
 	b, n, cookie := p.acquire(r, upgrade)
 	if b == nil {

@@ -43,6 +43,10 @@ type Snapshot struct {
 	// such a daemon started carries INSTANCE.RUN in ROLLBRIDGE_RUN, so
 	// FindOrphans finds those the list of Processes misses.
 	Instances []string `json:"instances,omitempty"`
+	// HostDrained is true while the host is drained (rollbridgectl
+	// drain-host): a restarted daemon keeps answering its load balancer's
+	// health check 503 until undrain-host.
+	HostDrained bool `json:"hostDrained,omitempty"`
 
 	// owner is the user id of the file Load or Read read this snapshot
 	// from, and ownerKnown whether it may be trusted (see FindOrphans).
