@@ -106,7 +106,7 @@ func TestKeepAliveConnectionHandedToTheNextDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t, dir, fmt.Sprintf(`{statePath: %q, processes: [{id: 'web', policy: 'proxied', command: '%s=1 PORT={{port}} exec %s', port: 18000, health: false}]}`,
+	cfg := testConfig(t, dir, fmt.Sprintf(`{statePath: %q, processes: [{id: 'web', policy: 'proxied', command: '%s=1 PORT={{port}} exec %s', port: {from: 18300, to: 18399}, health: false}]}`,
 		statePath, testAppEnv, exe))
 	// The proxy socket outlives both daemons, as the socket unit's does;
 	// each daemon gets a descriptor of its own.
@@ -163,6 +163,18 @@ func TestKeepAliveConnectionHandedToTheNextDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	done <- nil // for runDaemon's cleanup
+	snap, err := state.Load(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The exec runner's kept process is this test's to end (it cannot be
+	// adopted): now, so that no failure below leaves it running.
+	for _, p := range snap.Processes {
+		_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+	}
+	for _, p := range snap.Processes {
+		testutil.Eventually(t, "the kept web gone", func() bool { return !state.Alive(p.Pid, 0) })
+	}
 	names := store.names()
 	if len(names) != 1 || !strings.HasPrefix(names[0], "ka.") {
 		t.Fatalf("fd store after the restart: %q, want the one keep-alive connection", names)
@@ -172,18 +184,8 @@ func TestKeepAliveConnectionHandedToTheNextDaemon(t *testing.T) {
 	if _, err := io.WriteString(conn, post); err != nil {
 		t.Fatal(err)
 	}
-	// The next daemon (the exec runner adopts nothing: it restores v1 from
-	// the state file, holding the request meanwhile).
-	snap, err := state.Load(statePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range snap.Processes {
-		_ = syscall.Kill(-p.Pid, syscall.SIGKILL) // the exec runner's kept process: not adoptable
-	}
-	for _, p := range snap.Processes {
-		testutil.Eventually(t, "the kept web gone", func() bool { return !state.Alive(p.Pid, 0) })
-	}
+	// The next daemon restores v1 from the state file (the exec runner
+	// adopts nothing), holding the request meanwhile.
 	runDaemon(t, Options{Config: cfg, Stdout: &lockedBuffer{}, Listeners: Listeners{Proxy: inherit()},
 		Handover: &Handover{Store: store, Enabled: true, Parked: store.files(t)}})
 	res, err := http.ReadResponse(br, nil)
