@@ -21,7 +21,11 @@
 # LANE_WEBSOCKETS) stream numbered echoes through systemctl restart, SIGKILL
 # and a watchdog kill of the daemon: all stay open, every echo once and in
 # order (the fd store hand-over); systemctl stop closes them and leaves the
-# store empty.
+# store empty. Beside them, keep-alive GET and POST load (kaload): 0 failed
+# requests and 0 connections closed across systemctl restart (the idle
+# ones parked in the fd store and served by the next daemon); after a
+# SIGKILL or watchdog kill, the requests lost are counted (at most one per
+# connection).
 #
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
 # (1 under CI, see lane-common.sh); any failed check exits 1.
@@ -38,7 +42,7 @@ trap '[ "${KEEP:-0}" = 1 ] || "$SB" down >/dev/null 2>&1; rm -rf "$build"' EXIT
 echo "== building static binaries"
 CGO_ENABLED=0 go build -o "$build/" ./cmd/rollbridged ./cmd/rollbridgectl || exit 1
 CGO_ENABLED=0 go build -o "$build/rollbridge-demo-app" ./examples/app || exit 1
-CGO_ENABLED=0 go build -o "$build/" ./bench/cmd/wsstream || exit 1
+CGO_ENABLED=0 go build -o "$build/" ./bench/cmd/wsstream ./bench/cmd/kaload || exit 1
 # The benchmark suite's runtime section runs inside the sandbox (-bin dir).
 mkdir -p "$build/bench"
 CGO_ENABLED=0 go build -o "$build/bench/" ./cmd/rollbridged ./cmd/rollbridgectl ./bench/cmd/suite || exit 1
@@ -53,7 +57,7 @@ if ! "$SB" up >/dev/null; then
   not_run "the systemd sandbox did not boot on this machine"
 fi
 ROOT=$("$SB" root)
-install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$build/supervisor.test" "$build/wsstream" "$ROOT/usr/local/bin/"
+install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$build/supervisor.test" "$build/wsstream" "$build/kaload" "$ROOT/usr/local/bin/"
 install -d "$ROOT/usr/local/lib/rollbridge-bench"
 install -m 0755 "$build"/bench/* "$ROOT/usr/local/lib/rollbridge-bench/"
 install -d "$ROOT/etc/rollbridge" "$ROOT/srv/demo/releases/v1" "$ROOT/srv/demo/releases/v2" "$ROOT/var/lib/rollbridge"
@@ -284,6 +288,44 @@ check "restarted after SIGKILL" wait_for 30 bash -c "p=\$('$SB' exec -- systemct
 check "traffic served again without any deploy ($(body))" \
   wait_for 20 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
 
+# Keep-alive HTTP beside the WebSockets (#13 item 2): kaload keeps NKA
+# keep-alive connections sending GET / and POST /upload back to back, by
+# hand (nothing retries). A graceful restart parks each idle one in the fd
+# store and the next daemon serves its next request: 0 failed, and no
+# connection dialled again. A killed daemon (SIGKILL, watchdog) cannot
+# finish the request it had in flight, nor hand over its idle
+# connections: at most one lost request per connection, counted.
+NKA=${LANE_KEEPALIVES:-8}
+KAS="$ROOT/tmp/kaload.json"
+kaj() { jq -r "$1" "$KAS" 2>/dev/null; }
+ka_start() {
+  rm -f "$KAS" "$ROOT/tmp/kaload.pause"
+  sb /usr/local/bin/kaload -n "$NKA" >"$build/kaload.out" 2>&1 &
+  kap=$!
+  check "kaload: $NKA keep-alive connections sending GET and POST through the proxy" \
+    wait_for 30 bash -c "[ \"\$(jq -r .open '$KAS' 2>/dev/null)\" = $NKA ] && [ \"\$(jq -r .ok '$KAS')\" -gt 100 ]"
+}
+ka_mark() { ka_f0=$(kaj .failed); ka_r0=$(kaj .redials); ka_ok0=$(kaj .ok); ka_since=$(sb date '+%Y-%m-%d %H:%M:%S'); }
+ka_after() { # ka_after WHAT MAXFAILED: since ka_mark, at most MAXFAILED requests failed; the load goes on
+  local what=$1 max=$2 f r
+  wait_for 30 bash -c "[ \"\$(jq -r .ok '$KAS')\" -gt $((ka_ok0 + 500)) ]"
+  f=$(($(kaj .failed) - ka_f0)) r=$(($(kaj .redials) - ka_r0))
+  check "$what: keep-alive GET/POST went on ($(($(kaj .ok) - ka_ok0)) answered), $f failed (at most $max)" test "$f" -le "$max"
+  if [ "$max" = 0 ]; then
+    check "$what: no keep-alive connection was closed under its client ($r dialled again)" test "$r" = 0
+  fi
+  if [ "$f" != 0 ]; then kaj '.failures[]' | tail -n "$f" | sed 's/^/   /'; fi
+  echo "keep-alive $what: $f failed, $r dialled again, $(($(kaj .ok) - ka_ok0)) answered" >>"$build/numbers"
+}
+ka_parked() { # the old daemon parked the idle connections; the new one served them
+  local ev
+  ev=$(sb journalctl -u rollbridge@demo.service --since "$ka_since" ROLLBRIDGE_EVENT='client connections parked' -o json --no-pager | tail -1 | jq -r .ROLLBRIDGE_DATA)
+  check "journal: the old daemon parked its $NKA keep-alive connections in the fd store ($ev)" test "$(jq -r .parked <<<"$ev" 2>/dev/null)" -ge "$NKA"
+  ev=$(sb journalctl -u rollbridge@demo.service --since "$ka_since" ROLLBRIDGE_EVENT='connections resumed' -o json --no-pager | tail -1 | jq -r .ROLLBRIDGE_DATA)
+  check "journal: the new daemon took them back (connections resumed: $ev)" test "$(jq -r .idle <<<"$ev" 2>/dev/null)" -ge "$NKA"
+}
+ka_stop() { sb kill -TERM "$(kaj .pid)" 2>/dev/null; wait "$kap" 2>/dev/null; }
+
 echo "== WebSockets survive systemctl restart, SIGKILL and a watchdog kill (the fd store)"
 NWS=${LANE_WEBSOCKETS:-200}
 WSS="$ROOT/tmp/wsstream.json"
@@ -307,24 +349,32 @@ ws_alive() { # ws_alive WHAT: every socket still open, no violation, and echoes 
   check "$1: status counts the $NWS on v2 again ($(ws_count))" wait_for 20 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '[.releases[] | select(.releaseId==\"v2\") | .connections.websocket][0]')\" = $NWS ]"
 }
 wait_served() { wait_for 30 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"; }
+ka_start
+ka_mark
 sb systemctl restart rollbridge@demo.service
 wait_served
 ws_alive "systemctl restart"
+ka_after "systemctl restart" 0
+ka_parked
 resumed() { sb journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='connections resumed' -o json --no-pager | tail -1 | jq -r .ROLLBRIDGE_DATA | jq -c .; }
 check "journal: the new daemon resumed all $NWS on v2 ($(resumed))" test "$(resumed | jq .resumed.v2)" = "$NWS"
 pid=$(prop rollbridge@demo.service MainPID)
+ka_mark
 sb systemctl kill -s SIGKILL rollbridge@demo.service
 wait_for 30 bash -c "p=\$('$SB' exec -- systemctl show rollbridge@demo.service -p MainPID --value); [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ]"
 wait_served
 ws_alive "systemctl kill -s SIGKILL"
+ka_after "systemctl kill -s SIGKILL" "$NKA"
 pid=$(prop rollbridge@demo.service MainPID)
 n1=$(prop rollbridge@demo.service NRestarts)
+ka_mark
 sb kill -STOP "$pid"
 check "the watchdog killed the frozen daemon and systemd restarted it" \
   wait_for 40 bash -c "[ \"\$('$SB' exec -- systemctl show rollbridge@demo.service -p NRestarts --value)\" -gt $n1 ] && [ \"\$('$SB' exec -- systemctl is-active rollbridge@demo.service)\" = active ]"
 wait_served
 ws_alive "watchdog kill (SIGSTOP)"
-touch "$ROOT/tmp/wsstream.pause"
+ka_after "watchdog kill (SIGSTOP)" "$NKA"
+touch "$ROOT/tmp/wsstream.pause" "$ROOT/tmp/kaload.pause"
 check "every message sent came back: nothing lost, nothing twice ($(jq -c . "$WSS"))" \
   wait_for 30 bash -c "[ \"\$(jq -r .outstanding '$WSS')\" = 0 ] && [ \"\$(jq -r .violations '$WSS')\" = 0 ]"
 echo "websockets: $(jq -c . "$WSS")" >>"$build/numbers"
@@ -339,6 +389,7 @@ wait_served
 check "the next start got no connection back (no connections resumed)" \
   bash -c "! '$SB' exec -- journalctl -u rollbridge@demo.service _PID=\$('$SB' exec -- systemctl show rollbridge@demo.service -p MainPID --value) ROLLBRIDGE_EVENT='connections resumed' -o cat --no-pager | grep -q ."
 sb kill -TERM "$(wsj .pid)"; wait "$wsp" 2>/dev/null
+ka_stop
 
 echo "== ensure-daemon over D-Bus: stop everything, then let ensure-daemon start the unit"
 sb systemctl stop rollbridge@demo.service rollbridge-control@demo.socket rollbridge-proxy@demo.socket

@@ -33,7 +33,9 @@ activation (FileDescriptorName=proxy / control) — logs one JSON line per event
 to stdout (native journal entries under systemd), re-reads the config on
 SIGHUP, and stops every managed process on SIGINT or SIGTERM. Under
 systemd with runtime systemd and FileDescriptorStoreMax= set, open WebSockets
-are kept in the unit's fd store and survive a daemon restart or crash.
+are kept in the unit's fd store and survive a daemon restart or crash, and a
+restart (systemctl restart) hands idle keep-alive connections to the next
+daemon the same way.
 
 The config is evaluated in a child process limited to ROLLBRIDGE_EVAL_TIMEOUT_MS
 milliseconds (default 10000) and ROLLBRIDGE_EVAL_MEMORY_MB MiB (default 512).
@@ -206,8 +208,8 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 	return daemon.Run(ctx, o)
 }
 
-// newHandover sets up the fd store hand-over of upgraded connections
-// (docs/systemd.md): it parks them only under the systemd runtime, run by
+// newHandover sets up the fd store hand-over of upgraded connections and,
+// at a restart, of idle keep-alive connections (docs/systemd.md): it parks them only under the systemd runtime, run by
 // systemd (NOTIFY_SOCKET), in a unit with FileDescriptorStoreMax= above 0.
 // stored are the descriptors this start got back; without a store they
 // are closed.

@@ -86,7 +86,7 @@ func boot(ctx context.Context, cfg *config.Config, b BootRelease, prev *previous
 // and closes the control socket it never served, removing the file it
 // created. The proxy's Serve returns meanwhile.
 func (d *daemon) abandonStart() {
-	d.stopServing(d.cfg.Load())
+	d.stopServing(d.cfg.Load(), false)
 	d.sup.Shutdown(context.Background())
 	d.proxy.Close()
 	d.ctl.Close(0)

@@ -176,10 +176,14 @@ func Run(ctx context.Context, o Options) error {
 		// Every deploy and rollback re-reads the file with the loader SIGHUP uses.
 		LoadConfig: o.LoadConfig, OnConfig: d.adopt,
 	})
+	// Client connections end at a request boundary at a stop, and a
+	// restart parks the idle ones for the next daemon (see handover.go).
+	d.clients = proxy.NewClientConns(o.Handover.proxyStore())
 	d.httpSrv = &http.Server{
 		Handler:           px,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		ConnState:         d.clients.ConnState,
 	}
 	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand, metrics: mx, host: d}
 	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })
@@ -190,11 +194,12 @@ func Run(ctx context.Context, o Options) error {
 	// by the release, or with a 503 that says when to retry — never left
 	// in the kernel backlog for as long as the start takes.
 	px.Hold(cfg.Proxy.HoldTimeout())
+	d.resumeClients(o.Handover) // served first, held like the rest
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := d.httpSrv.Serve(accepts); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := d.httpSrv.Serve(d.clients.Listener(accepts)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: err.Error()})
 		}
 	}()
@@ -487,7 +492,11 @@ type daemon struct {
 	proxy    *proxy.Proxy
 	sup      *supervisor.Supervisor
 	httpSrv  *http.Server
-	ctl      *control.Server
+	clients  *proxy.ClientConns // httpSrv's client connections
+	// clientsResumed counts the idle client connections the previous
+	// daemon parked and this one took back (resumeClients).
+	clientsResumed int
+	ctl            *control.Server
 	// execRuntime: processes run as the daemon's children, which cannot
 	// take systemd unit settings; unitWarned says that was logged.
 	execRuntime bool
@@ -523,15 +532,29 @@ func (d *daemon) shutdownCommand(ctx context.Context) error {
 // stopServing ends the proxy's part: held requests are answered at once (503
 // with no release; the next daemon, if any, takes the new connections), no
 // new connections are accepted, and in-flight requests finish, bounded by
-// drainTimeoutMs, after which the rest are cut.
-func (d *daemon) stopServing(cfg *config.Config) {
+// drainTimeoutMs, after which the rest are cut. Each client connection
+// ends at its next request boundary with no byte of its next request
+// read: parked in the fd store for the next daemon when park is true (a
+// restart with the hand-over), closed otherwise.
+//
+// Not http.Server.Shutdown: it closes idle connections whatever net/http
+// has read of their next request already, and drops without an answer a
+// request whose head it finished reading after the shutdown began (the
+// lane's rare "1 of 1000 requests failed" across a restart).
+func (d *daemon) stopServing(cfg *config.Config, park bool) {
 	d.proxy.EndHold()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.DrainTimeout())
-	err := d.httpSrv.Shutdown(ctx) // waits for in-flight HTTP, not for hijacked WebSockets
+	parked, err := d.clients.Stop(ctx, park) // waits for in-flight HTTP, not for hijacked WebSockets
 	cancel()
-	if err != nil {
-		_ = d.httpSrv.Close() // the grace period ran out: cut the rest
+	if park {
+		data := map[string]any{"parked": parked}
+		if err != nil {
+			data[events.KeyError] = err.Error()
+		}
+		d.log.Emit(events.ClientsParked, data)
 	}
+	// The grace period ran out (err) or all ended: cut what is left, if anything.
+	_ = d.httpSrv.Close()
 }
 
 // detach ends the daemon without stopping the managed processes (they
@@ -539,12 +562,15 @@ func (d *daemon) stopServing(cfg *config.Config) {
 // commands, in-flight HTTP requests finish (bounded by drainTimeoutMs)
 // while new connections wait in the socket's backlog for the next daemon,
 // which holds them until its release serves (see docs/systemd.md), then
-// the proxy closes. Upgraded connections end with this process.
+// the proxy closes. With the fd store hand-over, each client connection
+// is parked at its request boundary for the next daemon (idle keep-alive
+// ones at once), and so are the spliced upgraded connections (park);
+// without it, both end with this process.
 func (d *daemon) detach() {
 	cfg := d.cfg.Load()
 	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application, "processesKept": true})
 	d.ctl.StopAccepting()
-	d.stopServing(cfg)
+	d.stopServing(cfg, d.clients.CanPark())
 	d.sup.Detach()
 	d.proxy.Close()
 	d.lns.removeControl(cfg.Control.Path) // and its lock, for the next daemon
@@ -557,7 +583,7 @@ func (d *daemon) shutdown() {
 	cfg := d.cfg.Load()
 	d.log.Emit(events.DaemonStopping, map[string]any{events.KeyApplication: cfg.Application})
 	d.ctl.StopAccepting()
-	d.stopServing(cfg)
+	d.stopServing(cfg, false)
 	d.sup.Shutdown(context.Background())
 	d.proxy.Close()
 	d.lns.removeControl(cfg.Control.Path)

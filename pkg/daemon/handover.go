@@ -7,11 +7,14 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 )
 
-// Handover makes upgraded connections (WebSockets) outlive the daemon
-// through systemd's fd store (docs/systemd.md, "What survives what"): the
-// proxy parks each one in Store once its upgrade completes, a daemon
-// restart leaves them there (Park), and the next daemon resumes the ones
-// it got back (Parked) on their release. A stop removes everything.
+// Handover makes upgraded connections (WebSockets) and idle keep-alive
+// client connections outlive the daemon through systemd's fd store
+// (docs/systemd.md, "What survives what"): the proxy parks each upgraded
+// one in Store once its upgrade completes, a daemon restart leaves them
+// there (Park) and parks each client connection at its request boundary
+// (proxy.ClientConns), and the next daemon resumes what it got back
+// (Parked): upgraded connections on their release, client connections
+// by serving their next request. A stop removes everything.
 type Handover struct {
 	// Store is systemd's fd store; nil means no hand-over at all.
 	Store HandoverStore
@@ -39,13 +42,28 @@ func (h *Handover) proxyStore() proxy.FDStore {
 	return h.Store
 }
 
+// resumeClients takes back the idle keep-alive client connections a
+// previous daemon parked (proxy.ClientConns.Resume): the proxy serves
+// them first, like new connections, before anything of them is read.
+// They are served whether or not this daemon parks connections itself.
+func (d *daemon) resumeClients(h *Handover) {
+	if h == nil || len(h.Parked) == 0 {
+		return
+	}
+	var store proxy.FDStore
+	if h.Store != nil {
+		store = h.Store
+	}
+	d.clientsResumed, h.Parked = d.clients.Resume(store, h.Parked)
+}
+
 // resume takes over the connections a previous daemon parked: each one
 // whose release serves or drains again is copied on its backend and
 // counted there; the others (release gone, a descriptor missing, hand-over
 // off) are closed and removed from the store. It runs once the state is
 // restored or adopted, before the held requests go on.
 func (d *daemon) resume(h *Handover) {
-	if h == nil || len(h.Parked) == 0 {
+	if h == nil || len(h.Parked)+d.clientsResumed == 0 {
 		return
 	}
 	conns, broken, rest := proxy.ParkedConns(h.Parked)
@@ -70,7 +88,7 @@ func (d *daemon) resume(h *Handover) {
 		d.proxy.Resume(b, c)
 		resumed[c.ReleaseID]++
 	}
-	d.log.Emit(events.ConnectionsResumed, map[string]any{"resumed": resumed, "closed": closed})
+	d.log.Emit(events.ConnectionsResumed, map[string]any{"resumed": resumed, "closed": closed, "idle": d.clientsResumed})
 }
 
 // park leaves the spliced connections in the store for the next daemon

@@ -163,6 +163,11 @@ const (
 	// systemd's fd store are copied again, counted on their release; those
 	// whose release no longer serves are closed.
 	ConnectionsResumed Name = "connections resumed"
+	// ClientsParked: at a daemon restart, the client connections were
+	// parked in systemd's fd store at their request boundary (idle
+	// keep-alive connections; requests in flight finished first), for
+	// the next daemon to serve their next request.
+	ClientsParked Name = "client connections parked"
 )
 
 // priorities is the one table of how loud each event is; names not in it
@@ -223,6 +228,7 @@ var priorities = map[Name]Priority{
 	OrphanedUnitsFound:           PriWarning,
 	UnitSettingsIgnored:          PriWarning,
 	LeftoverStopped:              PriNotice,
+	ClientsParked:                PriInfo,
 	DaemonStarted:                PriNotice,
 	HostDrained:                  PriNotice,
 	HostUndrained:                PriNotice,

@@ -18,13 +18,17 @@ const (
 )
 
 // StoredPrefix starts the names of the descriptors the daemon keeps in the
-// fd store (parked connections, see proxy.FDStore); they come back beside
-// the listeners.
-const StoredPrefix = "ws."
+// fd store for upgraded connections (see proxy.FDStore), and
+// StoredClientPrefix those of parked idle keep-alive client connections
+// (proxy.ClientConns); they come back beside the listeners.
+const (
+	StoredPrefix       = "ws."
+	StoredClientPrefix = "ka."
+)
 
 // Activated are the listeners systemd passed in (either may be nil) and
-// the descriptors the fd store gave back (StoredPrefix names; f.Name() is
-// the name), which the caller owns.
+// the descriptors the fd store gave back (StoredPrefix and
+// StoredClientPrefix names; f.Name() is the name), which the caller owns.
 type Activated struct {
 	Proxy   net.Listener
 	Control net.Listener
@@ -44,7 +48,7 @@ func ActivatedListeners() (Activated, error) {
 	// Files also clears LISTEN_*: managed processes must never see them.
 	named := map[string][]net.Listener{}
 	for _, f := range activation.Files(true) {
-		if strings.HasPrefix(f.Name(), StoredPrefix) {
+		if strings.HasPrefix(f.Name(), StoredPrefix) || strings.HasPrefix(f.Name(), StoredClientPrefix) {
 			out.Stored = append(out.Stored, f)
 			continue
 		}

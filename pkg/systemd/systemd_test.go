@@ -102,8 +102,16 @@ func TestActivatedListenersByName(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	out = activatedChild(t, "proxy:ws.v1.0a.ur:ws.v1.0a.uw:control", tf, r, w, uf)
-	if want := fmt.Sprintf("proxy=tcp:%s control=unix:%s listen_fds=\"\" stored=ws.v1.0a.ur,ws.v1.0a.uw", tcp.Addr(), sock); out != want {
+	// A parked keep-alive connection ("ka.") too: a socket, not a listener.
+	kc, err := net.Dial("tcp", tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	kf, _ := kc.(*net.TCPConn).File()
+	defer kf.Close()
+	out = activatedChild(t, "proxy:ws.v1.0a.ur:ws.v1.0a.uw:ka.0b:control", tf, r, w, kf, uf)
+	if want := fmt.Sprintf("proxy=tcp:%s control=unix:%s listen_fds=\"\" stored=ws.v1.0a.ur,ws.v1.0a.uw,ka.0b", tcp.Addr(), sock); out != want {
 		t.Errorf("with stored descriptors:\ngot  %s\nwant %s", out, want)
 	}
 	// The metrics socket (rollbridge-metrics@.socket) by its name.

@@ -1,0 +1,339 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// Client connections across a daemon restart.
+//
+// Closing an idle keep-alive connection races with its client: a request
+// sent just as the server closes is lost (and a POST is not retried by
+// clients). So a restart does not close them: ClientConns parks each one
+// in the fd store at its next request boundary, and the next daemon
+// serves its next request through the same http.Server (Resume, then the
+// Listener yields it like a new connection).
+//
+// Why no byte of a request is lost or read twice: a connection is parked
+// only from inside the Read with which net/http starts reading its next
+// request, and only when net/http holds no byte of that request and this
+// Read consumed none.
+//
+//   - The request boundary: the Read is the first one after net/http said
+//     the connection is idle (ConnState StateIdle: the response was
+//     written and flushed, and the read net/http keeps pending while a
+//     handler runs was stopped), or the first one of the connection.
+//   - net/http holds nothing: it reads through a buffer, and asks Read to
+//     fill the whole buffer exactly when the buffer is empty. The first
+//     Read of a connection shows that size (nothing was read before). A
+//     Read at a later boundary that asks for less means net/http holds
+//     bytes of the next request already (a pipelined request, or the one
+//     byte its pending read took while the last response went out): such
+//     a connection is not parked there; its request is served, and it is
+//     parked at its next boundary.
+//   - The Read consumed nothing: it waits in the poller for the socket to
+//     become readable (peeking, never reading), and the decision between
+//     "read the request" and "park" is one compare-and-swap on the
+//     connection's phase, so no read starts once parking was decided, and
+//     no parking follows a read.
+//
+// A parked connection's descriptor is stored first and only then is this
+// process's own closed, so the socket never closes in between; whatever
+// the client sends meanwhile waits in the kernel's socket buffer for the
+// next daemon. A connection never parked (no store, the store full, a
+// request still running when the drain time ends) is closed as before.
+
+// clientStorePrefix starts the fd store name of a parked client
+// connection: "ka.CONN", CONN 16 random hex digits.
+const clientStorePrefix = "ka."
+
+// ClientConns tracks the client connections of one http.Server so a stop
+// can end each at a request boundary (Stop) and a restart can park the
+// idle ones for the next daemon. Serve the server on Listener and set its
+// ConnState to ConnState. Methods are safe for concurrent use.
+type ClientConns struct {
+	store FDStore // nil: Stop closes instead of parking
+
+	stopping atomic.Bool // Stop began: connections end at their boundary
+	park     atomic.Bool // ... and are parked, not closed
+
+	mu        sync.Mutex
+	conns     map[*clientConn]struct{}
+	changed   chan struct{} // closed and replaced when a connection leaves conns
+	resumed   []*clientConn // taken back by Resume, not yet accepted
+	listeners []net.Listener
+
+	parked atomic.Int64
+}
+
+// NewClientConns returns a tracker that parks connections in store when
+// stopped with park true; store nil closes them instead.
+func NewClientConns(store FDStore) *ClientConns {
+	return &ClientConns{store: store, conns: map[*clientConn]struct{}{}, changed: make(chan struct{})}
+}
+
+// CanPark says whether Stop(ctx, true) parks connections: it has a store.
+func (cc *ClientConns) CanPark() bool { return cc.store != nil }
+
+// Listener returns ln with every connection it accepts tracked. Before
+// the first of those it yields the connections Resume took back. Once
+// Stop began, Accept fails with http.ErrServerClosed, so Serve returns
+// as after Shutdown.
+func (cc *ClientConns) Listener(ln net.Listener) net.Listener {
+	l := &clientListener{Listener: ln, cc: cc}
+	cc.mu.Lock()
+	cc.listeners = append(cc.listeners, l)
+	cc.mu.Unlock()
+	return l
+}
+
+type clientListener struct {
+	net.Listener
+	cc *ClientConns
+}
+
+func (l *clientListener) Accept() (net.Conn, error) {
+	if c := l.cc.nextResumed(); c != nil {
+		return c, nil
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		if l.cc.stopping.Load() {
+			return nil, http.ErrServerClosed
+		}
+		return nil, err
+	}
+	return l.cc.track(c), nil
+}
+
+func (cc *ClientConns) nextResumed() *clientConn {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if len(cc.resumed) == 0 || cc.stopping.Load() {
+		return nil
+	}
+	c := cc.resumed[0]
+	cc.resumed = cc.resumed[1:]
+	return c
+}
+
+// track wraps c; a connection without a socket of its own (no
+// SyscallConn) is served untracked: it can neither wait without reading
+// nor be stored.
+func (cc *ClientConns) track(c net.Conn) net.Conn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	w := &clientConn{Conn: c, rc: rc, cc: cc}
+	cc.mu.Lock()
+	cc.conns[w] = struct{}{}
+	cc.mu.Unlock()
+	return w
+}
+
+func (cc *ClientConns) forget(c *clientConn) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if _, ok := cc.conns[c]; !ok {
+		return
+	}
+	delete(cc.conns, c)
+	close(cc.changed)
+	cc.changed = make(chan struct{})
+}
+
+// ConnState is the http.Server's ConnState hook: it marks the request
+// boundaries, and lets hijacked connections (WebSockets, which the proxy
+// hands over itself) go.
+func (cc *ClientConns) ConnState(c net.Conn, s http.ConnState) {
+	w, ok := c.(*clientConn)
+	if !ok {
+		return
+	}
+	switch s {
+	case http.StateIdle:
+		w.phase.Store(phaseBoundary)
+	case http.StateHijacked:
+		w.phase.Store(phaseDone)
+		cc.forget(w)
+	case http.StateClosed:
+		cc.forget(w)
+	}
+}
+
+// Stop ends the server's client connections gracefully: call it once the
+// server must take no new connection. It closes the listeners (Listener),
+// then every connection ends at its next request boundary, without a
+// byte of its next request read: parked in the store when park is true
+// and the store takes it, closed otherwise. Requests in flight finish
+// first and their answers go out. Stop returns once no connection is
+// left, or when ctx ends, with an error saying how many are left; close
+// those with http.Server.Close. It returns how many were parked.
+func (cc *ClientConns) Stop(ctx context.Context, park bool) (parked int64, err error) {
+	cc.park.Store(park && cc.store != nil)
+	cc.stopping.Store(true) // after park: a boundary that sees stopping reads park
+	cc.mu.Lock()
+	for _, l := range cc.listeners {
+		_ = l.Close() // the socket itself may be systemd's; only ours closes
+	}
+	pending := cc.resumed
+	cc.resumed = nil
+	for c := range cc.conns {
+		c.wake()
+	}
+	cc.mu.Unlock()
+	for _, c := range pending {
+		_ = c.end() // never served: nothing of it was read
+		_ = c.Close()
+	}
+	for {
+		cc.mu.Lock()
+		n, changed := len(cc.conns), cc.changed
+		cc.mu.Unlock()
+		if n == 0 {
+			return cc.parked.Load(), nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return cc.parked.Load(), fmt.Errorf("%d client connections still busy: %w", n, ctx.Err())
+		}
+	}
+}
+
+// Resume takes back the idle client connections a previous daemon parked
+// (files named "ka.CONN", as LISTEN_FDNAMES gave them; f.Name()): each is
+// removed from store (nil: none) before anything of it is read, and
+// Listener yields it next, to be served like a new connection. Files with
+// other names are returned untouched. It returns how many it took.
+func (cc *ClientConns) Resume(store FDStore, files []*os.File) (resumed int, rest []*os.File) {
+	for _, f := range files {
+		if !strings.HasPrefix(f.Name(), clientStorePrefix) {
+			rest = append(rest, f)
+			continue
+		}
+		if store != nil {
+			// Before the first read: a daemon that dies serving it must
+			// not leave it to the next one in the middle of a request.
+			store.Remove([]string{f.Name()})
+		}
+		c, err := net.FileConn(f)
+		_ = f.Close() // c has a descriptor of its own
+		if err != nil {
+			continue // not a socket: nothing to serve
+		}
+		w, ok := cc.track(c).(*clientConn)
+		if !ok {
+			_ = c.Close()
+			continue
+		}
+		cc.mu.Lock()
+		cc.resumed = append(cc.resumed, w)
+		cc.mu.Unlock()
+		resumed++
+	}
+	return resumed, rest
+}
+
+// Phases of a client connection. Only its own goroutine (net/http's, in
+// Read and ConnState) moves it, except Stop's wake: phaseWaiting to
+// phaseWaking.
+const (
+	phaseBoundary int32 = iota // the next Read starts the next request
+	phaseWaiting               // that Read waits, nothing read yet
+	phaseWaking                // Stop woke the waiting Read: it ends the connection
+	phaseActive                // a request is read or served: Reads go straight through
+	phaseDone                  // parked, hijacked or closing
+)
+
+// clientConn is a client connection of the server (see ClientConns).
+type clientConn struct {
+	net.Conn
+	rc    syscall.RawConn
+	cc    *ClientConns
+	phase atomic.Int32
+	// fill is the size of net/http's read buffer, from the connection's
+	// first Read; only the connection's goroutine reads or writes it.
+	fill int
+}
+
+func (c *clientConn) Read(p []byte) (int, error) {
+	if c.phase.Load() != phaseBoundary {
+		return c.Conn.Read(p)
+	}
+	if c.fill == 0 {
+		c.fill = len(p)
+	}
+	if len(p) != c.fill {
+		// net/http holds part of the next request already: serve it.
+		c.phase.Store(phaseActive)
+		return c.Conn.Read(p)
+	}
+	c.phase.Store(phaseWaiting)
+	if c.cc.stopping.Load() {
+		return 0, c.end()
+	}
+	werr := waitReadable(c.rc) // a wake (a deadline in the past) ends it too
+	if !c.phase.CompareAndSwap(phaseWaiting, phaseActive) {
+		return 0, c.end() // Stop woke it: nothing was read
+	}
+	if werr != nil {
+		return 0, werr // the idle or header timeout, or the connection broke
+	}
+	return c.Conn.Read(p)
+}
+
+// wake makes a Read waiting at a boundary end the connection; a
+// connection elsewhere ends at its next boundary instead.
+func (c *clientConn) wake() {
+	if c.phase.CompareAndSwap(phaseWaiting, phaseWaking) {
+		_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// end parks the connection if Stop says so and the store takes it, and
+// returns io.EOF: net/http then closes it without answering (a client
+// that went away), which closes only this process's descriptor.
+func (c *clientConn) end() error {
+	c.phase.Store(phaseDone)
+	if !c.cc.park.Load() {
+		return io.EOF
+	}
+	f, err := fileOf(c.Conn)
+	if err != nil {
+		return io.EOF
+	}
+	defer f.Close() // the store has its own copy
+	var id [8]byte
+	_, _ = rand.Read(id[:]) // never fails (crypto/rand)
+	if c.cc.store.Store([]string{clientStorePrefix + hex.EncodeToString(id[:])}, []*os.File{f}) == nil {
+		c.cc.parked.Add(1)
+	}
+	return io.EOF
+}
+
+func (c *clientConn) Close() error {
+	c.cc.forget(c)
+	return c.Conn.Close()
+}
+
+// File and SyscallConn let a hijacked connection be spliced and stored
+// like the bare socket (see handOver).
+func (c *clientConn) File() (*os.File, error) { return fileOf(c.Conn) }
+
+func (c *clientConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
