@@ -13,6 +13,12 @@ import (
 // what a restarting daemon behind a socket unit has to take over at once.
 const DefaultMaxHeld = 4096
 
+// DefaultHoldRelease is Options.HoldRelease when left zero: enough to keep
+// a small app's workers busy, few enough that a cold app (empty caches, a
+// connection pool still filling) is not handed thousands of requests at
+// the same instant.
+const DefaultHoldRelease = 32
+
 // holdRetryAfter is the Retry-After (seconds) of a 503 from the hold: the
 // release did not come in time, or too many requests wait already. It is a
 // guess at when a restarting daemon serves again; clients that honour it
@@ -112,7 +118,8 @@ func (p *Proxy) wake() {
 
 // await is the path of a request that found no active backend. It returns
 // a backend with the request counted on it, or nil once it has answered
-// the request itself.
+// the request itself (as it does for a request that waited: it forwards
+// that one itself, paced by release).
 //
 // The gate is loaded before the backend is looked for again: a Swap that
 // the look misses stores its backend first and replaces the gate after,
@@ -132,7 +139,14 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 			fmt.Errorf("%w (%d requests waiting already, the bound)", ErrNotHeld, p.maxHeld))
 		return nil, nil
 	}
-	defer p.held.Add(-1)
+	held := true
+	leave := func() {
+		if held {
+			held = false
+			p.held.Add(-1)
+		}
+	}
+	defer leave()
 	timer := time.NewTimer(g.timeout)
 	defer timer.Stop()
 	for {
@@ -148,8 +162,12 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 			return nil, nil
 		}
 		g = p.gate.Load()
-		if b, n := p.acquire(upgrade); b != nil {
-			return b, n
+		if p.active.Load() != nil {
+			// A backend came: go to it with the others released now, a
+			// few at a time (release), within the same deadline.
+			leave()
+			p.release(w, r, timer.C)
+			return nil, nil
 		}
 		if g.timeout == 0 {
 			http.Error(w, "No active release", http.StatusServiceUnavailable)
