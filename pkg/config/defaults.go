@@ -19,6 +19,11 @@ const (
 	DefaultForceStopTimeoutMs = 10000
 	DefaultHoldTimeoutMs      = 30000
 	DefaultUpstreamTimeoutMs  = 60000
+	DefaultMaxHeld            = 4096
+	DefaultHoldRelease        = 32
+	DefaultPauseTimeoutMs     = 60000
+	DefaultMaxPauseTimeoutMs  = 900000
+	DefaultRetryAfterMs       = 60000
 	DefaultRestartDelayMs     = 1000
 	DefaultOutputLines        = 50
 	DefaultMemoryCheckMs      = 5000
@@ -86,6 +91,12 @@ func applyDefaults(cfg *Config, set fieldSet) {
 	orDefault(set, &p.HoldTimeoutMs, DefaultHoldTimeoutMs)
 	orDefault(set, &p.UpstreamTimeoutMs, DefaultUpstreamTimeoutMs)
 	orDefault(set, &p.TrustedProxies, []netip.Prefix{})
+	orDefault(set, &p.MaxHeld, DefaultMaxHeld)
+	orDefault(set, &p.HoldRelease, DefaultHoldRelease)
+	orDefault(set, &p.PauseTimeoutMs, DefaultPauseTimeoutMs)
+	orDefault(set, &p.MaxPauseTimeoutMs, DefaultMaxPauseTimeoutMs)
+	orDefault(set, &p.Maintenance.RetryAfterMs, DefaultRetryAfterMs)
+	orDefault(set, &p.Maintenance.BypassClients, []netip.Prefix{})
 
 	orDefault(set, &cfg.ReleaseRetention.Keep, DefaultRetentionKeep)
 
