@@ -16,6 +16,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"command":`, `[]`, `null`, `{"command":"logs","process":1}`, "{\"command\":\"stop\"}\n",
 		`{"command":"restart","processId":"worker","policy":"companion","extra":[1,2]}`,
 		`{"command":"deploy","releasePath":"/r","progress":true}`, `{"command":"events","limit":2.5}`,
+		`{"command":"pause","timeoutMs":60000,"drain":true}`, `{"command":"resume"}`, `{"command":"pause","timeoutMs":1.5}`,
+		`{"command":"maintenance","state":"on","message":"back <soon>","page":"<h1>x</h1>"}`, `{"command":"maintenance"}`,
 	} {
 		f.Add([]byte(s))
 	}

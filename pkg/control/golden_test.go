@@ -25,6 +25,7 @@ type fixed struct {
 	restart  RestartResult
 	logs     LogsResult
 	events   EventsResult
+	traffic  TrafficResult
 	err      error
 }
 
@@ -48,6 +49,12 @@ func (f fixed) Logs(context.Context, LogsRequest) (LogsResult, error)       { re
 func (f fixed) Events(context.Context, EventsRequest) (EventsResult, error) { return f.events, f.err }
 func (f fixed) Shutdown(context.Context) (ShutdownResult, error) {
 	return ShutdownResult{Message: "shutdown"}, f.err
+}
+
+func (f fixed) Pause(context.Context, PauseRequest) (TrafficResult, error) { return f.traffic, f.err }
+func (f fixed) Resume(context.Context) (TrafficResult, error)              { return f.traffic, f.err }
+func (f fixed) Maintenance(context.Context, MaintenanceRequest) (TrafficResult, error) {
+	return f.traffic, f.err
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -79,7 +86,8 @@ func goldenStatus() Status {
 		ActiveReleaseID: ptr("v2"), Application: "shop",
 		Control: ControlInfo{Path: "/run/rollbridge-shop.sock", Mode: ptr(uint32(0o660)), Owner: &IDOrName{Name: "deploy"}, Group: &IDOrName{ID: 1001}},
 		Orphans: []Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: ptr("v0")}, {ID: "beacon", Pid: 3998}},
-		Proxy:   ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
+		Proxy: ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", Held: 7, HoldGaveUp: 2,
+			Paused: true, PausedUntil: at, Maintenance: &MaintenanceInfo{Since: at, Message: "Back at 15:00 UTC", Page: true}},
 		Releases: []Release{
 			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", Revision: "v1", State: "stopped",
 				Ports: Ports{{"web", 18182}, {"beacon", 7330}}, CreatedAt: at, ActivatedAt: at, DrainStartedAt: at, StoppedAt: at,
@@ -144,6 +152,14 @@ func TestGoldenWireBytes(t *testing.T) {
 			{At: at, Message: "daemon stopping", Data: map[string]any{}}}}}},
 		{"events-none", `{"command":"events"}`, fixed{events: EventsResult{Events: []Event{}}}},
 		{"shutdown", `{"command":"shutdown"}`, fixed{}},
+		{"pause", `{"command":"pause","timeoutMs":120000}`, fixed{traffic: TrafficResult{Paused: true, PausedUntil: at}}},
+		{"pause-drain", `{"command":"pause","drain":true}`, fixed{traffic: TrafficResult{Paused: true, PausedUntil: at, Held: 3, Drained: true}}},
+		{"resume", `{"command":"resume"}`, fixed{traffic: TrafficResult{}}},
+		{"maintenance-on", `{"command":"maintenance","state":"on","message":"Back at 15:00 UTC","page":"<h1>Back soon</h1>"}`,
+			fixed{traffic: TrafficResult{Maintenance: &MaintenanceInfo{Since: at, Message: "Back at 15:00 UTC", Page: true}}}},
+		{"maintenance-off", `{"command":"maintenance","state":"off"}`, fixed{traffic: TrafficResult{}}},
+		{"error-maintenance-state", `{"command":"maintenance","state":"maybe"}`, fixed{}},
+		{"error-pause-timeout", `{"command":"pause","timeoutMs":-5}`, fixed{}},
 		{"error-not-found", `{"command":"rollback","releaseId":"nope"}`, fixed{err: Errorf(CodeNotFound, "release nope is not retained; retained releases: v1")}},
 		{"error-conflict", `{"command":"rollback","releaseId":"v1"}`, fixed{err: Errorf(CodeConflict, "release v1 is already active")}},
 		{"error-busy", `{"command":"stop"}`, fixed{err: Errorf(CodeDeployInProgress, "another command is running: deploy of release v3")}},

@@ -28,6 +28,7 @@ type Handler interface {
 	Events(ctx context.Context, req EventsRequest) (EventsResult, error)
 	// Shutdown answers once the daemon has stopped everything.
 	Shutdown(ctx context.Context) (ShutdownResult, error)
+	TrafficHandler // pause, resume, maintenance (traffic.go)
 }
 
 // dispatch runs req on h and returns the encoded final line.
@@ -49,6 +50,9 @@ func dispatch(ctx context.Context, h Handler, req *Request, progress func(Progre
 		return reply(h.Events(ctx, EventsRequest{Limit: req.Limit}))
 	case CmdShutdown:
 		return reply(h.Shutdown(ctx))
+	}
+	if line, ok, err := dispatchTraffic(ctx, h, req); ok {
+		return line, err
 	}
 	// DecodeRequest admits only the commands above.
 	return nil, Errorf(CodeUnknownCommand, "unknown command %q", req.Command)

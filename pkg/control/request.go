@@ -35,11 +35,16 @@ var commandFields = map[string][]string{
 	CmdLogs:     {"processId", "process"},
 	CmdEvents:   {"limit"},
 	CmdShutdown: {},
+	// traffic.go
+	CmdPause:       {"timeoutMs", "drain"},
+	CmdResume:      {},
+	CmdMaintenance: {"state", "message", "page"},
 }
 
 // Commands returns the command names the protocol knows.
 func Commands() []string {
-	return []string{CmdDeploy, CmdRollback, CmdStatus, CmdStop, CmdRestart, CmdLogs, CmdEvents, CmdShutdown}
+	return []string{CmdDeploy, CmdRollback, CmdStatus, CmdStop, CmdRestart, CmdLogs, CmdEvents, CmdShutdown,
+		CmdPause, CmdResume, CmdMaintenance}
 }
 
 // Request is one request line as it crosses the socket: the command and
@@ -60,6 +65,13 @@ type Request struct {
 	// answer. Without it every request gets exactly one line back, as from
 	// the original, whose clients take the first line as the answer.
 	Progress bool `json:"progress,omitempty"`
+	// The traffic commands' fields (traffic.go): pause's timeoutMs and
+	// drain; maintenance's state ("on", "off"), message and page.
+	TimeoutMs int64  `json:"timeoutMs,omitempty"`
+	Drain     bool   `json:"drain,omitempty"`
+	State     string `json:"state,omitempty"`
+	Message   string `json:"message,omitempty"`
+	Page      string `json:"page,omitempty"`
 }
 
 // DeployRequest starts a prepared release and switches traffic to it.
@@ -164,6 +176,9 @@ func DecodeRequest(line []byte) (*Request, error) {
 func isNull(v json.RawMessage) bool { return string(v) == "null" }
 
 func decodeField(req *Request, k string, v json.RawMessage) error {
+	if ok, err := decodeTrafficField(req, k, v); ok {
+		return err
+	}
 	var dst *string
 	switch k {
 	case "releasePath":
@@ -223,5 +238,5 @@ func (r *Request) Validate() error {
 	if r.Command == CmdDeploy && r.ReleasePath == "" {
 		return Errorf(CodeBadRequest, "deploy needs \"releasePath\": the prepared release directory")
 	}
-	return nil
+	return r.validateTraffic()
 }

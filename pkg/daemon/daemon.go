@@ -144,8 +144,10 @@ func Run(ctx context.Context, o Options) error {
 	d.cfg.Store(cfg)
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
 		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
+		MaxHeld:         cfg.Proxy.MaxHeld, HoldRelease: cfg.Proxy.HoldRelease,
 		FDStore:         o.Handover.proxyStore()})
 	d.proxy = px
+	d.traffic = &traffic{px: px, log: log, cfg: d.cfg.Load}
 	instance := o.Instance
 	if instance == "" {
 		instance = runtoken.NewInstance()
@@ -167,7 +169,7 @@ func Run(ctx context.Context, o Options) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand}
+	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand, traffic: d.traffic}
 	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })
 
 	// The proxy serves from the start, holding what arrives until the
@@ -197,6 +199,10 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		prev.own = instance
+		prev.maintenance = d.traffic.record
+		// Before the release is restored: its first request meets the
+		// maintenance page, as before the restart.
+		d.traffic.restore(prev.maintenanceAtStart())
 		// Before any process starts: from here on, whatever this daemon
 		// starts can be found by rollbridgectl recover should it crash.
 		firstErr = firstWrite(cfg, prev, log)
@@ -219,8 +225,14 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	d.resume(o.Handover)
-	// Started: from now on no release means 503 at once, as the spec says.
-	px.EndHold()
+	// Started: from now on no release means 503 at once, as the spec says
+	// (or, with holdBeforeFirstDeploy and nothing restored, once the first
+	// deploy has served).
+	if cfg.Proxy.HoldBeforeFirstDeploy && px.Active() == nil {
+		px.HoldUntilSwap(cfg.Proxy.HoldTimeout())
+	} else {
+		px.EndHold()
+	}
 
 	wg.Add(1)
 	go func() {
@@ -411,7 +423,8 @@ func (d *daemon) finishState(cfg *config.Config, final *state.Snapshot, prev *pr
 	if len(prev.earlier) > 0 {
 		instances = append(instances, state.LiveInstances(prev.snap.FindOrphans(state.LookupUIDs(cfg.Users())))...)
 	}
-	if byCommand && len(leftovers) == 0 && len(instances) == 0 {
+	// Maintenance keeps the file too: it stays on until turned off.
+	if byCommand && len(leftovers) == 0 && len(instances) == 0 && final.Maintenance == nil {
 		if err := state.Remove(path); err != nil {
 			d.log.Emit(events.StateFileNotRemoved, map[string]any{events.KeyPath: path, events.KeyError: err.Error()})
 		}
@@ -458,6 +471,7 @@ type daemon struct {
 	version  string
 	proxy    *proxy.Proxy
 	sup      *supervisor.Supervisor
+	traffic  *traffic
 	httpSrv  *http.Server
 	ctl      *control.Server
 	// execRuntime: processes run as the daemon's children, which cannot
@@ -498,6 +512,7 @@ func (d *daemon) shutdownCommand(ctx context.Context) error {
 // drainTimeoutMs, after which the rest are cut.
 func (d *daemon) stopServing(cfg *config.Config) {
 	d.proxy.EndHold()
+	d.traffic.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.DrainTimeout())
 	err := d.httpSrv.Shutdown(ctx) // waits for in-flight HTTP, not for hijacked WebSockets
 	cancel()

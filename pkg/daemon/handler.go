@@ -38,6 +38,7 @@ type handler struct {
 	log      *events.Log
 	status   func() supervisor.Status
 	shutdown func(ctx context.Context) error
+	traffic  *traffic
 }
 
 // codes maps the supervisor's refusals to wire codes; anything else is
@@ -55,6 +56,9 @@ var codes = []struct {
 
 // wireError is err with its wire code.
 func wireError(err error) *control.Error {
+	if e, ok := errors.AsType[*control.Error](err); ok {
+		return e // the handler chose the code itself
+	}
 	code := control.CodeFailed
 	for _, c := range codes {
 		if errors.Is(err, c.kind) {
@@ -109,7 +113,14 @@ func (h *handler) Rollback(ctx context.Context, req control.RollbackRequest, pro
 
 // Status answers from the daemon's status.
 func (h *handler) Status(context.Context) (control.Status, error) {
-	return statusResult(h.status()), nil
+	return h.statusResult(), nil
+}
+
+// statusResult is the daemon's status with the traffic state.
+func (h *handler) statusResult() control.Status {
+	st := statusResult(h.status())
+	h.traffic.fill(&st.Proxy)
+	return st
 }
 
 // Stop stops a release and answers with the status after the stop.
@@ -117,7 +128,7 @@ func (h *handler) Stop(ctx context.Context, req control.StopRequest) (control.St
 	if err := h.sup.Stop(ctx, req.ReleaseID); err != nil {
 		return control.Status{}, h.fail(control.CmdStop, err)
 	}
-	return statusResult(h.status()), nil
+	return h.statusResult(), nil
 }
 
 // Restart restarts processes in place.
@@ -153,6 +164,25 @@ func (h *handler) Events(_ context.Context, req control.EventsRequest) (control.
 		}
 		return control.Event{At: control.At(e.At), Data: data, Message: string(e.Message)}
 	})}, nil
+}
+
+// Pause holds new requests (traffic.go).
+func (h *handler) Pause(ctx context.Context, req control.PauseRequest) (control.TrafficResult, error) {
+	r, err := h.traffic.pause(ctx, req)
+	if err != nil {
+		return r, h.fail(control.CmdPause, err)
+	}
+	return r, nil
+}
+
+// Resume releases what a pause holds.
+func (h *handler) Resume(context.Context) (control.TrafficResult, error) {
+	return h.traffic.resume(), nil
+}
+
+// Maintenance turns maintenance on or off.
+func (h *handler) Maintenance(_ context.Context, req control.MaintenanceRequest) (control.TrafficResult, error) {
+	return h.traffic.maintenance(req), nil
 }
 
 // Shutdown stops the daemon and answers once it has.

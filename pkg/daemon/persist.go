@@ -43,6 +43,17 @@ type previous struct {
 	earlier []string
 	// own is this daemon's instance.
 	own string
+	// maintenance, once set, is the maintenance in force, which every
+	// snapshot records.
+	maintenance func() *state.Maintenance
+}
+
+// maintenanceAtStart is the maintenance the previous daemon recorded.
+func (p *previous) maintenanceAtStart() *state.Maintenance {
+	if p == nil || p.snap == nil {
+		return nil
+	}
+	return p.snap.Maintenance
 }
 
 // live returns the orphans still running (pid and start time): status
@@ -77,6 +88,9 @@ func (p *previous) record(snap *state.Snapshot) *state.Snapshot {
 		}
 	}
 	snap.Instances = append([]string{p.own}, p.earlier...)
+	if p.maintenance != nil {
+		snap.Maintenance = p.maintenance()
+	}
 	return snap
 }
 

@@ -193,3 +193,16 @@ func unavailable(w http.ResponseWriter, body string) {
 	w.Header().Set("Retry-After", holdRetryAfter)
 	http.Error(w, body, http.StatusServiceUnavailable)
 }
+
+// HoldUntilSwap holds as Hold(timeout) does, until the next Swap: a Swap
+// to a backend sends the waiting requests to it and ends the hold, so a
+// later moment without a backend (a stop) answers 503 at once again. It
+// is the hold before a daemon's first deploy (proxy.holdBeforeFirstDeploy).
+// timeout <= 0 is EndHold.
+func (p *Proxy) HoldUntilSwap(timeout time.Duration) {
+	p.gateMu.Lock()
+	defer p.gateMu.Unlock()
+	old := p.gate.Load()
+	p.gate.Store(&gate{timeout: max(timeout, 0), open: make(chan struct{}), untilSwap: timeout > 0})
+	close(old.open)
+}

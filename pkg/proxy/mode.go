@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"html"
 	"net"
 	"net/http"
@@ -373,4 +375,28 @@ func defaultPage(msg string) string {
 <style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:15vh auto;padding:0 1rem;color:#222}h1{font-size:1.5rem}</style>
 </head><body><h1>Down for maintenance</h1><p>` + html.EscapeString(msg) + `</p></body></html>
 `
+}
+
+// DrainRequests waits until b has no plain HTTP request in flight; open
+// upgraded connections (WebSockets) do not count, since they may last for
+// ever. It returns nil then, or an error wrapping ctx.Err() with the
+// count left. It is what a pause with drain waits for: with new requests
+// held, the count only goes down.
+func (b *Backend) DrainRequests(ctx context.Context) error {
+	b.drainers.Add(1)
+	defer b.drainers.Add(-1)
+	for {
+		// The channel first, then the count: see Drain.
+		b.mu.Lock()
+		idle := b.idle
+		b.mu.Unlock()
+		if b.http.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return fmt.Errorf("drain release %s: %d requests still in flight: %w", b.releaseID, b.http.Load(), ctx.Err())
+		}
+	}
 }
