@@ -145,7 +145,7 @@ func Run(ctx context.Context, o Options) error {
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
 		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
 		MaxHeld:         cfg.Proxy.MaxHeld, HoldRelease: cfg.Proxy.HoldRelease,
-		FDStore:         o.Handover.proxyStore()})
+		FDStore: o.Handover.proxyStore()})
 	d.proxy = px
 	d.traffic = &traffic{px: px, log: log, cfg: d.cfg.Load}
 	instance := o.Instance
