@@ -133,6 +133,12 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 		http.Error(w, "No active release", http.StatusServiceUnavailable)
 		return nil, nil
 	}
+	if pw, ok := w.(*pacedWriter); ok {
+		// Released by a pause to no backend: give its release slot back
+		// while it waits, or waiters holding every slot would keep each
+		// other from being released when the backend comes.
+		pw.free()
+	}
 	if p.held.Add(1) > p.maxHeld {
 		p.held.Add(-1)
 		p.giveUp(w, r, "No active release; too many requests waiting for one",

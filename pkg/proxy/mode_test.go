@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -215,4 +216,38 @@ func TestWantsJSON(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Requests a pause releases while no backend is active wait in the hold
+// without keeping their release slot: once a backend comes, every one of
+// them is served, even with a single slot. In a synctest bubble, so that
+// "all of them wait in the hold" is a fact (synctest.Wait) and a deadlock
+// over the slot would show as the hold's timeout passing (503).
+func TestPauseReleasedIntoHold(t *testing.T) {
+	_, addr := upstream(t, "A", nil) // outside the bubble: it blocks on the network
+	synctest.Test(t, func(t *testing.T) {
+		p := New(Options{HoldRelease: 1})
+		defer p.Close()
+		p.Hold(time.Hour)
+		p.PauseTraffic(time.Now().Add(time.Hour))
+		recs := make([]*httptest.ResponseRecorder, 3)
+		var wg sync.WaitGroup
+		for i := range recs {
+			recs[i] = httptest.NewRecorder()
+			wg.Go(func() { p.ServeHTTP(recs[i], httptest.NewRequest(http.MethodGet, "/", nil)) })
+		}
+		synctest.Wait()
+		p.ResumeTraffic()
+		synctest.Wait()
+		if n := p.Held(); n != 3 {
+			t.Fatalf("%d requests wait in the hold after resume, want 3", n)
+		}
+		activate(p, "v1", addr)
+		wg.Wait()
+		for i, rec := range recs {
+			if rec.Code != http.StatusOK || rec.Body.String() != "A" {
+				t.Errorf("request %d: got %d %q, want 200 A", i, rec.Code, rec.Body.String())
+			}
+		}
+	})
 }
