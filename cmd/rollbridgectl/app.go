@@ -48,6 +48,10 @@ func newApp() *cli.App {
 			shutdownCommand(),
 			drainHostCommand(),
 			undrainHostCommand(),
+
+			pauseCommand(),
+			resumeCommand(),
+			maintenanceCommand(),
 			ensureDaemonCommand(),
 			validateCommand(),
 			configCommand(),

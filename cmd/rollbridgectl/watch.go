@@ -148,6 +148,12 @@ func renderFrame(cur, prev *sample, interval time.Duration) []string {
 	}
 	proxy := fmt.Sprintf("active release %s — proxy %s:%d — held %d, hold gave up %d",
 		active, oneLine(st.Proxy.Host), st.Proxy.Port, st.Proxy.Held, st.Proxy.HoldGaveUp)
+	if st.Proxy.Paused {
+		proxy += " — PAUSED until " + st.Proxy.PausedUntil.UTC().Format(time.TimeOnly)
+	}
+	if st.Proxy.Maintenance != nil {
+		proxy += " — MAINTENANCE"
+	}
 	if d := st.Daemon; d != nil && d.CommandInProgress != nil {
 		proxy += " — " + oneLine(*d.CommandInProgress)
 	}

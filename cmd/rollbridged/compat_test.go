@@ -207,7 +207,7 @@ func TestNodeClientCompatibility(t *testing.T) {
 	for _, k := range []string{"orphans", "releases", "services", "singletons"} {
 		st.wantRaw(t, "status", k, "[]")
 	}
-	st.obj(t, "proxy").wantKeys(t, "proxy", []string{"host", "port", "upstreamHost"}, []string{"held", "holdGaveUp"}, nil)
+	st.obj(t, "proxy").wantKeys(t, "proxy", []string{"host", "port", "upstreamHost"}, []string{"held", "holdGaveUp", "paused", "maintenance"}, nil)
 
 	// deploy, as `rollbridge deploy --release-path DIR [--release-id ID] [--revision R]` sends it.
 	exact(fmt.Sprintf(`{"command":"deploy","releaseId":"v1","releasePath":%q}`, filepath.Join(f.dir, "r1")),

@@ -158,7 +158,56 @@ type Proxy struct {
 	// (rollbridgectl drain-host), else 503. Requests for it never reach the
 	// app. It applies live.
 	HostHealthPath string `json:"hostHealthPath" reload:"live"`
+
+	// MaxHeld (extension, default 4096) bounds how many requests may wait
+	// at once, in a hold or a pause; one more is answered 503 with
+	// Retry-After at once. Each waiting request costs a goroutine and its
+	// client's connection.
+	MaxHeld int `json:"maxHeld" reload:"restart"`
+	// HoldRelease (extension, default 32) bounds how many waiting requests
+	// are forwarded at once when they are released (a backend came, a
+	// pause ended): the next goes as soon as one has the head of its
+	// answer, so a backend that just started is not handed the whole queue
+	// at the same instant.
+	HoldRelease int `json:"holdRelease" reload:"restart"`
+	// HoldBeforeFirstDeploy (extension, default false) makes a daemon that
+	// starts with no release to restore hold requests (holdTimeoutMs each)
+	// until its first deploy serves, instead of answering 503 at once.
+	HoldBeforeFirstDeploy bool `json:"holdBeforeFirstDeploy" reload:"restart"`
+	// PauseTimeoutMs (extension, default 60000) is how long `rollbridgectl
+	// pause` holds requests when it is given no --timeout; at its end the
+	// requests are released to the active release. MaxPauseTimeoutMs
+	// (default 900000) is the longest --timeout accepted.
+	PauseTimeoutMs    int64 `json:"pauseTimeoutMs" reload:"live"`
+	MaxPauseTimeoutMs int64 `json:"maxPauseTimeoutMs" reload:"live"`
+	// Maintenance configures maintenance mode's answer and who bypasses it.
+	Maintenance Maintenance `json:"maintenance" reload:"live"`
 }
+
+// Maintenance (extension) configures `rollbridgectl maintenance on`.
+type Maintenance struct {
+	// RetryAfterMs (default 60000) is the answer's Retry-After, rounded up
+	// to whole seconds.
+	RetryAfterMs int64 `json:"retryAfterMs" reload:"live"`
+	// BypassHeader and BypassCookie name a request header and a cookie
+	// whose value, equal to BypassToken, lets a request through to the
+	// release. Both need BypassToken.
+	BypassHeader string `json:"bypassHeader" reload:"live"`
+	BypassCookie string `json:"bypassCookie" reload:"live"`
+	BypassToken  string `json:"bypassToken" reload:"live"`
+	// BypassClients are client addresses or networks let through; the
+	// client is found as for trustedProxies.
+	BypassClients []netip.Prefix `json:"bypassClients" reload:"live"`
+}
+
+// RetryAfter is RetryAfterMs as a Duration.
+func (m Maintenance) RetryAfter() time.Duration { return ms(m.RetryAfterMs) }
+
+// PauseTimeout is PauseTimeoutMs as a Duration.
+func (p Proxy) PauseTimeout() time.Duration { return ms(p.PauseTimeoutMs) }
+
+// MaxPauseTimeout is MaxPauseTimeoutMs as a Duration.
+func (p Proxy) MaxPauseTimeout() time.Duration { return ms(p.MaxPauseTimeoutMs) }
 
 // HealthTimeout is HealthTimeoutMs as a Duration.
 func (p Proxy) HealthTimeout() time.Duration { return ms(p.HealthTimeoutMs) }

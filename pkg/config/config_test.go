@@ -51,7 +51,9 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("control = %+v", cfg.Control)
 	}
 	wantProxy := Proxy{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", HealthPath: "/ping",
-		HealthTimeoutMs: 30000, DrainTimeoutMs: 60000, ForceStopTimeoutMs: 10000, TrustedProxies: []netip.Prefix{}, HoldTimeoutMs: 30000, UpstreamTimeoutMs: 60000, CanaryCookie: "rollbridge_canary"}
+		HealthTimeoutMs: 30000, DrainTimeoutMs: 60000, ForceStopTimeoutMs: 10000, TrustedProxies: []netip.Prefix{}, HoldTimeoutMs: 30000, UpstreamTimeoutMs: 60000, CanaryCookie: "rollbridge_canary",
+		MaxHeld: 4096, HoldRelease: 32, PauseTimeoutMs: 60000, MaxPauseTimeoutMs: 900000,
+		Maintenance: Maintenance{RetryAfterMs: 60000, BypassClients: []netip.Prefix{}}}
 	if !reflect.DeepEqual(cfg.Proxy, wantProxy) {
 		t.Errorf("proxy = %+v, want %+v", cfg.Proxy, wantProxy)
 	}
@@ -213,6 +215,10 @@ func TestValidationRules(t *testing.T) {
 		{"hostHealthPath with a space", `{proxy: {hostHealthPath: '/l b'}, processes: [` + web + `]}`, `must not contain spaces`, `'' to turn it off`},
 		{"hostHealthPath not a string", `{proxy: {hostHealthPath: 1}, processes: [` + web + `]}`, `proxy.hostHealthPath: must be a string`, `'' to turn it off`},
 		{"timeout negative", `{proxy: {drainTimeoutMs: -5}, processes: [` + web + `]}`, "proxy.drainTimeoutMs: must be a non-negative number of milliseconds, got number -5", "0 or more"},
+		{"bypass token short", `{proxy: {maintenance: {bypassHeader: 'X-B', bypassToken: 'abc'}}, processes: [` + web + `]}`, "proxy.maintenance.bypassToken: must be at least 16 characters", "openssl rand"},
+		{"bypass header without token", `{proxy: {maintenance: {bypassCookie: 'b'}}, processes: [` + web + `]}`, "proxy.maintenance.bypassToken: is required with bypassHeader or bypassCookie", "long random string"},
+		{"pause timeout over max", `{proxy: {pauseTimeoutMs: 5000, maxPauseTimeoutMs: 1000}, processes: [` + web + `]}`, "proxy.pauseTimeoutMs: 5000 is more than proxy.maxPauseTimeoutMs (1000)", "Lower"},
+		{"maxHeld zero", `{proxy: {maxHeld: 0}, processes: [` + web + `]}`, "proxy.maxHeld: must be a positive integer", "4096"},
 		{"hold timeout negative", `{proxy: {holdTimeoutMs: -1}, processes: [` + web + `]}`, "proxy.holdTimeoutMs: must be a non-negative number of milliseconds, got number -1", "0 or more"},
 		{"health timeout zero", `{proxy: {healthTimeoutMs: 0}, processes: [` + web + `]}`, "proxy.healthTimeoutMs: must be a positive number of milliseconds", "greater than 0"},
 		{"control mode not octal", `{control: {mode: '999'}, proxy: {}, processes: [` + web + `]}`, `control.mode: "999" is not an octal mode`, `octal string such as "660"`},

@@ -454,6 +454,7 @@ func decodeProxy(c *collector, top obj, cfg *Config) {
 			take(c, &p.TrustedProxies, list)
 		}
 	}
+	decodeTraffic(c, o, p)
 }
 
 // hostHealthPath problem says what is wrong with a proxy.hostHealthPath,
@@ -477,6 +478,73 @@ func hostHealthPathProblem(hp string) string {
 	}
 	return ""
 }
+
+// decodeTraffic reads the traffic-control extensions of proxy: the hold's
+// bounds, pause timeouts and maintenance.
+func decodeTraffic(c *collector, o obj, p *Proxy) {
+	if n, ok := o.integer("maxHeld", 1, "a positive integer", "Set proxy.maxHeld to how many requests may wait at once, e.g. 4096."); ok {
+		if n, ok = o.atMost("maxHeld", n, ok, 1<<20, "requests"); ok {
+			take(c, &p.MaxHeld, int(n))
+		}
+	}
+	if n, ok := o.integer("holdRelease", 1, "a positive integer", "Set proxy.holdRelease to how many held requests go at once, e.g. 32."); ok {
+		if n, ok = o.atMost("holdRelease", n, ok, 1<<16, "requests"); ok {
+			take(c, &p.HoldRelease, int(n))
+		}
+	}
+	if b, ok := o.boolean("holdBeforeFirstDeploy", "Set proxy.holdBeforeFirstDeploy to true or false."); ok {
+		take(c, &p.HoldBeforeFirstDeploy, b)
+	}
+	if v, ok := o.ms("pauseTimeoutMs", true); ok {
+		take(c, &p.PauseTimeoutMs, v)
+	}
+	if v, ok := o.ms("maxPauseTimeoutMs", true); ok {
+		take(c, &p.MaxPauseTimeoutMs, v)
+	}
+	if c.set[&p.PauseTimeoutMs] && c.set[&p.MaxPauseTimeoutMs] && p.PauseTimeoutMs > p.MaxPauseTimeoutMs {
+		c.add("proxy.pauseTimeoutMs", "Lower proxy.pauseTimeoutMs or raise proxy.maxPauseTimeoutMs.",
+			"%d is more than proxy.maxPauseTimeoutMs (%d)", p.PauseTimeoutMs, p.MaxPauseTimeoutMs)
+	}
+	if !o.has("maintenance") {
+		return
+	}
+	m, ok := c.object("proxy.maintenance", o.m["maintenance"], fieldsOf[Maintenance](),
+		"Set proxy.maintenance to an object such as {bypassHeader: 'X-Maintenance-Bypass', bypassToken: std.extVar('env').BYPASS_TOKEN}.")
+	if !ok {
+		return
+	}
+	mt := &p.Maintenance
+	if v, ok := m.ms("retryAfterMs", true); ok {
+		take(c, &mt.RetryAfterMs, v)
+	}
+	// "" means unset in each of these (the normalised config writes it).
+	if s, ok := m.str("bypassHeader", "Set proxy.maintenance.bypassHeader to a header name such as 'X-Maintenance-Bypass'."); ok {
+		take(c, &mt.BypassHeader, s)
+	}
+	if s, ok := m.str("bypassCookie", "Set proxy.maintenance.bypassCookie to a cookie name such as 'maintenance_bypass'."); ok {
+		take(c, &mt.BypassCookie, s)
+	}
+	if s, ok := m.str("bypassToken", "Set proxy.maintenance.bypassToken to a long random string."); ok {
+		if s != "" && len(s) < minBypassToken {
+			m.c.add("proxy.maintenance.bypassToken", "Use a long random string, e.g. the output of `openssl rand -hex 16`.",
+				"must be at least %d characters: a short token can be guessed", minBypassToken)
+		} else {
+			take(c, &mt.BypassToken, s)
+		}
+	}
+	if (mt.BypassHeader != "" || mt.BypassCookie != "") && mt.BypassToken == "" && !m.has("bypassToken") {
+		c.add("proxy.maintenance.bypassToken", "Add bypassToken: a long random string that the header or cookie must carry.",
+			"is required with bypassHeader or bypassCookie")
+	}
+	if m.has("bypassClients") {
+		if list, ok := decodeTrustedProxies(c, "proxy.maintenance.bypassClients", m.m["bypassClients"]); ok {
+			take(c, &mt.BypassClients, list)
+		}
+	}
+}
+
+// minBypassToken is the shortest maintenance bypass token accepted.
+const minBypassToken = 16
 
 // decodeTrustedProxies reads a list of IP addresses and CIDR prefixes. A
 // single address becomes a one-address prefix; an IPv4-mapped IPv6 one

@@ -20,11 +20,17 @@ const (
 	DefaultHoldTimeoutMs      = 30000
 	DefaultUpstreamTimeoutMs  = 60000
 	DefaultCanaryCookie       = "rollbridge_canary"
-	DefaultRestartDelayMs     = 1000
-	DefaultOutputLines        = 50
-	DefaultMemoryCheckMs      = 5000
-	DefaultRetentionKeep      = 10
-	DefaultStopSignal         = "SIGTERM"
+
+	DefaultMaxHeld           = 4096
+	DefaultHoldRelease       = 32
+	DefaultPauseTimeoutMs    = 60000
+	DefaultMaxPauseTimeoutMs = 900000
+	DefaultRetryAfterMs      = 60000
+	DefaultRestartDelayMs    = 1000
+	DefaultOutputLines       = 50
+	DefaultMemoryCheckMs     = 5000
+	DefaultRetentionKeep     = 10
+	DefaultStopSignal        = "SIGTERM"
 
 	// RuntimeDir holds the default control socket (and, beside it, the
 	// lock file and ensure-daemon's log and pid files). It is a fixed
@@ -88,6 +94,12 @@ func applyDefaults(cfg *Config, set fieldSet) {
 	orDefault(set, &p.UpstreamTimeoutMs, DefaultUpstreamTimeoutMs)
 	orDefault(set, &p.CanaryCookie, DefaultCanaryCookie)
 	orDefault(set, &p.TrustedProxies, []netip.Prefix{})
+	orDefault(set, &p.MaxHeld, DefaultMaxHeld)
+	orDefault(set, &p.HoldRelease, DefaultHoldRelease)
+	orDefault(set, &p.PauseTimeoutMs, DefaultPauseTimeoutMs)
+	orDefault(set, &p.MaxPauseTimeoutMs, DefaultMaxPauseTimeoutMs)
+	orDefault(set, &p.Maintenance.RetryAfterMs, DefaultRetryAfterMs)
+	orDefault(set, &p.Maintenance.BypassClients, []netip.Prefix{})
 
 	orDefault(set, &cfg.ReleaseRetention.Keep, DefaultRetentionKeep)
 

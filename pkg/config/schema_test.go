@@ -150,6 +150,8 @@ func knownFieldsByType(t reflect.Type) []string {
 		return fieldsOf[Restart]()
 	case reflect.TypeFor[Memory]():
 		return fieldsOf[Memory]()
+	case reflect.TypeFor[Maintenance]():
+		return fieldsOf[Maintenance]()
 	}
 	return []string{"no decoder for " + t.Name() + "; add it to knownFieldsByType"}
 }

@@ -165,6 +165,19 @@ func (echo) UndrainHost(context.Context) (HostResult, error) {
 	return HostResult{Healthy: true, Changed: true, HealthPath: "/lb"}, nil
 }
 
+func (echo) Pause(_ context.Context, req PauseRequest) (TrafficResult, error) {
+	return TrafficResult{Paused: true, Drained: req.Drain, Held: int(req.TimeoutMs)}, nil
+}
+
+func (echo) Resume(context.Context) (TrafficResult, error) { return TrafficResult{}, nil }
+
+func (echo) Maintenance(_ context.Context, req MaintenanceRequest) (TrafficResult, error) {
+	if !req.On {
+		return TrafficResult{}, nil
+	}
+	return TrafficResult{Maintenance: &MaintenanceInfo{Message: req.Message, Page: req.Page != ""}}, nil
+}
+
 func TestRoundTripWithProgress(t *testing.T) {
 	_, path, _ := startServer(t, echo{})
 	c := &Client{Path: path}

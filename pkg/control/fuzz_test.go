@@ -18,6 +18,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"command":"deploy","releasePath":"/r","progress":true}`, `{"command":"events","limit":2.5}`,
 		`{"command":"deployCanary","releasePath":"/r","percent":10}`, `{"command":"rolloutSet","percent":0.125}`,
 		`{"command":"rolloutSet","percent":"10"}`, `{"command":"rolloutPromote","progress":true}`, `{"command":"rolloutAbort"}`,
+
+		`{"command":"pause","timeoutMs":60000,"drain":true}`, `{"command":"resume"}`, `{"command":"pause","timeoutMs":1.5}`,
+		`{"command":"maintenance","state":"on","message":"back <soon>","page":"<h1>x</h1>"}`, `{"command":"maintenance"}`,
 	} {
 		f.Add([]byte(s))
 	}

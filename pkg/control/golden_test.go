@@ -26,9 +26,9 @@ type fixed struct {
 	logs     LogsResult
 	events   EventsResult
 	canary   CanaryResult
-
-	host HostResult
-	err  error
+	host     HostResult
+	traffic  TrafficResult
+	err      error
 }
 
 func (f fixed) Deploy(_ context.Context, _ DeployRequest, progress func(Progress)) (DeployResult, error) {
@@ -79,6 +79,12 @@ func (f fixed) DrainHost(_ context.Context, _ DrainHostRequest, progress func(Pr
 
 func (f fixed) UndrainHost(context.Context) (HostResult, error) { return f.host, f.err }
 
+func (f fixed) Pause(context.Context, PauseRequest) (TrafficResult, error) { return f.traffic, f.err }
+func (f fixed) Resume(context.Context) (TrafficResult, error)              { return f.traffic, f.err }
+func (f fixed) Maintenance(context.Context, MaintenanceRequest) (TrafficResult, error) {
+	return f.traffic, f.err
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // goldenStatus has every field docs/protocol.md shows, set: a live release
@@ -108,7 +114,8 @@ func goldenStatus() Status {
 		ActiveReleaseID: ptr("v2"), Application: "shop",
 		Control: ControlInfo{Path: "/run/rollbridge-shop.sock", Mode: ptr(uint32(0o660)), Owner: &IDOrName{Name: "deploy"}, Group: &IDOrName{ID: 1001}},
 		Orphans: []Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: ptr("v0")}, {ID: "beacon", Pid: 3998}},
-		Proxy:   ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
+		Proxy: ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", Held: 7, HoldGaveUp: 2,
+			Paused: true, PausedUntil: at, Maintenance: &MaintenanceInfo{Since: at, Message: "Back at 15:00 UTC", Page: true}},
 		Releases: []Release{
 			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", Revision: "v1", State: "stopped",
 				Ports: Ports{{"web", 18182}, {"beacon", 7330}}, CreatedAt: at, ActivatedAt: at, DrainStartedAt: at, StoppedAt: at,
@@ -187,6 +194,14 @@ func TestGoldenWireBytes(t *testing.T) {
 				host: HostResult{Drained: true, Changed: true, HealthPath: "/_rollbridge/host", QuietMs: 2013}}},
 		{"undrain-host", `{"command":"undrainHost"}`, fixed{host: HostResult{Drained: false, Changed: true, Healthy: true, HealthPath: "/_rollbridge/host"}}},
 		{"error-bad-quiet", `{"command":"drainHost","wait":true,"quietMs":-1}`, fixed{}},
+		{"pause", `{"command":"pause","timeoutMs":120000}`, fixed{traffic: TrafficResult{Paused: true, PausedUntil: at}}},
+		{"pause-drain", `{"command":"pause","drain":true}`, fixed{traffic: TrafficResult{Paused: true, PausedUntil: at, Held: 3, Drained: true}}},
+		{"resume", `{"command":"resume"}`, fixed{traffic: TrafficResult{}}},
+		{"maintenance-on", `{"command":"maintenance","state":"on","message":"Back at 15:00 UTC","page":"<h1>Back soon</h1>"}`,
+			fixed{traffic: TrafficResult{Maintenance: &MaintenanceInfo{Since: at, Message: "Back at 15:00 UTC", Page: true}}}},
+		{"maintenance-off", `{"command":"maintenance","state":"off"}`, fixed{traffic: TrafficResult{}}},
+		{"error-maintenance-state", `{"command":"maintenance","state":"maybe"}`, fixed{}},
+		{"error-pause-timeout", `{"command":"pause","timeoutMs":-5}`, fixed{}},
 		{"error-not-found", `{"command":"rollback","releaseId":"nope"}`, fixed{err: Errorf(CodeNotFound, "release nope is not retained; retained releases: v1")}},
 		{"error-conflict", `{"command":"rollback","releaseId":"v1"}`, fixed{err: Errorf(CodeConflict, "release v1 is already active")}},
 		{"error-busy", `{"command":"stop"}`, fixed{err: Errorf(CodeDeployInProgress, "another command is running: deploy of release v3")}},

@@ -43,6 +43,8 @@ type Handler interface {
 	// change. DrainHost may send progress while it waits.
 	DrainHost(ctx context.Context, req DrainHostRequest, progress func(Progress)) (HostResult, error)
 	UndrainHost(ctx context.Context) (HostResult, error)
+
+	TrafficHandler // pause, resume, maintenance (traffic.go)
 }
 
 // dispatch runs req on h and returns the encoded final line.
@@ -79,6 +81,9 @@ func dispatch(ctx context.Context, h Handler, req *Request, progress func(Progre
 			Timeout: time.Duration(req.TimeoutMs) * time.Millisecond}, progress))
 	case CmdUndrainHost:
 		return reply(h.UndrainHost(ctx))
+	}
+	if line, ok, err := dispatchTraffic(ctx, h, req); ok {
+		return line, err
 	}
 	// DecodeRequest admits only the commands above.
 	return nil, Errorf(CodeUnknownCommand, "unknown command %q", req.Command)

@@ -48,12 +48,17 @@ var commandFields = map[string][]string{
 
 	CmdDrainHost:   {"wait", "quietMs", "timeoutMs", "progress"},
 	CmdUndrainHost: {},
+	// traffic.go
+	CmdPause:       {"timeoutMs", "drain"},
+	CmdResume:      {},
+	CmdMaintenance: {"state", "message", "page"},
 }
 
 // Commands returns the command names the protocol knows.
 func Commands() []string {
 	return []string{CmdDeploy, CmdRollback, CmdStatus, CmdStop, CmdRestart, CmdLogs, CmdEvents, CmdShutdown,
-		CmdDeployCanary, CmdRolloutSet, CmdRolloutPromote, CmdRolloutAbort, CmdDrainHost, CmdUndrainHost}
+		CmdDeployCanary, CmdRolloutSet, CmdRolloutPromote, CmdRolloutAbort, CmdDrainHost, CmdUndrainHost,
+		CmdPause, CmdResume, CmdMaintenance}
 }
 
 // Request is one request line as it crosses the socket: the command and
@@ -70,17 +75,24 @@ type Request struct {
 	ProcessID string `json:"processId,omitempty"`
 	Policy    string `json:"policy,omitempty"`
 	Limit     int    `json:"limit,omitempty"`
-	// Wait, QuietMs and TimeoutMs are drain-host's: wait until no request
-	// came for QuietMs, at most TimeoutMs (0: the defaults).
-	Wait      bool  `json:"wait,omitempty"`
-	QuietMs   int64 `json:"quietMs,omitempty"`
-	TimeoutMs int64 `json:"timeoutMs,omitempty"`
+	// Wait and QuietMs are drainHost's: wait until no request came for
+	// QuietMs, at most TimeoutMs (0: the defaults).
+	Wait    bool  `json:"wait,omitempty"`
+	QuietMs int64 `json:"quietMs,omitempty"`
 	// Progress asks a deploy or rollback for progress lines before its
 	// answer. Without it every request gets exactly one line back, as from
 	// the original, whose clients take the first line as the answer.
 	Progress bool `json:"progress,omitempty"`
 	// Percent is a canary's share of new clients (deployCanary, rolloutSet).
 	Percent Percent `json:"percent,omitzero"`
+	// TimeoutMs bounds drainHost's wait and pause's hold. The traffic
+	// commands' fields (traffic.go): pause's timeoutMs and drain;
+	// maintenance's state ("on", "off"), message and page.
+	TimeoutMs int64  `json:"timeoutMs,omitempty"`
+	Drain     bool   `json:"drain,omitempty"`
+	State     string `json:"state,omitempty"`
+	Message   string `json:"message,omitempty"`
+	Page      string `json:"page,omitempty"`
 }
 
 // DeployRequest starts a prepared release and switches traffic to it.
@@ -206,6 +218,9 @@ func DecodeRequest(line []byte) (*Request, error) {
 func isNull(v json.RawMessage) bool { return string(v) == "null" }
 
 func decodeField(req *Request, k string, v json.RawMessage) error {
+	if ok, err := decodeTrafficField(req, k, v); ok {
+		return err
+	}
 	var dst *string
 	switch k {
 	case "releasePath":
@@ -232,7 +247,6 @@ func decodeField(req *Request, k string, v json.RawMessage) error {
 		return decodeLimit(req, v)
 	case "percent":
 		return json.Unmarshal(v, &req.Percent) // its errors are *Error
-
 	case "wait":
 		if err := json.Unmarshal(v, &req.Wait); err != nil {
 			return Errorf(CodeBadRequest, "field \"wait\" must be true or false")
@@ -240,8 +254,6 @@ func decodeField(req *Request, k string, v json.RawMessage) error {
 		return nil
 	case "quietMs":
 		return decodeMs(&req.QuietMs, k, v)
-	case "timeoutMs":
-		return decodeMs(&req.TimeoutMs, k, v)
 	case "progress":
 		if err := json.Unmarshal(v, &req.Progress); err != nil {
 			return Errorf(CodeBadRequest, "field \"progress\" must be true or false")
@@ -291,5 +303,5 @@ func (r *Request) Validate() error {
 	if (r.Command == CmdDeployCanary || r.Command == CmdRolloutSet) && !r.Percent.Set {
 		return Errorf(CodeBadRequest, "%s needs \"percent\": the canary's share of new clients, 0 to 100", r.Command)
 	}
-	return nil
+	return r.validateTraffic()
 }

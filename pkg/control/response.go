@@ -26,7 +26,7 @@ import (
 // Result is the set of final answers; EncodeResult takes any of them.
 type Result interface {
 	DeployResult | Status | RestartResult | LogsResult | EventsResult | ShutdownResult | CanaryResult |
-		HostResult
+		HostResult | TrafficResult
 }
 
 // timeLayout is JavaScript's Date.toISOString, which the original uses for
@@ -219,6 +219,12 @@ type ProxyInfo struct {
 	UpstreamHost string `json:"upstreamHost"`
 	Held         int    `json:"held"`
 	HoldGaveUp   int64  `json:"holdGaveUp"`
+	// Paused, PausedUntil and Maintenance are the traffic state (see
+	// TrafficResult): a pause in force and until when (left out when not
+	// paused), maintenance in force (null when off).
+	Paused      bool             `json:"paused"`
+	PausedUntil Time             `json:"pausedUntil,omitzero"`
+	Maintenance *MaintenanceInfo `json:"maintenance"`
 }
 
 // DaemonInfo is about rollbridged itself (an extension).

@@ -157,9 +157,11 @@ func Run(ctx context.Context, o Options) error {
 	d.lns = lns
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log, metrics: mx}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
 		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
-		FDStore:         o.Handover.proxyStore(), Observe: observers(mx, al)})
+		MaxHeld:         cfg.Proxy.MaxHeld, HoldRelease: cfg.Proxy.HoldRelease,
+		FDStore: o.Handover.proxyStore(), Observe: observers(mx, al)})
 	px.SetHostHealthPath(cfg.Proxy.HostHealthPath)
 	d.proxy = px
+	d.traffic = &traffic{px: px, log: log, cfg: d.cfg.Load}
 	instance := o.Instance
 	if instance == "" {
 		instance = runtoken.NewInstance()
@@ -185,7 +187,7 @@ func Run(ctx context.Context, o Options) error {
 		IdleTimeout:       120 * time.Second,
 		ConnState:         d.clients.ConnState,
 	}
-	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand, metrics: mx, host: d}
+	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand, metrics: mx, host: d, traffic: d.traffic}
 	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })
 
 	// The proxy serves from the start, holding what arrives until the
@@ -223,6 +225,10 @@ func Run(ctx context.Context, o Options) error {
 			px.SetHostDrained(true)
 			log.Emit(events.HostDrained, map[string]any{events.KeyReason: "drained when the previous daemon stopped (state file); rollbridgectl undrain-host ends it"})
 		}
+		prev.maintenance = d.traffic.record
+		// Before the release is restored: its first request meets the
+		// maintenance page, as before the restart.
+		d.traffic.restore(prev.maintenanceAtStart())
 		// Before any process starts: from here on, whatever this daemon
 		// starts can be found by rollbridgectl recover should it crash.
 		firstErr = firstWrite(cfg, prev, log)
@@ -245,8 +251,14 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	d.resume(o.Handover)
-	// Started: from now on no release means 503 at once, as the spec says.
-	px.EndHold()
+	// Started: from now on no release means 503 at once, as the spec says
+	// (or, with holdBeforeFirstDeploy and nothing restored, once the first
+	// deploy has served).
+	if cfg.Proxy.HoldBeforeFirstDeploy && px.Active() == nil {
+		px.HoldUntilSwap(cfg.Proxy.HoldTimeout())
+	} else {
+		px.EndHold()
+	}
 
 	var metricsSrv metricsServer
 	defer metricsSrv.close() // last: the final state stays scrapeable while the daemon stops
@@ -444,7 +456,8 @@ func (d *daemon) finishState(cfg *config.Config, final *state.Snapshot, prev *pr
 	if len(prev.earlier) > 0 {
 		instances = append(instances, state.LiveInstances(prev.snap.FindOrphans(state.LookupUIDs(cfg.Users())))...)
 	}
-	if byCommand && len(leftovers) == 0 && len(instances) == 0 {
+	// Maintenance keeps the file too: it stays on until turned off.
+	if byCommand && len(leftovers) == 0 && len(instances) == 0 && final.Maintenance == nil {
 		if err := state.Remove(path); err != nil {
 			d.log.Emit(events.StateFileNotRemoved, map[string]any{events.KeyPath: path, events.KeyError: err.Error()})
 		}
@@ -491,6 +504,7 @@ type daemon struct {
 	version  string
 	proxy    *proxy.Proxy
 	sup      *supervisor.Supervisor
+	traffic  *traffic
 	httpSrv  *http.Server
 	clients  *proxy.ClientConns // httpSrv's client connections
 	// clientsResumed counts the idle client connections the previous
@@ -543,6 +557,7 @@ func (d *daemon) shutdownCommand(ctx context.Context) error {
 // lane's rare "1 of 1000 requests failed" across a restart).
 func (d *daemon) stopServing(cfg *config.Config, park bool) {
 	d.proxy.EndHold()
+	d.traffic.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.DrainTimeout())
 	parked, err := d.clients.Stop(ctx, park) // waits for in-flight HTTP, not for hijacked WebSockets
 	cancel()

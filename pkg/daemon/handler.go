@@ -41,7 +41,8 @@ type handler struct {
 	shutdown func(ctx context.Context) error
 	metrics  *metrics.Metrics // nil without metrics
 
-	host hostDrainer
+	host    hostDrainer
+	traffic *traffic
 }
 
 // hostDrainer drains and undrains the host (host.go).
@@ -79,9 +80,8 @@ var codes = []struct {
 
 // wireError is err with its wire code.
 func wireError(err error) *control.Error {
-	var ce *control.Error
-	if errors.As(err, &ce) { // the daemon's own refusals (host.go) carry their code
-		return ce
+	if e, ok := errors.AsType[*control.Error](err); ok {
+		return e // the handler chose the code itself
 	}
 	code := control.CodeFailed
 	for _, c := range codes {
@@ -141,7 +141,14 @@ func (h *handler) Rollback(ctx context.Context, req control.RollbackRequest, pro
 
 // Status answers from the daemon's status.
 func (h *handler) Status(context.Context) (control.Status, error) {
-	return statusResult(h.status()), nil
+	return h.statusResult(), nil
+}
+
+// statusResult is the daemon's status with the traffic state.
+func (h *handler) statusResult() control.Status {
+	st := statusResult(h.status())
+	h.traffic.fill(&st.Proxy)
+	return st
 }
 
 // Stop stops a release and answers with the status after the stop.
@@ -149,7 +156,7 @@ func (h *handler) Stop(ctx context.Context, req control.StopRequest) (control.St
 	if err := h.sup.Stop(ctx, req.ReleaseID); err != nil {
 		return control.Status{}, h.fail(control.CmdStop, err)
 	}
-	return statusResult(h.status()), nil
+	return h.statusResult(), nil
 }
 
 // Restart restarts processes in place.
@@ -185,6 +192,25 @@ func (h *handler) Events(_ context.Context, req control.EventsRequest) (control.
 		}
 		return control.Event{At: control.At(e.At), Data: data, Message: string(e.Message)}
 	})}, nil
+}
+
+// Pause holds new requests (traffic.go).
+func (h *handler) Pause(ctx context.Context, req control.PauseRequest) (control.TrafficResult, error) {
+	r, err := h.traffic.pause(ctx, req)
+	if err != nil {
+		return r, h.fail(control.CmdPause, err)
+	}
+	return r, nil
+}
+
+// Resume releases what a pause holds.
+func (h *handler) Resume(context.Context) (control.TrafficResult, error) {
+	return h.traffic.resume(), nil
+}
+
+// Maintenance turns maintenance on or off.
+func (h *handler) Maintenance(_ context.Context, req control.MaintenanceRequest) (control.TrafficResult, error) {
+	return h.traffic.maintenance(req), nil
 }
 
 // Shutdown stops the daemon and answers once it has.

@@ -16,6 +16,7 @@ import (
 	"github.com/rollbridge/rollbridge-go/pkg/control"
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/process"
+	"github.com/rollbridge/rollbridge-go/pkg/proxy"
 	"github.com/rollbridge/rollbridge-go/pkg/release"
 	"github.com/rollbridge/rollbridge-go/pkg/state"
 	"github.com/rollbridge/rollbridge-go/pkg/supervisor"
@@ -50,7 +51,7 @@ func domainStatus() supervisor.Status {
 		Control: supervisor.ControlStatus{Path: "/run/rollbridge-shop.sock", Mode: &mode,
 			Owner: &config.IDOrName{Name: "deploy"}, Group: &config.IDOrName{ID: 1001}},
 		Orphans: []state.Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: "v0"}, {ID: "beacon", Pid: 3998}}, // a service's orphan has no release
-		Proxy:   supervisor.ProxyStatus{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1"},
+		Proxy:   supervisor.ProxyStatus{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", Held: 7, HoldGaveUp: 2},
 		Releases: []supervisor.ReleaseStatus{
 			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", State: release.Stopped,
 				Ports: map[string]int{"web": 18182, "beacon": 7330}, PortOrder: []string{"web", "beacon"},
@@ -73,7 +74,15 @@ func domainStatus() supervisor.Status {
 // the wire, with the bytes docs/protocol.md documents (pkg/control pins
 // them in its golden files).
 func TestStatusMappingMatchesGolden(t *testing.T) {
-	got, err := control.EncodeResult(statusResult(domainStatus()))
+	// The traffic state comes from the daemon's traffic owner, not the
+	// supervisor: a pause and maintenance as the golden status has them.
+	at := time.Date(2026, 11, 26, 14, 30, 0, 120_000_000, time.UTC)
+	px := proxy.New(proxy.Options{})
+	px.PauseTraffic(at)
+	tr := &traffic{px: px, maint: &state.Maintenance{Since: at, Message: "Back at 15:00 UTC", Page: "<h1>x</h1>"}}
+	st := statusResult(domainStatus())
+	tr.fill(&st.Proxy)
+	got, err := control.EncodeResult(st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,18 @@ type previous struct {
 	// hostDrained reads whether the host is drained now, for the state
 	// file; nil records false.
 	hostDrained func() bool
+
+	// maintenance, once set, is the maintenance in force, which every
+	// snapshot records.
+	maintenance func() *state.Maintenance
+}
+
+// maintenanceAtStart is the maintenance the previous daemon recorded.
+func (p *previous) maintenanceAtStart() *state.Maintenance {
+	if p == nil || p.snap == nil {
+		return nil
+	}
+	return p.snap.Maintenance
 }
 
 // live returns the orphans still running (pid and start time): status
@@ -81,6 +93,10 @@ func (p *previous) record(snap *state.Snapshot) *state.Snapshot {
 	}
 	snap.Instances = append([]string{p.own}, p.earlier...)
 	snap.HostDrained = p.hostDrained != nil && p.hostDrained()
+
+	if p.maintenance != nil {
+		snap.Maintenance = p.maintenance()
+	}
 	return snap
 }
 

@@ -38,6 +38,9 @@ const (
 	HostUndrained   Name = "host undrained"
 	ProxyError      Name = "proxy error"       // the app refused or broke a proxied connection
 	RequestsNotHeld Name = "requests not held" // the hold answered 503: no release served in time, or too many waited
+	TrafficDrained  Name = "traffic drained"   // a pause with --drain: the requests in flight finished
+	MaintenanceOn   Name = "maintenance on"    // every request answered 503 with the maintenance page
+	MaintenanceOff  Name = "maintenance off"
 	EventsDropped   Name = "events dropped"
 	InternalError   Name = "internal error" // a broken invariant with no caller to report to
 	// UnitSettingsIgnored: the config gives processes systemd unit
@@ -68,7 +71,9 @@ const (
 	ProcessReplaced Name = "process replaced"
 	ProcessDrained  Name = "process drained"
 	// The proxied process of the active release exited: no traffic goes
-	// to its port until it runs again and still owns it.
+	// to its port until it runs again and still owns it. rollbridgectl
+	// pause and resume (or the pause's timeout) emit them too, with
+	// "reason" instead of a process id.
 	TrafficPaused  Name = "traffic paused"
 	TrafficResumed Name = "traffic resumed"
 	// A canary (an extension: deploy --canary) took its share of new
@@ -206,6 +211,9 @@ var priorities = map[Name]Priority{
 	ConfigReloadRefused:          PriWarning,
 	ProxyError:                   PriWarning,
 	RequestsNotHeld:              PriWarning,
+	TrafficDrained:               PriNotice,
+	MaintenanceOn:                PriNotice,
+	MaintenanceOff:               PriNotice,
 	StateFileUnreadable:          PriWarning,
 	StateFileNotRemoved:          PriWarning,
 	OrphanedProcessesFound:       PriWarning,

@@ -13,6 +13,12 @@ import (
 // what a restarting daemon behind a socket unit has to take over at once.
 const DefaultMaxHeld = 4096
 
+// DefaultHoldRelease is Options.HoldRelease when left zero: enough to keep
+// a small app's workers busy, few enough that a cold app (empty caches, a
+// connection pool still filling) is not handed thousands of requests at
+// the same instant.
+const DefaultHoldRelease = 32
+
 // holdRetryAfter is the Retry-After (seconds) of a 503 from the hold: the
 // release did not come in time, or too many requests wait already. It is a
 // guess at when a restarting daemon serves again; clients that honour it
@@ -112,7 +118,8 @@ func (p *Proxy) wake() {
 
 // await is the path of a request that found no active backend. It returns
 // a backend with the request counted on it, or nil once it has answered
-// the request itself.
+// the request itself (as it does for a request that waited: it forwards
+// that one itself, paced by release).
 //
 // The gate is loaded before the backend is looked for again: a Swap that
 // the look misses stores its backend first and replaces the gate after,
@@ -126,13 +133,26 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 		http.Error(w, "No active release", http.StatusServiceUnavailable)
 		return nil, nil, ""
 	}
+	if pw, ok := w.(*pacedWriter); ok {
+		// Released by a pause to no backend: give its release slot back
+		// while it waits, or waiters holding every slot would keep each
+		// other from being released when the backend comes.
+		pw.free()
+	}
 	if p.held.Add(1) > p.maxHeld {
 		p.held.Add(-1)
 		p.giveUp(w, r, "No active release; too many requests waiting for one",
 			fmt.Errorf("%w (%d requests waiting already, the bound)", ErrNotHeld, p.maxHeld))
 		return nil, nil, ""
 	}
-	defer p.held.Add(-1)
+	held := true
+	leave := func() {
+		if held {
+			held = false
+			p.held.Add(-1)
+		}
+	}
+	defer leave()
 	timer := time.NewTimer(g.timeout)
 	defer timer.Stop()
 	for {
@@ -148,8 +168,12 @@ func (p *Proxy) await(w http.ResponseWriter, r *http.Request, upgrade bool) (*Ba
 			return nil, nil, ""
 		}
 		g = p.gate.Load()
-		if b, n, c := p.acquire(r, upgrade); b != nil {
-			return b, n, c
+		if p.Active() != nil {
+			// A backend came: go to it with the others released now, a
+			// few at a time (release), within the same deadline.
+			leave()
+			p.release(w, r, timer.C)
+			return nil, nil, ""
 		}
 		if g.timeout == 0 {
 			http.Error(w, "No active release", http.StatusServiceUnavailable)
@@ -174,4 +198,17 @@ func (p *Proxy) giveUp(w http.ResponseWriter, r *http.Request, body string, err 
 func unavailable(w http.ResponseWriter, body string) {
 	w.Header().Set("Retry-After", holdRetryAfter)
 	http.Error(w, body, http.StatusServiceUnavailable)
+}
+
+// HoldUntilSwap holds as Hold(timeout) does, until the next Swap: a Swap
+// to a backend sends the waiting requests to it and ends the hold, so a
+// later moment without a backend (a stop) answers 503 at once again. It
+// is the hold before a daemon's first deploy (proxy.holdBeforeFirstDeploy).
+// timeout <= 0 is EndHold.
+func (p *Proxy) HoldUntilSwap(timeout time.Duration) {
+	p.gateMu.Lock()
+	defer p.gateMu.Unlock()
+	old := p.gate.Load()
+	p.gate.Store(&gate{timeout: max(timeout, 0), open: make(chan struct{}), untilSwap: timeout > 0})
+	close(old.open)
 }

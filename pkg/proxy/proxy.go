@@ -70,6 +70,13 @@ type Options struct {
 	// waiting request costs a goroutine and its client's connection.
 	MaxHeld int
 
+	// HoldRelease bounds how many requests that waited (in a hold or a
+	// pause) are forwarded at once when they are released: the others
+	// wait for one of them to get the head of its answer, so a long queue
+	// reaches a backend that just started a few at a time, not as one
+	// stampede. 0 means DefaultHoldRelease.
+	HoldRelease int
+
 	// FDStore, when set, is where upgraded connections are parked once
 	// their upgrade completes, so they outlive the daemon: each is then
 	// copied with splice(2) through pipes stored beside its two sockets
@@ -112,6 +119,11 @@ type Proxy struct {
 	held    atomic.Int64
 	gaveUp  atomic.Int64 // requests the hold answered 503 (timeout or bound), since New
 	maxHeld int64
+	slots   chan struct{} // one per released request being forwarded (HoldRelease)
+
+	// mode (mode.go): a pause or maintenance; nil while neither, which
+	// costs a request one atomic load. Its writers take gateMu.
+	mode atomic.Pointer[mode]
 
 	handover *handover // nil without Options.FDStore
 	observe  ObserveFunc
@@ -131,6 +143,9 @@ func New(o Options) *Proxy {
 	}
 	if o.MaxHeld <= 0 {
 		o.MaxHeld = DefaultMaxHeld
+	}
+	if o.HoldRelease <= 0 {
+		o.HoldRelease = DefaultHoldRelease
 	}
 	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
 	// HTTP/1.1 only: upgrades (WebSocket) cannot cross an HTTP/2 hop, and a
@@ -158,6 +173,7 @@ func New(o Options) *Proxy {
 		buffers: &bufferPool{},
 		onError: o.OnError,
 		maxHeld: int64(o.MaxHeld),
+		slots:   make(chan struct{}, o.HoldRelease),
 
 		handover: newHandover(o.FDStore),
 		observe:  o.Observe,
@@ -247,12 +263,22 @@ func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
 // ServeHTTP forwards r to the active backend. It takes no locks (only a
 // request ending on a backend that a Drain waits for takes one, to wake it).
 // With no backend active it answers 503, or waits for one while the proxy
-// holds (see Hold).
+// holds (see Hold). While paused or in maintenance (mode.go), the mode
+// decides first.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.isHostHealth(r) {
 		p.serveHostHealth(w) // before routing: never held, never forwarded
 		return
 	}
+	if m := p.mode.Load(); m != nil {
+		p.serveMode(w, r, m)
+		return
+	}
+	p.serve(w, r)
+}
+
+// serve forwards r to the active backend, whatever the mode.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	upgrade := isUpgrade(r.Header)
 	b, n, cookie := p.acquire(r, upgrade)
 	if b == nil {

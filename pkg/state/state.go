@@ -48,6 +48,10 @@ type Snapshot struct {
 	// health check 503 until undrain-host.
 	HostDrained bool `json:"hostDrained,omitempty"`
 
+	// Maintenance is the maintenance mode in force, so that it survives
+	// a daemon restart; nil when off.
+	Maintenance *Maintenance `json:"maintenance,omitempty"`
+
 	// owner is the user id of the file Load or Read read this snapshot
 	// from, and ownerKnown whether it may be trusted (see FindOrphans).
 	owner      uint32
@@ -56,6 +60,14 @@ type Snapshot struct {
 	// Node is set when Read found the Node original's state file instead
 	// (never written; see node.go).
 	Node *NodeOrigin `json:"-"`
+}
+
+// Maintenance records maintenance mode: when it began, the message and
+// the operator's page ("" for the default one).
+type Maintenance struct {
+	Since   time.Time `json:"since"`
+	Message string    `json:"message,omitempty"`
+	Page    string    `json:"page,omitempty"`
 }
 
 // ReleaseRecord is one live or retained release.
