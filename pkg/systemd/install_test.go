@@ -23,6 +23,7 @@ func TestInstallLeavesPackagedTemplatesAlone(t *testing.T) {
 	}
 	for _, p := range []string{"lib/systemd/system/rollbridge@.service", "lib/systemd/system/rollbridge-units@.service",
 		"lib/systemd/system/rollbridge-proxy@.socket", "lib/systemd/system/rollbridge-control@.socket",
+		"lib/systemd/system/rollbridge-metrics@.socket",
 		"usr/lib/tmpfiles.d/rollbridge.conf"} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
 			t.Fatal(err)
@@ -48,7 +49,7 @@ func TestInstallLeavesPackagedTemplatesAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Templates) != 5 {
-		t.Errorf("installed templates %v, want all 5", got.Templates)
+	if len(got.Templates) != 6 {
+		t.Errorf("installed templates %v, want all 6", got.Templates)
 	}
 }
