@@ -3,9 +3,6 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"net"
-	"path/filepath"
-	"strconv"
 
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
@@ -67,19 +64,10 @@ func (s *Supervisor) DeployCanary(ctx context.Context, req DeployRequest, share 
 	if prev == nil {
 		return nil, refuse(ErrConflict, "no release is active: a canary runs beside one; deploy without --canary first")
 	}
-	cfg, err := s.deployConfig(ctx)
+	r, cfg, err := s.addRelease(ctx, id, req)
 	if err != nil {
 		return nil, err
 	}
-	path, err := filepath.Abs(req.ReleasePath)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkReleasePath(path); err != nil {
-		s.emit(events.DeployFailed, map[string]any{events.KeyReleaseID: id, "releasePath": path, events.KeyError: err.Error()})
-		return nil, recorded(err)
-	}
-	r := s.tab.add(id, path, req.Revision, cfg)
 	split := proxy.Canary{Share: share, Cookie: cfg.Proxy.CanaryCookie}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -97,24 +85,11 @@ func (s *Supervisor) DeployCanary(ctx context.Context, req DeployRequest, share 
 	fail := func(err error) (*CanaryResult, error) {
 		return nil, s.failDeploy(r, prev, startedServices, err)
 	}
-	ports, err := s.allocatePorts(cfg)
+	web, rv, addr, startedServices, err := s.bootRelease(ctx, r, cfg, progress)
 	if err != nil {
 		return fail(err)
 	}
-	rv := releaseVars{ID: r.id, Path: r.path, Revision: r.revision, Ports: ports}
-	s.tab.setPorts(r, releasePorts(cfg, ports))
-	if startedServices, err = s.ensureServices(ctx, cfg, rv, progress); err != nil {
-		return fail(err)
-	}
-	web, err := s.startReleaseProcesses(ctx, r, cfg, rv, progress)
-	if err != nil {
-		return fail(err)
-	}
-	host, port := cfg.Proxy.UpstreamHost, rv.Ports[web.cfg.ID]
-	if err := s.waitReady(ctx, r, web, host, port, progress); err != nil {
-		return fail(err)
-	}
-	backend := proxy.NewBackend(r.id, net.JoinHostPort(host, strconv.Itoa(port)))
+	backend := proxy.NewBackend(r.id, addr)
 	if err := s.tab.startCanary(r, backend, split, rv); err != nil {
 		return fail(err)
 	}

@@ -105,20 +105,56 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest, progress Pro
 	if err := s.canaryConflict("deploy"); err != nil {
 		return nil, err
 	}
-	cfg, err := s.deployConfig(ctx)
+	r, _, err := s.addRelease(ctx, id, req)
 	if err != nil {
 		return nil, err
+	}
+	return s.launch(ctx, r, progress)
+}
+
+// addRelease re-reads the config (see deployConfig), checks the release
+// directory and adds the release as Starting with that config: the common
+// first step of a deploy and a canary deploy. A directory that cannot be
+// used is recorded as a failed deploy.
+func (s *Supervisor) addRelease(ctx context.Context, id string, req DeployRequest) (*rel, *config.Config, error) {
+	cfg, err := s.deployConfig(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	path, err := filepath.Abs(req.ReleasePath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := checkReleasePath(path); err != nil {
 		s.emit(events.DeployFailed, map[string]any{events.KeyReleaseID: id, "releasePath": path, events.KeyError: err.Error()})
-		return nil, recorded(err)
+		return nil, nil, recorded(err)
 	}
-	r := s.tab.add(id, path, req.Revision, cfg)
-	return s.launch(ctx, r, progress)
+	return s.tab.add(id, path, req.Revision, cfg), cfg, nil
+}
+
+// bootRelease starts r's processes in the spec's order and waits until its
+// proxied process is healthy: 1. the services not yet running, 2. the
+// companions, then the proxied process. It returns the proxied instance,
+// the release's variables, the address to proxy to and the services it
+// started (which a failed deploy stops again, also when err != nil).
+func (s *Supervisor) bootRelease(ctx context.Context, r *rel, cfg *config.Config, progress Progress) (web *instance, rv releaseVars, addr string, started []*unit, err error) {
+	ports, err := s.allocatePorts(cfg)
+	if err != nil {
+		return nil, rv, "", nil, err
+	}
+	rv = releaseVars{ID: r.id, Path: r.path, Revision: r.revision, Ports: ports}
+	s.tab.setPorts(r, releasePorts(cfg, ports))
+	if started, err = s.ensureServices(ctx, cfg, rv, progress); err != nil {
+		return nil, rv, "", started, err
+	}
+	if web, err = s.startReleaseProcesses(ctx, r, cfg, rv, progress); err != nil {
+		return nil, rv, "", started, err
+	}
+	host, port := cfg.Proxy.UpstreamHost, rv.Ports[web.cfg.ID]
+	if err := s.waitReady(ctx, r, web, host, port, progress); err != nil {
+		return nil, rv, "", started, err
+	}
+	return web, rv, net.JoinHostPort(host, strconv.Itoa(port)), started, nil
 }
 
 // Rollback redeploys a retained release: by default the one that was active
@@ -197,28 +233,11 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 		return nil, s.failDeploy(r, prev, startedServices, err)
 	}
 
-	ports, err := s.allocatePorts(cfg)
+	// 1. services not yet running; 2. companions, then the proxied process.
+	web, rv, addr, startedServices, err := s.bootRelease(ctx, r, cfg, progress)
 	if err != nil {
 		return fail(err)
 	}
-	rv := releaseVars{ID: r.id, Path: r.path, Revision: r.revision, Ports: ports}
-	s.tab.setPorts(r, releasePorts(cfg, ports))
-
-	// 1. services not yet running.
-	startedServices, err = s.ensureServices(ctx, cfg, rv, progress)
-	if err != nil {
-		return fail(err)
-	}
-	// 2. companions, then the proxied process.
-	web, err := s.startReleaseProcesses(ctx, r, cfg, rv, progress)
-	if err != nil {
-		return fail(err)
-	}
-	host, port := cfg.Proxy.UpstreamHost, rv.Ports[web.cfg.ID]
-	if err := s.waitReady(ctx, r, web, host, port, progress); err != nil {
-		return fail(err)
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	// Healthy: the config this release started with becomes the running one.
 	s.adopt(cfg, r.id)
 
