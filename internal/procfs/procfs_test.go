@@ -90,6 +90,18 @@ func waitCmdline(t *testing.T, pid int, want string) {
 	testutil.Eventually(t, what, func() bool { return Cmdline(pid, "x") == want })
 }
 
+// waitExeced waits until pid's execve of cmdline has finished: the kernel
+// fills in the new image's arguments before its environment, so a
+// cmdline that reads right can still come with an empty environ.
+func waitExeced(t *testing.T, pid int, cmdline string) {
+	t.Helper()
+	waitCmdline(t, pid, cmdline)
+	testutil.Eventually(t, fmt.Sprintf("the environment of %d to be readable", pid), func() bool {
+		_, empty := EnvValues(pid)
+		return !empty
+	})
+}
+
 func TestAllPids(t *testing.T) {
 	pids, err := AllPids()
 	if err != nil {
@@ -107,7 +119,7 @@ func TestEnvValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitCmdline(t, cmd.Process.Pid, "sleep 30") // until the exec is done
+	waitExeced(t, cmd.Process.Pid, "sleep 30")
 	for _, c := range []struct {
 		key, want string
 		ok        bool
@@ -132,7 +144,7 @@ func TestEnvValueReadsABoundedPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitCmdline(t, cmd.Process.Pid, "sleep 30")
+	waitExeced(t, cmd.Process.Pid, "sleep 30")
 	got, empty := EnvValues(cmd.Process.Pid, "FIRST", "P3", "LAST")
 	if empty {
 		t.Error("EnvValues says the environment is empty")

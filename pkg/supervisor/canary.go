@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/rollbridge/rollbridge-go/pkg/events"
 	"github.com/rollbridge/rollbridge-go/pkg/proxy"
@@ -145,17 +144,8 @@ func (s *Supervisor) Promote(ctx context.Context, progress Progress) (*CanaryRes
 	s.emit(events.CanaryPromoted, data)
 	s.emit(events.TrafficSwitched, data)
 	progress.send(events.TrafficSwitched, data)
-	s.refreshServices(cfg, rv)
-	singletonErr := s.replaceSingletons(ctx, cfg, rv, progress)
-	if prev != nil {
-		if err := s.retire(prev, cfg); err != nil {
-			s.internalError(err)
-		}
-	}
-	s.prune()
-	if singletonErr != nil {
-		s.emit(events.DeployFailed, map[string]any{events.KeyReleaseID: r.id, events.KeyError: singletonErr.Error(), "trafficSwitched": true})
-		return nil, recorded(fmt.Errorf("release %s is active, but %w", r.id, singletonErr))
+	if err := s.afterSwitch(ctx, r, prev, cfg, rv, progress); err != nil {
+		return nil, err
 	}
 	return &CanaryResult{ActiveReleaseID: r.id, PreviousReleaseID: idOf(prev)}, nil
 }

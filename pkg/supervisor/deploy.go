@@ -249,11 +249,20 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	s.emit(events.TrafficSwitched, map[string]any{events.KeyReleaseID: r.id, "previousReleaseId": prevID})
 	progress.send(events.TrafficSwitched, map[string]any{events.KeyReleaseID: r.id, "previousReleaseId": prevID})
 
-	// 4. services now restart from the newest good release.
+	if err := s.afterSwitch(ctx, r, prev, cfg, rv, progress); err != nil {
+		return nil, err
+	}
+	return &DeployResult{ActiveReleaseID: r.id, PreviousReleaseID: prevID}, nil
+}
+
+// afterSwitch finishes a deploy (or a promote) once r serves every new
+// request: 4. services restart from the newest good release; 5. the
+// singletons move, old stopped before new started, never overlapping; 6.
+// prev (nil: none) drains and stops in the background. r is active even
+// when it returns an error: only the singletons can fail here.
+func (s *Supervisor) afterSwitch(ctx context.Context, r, prev *rel, cfg *config.Config, rv releaseVars, progress Progress) error {
 	s.refreshServices(cfg, rv)
-	// 5. singletons: old stopped, then new started, never overlapping.
 	singletonErr := s.replaceSingletons(ctx, cfg, rv, progress)
-	// 6. drain and stop the previous release in the background.
 	if prev != nil {
 		if err := s.retire(prev, cfg); err != nil {
 			s.internalError(err)
@@ -262,9 +271,9 @@ func (s *Supervisor) launch(ctx context.Context, r *rel, progress Progress) (*De
 	s.prune()
 	if singletonErr != nil {
 		s.emit(events.DeployFailed, map[string]any{events.KeyReleaseID: r.id, events.KeyError: singletonErr.Error(), "trafficSwitched": true})
-		return nil, recorded(fmt.Errorf("release %s is active, but %w", r.id, singletonErr))
+		return recorded(fmt.Errorf("release %s is active, but %w", r.id, singletonErr))
 	}
-	return &DeployResult{ActiveReleaseID: r.id, PreviousReleaseID: prevID}, nil
+	return nil
 }
 
 // failDeploy undoes a deploy: the new release's processes and the services
