@@ -156,8 +156,8 @@ func Run(ctx context.Context, o Options) error {
 	accepts := &countingListener{Listener: lns.Proxy}
 	d.lns = lns
 	px := proxy.New(proxy.Options{OnError: (&errorReporter{log: log, metrics: mx}).report, TrustedProxies: cfg.Proxy.TrustedProxies,
-		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(),
-		MaxHeld:         cfg.Proxy.MaxHeld, HoldRelease: cfg.Proxy.HoldRelease,
+		UpstreamTimeout: cfg.Proxy.UpstreamTimeout(), CrashHold: cfg.Proxy.HoldTimeout(),
+		MaxHeld: cfg.Proxy.MaxHeld, HoldRelease: cfg.Proxy.HoldRelease,
 		FDStore: o.Handover.proxyStore(), Observe: observers(mx, al)})
 	px.SetHostHealthPath(cfg.Proxy.HostHealthPath)
 	d.proxy = px

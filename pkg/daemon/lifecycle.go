@@ -189,6 +189,7 @@ func (d *daemon) adopt(next *config.Config) {
 	d.proxy.SetTrustedProxies(next.Proxy.TrustedProxies)     // live: the next request uses it
 	d.proxy.SetHostHealthPath(next.Proxy.HostHealthPath)     // live too
 	d.proxy.SetUpstreamTimeout(next.Proxy.UpstreamTimeout()) // for the backends of the next deploy on
+	d.proxy.SetCrashHold(next.Proxy.HoldTimeout())           // live: requests that fail from now on
 	d.traffic.reconfigure(next)                              // live: maintenance's bypass and Retry-After
 	d.warnUnitSettings(next)
 }

@@ -92,19 +92,27 @@ func (rt *route) pick(p *Proxy, req *http.Request) (*Backend, string) {
 }
 
 // setMain makes b the backend that takes the traffic (nil: none), keeping
-// a running canary, and returns the previous one.
-func (p *Proxy) setMain(b *Backend) (prev *Backend) {
+// a running canary, and returns the previous one. paused (with b nil)
+// says the active backend is only taken out while its process restarts
+// (Pause): it stays the active release's for the crash hold (crashhold.go).
+func (p *Proxy) setMain(b *Backend, paused bool) (prev *Backend) {
 	p.routeMu.Lock()
 	defer p.routeMu.Unlock()
 	if rt := p.route.Load(); rt != nil {
 		prev = rt.main
 	}
+	active := b
+	if paused {
+		active = p.epoch.Load().active
+	}
 	p.storeRouteLocked(b)
+	p.nextEpochLocked(active)
 	return prev
 }
 
 // storeRouteLocked stores the route for main and the running split.
 // Without a main backend there is no route: a canary alone takes nothing.
+// Callers store the next epoch after it (nextEpochLocked).
 func (p *Proxy) storeRouteLocked(main *Backend) {
 	if main == nil {
 		p.route.Store(nil)
@@ -162,6 +170,7 @@ func (p *Proxy) SetCanary(b *Backend, c Canary) (prev *Backend, err error) {
 		main = rt.main
 	}
 	p.storeRouteLocked(main)
+	p.nextEpochLocked(p.epoch.Load().active) // the active release stays
 	return prev, nil
 }
 
@@ -190,6 +199,7 @@ func (p *Proxy) Promote() (prev *Backend) {
 		prev = rt.main
 	}
 	p.storeRouteLocked(next)
+	p.nextEpochLocked(next)
 	p.routeMu.Unlock()
 	p.wake() // after routeMu: Pause takes gateMu, then routeMu
 	return prev

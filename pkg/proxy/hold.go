@@ -88,13 +88,15 @@ func (p *Proxy) setGate(timeout time.Duration) {
 func (p *Proxy) Pause(timeout time.Duration) (prev *Backend) {
 	p.gateMu.Lock()
 	defer p.gateMu.Unlock()
-	prev = p.setMain(nil)
+	// The hold first, then the route: whoever finds no backend (a new
+	// request, or one that failed on it and waits in the crash hold)
+	// finds this gate, never the one before it.
 	if timeout > 0 {
 		old := p.gate.Load()
 		p.gate.Store(&gate{timeout: timeout, open: make(chan struct{}), untilSwap: true})
 		close(old.open)
 	}
-	return prev
+	return p.setMain(nil, true)
 }
 
 // wake lets waiting requests look for a backend again; Swap calls it after

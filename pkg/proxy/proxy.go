@@ -70,6 +70,16 @@ type Options struct {
 	// waiting request costs a goroutine and its client's connection.
 	MaxHeld int
 
+	// CrashHold is how long a request that failed on the active backend
+	// in a way the app cannot have acted on (its process went down: the
+	// connection was refused, or closed before any byte of the answer
+	// for a request that may be repeated; crashhold.go has the rule)
+	// waits for the backend to serve again, then is sent once more. It
+	// waits as a held request does (MaxHeld, HoldRelease, Held), until a
+	// Swap brings a backend back. 0 (the zero value) answers such
+	// requests 502 at once, as before. See SetCrashHold.
+	CrashHold time.Duration
+
 	// HoldRelease bounds how many requests that waited (in a hold or a
 	// pause) are forwarded at once when they are released: the others
 	// wait for one of them to get the head of its answer, so a long queue
@@ -120,6 +130,13 @@ type Proxy struct {
 	gaveUp  atomic.Int64 // requests the hold answered 503 (timeout or bound), since New
 	maxHeld int64
 	slots   chan struct{} // one per released request being forwarded (HoldRelease)
+
+	// The crash hold (crashhold.go): the current epoch (replaced, under
+	// routeMu, at every change of the route) and how long a request that
+	// failed on the active backend waits for it, in nanoseconds. A
+	// request reads the epoch once, as its upstream exchange starts.
+	epoch     atomic.Pointer[epoch]
+	crashHold atomic.Int64
 
 	// mode (mode.go): a pause or maintenance; nil while neither, which
 	// costs a request one atomic load. Its writers take gateMu.
@@ -179,6 +196,8 @@ func New(o Options) *Proxy {
 		observe:  o.Observe,
 	}
 	p.gate.Store(&gate{open: make(chan struct{})})
+	p.epoch.Store(&epoch{changed: make(chan struct{})})
+	p.SetCrashHold(o.CrashHold)
 	p.SetTrustedProxies(o.TrustedProxies)
 	p.SetUpstreamTimeout(o.UpstreamTimeout)
 	return p
@@ -188,6 +207,10 @@ func New(o Options) *Proxy {
 // swapped in for the first time from now on; those already serving keep
 // theirs (a reload applies from the next deploy).
 func (p *Proxy) SetUpstreamTimeout(d time.Duration) { p.upstreamTimeout.Store(int64(max(d, 0))) }
+
+// SetCrashHold changes Options.CrashHold for the requests that fail from
+// now on (a config reload); d <= 0 turns the crash hold off.
+func (p *Proxy) SetCrashHold(d time.Duration) { p.crashHold.Store(int64(max(d, 0))) }
 
 // SetTrustedProxies replaces the TrustedProxies list (a config reload); it
 // copies ps. Requests already being handled may still use the old list.
@@ -221,14 +244,14 @@ func trustedPrefixes(ps []netip.Prefix) []netip.Prefix {
 // Hold) go to next; a hold that Pause started ends.
 func (p *Proxy) Swap(next *Backend) (prev *Backend) {
 	if next == nil {
-		prev = p.setMain(nil)
+		prev = p.setMain(nil, false)
 		if g := p.gate.Load(); g.untilSwap {
 			p.wake() // ends a Pause: the release is gone for good
 		}
 		return prev
 	}
 	p.bindBackend(next)
-	prev = p.setMain(next)
+	prev = p.setMain(next, false)
 	p.wake() // after the store: a waiter woken now finds next
 	return prev
 }
@@ -356,6 +379,7 @@ func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
 	}
 	fast := newFastTransport(b.addr, p.dialer, p.transport, p.maxIdle, defaultIdleConnTimeout, p.buffers, report)
 	fast.headTimeout = time.Duration(p.upstreamTimeout.Load())
+	fast.proxy, fast.backend = p, b
 	b.fast.Store(fast)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -384,6 +408,15 @@ func (p *Proxy) reverseProxy(b *Backend) *httputil.ReverseProxy {
 // fail answers a request that could not be forwarded and reports the
 // upstream's failures to OnError.
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, b *Backend, err error) {
+	switch {
+	case r.Context().Err() != nil:
+	case errors.Is(err, ErrNotHeld):
+		p.giveUp(w, r, "No active release", err) // the crash hold waited in vain
+		return
+	case errors.Is(err, errReleaseGone):
+		http.Error(w, "No active release", http.StatusServiceUnavailable)
+		return
+	}
 	status := classify(r.Context(), b.kill, err)
 	switch status {
 	case statusClientClosed:

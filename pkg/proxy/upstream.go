@@ -57,6 +57,11 @@ type fastTransport struct {
 	// headTimeout bounds the wait for a response head (0: none); set once
 	// at creation.
 	headTimeout time.Duration
+	// proxy and backend, set once at creation by the Proxy that serves
+	// backend, let a request that failed on it wait in the crash hold
+	// (crashhold.go); nil for a transport of no Proxy.
+	proxy   *Proxy
+	backend *Backend
 
 	retired  atomic.Bool // closeIdle was called: nothing is pooled any more
 	sweeping atomic.Bool // a sweep is scheduled or running
@@ -86,7 +91,7 @@ func newFastTransport(addr string, dialer *net.Dialer, fallback *http.Transport,
 // sends (requests forward does not take); bodies go to the fallback.
 func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
-		return t.roundTripFallback(req)
+		return t.roundTripBody(req)
 	}
 	return t.send(req, req.Write, req.Close)
 }
@@ -95,7 +100,47 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // reads the response head. A reused connection that fails before the answer
 // began is retried once on a fresh one for repeatable methods: the app
 // closed it between our peek and our write, so it never saw the request.
+// A request the app cannot have acted on, failed because its process is
+// down, waits in the crash hold and is sent once more (crashhold.go).
 func (t *fastTransport) send(req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
+	since := t.epoch()
+	resp, err := t.sendPooled(req, write, closing)
+	if err != nil && since != nil {
+		return t.proxy.recoverUnserved(t.backend, req, since, err, func(nb *Backend, pc *pconn) (*http.Response, error) {
+			return nb.fast.Load().resend(pc, req, write, closing)
+		})
+	}
+	return resp, err
+}
+
+// epoch is the Proxy's routing epoch as an exchange starts, or nil
+// without a Proxy: what the crash hold compares with after a failure.
+func (t *fastTransport) epoch() *epoch {
+	if t.proxy == nil {
+		return nil
+	}
+	return t.proxy.epoch.Load()
+}
+
+// resend sends a request once more, on pc (a connection the crash hold
+// dialled to t's app) or on a new connection: never on a pooled one,
+// which would allow a second silent retry.
+func (t *fastTransport) resend(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
+	if pc == nil {
+		var err error
+		if pc, err = t.dial(req.Context()); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := t.exchange(pc, req, write, closing)
+	if err != nil {
+		_ = pc.conn.Close() // broken: never pooled again
+	}
+	return resp, err
+}
+
+// sendPooled is send without the crash hold.
+func (t *fastTransport) sendPooled(req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := t.get(req.Context())
 		if err != nil {
@@ -137,12 +182,18 @@ func (t *fastTransport) get(ctx context.Context) (*pconn, bool, error) {
 			return pc, true, nil
 		default:
 		}
-		c, err := t.dialer.DialContext(ctx, "tcp", t.addr)
-		if err != nil {
-			return nil, false, err
-		}
-		return &pconn{conn: c, fd: connFD(c), br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
+		pc, err := t.dial(ctx)
+		return pc, false, err
 	}
+}
+
+// dial opens a new connection to the app.
+func (t *fastTransport) dial(ctx context.Context) (*pconn, error) {
+	c, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &pconn{conn: c, fd: connFD(c), br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
 }
 
 // usable reports whether an idle pconn may carry the next request, and
@@ -336,6 +387,8 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 		err = pc.bw.Flush()
 	}
 	var resp *http.Response
+	unsent := err != nil // the head did not reach the app whole: it cannot have acted on it
+	answered := false
 	if err == nil {
 		if t.headTimeout > 0 {
 			_ = conn.SetReadDeadline(time.Now().Add(t.headTimeout))
@@ -343,7 +396,13 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 				_ = conn.SetDeadline(time.Unix(1, 0)) // the client left before: keep its deadline
 			}
 		}
-		resp, err = readFinalResponse(pc.br, req)
+		// The first byte apart, so a failure can tell "no answer at all"
+		// (the crash hold may send a repeatable request again) from a
+		// broken answer; the read is the one ReadResponse would make.
+		if _, err = pc.br.Peek(1); err == nil {
+			answered = true
+			resp, err = readFinalResponse(pc.br, req)
+		}
 		if t.headTimeout > 0 && err == nil {
 			_ = conn.SetReadDeadline(time.Time{}) // the body is not bounded
 			if ctx.Err() != nil {
@@ -361,6 +420,11 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 			err = ctx.Err()
 		case t.headTimeout > 0 && errors.As(err, &ne) && ne.Timeout():
 			err = errHeadTimeout(t.headTimeout) // the read deadline above
+		case errors.As(err, &ne) && ne.Timeout():
+		case unsent:
+			err = &unservedError{err: err, unsent: true}
+		case !answered:
+			err = &unservedError{err: err}
 		}
 		return nil, err
 	}
@@ -379,18 +443,47 @@ func (e errHeadTimeout) Error() string {
 func (errHeadTimeout) Timeout() bool   { return true }
 func (errHeadTimeout) Temporary() bool { return false }
 
+// roundTripBody sends a request with a body through the fallback
+// transport. If the app's port refused the connection, no byte of the
+// body was read, and the crash hold may send it again (crashhold.go).
+func (t *fastTransport) roundTripBody(req *http.Request) (*http.Response, error) {
+	since := t.epoch()
+	fb := &fallbackBody{t: t}
+	resp, err := t.roundTripFallback(req, fb)
+	if err != nil && since != nil && !fb.out.read.Load() {
+		return t.proxy.recoverUnserved(t.backend, req, since, err, func(nb *Backend, pc *pconn) (*http.Response, error) {
+			if pc != nil {
+				_ = pc.conn.Close() // never opened for a refused connection; the fallback dials its own
+			}
+			// The same request to nb's address: the header policy made it
+			// for any backend, and the dial is what the host names.
+			again := req.WithContext(req.Context())
+			u := *req.URL
+			u.Host = nb.addr
+			again.URL = &u
+			nt := nb.fast.Load()
+			return nt.roundTripFallback(again, &fallbackBody{t: nt})
+		})
+	}
+	return resp, err
+}
+
 // roundTripFallback sends a request with a body through the fallback
 // transport, bounding the wait for its head by headTimeout. The timer
 // ends a context of the request's own; the body, once the head came, is
-// read under that context until it is closed.
-func (t *fastTransport) roundTripFallback(req *http.Request) (*http.Response, error) {
+// read under that context until it is closed. fb becomes the answer's
+// body; its out stands for the request's body meanwhile.
+func (t *fastTransport) roundTripFallback(req *http.Request, fb *fallbackBody) (*http.Response, error) {
 	ctx, cancel := context.WithCancel(req.Context())
 	var timer *time.Timer
 	var fired atomic.Bool
 	if t.headTimeout > 0 {
 		timer = time.AfterFunc(t.headTimeout, func() { fired.Store(true); cancel() })
 	}
-	resp, err := t.fallback.RoundTrip(req.WithContext(ctx))
+	out := req.WithContext(ctx)
+	fb.out.rc = req.Body
+	out.Body = &fb.out
+	resp, err := t.fallback.RoundTrip(out)
 	if timer != nil {
 		timer.Stop()
 	}
@@ -401,7 +494,8 @@ func (t *fastTransport) roundTripFallback(req *http.Request) (*http.Response, er
 		}
 		return nil, err
 	}
-	resp.Body = &fallbackBody{ReadCloser: resp.Body, t: t, cancel: cancel}
+	fb.ReadCloser, fb.cancel = resp.Body, cancel
+	resp.Body = fb
 	return resp, nil
 }
 
@@ -411,11 +505,32 @@ func (t *fastTransport) roundTripFallback(req *http.Request) (*http.Response, er
 // the pool by then. The pool is shared, so the other backends' idle
 // connections go too; they are dialled again on their next body request,
 // which only a retiring release pays for.
+//
+// It is allocated before the request is sent, so that out (the request
+// body as the fallback transport sees it) costs no allocation of its own.
 type fallbackBody struct {
 	io.ReadCloser
 	t      *fastTransport
 	cancel context.CancelFunc
+	out    outBody
 }
+
+// outBody is a request body as the fallback transport reads it. It tells
+// whether any of it was read, and keeps the transport's Close (which it
+// does on every failure) from reaching the request's own body, so that a
+// body not read yet can still be sent once more. ReverseProxy closes the
+// request's body itself when its handler ends.
+type outBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool // the transport's writer goroutine may still read
+}
+
+func (b *outBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *outBody) Close() error { return nil }
 
 func (b *fallbackBody) Close() error {
 	err := b.ReadCloser.Close()
