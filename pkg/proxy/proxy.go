@@ -45,9 +45,11 @@ type Options struct {
 	// It runs on the request's goroutine (or the idle sweep's), possibly
 	// many at once, so it must be quick and safe for concurrent use. Apart
 	// from those discarded connections, it is never called for a request
-	// that succeeded. While the proxy holds (see Hold), it also hears, with
-	// releaseID "" and an error wrapping ErrNotHeld, about each request
-	// answered 503 because no backend came in time or too many waited.
+	// that succeeded (a request the crash hold sent again with success
+	// is not reported). While the proxy holds (see Hold and CrashHold), it
+	// also hears, with releaseID "" and an error wrapping ErrNotHeld, about
+	// each request answered 503 because no backend came in time or too
+	// many waited.
 	OnError func(releaseID string, err error)
 
 	// TrustedProxies are the front ends (nginx, a load balancer) whose
