@@ -28,4 +28,8 @@
 // breaks the connection, 504 when connecting times out. While the proxy
 // holds (Proxy.Hold, as the daemon does while it starts), a request that
 // finds no backend waits for one instead, bounded in time and number.
+// With Options.CrashHold, a request that failed on the active backend in
+// a way the app cannot have acted on (its process went down) waits the
+// same way for the backend to serve again and is sent once more
+// (crashhold.go).
 package proxy
