@@ -124,3 +124,29 @@ func BenchmarkProxyObserved(b *testing.B) {
 	activate(p, "v1", benchUpstream(b))
 	benchGet(b, srv.URL)
 }
+
+// BenchmarkProxyPost is BenchmarkProxy for a request with a 100-byte
+// body: the ReverseProxy path with the fallback transport.
+func BenchmarkProxyPost(b *testing.B) {
+	p, url, _ := newProxy(b)
+	activate(p, "v1", benchUpstream(b))
+	c := newClient(b)
+	body := strings.Repeat("y", 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Post(url, "text/plain", strings.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body) // drained for keep-alive
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
