@@ -71,11 +71,9 @@ func freePort() int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func (e *env) start(name string, env []string, args ...string) (*exec.Cmd, error) {
-	return e.startOn(name, env, nil, args...)
-}
-
-// startOn is start on cpus (nil: unpinned).
+// startOn starts a process of the suite's in a process group of its own,
+// on cpus (nil: unpinned), its output in WORK/name.log; the cleanup stops
+// the group.
 func (e *env) startOn(name string, env []string, cpus []int, args ...string) (*exec.Cmd, error) {
 	log, err := os.Create(filepath.Join(e.work, name+".log"))
 	if err != nil {

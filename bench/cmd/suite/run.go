@@ -139,7 +139,7 @@ func loadAvg() string {
 
 func run(ctx context.Context, o options) (*Report, error) {
 	rep := &Report{Started: time.Now().UTC(), Machine: machine(), LoadAvg: loadAvg(),
-		Options: map[string]any{"repeat": o.repeat, "durationS": o.dur.Seconds(), "deploys": o.deploys, "runtimeDeploys": o.runtimeDeploys, "starts": o.starts, "quick": o.quick}}
+		Options: map[string]any{"repeat": o.repeat, "durationS": o.dur.Seconds(), "deploys": o.deploys, "runtimeDeploys": o.runtimeDeploys, "starts": o.starts, "pin": o.pin, "quick": o.quick}}
 	defer func() { rep.LoadAvgEnd = loadAvg() }()
 	e, err := setup(o)
 	if e != nil {
