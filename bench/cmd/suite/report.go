@@ -12,6 +12,17 @@ func (r *Report) Table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n# Rollbridge benchmark, %s\n\nMachine: %s. Load average (1/5/15 min) at start: %s, at the end: %s. Options: %v.\nPinning (proxy, cores and observability sections): %s.\n",
 		r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.LoadAvg, r.LoadAvgEnd, r.Options, r.Pinning)
+	if len(r.SectionLoad) > 0 {
+		b.WriteString("Load average (1 min) as each section started:")
+		for i, l := range r.SectionLoad {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(&b, "%s %s %s (%s)", sep, l.Section, strings.Fields(l.LoadAvg + " ?")[0], l.At.Format("15:04"))
+		}
+		b.WriteString(".\n")
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "Note: %s\n", n)
 	}

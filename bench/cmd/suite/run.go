@@ -14,11 +14,12 @@ import (
 
 // Report is everything one suite run measured.
 type Report struct {
-	Started    time.Time      `json:"started"`
-	Machine    string         `json:"machine"`
-	LoadAvg    string         `json:"loadAverage"`    // /proc/loadavg's 1, 5 and 15 minute figures at the start
-	LoadAvgEnd string         `json:"loadAverageEnd"` // and at the end
-	Options    map[string]any `json:"options"`
+	Started     time.Time      `json:"started"`
+	Machine     string         `json:"machine"`
+	LoadAvg     string         `json:"loadAverage"`    // /proc/loadavg's 1, 5 and 15 minute figures at the start
+	LoadAvgEnd  string         `json:"loadAverageEnd"` // and at the end
+	SectionLoad []SectionLoad  `json:"sectionLoad"`    // and as each section started
+	Options     map[string]any `json:"options"`
 	// Pinning says where the proxy sections ran what ("off" when unpinned).
 	Pinning   string           `json:"pinning"`
 	Proxy     []ProxyScenario  `json:"proxy"`
@@ -31,6 +32,13 @@ type Report struct {
 	Idle      *IdleReport      `json:"idle,omitempty"`
 	Observe   *ObserveReport   `json:"observability,omitempty"`
 	Notes     []string         `json:"notes,omitempty"`
+}
+
+// SectionLoad is the load average as a section started.
+type SectionLoad struct {
+	Section string    `json:"section"`
+	At      time.Time `json:"at"`
+	LoadAvg string    `json:"loadAverage"`
 }
 
 // ProxyScenario is one load shape against every target.
@@ -157,7 +165,15 @@ func run(ctx context.Context, o options) (*Report, error) {
 	} else if o.pin {
 		rep.Pinning = "off: fewer than 2 CPUs to pin to"
 	}
-	want := func(s string) bool { return strings.Contains(o.sections, s) }
+	// want also notes the load average as a section starts: on a shared
+	// machine it says which sections ran under whose load.
+	want := func(s string) bool {
+		if !strings.Contains(o.sections, s) {
+			return false
+		}
+		rep.SectionLoad = append(rep.SectionLoad, SectionLoad{Section: s, At: time.Now().UTC(), LoadAvg: loadAvg()})
+		return true
+	}
 	if want("proxy") {
 		rep.Proxy = proxyMatrix(ctx, e)
 	}
