@@ -280,7 +280,7 @@ func setup(o options) (*env, error) {
 		return nil, err
 	}
 	e := &env{o: o, work: work}
-	if o.pin {
+	if o.pin && o.wantsPinning() {
 		if e.pin, err = newPinning(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: not pinning:", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -38,6 +39,17 @@ type options struct {
 	starts   int
 	sections string
 	match    string
+}
+
+// wantsPinning: a section that pins runs (the others need no pinned
+// processes, so none are started for them).
+func (o options) wantsPinning() bool {
+	for _, s := range []string{"proxy", "cores", "observe"} {
+		if strings.Contains(o.sections, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func main() {

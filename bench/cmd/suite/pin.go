@@ -36,6 +36,10 @@ func newPinning() (*pinning, error) {
 	if len(cpus) < 2 {
 		return nil, fmt.Errorf("only %d CPU available", len(cpus))
 	}
+	// Setting the mask it has already checks that this sandbox lets us.
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("sched_setaffinity: %w", err)
+	}
 	return &pinning{proxy: cpus[:1], load: cpus[1:2]}, nil
 }
 

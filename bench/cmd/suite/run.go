@@ -162,8 +162,8 @@ func run(ctx context.Context, o options) (*Report, error) {
 	rep.Pinning = "off"
 	if e.pin != nil {
 		rep.Pinning = e.pin.String()
-	} else if o.pin {
-		rep.Pinning = "off: fewer than 2 CPUs to pin to"
+	} else if o.pin && o.wantsPinning() {
+		rep.Pinning = "off: could not pin (fewer than 2 CPUs, or sched_setaffinity refused; see the log)"
 	}
 	// want also notes the load average as a section starts: on a shared
 	// machine it says which sections ran under whose load.
