@@ -24,8 +24,10 @@ build:
 	$(GO) build -o $(BIN)/demo-app ./examples/app
 
 # The benchmark suite (docs/performance.md): installs nginx if it can,
-# builds, runs every section and prints the table; raw numbers go to
-# bench/results/. BENCH_ARGS=-quick for a smoke run.
+# builds, runs every section and prints the tables; raw numbers go to
+# bench/results/. The proxy under test is pinned to one CPU, the load
+# generator and the app to another (BENCH_ARGS=-pin=false: unpinned).
+# BENCH_ARGS=-quick for a smoke run; bin/suite -h lists every flag.
 bench: build
 	$(GO) build -o $(BIN)/ ./bench/cmd/loadgen ./bench/cmd/suite
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nginx-light >/dev/null 2>&1 || apt-get install -y -qq nginx >/dev/null 2>&1; } || echo "nginx not available: the nginx column stays empty"

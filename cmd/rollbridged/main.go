@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rollbridge/rollbridge-go/internal/allocstats"
 	"github.com/rollbridge/rollbridge-go/internal/runtoken"
 	"github.com/rollbridge/rollbridge-go/internal/version"
 	"github.com/rollbridge/rollbridge-go/pkg/accesslog"
@@ -39,6 +40,10 @@ daemon the same way.
 
 The config is evaluated in a child process limited to ROLLBRIDGE_EVAL_TIMEOUT_MS
 milliseconds (default 10000) and ROLLBRIDGE_EVAL_MEMORY_MB MiB (default 512).
+For measurements (docs/performance.md), off unless set:
+ROLLBRIDGE_CPUPROFILE=FILE writes a CPU profile of the whole run, and
+ROLLBRIDGE_ALLOCSTATS_SOCKET=PATH answers each connection to a new Unix
+socket (mode 0600) with the heap allocation counters as one JSON line.
 
 Options:
   -c, --config PATH      config file (default: rollbridge.jsonnet in the working directory)
@@ -123,6 +128,16 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 			return err
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	// ROLLBRIDGE_ALLOCSTATS_SOCKET=PATH serves the heap allocation counters
+	// on a Unix socket (for the benchmark suite: allocations per proxied
+	// request). Off unless set; nothing on the request path.
+	if p := os.Getenv(allocstats.EnvSocket); p != "" {
+		ln, err := allocstats.Listen(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", allocstats.EnvSocket, err)
+		}
+		defer ln.Close()
 	}
 	act, err := systemd.ActivatedListeners() // also clears LISTEN_* for the children
 	if err != nil {

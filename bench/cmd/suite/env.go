@@ -19,14 +19,23 @@ import (
 
 // env holds the processes under test.
 type env struct {
-	o       options
-	work    string
-	appURL  string // the app, direct
-	rbURL   string // through rollbridged
-	ngURL   string // through nginx ("" when not available)
-	rb      *daemon
-	app     *exec.Cmd
+	o      options
+	work   string
+	appURL string // the app, direct
+	rbURL  string // through rollbridged
+	ngURL  string // through nginx ("" when not available)
+	rb     *daemon
+	app    *exec.Cmd
+	// appPort is the direct app's, nginx's upstream.
+	appPort int
 	nginx   *exec.Cmd
+	// pin is where the proxy sections run what (nil: not pinned).
+	pin *pinning
+	// prb is the rollbridged the proxy section measures: rb, or with
+	// pinning a daemon of its own on the proxy's CPU (rb's releases are
+	// deployed under load by other sections and must not share that CPU).
+	prb     *daemon
+	prbURL  string
 	cleanup []func()
 }
 
@@ -35,7 +44,22 @@ type daemon struct {
 	client *control.Client
 	cfg    string
 	dir    string
-	n      int // releases deployed
+	allocs string // its allocation counter socket (ROLLBRIDGE_ALLOCSTATS_SOCKET)
+	n      int    // releases deployed
+	// startedAt and answeredAt are when the suite started it and when its
+	// control socket first answered status.
+	startedAt, answeredAt time.Time
+}
+
+// daemonSpec is a rollbridged to start: the config's processes as Jsonnet
+// (the web process is always the demo app; webExtra, an object, is merged
+// into it; extra is an array of more processes; top is merged into the
+// config's top level, e.g. {runtime: 'systemd'}), and the CPUs it runs on
+// (nil: unpinned).
+type daemonSpec struct {
+	name, top, webExtra, extra string
+	retention                  int
+	cpus                       []int
 }
 
 func freePort() int {
@@ -47,7 +71,10 @@ func freePort() int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func (e *env) start(name string, env []string, args ...string) (*exec.Cmd, error) {
+// startOn starts a process of the suite's in a process group of its own,
+// on cpus (nil: unpinned), its output in WORK/name.log; the cleanup stops
+// the group.
+func (e *env) startOn(name string, env []string, cpus []int, args ...string) (*exec.Cmd, error) {
 	log, err := os.Create(filepath.Join(e.work, name+".log"))
 	if err != nil {
 		return nil, err
@@ -56,7 +83,8 @@ func (e *env) start(name string, env []string, args ...string) (*exec.Cmd, error
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startOn(cmd, cpus); err != nil {
+		log.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	e.cleanup = append(e.cleanup, func() {
@@ -97,15 +125,21 @@ func waitHTTP(url string) error {
 }
 
 // startDaemon runs rollbridged with a config whose processes are given as
-// Jsonnet (the web process is always the demo app; webExtra, an object or
-// "{}", is merged into it).
+// Jsonnet (see daemonSpec).
 func (e *env) startDaemon(name, webExtra, extra string, retention int) (*daemon, string, error) {
 	return e.startDaemonWith(name, "{}", webExtra, extra, retention)
 }
 
-// startDaemonWith is startDaemon with top, a Jsonnet object merged into
-// the config's top level (e.g. {runtime: 'systemd'}).
+// startDaemonWith is startDaemon with top (see daemonSpec).
 func (e *env) startDaemonWith(name, top, webExtra, extra string, retention int) (*daemon, string, error) {
+	return e.startDaemonSpec(daemonSpec{name: name, top: top, webExtra: webExtra, extra: extra, retention: retention})
+}
+
+// startDaemonSpec starts the daemon s describes and waits until its control
+// socket answers status (polled every millisecond: the startup section
+// times it).
+func (e *env) startDaemonSpec(s daemonSpec) (*daemon, string, error) {
+	name, top, webExtra, extra, retention := s.name, s.top, s.webExtra, s.extra, s.retention
 	dir := filepath.Join(e.work, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err
@@ -122,20 +156,23 @@ func (e *env) startDaemonWith(name, top, webExtra, extra string, retention int) 
 		return nil, "", err
 	}
 	rbd, _ := filepath.Abs(filepath.Join(e.o.bin, "rollbridged"))
-	cmd, err := e.start(name, nil, rbd, "-c", cfg)
+	allocs := filepath.Join(dir, "allocs.sock")
+	started := time.Now()
+	cmd, err := e.startOn(name, []string{"ROLLBRIDGE_ALLOCSTATS_SOCKET=" + allocs}, s.cpus, rbd, "-c", cfg)
 	if err != nil {
 		return nil, "", err
 	}
-	d := &daemon{cmd: cmd, client: &control.Client{Path: filepath.Join(dir, "c.sock")}, cfg: cfg, dir: dir}
-	deadline := time.Now().Add(15 * time.Second)
+	d := &daemon{cmd: cmd, client: &control.Client{Path: filepath.Join(dir, "c.sock")}, cfg: cfg, dir: dir, allocs: allocs, startedAt: started}
+	deadline := started.Add(15 * time.Second)
 	for {
 		if _, err := d.client.Status(context.Background()); err == nil {
+			d.answeredAt = time.Now()
 			break
 		}
 		if time.Now().After(deadline) {
 			return nil, "", fmt.Errorf("%s did not answer on its control socket (see %s.log)", name, filepath.Join(e.work, name))
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 	return d, fmt.Sprintf("http://127.0.0.1:%d", port), nil
 }
@@ -152,16 +189,105 @@ func (d *daemon) deploy(ctx context.Context, progress func(control.Progress)) (s
 	return id, err
 }
 
-// setup starts the direct app, rollbridged with one release, and nginx.
+// webPids are the pids of the web processes d runs.
+func (d *daemon) webPids(ctx context.Context) ([]int, error) {
+	st, err := d.client.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, r := range st.Releases {
+		for _, p := range r.Processes {
+			if p.ID == "web" && p.Pid > 0 {
+				pids = append(pids, p.Pid)
+			}
+		}
+	}
+	return pids, nil
+}
+
+// appsToLoadCPU moves the apps of a pinned daemon (which inherited the
+// proxy's CPU from it) to the load generator's CPU.
+func (e *env) appsToLoadCPU(ctx context.Context, d *daemon) error {
+	pids, err := d.webPids(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pids) == 0 {
+		return fmt.Errorf("no web process to pin")
+	}
+	for _, pid := range pids {
+		if err := pinGroup(pid, e.pin.load); err != nil { // each managed process leads its own group
+			return err
+		}
+	}
+	return nil
+}
+
+// startProxyDaemon starts a daemon with one release for a proxy
+// measurement: on cpus, its app moved to the load CPU.
+func (e *env) startProxyDaemon(ctx context.Context, name string, top string, cpus []int) (*daemon, string, error) {
+	d, url, err := e.startDaemonSpec(daemonSpec{name: name, top: top, webExtra: "{}", extra: "[]", retention: 2, cpus: cpus})
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := d.deploy(ctx, nil); err != nil {
+		return nil, "", fmt.Errorf("%s: deploy: %w", name, err)
+	}
+	if cpus != nil {
+		if err := e.appsToLoadCPU(ctx, d); err != nil {
+			return nil, "", fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return d, url, nil
+}
+
+// proxyCPUs and loadCPUs are where the proxy under test and the app run
+// (nil when not pinned).
+func (e *env) proxyCPUs() []int {
+	if e.pin == nil {
+		return nil
+	}
+	return e.pin.proxy
+}
+
+func (e *env) loadCPUs() []int {
+	if e.pin == nil {
+		return nil
+	}
+	return e.pin.load
+}
+
+// pinLoad moves the load generator (this process) to its CPU for a proxy
+// section and returns what undoes it.
+func (e *env) pinLoad() func() {
+	if e.pin == nil {
+		return func() {}
+	}
+	restore, err := pinSelf(e.pin.load)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: pinning the load generator:", err)
+		return func() {}
+	}
+	return restore
+}
+
+// setup starts the direct app, rollbridged with one release (and with
+// pinning a second one on the proxy's CPU), and nginx.
 func setup(o options) (*env, error) {
 	work, err := os.MkdirTemp("", "rbbench")
 	if err != nil {
 		return nil, err
 	}
 	e := &env{o: o, work: work}
+	if o.pin && o.wantsPinning() {
+		if e.pin, err = newPinning(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: not pinning:", err)
+		}
+	}
 	appPort := freePort()
 	app, _ := filepath.Abs(filepath.Join(o.bin, "demo-app"))
-	if e.app, err = e.start("app", []string{"ROLLBRIDGE_RELEASE_ID=direct"}, app, "--port", strconv.Itoa(appPort)); err != nil {
+	if e.app, err = e.startOn("app", []string{"ROLLBRIDGE_RELEASE_ID=direct"}, e.loadCPUs(), app, "--port", strconv.Itoa(appPort)); err != nil {
 		return e, err
 	}
 	e.appURL = fmt.Sprintf("http://127.0.0.1:%d", appPort)
@@ -174,15 +300,25 @@ func setup(o options) (*env, error) {
 	if _, err := e.rb.deploy(context.Background(), nil); err != nil {
 		return e, err
 	}
+	e.prb, e.prbURL = e.rb, e.rbURL
+	if e.pin != nil {
+		if e.prb, e.prbURL, err = e.startProxyDaemon(context.Background(), "rb-pinned", "{}", e.pin.proxy); err != nil {
+			return e, err
+		}
+	}
+	e.appPort = appPort
 	if !o.noNginx {
-		if err := e.startNginx(appPort); err != nil {
+		if e.nginx, e.ngURL, err = e.startNginx("nginx", 1, e.proxyCPUs()); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: nginx comparison skipped:", err)
 		}
 	}
 	return e, nil
 }
 
-func (e *env) startNginx(appPort int) error {
+// startNginx starts nginx in front of the direct app with workers worker
+// processes (0: worker_processes auto) on cpus.
+func (e *env) startNginx(name string, workers int, cpus []int) (*exec.Cmd, string, error) {
+	appPort := e.appPort
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/nginx", "/sbin/nginx"} {
@@ -191,15 +327,20 @@ func (e *env) startNginx(appPort int) error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("nginx is not installed (apt-get install nginx)")
+			return nil, "", fmt.Errorf("nginx is not installed (apt-get install nginx)")
 		}
 	}
 	port := freePort()
-	dir := filepath.Join(e.work, "nginx")
+	dir := filepath.Join(e.work, name)
 	_ = os.MkdirAll(dir, 0o755)
-	// One worker, as in the issue's reference numbers; keep-alive upstreams;
-	// buffers large enough that a 1 MiB answer never goes to a temp file.
-	conf := fmt.Sprintf(`worker_processes 1;
+	wp := "auto"
+	if workers > 0 {
+		wp = strconv.Itoa(workers)
+	}
+	// One worker, as in the issue's reference numbers (auto in the cores
+	// section); keep-alive upstreams; buffers large enough that a 1 MiB
+	// answer never goes to a temp file.
+	conf := fmt.Sprintf(`worker_processes %[4]s;
 error_log %[1]s/error.log warn;
 pid %[1]s/nginx.pid;
 worker_rlimit_nofile 19000;
@@ -223,16 +364,17 @@ http {
     }
   }
 }
-`, dir, appPort, port)
+`, dir, appPort, port, wp)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return err
+		return nil, "", err
 	}
-	if e.nginx, err = e.start("nginx", nil, bin, "-c", confPath, "-g", "daemon off;"); err != nil {
-		return err
+	cmd, err := e.startOn(name, nil, cpus, bin, "-c", confPath, "-g", "daemon off;")
+	if err != nil {
+		return nil, "", err
 	}
-	e.ngURL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	return waitHTTP(e.ngURL + "/ping")
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	return cmd, url, waitHTTP(url + "/ping")
 }
 
 // cpuTime is the user+system CPU time of every process in pid's group.

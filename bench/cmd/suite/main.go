@@ -1,8 +1,9 @@
 // Command suite runs rollbridge's benchmark suite: proxy overhead against
-// the app directly and against nginx, the cost of metrics and the access
-// log, deploys under load, deploys with each
-// process runtime (exec and systemd), draining many WebSockets, and the
-// daemon's footprint. It prints a results table and
+// the app directly and against nginx (throughput, latency, CPU, and
+// rollbridged's allocations per request), scaling with cores, the cost of
+// metrics and the access log, deploys under load, deploys with each
+// process runtime (exec and systemd), draining many WebSockets, the
+// daemon's start and status times, and its footprint. It prints a results table and
 // writes the raw numbers as JSON. Run it with `make bench` (see
 // docs/performance.md); it needs the binaries built by that target.
 package main
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -29,8 +31,25 @@ type options struct {
 	sockets        int
 	quick          bool
 	noNginx        bool
-	sections       string
-	match          string
+	// pin puts the proxy under test on one CPU and the load generator and
+	// the app on another in the proxy sections (issue #17's rule).
+	pin bool
+	// starts is how many times the startup section starts a daemon and
+	// runs rollbridgectl status.
+	starts   int
+	sections string
+	match    string
+}
+
+// wantsPinning: a section that pins runs (the others need no pinned
+// processes, so none are started for them).
+func (o options) wantsPinning() bool {
+	for _, s := range []string{"proxy", "cores", "observe"} {
+		if strings.Contains(o.sections, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func main() {
@@ -44,11 +63,13 @@ func main() {
 	flag.IntVar(&o.sockets, "sockets", 10000, "WebSockets for the drain test (capped by the fd limit)")
 	flag.BoolVar(&o.quick, "quick", false, "one short run per scenario (a smoke test, not a measurement)")
 	flag.BoolVar(&o.noNginx, "no-nginx", false, "skip the nginx comparison")
-	flag.StringVar(&o.sections, "only", "proxy,observe,deploy,runtime,drain,footprint,idle", "sections to run")
+	flag.BoolVar(&o.pin, "pin", true, "in the proxy, cores and observe sections, run the proxy under test (rollbridged or nginx) on one CPU and the load generator and the app on another (-pin=false: unpinned; the cores section needs pinning)")
+	flag.IntVar(&o.starts, "starts", 20, "daemon starts and rollbridgectl status runs in the startup section (medians are reported)")
+	flag.StringVar(&o.sections, "only", "proxy,cores,observe,startup,deploy,runtime,drain,footprint,idle", "sections to run")
 	flag.StringVar(&o.match, "match", "", "only proxy scenarios whose name contains this")
 	flag.Parse()
 	if o.quick {
-		o.repeat, o.dur, o.deploys, o.sockets, o.runtimeDeploys = 1, time.Second, 10, 500, 5
+		o.repeat, o.dur, o.deploys, o.sockets, o.runtimeDeploys, o.starts = 1, time.Second, 10, 500, 5, 3
 	}
 	if o.out == "" {
 		o.out = filepath.Join("bench", "results", "run-"+time.Now().UTC().Format("20060102-150405")+".json")

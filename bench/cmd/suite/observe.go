@@ -12,10 +12,33 @@ import (
 
 // ObserveReport is the observability section: the proxy's CPU per request
 // with metrics and the access log off and on, same load, same run.
-type ObserveReport struct {
+type ObserveReport = CompareReport
+
+// CompareReport is one load shape against several targets, interleaved
+// within each repeat.
+type CompareReport struct {
 	Scenario string                  `json:"scenario"`
 	Targets  map[string]*TargetStats `json:"targets"`
 	Order    []string                `json:"order"`
+}
+
+// compare runs cfg against every target e.o.repeat times, interleaving the
+// targets within each repeat so that noise on this shared machine hits
+// them alike (the median of the repeats is compared, with the spread
+// beside it).
+func compare(ctx context.Context, e *env, scenario string, targets []target, cfg func(url string) load.Config) *CompareReport {
+	rep := &CompareReport{Scenario: scenario, Targets: map[string]*TargetStats{}}
+	for _, t := range targets {
+		rep.Targets[t.name] = &TargetStats{}
+		rep.Order = append(rep.Order, t.name)
+	}
+	for i := 0; i < e.o.repeat; i++ {
+		for _, t := range targets {
+			measure(ctx, rep.Targets[t.name], t, cfg(t.url))
+			time.Sleep(200 * time.Millisecond) // let TIME_WAIT and GC settle between runs
+		}
+	}
+	return rep
 }
 
 // observeVariants are the daemons the section compares, each a config
@@ -28,52 +51,30 @@ var observeVariants = []struct{ name, top string }{
 	{"metrics + access log", "{metrics: {port: 0}, accessLog: {}}"},
 }
 
-// observeCost runs GET 100 B c64 keep-alive against one daemon per variant,
-// interleaving the variants within each repeat so that noise on this
-// shared machine hits them alike (the median of the repeats is compared,
-// with the spread beside it).
+// observeCost runs GET 100 B c64 keep-alive against one daemon per variant
+// (each on the proxy's CPU when pinning), interleaved.
 func observeCost(ctx context.Context, e *env) (*ObserveReport, error) {
-	rep := &ObserveReport{Scenario: "GET 100 B c64 keep-alive", Targets: map[string]*TargetStats{}}
-	type target struct {
-		name, url string
-		d         *daemon
-	}
+	defer e.pinLoad()()
 	var ts []target
 	for i, v := range observeVariants {
-		d, url, err := e.startDaemonWith(fmt.Sprintf("obs%d", i), v.top, "{}", "[]", 2)
+		d, url, err := e.startProxyDaemon(ctx, fmt.Sprintf("obs%d", i), v.top, e.proxyCPUs())
 		if err != nil {
-			return rep, fmt.Errorf("%s: %w", v.name, err)
+			return nil, fmt.Errorf("%s: %w", v.name, err)
 		}
-		if _, err := d.deploy(ctx, nil); err != nil {
-			return rep, fmt.Errorf("%s: deploy: %w", v.name, err)
-		}
-		ts = append(ts, target{v.name, url, d})
-		rep.Targets[v.name] = &TargetStats{}
-		rep.Order = append(rep.Order, v.name)
+		ts = append(ts, target{v.name, url, func() int { return d.cmd.Process.Pid }, d.allocs})
 	}
-	for i := 0; i < e.o.repeat; i++ {
-		for _, t := range ts {
-			pid := t.d.cmd.Process.Pid
-			cpu0 := cpuTime(pid)
-			r := load.Run(ctx, load.Config{URL: t.url + "/bytes?n=100", Concurrency: 64, Duration: e.o.dur, KeepAlive: true})
-			cpu := cpuTime(pid) - cpu0
-			st := rep.Targets[t.name]
-			st.Runs = append(st.Runs, r)
-			if r.Requests > 0 {
-				st.CPUPerReq = append(st.CPUPerReq, float64(cpu.Microseconds())/float64(r.Requests))
-			}
-			time.Sleep(200 * time.Millisecond) // let TIME_WAIT and GC settle between runs
-		}
-	}
+	rep := compare(ctx, e, "GET 100 B c64 keep-alive", ts, func(url string) load.Config {
+		return load.Config{URL: url + "/bytes?n=100", Concurrency: 64, Duration: e.o.dur, KeepAlive: true}
+	})
 	fmt.Fprintln(os.Stderr, "bench: observability done")
 	return rep, nil
 }
 
-func (o *ObserveReport) table() string {
+func (o *CompareReport) observeTable() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## Observability cost (%s, rollbridged's CPU per request; %d interleaved runs each, median [min–max])\n\n",
 		o.Scenario, len(o.Targets[o.Order[0]].Runs))
-	b.WriteString("| Variant | CPU µs/req | vs off (medians) | req/s | p99 ms | failures |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| Variant | CPU µs/req | vs off (medians) | req/s | p99 ms | allocs/req | B/req | failures |\n|---|---|---|---|---|---|---|---|\n")
 	_, off, _ := stats(o.Targets[o.Order[0]].CPUPerReq)
 	for _, name := range o.Order {
 		t := o.Targets[name]
@@ -83,8 +84,9 @@ func (o *ObserveReport) table() string {
 		if name != o.Order[0] && off > 0 {
 			diff = fmt.Sprintf("%+.1f %%", (med/off-1)*100)
 		}
-		fmt.Fprintf(&b, "| %s | %.1f [%.1f–%.1f] | %s | %.0f | %.2f | %d |\n", name, med, lo, hi, diff, rps,
-			t.median(func(r load.Result) float64 { return r.P99 })/1000, t.failures())
+		allocs, bytes := allocCells(t)
+		fmt.Fprintf(&b, "| %s | %.1f [%.1f–%.1f] | %s | %.0f | %.2f | %s | %s | %d |\n", name, med, lo, hi, diff, rps,
+			t.median(func(r load.Result) float64 { return r.P99 })/1000, allocs, bytes, t.failures())
 	}
 	return b.String()
 }

@@ -10,14 +10,26 @@ import (
 // Table renders the report as Markdown, the way docs/performance.md shows it.
 func (r *Report) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n# Rollbridge benchmark, %s\n\nMachine: %s. Options: %v.\n", r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.Options)
+	fmt.Fprintf(&b, "\n# Rollbridge benchmark, %s\n\nMachine: %s. Load average (1/5/15 min) at start: %s, at the end: %s. Options: %v.\nPinning (proxy, cores and observability sections): %s.\n",
+		r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.LoadAvg, r.LoadAvgEnd, r.Options, r.Pinning)
+	if len(r.SectionLoad) > 0 {
+		b.WriteString("Load average (1 min) as each section started:")
+		for i, l := range r.SectionLoad {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(&b, "%s %s %s (%s)", sep, l.Section, strings.Fields(l.LoadAvg + " ?")[0], l.At.Format("15:04"))
+		}
+		b.WriteString(".\n")
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "Note: %s\n", n)
 	}
 	if len(r.Proxy) > 0 {
 		b.WriteString("\n## Proxy overhead (median of runs; req/s min–max in brackets)\n\n")
-		b.WriteString("| scenario | direct req/s | rollbridged req/s | nginx req/s | rb/direct | rb/nginx | p50 µs d / rb / ng | p99 µs d / rb / ng | CPU µs/req rb / ng | failed |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| scenario | direct req/s | rollbridged req/s | nginx req/s | rb/direct | rb/nginx | p50 µs d / rb / ng | p99 µs d / rb / ng | CPU µs/req rb / ng | rb allocs/req | rb B/req | failed |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, s := range r.Proxy {
 			d, rb, ng := s.Targets["direct"], s.Targets["rollbridged"], s.Targets["nginx"]
 			rps := func(t *TargetStats) string {
@@ -57,10 +69,17 @@ func (r *Report) Table() string {
 			for _, t := range s.Targets {
 				failed += t.failures()
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.1f / %.1f | %d |\n",
+			allocs, abytes := allocCells(rb)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.1f / %.1f | %s | %s | %d |\n",
 				s.Name, rps(d), rps(rb), rps(ng), ratio(rb, d), ratio(rb, ng),
-				med(d, p50), med(rb, p50), med(ng, p50), med(d, p99), med(rb, p99), med(ng, p99), cpu(rb), cpu(ng), failed)
+				med(d, p50), med(rb, p50), med(ng, p50), med(d, p99), med(rb, p99), med(ng, p99), cpu(rb), cpu(ng), allocs, abytes, failed)
 		}
+	}
+	if c := r.Cores; c != nil {
+		b.WriteString(c.coresTable())
+	}
+	if s := r.Startup; s != nil {
+		b.WriteString(s.table())
 	}
 	if d := r.Deploy; d != nil {
 		fmt.Fprintf(&b, "\n## Deploys under load (c64 keep-alive, 100 B)\n\n%d deploys, **%d failed requests** out of %d during them.\n\n", d.Deploys, d.Failures, d.During.Requests)
@@ -89,7 +108,7 @@ func (r *Report) Table() string {
 		phase("start → previous release stopped", func(p Phase) float64 { return p.OldStopped })
 	}
 	if o := r.Observe; o != nil {
-		b.WriteString(o.table())
+		b.WriteString(o.observeTable())
 	}
 	if rt := r.Runtime; rt != nil {
 		b.WriteString(rt.table())
@@ -183,4 +202,15 @@ func (rt *RuntimeReport) table() string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// allocCells are the median allocations and bytes per request of t, or
+// dashes when t has none (not rollbridged, or its counters were not read).
+func allocCells(t *TargetStats) (allocs, bytes string) {
+	if t == nil || len(t.AllocsPerReq) == 0 {
+		return "–", "–"
+	}
+	_, a, _ := stats(t.AllocsPerReq)
+	_, by, _ := stats(t.AllocBytesPerReq)
+	return fmt.Sprintf("%.1f", a), fmt.Sprintf("%.0f", by)
 }

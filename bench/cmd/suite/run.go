@@ -9,14 +9,22 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/bench/load"
+	"github.com/rollbridge/rollbridge-go/internal/allocstats"
 )
 
 // Report is everything one suite run measured.
 type Report struct {
-	Started   time.Time        `json:"started"`
-	Machine   string           `json:"machine"`
-	Options   map[string]any   `json:"options"`
+	Started     time.Time      `json:"started"`
+	Machine     string         `json:"machine"`
+	LoadAvg     string         `json:"loadAverage"`    // /proc/loadavg's 1, 5 and 15 minute figures at the start
+	LoadAvgEnd  string         `json:"loadAverageEnd"` // and at the end
+	SectionLoad []SectionLoad  `json:"sectionLoad"`    // and as each section started
+	Options     map[string]any `json:"options"`
+	// Pinning says where the proxy sections ran what ("off" when unpinned).
+	Pinning   string           `json:"pinning"`
 	Proxy     []ProxyScenario  `json:"proxy"`
+	Cores     *CompareReport   `json:"cores,omitempty"`
+	Startup   *StartupReport   `json:"startup,omitempty"`
 	Deploy    *DeployReport    `json:"deployUnderLoad,omitempty"`
 	Runtime   *RuntimeReport   `json:"runtime,omitempty"`
 	Drain     *DrainReport     `json:"drain,omitempty"`
@@ -24,6 +32,13 @@ type Report struct {
 	Idle      *IdleReport      `json:"idle,omitempty"`
 	Observe   *ObserveReport   `json:"observability,omitempty"`
 	Notes     []string         `json:"notes,omitempty"`
+}
+
+// SectionLoad is the load average as a section started.
+type SectionLoad struct {
+	Section string    `json:"section"`
+	At      time.Time `json:"at"`
+	LoadAvg string    `json:"loadAverage"`
 }
 
 // ProxyScenario is one load shape against every target.
@@ -36,6 +51,42 @@ type ProxyScenario struct {
 type TargetStats struct {
 	Runs      []load.Result `json:"runs"`
 	CPUPerReq []float64     `json:"cpuUsPerRequest"` // of the target process(es), per run
+	// AllocsPerReq and AllocBytesPerReq are rollbridged's heap allocations
+	// during a run divided by its requests, per run (from the daemon's
+	// ROLLBRIDGE_ALLOCSTATS_SOCKET; everything the daemon allocated, so
+	// health checks and supervision too, a negligible share at these rates).
+	AllocsPerReq     []float64 `json:"allocsPerRequest,omitempty"`
+	AllocBytesPerReq []float64 `json:"allocBytesPerRequest,omitempty"`
+}
+
+// target is one thing a load run goes to.
+type target struct {
+	name, url string
+	pid       func() int // the process (group) whose CPU is counted
+	allocs    string     // rollbridged's allocation counter socket ("" for others)
+}
+
+// measure runs one load run against t and adds it to st.
+func measure(ctx context.Context, st *TargetStats, t target, cfg load.Config) {
+	var a0 allocstats.Counters
+	var aerr error
+	if t.allocs != "" {
+		a0, aerr = allocstats.Fetch(t.allocs)
+	}
+	cpu0 := cpuTime(t.pid())
+	r := load.Run(ctx, cfg)
+	cpu := cpuTime(t.pid()) - cpu0
+	st.Runs = append(st.Runs, r)
+	if r.Requests > 0 {
+		st.CPUPerReq = append(st.CPUPerReq, float64(cpu.Microseconds())/float64(r.Requests))
+	}
+	if t.allocs != "" && aerr == nil && r.Requests > 0 {
+		if a1, err := allocstats.Fetch(t.allocs); err == nil {
+			d := a1.Sub(a0)
+			st.AllocsPerReq = append(st.AllocsPerReq, float64(d.Objects)/float64(r.Requests))
+			st.AllocBytesPerReq = append(st.AllocBytesPerReq, float64(d.Bytes)/float64(r.Requests))
+		}
+	}
 }
 
 func (t *TargetStats) rps() (lo, med, hi float64) {
@@ -85,9 +136,19 @@ func machine() string {
 	return fmt.Sprintf("%d × %s", n, model)
 }
 
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 func run(ctx context.Context, o options) (*Report, error) {
-	rep := &Report{Started: time.Now().UTC(), Machine: machine(),
-		Options: map[string]any{"repeat": o.repeat, "durationS": o.dur.Seconds(), "deploys": o.deploys, "runtimeDeploys": o.runtimeDeploys, "quick": o.quick}}
+	rep := &Report{Started: time.Now().UTC(), Machine: machine(), LoadAvg: loadAvg(),
+		Options: map[string]any{"repeat": o.repeat, "durationS": o.dur.Seconds(), "deploys": o.deploys, "runtimeDeploys": o.runtimeDeploys, "starts": o.starts, "pin": o.pin, "quick": o.quick}}
+	defer func() { rep.LoadAvgEnd = loadAvg() }()
 	e, err := setup(o)
 	if e != nil {
 		defer e.close()
@@ -98,13 +159,39 @@ func run(ctx context.Context, o options) (*Report, error) {
 	if e.ngURL == "" {
 		rep.Notes = append(rep.Notes, "nginx was not available: no nginx column")
 	}
-	want := func(s string) bool { return strings.Contains(o.sections, s) }
+	rep.Pinning = "off"
+	if e.pin != nil {
+		rep.Pinning = e.pin.String()
+	} else if o.pin && o.wantsPinning() {
+		rep.Pinning = "off: could not pin (fewer than 2 CPUs, or sched_setaffinity refused; see the log)"
+	}
+	// want also notes the load average as a section starts: on a shared
+	// machine it says which sections ran under whose load.
+	want := func(s string) bool {
+		if !strings.Contains(o.sections, s) {
+			return false
+		}
+		rep.SectionLoad = append(rep.SectionLoad, SectionLoad{Section: s, At: time.Now().UTC(), LoadAvg: loadAvg()})
+		return true
+	}
 	if want("proxy") {
 		rep.Proxy = proxyMatrix(ctx, e)
+	}
+	if want("cores") {
+		if e.pin == nil {
+			rep.Notes = append(rep.Notes, "cores section skipped: it needs pinning (-pin, 2 CPUs)")
+		} else if rep.Cores, err = coresCompare(ctx, e); err != nil {
+			return rep, fmt.Errorf("cores: %w", err)
+		}
 	}
 	if want("observe") {
 		if rep.Observe, err = observeCost(ctx, e); err != nil {
 			return rep, fmt.Errorf("observability: %w", err)
+		}
+	}
+	if want("startup") {
+		if rep.Startup, err = startup(ctx, e); err != nil {
+			return rep, fmt.Errorf("startup: %w", err)
 		}
 	}
 	if want("deploy") {
@@ -137,8 +224,10 @@ func run(ctx context.Context, o options) (*Report, error) {
 
 // proxyMatrix runs every load shape against the app directly, through
 // rollbridged and through nginx, interleaving targets within each repeat so
-// that machine noise hits them alike.
+// that machine noise hits them alike. With pinning, the proxies run on
+// their CPU and this process and the app on theirs.
 func proxyMatrix(ctx context.Context, e *env) []ProxyScenario {
+	defer e.pinLoad()()
 	type shape struct {
 		name, path string
 		c          int
@@ -161,18 +250,12 @@ func proxyMatrix(ctx context.Context, e *env) []ProxyScenario {
 	for _, c := range []int{1, 64} {
 		shapes = append(shapes, shape{fmt.Sprintf("POST 1 MiB c%d keep-alive", c), "/upload", c, true, upload})
 	}
-	targets := []struct {
-		name, url string
-		pid       func() int
-	}{
-		{"direct", e.appURL, func() int { return e.app.Process.Pid }},
-		{"rollbridged", e.rbURL, func() int { return e.rb.cmd.Process.Pid }},
+	targets := []target{
+		{"direct", e.appURL, func() int { return e.app.Process.Pid }, ""},
+		{"rollbridged", e.prbURL, func() int { return e.prb.cmd.Process.Pid }, e.prb.allocs},
 	}
 	if e.ngURL != "" {
-		targets = append(targets, struct {
-			name, url string
-			pid       func() int
-		}{"nginx", e.ngURL, func() int { return e.nginx.Process.Pid }})
+		targets = append(targets, target{"nginx", e.ngURL, func() int { return e.nginx.Process.Pid }, ""})
 	}
 	var out []ProxyScenario
 	for _, s := range shapes {
@@ -187,13 +270,7 @@ func proxyMatrix(ctx context.Context, e *env) []ProxyScenario {
 					st = &TargetStats{}
 					sc.Targets[t.name] = st
 				}
-				cpu0 := cpuTime(t.pid())
-				r := load.Run(ctx, load.Config{URL: t.url + s.path, Concurrency: s.c, Duration: e.o.dur, KeepAlive: s.keepAlive, Body: s.body})
-				cpu := cpuTime(t.pid()) - cpu0
-				st.Runs = append(st.Runs, r)
-				if r.Requests > 0 {
-					st.CPUPerReq = append(st.CPUPerReq, float64(cpu.Microseconds())/float64(r.Requests))
-				}
+				measure(ctx, st, t, load.Config{URL: t.url + s.path, Concurrency: s.c, Duration: e.o.dur, KeepAlive: s.keepAlive, Body: s.body})
 				time.Sleep(200 * time.Millisecond) // let TIME_WAIT and GC settle between runs
 			}
 		}
