@@ -32,7 +32,7 @@ func BenchmarkHop(b *testing.B) {
 		b.Fatal(err)
 	}
 	cc := NewClientConns(nil)
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ConnState: cc.ConnState}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ConnState: cc.ConnState, ConnContext: cc.ConnContext}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

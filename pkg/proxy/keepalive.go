@@ -172,6 +172,22 @@ func (cc *ClientConns) forget(c *clientConn) {
 	cc.changed = make(chan struct{})
 }
 
+// clientConnKey is the context key under which ConnContext puts a
+// tracked connection, for the requests it serves (clientWatch).
+type clientConnKey struct{}
+
+// ConnContext is the http.Server's ConnContext hook: the requests of a
+// tracked connection find it in their context, and the proxy lets the
+// connection itself watch for the client going away (clientWatch)
+// rather than registering on each request's context. Optional: without
+// it, requests are served the same, at a few more allocations each.
+func (cc *ClientConns) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if w, ok := c.(*clientConn); ok {
+		return context.WithValue(ctx, clientConnKey{}, w)
+	}
+	return ctx
+}
+
 // ConnState is the http.Server's ConnState hook: it marks the request
 // boundaries, and lets hijacked connections (WebSockets, which the proxy
 // hands over itself) go.
@@ -294,11 +310,19 @@ type clientConn struct {
 	// hijacked: phaseDone).
 	fill         int
 	readDeadline time.Time
+	// upstream is the app connection the request being served waits on,
+	// for a failed Read to abort (see watch); gone says a Read failed.
+	upstream atomic.Pointer[pconn]
+	gone     atomic.Bool
 }
 
-func (c *clientConn) Read(p []byte) (int, error) {
+func (c *clientConn) Read(p []byte) (n int, err error) {
 	if c.phase.Load() != phaseBoundary {
-		return c.Conn.Read(p)
+		n, err = c.Conn.Read(p)
+		if err != nil {
+			c.readFailed(err)
+		}
+		return n, err
 	}
 	if c.fill == 0 {
 		c.fill = len(p)
@@ -306,15 +330,25 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if len(p) != c.fill {
 		// net/http holds part of the next request already: serve it.
 		c.phase.Store(phaseActive)
-		return c.Conn.Read(p)
+		n, err = c.Conn.Read(p)
+		if err != nil {
+			c.readFailed(err)
+		}
+		return n, err
 	}
 	c.phase.Store(phaseWaiting)
 	if c.cc.stopping.Load() {
 		return 0, c.end()
 	}
-	n, err := c.Conn.Read(p)
+	n, err = c.Conn.Read(p)
 	if c.phase.CompareAndSwap(phaseWaiting, phaseActive) {
+		if err != nil {
+			c.readFailed(err)
+		}
 		return n, err // not woken: whatever the Read says goes to net/http
+	}
+	if err != nil {
+		c.readFailed(err)
 	}
 	// Stop woke this Read (phaseWaking).
 	if n == 0 {
@@ -333,6 +367,41 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	_ = c.Conn.SetReadDeadline(c.readDeadline) // as the Read just now: it fails only on a closed connection, which the next Read reports
 	c.wakeMu.Unlock()
 	return n, err
+}
+
+// watch makes the client's going away abort pc, the app connection the
+// request now served waits on, until the request ends it (unwatch).
+// While a handler runs, net/http keeps a Read pending on the connection
+// (the one that cancels the request's context when it fails): that
+// Read's error is what aborts pc, so the proxy needs no context.AfterFunc
+// per request. Only the connection's goroutine calls it.
+func (c *clientConn) watch(pc *pconn) {
+	c.upstream.Store(pc)
+	if c.gone.Load() {
+		c.abortUpstream() // the client left before: abort now
+	}
+}
+
+// readFailed aborts the watched app connection, if any, when a Read
+// fails other than by a deadline: the client went away or the connection
+// broke. A deadline is net/http's own (a timeout while reading a request,
+// or the end of its pending Read once a handler returned: nothing is
+// watched then).
+func (c *clientConn) readFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return
+	}
+	c.gone.Store(true) // before the abort: a watch that starts now sees it (see watch)
+	c.abortUpstream()
+}
+
+// abortUpstream takes the watched app connection, if any, and sets a
+// deadline in the past on it; whoever takes it out of upstream (this, or
+// the request ending: clientWatch.end) owns that decision.
+func (c *clientConn) abortUpstream() {
+	if pc := c.upstream.Swap(nil); pc != nil {
+		_ = pc.conn.SetDeadline(aLongTimeAgo) // fails only once closed: nothing to abort then
+	}
 }
 
 // SetReadDeadline and SetDeadline remember the read deadline, for Read to
