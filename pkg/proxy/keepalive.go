@@ -324,6 +324,10 @@ func (c *clientConn) Read(p []byte) (n int, err error) {
 		}
 		return n, err
 	}
+	// Every request ends the watch it started (clientWatch.end) before
+	// its response is done; should one ever be left, it must not outlive
+	// its request: the app connection is back in the pool by now.
+	c.upstream.Store(nil)
 	if c.fill == 0 {
 		c.fill = len(p)
 	}
