@@ -186,6 +186,7 @@ func Run(ctx context.Context, o Options) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ConnState:         d.clients.ConnState,
+		ConnContext:       d.clients.ConnContext, // the proxy watches for a client leaving per connection, not per request
 	}
 	ctlHandler := &handler{sup: d.sup, log: log, status: d.status, shutdown: d.shutdownCommand, metrics: mx, host: d, traffic: d.traffic}
 	d.ctl = control.NewServer(ctlHandler, func(command string, err *control.Error) { commandFailed(log, command, err) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Client connections across a daemon restart.
@@ -41,11 +43,20 @@ import (
 //     byte its pending read took while the last response went out): such
 //     a connection is not parked there; its request is served, and it is
 //     parked at its next boundary.
-//   - The Read consumed nothing: it waits in the poller for the socket to
-//     become readable (peeking, never reading), and the decision between
-//     "read the request" and "park" is one compare-and-swap on the
-//     connection's phase, so no read starts once parking was decided, and
-//     no parking follows a read.
+//   - The Read consumed nothing: it is a plain Read, and a Read that ends
+//     with a timeout and no byte has consumed none. Stop wakes a Read
+//     waiting at a boundary by setting a read deadline in the past; the
+//     decision "park" is one compare-and-swap on the connection's phase,
+//     taken by Stop before it sets that deadline. If the client's bytes
+//     arrive exactly then, the Read may return them instead of the
+//     timeout: those bytes are the start of a request, which is then read
+//     to its end and answered (the deadline net/http had set restored),
+//     and the connection is parked at its next boundary. So no byte read
+//     is ever dropped, and no connection is parked after a read.
+//
+// Waiting with a plain Read rather than for readability first (a
+// MSG_PEEK in the poller, then the Read) saves a system call per request
+// (docs/performance.md, issue #17).
 //
 // A parked connection's descriptor is stored first and only then is this
 // process's own closed, so the socket never closes in between; whatever
@@ -74,6 +85,10 @@ type ClientConns struct {
 	listeners []net.Listener
 
 	parked atomic.Int64
+
+	// betweenWake, if set (tests only), runs in a wake between the
+	// decision to end the connection and the deadline that wakes its Read.
+	betweenWake func(*clientConn)
 }
 
 // NewClientConns returns a tracker that parks connections in store when
@@ -155,6 +170,22 @@ func (cc *ClientConns) forget(c *clientConn) {
 	delete(cc.conns, c)
 	close(cc.changed)
 	cc.changed = make(chan struct{})
+}
+
+// clientConnKey is the context key under which ConnContext puts a
+// tracked connection, for the requests it serves (clientWatch).
+type clientConnKey struct{}
+
+// ConnContext is the http.Server's ConnContext hook: the requests of a
+// tracked connection find it in their context, and the proxy lets the
+// connection itself watch for the client going away (clientWatch)
+// rather than registering on each request's context. Optional: without
+// it, requests are served the same, at a few more allocations each.
+func (cc *ClientConns) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if w, ok := c.(*clientConn); ok {
+		return context.WithValue(ctx, clientConnKey{}, w)
+	}
+	return ctx
 }
 
 // ConnState is the http.Server's ConnState hook: it marks the request
@@ -256,7 +287,7 @@ func (cc *ClientConns) Resume(store FDStore, files []*os.File) (resumed int, res
 const (
 	phaseBoundary int32 = iota // the next Read starts the next request
 	phaseWaiting               // that Read waits, nothing read yet
-	phaseWaking                // Stop woke the waiting Read: it ends the connection
+	phaseWaking                // Stop woke the waiting Read: it ends the connection if it read nothing
 	phaseActive                // a request is read or served: Reads go straight through
 	phaseDone                  // parked, hijacked or closing
 )
@@ -267,42 +298,142 @@ type clientConn struct {
 	rc    syscall.RawConn
 	cc    *ClientConns
 	phase atomic.Int32
+	// wakeMu is held by Stop's wake while it moves the phase to
+	// phaseWaking and sets the deadline that wakes the Read; a Read that
+	// got bytes all the same takes it to wait for that deadline to be set
+	// before it puts net/http's back. Only that race takes it: the request
+	// path never does.
+	wakeMu sync.Mutex
 	// fill is the size of net/http's read buffer, from the connection's
-	// first Read; only the connection's goroutine reads or writes it.
-	fill int
+	// first Read; readDeadline is the read deadline net/http set last.
+	// Only the connection's goroutine reads or writes them (until it is
+	// hijacked: phaseDone).
+	fill         int
+	readDeadline time.Time
+	// upstream is the app connection the request being served waits on,
+	// for a failed Read to abort (see watch); gone says a Read failed.
+	upstream atomic.Pointer[pconn]
+	gone     atomic.Bool
 }
 
-func (c *clientConn) Read(p []byte) (int, error) {
+func (c *clientConn) Read(p []byte) (n int, err error) {
 	if c.phase.Load() != phaseBoundary {
-		return c.Conn.Read(p)
+		n, err = c.Conn.Read(p)
+		if err != nil {
+			c.readFailed(err)
+		}
+		return n, err
 	}
+	// Every request ends the watch it started (clientWatch.end) before
+	// its response is done; should one ever be left, it must not outlive
+	// its request: the app connection is back in the pool by now.
+	c.upstream.Store(nil)
 	if c.fill == 0 {
 		c.fill = len(p)
 	}
 	if len(p) != c.fill {
 		// net/http holds part of the next request already: serve it.
 		c.phase.Store(phaseActive)
-		return c.Conn.Read(p)
+		n, err = c.Conn.Read(p)
+		if err != nil {
+			c.readFailed(err)
+		}
+		return n, err
 	}
 	c.phase.Store(phaseWaiting)
 	if c.cc.stopping.Load() {
 		return 0, c.end()
 	}
-	werr := waitReadable(c.rc) // a wake (a deadline in the past) ends it too
-	if !c.phase.CompareAndSwap(phaseWaiting, phaseActive) {
-		return 0, c.end() // Stop woke it: nothing was read
+	n, err = c.Conn.Read(p)
+	if c.phase.CompareAndSwap(phaseWaiting, phaseActive) {
+		if err != nil {
+			c.readFailed(err)
+		}
+		return n, err // not woken: whatever the Read says goes to net/http
 	}
-	if werr != nil {
-		return 0, werr // the idle or header timeout, or the connection broke
+	if err != nil {
+		c.readFailed(err)
 	}
-	return c.Conn.Read(p)
+	// Stop woke this Read (phaseWaking).
+	if n == 0 {
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, err // the connection broke or the client closed it: nothing to park
+		}
+		return 0, c.end() // nothing was read
+	}
+	// The next request's first bytes came as the deadline fell: serve
+	// that request, and end the connection at its next boundary (Stop
+	// set stopping before it woke anyone). Once wake has set its
+	// deadline, put back the one net/http set, so the rest of the
+	// request is read under it and not cut short.
+	c.wakeMu.Lock()
+	c.phase.Store(phaseActive)
+	_ = c.Conn.SetReadDeadline(c.readDeadline) // as the Read just now: it fails only on a closed connection, which the next Read reports
+	c.wakeMu.Unlock()
+	return n, err
+}
+
+// watch makes the client's going away abort pc, the app connection the
+// request now served waits on, until the request ends it (unwatch).
+// While a handler runs, net/http keeps a Read pending on the connection
+// (the one that cancels the request's context when it fails): that
+// Read's error is what aborts pc, so the proxy needs no context.AfterFunc
+// per request. Only the connection's goroutine calls it.
+func (c *clientConn) watch(pc *pconn) {
+	c.upstream.Store(pc)
+	if c.gone.Load() {
+		c.abortUpstream() // the client left before: abort now
+	}
+}
+
+// readFailed aborts the watched app connection, if any, when a Read
+// fails other than by a deadline: the client went away or the connection
+// broke. A deadline is net/http's own (a timeout while reading a request,
+// or the end of its pending Read once a handler returned: nothing is
+// watched then).
+func (c *clientConn) readFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return
+	}
+	c.gone.Store(true) // before the abort: a watch that starts now sees it (see watch)
+	c.abortUpstream()
+}
+
+// abortUpstream takes the watched app connection, if any, and sets a
+// deadline in the past on it; whoever takes it out of upstream (this, or
+// the request ending: clientWatch.end) owns that decision.
+func (c *clientConn) abortUpstream() {
+	if pc := c.upstream.Swap(nil); pc != nil {
+		_ = pc.conn.SetDeadline(aLongTimeAgo) // fails only once closed: nothing to abort then
+	}
+}
+
+// SetReadDeadline and SetDeadline remember the read deadline, for Read to
+// put back after a wake that came too late (see Read).
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	if c.phase.Load() != phaseDone {
+		c.readDeadline = t
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	if c.phase.Load() != phaseDone {
+		c.readDeadline = t
+	}
+	return c.Conn.SetDeadline(t)
 }
 
 // wake makes a Read waiting at a boundary end the connection; a
 // connection elsewhere ends at its next boundary instead.
 func (c *clientConn) wake() {
+	c.wakeMu.Lock()
+	defer c.wakeMu.Unlock()
 	if c.phase.CompareAndSwap(phaseWaiting, phaseWaking) {
-		_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+		if c.cc.betweenWake != nil {
+			c.cc.betweenWake(c)
+		}
+		_ = c.Conn.SetReadDeadline(aLongTimeAgo) // fails only on a closed connection: nothing left to wake
 	}
 }
 

@@ -13,8 +13,10 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
@@ -377,4 +379,73 @@ func TestRequestHalfReadAtStopIsAnswered(t *testing.T) {
 	if _, err := c.br.ReadByte(); err != io.EOF {
 		t.Errorf("after the answer: %v, want the connection closed (EOF)", err)
 	}
+}
+
+// TestRequestArrivingAsTheWakeFallsIsAnswered: Stop decides to park an
+// idle connection whose Read waits at a request boundary, and wakes that
+// Read with a deadline in the past; the client's next request arrives
+// exactly in between, so the Read returns its first bytes instead of the
+// timeout. Those bytes must not be dropped (parked without them, the next
+// server would read half a request): the old server reads that request
+// to its end under net/http's own deadline, not the wake's, answers it,
+// and parks the connection at the next boundary. Two bytes are fewer than
+// net/http's first look at a request (Peek(4)), so its next Read comes
+// before it sets any deadline of its own.
+func TestRequestArrivingAsTheWakeFallsIsAnswered(t *testing.T) {
+	for _, early := range []int{2, 20} {
+		t.Run(fmt.Sprintf("%d bytes", early), func(t *testing.T) {
+			store := newFDStore(t)
+			a := serveKA(t, "A", store, nil, nil)
+			c := dialKA(t, a)
+			c.roundTrip(t, "GET", "/1", nil, "A")
+			req := request("POST", "/2", []byte("arrived as the deadline fell"))
+			woken := make(chan struct{})
+			a.cc.betweenWake = func(w *clientConn) {
+				defer close(woken)
+				if _, err := c.conn.Write(req[:early]); err != nil {
+					t.Error(err)
+					return
+				}
+				// The waiting Read took them: the socket holds nothing.
+				testutil.Eventually(t, "the server read the early bytes", func() bool { return unread(t, w) == 0 })
+			}
+			testutil.Eventually(t, "the connection waits at its boundary", func() bool {
+				a.cc.mu.Lock()
+				defer a.cc.mu.Unlock()
+				for w := range a.cc.conns {
+					if w.phase.Load() == phaseWaiting {
+						return true
+					}
+				}
+				return false
+			})
+			parked := make(chan int64, 1)
+			go func() { parked <- a.handOver(t) }()
+			<-woken
+			if _, err := c.conn.Write(req[early:]); err != nil {
+				t.Fatal(err)
+			}
+			c.expect(t, "POST", "/2", []byte("arrived as the deadline fell"), "A")
+			if n := <-parked; n != 1 {
+				t.Fatalf("parked %d, want 1", n)
+			}
+			serveKA(t, "B", store, store.listen(t), nil)
+			c.roundTrip(t, "GET", "/3", nil, "B")
+		})
+	}
+}
+
+// unread returns how many bytes wait in the socket of w, unread.
+func unread(t *testing.T, w *clientConn) int {
+	const siocinq = 0x541B // FIONREAD on a TCP socket
+	n := -1
+	if err := w.rc.Control(func(fd uintptr) {
+		var v int32
+		if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, siocinq, uintptr(unsafe.Pointer(&v))); errno == 0 {
+			n = int(v)
+		}
+	}); err != nil {
+		t.Error(err)
+	}
+	return n
 }

@@ -487,32 +487,38 @@ func TestDrainIdleBackendReturnsAtOnce(t *testing.T) {
 	}
 }
 
-// TestClientCancelIsQuiet: a client hanging up is no upstream failure.
+// TestClientCancelIsQuiet: a client hanging up is no upstream failure,
+// whether the request watches it (plain server) or its connection does
+// (ClientConns).
 func TestClientCancelIsQuiet(t *testing.T) {
-	addr, entered, _ := slowUpstream(t)
-	p, url, log := newProxy(t)
-	a := activate(p, "v1", addr)
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		resp, err := newClient(t).Do(req)
-		if err == nil {
-			_ = resp.Body.Close()
-		}
-		done <- err
-	}()
-	<-entered
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("client: %v, want context.Canceled", err)
-	}
-	waitCounts(t, a, 0, 0)
-	if errs := log.all(); len(errs) != 0 {
-		t.Errorf("OnError called for a client that hung up: %q", errs)
+	for _, tracked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tracked=%v", tracked), func(t *testing.T) {
+			addr, entered, _ := slowUpstream(t)
+			p, url, log := newProxyServedBy(t, tracked)
+			a := activate(p, "v1", addr)
+			ctx, cancel := context.WithCancel(context.Background())
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				resp, err := newClient(t).Do(req)
+				if err == nil {
+					_ = resp.Body.Close()
+				}
+				done <- err
+			}()
+			<-entered
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("client: %v, want context.Canceled", err)
+			}
+			waitCounts(t, a, 0, 0)
+			if errs := log.all(); len(errs) != 0 {
+				t.Errorf("OnError called for a client that hung up: %q", errs)
+			}
+		})
 	}
 }
 

@@ -381,7 +381,7 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 	ctx := req.Context()
 	// Unblock the reads and writes below if the client goes away.
 	conn := pc.conn
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	watch := watchClient(ctx, pc)
 	err := write(pc.bw)
 	if err == nil {
 		err = pc.bw.Flush()
@@ -392,8 +392,8 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 	if err == nil {
 		if t.headTimeout > 0 {
 			_ = conn.SetReadDeadline(time.Now().Add(t.headTimeout))
-			if ctx.Err() != nil {
-				_ = conn.SetDeadline(time.Unix(1, 0)) // the client left before: keep its deadline
+			if watch.aborted() {
+				_ = conn.SetDeadline(aLongTimeAgo) // the client left before: keep its deadline
 			}
 		}
 		// The first byte apart, so a failure can tell "no answer at all"
@@ -405,19 +405,21 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 		}
 		if t.headTimeout > 0 && err == nil {
 			_ = conn.SetReadDeadline(time.Time{}) // the body is not bounded
-			if ctx.Err() != nil {
+			if watch.aborted() {
 				// The client left while the deadline was replaced: the
-				// AfterFunc's deadline may have been cleared with it.
-				_ = conn.SetDeadline(time.Unix(1, 0))
+				// abort's deadline may have been cleared with it.
+				_ = conn.SetDeadline(aLongTimeAgo)
 			}
 		}
 	}
 	if err != nil {
-		stop()
+		aborted := !watch.end()
 		var ne net.Error
 		switch {
 		case ctx.Err() != nil:
 			err = ctx.Err()
+		case aborted:
+			err = context.Canceled // the client left; net/http cancels ctx right after
 		case t.headTimeout > 0 && errors.As(err, &ne) && ne.Timeout():
 			err = errHeadTimeout(t.headTimeout) // the read deadline above
 		case errors.As(err, &ne) && ne.Timeout():
@@ -429,8 +431,48 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 		return nil, err
 	}
 	keep := !resp.Close && !closing && resp.StatusCode != http.StatusSwitchingProtocols
-	resp.Body = &pooledBody{rc: resp.Body, pc: pc, t: t, keep: keep, stop: stop}
+	resp.Body = &pooledBody{rc: resp.Body, pc: pc, t: t, keep: keep, watch: watch}
 	return resp, nil
+}
+
+// clientWatch aborts an exchange with the app (a deadline in the past on
+// its connection) when the client goes away meanwhile. A client
+// connection tracked by ClientConns watches itself (clientConn.watch): no
+// allocation and no lock per request. Any other request falls back to
+// context.AfterFunc on its context, which allocates five objects and
+// takes the parent context's lock twice.
+type clientWatch struct {
+	client *clientConn // the connection watching, or nil
+	pc     *pconn      // what client watches for this request
+	ctx    context.Context
+	stop   func() bool // context.AfterFunc's, when client is nil
+}
+
+func watchClient(ctx context.Context, pc *pconn) clientWatch {
+	if c, ok := ctx.Value(clientConnKey{}).(*clientConn); ok {
+		c.watch(pc)
+		return clientWatch{client: c, pc: pc}
+	}
+	conn := pc.conn
+	return clientWatch{ctx: ctx, stop: context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })}
+}
+
+// aborted reports whether the client went away and the abort took (or
+// is taking) the connection.
+func (w clientWatch) aborted() bool {
+	if w.client != nil {
+		return w.client.upstream.Load() != w.pc
+	}
+	return w.ctx.Err() != nil
+}
+
+// end stops watching; false means the abort came first and its deadline
+// is (or is about to be) set: the connection must not be reused.
+func (w clientWatch) end() bool {
+	if w.client != nil {
+		return w.client.upstream.CompareAndSwap(w.pc, nil)
+	}
+	return w.stop()
 }
 
 // errHeadTimeout is a request that got no response head within
@@ -545,13 +587,13 @@ func (b *fallbackBody) Close() error {
 // closed; a body abandoned early closes the connection instead (the rest
 // of it would have to be read first).
 type pooledBody struct {
-	rc   io.ReadCloser
-	pc   *pconn
-	t    *fastTransport
-	keep bool
-	eof  bool
-	done bool
-	stop func() bool
+	rc    io.ReadCloser
+	pc    *pconn
+	t     *fastTransport
+	keep  bool
+	eof   bool
+	done  bool
+	watch clientWatch
 }
 
 func (b *pooledBody) Read(p []byte) (int, error) {
@@ -568,7 +610,7 @@ func (b *pooledBody) Close() error {
 	}
 	b.done = true
 	err := b.rc.Close()
-	stopped := b.stop() // false: the client went away and the deadline was set
+	stopped := b.watch.end() // false: the client went away and the deadline was set
 	if b.keep && b.eof && stopped && err == nil {
 		b.t.put(b.pc)
 		return nil

@@ -234,32 +234,79 @@ func TestAbandonedBodyClosesConnection(t *testing.T) {
 	}
 }
 
+// TestClientGoneWhileUpstreamThinks: a client that leaves while the app
+// thinks unblocks the proxy's wait for the answer, on a plain server
+// (context.AfterFunc per request) and on one whose connections
+// ClientConns tracks (the connection watches itself); the aborted app
+// connection is not pooled, so the next request is answered cleanly.
 func TestClientGoneWhileUpstreamThinks(t *testing.T) {
-	release := make(chan struct{})
-	_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
-	defer close(release)
-	p, url, _ := newProxy(t)
-	b := activate(p, "v1", addr)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	for _, tracked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tracked=%v", tracked), func(t *testing.T) {
+			release := make(chan struct{})
+			_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/fast" {
+					_, _ = io.WriteString(w, "fast")
+					return
+				}
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			})
+			defer close(release)
+			p, url, _ := newProxyServedBy(t, tracked)
+			b := activate(p, "v1", addr)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
+				resp, err := newClient(t).Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				done <- err
+			}()
+			waitCounts(t, b, 1, 0)
+			cancel()
+			<-done
+			// The proxy's request ended too (the upstream read was unblocked).
+			waitCounts(t, b, 0, 0)
+			for range 3 {
+				if code, body := get(t, newClient(t), url+"/fast"); code != 200 || body != "fast" {
+					t.Fatalf("after the client left: %d %q", code, body)
+				}
+			}
+		})
+	}
+}
+
+// newProxyServedBy returns a Proxy served on a real listener, through
+// ClientConns (ConnState, ConnContext, Listener) as the daemon serves it
+// when tracked, else by a plain httptest server.
+func newProxyServedBy(t *testing.T, tracked bool) (*Proxy, string, *errorLog) {
+	t.Helper()
+	if !tracked {
+		return newProxy(t)
+	}
+	log := &errorLog{}
+	p := New(Options{OnError: log.onError})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := NewClientConns(nil)
+	srv := &http.Server{Handler: p, ConnState: cc.ConnState, ConnContext: cc.ConnContext}
+	served := make(chan struct{})
 	go func() {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		done <- err
+		defer close(served)
+		_ = srv.Serve(cc.Listener(ln)) // ends with the Close below
 	}()
-	waitCounts(t, b, 1, 0)
-	cancel()
-	<-done
-	// The proxy's request ended too (the upstream read was unblocked).
-	waitCounts(t, b, 0, 0)
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-served
+		p.Close()
+	})
+	return p, "http://" + ln.Addr().String(), log
 }
 
 func TestCloseConnectionsEmptiesPool(t *testing.T) {
