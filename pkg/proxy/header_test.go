@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,43 +98,11 @@ const (
 
 func newHeadApp(t *testing.T) *headApp {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := &headApp{addr: ln.Addr().String(), heads: make(chan wireHead, 1), done: make(chan struct{})}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				app.serve(t, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		close(app.done)
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			_ = c.Close() // the proxy's pooled connections
-		}
-		mu.Unlock()
-		wg.Wait()
+	app := &headApp{heads: make(chan wireHead, 1), done: make(chan struct{})}
+	app.addr = serveConns(t, func(_ int, c net.Conn) func() {
+		return func() { app.serve(t, c) }
 	})
+	t.Cleanup(func() { close(app.done) }) // runs before serveConns' cleanup
 	return app
 }
 

@@ -162,3 +162,54 @@ func echo(t testing.TB, c *websocket.Conn, msg string) string {
 	}
 	return string(got)
 }
+
+// serveConns is the accept loop of the hand-written apps of these tests:
+// it listens on 127.0.0.1:0 and, for the n-th connection (from 1), calls
+// accepted on the accept loop (so whatever it records is in accept order)
+// and runs the function it returns, if any, on a goroutine of its own,
+// closing the connection after. At cleanup it closes the listener and every
+// connection still open (the proxy's pooled ones too) and waits for the
+// goroutines. It returns the app's address.
+func serveConns(tb testing.TB, accepted func(n int, c net.Conn) func()) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 1; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			serve := accepted(n, c)
+			if serve == nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				serve()
+			}()
+		}
+	}()
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}

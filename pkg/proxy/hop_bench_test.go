@@ -10,7 +10,6 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -82,58 +81,27 @@ func BenchmarkHop(b *testing.B) {
 // rawApp is an app that answers every request head with n bytes, written
 // in one write, and allocates nothing per request.
 func rawApp(b *testing.B, n int) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	b.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
 	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(n) +
 		"\r\nContent-Type: application/octet-stream\r\nDate: Wed, 02 Dec 2026 18:09:32 GMT\r\n\r\n" + strings.Repeat("x", n))
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 4096)
-				for {
-					for { // the head: lines up to an empty one; no body (GET)
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(answer); err != nil {
+	return serveConns(b, func(_ int, c net.Conn) func() {
+		return func() {
+			br := bufio.NewReaderSize(c, 4096)
+			for {
+				for { // the head: lines up to an empty one; no body (GET)
+					line, err := br.ReadSlice('\n')
+					if err != nil {
 						return
 					}
+					if len(line) <= 2 {
+						break
+					}
 				}
-			}()
+				if _, err := c.Write(answer); err != nil {
+					return
+				}
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // readRawResponse reads one answer with a Content-Length body, without

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,52 +28,23 @@ type plainApp struct {
 
 func newPlainApp(t *testing.T) *plainApp {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := &plainApp{addr: ln.Addr().String(), conns: make(chan net.Conn, 16)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var all []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			all = append(all, c)
-			mu.Unlock()
-			app.open.Add(1)
-			app.conns <- c
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer app.open.Add(-1)
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return // the proxy closed it, or the test did
-					}
-					if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path); err != nil {
-						return
-					}
+	app := &plainApp{conns: make(chan net.Conn, 16)}
+	app.addr = serveConns(t, func(_ int, c net.Conn) func() {
+		app.open.Add(1)
+		app.conns <- c
+		return func() {
+			defer app.open.Add(-1)
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return // the proxy closed it, or the test did
 				}
-			}()
+				if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path); err != nil {
+					return
+				}
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range all {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
 	return app
 }

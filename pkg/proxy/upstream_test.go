@@ -19,55 +19,25 @@ import (
 // raw response bytes and whether to close the connection after them.
 func rawUpstream(t *testing.T, handle func(conn int, req *http.Request) (string, bool)) (string, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var conns atomic.Int64
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			n := int(conns.Add(1))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					resp, closeAfter := handle(n, req)
-					if _, err := io.WriteString(c, resp); err != nil || closeAfter {
-						return
-					}
+	addr := serveConns(t, func(n int, c net.Conn) func() {
+		conns.Store(int64(n))
+		return func() {
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
 				}
-			}()
+				_, _ = io.Copy(io.Discard, req.Body)
+				resp, closeAfter := handle(n, req)
+				if _, err := io.WriteString(c, resp); err != nil || closeAfter {
+					return
+				}
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
-	return ln.Addr().String(), &conns
+	return addr, &conns
 }
 
 func ok(body string) string {
