@@ -35,9 +35,7 @@ func coresCompare(ctx context.Context, e *env) (*CompareReport, error) {
 			target{"nginx, 1 worker, 1 CPU", e.ngURL, func() int { return e.nginx.Process.Pid }, ""},
 			target{fmt.Sprintf("nginx, worker_processes auto, %d CPUs", len(both)), ng2URL, func() int { return ng2.Process.Pid }, ""})
 	}
-	rep := compare(ctx, e, "GET 100 B c64 keep-alive", ts, func(url string) load.Config {
-		return load.Config{URL: url + "/bytes?n=100", Concurrency: 64, Duration: e.o.dur, KeepAlive: true}
-	})
+	rep := compareSmallKeepAlive(ctx, e, ts)
 	fmt.Fprintln(os.Stderr, "bench: cores done")
 	return rep, nil
 }

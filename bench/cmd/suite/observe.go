@@ -22,6 +22,14 @@ type CompareReport struct {
 	Order    []string                `json:"order"`
 }
 
+// compareSmallKeepAlive runs the scenario the cores and observe sections
+// share, GET 100 B c64 keep-alive, against ts.
+func compareSmallKeepAlive(ctx context.Context, e *env, ts []target) *CompareReport {
+	return compare(ctx, e, "GET 100 B c64 keep-alive", ts, func(url string) load.Config {
+		return load.Config{URL: url + "/bytes?n=100", Concurrency: 64, Duration: e.o.dur, KeepAlive: true}
+	})
+}
+
 // compare runs cfg against every target e.o.repeat times, interleaving the
 // targets within each repeat so that noise on this shared machine hits
 // them alike (the median of the repeats is compared, with the spread
@@ -63,9 +71,7 @@ func observeCost(ctx context.Context, e *env) (*ObserveReport, error) {
 		}
 		ts = append(ts, target{v.name, url, func() int { return d.cmd.Process.Pid }, d.allocs})
 	}
-	rep := compare(ctx, e, "GET 100 B c64 keep-alive", ts, func(url string) load.Config {
-		return load.Config{URL: url + "/bytes?n=100", Concurrency: 64, Duration: e.o.dur, KeepAlive: true}
-	})
+	rep := compareSmallKeepAlive(ctx, e, ts)
 	fmt.Fprintln(os.Stderr, "bench: observability done")
 	return rep, nil
 }
