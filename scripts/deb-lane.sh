@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Debian package lane: builds the .deb twice (this checkout's version,
-# then the same code with a higher version), runs lintian, and in a real
+# then the same code with a higher version; with LANE_DEB=FILE.deb, as
+# .ci/run sets it, that file is the first), runs lintian, and in a real
 # systemd (../shared/tools/systemd-sandbox):
 #   - installs it with dpkg: binaries in /usr/bin, units from
 #     /lib/systemd/system, the "rollbridge" user and "deploy" group
@@ -9,9 +10,10 @@
 #     files: drop-ins from `systemd units --install` naming /usr/bin, socket
 #     activation, deploys, the app running as "rollbridge", the control
 #     socket's group, journald fields, doctor, and systemctl restart under a
-#     client loop with the app's pids unchanged. (The daemon's behaviour
-#     under systemd — watchdog, fd store, adoption — is the systemd lane's;
-#     it does not depend on how the binaries got there.)
+#     client loop with the app's pids unchanged, with the package's own
+#     user, group and directories. (The daemon's behaviour under systemd —
+#     watchdog, fd store, adoption — is the systemd lane's, which CI runs
+#     from the installed package too: systemd-lane.sh --from-deb.)
 #   - upgrades to the second build with a release live under a client loop:
 #     no failed request, the app's pids and the daemon unchanged, a message
 #     naming the daemon still on the old binary; a deploy through that
@@ -35,10 +37,17 @@ prop() { sb systemctl show "$1" -p "$2" --value; }
 build=$(mktemp -d)
 trap '[ "${KEEP:-0}" = 1 ] || "$SB" down >/dev/null 2>&1; rm -rf "$build"' EXIT
 
-echo "== building the package twice: this checkout's version, then a higher one"
-v1=$(packaging/deb/version.sh)
+if [ -n "${LANE_DEB:-}" ]; then
+  # A package built already (.ci/run's make deb): only the higher one is built.
+  echo "== the package: $LANE_DEB; building the same code with a higher version"
+  deb1=$LANE_DEB
+  v1=$(dpkg-deb -f "$deb1" Version) || exit 1
+else
+  echo "== building the package twice: this checkout's version, then a higher one"
+  v1=$(packaging/deb/version.sh)
+  deb1=$(DEB_VERSION=$v1 DEB_OUT="$build" ./packaging/deb/build.sh) || exit 1
+fi
 v2="$v1+lane1"
-deb1=$(DEB_VERSION=$v1 DEB_OUT="$build" ./packaging/deb/build.sh) || exit 1
 deb2=$(DEB_VERSION=$v2 DEB_OUT="$build" ./packaging/deb/build.sh) || exit 1
 echo "  $deb1"; echo "  $deb2"
 check "dpkg sorts the second build higher ($v1 < $v2)" dpkg --compare-versions "$v1" lt "$v2"

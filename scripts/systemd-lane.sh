@@ -27,25 +27,68 @@
 # SIGKILL or watchdog kill, the requests lost are counted (at most one per
 # connection).
 #
+# Two modes, the same checks:
+#   scripts/systemd-lane.sh                       from source: builds the
+#       binaries into /usr/local/bin, `systemd units --install` puts the
+#       template units in /etc/systemd/system (a developer's checkout);
+#   scripts/systemd-lane.sh --from-deb FILE.deb   (or LANE_DEB=FILE.deb)
+#       from the Debian package, as CI runs it: dpkg -i inside the sandbox,
+#       /usr/bin/rollbridged and /usr/bin/rollbridgectl, the packaged units
+#       in /lib/systemd/system; nothing of rollbridge in /usr/local/bin. The
+#       lane asserts that before it starts and, at the end, that dpkg
+#       --verify finds every packaged file unchanged. Its own settings (a
+#       short watchdog, no start limit) go in /etc/systemd/system/*.d
+#       drop-ins either way.
+# The test tools (demo app, wsstream, kaload, the Go test binaries of
+# pkg/systemd and pkg/supervisor, the benchmark suite) are built from this
+# checkout in both modes; with --from-deb the suite drives the packaged
+# daemon.
+#
 # Needs root. If the sandbox cannot boot here, it says so loudly and exits 0
 # (1 under CI, see lane-common.sh); any failed check exits 1.
 set -uo pipefail
+DEB=${LANE_DEB:-}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --from-deb) DEB=${2:?--from-deb needs the path of a .deb}; shift 2 ;;
+    --from-deb=*) DEB=${1#--from-deb=}; shift ;;
+    *) echo "usage: $0 [--from-deb FILE.deb]" >&2; exit 2 ;;
+  esac
+done
+if [ -n "$DEB" ]; then
+  [ -f "$DEB" ] || { echo "systemd-lane: no such .deb: $DEB" >&2; exit 2; }
+  DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
+fi
 cd "$(dirname "$0")/.."
 LANE="SYSTEMD LANE"
 export SANDBOX_NAME=${SANDBOX_NAME:-rollbridge-lane}
 . scripts/lane-common.sh
 prop() { sb systemctl show "$1" -p "$2" --value; }
+# BIN: where rollbridged and rollbridgectl are (the package's, or ours);
+# UNITDIR: where systemd must find the template units.
+if [ -n "$DEB" ]; then
+  BIN=/usr/bin UNITDIR='/lib/systemd/system /usr/lib/systemd/system'
+  command -v dpkg-deb >/dev/null || not_run "dpkg-deb is missing"
+else
+  BIN=/usr/local/bin UNITDIR=/etc/systemd/system
+fi
+RBCTL=$BIN/rollbridgectl
 
 build=$(mktemp -d)
 # KEEP=1 leaves the sandbox up for inspection (SANDBOX_NAME=rollbridge-lane).
 trap '[ "${KEEP:-0}" = 1 ] || "$SB" down >/dev/null 2>&1; rm -rf "$build"' EXIT
-echo "== building static binaries"
-CGO_ENABLED=0 go build -o "$build/" ./cmd/rollbridged ./cmd/rollbridgectl || exit 1
+echo "== building static binaries${DEB:+ (test tools only: rollbridged and rollbridgectl come from $(basename "$DEB"))}"
+if [ -z "$DEB" ]; then
+  CGO_ENABLED=0 go build -o "$build/" ./cmd/rollbridged ./cmd/rollbridgectl || exit 1
+fi
 CGO_ENABLED=0 go build -o "$build/rollbridge-demo-app" ./examples/app || exit 1
 CGO_ENABLED=0 go build -o "$build/" ./bench/cmd/wsstream ./bench/cmd/kaload || exit 1
 # The benchmark suite's runtime section runs inside the sandbox (-bin dir).
 mkdir -p "$build/bench"
-CGO_ENABLED=0 go build -o "$build/bench/" ./cmd/rollbridged ./cmd/rollbridgectl ./bench/cmd/suite || exit 1
+if [ -z "$DEB" ]; then
+  CGO_ENABLED=0 go build -o "$build/bench/" ./cmd/rollbridged ./cmd/rollbridgectl || exit 1
+fi
+CGO_ENABLED=0 go build -o "$build/bench/" ./bench/cmd/suite || exit 1
 cp "$build/rollbridge-demo-app" "$build/bench/demo-app"
 # The runner's supervision tests, run inside the sandbox against real systemd.
 go test -c -o "$build/systemd.test" ./pkg/systemd || exit 1
@@ -57,9 +100,24 @@ if ! "$SB" up >/dev/null; then
   not_run "the systemd sandbox did not boot on this machine"
 fi
 ROOT=$("$SB" root)
-install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$build/rollbridge-demo-app" "$build/systemd.test" "$build/supervisor.test" "$build/wsstream" "$build/kaload" "$ROOT/usr/local/bin/"
+install -m 0755 "$build/rollbridge-demo-app" "$build/systemd.test" "$build/supervisor.test" "$build/wsstream" "$build/kaload" "$ROOT/usr/local/bin/"
 install -d "$ROOT/usr/local/lib/rollbridge-bench"
 install -m 0755 "$build"/bench/* "$ROOT/usr/local/lib/rollbridge-bench/"
+if [ -z "$DEB" ]; then
+  install -m 0755 "$build/rollbridged" "$build/rollbridgectl" "$ROOT/usr/local/bin/"
+else
+  echo "== dpkg -i $(basename "$DEB") inside the sandbox"
+  # Only the package's binaries: none in /usr/local/bin (the sandbox's
+  # overlay copy; the host is not touched).
+  rm -f "$ROOT/usr/local/bin/rollbridged" "$ROOT/usr/local/bin/rollbridgectl"
+  install -m 0644 "$DEB" "$ROOT/tmp/"
+  out=$(sb dpkg -i "/tmp/$(basename "$DEB")" 2>&1); rc=$?
+  echo "$out" | sed 's/^/  /'
+  check "dpkg -i $(basename "$DEB") (exit $rc)" test "$rc" = 0
+  [ "$rc" = 0 ] || exit 1
+  # The suite drives the packaged daemon and client.
+  ln -sf /usr/bin/rollbridged /usr/bin/rollbridgectl "$ROOT/usr/local/lib/rollbridge-bench/"
+fi
 install -d "$ROOT/etc/rollbridge" "$ROOT/srv/demo/releases/v1" "$ROOT/srv/demo/releases/v2" "$ROOT/var/lib/rollbridge"
 cat >"$ROOT/etc/rollbridge/demo.jsonnet" <<'JSONNET'
 {
@@ -88,7 +146,7 @@ install -m 0666 /dev/null "$ROOT/var/lib/rollbridge/hooks.log"
 install -d "$ROOT/var/lib/rollbridge/jail"
 : >"$ROOT/tmp/rb-lane-marker"
 C=/etc/rollbridge/demo.jsonnet
-ctl() { sb /usr/local/bin/rollbridgectl "$@" -c "$C"; }
+ctl() { sb "$RBCTL" "$@" -c "$C"; }
 body() { sb curl -s --max-time 10 http://127.0.0.1:18080/; }
 journal_json() { sb journalctl -u rollbridge@demo.service -o json --no-pager; }
 
@@ -102,11 +160,38 @@ printf '[Unit]\nStartLimitIntervalSec=0\n[Service]\nWatchdogSec=3\nRestartSec=2\
 sb systemctl daemon-reload
 check "drop-in carries the proxy address" bash -c "grep -q 'ListenStream=127.0.0.1:18080' '$ROOT/etc/systemd/system/rollbridge-proxy@demo.socket.d/50-rollbridge.conf'"
 
+echo "== where the units and binaries come from (${DEB:+the package: }$BIN, $UNITDIR)"
+# exec_path UNIT PROP: the binary of an Exec*= line (systemctl prints
+# "{ path=/usr/bin/rollbridged ; argv[]=... }").
+exec_path() { prop "$1" "$2" | sed -n 's/^{ path=\([^ ;]*\) .*/\1/p' | tail -1; }
+# in_unitdir PATH: PATH is a file directly in one of $UNITDIR.
+in_unitdir() { local d; for d in $UNITDIR; do [ "$(dirname "$1")" = "$d" ] && return 0; done; return 1; }
+if [ -n "$DEB" ]; then
+  check "systemd units --install wrote drop-ins only: the package has the templates" bash -c "! grep -q '^installed' <<<\"\$1\"" _ "$out"
+  check "no rollbridged or rollbridgectl in /usr/local/bin: only the package's" \
+    bash -c "! '$SB' exec -- test -e /usr/local/bin/rollbridged && ! '$SB' exec -- test -e /usr/local/bin/rollbridgectl"
+  check "dpkg -S: /usr/bin/rollbridged, /usr/bin/rollbridgectl and rollbridge@.service belong to rollbridge" \
+    bash -c "[ \"\$('$SB' exec -- dpkg -S /usr/bin/rollbridged /usr/bin/rollbridgectl /lib/systemd/system/rollbridge@.service | cut -d: -f1 | sort -u)\" = rollbridge ]"
+fi
+for u in rollbridge@demo.service rollbridge-proxy@demo.socket rollbridge-control@demo.socket rollbridge-units@demo.service; do
+  fp=$(prop "$u" FragmentPath)
+  check "$u: FragmentPath $fp is in $UNITDIR" in_unitdir "$fp"
+done
+dropins=$(prop rollbridge@demo.service DropInPaths)
+check "rollbridge@demo.service: the lane's settings are drop-ins in /etc/systemd/system ($dropins)" \
+  bash -c "for p in \$1; do case \$p in /etc/systemd/system/rollbridge@demo.service.d/*) ;; *) exit 1 ;; esac; done; grep -q 60-lane.conf <<<\"\$1\"" _ "$dropins"
+es=$(exec_path rollbridge@demo.service ExecStart)
+check "rollbridge@demo.service: ExecStart runs $BIN/rollbridged ($es)" test "$es" = "$BIN/rollbridged"
+es=$(exec_path rollbridge-units@demo.service ExecStop)
+check "rollbridge-units@demo.service: ExecStop runs $BIN/rollbridged ($es)" test "$es" = "$BIN/rollbridged"
+
 sb systemctl start rollbridge-proxy@demo.socket rollbridge-control@demo.socket
 check "sockets listening, service not started yet" bash -c "[ \"\$('$SB' exec -- systemctl is-active rollbridge@demo.service)\" = inactive ]"
 first=$(sb curl -s -o /dev/null -w '%{http_code}' --max-time 15 http://127.0.0.1:18080/)
 check "the first connection activates rollbridge@demo and gets an answer (HTTP $first: no release yet)" test "$first" = 503
 check "service active after activation" bash -c "[ \"\$('$SB' exec -- systemctl is-active rollbridge@demo.service)\" = active ]"
+check "the running daemon is $BIN/rollbridged (/proc/MAINPID/exe)" \
+  bash -c "[ \"\$('$SB' exec -- readlink /proc/\$('$SB' exec -- systemctl show rollbridge@demo.service -p MainPID --value)/exe)\" = '$BIN/rollbridged' ]"
 
 dj=$(ctl doctor --json 2>/dev/null)
 check "doctor over D-Bus: drop-ins match the config, sockets listen, all checks pass" \
@@ -143,10 +228,10 @@ check "journalctl -u $WEB: the app's output with SYSLOG_IDENTIFIER=web and the R
 check "journalctl ROLLBRIDGE_PROCESS_ID=worker filters a worker's lines (no -u needed)" \
   bash -c "'$SB' exec -- journalctl ROLLBRIDGE_APPLICATION=demo ROLLBRIDGE_PROCESS_ID=worker -o cat --no-pager | grep -q 'worker of v2'"
 check "rollbridgectl logs reads the worker's output back from the journal" \
-  wait_for 10 bash -c "'$SB' exec -- /usr/local/bin/rollbridgectl logs --process worker -c $C | grep -q 'worker of v2'"
+  wait_for 10 bash -c "'$SB' exec -- $RBCTL logs --process worker -c $C | grep -q 'worker of v2'"
 st=$(ctl status 2>/dev/null)
 check "status: web's pid is its unit's MainPID, with its unit name, rssBytes and the cgroup's own memory figure" \
-  wait_for 10 bash -c "jq -e --argjson p \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" '[.releases[] | select(.state==\"active\") | .processes[] | select(.id==\"web\") | select(.pid==\$p and .unit==\"$WEB\" and .rssBytes>0 and .cgroupMemoryBytes>0)] | length == 1' >/dev/null <<<\"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C)\""
+  wait_for 10 bash -c "jq -e --argjson p \"\$('$SB' exec -- systemctl show $WEB -p MainPID --value)\" '[.releases[] | select(.state==\"active\") | .processes[] | select(.id==\"web\") | select(.pid==\$p and .unit==\"$WEB\" and .rssBytes>0 and .cgroupMemoryBytes>0)] | length == 1' >/dev/null <<<\"\$('$SB' exec -- $RBCTL status -c $C)\""
 check "memory.maxBytes became the unit's MemoryMax" test "$(prop $WEB MemoryMax)" = 2147483648
 
 echo "== unit settings (systemd: {...}): the sandbox is the unit's, and it holds"
@@ -196,7 +281,7 @@ survive() { # survive WHAT MAXFAILED CMD...: run CMD under a 1000-request client
   "$@"
   wait "$lp"; failed=$(cat "$build/failed")
   check "$what: the daemon is back and serves v2" wait_for 30 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
-  wait_for 20 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq -r .activeReleaseId)\" = v2 ]"
+  wait_for 20 bash -c "[ \"\$('$SB' exec -- $RBCTL status -c $C | jq -r .activeReleaseId)\" = v2 ]"
   after=$(procs_json); pids1=$(unit_pids)
   check "$what: app pids unchanged ($pids0 -> $pids1)" test "$pids0" = "$pids1"
   check "$what: status shows the same release, processes and restart counters ($after)" test "$before" = "$after"
@@ -263,7 +348,7 @@ check "after it left the config, systemctl restart stopped its unit" \
   wait_for 30 bash -c "[ \"\$('$SB' exec -- systemctl is-active $JOBS)\" != active ]"
 check "with the stop signal it was started with (SIGINT recorded in hooks.log)" grep -q "stop jobs SIGINT" "$ROOT/var/lib/rollbridge/hooks.log"
 check "journal: leftover unit stopped names $JOBS; no orphan reported, status lists none" \
-  wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -c 'select(.ROLLBRIDGE_UNIT==\"'$JOBS'\")' | grep -q . && ! '$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='orphaned units found' -o cat --no-pager | grep -q . && [ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '.orphans | length')\" = 0 ]"
+  wait_for 10 bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='leftover unit stopped' -o json --no-pager | jq -c 'select(.ROLLBRIDGE_UNIT==\"'$JOBS'\")' | grep -q . && ! '$SB' exec -- journalctl -u rollbridge@demo.service --since '$since' ROLLBRIDGE_EVENT='orphaned units found' -o cat --no-pager | grep -q . && [ \"\$('$SB' exec -- $RBCTL status -c $C | jq '.orphans | length')\" = 0 ]"
 check "still serving v2 ($(body))" wait_for 20 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"
 
 echo "== watchdog: SIGSTOP the daemon; systemd must kill and restart it while connections queue"
@@ -336,7 +421,7 @@ wsj() { jq -r "$1" "$WSS" 2>/dev/null; }
 ws_count() { ctl status 2>/dev/null | jq '[.releases[] | select(.releaseId=="v2") | .connections.websocket][0]'; }
 nstore() { prop rollbridge@demo.service NFileDescriptorStore; }
 check "$NWS WebSockets open through the proxy, streaming" wait_for 60 bash -c "[ \"\$(jq -r .open '$WSS' 2>/dev/null)\" = $NWS ] && [ \"\$(jq -r .received '$WSS')\" -gt $((NWS * 2)) ]"
-check "status counts them on v2 ($(ws_count))" wait_for 10 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '[.releases[] | select(.releaseId==\"v2\") | .connections.websocket][0]')\" = $NWS ]"
+check "status counts them on v2 ($(ws_count))" wait_for 10 bash -c "[ \"\$('$SB' exec -- $RBCTL status -c $C | jq '[.releases[] | select(.releaseId==\"v2\") | .connections.websocket][0]')\" = $NWS ]"
 ns=$(nstore)
 if [ -n "$ns" ]; then
   check "the fd store holds 6 descriptors per WebSocket (NFileDescriptorStore=$ns)" test "$ns" = $((NWS * 6))
@@ -346,7 +431,7 @@ ws_alive() { # ws_alive WHAT: every socket still open, no violation, and echoes 
   r0=$(wsj .received)
   check "$1: all $NWS WebSockets still open, every echo once and in order ($(jq -c . "$WSS"))" \
     wait_for 30 bash -c "[ \"\$(jq -r .open '$WSS')\" = $NWS ] && [ \"\$(jq -r .closed '$WSS')\" = 0 ] && [ \"\$(jq -r .violations '$WSS')\" = 0 ] && [ \"\$(jq -r .received '$WSS')\" -gt $((r0 + NWS * 3)) ]"
-  check "$1: status counts the $NWS on v2 again ($(ws_count))" wait_for 20 bash -c "[ \"\$('$SB' exec -- /usr/local/bin/rollbridgectl status -c $C | jq '[.releases[] | select(.releaseId==\"v2\") | .connections.websocket][0]')\" = $NWS ]"
+  check "$1: status counts the $NWS on v2 again ($(ws_count))" wait_for 20 bash -c "[ \"\$('$SB' exec -- $RBCTL status -c $C | jq '[.releases[] | select(.releaseId==\"v2\") | .connections.websocket][0]')\" = $NWS ]"
 }
 wait_served() { wait_for 30 bash -c "[[ \"\$('$SB' exec -- curl -s http://127.0.0.1:18080/)\" == 'hello from release v2' ]]"; }
 ka_start
@@ -451,8 +536,13 @@ jq -r '.runtime.runtimes[] | "deploy runtime=\(.runtime) switched_ms=\([.phasesM
 echo "--- numbers"; cat "$build/numbers"
 check "journal: daemon stopping recorded" bash -c "'$SB' exec -- journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='daemon stopping' -o cat --no-pager | grep -q stopping"
 
+if [ -n "$DEB" ]; then
+  v=$(sb dpkg --verify rollbridge 2>&1)
+  check "dpkg --verify rollbridge: every packaged file as shipped (${v:-no difference})" test -z "$v"
+fi
+
 echo
-echo "systemd lane: $PASS passed, $FAIL failed"
+echo "systemd lane${DEB:+ (from $(basename "$DEB"))}: $PASS passed, $FAIL failed"
 if [ "$FAIL" -ne 0 ]; then
   echo "--- journal (last 60 lines)"
   sb journalctl -u rollbridge@demo.service -o short-precise --no-pager | tail -60

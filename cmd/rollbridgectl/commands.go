@@ -14,7 +14,8 @@ func statusCommand() *cli.Command {
 		Usage:     "print the daemon's status as JSON, or watch it live (--watch)",
 		UsageText: "rollbridgectl status [-c PATH] [--watch [--interval D] [--count N]]",
 		Description: "Without --watch, prints the status answer as JSON (docs/protocol.md).\n" +
-			"With --watch, shows a live view refreshed every --interval: the releases (state,\n" +
+			"With --watch, shows a live view refreshed every --interval: the proxy (paused,\n" +
+			"maintenance, host drained and since when), the releases (state,\n" +
 			"connections, requests per second), the processes (state, pid, restarts, RSS, uptime)\n" +
 			"and the newest events. On a terminal it redraws in place until Ctrl-C; otherwise it\n" +
 			"prints one plain frame per interval (--count stops after N). A daemon that stops\n" +

@@ -154,6 +154,12 @@ func renderFrame(cur, prev *sample, interval time.Duration) []string {
 	if st.Proxy.Maintenance != nil {
 		proxy += " — MAINTENANCE"
 	}
+	if st.Proxy.HostDrained {
+		proxy += " — HOST DRAINED"
+		if !st.Proxy.HostDrainedSince.IsZero() {
+			proxy += " since " + st.Proxy.HostDrainedSince.UTC().Format(time.DateTime) + " UTC"
+		}
+	}
 	if d := st.Daemon; d != nil && d.CommandInProgress != nil {
 		proxy += " — " + oneLine(*d.CommandInProgress)
 	}

@@ -207,7 +207,9 @@ func TestNodeClientCompatibility(t *testing.T) {
 	for _, k := range []string{"orphans", "releases", "services", "singletons"} {
 		st.wantRaw(t, "status", k, "[]")
 	}
-	st.obj(t, "proxy").wantKeys(t, "proxy", []string{"host", "port", "upstreamHost"}, []string{"held", "holdGaveUp", "paused", "maintenance"}, nil)
+	px := st.obj(t, "proxy")
+	px.wantKeys(t, "proxy", []string{"host", "port", "upstreamHost"}, []string{"held", "holdGaveUp", "paused", "maintenance", "hostDrained"}, []string{"hostDrainedSince"})
+	px.wantRaw(t, "proxy", "hostDrained", "false")
 
 	// deploy, as `rollbridge deploy --release-path DIR [--release-id ID] [--revision R]` sends it.
 	exact(fmt.Sprintf(`{"command":"deploy","releaseId":"v1","releasePath":%q}`, filepath.Join(f.dir, "r1")),

@@ -115,7 +115,8 @@ func goldenStatus() Status {
 		Control: ControlInfo{Path: "/run/rollbridge-shop.sock", Mode: ptr(uint32(0o660)), Owner: &IDOrName{Name: "deploy"}, Group: &IDOrName{ID: 1001}},
 		Orphans: []Orphan{{ID: "worker#0", Pid: 3999, ReleaseID: ptr("v0")}, {ID: "beacon", Pid: 3998}},
 		Proxy: ProxyInfo{Host: "127.0.0.1", Port: 8182, UpstreamHost: "127.0.0.1", Held: 7, HoldGaveUp: 2,
-			Paused: true, PausedUntil: at, Maintenance: &MaintenanceInfo{Since: at, Message: "Back at 15:00 UTC", Page: true}},
+			Paused: true, PausedUntil: at, Maintenance: &MaintenanceInfo{Since: at, Message: "Back at 15:00 UTC", Page: true},
+			HostDrained: true, HostDrainedSince: at},
 		Releases: []Release{
 			{ReleaseID: "v1", ReleasePath: "/srv/shop/releases/1", Revision: "v1", State: "stopped",
 				Ports: Ports{{"web", 18182}, {"beacon", 7330}}, CreatedAt: at, ActivatedAt: at, DrainStartedAt: at, StoppedAt: at,

@@ -225,6 +225,12 @@ type ProxyInfo struct {
 	Paused      bool             `json:"paused"`
 	PausedUntil Time             `json:"pausedUntil,omitzero"`
 	Maintenance *MaintenanceInfo `json:"maintenance"`
+	// HostDrained and HostDrainedSince are the host's state for its load
+	// balancer (drain-host, undrain-host; see HostResult): drained, and
+	// since when (left out when not drained). A drain survives daemon
+	// restarts with its time.
+	HostDrained      bool `json:"hostDrained"`
+	HostDrainedSince Time `json:"hostDrainedSince,omitzero"`
 }
 
 // DaemonInfo is about rollbridged itself (an extension).

@@ -219,11 +219,13 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		prev.own = instance
-		prev.hostDrained = px.HostDrained
+		prev.hostDrained = px.HostDrainedSince
 		if prev.snap != nil && prev.snap.HostDrained {
 			// Drained before the restart: the balancer must not be told
-			// otherwise until undrain-host says so.
-			px.SetHostDrained(true)
+			// otherwise until undrain-host says so. Since when is the
+			// first drain's time (status shows it), or now for a state
+			// file that did not keep it.
+			px.RestoreHostDrained(prev.snap.HostDrainedSince)
 			log.Emit(events.HostDrained, map[string]any{events.KeyReason: "drained when the previous daemon stopped (state file); rollbridgectl undrain-host ends it"})
 		}
 		prev.maintenance = d.traffic.record

@@ -49,6 +49,8 @@ type handler struct {
 type hostDrainer interface {
 	drainHost(ctx context.Context, req control.DrainHostRequest, progress func(control.Progress)) (control.HostResult, error)
 	undrainHost() control.HostResult
+	// fillHost adds the drain state to a status's proxy section.
+	fillHost(p *control.ProxyInfo)
 }
 
 // DrainHost drains the host for the load balancer.
@@ -144,10 +146,12 @@ func (h *handler) Status(context.Context) (control.Status, error) {
 	return h.statusResult(), nil
 }
 
-// statusResult is the daemon's status with the traffic state.
+// statusResult is the daemon's status with the traffic and host drain
+// state.
 func (h *handler) statusResult() control.Status {
 	st := statusResult(h.status())
 	h.traffic.fill(&st.Proxy)
+	h.host.fillHost(&st.Proxy)
 	return st
 }
 

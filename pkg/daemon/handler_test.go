@@ -75,13 +75,16 @@ func domainStatus() supervisor.Status {
 // them in its golden files).
 func TestStatusMappingMatchesGolden(t *testing.T) {
 	// The traffic state comes from the daemon's traffic owner, not the
-	// supervisor: a pause and maintenance as the golden status has them.
+	// supervisor: a pause and maintenance as the golden status has them;
+	// the host drain from the proxy, through the daemon.
 	at := time.Date(2026, 11, 26, 14, 30, 0, 120_000_000, time.UTC)
 	px := proxy.New(proxy.Options{})
 	px.PauseTraffic(at)
+	px.RestoreHostDrained(at)
 	tr := &traffic{px: px, maint: &state.Maintenance{Since: at, Message: "Back at 15:00 UTC", Page: "<h1>x</h1>"}}
 	st := statusResult(domainStatus())
 	tr.fill(&st.Proxy)
+	(&daemon{proxy: px}).fillHost(&st.Proxy)
 	got, err := control.EncodeResult(st)
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,14 @@ func (d *daemon) hostResult(changed bool) control.HostResult {
 		HealthPath: d.cfg.Load().Proxy.HostHealthPath}
 }
 
+// fillHost adds the drain state to a status's proxy section (one read
+// of the proxy's flag: the time and the flag agree).
+func (d *daemon) fillHost(p *control.ProxyInfo) {
+	if since, ok := d.proxy.HostDrainedSince(); ok {
+		p.HostDrained, p.HostDrainedSince = true, control.At(since)
+	}
+}
+
 // drainHost turns the health answer to 503 (the proxy owns the flag; the
 // event marks the state file dirty, so a restarted daemon stays drained)
 // and, with Wait, answers once no new request arrived for the quiet

@@ -43,9 +43,9 @@ type previous struct {
 	earlier []string
 	// own is this daemon's instance.
 	own string
-	// hostDrained reads whether the host is drained now, for the state
-	// file; nil records false.
-	hostDrained func() bool
+	// hostDrained reads whether the host is drained now and since when,
+	// for the state file; nil records false.
+	hostDrained func() (time.Time, bool)
 
 	// maintenance, once set, is the maintenance in force, which every
 	// snapshot records.
@@ -92,7 +92,9 @@ func (p *previous) record(snap *state.Snapshot) *state.Snapshot {
 		}
 	}
 	snap.Instances = append([]string{p.own}, p.earlier...)
-	snap.HostDrained = p.hostDrained != nil && p.hostDrained()
+	if p.hostDrained != nil {
+		snap.HostDrainedSince, snap.HostDrained = p.hostDrained()
+	}
 
 	if p.maintenance != nil {
 		snap.Maintenance = p.maintenance()

@@ -78,3 +78,36 @@ func TestHostHealthNeverHeld(t *testing.T) {
 		t.Fatalf("held: got %d, want 0", p.Held())
 	}
 }
+
+// The time of a drain is the first drain's: draining again, or a restore
+// from a state file meanwhile, keeps it; an undrain forgets it, and a
+// restore gives back the time the state file kept.
+func TestHostDrainedSince(t *testing.T) {
+	p, _, _ := newProxy(t)
+	if _, ok := p.HostDrainedSince(); ok {
+		t.Fatal("HostDrainedSince before any drain: got drained")
+	}
+	p.SetHostDrained(true)
+	first, ok := p.HostDrainedSince()
+	if !ok || first.IsZero() {
+		t.Fatalf("HostDrainedSince after a drain: got %v %v, want a time", first, ok)
+	}
+	p.SetHostDrained(true)
+	if p.RestoreHostDrained(first.Add(-time.Hour)) {
+		t.Fatal("RestoreHostDrained while drained: got changed, want unchanged")
+	}
+	if again, _ := p.HostDrainedSince(); !again.Equal(first) {
+		t.Fatalf("drained again: since %v, want the first drain's %v", again, first)
+	}
+	p.SetHostDrained(false)
+	if _, ok := p.HostDrainedSince(); ok || p.HostDrained() {
+		t.Fatal("after the undrain: still drained")
+	}
+	kept := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if !p.RestoreHostDrained(kept) {
+		t.Fatal("RestoreHostDrained: got unchanged, want changed")
+	}
+	if since, ok := p.HostDrainedSince(); !ok || !since.Equal(kept) || !p.HostDrained() {
+		t.Fatalf("restored: got %v %v, want drained since %v", since, ok, kept)
+	}
+}

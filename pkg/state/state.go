@@ -47,6 +47,9 @@ type Snapshot struct {
 	// drain-host): a restarted daemon keeps answering its load balancer's
 	// health check 503 until undrain-host.
 	HostDrained bool `json:"hostDrained,omitempty"`
+	// HostDrainedSince is when it was drained (status shows it); zero in
+	// files written before it was kept.
+	HostDrainedSince time.Time `json:"hostDrainedSince,omitzero"`
 
 	// Maintenance is the maintenance mode in force, so that it survives
 	// a daemon restart; nil when off.
