@@ -535,27 +535,107 @@ func TestRunnersStartFailures(t *testing.T) {
 
 // A start job that fails fails the start, with systemd's reason for it
 // (the unit's Result), not only the job's "failed". Here systemd cannot
-// read the environment file, which it does itself, before it forks.
+// read the environment file, which it does itself, before it forks. Both
+// before the runner watches cgroups (its first start) and after, when a
+// start may end as soon as the unit's process appears (startJob): a job
+// that fails leaves no process to see.
 func TestSystemdFailedJobSaysWhy(t *testing.T) {
 	if !systemdWanted() {
 		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
 	}
 	r := newSystemdRunner(t, testApp(t))
-	defer r.Close()
+	t.Cleanup(r.Close) // after the process's own cleanup, which stops it
+	failing := func(id string) {
+		t.Helper()
+		spec := shellSpec(t, id, `sleep 1000`)
+		name := r.unitName(spec, 0)
+		props, err := r.properties(spec, filepath.Join(t.TempDir(), "missing.env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.startJob(context.Background(), name, props, nil)
+		if err == nil {
+			t.Fatalf("%s: started with a missing environment file", id)
+		}
+		if !strings.Contains(err.Error(), "job failed") || !strings.Contains(err.Error(), "resources") {
+			t.Errorf("%s: got %q, want the job's failure and systemd's reason (resources)", id, err)
+		}
+		_ = r.conn.ResetFailedUnitContext(context.Background(), name) // best effort: the test's slice goes with the sandbox
+	}
+	failing("web")
+	// A first start makes the runner trust its cgroup derivation and
+	// creates the slice, so the next start watches the unit's cgroup.
+	p, _ := newProc(t, shellSpec(t, "worker", `sleep 1000`), r)
+	if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	next := r.unitName(shellSpec(t, "web#2", ""), 0)
+	w := r.cg.watchPopulated(unitCgroup(r.slice, next))
+	if r.derived.Load() != derivedYes || w == nil {
+		t.Fatalf("the next start would not watch its cgroup (derived %d, watch %v)", r.derived.Load(), w)
+	}
+	w.Stop()
+	failing("web#2")
+}
+
+// The watch that ends a start's wait (startJob) sees the new unit's main
+// process in the unit's cgroup with no word from systemd: here nobody
+// waits for the job at all. The pid found there is systemd's main pid. A
+// cgroup that exists already is not watched: a process there may be an
+// earlier run's.
+func TestSystemdPopulatedWatch(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	r := newSystemdRunner(t, testApp(t))
+	t.Cleanup(r.Close)
+	ctx := context.Background()
+	if w := r.cg.watchPopulated(unitCgroup(Slice(testApp(t)+"-unused"), "x.service")); w != nil {
+		w.Stop()
+		t.Fatal("watching a unit's cgroup in a slice that does not exist yet")
+	}
+	first, _ := newProc(t, shellSpec(t, "worker", `sleep 1000`), r) // creates the slice
+	if err := first.Start(ctx, process.ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
 	spec := shellSpec(t, "web", `sleep 1000`)
 	name := r.unitName(spec, 0)
-	props, err := r.properties(spec, filepath.Join(t.TempDir(), "missing.env"))
+	cg := unitCgroup(r.slice, name)
+	w := r.cg.watchPopulated(cg)
+	if w == nil {
+		t.Fatalf("no watch for %s", cg)
+	}
+	defer w.Stop()
+	props, err := r.properties(spec, "/dev/null")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = r.startJob(context.Background(), name, props)
-	if err == nil {
-		t.Fatal("started with a missing environment file")
+	if _, err := r.conn.StartTransientUnitContext(ctx, name, "fail", props, nil); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(err.Error(), "job failed") || !strings.Contains(err.Error(), "resources") {
-		t.Errorf("got %q, want the job's failure and systemd's reason (resources)", err)
+	t.Cleanup(func() {
+		ch := make(chan string, 1)
+		if _, err := r.conn.StopUnitContext(context.Background(), name, "replace", ch); err == nil {
+			<-ch
+		}
+	})
+	select {
+	case <-w.Ready():
+	case <-time.After(testutil.Timeout):
+		t.Fatalf("the watch never saw a process in %s: %v", cg, r.cg.procs(cg))
 	}
-	_ = r.conn.ResetFailedUnitContext(context.Background(), name) // best effort: the test's slice goes with the sandbox
+	pid := r.cg.mainFromCgroup(cg)
+	p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ExecMainPID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := p.Value.Value().(uint32); pid == 0 || pid != int(want) {
+		t.Errorf("main pid from the cgroup %d, systemd's %d", pid, want)
+	}
+	if again := r.cg.watchPopulated(cg); again != nil {
+		again.Stop()
+		t.Errorf("watching %s, which exists already", cg)
+	}
 }
 
 func TestUnitCgroup(t *testing.T) {
@@ -600,8 +680,13 @@ func TestSystemdDerivedCgroupAndInvocation(t *testing.T) {
 		if got := r.derived.Load(); got != derivedYes {
 			t.Errorf("after starting %s the runner derives: %d, want %d (yes)", id, got, derivedYes)
 		}
-		// The handle's cgroup is where its members are found.
+		// The main pid is systemd's, also for the starts after the first,
+		// which see it in the unit's cgroup (startJob).
 		pid := *p.Status().Pid
+		if mp, err := r.conn.GetUnitTypePropertyContext(context.Background(), name, "Service", "ExecMainPID"); err != nil || mp.Value.Value() != uint32(pid) {
+			t.Errorf("%s: main pid %d, systemd's %v (%v)", id, pid, mp, err)
+		}
+		// The handle's cgroup is where its members are found.
 		found := false
 		for _, m := range p.Members() {
 			found = found || m.Pid == pid
@@ -673,7 +758,7 @@ func TestSystemdMainPidOfADaemonizingApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.startJob(context.Background(), name, props); err != nil {
+	if err := r.startJob(context.Background(), name, props, nil); err != nil {
 		t.Fatal(err)
 	}
 	cg := unitCgroup(r.slice, name)
