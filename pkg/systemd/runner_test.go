@@ -737,6 +737,76 @@ func BenchmarkStartDerived(b *testing.B) {
 	b.ReportMetric(median(took[derivedYes]), "derived-ms")
 }
 
+// BenchmarkStartSeenBeforeJobRemoved measures what startJob saves: for
+// each start (a unit name of its own, as each deploy's release id gives),
+// the time from sending StartTransientUnit until the unit's cgroup holds
+// its process (the watch startJob uses) and until the job's JobRemoved
+// arrives (what a start used to wait for), both in the same start, so the
+// load of a shared host hits both alike. It reports the medians in ms and
+// the median of the per-start difference.
+func BenchmarkStartSeenBeforeJobRemoved(b *testing.B) {
+	if !systemdWanted() {
+		b.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1")
+	}
+	r, err := NewRunner(context.Background(), RunnerOptions{Application: "bench-watch", EnvDir: filepath.Join(b.TempDir(), "env")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(r.Close)
+	spec := process.Spec{ID: "web", Command: "exec sleep 1000", Dir: b.TempDir(), Env: []string{"PATH=/usr/bin:/bin", "A=b"},
+		GracefulStop: time.Second, Fields: map[string]any{events.KeyReleaseID: "b0", events.KeyBaseID: "web"}}
+	// A unit that runs all along keeps the slice (and its cgroup, which
+	// the watch needs) alive, as the release still running during a
+	// deploy does; its start also makes the runner trust the derivation.
+	keep := process.New(spec, r, nil)
+	if err := keep.Start(context.Background(), process.ReasonDeploy); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = keep.Stop(context.Background()) })
+	var seen, removed, saved []time.Duration
+	for i := 0; i < b.N; i++ {
+		spec.Fields = map[string]any{events.KeyReleaseID: fmt.Sprintf("b%d", i+1), events.KeyBaseID: "web"}
+		name := r.unitName(spec, 0)
+		props, err := r.properties(spec, "/dev/null")
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := r.cg.watchPopulated(unitCgroup(r.slice, name))
+		if w == nil {
+			b.Fatalf("no watch for %s", name)
+		}
+		ch := make(chan string, 1)
+		t0 := time.Now()
+		if _, err := r.conn.StartTransientUnitContext(context.Background(), name, "fail", props, ch); err != nil {
+			b.Fatal(err)
+		}
+		var tSeen, tRemoved time.Time
+		populated := w.Ready()
+		for tSeen.IsZero() || tRemoved.IsZero() {
+			select {
+			case <-populated:
+				tSeen, populated = time.Now(), nil
+			case <-ch:
+				tRemoved = time.Now()
+			}
+		}
+		w.Stop()
+		seen, removed, saved = append(seen, tSeen.Sub(t0)), append(removed, tRemoved.Sub(t0)), append(saved, tRemoved.Sub(tSeen))
+		stop := make(chan string, 1)
+		if _, err := r.conn.StopUnitContext(context.Background(), name, "replace", stop); err != nil {
+			b.Fatal(err)
+		}
+		<-stop
+	}
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(median(seen), "process-seen-ms")
+	b.ReportMetric(median(removed), "jobremoved-ms")
+	b.ReportMetric(median(saved), "saved-ms")
+}
+
 // A start takes the main pid from the unit's cgroup (attach). When the main
 // process has forked and exited before that read (an app that daemonizes
 // at once), the one process left there is its child: systemd's ExecMainPID
