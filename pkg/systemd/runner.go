@@ -514,8 +514,17 @@ func (r *Runner) startJob(ctx context.Context, name string, props []sdbus.Proper
 	case res := <-ch:
 		return r.jobError(ctx, name, res)
 	case <-populated:
-		r.late.Add(1)
-		go r.lateJobResult(name, ch, out)
+		// Counted under mu, so a Close under way (which waits for the
+		// count) either sees this reader or makes us skip it.
+		r.mu.Lock()
+		closing := r.closing
+		if !closing {
+			r.late.Add(1)
+		}
+		r.mu.Unlock()
+		if !closing {
+			go r.lateJobResult(name, ch, out)
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("start unit %s: %w", name, ctx.Err())
