@@ -71,6 +71,11 @@ type Runner struct {
 	// invocation id instead of asking systemd (derivedUnknown, -Yes, -No).
 	derived atomic.Int32
 
+	// late counts the lateJobResult readers, which Close ends (closed)
+	// and waits for.
+	late   sync.WaitGroup
+	closed chan struct{}
+
 	mu      sync.Mutex
 	names   map[string]*nameLock // per unit name: a start and a release take turns
 	pidfds  map[*os.File]struct{}
@@ -160,7 +165,8 @@ func NewRunner(ctx context.Context, o RunnerOptions) (*Runner, error) {
 		return nil, fmt.Errorf("systemd runner: connect to systemd over D-Bus: %w", err)
 	}
 	r := &Runner{conn: conn, app: o.Application, slice: Slice(o.Application), daemon: o.DaemonUnit,
-		envDir: o.EnvDir, inst: o.Instance, cg: detectCgroupFS(), names: map[string]*nameLock{}, pidfds: map[*os.File]struct{}{}}
+		envDir: o.EnvDir, inst: o.Instance, cg: detectCgroupFS(), closed: make(chan struct{}),
+		names: map[string]*nameLock{}, pidfds: map[*os.File]struct{}{}}
 	f, err := startFollower(r.app)
 	if err != nil {
 		conn.Close()
@@ -174,11 +180,17 @@ func NewRunner(ctx context.Context, o RunnerOptions) (*Runner, error) {
 // units keep running.
 func (r *Runner) Close() {
 	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		return
+	}
 	r.closing = true
 	for f := range r.pidfds {
 		_ = f.Close() // wakes its watcher, which then reads the unit's state once more
 	}
 	r.mu.Unlock()
+	close(r.closed)
+	r.late.Wait()
 	r.follow.close()
 	r.conn.Close()
 }
@@ -240,14 +252,14 @@ func (r *Runner) startAs(ctx context.Context, spec process.Spec, name string, ou
 	}
 	props, err := r.properties(spec, envFile)
 	if err == nil {
-		err = r.startJob(ctx, name, props)
+		err = r.startJob(ctx, name, props, out)
 	}
 	if isUnitExists(err) {
 		// The unit of an earlier run is still loaded (it keeps its exit
 		// status until released); clear it and try once more. Trying
 		// first keeps the common start at one round trip.
 		if err = r.clear(ctx, name); err == nil {
-			err = r.startJob(ctx, name, props)
+			err = r.startJob(ctx, name, props, out)
 		}
 	}
 	if err != nil {
@@ -471,29 +483,79 @@ func isUnitExists(err error) bool {
 	return (errors.As(err, &de) && de.Name == name) || (errors.As(err, &dp) && dp.Name == name)
 }
 
-// startJob starts the transient unit and waits for its job's result.
+// startJob starts the transient unit and returns once its main process
+// exists, or with the start job's error.
 //
-// The wait costs nothing that could be saved: with Type=simple the job is
-// over the moment systemd has forked, and systemd sends JobRemoved in the
-// same step, right after the unit's PropertiesChanged; until then the unit
-// has no MainPID (a read of it sent right after StartTransientUnit found
-// none in 13 of 20 starts, so polling would mostly cost one round trip
-// more). Profiled under the lane's systemd (docs/performance.md): the job
-// (unit file, cgroups, fork) is most of a start, the D-Bus round trips
-// around it the rest.
-func (r *Runner) startJob(ctx context.Context, name string, props []sdbus.Property) error {
+// With Type=simple, systemd ends the start job in the same step as it
+// forks the main process into the unit's cgroup; the job's JobRemoved
+// signal then travels through dbus-daemon to the daemon, 4-6 ms later at a
+// load of 30 (BenchmarkStartSeenBeforeJobRemoved, docs/performance.md). So where the
+// unit's cgroup can be watched (see populatedWatch), the process arriving
+// there ends the wait as well, whichever comes first; the job's result is
+// then read off the start path (see lateJobResult). A job that fails does
+// so before any process exists (systemd could not set the unit up: its
+// environment file, user, cgroup), so its result still ends the wait, with
+// systemd's reason.
+func (r *Runner) startJob(ctx context.Context, name string, props []sdbus.Property, out func(process.Line)) error {
+	var w *populatedWatch
+	if r.derived.Load() == derivedYes {
+		w = r.cg.watchPopulated(unitCgroup(r.slice, name))
+	}
+	defer w.Stop()
+	var populated <-chan struct{}
+	if w != nil {
+		populated = w.Ready()
+	}
 	ch := make(chan string, 1)
 	if _, err := r.conn.StartTransientUnitContext(ctx, name, "fail", props, ch); err != nil {
 		return fmt.Errorf("start unit %s: %w", name, err)
 	}
 	select {
 	case res := <-ch:
-		if res != "done" {
-			return fmt.Errorf("start unit %s: job %s%s (see journalctl -u %s)", name, res, r.failReason(ctx, name), name)
+		return r.jobError(ctx, name, res)
+	case <-populated:
+		// Counted under mu, so a Close under way (which waits for the
+		// count) either sees this reader or makes us skip it.
+		r.mu.Lock()
+		closing := r.closing
+		if !closing {
+			r.late.Add(1)
+		}
+		r.mu.Unlock()
+		if !closing {
+			go r.lateJobResult(name, ch, out)
 		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("start unit %s: %w", name, ctx.Err())
+	}
+}
+
+// jobError is the error of a start job that ended with result res (nil
+// for "done").
+func (r *Runner) jobError(ctx context.Context, name, res string) error {
+	if res == "done" {
+		return nil
+	}
+	return fmt.Errorf("start unit %s: job %s%s (see journalctl -u %s)", name, res, r.failReason(ctx, name), name)
+}
+
+// lateJobResult reads the result of a start job whose main process Start
+// has already seen (see startJob). systemd ended that job as "done" in the
+// same step as the fork; should it say otherwise, the run's output says so
+// (a line on stderr, in the logs), beside the exit the watcher reports
+// once systemd has ended the unit.
+func (r *Runner) lateJobResult(name string, ch <-chan string, out func(process.Line)) {
+	defer r.late.Done()
+	t := time.NewTimer(exitRecordWait)
+	defer t.Stop()
+	select {
+	case res := <-ch:
+		if err := r.jobError(context.Background(), name, res); err != nil && out != nil {
+			out(process.Line{At: time.Now(), Line: "rollbridge: " + err.Error(), Stream: "stderr"})
+		}
+	case <-t.C:
+	case <-r.closed:
 	}
 }
 

@@ -538,27 +538,107 @@ func TestRunnersStartFailures(t *testing.T) {
 
 // A start job that fails fails the start, with systemd's reason for it
 // (the unit's Result), not only the job's "failed". Here systemd cannot
-// read the environment file, which it does itself, before it forks.
+// read the environment file, which it does itself, before it forks. Both
+// before the runner watches cgroups (its first start) and after, when a
+// start may end as soon as the unit's process appears (startJob): a job
+// that fails leaves no process to see.
 func TestSystemdFailedJobSaysWhy(t *testing.T) {
 	if !systemdWanted() {
 		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
 	}
 	r := newSystemdRunner(t, testApp(t))
-	defer r.Close()
+	t.Cleanup(r.Close) // after the process's own cleanup, which stops it
+	failing := func(id string) {
+		t.Helper()
+		spec := shellSpec(t, id, `sleep 1000`)
+		name := r.unitName(spec, 0)
+		props, err := r.properties(spec, filepath.Join(t.TempDir(), "missing.env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.startJob(context.Background(), name, props, nil)
+		if err == nil {
+			t.Fatalf("%s: started with a missing environment file", id)
+		}
+		if !strings.Contains(err.Error(), "job failed") || !strings.Contains(err.Error(), "resources") {
+			t.Errorf("%s: got %q, want the job's failure and systemd's reason (resources)", id, err)
+		}
+		_ = r.conn.ResetFailedUnitContext(context.Background(), name) // best effort: the test's slice goes with the sandbox
+	}
+	failing("web")
+	// A first start makes the runner trust its cgroup derivation and
+	// creates the slice, so the next start watches the unit's cgroup.
+	p, _ := newProc(t, shellSpec(t, "worker", `sleep 1000`), r)
+	if err := p.Start(context.Background(), process.ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	next := r.unitName(shellSpec(t, "web#2", ""), 0)
+	w := r.cg.watchPopulated(unitCgroup(r.slice, next))
+	if r.derived.Load() != derivedYes || w == nil {
+		t.Fatalf("the next start would not watch its cgroup (derived %d, watch %v)", r.derived.Load(), w)
+	}
+	w.Stop()
+	failing("web#2")
+}
+
+// The watch that ends a start's wait (startJob) sees the new unit's main
+// process in the unit's cgroup with no word from systemd: here nobody
+// waits for the job at all. The pid found there is systemd's main pid. A
+// cgroup that exists already is not watched: a process there may be an
+// earlier run's.
+func TestSystemdPopulatedWatch(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	r := newSystemdRunner(t, testApp(t))
+	t.Cleanup(r.Close)
+	ctx := context.Background()
+	if w := r.cg.watchPopulated(unitCgroup(Slice(testApp(t)+"-unused"), "x.service")); w != nil {
+		w.Stop()
+		t.Fatal("watching a unit's cgroup in a slice that does not exist yet")
+	}
+	first, _ := newProc(t, shellSpec(t, "worker", `sleep 1000`), r) // creates the slice
+	if err := first.Start(ctx, process.ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
 	spec := shellSpec(t, "web", `sleep 1000`)
 	name := r.unitName(spec, 0)
-	props, err := r.properties(spec, filepath.Join(t.TempDir(), "missing.env"))
+	cg := unitCgroup(r.slice, name)
+	w := r.cg.watchPopulated(cg)
+	if w == nil {
+		t.Fatalf("no watch for %s", cg)
+	}
+	defer w.Stop()
+	props, err := r.properties(spec, "/dev/null")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = r.startJob(context.Background(), name, props)
-	if err == nil {
-		t.Fatal("started with a missing environment file")
+	if _, err := r.conn.StartTransientUnitContext(ctx, name, "fail", props, nil); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(err.Error(), "job failed") || !strings.Contains(err.Error(), "resources") {
-		t.Errorf("got %q, want the job's failure and systemd's reason (resources)", err)
+	t.Cleanup(func() {
+		ch := make(chan string, 1)
+		if _, err := r.conn.StopUnitContext(context.Background(), name, "replace", ch); err == nil {
+			<-ch
+		}
+	})
+	select {
+	case <-w.Ready():
+	case <-time.After(testutil.Timeout):
+		t.Fatalf("the watch never saw a process in %s: %v", cg, r.cg.procs(cg))
 	}
-	_ = r.conn.ResetFailedUnitContext(context.Background(), name) // best effort: the test's slice goes with the sandbox
+	pid := r.cg.mainFromCgroup(cg)
+	p, err := r.conn.GetUnitTypePropertyContext(ctx, name, "Service", "ExecMainPID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := p.Value.Value().(uint32); pid == 0 || pid != int(want) {
+		t.Errorf("main pid from the cgroup %d, systemd's %d", pid, want)
+	}
+	if again := r.cg.watchPopulated(cg); again != nil {
+		again.Stop()
+		t.Errorf("watching %s, which exists already", cg)
+	}
 }
 
 func TestUnitCgroup(t *testing.T) {
@@ -603,8 +683,13 @@ func TestSystemdDerivedCgroupAndInvocation(t *testing.T) {
 		if got := r.derived.Load(); got != derivedYes {
 			t.Errorf("after starting %s the runner derives: %d, want %d (yes)", id, got, derivedYes)
 		}
-		// The handle's cgroup is where its members are found.
+		// The main pid is systemd's, also for the starts after the first,
+		// which see it in the unit's cgroup (startJob).
 		pid := *p.Status().Pid
+		if mp, err := r.conn.GetUnitTypePropertyContext(context.Background(), name, "Service", "ExecMainPID"); err != nil || mp.Value.Value() != uint32(pid) {
+			t.Errorf("%s: main pid %d, systemd's %v (%v)", id, pid, mp, err)
+		}
+		// The handle's cgroup is where its members are found.
 		found := false
 		for _, m := range p.Members() {
 			found = found || m.Pid == pid
@@ -655,6 +740,76 @@ func BenchmarkStartDerived(b *testing.B) {
 	b.ReportMetric(median(took[derivedYes]), "derived-ms")
 }
 
+// BenchmarkStartSeenBeforeJobRemoved measures what startJob saves: for
+// each start (a unit name of its own, as each deploy's release id gives),
+// the time from sending StartTransientUnit until the unit's cgroup holds
+// its process (the watch startJob uses) and until the job's JobRemoved
+// arrives (what a start used to wait for), both in the same start, so the
+// load of a shared host hits both alike. It reports the medians in ms and
+// the median of the per-start difference.
+func BenchmarkStartSeenBeforeJobRemoved(b *testing.B) {
+	if !systemdWanted() {
+		b.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1")
+	}
+	r, err := NewRunner(context.Background(), RunnerOptions{Application: "bench-watch", EnvDir: filepath.Join(b.TempDir(), "env")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(r.Close)
+	spec := process.Spec{ID: "web", Command: "exec sleep 1000", Dir: b.TempDir(), Env: []string{"PATH=/usr/bin:/bin", "A=b"},
+		GracefulStop: time.Second, Fields: map[string]any{events.KeyReleaseID: "b0", events.KeyBaseID: "web"}}
+	// A unit that runs all along keeps the slice (and its cgroup, which
+	// the watch needs) alive, as the release still running during a
+	// deploy does; its start also makes the runner trust the derivation.
+	keep := process.New(spec, r, nil)
+	if err := keep.Start(context.Background(), process.ReasonDeploy); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = keep.Stop(context.Background()) })
+	var seen, removed, saved []time.Duration
+	for i := 0; i < b.N; i++ {
+		spec.Fields = map[string]any{events.KeyReleaseID: fmt.Sprintf("b%d", i+1), events.KeyBaseID: "web"}
+		name := r.unitName(spec, 0)
+		props, err := r.properties(spec, "/dev/null")
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := r.cg.watchPopulated(unitCgroup(r.slice, name))
+		if w == nil {
+			b.Fatalf("no watch for %s", name)
+		}
+		ch := make(chan string, 1)
+		t0 := time.Now()
+		if _, err := r.conn.StartTransientUnitContext(context.Background(), name, "fail", props, ch); err != nil {
+			b.Fatal(err)
+		}
+		var tSeen, tRemoved time.Time
+		populated := w.Ready()
+		for tSeen.IsZero() || tRemoved.IsZero() {
+			select {
+			case <-populated:
+				tSeen, populated = time.Now(), nil
+			case <-ch:
+				tRemoved = time.Now()
+			}
+		}
+		w.Stop()
+		seen, removed, saved = append(seen, tSeen.Sub(t0)), append(removed, tRemoved.Sub(t0)), append(saved, tRemoved.Sub(tSeen))
+		stop := make(chan string, 1)
+		if _, err := r.conn.StopUnitContext(context.Background(), name, "replace", stop); err != nil {
+			b.Fatal(err)
+		}
+		<-stop
+	}
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(median(seen), "process-seen-ms")
+	b.ReportMetric(median(removed), "jobremoved-ms")
+	b.ReportMetric(median(saved), "saved-ms")
+}
+
 // A start takes the main pid from the unit's cgroup (attach). When the main
 // process has forked and exited before that read (an app that daemonizes
 // at once), the one process left there is its child: systemd's ExecMainPID
@@ -676,7 +831,7 @@ func TestSystemdMainPidOfADaemonizingApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.startJob(context.Background(), name, props); err != nil {
+	if err := r.startJob(context.Background(), name, props, nil); err != nil {
 		t.Fatal(err)
 	}
 	cg := unitCgroup(r.slice, name)
