@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -49,8 +51,22 @@ func Read() Counters {
 
 // Listen creates the socket at path (owner-only: 0600) and answers every
 // connection with one JSON line of Read's counters, until the returned
-// listener is closed (which removes the socket). The path must not exist.
+// listener is closed (which removes the socket). The path must not exist,
+// except as a stale socket of ours that nobody answers on (a daemon that
+// was killed leaves it behind). Its directory must not be writable by
+// other users unless it is sticky (as /tmp is): otherwise one of them could
+// swap the socket for a symlink between the bind and the chmod below.
 func Listen(path string) (net.Listener, error) {
+	dir, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	if dir.Mode().Perm()&0o022 != 0 && dir.Mode()&os.ModeSticky == 0 {
+		return nil, fmt.Errorf("%s is writable by other users and not sticky: use a directory of your own", filepath.Dir(path))
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, err
@@ -78,6 +94,28 @@ func Listen(path string) (net.Listener, error) {
 		}
 	}()
 	return ln, nil
+}
+
+// removeStale removes path if it is a socket owned by this user that
+// refuses connections: what a killed daemon leaves. Anything else stays,
+// and the bind then fails on it.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return nil
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+		return nil
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s: another process serves this socket", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return nil
+	}
+	return os.Remove(path)
 }
 
 // Fetch reads the counters served at path.

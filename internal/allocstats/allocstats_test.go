@@ -1,6 +1,7 @@
 package allocstats
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -87,4 +88,50 @@ func TestListenRefusesAnExistingPath(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "x" {
 		t.Fatal("existing file changed")
 	}
+}
+
+// A killed daemon leaves its socket behind; the next start must not fail
+// on it, and a live one must not be taken over.
+func TestListenReplacesAStaleSocketOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "allocs.sock")
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close() // the file stays, nobody answers: as after a SIGKILL
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatalf("a stale socket blocked the start: %v", err)
+	}
+	defer ln.Close()
+	if _, err := Fetch(path); err != nil {
+		t.Fatal(err)
+	}
+	if ln2, err := Listen(path); err == nil {
+		ln2.Close()
+		t.Fatal("took over a socket another listener serves")
+	}
+	if _, err := Fetch(path); err != nil {
+		t.Fatalf("the live socket was broken: %v", err)
+	}
+}
+
+func TestListenRefusesADirectoryOthersMayWrite(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if ln, err := Listen(filepath.Join(dir, "allocs.sock")); err == nil {
+		ln.Close()
+		t.Fatal("listened in a world-writable, non-sticky directory")
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen(filepath.Join(dir, "allocs.sock"))
+	if err != nil {
+		t.Fatalf("a sticky directory (as /tmp) was refused: %v", err)
+	}
+	ln.Close()
 }
