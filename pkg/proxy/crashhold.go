@@ -34,7 +34,10 @@ import (
 //
 // Nothing else is sent again: not a request whose body was sent, not a
 // POST that reached the app, not an upgrade (upgrades are not forwarded
-// through here at all), and a request is sent again at most once.
+// through here at all), and a request is sent again at most once. If the
+// transport's own retry of a reused connection (upstream.go) sent it twice
+// already, it is sent again only to a restarted process, never at once to
+// one that still takes connections.
 //
 // Only the active release's backend qualifies (the one routed to, or the
 // one a Pause took out); a canary's or a draining release's failure is
@@ -109,6 +112,13 @@ func refused(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "dial" && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET))
 }
 
+// unseen reports whether err leaves no doubt that the app never had the
+// request: refused, or its head not written whole.
+func unseen(err error) bool {
+	var ue *unservedError
+	return refused(err) || (errors.As(err, &ue) && ue.unsent)
+}
+
 // unserved reports whether req failed with err in a way that lets it be
 // sent again (see the rules above); a request with a body qualifies only
 // through a refused connection, which its caller checks read nothing.
@@ -127,8 +137,9 @@ func unserved(req *http.Request, err error) bool {
 // an exchange begun in epoch since: when the rules allow, it waits for the
 // active release to serve and sends req once more with resend (on pc when
 // a connection to the backend is open already), returning what that gave.
-// Otherwise it returns err.
-func (p *Proxy) recoverUnserved(b *Backend, req *http.Request, since *epoch, err error,
+// Otherwise it returns err. retried says the transport sent req a second
+// time already (its retry after a reused connection failed).
+func (p *Proxy) recoverUnserved(b *Backend, req *http.Request, since *epoch, err error, retried bool,
 	resend func(nb *Backend, pc *pconn) (*http.Response, error)) (*http.Response, error) {
 	hold := time.Duration(p.crashHold.Load())
 	if hold <= 0 || req.Context().Err() != nil || !unserved(req, err) {
@@ -142,6 +153,12 @@ func (p *Proxy) recoverUnserved(b *Backend, req *http.Request, since *epoch, err
 		// Nothing changed: does the app still take connections?
 		pc, derr := b.fast.Load().dial(req.Context())
 		if derr == nil {
+			if retried && !unseen(err) {
+				// The process lives and may have had req twice already (a
+				// request that kills a worker each time, say): no third.
+				_ = pc.conn.Close()
+				return nil, err
+			}
 			return resend(b, pc) // the process lives: send it once more now
 		}
 		if !refused(derr) {
@@ -201,7 +218,9 @@ func (p *Proxy) awaitServing(req *http.Request, since *epoch, hold time.Duration
 				return nb, n, func() { <-p.slots }, nil
 			}
 		}
-		if p.route.Load() == nil && g.timeout == 0 {
+		// A fresh look at the gate: g may predate a Pause that stored
+		// its gate and cleared the route after g was loaded.
+		if p.route.Load() == nil && p.gate.Load().timeout == 0 {
 			return nil, nil, nil, errReleaseGone
 		}
 		if !held {
@@ -210,6 +229,11 @@ func (p *Proxy) awaitServing(req *http.Request, since *epoch, hold time.Duration
 				return nil, nil, nil, fmt.Errorf("%w (%d requests waiting already, the bound)", ErrNotHeld, p.maxHeld)
 			}
 			held = true
+			// A request released from an earlier hold still has its
+			// release slot: give it back while it waits, or waiters
+			// holding every slot would keep each other out (await does
+			// the same).
+			freeSlot(req.Context())
 		}
 		select {
 		case <-e.changed:

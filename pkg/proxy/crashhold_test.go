@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,5 +254,79 @@ func TestCrashHoldNotForCanary(t *testing.T) {
 	}
 	if code, got, _ := send(t, http.MethodGet, url+"/", ""); code != http.StatusBadGateway {
 		t.Errorf("status %d %q, want 502", code, got)
+	}
+}
+
+// TestCrashHoldGivesBackItsReleaseSlot: a request released from a hold
+// (it holds one of Options.HoldRelease slots) that then fails on a crashed
+// app waits in the crash hold without its slot; with one slot in all it
+// would otherwise keep itself from being released again and get 503 at
+// the hold's timeout.
+func TestCrashHoldGivesBackItsReleaseSlot(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	var crashedOnce atomic.Bool
+	crashed := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		crashedOnce.Store(true)
+		_ = ln.Close() // the process dies: its port refuses from now on
+		hangUp(t, w)
+	})}
+	go func() { _ = crashed.Serve(ln) }()
+	t.Cleanup(func() { _ = crashed.Close() })
+
+	p := New(Options{CrashHold: 2 * time.Second, HoldRelease: 1})
+	srv := httptest.NewServer(p)
+	t.Cleanup(func() {
+		srv.Close()
+		p.Close()
+	})
+	b := activate(p, "v1", addr)
+	p.Pause(2 * time.Second) // held until the Swap below
+	reply := sendAsync(t, http.MethodGet, srv.URL+"/", "")
+	testutil.Eventually(t, "the GET held", func() bool { return p.Held() == 1 })
+	p.Swap(b) // released: takes the one slot, meets the crash
+	testutil.Eventually(t, "the GET in the crash hold", func() bool {
+		select {
+		case a := <-reply:
+			t.Fatalf("answered %d %q before the app was back", a.code, a.body)
+		default:
+		}
+		return p.Held() == 1 && crashedOnce.Load()
+	})
+	listenAt(t, addr, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "back") })
+	p.Swap(b)
+	if a := <-reply; a.code != http.StatusOK || a.body != "back" {
+		t.Errorf("answer %d %q, want 200 back (the request kept its own release slot?)", a.code, a.body)
+	}
+}
+
+// TestCrashHoldAfterThePoolsRetry: a GET that failed on a reused
+// connection and again on the fresh one the transport retried it on has
+// reached the app twice; the crash hold does not send it a third time.
+func TestCrashHoldAfterThePoolsRetry(t *testing.T) {
+	app := &seen{}
+	var hang atomic.Bool
+	_, addr := upstream(t, "", func(w http.ResponseWriter, r *http.Request) {
+		app.add(r)
+		if hang.Load() {
+			hangUp(t, w)
+			return
+		}
+		_, _ = io.WriteString(w, "served")
+	})
+	p, url, _ := crashProxy(t, time.Minute)
+	activate(p, "v1", addr)
+	if code, got, _ := send(t, http.MethodGet, url+"/", ""); code != http.StatusOK {
+		t.Fatalf("first GET: %d %q", code, got) // leaves a pooled connection
+	}
+	hang.Store(true)
+	if code, got, _ := send(t, http.MethodGet, url+"/", ""); code != http.StatusBadGateway {
+		t.Errorf("status %d %q, want 502", code, got)
+	}
+	if s := app.all(); len(s) != 3 {
+		t.Errorf("the app saw %q: the first GET, then the second twice (reused connection, the pool's retry), no more", s)
 	}
 }

@@ -215,6 +215,10 @@ func (p *Proxy) release(w http.ResponseWriter, r *http.Request, giveUp <-chan ti
 	}
 	pw := &pacedWriter{ResponseWriter: w, slots: p.slots}
 	defer pw.free()
+	// The crash hold (crashhold.go) waits inside the transport, where w is
+	// out of reach: it finds the slot through the context to give it back
+	// while it waits. Only released requests pay for this.
+	r = r.WithContext(context.WithValue(r.Context(), pacedKey{}, pw))
 	if m := p.mode.Load(); m != nil && m.maint != nil && !p.bypasses(r, m.maint) {
 		m.maint.answer(pw, r) // maintenance began while it waited
 		return
@@ -229,6 +233,16 @@ type pacedWriter struct {
 	http.ResponseWriter
 	slots chan struct{}
 	freed atomic.Bool
+}
+
+// pacedKey is the context key of a released request's pacedWriter.
+type pacedKey struct{}
+
+// freeSlot gives back the release slot of ctx's request, if it has one.
+func freeSlot(ctx context.Context) {
+	if pw, ok := ctx.Value(pacedKey{}).(*pacedWriter); ok {
+		pw.free()
+	}
 }
 
 func (pw *pacedWriter) free() {

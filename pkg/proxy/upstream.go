@@ -104,9 +104,9 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // down, waits in the crash hold and is sent once more (crashhold.go).
 func (t *fastTransport) send(req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
 	since := t.epoch()
-	resp, err := t.sendPooled(req, write, closing)
+	resp, retried, err := t.sendPooled(req, write, closing)
 	if err != nil && since != nil {
-		return t.proxy.recoverUnserved(t.backend, req, since, err, func(nb *Backend, pc *pconn) (*http.Response, error) {
+		return t.proxy.recoverUnserved(t.backend, req, since, err, retried, func(nb *Backend, pc *pconn) (*http.Response, error) {
 			return nb.fast.Load().resend(pc, req, write, closing)
 		})
 	}
@@ -139,23 +139,24 @@ func (t *fastTransport) resend(pc *pconn, req *http.Request, write func(io.Write
 	return resp, err
 }
 
-// sendPooled is send without the crash hold.
-func (t *fastTransport) sendPooled(req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
+// sendPooled is send without the crash hold; retried says it sent the
+// request a second time, on a fresh connection.
+func (t *fastTransport) sendPooled(req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, bool, error) {
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := t.get(req.Context())
 		if err != nil {
-			return nil, err
+			return nil, attempt > 0, err
 		}
 		resp, err := t.exchange(pc, req, write, closing)
 		if err == nil {
-			return resp, nil
+			return resp, attempt > 0, nil
 		}
 		_ = pc.conn.Close() // broken: never pooled again
 		// A timeout is the app's slowness, not a connection it closed: a
 		// second try would only double the wait.
 		var ne net.Error
 		if !reused || attempt > 0 || !repeatable(req) || req.Context().Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
-			return nil, err
+			return nil, attempt > 0, err
 		}
 	}
 }
@@ -493,7 +494,7 @@ func (t *fastTransport) roundTripBody(req *http.Request) (*http.Response, error)
 	fb := &fallbackBody{t: t}
 	resp, err := t.roundTripFallback(req, fb)
 	if err != nil && since != nil && !fb.out.read.Load() {
-		return t.proxy.recoverUnserved(t.backend, req, since, err, func(nb *Backend, pc *pconn) (*http.Response, error) {
+		return t.proxy.recoverUnserved(t.backend, req, since, err, false, func(nb *Backend, pc *pconn) (*http.Response, error) {
 			if pc != nil {
 				_ = pc.conn.Close() // never opened for a refused connection; the fallback dials its own
 			}
