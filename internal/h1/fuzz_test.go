@@ -1,0 +1,168 @@
+package h1_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/rollbridge/rollbridge-go/internal/h1"
+	"github.com/rollbridge/rollbridge-go/internal/h1/h1test"
+)
+
+// fuzzMaxHeaderBytes is small so that over-limit heads are small inputs.
+const fuzzMaxHeaderBytes = 1024
+
+// parser runs ReadRequest over raw the way a connection loop would: read a
+// request, read its body to the end, stop at an error or after a request
+// that closes the connection.
+func parser(raw []byte, maxHeaderBytes, bufSize int) h1test.Transcript {
+	var tr h1test.Transcript
+	src := bytes.NewReader(raw)
+	br := bufio.NewReaderSize(src, bufSize)
+	for {
+		at := len(raw) - src.Len() - br.Buffered()
+		req, err := h1.ReadRequest(br, h1.Limits{MaxHeaderBytes: maxHeaderBytes})
+		if err == io.EOF {
+			return tr
+		}
+		var he *h1.Error
+		if err != nil {
+			if !errors.As(err, &he) {
+				panic("ReadRequest returned an untyped error: " + err.Error())
+			}
+			tr.Status = he.Status
+			if he.Rule != "" {
+				tr.Rule, tr.RuleAt = string(he.Rule), at
+			}
+			return tr
+		}
+		body, berr := io.ReadAll(req.Body)
+		tr.Messages = append(tr.Messages, h1test.Record(req, body, berr))
+		if berr != nil {
+			if errors.As(berr, &he) && he.Rule != "" {
+				tr.Rule, tr.RuleAt = string(he.Rule), at
+			}
+			return tr
+		}
+		if req.Close {
+			return tr
+		}
+	}
+}
+
+// seeds are hand-written inputs for FuzzDifferential and the unit tests
+// (issue #17's list); testdata/fuzz/FuzzDifferential holds more.
+var seeds = []string{
+	"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET /index.html?q=1&r=%20x HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
+	// pipelining
+	"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nPOST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /e HTTP/1.1\r\nHost: a\r\n\r\n",
+	// chunked: extensions, trailers, bad and overflowing sizes, missing CRLF
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1;q=\"a b\"\r\nhello\r\n0;last\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;\x00\r\nhello\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTrailer: X-Sum, x-other\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 12\r\nX-Late: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nBad Name: x\r\n\r\n",
+	// CL+TE conflicts, duplicate and conflicting Content-Length
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\nabc",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n0\r\n\r\n",
+	"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+	"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+	// Host
+	"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+	"GET / HTTP/1.1\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+	"GET http://other.example/x HTTP/1.1\r\nHost: a\r\n\r\n",
+	// obs-fold, bare LF, NUL and control bytes, bad names
+	"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n",
+	"GET / HTTP/1.1\r\n Host: a\r\n\r\n",
+	"GET / HTTP/1.1\nHost: a\n\n",
+	"GET / HTTP/1.1\r\nHost: a\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x7fb\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX-A: caf\xc3\xa9\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX(A): b\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n",
+	"GET / HTTP/2.0\r\nHost: a\r\nX-A : b\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n",
+	"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n",
+	"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\na\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	// huge headers
+	"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 2000) + "\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 6000) + "\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 6000),
+	// HTTP/1.0 with and without keep-alive
+	"GET / HTTP/1.0\r\n\r\nGET /second HTTP/1.0\r\n\r\n",
+	"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /second HTTP/1.0\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	// Expect, Upgrade
+	"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+	"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\nhi",
+	"POST / HTTP/1.1\r\nHost: a\r\nExpect: foo\r\nContent-Length: 2\r\n\r\nhi",
+	"POST / HTTP/1.1\r\nHost: a\r\nExpect: foo, 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+	"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+	// target forms, methods, versions
+	"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+	"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+	"CONNECT example.com:443 HTTP/1.1\r\n\r\n",
+	"CONNECT /rpc HTTP/1.1\r\n\r\n",
+	"get / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+	"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+	"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+	"GET / HTTP/0.9\r\n\r\n",
+	"GET / HTTP/1.10\r\nHost: a\r\n\r\n",
+	"GET /  HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET /a/../b;c?d#e HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET //x/y HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET /a?b? HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET /a? HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n",
+	"GET /" + strings.Repeat("p", 900) + " HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nx: 2\r\nX: 3\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nTrailer: X\r\n\r\n",
+	"GET / HTTP/1.1\r\nHo",
+	"",
+}
+
+// FuzzDifferential is issue #17's safety net: the same bytes go to a real
+// net/http Server and to ReadRequest (looped, each body read to its end);
+// they must agree on every message (boundaries, method, target, headers,
+// body, trailers) and on the error status, except where h1 rejects by one
+// of its listed stricter rules at or before the message where it applies.
+func FuzzDifferential(f *testing.F) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ref := h1test.NetHTTP(raw, fuzzMaxHeaderBytes)
+		for _, size := range []int{4096, 16} {
+			cand := parser(raw, fuzzMaxHeaderBytes, size)
+			if err := h1test.Compare(raw, fuzzMaxHeaderBytes, ref, cand); err != nil {
+				t.Fatalf("input %q (bufio size %d): %v", raw, size, err)
+			}
+		}
+	})
+}
