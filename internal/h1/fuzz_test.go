@@ -17,12 +17,17 @@ const fuzzMaxHeaderBytes = 1024
 
 // parser runs ReadRequest over raw the way a connection loop would: read a
 // request, read its body to the end, stop at an error or after a request
-// that closes the connection.
+// after which net/http closes the connection (h1.KeepAlive).
 func parser(raw []byte, maxHeaderBytes, bufSize int) h1test.Transcript {
 	var tr h1test.Transcript
 	src := bytes.NewReader(raw)
 	br := bufio.NewReaderSize(src, bufSize)
-	for {
+	for i := 0; ; i++ {
+		// net/http's server, between requests, waits for 4 bytes of the
+		// next one and hangs up silently if the client closes first.
+		if _, err := br.Peek(4); i > 0 && err != nil {
+			return tr
+		}
 		at := len(raw) - src.Len() - br.Buffered()
 		req, err := h1.ReadRequest(br, h1.Limits{MaxHeaderBytes: maxHeaderBytes})
 		if err == io.EOF {
@@ -47,7 +52,7 @@ func parser(raw []byte, maxHeaderBytes, bufSize int) h1test.Transcript {
 			}
 			return tr
 		}
-		if req.Close {
+		if !h1.KeepAlive(req) {
 			return tr
 		}
 	}

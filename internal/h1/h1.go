@@ -267,8 +267,14 @@ func parseHead(br *bufio.Reader, head string) (*http.Request, error) {
 	// Content-Length (400), then Trailer (400).
 	te, haveTE := h["Transfer-Encoding"]
 	chunked := false
+	if haveTE && req.ProtoMajor == 0 && req.ProtoMinor != 0 {
+		// net/http ignores it below HTTP/1.1, but reads "HTTP/0.0" as 1.1
+		// here; 505 follows either way.
+		delete(h, "Transfer-Encoding")
+		haveTE = false
+	}
 	if haveTE {
-		if req.ProtoMajor == 1 && req.ProtoMinor == 0 || req.ProtoMajor == 0 {
+		if req.ProtoMajor == 1 && req.ProtoMinor == 0 {
 			return nil, strict(http.StatusBadRequest, RuleTEHTTP10, "Transfer-Encoding on HTTP/1.0")
 		}
 		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
@@ -725,3 +731,23 @@ var hostByte = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// KeepAlive reports whether net/http's server would read another request
+// on the connection after answering req (with a response that carries its
+// length): that is not just !req.Close. For HTTP/1.0 net/http keeps the
+// connection when the first Connection field has a "keep-alive" token
+// anywhere between spaces or commas (even beside "close"); for HTTP/1.1 it
+// closes when req.Close is set or that first field has such a "close"
+// token ("Connection: foo close"). A connection loop must decide the same
+// way, or pipelined requests would be served that net/http drops (or the
+// other way round); FuzzDifferential checks this decision too.
+func KeepAlive(req *http.Request) bool {
+	first := ""
+	if v := req.Header["Connection"]; len(v) > 0 {
+		first = v[0]
+	}
+	if req.ProtoMajor == 1 && req.ProtoMinor == 0 {
+		return hasToken(first, "keep-alive")
+	}
+	return !req.Close && !hasToken(first, "close")
+}
