@@ -45,6 +45,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net/http"
 	"net/url"
@@ -112,8 +113,9 @@ const maxChunkLine = 4094
 const maxTrailerBytes = 4096
 
 // ReadRequest reads one request head from br. At a clean end of input
-// before any byte of a request it returns io.EOF; every other failure is an
-// *Error. The returned request's Body reads from br and must be read to
+// before any byte of a request it returns io.EOF, and a read error from br
+// as it is (net/http hangs up without an answer on both); a malformed or
+// refused request, a head cut short by EOF included, is an *Error. The returned request's Body reads from br and must be read to
 // io.EOF before the next ReadRequest on br.
 func ReadRequest(br *bufio.Reader, lim Limits) (*http.Request, error) {
 	limit := lim.MaxHeaderBytes
@@ -132,10 +134,7 @@ func ReadRequest(br *bufio.Reader, lim Limits) (*http.Request, error) {
 func readHead(br *bufio.Reader, limit int) (string, error) {
 	first, err := br.Peek(1)
 	if len(first) == 0 {
-		if err == io.EOF {
-			return "", io.EOF
-		}
-		return "", bad("read: " + err.Error())
+		return "", err // io.EOF: a clean end between requests
 	}
 	if first[0] == '\r' || first[0] == '\n' {
 		return "", strict(http.StatusBadRequest, RuleLeadingEmpty, "empty line before the request line")
@@ -170,8 +169,11 @@ func readHead(br *bufio.Reader, limit int) (string, error) {
 		if err == bufio.ErrBufferFull {
 			continue
 		}
-		if err != nil {
+		if err == io.EOF {
 			return "", bad("request head cut short")
+		}
+		if err != nil {
+			return "", err
 		}
 	}
 }
@@ -182,9 +184,11 @@ func readHead(br *bufio.Reader, limit int) (string, error) {
 // for a line end at from or after.
 func headEnd(b []byte, from int) int {
 	for i := from; i < len(b); i++ {
-		if b[i] != '\n' {
-			continue
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return 0
 		}
+		i += j
 		if i+1 < len(b) && b[i+1] == '\n' {
 			return i + 2
 		}
@@ -200,23 +204,28 @@ func headEnd(b []byte, from int) int {
 func parseHead(br *bufio.Reader, head string) (*http.Request, error) {
 	// Every line ends in CRLF; no CR anywhere else (net/http rejects a lone
 	// CR in each place it could occur: method, target, version, name, value).
+	// (Each LF preceded by a CR, and as many CRs as LFs: no lone CR.)
 	lines := 0
-	for i := 0; i < len(head); i++ {
-		switch head[i] {
-		case '\n':
-			if i == 0 || head[i-1] != '\r' {
-				return nil, strict(http.StatusBadRequest, RuleBareLF, "line ends in a bare LF")
-			}
-			lines++
-		case '\r':
-			if i+1 >= len(head) || head[i+1] != '\n' {
-				return nil, bad("CR inside a line")
-			}
+	for i := 0; ; {
+		j := strings.IndexByte(head[i:], '\n')
+		if j < 0 {
+			break
 		}
+		i += j
+		if i == 0 || head[i-1] != '\r' {
+			return nil, strict(http.StatusBadRequest, RuleBareLF, "line ends in a bare LF")
+		}
+		lines++
+		i++
+	}
+	if strings.Count(head, "\r") != lines {
+		return nil, bad("CR inside a line")
 	}
 	line, rest, _ := strings.Cut(head, "\r\n")
 
-	req := &http.Request{}
+	// The request and its URL in one allocation.
+	a := new(requestAlloc)
+	req := &a.req
 	var ok bool
 	req.Method, req.RequestURI, req.Proto, ok = parseRequestLine(line)
 	if !ok {
@@ -236,7 +245,7 @@ func parseHead(br *bufio.Reader, head string) (*http.Request, error) {
 			return nil, bad("malformed HTTP version")
 		}
 	}
-	u, err := parseTarget(req.Method, req.RequestURI)
+	u, err := parseTarget(&a.url, req.Method, req.RequestURI)
 	if err != nil {
 		return nil, bad("invalid request target")
 	}
@@ -372,11 +381,12 @@ func parseRequestLine(line string) (method, target, proto string, ok bool) {
 // parseTarget is net/http's: CONNECT's authority-form parsed as a URL's
 // host, everything else by url.ParseRequestURI; a plain origin-form path
 // skips the URL parser.
-func parseTarget(method, target string) (*url.URL, error) {
+func parseTarget(fast *url.URL, method, target string) (*url.URL, error) {
 	if method != "CONNECT" {
 		path, query, hasQuery := strings.Cut(target, "?")
 		if plainPath(path) && plainQuery(query) {
-			return &url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}, nil
+			*fast = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+			return fast, nil
 		}
 	}
 	justAuthority := method == "CONNECT" && !strings.HasPrefix(target, "/")
@@ -438,6 +448,12 @@ var pathByte = func() (t [256]bool) {
 	return t
 }()
 
+// requestAlloc holds what every request needs, allocated together.
+type requestAlloc struct {
+	req http.Request
+	url url.URL
+}
+
 // parseFields parses header (or trailer) lines, each ending in CRLF, up to
 // and including the blank line. n is a hint of the field count.
 // nameWithSpace reports a field name with a space in it, which net/http's
@@ -448,7 +464,7 @@ func parseFields(s string, n int, trailer bool) (h http.Header, nameWithSpace bo
 		n = 0
 	}
 	h = make(http.Header, n)
-	strs := make([]string, n)
+	strs := make([]string, n) // backing for single-valued fields
 	for {
 		line, rest, ok := strings.Cut(s, "\r\n")
 		if !ok {
@@ -516,10 +532,7 @@ func canonicalKey(name string) (key string, space, ok bool) {
 		upper = c == '-'
 	}
 	if space || canonical {
-		if k, ok := commonKey[name]; ok {
-			return k, space, true
-		}
-		return name, space, true
+		return name, space, true // a substring of the head: no allocation
 	}
 	var stack [64]byte
 	var b []byte
