@@ -101,7 +101,7 @@ func TestPipelining(t *testing.T) {
 	}
 }
 
-// A typical browser GET head (Chrome's, ~560 bytes).
+// A typical browser GET head (Chrome's, 502 bytes).
 const browserGET = "GET /static/app.js?v=3 HTTP/1.1\r\n" +
 	"Host: www.example.com\r\n" +
 	"Connection: keep-alive\r\n" +
