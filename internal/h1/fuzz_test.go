@@ -171,3 +171,41 @@ func FuzzDifferential(f *testing.F) {
 		}
 	})
 }
+
+// Limits sit at sizes the byte-level fuzzer does not reach: each input
+// around each boundary goes through the same differential comparison.
+func TestDifferentialBoundaries(t *testing.T) {
+	const chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	var inputs []string
+	for d := -3; d <= 3; d++ {
+		// A trailer section of 4096+d bytes, final blank line included.
+		field := "X-T: " + strings.Repeat("t", 4096+d-len("X-T: \r\n\r\n")) + "\r\n\r\n"
+		inputs = append(inputs, chunked+"1\r\na\r\n0\r\n"+field+"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		// A chunk-size line of 4094+d bytes before its CRLF.
+		ext := "1;e=" + strings.Repeat("x", 4094+d-len("1;e="))
+		inputs = append(inputs, chunked+ext+"\r\na\r\n0\r\n\r\n")
+		// Heads around MaxHeaderBytes and around net/http's MaxHeaderBytes+4096.
+		for _, size := range []int{fuzzMaxHeaderBytes + d, fuzzMaxHeaderBytes + 4096 + d} {
+			pad := size - len("GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n")
+			inputs = append(inputs, "GET / HTTP/1.1\r\nHost: a\r\nX: "+strings.Repeat("x", pad)+"\r\n\r\n")
+		}
+	}
+	// Chunk overhead around net/http's 16 KiB budget: one-byte chunks with
+	// extensions that cost 12 bytes over the allowance each (the budget is
+	// spent at the 1366th).
+	for _, n := range []int{1364, 1365, 1366, 1367, 2000} {
+		inputs = append(inputs, chunked+strings.Repeat("1;aaaaaaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n", n)+"0\r\n\r\n")
+	}
+	for _, raw := range inputs {
+		ref := h1test.NetHTTP([]byte(raw), fuzzMaxHeaderBytes)
+		for _, size := range []int{4096, 16} {
+			cand := parser([]byte(raw), fuzzMaxHeaderBytes, size)
+			if testing.Verbose() && size == 4096 {
+				t.Logf("%d bytes: net/http %d messages (body error %v), status %d; h1 %d messages, status %d, rule %q", len(raw), len(ref.Messages), len(ref.Messages) > 0 && ref.Messages[0].BodyErr, ref.Status, len(cand.Messages), cand.Status, cand.Rule)
+			}
+			if err := h1test.Compare([]byte(raw), fuzzMaxHeaderBytes, ref, cand); err != nil {
+				t.Errorf("input of %d bytes starting %q (bufio size %d): %v", len(raw), raw[:min(len(raw), 120)], size, err)
+			}
+		}
+	}
+}
