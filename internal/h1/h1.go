@@ -38,9 +38,15 @@
 //	trailer-name      accepts a trailer field name with      400: trailer names are tokens
 //	                  spaces before the colon
 //
+// The last two rules, like every other chunked-body failure, surface as the
+// body's read error; a trailer section (4096 bytes) and a chunk-size line
+// (4094) are limited exactly as net/http limits them.
+//
 // The connection loop, not the parser, owns everything about responses:
 // "100 Continue" (net/http sends it on the first body read of an HTTP/1.1
-// request with a non-zero length), keep-alive after an error, timeouts.
+// request with a non-zero length), answering "OPTIONS *" (net/http does so
+// itself unless DisableGeneralOptionsHandler), timeouts, and whether to
+// read another request: KeepAlive gives net/http's answer.
 package h1
 
 import (
