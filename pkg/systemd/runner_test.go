@@ -884,3 +884,49 @@ func TestFollowerCloseDoesNotHang(t *testing.T) {
 		t.Fatal("follower.close still waits for a follower that ignores SIGINT")
 	}
 }
+
+// inotifyFDs counts this process's inotify descriptors.
+func inotifyFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && l == "anon_inode:inotify" {
+			n++
+		}
+	}
+	return n
+}
+
+// A start that saw its process through the cgroup watch leaves closing the
+// watch to the reader of the job's result, off the start path; Close
+// waits for that reader, so no watch outlives the runner.
+func TestSystemdCloseEndsTheStartWatches(t *testing.T) {
+	if !systemdWanted() {
+		t.Skip("needs a real systemd: RB_SYSTEMD_TESTS=1 (the systemd lane runs it)")
+	}
+	before := inotifyFDs(t)
+	r := newSystemdRunner(t, testApp(t))
+	ctx := context.Background()
+	var procs []*process.Process
+	// The first start creates the slice; the later ones are watched.
+	for _, id := range []string{"worker", "web", "jobs"} {
+		p, _ := newProc(t, shellSpec(t, id, `sleep 1000`), r)
+		if err := p.Start(ctx, process.ReasonDeploy); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+	}
+	for _, p := range procs {
+		if err := p.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	if after := inotifyFDs(t); after != before {
+		t.Errorf("%d inotify descriptors after Close, %d before the runner", after, before)
+	}
+}
