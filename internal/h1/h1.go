@@ -709,21 +709,7 @@ func isToken(s string) bool {
 }
 
 // tokenByte is RFC 9110's tchar.
-var tokenByte = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+var tokenByte = alnumAnd("!#$%&'*+-.^_`|~")
 
 // validHost is httpguts.ValidHostHeader: a lenient byte check.
 func validHost(h string) bool {
@@ -735,7 +721,10 @@ func validHost(h string) bool {
 	return true
 }
 
-var hostByte = func() (t [256]bool) {
+var hostByte = alnumAnd("!$%&()*+,-.:;=[']_~")
+
+// alnumAnd is a byte table of the ASCII letters and digits and extra.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c] = true
 	}
@@ -745,11 +734,11 @@ var hostByte = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
-	for _, c := range "!$%&()*+,-.:;=[']_~" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
 
 // KeepAlive reports whether net/http's server would read another request
 // on the connection after answering req (with a response that carries its
