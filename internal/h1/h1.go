@@ -438,21 +438,7 @@ func plainQuery(q string) bool {
 	return true
 }
 
-var pathByte = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "-._~/$&+,=:@" {
-		t[c] = true
-	}
-	return t
-}()
+var pathByte = alnumAnd("-._~/$&+,=:@")
 
 // requestAlloc holds what every request needs, allocated together.
 type requestAlloc struct {
