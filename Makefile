@@ -87,13 +87,15 @@ fmt:
 
 # Short fuzz runs of the parsers; new corpus entries land in testdata/fuzz.
 # FuzzDifferential compares internal/h1's request parser with a real
-# net/http Server (docs/performance.md, "A strict request parser").
+# net/http Server (docs/performance.md, "A strict request parser");
+# FuzzResponseDifferential its answer parser with http.ReadResponse.
 fuzz:
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzDecode -fuzztime 30s
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzRenderCommand -fuzztime 30s
 	$(GO) test ./pkg/control -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
 	$(GO) test ./pkg/state -run '^$$' -fuzz FuzzLoad -fuzztime 30s
 	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzDifferential -fuzztime 30s
+	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzResponseDifferential -fuzztime 30s
 
 clean:
 	rm -rf $(BIN) dist

@@ -43,11 +43,11 @@ func (b *lengthBody) Close() error {
 	return nil
 }
 
-// chunkedBody decodes a chunked body and, at its end, reads the trailer
-// section into req.Trailer, as net/http's body does.
+// chunkedBody decodes a chunked body and, at its end, merges the trailer
+// section into *trailer (the message's Trailer), as net/http's body does.
 type chunkedBody struct {
 	br       *bufio.Reader
-	req      *http.Request
+	trailer  *http.Header
 	n        uint64 // unread bytes of the current chunk
 	checkEnd bool   // the CRLF after a chunk's data is still to read
 	excess   int64  // net/http's chunk-overhead budget
@@ -318,12 +318,12 @@ func (b *chunkedBody) readTrailer() error {
 	if err != nil {
 		return err
 	}
-	if b.req.Trailer == nil {
-		b.req.Trailer = h
+	if *b.trailer == nil {
+		*b.trailer = h
 		return nil
 	}
 	for k, v := range h {
-		b.req.Trailer[k] = v
+		(*b.trailer)[k] = v
 	}
 	return nil
 }

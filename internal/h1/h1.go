@@ -42,6 +42,11 @@
 // body's read error; a trailer section (4096 bytes) and a chunk-size line
 // (4094) are limited exactly as net/http limits them.
 //
+// ReadResponse is the same parser for the other direction: the head of an
+// app's answer, held to http.ReadResponse by FuzzResponseDifferential, with
+// the rules above that apply to answers and three of their own (see its
+// comment). The proxy reads every answer from an app with it.
+//
 // The connection loop, not the parser, owns everything about responses:
 // "100 Continue" (net/http sends it on the first body read of an HTTP/1.1
 // request with a non-zero length), answering "OPTIONS *" (net/http does so
@@ -84,9 +89,14 @@ const (
 	RuleExpect       Rule = "expect"
 	RuleChunkExt     Rule = "chunk-ext"
 	RuleTrailerName  Rule = "trailer-name"
+	// Answers only (ReadResponse): a request refuses these cases without
+	// a rule, as net/http's server does.
+	RuleNameSpace  Rule = "name-space"
+	RuleStatusCode Rule = "status-code"
+	RuleCRInLine   Rule = "cr-in-line"
 )
 
-// Rules lists every stricter rule.
+// Rules lists every stricter rule of ReadRequest.
 var Rules = []Rule{
 	RuleLeadingEmpty, RuleBareLF, RuleObsFold, RuleHeadSize, RuleHTTPMinor, RuleH2Preface,
 	RuleCLAndTE, RuleDuplicateCL, RuleTEHTTP10, RuleExpect, RuleChunkExt, RuleTrailerName,
@@ -145,6 +155,12 @@ func readHead(br *bufio.Reader, limit int) (string, error) {
 	if first[0] == '\r' || first[0] == '\n' {
 		return "", strict(http.StatusBadRequest, RuleLeadingEmpty, "empty line before the request line")
 	}
+	return readHeadLimited(br, limit)
+}
+
+// readHeadLimited reads a head, first line through blank line, of at most
+// limit bytes.
+func readHeadLimited(br *bufio.Reader, limit int) (string, error) {
 	// Fast path: the whole head is already buffered.
 	if n := br.Buffered(); n > 0 {
 		buf, _ := br.Peek(n)
@@ -205,13 +221,12 @@ func headEnd(b []byte, from int) int {
 	return 0
 }
 
-// parseHead turns a complete head into a request, applying net/http's
-// checks in net/http's order so that the status is the same one.
-func parseHead(br *bufio.Reader, head string) (*http.Request, error) {
-	// Every line ends in CRLF; no CR anywhere else (net/http rejects a lone
-	// CR in each place it could occur: method, target, version, name, value).
-	// (Each LF preceded by a CR, and as many CRs as LFs: no lone CR.)
-	lines := 0
+// checkLineEnds checks that every line of head ends in CRLF and that no
+// CR occurs anywhere else (net/http's server rejects a lone CR in each
+// place it could occur: method, target, version, name, value), and
+// returns the number of lines. (Each LF preceded by a CR, and as many CRs
+// as LFs: no lone CR.)
+func checkLineEnds(head string) (lines int, err error) {
 	for i := 0; ; {
 		j := strings.IndexByte(head[i:], '\n')
 		if j < 0 {
@@ -219,13 +234,23 @@ func parseHead(br *bufio.Reader, head string) (*http.Request, error) {
 		}
 		i += j
 		if i == 0 || head[i-1] != '\r' {
-			return nil, strict(http.StatusBadRequest, RuleBareLF, "line ends in a bare LF")
+			return 0, strict(http.StatusBadRequest, RuleBareLF, "line ends in a bare LF")
 		}
 		lines++
 		i++
 	}
 	if strings.Count(head, "\r") != lines {
-		return nil, bad("CR inside a line")
+		return 0, bad("CR inside a line")
+	}
+	return lines, nil
+}
+
+// parseHead turns a complete head into a request, applying net/http's
+// checks in net/http's order so that the status is the same one.
+func parseHead(br *bufio.Reader, head string) (*http.Request, error) {
+	lines, err := checkLineEnds(head)
+	if err != nil {
+		return nil, err
 	}
 	line, rest, _ := strings.Cut(head, "\r\n")
 
@@ -366,7 +391,7 @@ func parseHead(br *bufio.Reader, head string) (*http.Request, error) {
 
 	switch {
 	case chunked:
-		req.Body = &chunkedBody{br: br, req: req}
+		req.Body = &chunkedBody{br: br, trailer: &req.Trailer}
 	case length > 0:
 		req.Body = &lengthBody{br: br, n: length}
 	default:
@@ -452,10 +477,18 @@ type requestAlloc struct {
 // header reader accepts and its server rejects later (after the version
 // check, so the status can be 505); trailers reject it at once.
 func parseFields(s string, n int, trailer bool) (h http.Header, nameWithSpace bool, err error) {
+	return parseFieldsInto(nil, s, n, trailer)
+}
+
+// parseFieldsInto is parseFields into h, an empty map, or a new one when
+// h is nil.
+func parseFieldsInto(h http.Header, s string, n int, trailer bool) (_ http.Header, nameWithSpace bool, err error) {
 	if n < 0 {
 		n = 0
 	}
-	h = make(http.Header, n)
+	if h == nil {
+		h = make(http.Header, n)
+	}
 	strs := make([]string, n) // backing for single-valued fields
 	for {
 		line, rest, ok := strings.Cut(s, "\r\n")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 )
 
@@ -28,19 +29,28 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 	// The client's Connection: close is about its own connection; the head
 	// sent to the app never asks to close (writeHead drops it), so the
 	// upstream connection stays pooled.
-	res, err := b.fast.Load().send(r, func(w io.Writer) error { return writeHead(w.(*bufio.Writer), r, "") }, false)
+	// The answer's fields are parsed straight into w's header when it is
+	// empty (nearly always: a canary's Set-Cookie is the exception), so no
+	// map is built only to be copied.
+	h := w.Header()
+	res, err := b.fast.Load().send(r, func(w io.Writer) error { return writeHead(w.(*bufio.Writer), r, "") }, false, h)
 	if err != nil {
-		b.rp.ErrorHandler(w, r, err)
+		b.rp.ErrorHandler(w, r, err) // a refused answer left h as it was
 		return true
 	}
 	defer res.Body.Close()
+	shared := sameHeader(h, res.Header)
 	if res.StatusCode == http.StatusSwitchingProtocols {
+		if shared {
+			clear(h) // the 101's fields are not the error's
+		}
 		b.rp.ErrorHandler(w, r, errors.New("app switched protocols on a request that asked for no upgrade"))
 		return true
 	}
 	removeHopByHop(res.Header)
-	h := w.Header()
-	copyHead(h, res.Header)
+	if !shared {
+		copyHead(h, res.Header)
+	}
 	if len(res.Trailer) > 0 {
 		names := make([]string, 0, len(res.Trailer))
 		for k := range res.Trailer {
@@ -63,6 +73,11 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 		h[http.TrailerPrefix+k] = v
 	}
 	return true
+}
+
+// sameHeader reports whether a and b are one map.
+func sameHeader(a, b http.Header) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // copyHead copies the answer's header into h, which is empty unless the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rollbridge/rollbridge-go/internal/h1"
 	"io"
 	"net"
 	"net/http"
@@ -80,7 +81,7 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	if t.headTimeout > 0 {
 		_ = backConn.SetReadDeadline(time.Now().Add(t.headTimeout))
 	}
-	res, err := readFinalResponse(br, r)
+	res, err := readFinalResponse(br, r, nil)
 	if err != nil {
 		var ne net.Error
 		if t.headTimeout > 0 && errors.As(err, &ne) && ne.Timeout() {
@@ -120,11 +121,20 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	b.pipe(ctx, clientConn, brw.Reader, backConn, br)
 }
 
+// maxAnswerHead bounds the head of an app's answer (status line and
+// fields). http.ReadResponse has no bound; http.Transport's default is
+// 10 MB. A megabyte is far more than any real answer's head and bounds
+// what a broken app can make the daemon hold per request.
+const maxAnswerHead = 1 << 20
+
 // readFinalResponse reads the app's answer, skipping interim 1xx answers
-// other than 101.
-func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+// other than 101, with internal/h1's parser (FuzzResponseDifferential
+// holds it to http.ReadResponse's framing). into, when empty, becomes the
+// answer's Header (the forward path passes its ResponseWriter's header and
+// so copies nothing); nil gives the answer a map of its own.
+func readFinalResponse(br *bufio.Reader, req *http.Request, into http.Header) (*http.Response, error) {
 	for {
-		res, err := http.ReadResponse(br, req)
+		res, err := h1.ReadResponse(br, req.Method, h1.Limits{MaxHeaderBytes: maxAnswerHead}, into)
 		if err != nil {
 			return nil, err
 		}

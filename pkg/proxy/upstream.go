@@ -93,7 +93,7 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		return t.roundTripBody(req)
 	}
-	return t.send(req, req.Write, req.Close)
+	return t.send(req, req.Write, req.Close, nil)
 }
 
 // send writes a request head with write on a pooled (or new) connection and
@@ -102,12 +102,12 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // closed it between our peek and our write, so it never saw the request.
 // A request the app cannot have acted on, failed because its process is
 // down, waits in the crash hold and is sent once more (crashhold.go).
-func (t *fastTransport) send(req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
+func (t *fastTransport) send(req *http.Request, write func(io.Writer) error, closing bool, into http.Header) (*http.Response, error) {
 	since := t.epoch()
-	resp, retried, err := t.sendPooled(req, write, closing)
+	resp, retried, err := t.sendPooled(req, write, closing, into)
 	if err != nil && since != nil {
 		return t.proxy.recoverUnserved(t.backend, req, since, err, retried, func(nb *Backend, pc *pconn) (*http.Response, error) {
-			return nb.fast.Load().resend(pc, req, write, closing)
+			return nb.fast.Load().resend(pc, req, write, closing, into)
 		})
 	}
 	return resp, err
@@ -125,14 +125,14 @@ func (t *fastTransport) epoch() *epoch {
 // resend sends a request once more, on pc (a connection the crash hold
 // dialled to t's app) or on a new connection: never on a pooled one,
 // which would allow a second silent retry.
-func (t *fastTransport) resend(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
+func (t *fastTransport) resend(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool, into http.Header) (*http.Response, error) {
 	if pc == nil {
 		var err error
 		if pc, err = t.dial(req.Context()); err != nil {
 			return nil, err
 		}
 	}
-	resp, err := t.exchange(pc, req, write, closing)
+	resp, err := t.exchange(pc, req, write, closing, into)
 	if err != nil {
 		_ = pc.conn.Close() // broken: never pooled again
 	}
@@ -141,13 +141,13 @@ func (t *fastTransport) resend(pc *pconn, req *http.Request, write func(io.Write
 
 // sendPooled is send without the crash hold; retried says it sent the
 // request a second time, on a fresh connection.
-func (t *fastTransport) sendPooled(req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, bool, error) {
+func (t *fastTransport) sendPooled(req *http.Request, write func(io.Writer) error, closing bool, into http.Header) (*http.Response, bool, error) {
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := t.get(req.Context())
 		if err != nil {
 			return nil, attempt > 0, err
 		}
-		resp, err := t.exchange(pc, req, write, closing)
+		resp, err := t.exchange(pc, req, write, closing, into)
 		if err == nil {
 			return resp, attempt > 0, nil
 		}
@@ -375,10 +375,12 @@ func (t *fastTransport) closeIdle() {
 }
 
 // exchange writes a request head (write) and reads the response head on
-// pc. The body is streamed from the connection by whoever reads resp.Body;
+// pc, into the header map into when it is empty (see h1.ReadResponse; nil:
+// a map of the answer's own). The body is streamed from the connection by
+// whoever reads resp.Body;
 // the connection goes back to the pool once that body was read to its end,
 // unless closing (the head asked the app to close) or the app said so.
-func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool) (*http.Response, error) {
+func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool, into http.Header) (*http.Response, error) {
 	ctx := req.Context()
 	// Unblock the reads and writes below if the client goes away.
 	conn := pc.conn
@@ -402,7 +404,7 @@ func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Wri
 		// broken answer; the read is the one ReadResponse would make.
 		if _, err = pc.br.Peek(1); err == nil {
 			answered = true
-			resp, err = readFinalResponse(pc.br, req)
+			resp, err = readFinalResponse(pc.br, req, into)
 		}
 		if t.headTimeout > 0 && err == nil {
 			_ = conn.SetReadDeadline(time.Time{}) // the body is not bounded

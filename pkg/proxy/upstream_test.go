@@ -374,3 +374,38 @@ func TestUpgradeAddsNoUserAgent(t *testing.T) {
 		t.Errorf("app saw User-Agent %q; the client sent none", ua)
 	}
 }
+
+// TestRefusedAnswerLeavesNoFields: the answer's fields are parsed straight
+// into the client's header map, so an answer refused half-way (obs-fold
+// after a field; an unrequested 101) must not leave its fields in the
+// gateway's 502; the next, well-formed answer still arrives whole.
+func TestRefusedAnswerLeavesNoFields(t *testing.T) {
+	answers := map[string]string{
+		"/fold": "HTTP/1.1 200 OK\r\nX-App: leaked\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+		"/101":  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nX-App: leaked\r\n\r\n",
+		"/ok":   "HTTP/1.1 200 OK\r\nX-App: fine\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nConnection: x-hop\r\nX-Hop: dropped\r\nContent-Length: 2\r\n\r\nok",
+	}
+	addr, _ := rawUpstream(t, func(c int, r *http.Request) (string, bool) { return answers[r.URL.Path], r.URL.Path != "/ok" })
+	p, url, _ := newProxy(t)
+	activate(p, "v1", addr)
+	c := newClient(t)
+	for _, path := range []string{"/fold", "/101", "/ok"} {
+		resp, err := c.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch path {
+		case "/ok":
+			if resp.StatusCode != 200 || string(body) != "ok" || resp.Header.Get("X-App") != "fine" ||
+				len(resp.Header.Values("Set-Cookie")) != 2 || resp.Header.Get("X-Hop") != "" {
+				t.Errorf("%s: %d %q %v", path, resp.StatusCode, body, resp.Header)
+			}
+		default:
+			if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-App") != "" || resp.Header.Get("Upgrade") != "" {
+				t.Errorf("%s: %d %v, want a 502 without the app's fields", path, resp.StatusCode, resp.Header)
+			}
+		}
+	}
+}
