@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net/http"
@@ -33,7 +32,7 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 	// empty (nearly always: a canary's Set-Cookie is the exception), so no
 	// map is built only to be copied.
 	h := w.Header()
-	res, err := b.fast.Load().send(r, func(w io.Writer) error { return writeHead(w.(*bufio.Writer), r, "") }, false, h)
+	res, err := b.fast.Load().send(r, headForward, false, h)
 	if err != nil {
 		b.rp.ErrorHandler(w, r, err) // a refused answer left h as it was
 		return true

@@ -142,7 +142,7 @@ func TestSweepClosesOnlyExpiredConnections(t *testing.T) {
 	for i, pc := range pcs {
 		path := fmt.Sprintf("/%d", i)
 		req, _ := http.NewRequest(http.MethodGet, url+path, nil)
-		resp, err := f.exchange(pc, req, req.Write, false, nil)
+		resp, err := f.exchange(pc, req, headWhole, false, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -81,6 +81,14 @@ type pconn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
+	// rc waits for the answer without a speculative read (sendAndWait);
+	// step is sendStep as a func value, made once per connection, and
+	// sending, kind and sendErr are its state during one sendAndWait.
+	rc      syscall.RawConn
+	step    func(uintptr) bool
+	sending *http.Request
+	kind    headKind
+	sendErr error
 }
 
 func newFastTransport(addr string, dialer *net.Dialer, fallback *http.Transport, maxIdle int, idleTTL time.Duration, buffers *bufferPool, report func(error)) *fastTransport {
@@ -93,21 +101,21 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		return t.roundTripBody(req)
 	}
-	return t.send(req, req.Write, req.Close, nil)
+	return t.send(req, headWhole, req.Close, nil)
 }
 
-// send writes a request head with write on a pooled (or new) connection and
+// send writes a request head (kind says how) on a pooled (or new) connection and
 // reads the response head. A reused connection that fails before the answer
 // began is retried once on a fresh one for repeatable methods: the app
 // closed it between our peek and our write, so it never saw the request.
 // A request the app cannot have acted on, failed because its process is
 // down, waits in the crash hold and is sent once more (crashhold.go).
-func (t *fastTransport) send(req *http.Request, write func(io.Writer) error, closing bool, into http.Header) (*http.Response, error) {
+func (t *fastTransport) send(req *http.Request, kind headKind, closing bool, into http.Header) (*http.Response, error) {
 	since := t.epoch()
-	resp, retried, err := t.sendPooled(req, write, closing, into)
+	resp, retried, err := t.sendPooled(req, kind, closing, into)
 	if err != nil && since != nil {
 		return t.proxy.recoverUnserved(t.backend, req, since, err, retried, func(nb *Backend, pc *pconn) (*http.Response, error) {
-			return nb.fast.Load().resend(pc, req, write, closing, into)
+			return nb.fast.Load().resend(pc, req, kind, closing, into)
 		})
 	}
 	return resp, err
@@ -125,14 +133,14 @@ func (t *fastTransport) epoch() *epoch {
 // resend sends a request once more, on pc (a connection the crash hold
 // dialled to t's app) or on a new connection: never on a pooled one,
 // which would allow a second silent retry.
-func (t *fastTransport) resend(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool, into http.Header) (*http.Response, error) {
+func (t *fastTransport) resend(pc *pconn, req *http.Request, kind headKind, closing bool, into http.Header) (*http.Response, error) {
 	if pc == nil {
 		var err error
 		if pc, err = t.dial(req.Context()); err != nil {
 			return nil, err
 		}
 	}
-	resp, err := t.exchange(pc, req, write, closing, into)
+	resp, err := t.exchange(pc, req, kind, closing, into)
 	if err != nil {
 		_ = pc.conn.Close() // broken: never pooled again
 	}
@@ -141,13 +149,13 @@ func (t *fastTransport) resend(pc *pconn, req *http.Request, write func(io.Write
 
 // sendPooled is send without the crash hold; retried says it sent the
 // request a second time, on a fresh connection.
-func (t *fastTransport) sendPooled(req *http.Request, write func(io.Writer) error, closing bool, into http.Header) (*http.Response, bool, error) {
+func (t *fastTransport) sendPooled(req *http.Request, kind headKind, closing bool, into http.Header) (*http.Response, bool, error) {
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := t.get(req.Context())
 		if err != nil {
 			return nil, attempt > 0, err
 		}
-		resp, err := t.exchange(pc, req, write, closing, into)
+		resp, err := t.exchange(pc, req, kind, closing, into)
 		if err == nil {
 			return resp, attempt > 0, nil
 		}
@@ -194,7 +202,9 @@ func (t *fastTransport) dial(ctx context.Context) (*pconn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pconn{conn: c, fd: connFD(c), br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
+	pc := &pconn{conn: c, fd: connFD(c), br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), rc: rawConn(c)}
+	pc.step = pc.sendStep
+	return pc, nil
 }
 
 // usable reports whether an idle pconn may carry the next request, and
@@ -374,31 +384,30 @@ func (t *fastTransport) closeIdle() {
 	}
 }
 
-// exchange writes a request head (write) and reads the response head on
+// exchange writes a request head (kind says how) and reads the response head on
 // pc, into the header map into when it is empty (see h1.ReadResponse; nil:
 // a map of the answer's own). The body is streamed from the connection by
 // whoever reads resp.Body;
 // the connection goes back to the pool once that body was read to its end,
 // unless closing (the head asked the app to close) or the app said so.
-func (t *fastTransport) exchange(pc *pconn, req *http.Request, write func(io.Writer) error, closing bool, into http.Header) (*http.Response, error) {
+func (t *fastTransport) exchange(pc *pconn, req *http.Request, kind headKind, closing bool, into http.Header) (*http.Response, error) {
 	ctx := req.Context()
 	// Unblock the reads and writes below if the client goes away.
 	conn := pc.conn
 	watch := watchClient(ctx, pc)
-	err := write(pc.bw)
-	if err == nil {
-		err = pc.bw.Flush()
+	// The answer's wait is bounded from before the head is sent:
+	// sendAndWait waits for the answer under this deadline.
+	if t.headTimeout > 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(t.headTimeout))
+		if watch.aborted() {
+			_ = conn.SetDeadline(aLongTimeAgo) // the client left before: keep its deadline
+		}
 	}
+	err := pc.sendAndWait(req, kind)
 	var resp *http.Response
 	unsent := err != nil // the head did not reach the app whole: it cannot have acted on it
 	answered := false
 	if err == nil {
-		if t.headTimeout > 0 {
-			_ = conn.SetReadDeadline(time.Now().Add(t.headTimeout))
-			if watch.aborted() {
-				_ = conn.SetDeadline(aLongTimeAgo) // the client left before: keep its deadline
-			}
-		}
 		// The first byte apart, so a failure can tell "no answer at all"
 		// (the crash hold may send a repeatable request again) from a
 		// broken answer; the read is the one ReadResponse would make.
