@@ -386,7 +386,7 @@ func TestRefusedAnswerLeavesNoFields(t *testing.T) {
 		"/ok":   "HTTP/1.1 200 OK\r\nX-App: fine\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nConnection: x-hop\r\nX-Hop: dropped\r\nContent-Length: 2\r\n\r\nok",
 	}
 	addr, _ := rawUpstream(t, func(c int, r *http.Request) (string, bool) { return answers[r.URL.Path], r.URL.Path != "/ok" })
-	p, url, _ := newProxy(t)
+	p, url, errs := newProxy(t)
 	activate(p, "v1", addr)
 	c := newClient(t)
 	for _, path := range []string{"/fold", "/101", "/ok"} {
@@ -407,5 +407,9 @@ func TestRefusedAnswerLeavesNoFields(t *testing.T) {
 				t.Errorf("%s: %d %v, want a 502 without the app's fields", path, resp.StatusCode, resp.Header)
 			}
 		}
+	}
+	// The refusal says which rule (docs/troubleshooting.md).
+	if all := strings.Join(errs.all(), "\n"); !strings.Contains(all, "stricter than net/http: obs-fold") {
+		t.Errorf("no proxy error names the rule: %q", all)
 	}
 }
