@@ -607,12 +607,25 @@ var commonKey = func() map[string]string {
 // fixTrailer is net/http's: a chunked request's Trailer fields become the
 // keys of req.Trailer (values nil until the trailer section is read).
 func fixTrailer(req *http.Request) error {
-	vv, ok := req.Header["Trailer"]
+	trailer, ok := trailerKeys(req.Header)
 	if !ok {
-		return nil
+		return bad("bad trailer key")
 	}
-	delete(req.Header, "Trailer")
-	trailer := make(http.Header)
+	req.Trailer = trailer
+	return nil
+}
+
+// trailerKeys removes the Trailer field from h and returns its names as
+// the keys of a trailer map (nil when it names none), as net/http's
+// fixTrailer does for a chunked message; ok is false when it names a
+// field that must not be a trailer.
+func trailerKeys(h http.Header) (trailer http.Header, ok bool) {
+	vv, present := h["Trailer"]
+	if !present {
+		return nil, true
+	}
+	delete(h, "Trailer")
+	trailer = make(http.Header)
 	for _, v := range vv {
 		for f := range strings.SplitSeq(v, ",") {
 			f = strings.Trim(f, " \t")
@@ -622,15 +635,15 @@ func fixTrailer(req *http.Request) error {
 			key := http.CanonicalHeaderKey(f)
 			switch key {
 			case "Transfer-Encoding", "Trailer", "Content-Length":
-				return bad("bad trailer key")
+				return nil, false
 			}
 			trailer[key] = nil
 		}
 	}
-	if len(trailer) > 0 {
-		req.Trailer = trailer
+	if len(trailer) == 0 {
+		return nil, true
 	}
-	return nil
+	return trailer, true
 }
 
 // shouldClose is net/http's: HTTP/1.0 closes unless keep-alive is asked

@@ -191,9 +191,9 @@ func parseResponse(br *bufio.Reader, method, head string, into http.Header) (*ht
 	}
 	if chunked {
 		res.TransferEncoding = []string{"chunked"}
-		trailer, err := responseTrailer(h)
-		if err != nil {
-			return nil, err
+		trailer, ok := trailerKeys(h)
+		if !ok {
+			return nil, badResponse("bad trailer key")
 		}
 		res.Trailer = trailer
 	}
@@ -211,35 +211,6 @@ func parseResponse(br *bufio.Reader, method, head string, into http.Header) (*ht
 		res.Body = &closeBody{br: br}
 	}
 	return res, nil
-}
-
-// responseTrailer is net/http's fixTrailer for a chunked answer: the
-// Trailer field's names become the keys of the Trailer map.
-func responseTrailer(h http.Header) (http.Header, error) {
-	vv, ok := h["Trailer"]
-	if !ok {
-		return nil, nil
-	}
-	delete(h, "Trailer")
-	trailer := make(http.Header)
-	for _, v := range vv {
-		for f := range strings.SplitSeq(v, ",") {
-			f = strings.Trim(f, " \t")
-			if f == "" {
-				continue
-			}
-			key := http.CanonicalHeaderKey(f)
-			switch key {
-			case "Transfer-Encoding", "Trailer", "Content-Length":
-				return nil, badResponse("bad trailer key")
-			}
-			trailer[key] = nil
-		}
-	}
-	if len(trailer) == 0 {
-		return nil, nil
-	}
-	return trailer, nil
 }
 
 // closeBody is an answer whose end is the connection's: br to io.EOF.

@@ -146,12 +146,8 @@ func (cc *ClientConns) nextResumed() *clientConn {
 // SyscallConn) is served untracked: it can neither wait without reading
 // nor be stored.
 func (cc *ClientConns) track(c net.Conn) net.Conn {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return c
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawConn(c)
+	if rc == nil {
 		return c
 	}
 	w := &clientConn{Conn: c, rc: rc, cc: cc}

@@ -253,7 +253,7 @@ func BenchmarkIdleCheck(b *testing.B) {
 	if peer := <-accepted; peer != nil {
 		defer peer.Close()
 	}
-	pc := &pconn{conn: c, fd: connFD(c), br: bufio.NewReader(c)}
+	pc := &pconn{conn: c, fd: sockFD(rawConn(c)), br: bufio.NewReader(c)}
 	b.ReportAllocs()
 	for b.Loop() {
 		if pc.idleState() != idleQuiet {

@@ -202,7 +202,8 @@ func (t *fastTransport) dial(ctx context.Context) (*pconn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := &pconn{conn: c, fd: connFD(c), br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), rc: rawConn(c)}
+	rc := rawConn(c)
+	pc := &pconn{conn: c, fd: sockFD(rc), br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), rc: rc}
 	pc.step = pc.sendStep
 	return pc, nil
 }
@@ -272,14 +273,9 @@ func (pc *pconn) unsolicited() []byte {
 	return b
 }
 
-// connFD returns c's descriptor, or -1.
-func connFD(c net.Conn) int {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return -1
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+// sockFD returns the descriptor behind rc, or -1.
+func sockFD(rc syscall.RawConn) int {
+	if rc == nil {
 		return -1
 	}
 	fd := -1
