@@ -24,7 +24,9 @@ import (
 // lim.MaxHeaderBytes (head-size; http.ReadResponse has no limit), both
 // Content-Length and Transfer-Encoding (cl-and-te), repeated equal
 // Content-Length fields (duplicate-cl), Transfer-Encoding on HTTP/1.0
-// (te-http10), a field name with a space (name-space); in a chunked body,
+// (te-http10), a field name with a space (name-space), a status code that
+// is not three digits from 100 up (status-code), a CR inside the status
+// line (cr-in-line); in a chunked body,
 // chunk-ext and trailer-name. RFC 9112 lets a proxy refuse each of these
 // with 502 (section 5.2 for obs-fold, 6.3 for the framing). Errors are
 // *Error with Status 502.
@@ -106,6 +108,11 @@ func parseResponse(br *bufio.Reader, method, head string, into http.Header) (*ht
 		}
 	}
 	res.StatusCode = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
+	if res.StatusCode < 100 {
+		// http.ReadResponse takes "000"; no server can answer with it
+		// (net/http's WriteHeader panics on a code below 100).
+		return nil, &Error{Status: http.StatusBadGateway, Rule: RuleStatusCode, Msg: "answer: status code below 100"}
+	}
 	switch proto {
 	case "HTTP/1.1":
 		res.ProtoMajor, res.ProtoMinor = 1, 1

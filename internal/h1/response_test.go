@@ -155,18 +155,23 @@ func FuzzResponseDifferential(f *testing.F) {
 // TestResponseRules shows each answer-side rule refusing what
 // http.ReadResponse takes, and that a refused answer leaves into empty.
 func TestResponseRules(t *testing.T) {
-	cases := map[h1.Rule]string{
-		h1.RuleBareLF:      "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
-		h1.RuleObsFold:     "HTTP/1.1 200 OK\r\nX-A: one\r\n two\r\n\r\n",
-		h1.RuleDuplicateCL: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
-		h1.RuleCLAndTE:     "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-		h1.RuleTEHTTP10:    "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-		h1.RuleNameSpace:   "HTTP/1.1 200 OK\r\nX-Ok: 1\r\nBad Name: x\r\n\r\n",
-		h1.RuleStatusCode:  "HTTP/1.1 +20 odd\r\n\r\n",
-		h1.RuleCRInLine:    "HTTP/1.1 200 O\rK\r\n\r\n",
-		h1.RuleHeadSize:    "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n",
+	cases := []struct {
+		rule h1.Rule
+		raw  string
+	}{
+		{h1.RuleBareLF, "HTTP/1.1 200 OK\nContent-Length: 0\n\n"},
+		{h1.RuleObsFold, "HTTP/1.1 200 OK\r\nX-A: one\r\n two\r\n\r\n"},
+		{h1.RuleDuplicateCL, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"},
+		{h1.RuleCLAndTE, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+		{h1.RuleTEHTTP10, "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+		{h1.RuleNameSpace, "HTTP/1.1 200 OK\r\nX-Ok: 1\r\nBad Name: x\r\n\r\n"},
+		{h1.RuleStatusCode, "HTTP/1.1 +20 odd\r\n\r\n"},
+		{h1.RuleStatusCode, "HTTP/1.1 000 zero\r\n\r\n"},
+		{h1.RuleCRInLine, "HTTP/1.1 200 O\rK\r\n\r\n"},
+		{h1.RuleHeadSize, "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n"},
 	}
-	for rule, raw := range cases {
+	for _, c := range cases {
+		rule, raw := c.rule, c.raw
 		if _, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil); err != nil {
 			t.Errorf("%s: net/http refuses it too (%v): not a stricter rule", rule, err)
 		}

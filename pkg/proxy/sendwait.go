@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"net/http"
 	"syscall"
 )
@@ -45,15 +46,27 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, kind headKind) error {
 	return writeHead(w, req, "")
 }
 
-// sendStep is RawConn.Read's callback for sendAndWait: write the head on
-// the first call, then wait; any later call means readable (or a spurious
-// wake-up, which the caller's read then handles like any read).
+// sendStep is RawConn.Read's callback for sendAndWait: check the
+// connection, write the head on the first call, then wait; any later call
+// means readable (or a spurious wake-up, which the caller's read then
+// handles like any read).
+//
+// The check is the pool's peek (idleState), made here rather than before
+// the call because RawConn.Read forgets readiness recorded before it: an
+// app's FIN that came earlier would never wake the wait (an app that
+// half-closes and keeps reading, as Apache's lingering close does, sends
+// nothing more), so the request would wait for its head timeout instead
+// of being sent again on another connection. Whatever arrives after this
+// peek wakes the wait.
 func (pc *pconn) sendStep(uintptr) bool {
 	req := pc.sending
 	if req == nil {
 		return true
 	}
 	pc.sending = nil
+	if pc.stale = pc.idleState(); pc.stale != idleQuiet {
+		return true // nothing written: sendAndWait says errStale
+	}
 	err := writeRequestHead(pc.bw, req, pc.kind)
 	if err == nil {
 		err = pc.bw.Flush()
@@ -65,13 +78,20 @@ func (pc *pconn) sendStep(uintptr) bool {
 	return false
 }
 
-// sendAndWait writes req's head (kind says how) and flushes it, then waits
-// until the app's answer can be read. A failure to write is returned (the
-// app cannot have the whole head); a failed wait (deadline, Close) is
-// not: the read that follows reports it. Without a RawConn it writes and
-// returns at once. The request is kept in pc, not in a closure, so that
-// the hop allocates nothing for it.
+// errStale is sendAndWait's error when the connection was closed by the
+// app, or holds bytes nobody asked for, before anything was written
+// (pc.stale says which): the request may go on another connection.
+var errStale = errors.New("the app connection was closed or held unsolicited bytes")
+
+// sendAndWait checks the connection, writes req's head (kind says how)
+// and flushes it, then waits until the app's answer can be read. A
+// connection found stale, or a failure to write, is returned (the app
+// cannot have the whole head); a failed wait (deadline, Close) is not: the
+// read that follows reports it. Without a RawConn (never for TCP) it
+// writes and returns at once. The request is kept in pc, not in a
+// closure, so that the hop allocates nothing for it.
 func (pc *pconn) sendAndWait(req *http.Request, kind headKind) error {
+	pc.stale = idleQuiet
 	if pc.rc == nil {
 		if err := writeRequestHead(pc.bw, req, kind); err != nil {
 			return err
@@ -85,6 +105,9 @@ func (pc *pconn) sendAndWait(req *http.Request, kind headKind) error {
 		// already past: the client left): nothing was written.
 		pc.sending = nil
 		return err
+	}
+	if pc.stale != idleQuiet {
+		return errStale
 	}
 	return pc.sendErr
 }

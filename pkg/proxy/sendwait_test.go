@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -96,4 +97,74 @@ func TestSendAndWaitDeadline(t *testing.T) {
 	if _, err := http.ReadRequest(bufio.NewReader(app)); err != nil {
 		t.Fatalf("the app did not get the head: %v", err)
 	}
+}
+
+// TestHalfClosedPooledConnectionIsReplaced: an app that half-closes an
+// idle keep-alive connection (FIN, and it goes on reading: Apache's
+// lingering close) sends nothing that would wake a wait for an answer.
+// The FIN may come after the connection left the pool: it must still be
+// seen before the request is written (exchange fails at once, as unsent,
+// rather than at the head timeout), and the request then goes on another
+// connection, for any method.
+func TestHalfClosedPooledConnectionIsReplaced(t *testing.T) {
+	halfClose := make(chan struct{})
+	addr := serveConns(t, func(n int, c net.Conn) func() {
+		return func() {
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"+req.URL.Path[1:3])
+				if n == 1 {
+					<-halfClose
+					_ = c.(*net.TCPConn).CloseWrite()
+					_, _ = io.Copy(io.Discard, c) // lingering: reads and drops what comes
+					return
+				}
+			}
+		}
+	})
+	p, _, _ := newProxy(t)
+	f := newFastTransport(addr, p.dialer, p.transport, 8, time.Hour, p.buffers, nil)
+	f.headTimeout = 30 * time.Second // the regression: this long, then a 504
+	t.Cleanup(f.closeIdle)
+	roundTrip := func(method, path string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://app"+path, nil)
+		res, err := f.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(body) != path[1:3] {
+			t.Fatalf("%s %s: body %q", method, path, body)
+		}
+	}
+	roundTrip(http.MethodGet, "/r1") // connection 1, pooled
+
+	pc, reused, err := f.get(t.Context()) // taken from the pool, then the app half-closes
+	if err != nil || !reused {
+		t.Fatalf("get: %v, reused %v", err, reused)
+	}
+	close(halfClose)
+	for deadline := time.Now().Add(5 * time.Second); pc.idleState() != idleClosed; {
+		if time.Now().After(deadline) {
+			t.Fatal("the FIN never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://app/r2", nil)
+	_, err = f.exchange(pc, req, headWhole, false, nil)
+	var ue *unservedError
+	if !errors.As(err, &ue) || !ue.unsent || pc.stale != idleClosed {
+		t.Fatalf("exchange on the half-closed connection: %v (stale %d), want unsent at once", err, pc.stale)
+	}
+	f.idle <- pc // back in the pool, as if put there half-closed
+
+	// Through the pool: a POST (never sent twice) goes on a new
+	// connection, as the stale one never carried it.
+	roundTrip(http.MethodPost, "/r3")
 }

@@ -122,10 +122,18 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 }
 
 // maxAnswerHead bounds the head of an app's answer (status line and
-// fields). http.ReadResponse has no bound; http.Transport's default is
-// 10 MB. A megabyte is far more than any real answer's head and bounds
-// what a broken app can make the daemon hold per request.
-const maxAnswerHead = 1 << 20
+// fields). http.ReadResponse has no bound and http.Transport's default is
+// 10 MB; nginx refuses heads over its 4–8 KiB proxy buffer. 64 KiB leaves
+// room for big cookies and policies, and bounds what a broken app can
+// make the daemon build per answer: a head of many tiny fields costs ~30
+// times its size in maps and strings, about 2 MB here.
+const maxAnswerHead = 64 << 10
+
+// maxInterim bounds the interim (1xx) answers before the final one, as
+// http.Transport does (it allows 5): an app that sends them for ever
+// would otherwise keep the request's goroutine reading them for as long
+// as the head timeout allows.
+const maxInterim = 16
 
 // readFinalResponse reads the app's answer, skipping interim 1xx answers
 // other than 101, with internal/h1's parser (FuzzResponseDifferential
@@ -133,7 +141,10 @@ const maxAnswerHead = 1 << 20
 // answer's Header (the forward path passes its ResponseWriter's header and
 // so copies nothing); nil gives the answer a map of its own.
 func readFinalResponse(br *bufio.Reader, req *http.Request, into http.Header) (*http.Response, error) {
-	for {
+	for interim := 0; ; interim++ {
+		if interim > maxInterim {
+			return nil, fmt.Errorf("the app sent more than %d interim (1xx) answers", maxInterim)
+		}
 		res, err := h1.ReadResponse(br, req.Method, h1.Limits{MaxHeaderBytes: maxAnswerHead}, into)
 		if err != nil {
 			return nil, err

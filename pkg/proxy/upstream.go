@@ -89,6 +89,7 @@ type pconn struct {
 	sending *http.Request
 	kind    headKind
 	sendErr error
+	stale   int // what sendStep's peek found (idleQuiet, idleClosed, idleUnsolicited)
 }
 
 func newFastTransport(addr string, dialer *net.Dialer, fallback *http.Transport, maxIdle int, idleTTL time.Duration, buffers *bufferPool, report func(error)) *fastTransport {
@@ -149,8 +150,13 @@ func (t *fastTransport) resend(pc *pconn, req *http.Request, kind headKind, clos
 
 // sendPooled is send without the crash hold; retried says it sent the
 // request a second time, on a fresh connection.
+//
+// A pooled connection found closed by the app, or holding bytes nobody
+// asked for, before anything was written on it (sendStep's peek) never
+// carried the request: the next one is taken, for any method, without
+// using up the retry.
 func (t *fastTransport) sendPooled(req *http.Request, kind headKind, closing bool, into http.Header) (*http.Response, bool, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; ; {
 		pc, reused, err := t.get(req.Context())
 		if err != nil {
 			return nil, attempt > 0, err
@@ -159,6 +165,11 @@ func (t *fastTransport) sendPooled(req *http.Request, kind headKind, closing boo
 		if err == nil {
 			return resp, attempt > 0, nil
 		}
+		if reused && pc.stale != idleQuiet && req.Context().Err() == nil {
+			t.reportStale(pc)
+			_ = pc.conn.Close()
+			continue
+		}
 		_ = pc.conn.Close() // broken: never pooled again
 		// A timeout is the app's slowness, not a connection it closed: a
 		// second try would only double the wait.
@@ -166,6 +177,7 @@ func (t *fastTransport) sendPooled(req *http.Request, kind headKind, closing boo
 		if !reused || attempt > 0 || !repeatable(req) || req.Context().Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
 			return nil, attempt > 0, err
 		}
+		attempt++
 	}
 }
 
@@ -184,8 +196,10 @@ func (t *fastTransport) get(ctx context.Context) (*pconn, bool, error) {
 	for {
 		select {
 		case pc := <-t.idle:
-			if time.Since(pc.idleSince) > t.idleTTL || !t.usable(pc) {
-				_ = pc.conn.Close() // expired, closed by the app, or poisoned
+			// Closed by the app, or poisoned: sendStep looks, when the
+			// request is about to go (see its comment).
+			if time.Since(pc.idleSince) > t.idleTTL || pc.rc == nil {
+				_ = pc.conn.Close() // expired, or cannot be looked at
 				continue
 			}
 			return pc, true, nil
@@ -208,19 +222,23 @@ func (t *fastTransport) dial(ctx context.Context) (*pconn, error) {
 	return pc, nil
 }
 
-// usable reports whether an idle pconn may carry the next request, and
-// reports one that holds unsolicited bytes.
-func (t *fastTransport) usable(pc *pconn) bool {
-	switch pc.idleState() {
-	case idleQuiet:
+// idleUsable is the sweep's look at a pooled connection: false, and a
+// report when the app wrote on it, unless it is open and quiet.
+func (t *fastTransport) idleUsable(pc *pconn) bool {
+	if pc.stale = pc.idleState(); pc.stale == idleQuiet {
 		return true
-	case idleUnsolicited:
-		if t.report != nil {
-			t.report(fmt.Errorf("discarded a keep-alive connection to %s: while it was idle the app sent bytes that answer no request, starting %q; the next request on it would have received them",
-				t.addr, pc.unsolicited()))
-		}
 	}
+	t.reportStale(pc)
 	return false
+}
+
+// reportStale reports a pooled connection found holding bytes nobody
+// asked for (before it is closed: the report quotes their start).
+func (t *fastTransport) reportStale(pc *pconn) {
+	if pc.stale == idleUnsolicited && t.report != nil {
+		t.report(fmt.Errorf("discarded a keep-alive connection to %s: while it was idle the app sent bytes that answer no request, starting %q; the next request on it would have received them",
+			t.addr, pc.unsolicited()))
+	}
 }
 
 // What a peek at an idle connection found.
@@ -338,7 +356,7 @@ func (t *fastTransport) sweep() {
 		if pc == nil {
 			break // requests took the rest
 		}
-		if now.Sub(pc.idleSince) >= t.idleTTL || !t.usable(pc) {
+		if now.Sub(pc.idleSince) >= t.idleTTL || !t.idleUsable(pc) {
 			_ = pc.conn.Close() // idle too long, closed by the app, or poisoned
 			continue
 		}

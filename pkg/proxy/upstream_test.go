@@ -378,18 +378,23 @@ func TestUpgradeAddsNoUserAgent(t *testing.T) {
 // TestRefusedAnswerLeavesNoFields: the answer's fields are parsed straight
 // into the client's header map, so an answer refused half-way (obs-fold
 // after a field; an unrequested 101) must not leave its fields in the
-// gateway's 502; the next, well-formed answer still arrives whole.
+// gateway's 502; nor may a status below 100 (net/http's WriteHeader would
+// panic), endless interim answers or an oversized head get through; the
+// next, well-formed answer still arrives whole.
 func TestRefusedAnswerLeavesNoFields(t *testing.T) {
 	answers := map[string]string{
 		"/fold": "HTTP/1.1 200 OK\r\nX-App: leaked\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n",
 		"/101":  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nX-App: leaked\r\n\r\n",
+		"/000":  "HTTP/1.1 000 Zero\r\nX-App: leaked\r\nContent-Length: 0\r\n\r\n",
+		"/1xx":  strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", maxInterim+1) + "HTTP/1.1 200 OK\r\nX-App: leaked\r\nContent-Length: 0\r\n\r\n",
+		"/big":  "HTTP/1.1 200 OK\r\nX-App: leaked\r\nX-Big: " + strings.Repeat("b", maxAnswerHead) + "\r\nContent-Length: 0\r\n\r\n",
 		"/ok":   "HTTP/1.1 200 OK\r\nX-App: fine\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nConnection: x-hop\r\nX-Hop: dropped\r\nContent-Length: 2\r\n\r\nok",
 	}
 	addr, _ := rawUpstream(t, func(c int, r *http.Request) (string, bool) { return answers[r.URL.Path], r.URL.Path != "/ok" })
 	p, url, errs := newProxy(t)
 	activate(p, "v1", addr)
 	c := newClient(t)
-	for _, path := range []string{"/fold", "/101", "/ok"} {
+	for _, path := range []string{"/fold", "/101", "/000", "/1xx", "/big", "/ok"} {
 		resp, err := c.Get(url + path)
 		if err != nil {
 			t.Fatal(err)
