@@ -26,10 +26,9 @@ import (
 // Content-Length fields (duplicate-cl), Transfer-Encoding on HTTP/1.0
 // (te-http10), a field name with a space (name-space), a status code that
 // is not three digits from 100 up (status-code), a CR inside the status
-// line (cr-in-line); in a chunked body,
-// chunk-ext and trailer-name. RFC 9112 lets a proxy refuse each of these
-// with 502 (section 5.2 for obs-fold, 6.3 for the framing). Errors are
-// *Error with Status 502.
+// line (cr-in-line); in a chunked body, chunk-ext and trailer-name. RFC
+// 9112 lets a proxy refuse each of these with 502 (section 5.2 for
+// obs-fold, 6.3 for the framing). Errors are *Error with Status 502.
 func ReadResponse(br *bufio.Reader, method string, lim Limits, into http.Header) (*http.Response, error) {
 	limit := lim.MaxHeaderBytes
 	if limit <= 0 {
