@@ -29,7 +29,7 @@ build:
 # generator and the app to another (BENCH_ARGS=-pin=false: unpinned).
 # BENCH_ARGS=-quick for a smoke run; bin/suite -h lists every flag.
 bench: build
-	$(GO) build -o $(BIN)/ ./bench/cmd/loadgen ./bench/cmd/suite
+	$(GO) build -o $(BIN)/ ./bench/cmd/loadgen ./bench/cmd/suite ./bench/cmd/floor
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nginx-light >/dev/null 2>&1 || apt-get install -y -qq nginx >/dev/null 2>&1; } || echo "nginx not available: the nginx column stays empty"
 	$(BIN)/suite -bin $(BIN) $(BENCH_ARGS)
 

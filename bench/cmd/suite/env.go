@@ -379,7 +379,14 @@ http {
 
 // cpuTime is the user+system CPU time of every process in pid's group.
 func cpuTime(pid int) time.Duration {
-	var ticks uint64
+	u, s := cpuTimes(pid)
+	return u + s
+}
+
+// cpuTimes is the user and the system CPU time of every process in pid's
+// group.
+func cpuTimes(pid int) (user, sys time.Duration) {
+	var u, s uint64
 	ents, _ := os.ReadDir("/proc")
 	for _, en := range ents {
 		p, err := strconv.Atoi(en.Name())
@@ -395,11 +402,13 @@ func cpuTime(pid int) time.Duration {
 		if len(f) < 13 || (f[2] != strconv.Itoa(pid) && p != pid) {
 			continue
 		}
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		s, _ := strconv.ParseUint(f[12], 10, 64)
-		ticks += u + s
+		pu, _ := strconv.ParseUint(f[11], 10, 64)
+		ps, _ := strconv.ParseUint(f[12], 10, 64)
+		u += pu
+		s += ps
 	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
+	tick := time.Second / 100 // USER_HZ is 100 on Linux
+	return time.Duration(u) * tick, time.Duration(s) * tick
 }
 
 // rssKiB is VmRSS of pid.

@@ -10,7 +10,7 @@ import (
 // Table renders the report as Markdown, the way docs/performance.md shows it.
 func (r *Report) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n# Rollbridge benchmark, %s\n\nMachine: %s. Load average (1/5/15 min) at start: %s, at the end: %s. Options: %v.\nPinning (proxy, cores and observability sections): %s.\n",
+	fmt.Fprintf(&b, "\n# Rollbridge benchmark, %s\n\nMachine: %s. Load average (1/5/15 min) at start: %s, at the end: %s. Options: %v.\nPinning (proxy, cores, floor and observability sections): %s.\n",
 		r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.LoadAvg, r.LoadAvgEnd, r.Options, r.Pinning)
 	if len(r.SectionLoad) > 0 {
 		b.WriteString("Load average (1 min) as each section started:")
@@ -77,6 +77,9 @@ func (r *Report) Table() string {
 	}
 	if c := r.Cores; c != nil {
 		b.WriteString(c.coresTable())
+	}
+	if c := r.Floor; c != nil {
+		b.WriteString(c.floorTable())
 	}
 	if s := r.Startup; s != nil {
 		b.WriteString(s.table())

@@ -24,6 +24,7 @@ type Report struct {
 	Pinning   string           `json:"pinning"`
 	Proxy     []ProxyScenario  `json:"proxy"`
 	Cores     *CompareReport   `json:"cores,omitempty"`
+	Floor     *CompareReport   `json:"floor,omitempty"`
 	Startup   *StartupReport   `json:"startup,omitempty"`
 	Deploy    *DeployReport    `json:"deployUnderLoad,omitempty"`
 	Runtime   *RuntimeReport   `json:"runtime,omitempty"`
@@ -51,6 +52,9 @@ type ProxyScenario struct {
 type TargetStats struct {
 	Runs      []load.Result `json:"runs"`
 	CPUPerReq []float64     `json:"cpuUsPerRequest"` // of the target process(es), per run
+	// CPUUserPerReq is the user-space part of CPUPerReq (the rest is
+	// system time: the kernel's work in the process's system calls).
+	CPUUserPerReq []float64 `json:"cpuUserUsPerRequest,omitempty"`
 	// AllocsPerReq and AllocBytesPerReq are rollbridged's heap allocations
 	// during a run divided by its requests, per run (from the daemon's
 	// ROLLBRIDGE_ALLOCSTATS_SOCKET; everything the daemon allocated, so
@@ -73,12 +77,13 @@ func measure(ctx context.Context, st *TargetStats, t target, cfg load.Config) {
 	if t.allocs != "" {
 		a0, aerr = allocstats.Fetch(t.allocs)
 	}
-	cpu0 := cpuTime(t.pid())
+	u0, s0 := cpuTimes(t.pid())
 	r := load.Run(ctx, cfg)
-	cpu := cpuTime(t.pid()) - cpu0
+	u1, s1 := cpuTimes(t.pid())
 	st.Runs = append(st.Runs, r)
 	if r.Requests > 0 {
-		st.CPUPerReq = append(st.CPUPerReq, float64(cpu.Microseconds())/float64(r.Requests))
+		st.CPUPerReq = append(st.CPUPerReq, float64((u1-u0+s1-s0).Microseconds())/float64(r.Requests))
+		st.CPUUserPerReq = append(st.CPUUserPerReq, float64((u1-u0).Microseconds())/float64(r.Requests))
 	}
 	if t.allocs != "" && aerr == nil && r.Requests > 0 {
 		if a1, err := allocstats.Fetch(t.allocs); err == nil {
@@ -182,6 +187,15 @@ func run(ctx context.Context, o options) (*Report, error) {
 			rep.Notes = append(rep.Notes, "cores section skipped: it needs pinning (-pin, 2 CPUs)")
 		} else if rep.Cores, err = coresCompare(ctx, e); err != nil {
 			return rep, fmt.Errorf("cores: %w", err)
+		}
+	}
+	if want("floor") {
+		if e.pin == nil {
+			rep.Notes = append(rep.Notes, "floor section skipped: it needs pinning (-pin, 2 CPUs)")
+		} else if e.ngURL == "" {
+			rep.Notes = append(rep.Notes, "floor section skipped: it compares with nginx, which is not available")
+		} else if rep.Floor, err = floorCompare(ctx, e); err != nil {
+			return rep, fmt.Errorf("floor: %w", err)
 		}
 	}
 	if want("observe") {

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// floorModes are bench/floor's forwarders, in the table's order.
+var floorModes = []struct{ mode, name string }{
+	{"goroutine", "floor: goroutine per connection"},
+	{"wait", "floor: goroutine per connection, write inside RawConn.Read"},
+	{"loop", "floor: one thread, epoll"},
+}
+
+// floorCompare is the floor section: rollbridged and nginx beside the
+// three bare Go forwarders of bench/floor, each pinned to the proxy's CPU,
+// GET 100 B c64 keep-alive, interleaved. It answers how far below
+// nginx's CPU per request a Go request path can go on this host, and with
+// which design, before any HTTP work is done (issue #17).
+func floorCompare(ctx context.Context, e *env) (*CompareReport, error) {
+	bin, _ := filepath.Abs(filepath.Join(e.o.bin, "floor"))
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%s is missing (make bench builds it): %w", bin, err)
+	}
+	defer e.pinLoad()()
+	ts := []target{
+		{"nginx, 1 worker", e.ngURL, func() int { return e.nginx.Process.Pid }, ""},
+		{"rollbridged", e.prbURL, func() int { return e.prb.cmd.Process.Pid }, e.prb.allocs},
+	}
+	for _, m := range floorModes {
+		port := freePort()
+		cmd, err := e.startOn("floor-"+m.mode, nil, e.proxyCPUs(), bin, "-mode", m.mode,
+			"-listen", "127.0.0.1:"+strconv.Itoa(port), "-upstream", "127.0.0.1:"+strconv.Itoa(e.appPort))
+		if err != nil {
+			return nil, err
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		if err := waitHTTP(url + "/ping"); err != nil {
+			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		ts = append(ts, target{m.name, url, func() int { return cmd.Process.Pid }, ""})
+	}
+	rep := compareSmallKeepAlive(ctx, e, ts)
+	fmt.Fprintln(os.Stderr, "bench: floor done")
+	return rep, nil
+}
+
+// floorTable renders the floor section. "× nginx" divides each run's CPU
+// per request by nginx's in the same repeat (the runs are interleaved),
+// median [min–max] over the repeats.
+func (c *CompareReport) floorTable() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## The floor: bare Go forwarders beside rollbridged and nginx (%s, each pinned to the proxy's CPU; %d interleaved runs, median [min–max])\n\n",
+		c.Scenario, len(c.Targets[c.Order[0]].Runs))
+	b.WriteString("| proxy | req/s | CPU µs/req | user µs/req | system µs/req | CPU × nginx | failures |\n|---|---|---|---|---|---|---|\n")
+	ng := c.Targets[c.Order[0]]
+	for _, name := range c.Order {
+		t := c.Targets[name]
+		lo, m, hi := t.rps()
+		clo, cm, chi := stats(t.CPUPerReq)
+		_, user, _ := stats(t.CPUUserPerReq)
+		var ratios []float64
+		for i := range min(len(t.CPUPerReq), len(ng.CPUPerReq)) {
+			if ng.CPUPerReq[i] > 0 {
+				ratios = append(ratios, t.CPUPerReq[i]/ng.CPUPerReq[i])
+			}
+		}
+		sort.Float64s(ratios)
+		rlo, rm, rhi := stats(ratios)
+		fmt.Fprintf(&b, "| %s | %.0f [%.0f–%.0f] | %.1f [%.1f–%.1f] | %.1f | %.1f | %.2f [%.2f–%.2f] | %d |\n",
+			name, m, lo, hi, cm, clo, chi, user, cm-user, rm, rlo, rhi, t.failures())
+	}
+	return b.String()
+}

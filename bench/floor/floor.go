@@ -1,0 +1,82 @@
+// Package floor is a measuring instrument, not a proxy: three minimal
+// forwarders of body-less HTTP/1.1 keep-alive requests, each built the way
+// a Go proxy could be built, so the suite can show what the language's
+// runtime costs per hop on this host before any HTTP work is done (issue
+// #17: how far below nginx's CPU per request can a Go request path go, and
+// which design gets there).
+//
+//   - Goroutine: one goroutine per client connection, reading and writing
+//     through net.Conn, the model of net/http's server (and of rollbridged).
+//   - Wait: the same, but each write happens inside RawConn.Read's callback
+//     and the goroutine then parks until the peer answers, so the read
+//     after a write does not first return EAGAIN (pkg/proxy's send-and-wait,
+//     on both sides of the hop).
+//   - Loop: one OS thread, one epoll instance, non-blocking raw system
+//     calls and no goroutine per connection: the model of nginx's worker.
+//
+// All three forward a request head as is (one upstream connection per
+// client connection, opened when the client connects) and an answer as
+// its head plus Content-Length bytes. They parse nothing else: a request
+// with a body, an answer without a Content-Length, a head over 64 KiB or
+// any error closes both connections. Never put one in front of anything
+// but the benchmark's app.
+package floor
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// maxHead bounds a request or answer head; a longer one closes the pair.
+const maxHead = 64 << 10
+
+// headEnd is the index just past the blank line ending the head at the
+// start of b, or -1 while the head is incomplete.
+func headEnd(b []byte) int {
+	i := bytes.Index(b, []byte("\r\n\r\n"))
+	if i < 0 {
+		return -1
+	}
+	return i + 4
+}
+
+// field is the value of the first field named name (ASCII, any case) in
+// head, and whether there is one.
+func field(head []byte, name string) ([]byte, bool) {
+	for len(head) > 0 {
+		i := bytes.Index(head, []byte("\r\n"))
+		if i < 0 {
+			i = len(head)
+		}
+		line := head[:i]
+		if len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], []byte(name)) {
+			return bytes.TrimSpace(line[len(name)+1:]), true
+		}
+		head = head[min(i+2, len(head)):]
+	}
+	return nil, false
+}
+
+// requestOK is whether the instrument forwards a request with this head:
+// one without a body.
+func requestOK(head []byte) bool {
+	if _, ok := field(head, "Content-Length"); ok {
+		return false
+	}
+	_, ok := field(head, "Transfer-Encoding")
+	return !ok
+}
+
+// answerLen is the length of the answer whose head is head (head plus
+// Content-Length), or -1 when the instrument cannot frame it.
+func answerLen(head []byte) int {
+	v, ok := field(head, "Content-Length")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n < 0 || n > 1<<30 {
+		return -1
+	}
+	return len(head) + n
+}
