@@ -28,10 +28,15 @@ var modes = map[string]func(t *testing.T, upstream string) string{
 		go Wait(ln, upstream)
 		return ln.Addr().String()
 	},
-	"loop": func(t *testing.T, upstream string) string {
+	"loop":    startLoop(false),
+	"loop-h1": startLoop(true),
+}
+
+func startLoop(parse bool) func(t *testing.T, upstream string) string {
+	return func(t *testing.T, upstream string) string {
 		ln := listen(t)
 		stop, done := make(chan struct{}), make(chan error, 1)
-		go func() { done <- Loop(ln, upstream, stop) }()
+		go func() { done <- Loop(ln, upstream, parse, stop) }()
 		t.Cleanup(func() {
 			close(stop)
 			if err := <-done; err != nil {
@@ -39,7 +44,7 @@ var modes = map[string]func(t *testing.T, upstream string) string{
 			}
 		})
 		return ln.Addr().String()
-	},
+	}
 }
 
 func listen(t *testing.T) *net.TCPListener {
@@ -65,6 +70,7 @@ func app(t *testing.T) (*httptest.Server, *int64) {
 		var n int
 		fmt.Sscanf(r.URL.Path, "/n/%d", &n)
 		w.Header().Set("X-Path", r.URL.Path)
+		w.Header().Set("X-Seen-Forwarded-For", r.Header.Get("X-Forwarded-For"))
 		w.Header().Set("Content-Length", fmt.Sprint(n))
 		w.Write([]byte(strings.Repeat("x", n)))
 	}))
@@ -112,6 +118,9 @@ func TestForwardsKeepAlive(t *testing.T) {
 								return
 							}
 							body, err := io.ReadAll(res.Body)
+							if xff := res.Header.Get("X-Seen-Forwarded-For"); (xff == "127.0.0.1") != (name == "loop-h1") {
+								t.Errorf("the app saw X-Forwarded-For %q (only loop-h1 adds it)", xff)
+							}
 							if err != nil || len(body) != n || res.Header.Get("X-Path") != fmt.Sprintf("/n/%d", n) {
 								t.Errorf("answer for /n/%d: %d bytes, X-Path %q, %v", n, len(body), res.Header.Get("X-Path"), err)
 								return

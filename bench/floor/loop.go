@@ -12,8 +12,9 @@ import (
 // Loop forwards every connection ln accepts to upstream (an IPv4
 // address) on one locked OS thread with its own epoll instance, like one
 // nginx worker, until stop is closed. It takes ln's descriptor but does
-// not close ln.
-func Loop(ln *net.TCPListener, upstream string, stop <-chan struct{}) error {
+// not close ln. With parse, every head is parsed and written anew (see
+// parser) instead of passed on as is.
+func Loop(ln *net.TCPListener, upstream string, parse bool, stop <-chan struct{}) error {
 	addr, err := net.ResolveTCPAddr("tcp4", upstream)
 	if err != nil {
 		return err
@@ -45,6 +46,7 @@ func Loop(ln *net.TCPListener, upstream string, stop <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	l.parse = parse
 	defer l.close()
 	return l.run()
 }
@@ -54,7 +56,9 @@ type conn struct {
 	fd     int
 	client bool
 	peer   *conn
-	buf    []byte // bytes read and not yet forwarded
+	buf    []byte  // bytes read and not yet forwarded
+	p      *parser // the pair's, with parse
+	ip     string  // the client's address, with parse
 }
 
 type loop struct {
@@ -62,6 +66,7 @@ type loop struct {
 	up              *unix.SockaddrInet4
 	conns           map[int]*conn
 	rbuf            []byte
+	parse           bool
 }
 
 func newLoop(lfd, stopfd int, up *unix.SockaddrInet4) (*loop, error) {
@@ -113,7 +118,10 @@ func (l *loop) run() error {
 				l.accept()
 			default:
 				if c := l.conns[fd]; c != nil {
-					l.readable(c)
+					// After a hang-up, read to the end: a short read is
+					// no sign of an empty socket then, and no new edge
+					// would come for the end of the stream.
+					l.readable(c, ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 				}
 			}
 		}
@@ -135,8 +143,24 @@ func (l *loop) accept() {
 		c := &conn{fd: cfd, client: true}
 		u := &conn{fd: ufd, peer: c}
 		c.peer = u
-		if l.add(c) != nil || l.add(u) != nil {
-			l.drop(c)
+		if l.parse {
+			c.p = newParser()
+			u.p = c.p
+			if sa, err := unix.Getpeername(cfd); err == nil {
+				if a, ok := sa.(*unix.SockaddrInet4); ok {
+					c.ip = net.IP(a.Addr[:]).String()
+				}
+			}
+		}
+		err = l.add(c)
+		if err == nil {
+			err = l.add(u)
+		}
+		if err != nil {
+			for _, x := range []*conn{c, u} {
+				delete(l.conns, x.fd)
+				unix.Close(x.fd)
+			}
 		}
 	}
 }
@@ -175,9 +199,10 @@ func (l *loop) drop(c *conn) {
 	}
 }
 
-// readable reads what c has (edge-triggered: until EAGAIN or a short
-// read, as nginx does) and forwards every complete message.
-func (l *loop) readable(c *conn) {
+// readable reads what c has (edge-triggered: until EAGAIN, or a short
+// read unless the peer hung up, as nginx does) and forwards every
+// complete message.
+func (l *loop) readable(c *conn, hup bool) {
 	for {
 		n, err := unix.Read(c.fd, l.rbuf)
 		if err == unix.EAGAIN {
@@ -192,7 +217,7 @@ func (l *loop) readable(c *conn) {
 			l.drop(c)
 			return
 		}
-		if n < len(l.rbuf) {
+		if n < len(l.rbuf) && !hup {
 			return
 		}
 	}
@@ -201,6 +226,7 @@ func (l *loop) readable(c *conn) {
 var (
 	errTooBig = errors.New("floor: head too large")
 	errStuck  = errors.New("floor: the peer has not read for a second")
+	errMore   = errors.New("floor: the answer's body is not all here yet")
 )
 
 // forward writes every complete message at the start of c.buf to c's peer.
@@ -212,6 +238,16 @@ func (l *loop) forward(c *conn) error {
 				return errTooBig
 			}
 			return nil
+		}
+		if c.p != nil {
+			switch err := l.forwardParsed(c, end); err {
+			case nil:
+				continue
+			case errMore:
+				return nil
+			default:
+				return err
+			}
 		}
 		if c.client {
 			if !requestOK(c.buf[:end]) {
@@ -230,6 +266,37 @@ func (l *loop) forward(c *conn) error {
 		}
 		c.buf = c.buf[:copy(c.buf, c.buf[end:])]
 	}
+}
+
+// forwardParsed is forward's step with parse: one message whose head ends
+// at end. errMore means the answer's body is not all here yet.
+func (l *loop) forwardParsed(c *conn, end int) error {
+	if c.client {
+		head, err := c.p.request(c.buf[:end], c.ip)
+		if err != nil {
+			return err
+		}
+		if err := writeAll(c.peer.fd, head); err != nil {
+			return err
+		}
+		c.buf = c.buf[:copy(c.buf, c.buf[end:])]
+		return nil
+	}
+	head, n, err := c.p.answerHead(c.buf[:end])
+	if err != nil {
+		return err
+	}
+	if len(c.buf) < end+n {
+		return errMore
+	}
+	out := append(head, c.buf[end:end+n]...)
+	c.p.out = out
+	if err := writeAll(c.peer.fd, out); err != nil {
+		return err
+	}
+	c.p.answered()
+	c.buf = c.buf[:copy(c.buf, c.buf[end+n:])]
+	return nil
 }
 
 // writeAll writes b, waiting in poll(2) when the socket buffer is full

@@ -15,7 +15,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "goroutine", "goroutine (one goroutine per connection), wait (the same, writing inside RawConn.Read) or loop (one thread, epoll)")
+	mode := flag.String("mode", "goroutine", "goroutine (one goroutine per connection), wait (the same, writing inside RawConn.Read) loop (one thread, epoll) or loop-h1 (the same, parsing both heads with internal/h1 and writing them anew)")
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on (the address taken is printed)")
 	upstream := flag.String("upstream", "", "the app's IPv4 address, host:port (required)")
 	flag.Parse()
@@ -43,9 +43,11 @@ func main() {
 	case "wait":
 		err = floor.Wait(ln, *upstream)
 	case "loop":
-		err = floor.Loop(ln.(*net.TCPListener), *upstream, stop)
+		err = floor.Loop(ln.(*net.TCPListener), *upstream, false, stop)
+	case "loop-h1":
+		err = floor.Loop(ln.(*net.TCPListener), *upstream, true, stop)
 	default:
-		fmt.Fprintf(os.Stderr, "floor: unknown -mode %q (goroutine, wait or loop)\n", *mode)
+		fmt.Fprintf(os.Stderr, "floor: unknown -mode %q (goroutine, wait, loop or loop-h1)\n", *mode)
 		os.Exit(2)
 	}
 	select {

@@ -15,10 +15,11 @@ var floorModes = []struct{ mode, name string }{
 	{"goroutine", "floor: goroutine per connection"},
 	{"wait", "floor: goroutine per connection, write inside RawConn.Read"},
 	{"loop", "floor: one thread, epoll"},
+	{"loop-h1", "floor: one thread, epoll, heads parsed by internal/h1"},
 }
 
 // floorCompare is the floor section: rollbridged and nginx beside the
-// three bare Go forwarders of bench/floor, each pinned to the proxy's CPU,
+// bare Go forwarders of bench/floor, each pinned to the proxy's CPU,
 // GET 100 B c64 keep-alive, interleaved. It answers how far below
 // nginx's CPU per request a Go request path can go on this host, and with
 // which design, before any HTTP work is done (issue #17).
