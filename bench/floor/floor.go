@@ -13,13 +13,16 @@
 //     on both sides of the hop).
 //   - Loop: one OS thread, one epoll instance, non-blocking raw system
 //     calls and no goroutine per connection: the model of nginx's worker.
+//     With parse (the suite's loop-h1), every head is parsed by
+//     internal/h1 and written anew: the least HTTP work a request path
+//     does, on the loop.
 //
-// All three forward a request head as is (one upstream connection per
-// client connection, opened when the client connects) and an answer as
-// its head plus Content-Length bytes. They parse nothing else: a request
-// with a body, an answer without a Content-Length, a head over 64 KiB or
-// any error closes both connections. Never put one in front of anything
-// but the benchmark's app.
+// All of them use one upstream connection per client connection, opened
+// when the client connects, pass a request head on (as is, or rewritten by
+// loop-h1) and frame an answer as its head plus Content-Length bytes.
+// They handle nothing else: a request with a body, an answer without a
+// Content-Length, a head over 64 KiB or any error closes both connections.
+// Never put one in front of anything but the benchmark's app.
 package floor
 
 import (
