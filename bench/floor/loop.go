@@ -12,9 +12,8 @@ import (
 // Loop forwards every connection ln accepts to upstream (an IPv4
 // address) on one locked OS thread with its own epoll instance, like one
 // nginx worker, until stop is closed. It takes ln's descriptor but does
-// not close ln. With parse, every head is parsed and written anew (see
-// parser) instead of passed on as is.
-func Loop(ln *net.TCPListener, upstream string, parse bool, stop <-chan struct{}) error {
+// not close ln. heads says what the loop does with each head.
+func Loop(ln *net.TCPListener, upstream string, heads Heads, stop <-chan struct{}) error {
 	addr, err := net.ResolveTCPAddr("tcp4", upstream)
 	if err != nil {
 		return err
@@ -46,7 +45,7 @@ func Loop(ln *net.TCPListener, upstream string, parse bool, stop <-chan struct{}
 	if err != nil {
 		return err
 	}
-	l.parse = parse
+	l.heads = heads
 	defer l.close()
 	return l.run()
 }
@@ -56,9 +55,9 @@ type conn struct {
 	fd     int
 	client bool
 	peer   *conn
-	buf    []byte  // bytes read and not yet forwarded
-	p      *parser // the pair's, with parse
-	ip     string  // the client's address, with parse
+	buf    []byte   // bytes read and not yet forwarded
+	p      rewriter // the pair's, unless PassHeads
+	ip     string   // the client's address, unless PassHeads
 }
 
 type loop struct {
@@ -66,7 +65,34 @@ type loop struct {
 	up              *unix.SockaddrInet4
 	conns           map[int]*conn
 	rbuf            []byte
-	parse           bool
+	heads           Heads
+}
+
+// Heads is what Loop does with each head.
+type Heads int
+
+const (
+	// PassHeads passes each head on as it came (checking only that a
+	// request has no body and an answer a Content-Length).
+	PassHeads Heads = iota
+	// ParseHeads parses both heads with internal/h1 and writes them anew
+	// (see parser).
+	ParseHeads
+	// ScanHeads checks and rewrites both heads in place, allocating
+	// nothing per request (see scanner).
+	ScanHeads
+)
+
+// rewriter turns a request head into the head sent to the app and an
+// answer head into the head sent to the client, for one connection pair.
+type rewriter interface {
+	request(head []byte, clientIP string) ([]byte, error)
+	// answerHead returns the head to send and the body's length; it may
+	// be called again for the same answer until its body is all here.
+	answerHead(head []byte) ([]byte, int, error)
+	// answered retires the oldest request once its answer, out (the head
+	// answerHead returned, grown by the body), has been sent.
+	answered(out []byte)
 }
 
 func newLoop(lfd, stopfd int, up *unix.SockaddrInet4) (*loop, error) {
@@ -143,8 +169,12 @@ func (l *loop) accept() {
 		c := &conn{fd: cfd, client: true}
 		u := &conn{fd: ufd, peer: c}
 		c.peer = u
-		if l.parse {
-			c.p = newParser()
+		if l.heads != PassHeads {
+			if l.heads == ParseHeads {
+				c.p = newParser()
+			} else {
+				c.p = &scanner{}
+			}
 			u.p = c.p
 			if sa, err := unix.Getpeername(cfd); err == nil {
 				if a, ok := sa.(*unix.SockaddrInet4); ok {
@@ -268,7 +298,7 @@ func (l *loop) forward(c *conn) error {
 	}
 }
 
-// forwardParsed is forward's step with parse: one message whose head ends
+// forwardParsed is forward's step with a rewriter: one message whose head ends
 // at end. errMore means the answer's body is not all here yet.
 func (l *loop) forwardParsed(c *conn, end int) error {
 	if c.client {
@@ -290,11 +320,10 @@ func (l *loop) forwardParsed(c *conn, end int) error {
 		return errMore
 	}
 	out := append(head, c.buf[end:end+n]...)
-	c.p.out = out
 	if err := writeAll(c.peer.fd, out); err != nil {
 		return err
 	}
-	c.p.answered()
+	c.p.answered(out)
 	c.buf = c.buf[:copy(c.buf, c.buf[end+n:])]
 	return nil
 }

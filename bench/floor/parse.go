@@ -12,7 +12,7 @@ import (
 // parser does, per message, the HTTP work an event-loop request path
 // would do at the least: both heads parsed by internal/h1 (the proxy's
 // strict parser), hop-by-hop fields dropped, X-Forwarded-* added, both
-// heads written anew. It is what Loop adds with parse set, so the floor
+// heads written anew. It is what Loop adds with ParseHeads, so the floor
 // section can show what real parsing costs on top of the loop.
 type parser struct {
 	rd      bytes.Reader
@@ -109,7 +109,10 @@ func (p *parser) answerHead(head []byte) ([]byte, int, error) {
 	return b, int(n), nil
 }
 
-func (p *parser) answered() { p.methods = p.methods[:copy(p.methods, p.methods[1:])] }
+func (p *parser) answered(out []byte) {
+	p.out = out[:0]
+	p.methods = p.methods[:copy(p.methods, p.methods[1:])]
+}
 
 func appendField(b []byte, k, v string) []byte {
 	b = append(b, k...)

@@ -15,7 +15,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "goroutine", "goroutine (one goroutine per connection), wait (the same, writing inside RawConn.Read) loop (one thread, epoll) or loop-h1 (the same, parsing both heads with internal/h1 and writing them anew)")
+	mode := flag.String("mode", "goroutine", "goroutine (one goroutine per connection), wait (the same, writing inside RawConn.Read), loop (one thread, epoll), loop-h1 (the loop, parsing both heads with internal/h1 and writing them anew) or loop-scan (the loop, checking and rewriting heads in place without allocating)")
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on (the address taken is printed)")
 	upstream := flag.String("upstream", "", "the app's IPv4 address, host:port (required)")
 	flag.Parse()
@@ -43,11 +43,13 @@ func main() {
 	case "wait":
 		err = floor.Wait(ln, *upstream)
 	case "loop":
-		err = floor.Loop(ln.(*net.TCPListener), *upstream, false, stop)
+		err = floor.Loop(ln.(*net.TCPListener), *upstream, floor.PassHeads, stop)
 	case "loop-h1":
-		err = floor.Loop(ln.(*net.TCPListener), *upstream, true, stop)
+		err = floor.Loop(ln.(*net.TCPListener), *upstream, floor.ParseHeads, stop)
+	case "loop-scan":
+		err = floor.Loop(ln.(*net.TCPListener), *upstream, floor.ScanHeads, stop)
 	default:
-		fmt.Fprintf(os.Stderr, "floor: unknown -mode %q (goroutine, wait, loop or loop-h1)\n", *mode)
+		fmt.Fprintf(os.Stderr, "floor: unknown -mode %q (goroutine, wait, loop, loop-h1 or loop-scan)\n", *mode)
 		os.Exit(2)
 	}
 	select {

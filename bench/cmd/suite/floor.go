@@ -16,6 +16,7 @@ var floorModes = []struct{ mode, name string }{
 	{"wait", "floor: goroutine per connection, write inside RawConn.Read"},
 	{"loop", "floor: one thread, epoll"},
 	{"loop-h1", "floor: one thread, epoll, heads parsed by internal/h1"},
+	{"loop-scan", "floor: one thread, epoll, heads checked and rewritten in place"},
 }
 
 // floorCompare is the floor section: rollbridged and nginx beside the
