@@ -20,8 +20,10 @@
 // All of them use one upstream connection per client connection, opened
 // when the client connects, pass a request head on (as is, or rewritten by
 // loop-h1) and frame an answer as its head plus Content-Length bytes.
-// They handle nothing else: a request with a body, an answer without a
-// Content-Length, a head over 64 KiB or any error closes both connections.
+// They handle nothing else: a request with a body (and, where heads are
+// passed on as is, HEAD), an answer without a Content-Length or without a
+// body (1xx, 204, 304), a head over 64 KiB or any error closes both
+// connections.
 // Never put one in front of anything but the benchmark's app.
 package floor
 
@@ -60,9 +62,13 @@ func field(head []byte, name string) ([]byte, bool) {
 	return nil, false
 }
 
-// requestOK is whether the instrument forwards a request with this head:
-// one without a body.
+// requestOK is whether the instrument forwards a request with this head
+// as is: one without a body, and not HEAD (whose answer's Content-Length
+// describes a body that does not come).
 func requestOK(head []byte) bool {
+	if bytes.HasPrefix(head, []byte("HEAD ")) {
+		return false
+	}
 	if _, ok := field(head, "Content-Length"); ok {
 		return false
 	}
@@ -71,8 +77,13 @@ func requestOK(head []byte) bool {
 }
 
 // answerLen is the length of the answer whose head is head (head plus
-// Content-Length), or -1 when the instrument cannot frame it.
+// Content-Length), or -1 when the instrument cannot frame it: no
+// Content-Length, or a status (1xx, 204, 304) whose answer has no body
+// whatever its fields say.
 func answerLen(head []byte) int {
+	if len(head) < 12 || head[9] == '1' || bytes.HasPrefix(head[9:], []byte("204")) || bytes.HasPrefix(head[9:], []byte("304")) {
+		return -1
+	}
 	v, ok := field(head, "Content-Length")
 	if !ok {
 		return -1

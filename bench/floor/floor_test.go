@@ -59,10 +59,13 @@ func listen(t *testing.T) *net.TCPListener {
 
 // app answers /n/<k> with k bytes of 'x' and a Content-Length, and
 // /chunked without one; it counts the connections it was sent.
-func app(t *testing.T) (*httptest.Server, *int64) {
+func app(t *testing.T) (*httptest.Server, func() int64) {
 	var mu sync.Mutex
 	var conns int64
 	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(100 * time.Millisecond)
+		}
 		if r.URL.Path == "/chunked" {
 			w.Write([]byte("a"))
 			w.(http.Flusher).Flush()
@@ -84,7 +87,11 @@ func app(t *testing.T) (*httptest.Server, *int64) {
 	}
 	s.Start()
 	t.Cleanup(s.Close)
-	return s, &conns
+	return s, func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return conns
+	}
 }
 
 // TestForwardsKeepAlive sends requests over several keep-alive
@@ -131,8 +138,8 @@ func TestForwardsKeepAlive(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			if *conns != 4 {
-				t.Errorf("app saw %d connections, want one per client connection (4)", *conns)
+			if n := conns(); n != 4 {
+				t.Errorf("app saw %d connections, want one per client connection (4)", n)
 			}
 		})
 	}
@@ -167,5 +174,74 @@ func TestClosesWhatItCannotFrame(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestPipelinedWhileAnswering: a request that arrives, in a read of its
+// own, while the one before it is still being answered, is answered too
+// (a forwarder that parks on the client without reading first would miss
+// its wake-up and hang).
+func TestPipelinedWhileAnswering(t *testing.T) {
+	for name, start := range modes {
+		t.Run(name, func(t *testing.T) {
+			s, _ := app(t)
+			c, err := net.Dial("tcp", start(t, s.Listener.Addr().String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+			time.Sleep(30 * time.Millisecond)
+			io.WriteString(c, "GET /n/5 HTTP/1.1\r\nHost: a\r\n\r\n")
+			br := bufio.NewReader(c)
+			for _, want := range []string{"/slow", "/n/5"} {
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("answer for %s: %v", want, err)
+				}
+				io.Copy(io.Discard, res.Body)
+				if got := res.Header.Get("X-Path"); got != want {
+					t.Errorf("answer for %s has X-Path %q", want, got)
+				}
+			}
+		})
+	}
+}
+
+// TestHead: the forwarders that rewrite heads answer HEAD (no body after
+// a Content-Length); those that pass heads on close instead of waiting
+// for a body that never comes.
+func TestHead(t *testing.T) {
+	for name, start := range modes {
+		t.Run(name, func(t *testing.T) {
+			s, _ := app(t)
+			c, err := net.Dial("tcp", start(t, s.Listener.Addr().String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "HEAD /n/5 HTTP/1.1\r\nHost: a\r\n\r\nGET /n/2 HTTP/1.1\r\nHost: a\r\n\r\n")
+			br := bufio.NewReader(c)
+			head, _ := http.NewRequest(http.MethodHead, "/n/5", nil)
+			res, err := http.ReadResponse(br, head)
+			if !strings.HasPrefix(name, "loop-") {
+				if err == nil {
+					t.Fatalf("HEAD passed on as is: got an answer")
+				}
+				return
+			}
+			if err != nil || res.ContentLength != 5 {
+				t.Fatalf("HEAD: %v, %v", res, err)
+			}
+			res, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("the GET after HEAD: %v", err)
+			}
+			if b, _ := io.ReadAll(res.Body); string(b) != "xx" {
+				t.Errorf("the GET after HEAD: body %q", b)
+			}
+		})
 	}
 }

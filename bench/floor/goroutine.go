@@ -14,8 +14,12 @@ func Goroutine(ln net.Listener, upstream string) error {
 	return serve(ln, upstream, false)
 }
 
-// Wait is Goroutine with every write made inside RawConn.Read, after the
-// poller's readiness reset, followed by a park until the peer's next bytes.
+// Wait is Goroutine with every write to the app made inside RawConn.Read,
+// after the poller's readiness reset, followed by a park until the app's
+// answer (pkg/proxy's send-and-wait). Only the app side can skip the read
+// before the park: the app sends nothing unasked, while a client may have
+// pipelined its next request before the answer was written, and bytes
+// that arrived before the reset would never wake the park.
 func Wait(ln net.Listener, upstream string) error {
 	return serve(ln, upstream, true)
 }
@@ -38,7 +42,7 @@ func forward(c net.Conn, upstream string, wait bool) {
 		return
 	}
 	defer up.Close()
-	client, app := newSide(c, wait), newSide(up, wait)
+	client, app := newSide(c, false), newSide(up, wait)
 	for {
 		req, err := client.message(false)
 		if err != nil || !requestOK(req) {
@@ -117,14 +121,10 @@ func (s *side) send(b []byte) error {
 		_, err := s.c.Write(b)
 		return err
 	}
-	s.w.pending = append(s.w.pending, b...)
 	if s.br.Buffered() > 0 {
-		// A pipelined message is already here, so no read will come to
-		// carry the write: make it now.
-		_, err := s.c.Write(s.w.pending)
-		s.w.pending = s.w.pending[:0]
-		return err
+		return errFrame // the app sent bytes nobody asked for
 	}
+	s.w.pending = append(s.w.pending[:0], b...)
 	return nil
 }
 
@@ -136,7 +136,8 @@ type waitReader struct {
 	c       net.Conn
 	rc      syscall.RawConn
 	fn      func(fd uintptr) bool
-	pending []byte
+	pending []byte // to write before waiting, from off on
+	off     int
 	buf     []byte
 	wrote   bool
 	n       int
@@ -151,10 +152,10 @@ func (w *waitReader) Read(p []byte) (int, error) {
 	if !w.wrote && w.err == nil {
 		// The socket buffer was full: let net.Conn wait for room, then
 		// wait for the answer as before.
-		if _, err := w.c.Write(w.pending); err != nil {
+		if _, err := w.c.Write(w.pending[w.off:]); err != nil {
 			return 0, err
 		}
-		w.pending, w.wrote = w.pending[:0], true
+		w.pending, w.off, w.wrote = w.pending[:0], 0, true
 		if err := w.rc.Read(w.fn); err != nil {
 			return 0, err
 		}
@@ -167,8 +168,8 @@ func (w *waitReader) Read(p []byte) (int, error) {
 
 func (w *waitReader) step(fd uintptr) bool {
 	if !w.wrote {
-		for len(w.pending) > 0 {
-			n, err := syscall.Write(int(fd), w.pending)
+		for w.off < len(w.pending) {
+			n, err := syscall.Write(int(fd), w.pending[w.off:])
 			if err == syscall.EAGAIN {
 				return true // Read finishes the write through net.Conn
 			}
@@ -176,9 +177,9 @@ func (w *waitReader) step(fd uintptr) bool {
 				w.err = err
 				return true
 			}
-			w.pending = w.pending[n:]
+			w.off += n
 		}
-		w.wrote = true
+		w.pending, w.off, w.wrote = w.pending[:0], 0, true
 		return false // park until the peer's bytes arrive
 	}
 	n, err := syscall.Read(int(fd), w.buf)

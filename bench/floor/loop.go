@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -123,11 +124,14 @@ func (l *loop) run() error {
 		// A raw system call: the runtime does not see the loop blocked in
 		// a system call, so sysmon does not wake every 20 µs to take the P
 		// back (measured: that alone costs ~10 µs per request here).
-		// The price: a goroutine in a raw call cannot be preempted, so a
-		// stop-the-world (GC) waits until the call returns. The runtime's
-		// preemption signal interrupts the wait (EINTR), and Gosched then
-		// lets the world stop; the timeout bounds the wait on kernels
-		// where the signal would be missed.
+		// The price: while the loop waits it keeps the P, and with one
+		// CPU (GOMAXPROCS=1, as the suite pins it) that is the only one:
+		// timers, signal handling and the GC's background marking wait
+		// until sysmon preempts the loop (about 10 ms; the preemption
+		// signal interrupts the wait with EINTR and Gosched gives the P
+		// up) or the 100 ms timeout ends the wait. This shapes what
+		// ParseHeads' garbage costs; an event-loop request path would
+		// have to allocate nothing per request, or wait differently.
 		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 100, 0, 0)
 		if e == unix.EINTR || (e == 0 && r == 0) {
 			runtime.Gosched()
@@ -159,6 +163,12 @@ func (l *loop) accept() {
 	for {
 		cfd, _, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
+			// EAGAIN: none left. Anything else (EMFILE) leaves the
+			// connection queued and the level-triggered listener ready,
+			// so the loop would spin: back off a little.
+			if err != unix.EAGAIN {
+				time.Sleep(10 * time.Millisecond)
+			}
 			return
 		}
 		ufd, err := l.dial()

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // floorModes are bench/floor's forwarders, in the table's order.
@@ -34,6 +35,14 @@ func floorCompare(ctx context.Context, e *env) (*CompareReport, error) {
 		{"nginx, 1 worker", e.ngURL, func() int { return e.nginx.Process.Pid }, ""},
 		{"rollbridged", e.prbURL, func() int { return e.prb.cmd.Process.Pid }, e.prb.allocs},
 	}
+	var procs []*exec.Cmd
+	defer func() {
+		// Idle, they would still take a little of the proxy's CPU in
+		// the pinned sections that follow.
+		for _, cmd := range procs {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		}
+	}()
 	for _, m := range floorModes {
 		port := freePort()
 		cmd, err := e.startOn("floor-"+m.mode, nil, e.proxyCPUs(), bin, "-mode", m.mode,
@@ -41,6 +50,7 @@ func floorCompare(ctx context.Context, e *env) (*CompareReport, error) {
 		if err != nil {
 			return nil, err
 		}
+		procs = append(procs, cmd)
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
 		if err := waitHTTP(url + "/ping"); err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
@@ -54,7 +64,8 @@ func floorCompare(ctx context.Context, e *env) (*CompareReport, error) {
 
 // floorTable renders the floor section. "× nginx" divides each run's CPU
 // per request by nginx's in the same repeat (the runs are interleaved),
-// median [min–max] over the repeats.
+// median [min–max] over the repeats; user and system are the medians of
+// each run's parts.
 func (c *CompareReport) floorTable() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## The floor: bare Go forwarders beside rollbridged and nginx (%s, each pinned to the proxy's CPU; %d interleaved runs, median [min–max])\n\n",
@@ -66,16 +77,20 @@ func (c *CompareReport) floorTable() string {
 		lo, m, hi := t.rps()
 		clo, cm, chi := stats(t.CPUPerReq)
 		_, user, _ := stats(t.CPUUserPerReq)
+		var sys []float64
+		for i := range min(len(t.CPUPerReq), len(t.CPUUserPerReq)) {
+			sys = append(sys, t.CPUPerReq[i]-t.CPUUserPerReq[i])
+		}
+		_, system, _ := stats(sys)
 		var ratios []float64
 		for i := range min(len(t.CPUPerReq), len(ng.CPUPerReq)) {
 			if ng.CPUPerReq[i] > 0 {
 				ratios = append(ratios, t.CPUPerReq[i]/ng.CPUPerReq[i])
 			}
 		}
-		sort.Float64s(ratios)
 		rlo, rm, rhi := stats(ratios)
 		fmt.Fprintf(&b, "| %s | %.0f [%.0f–%.0f] | %.1f [%.1f–%.1f] | %.1f | %.1f | %.2f [%.2f–%.2f] | %d |\n",
-			name, m, lo, hi, cm, clo, chi, user, cm-user, rm, rlo, rhi, t.failures())
+			name, m, lo, hi, cm, clo, chi, user, system, rm, rlo, rhi, t.failures())
 	}
 	return b.String()
 }
