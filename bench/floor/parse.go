@@ -27,8 +27,8 @@ func newParser() *parser {
 	return p
 }
 
-// hopByHop are the fields a proxy does not pass on (RFC 9110 7.6.1).
-var hopByHop = map[string]bool{
+// hopByHopKeys are the fields a proxy does not pass on (RFC 9110 7.6.1).
+var hopByHopKeys = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
 	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 }
@@ -57,7 +57,7 @@ func (p *parser) request(head []byte, clientIP string) ([]byte, error) {
 	b = append(b, req.Host...)
 	b = append(b, "\r\n"...)
 	for k, vv := range req.Header {
-		if hopByHop[k] || k == "X-Forwarded-For" || k == "X-Forwarded-Proto" || k == "X-Forwarded-Host" {
+		if hopByHopKeys[k] || k == "X-Forwarded-For" || k == "X-Forwarded-Proto" || k == "X-Forwarded-Host" {
 			continue
 		}
 		for _, v := range vv {
@@ -97,7 +97,7 @@ func (p *parser) answerHead(head []byte) ([]byte, int, error) {
 	b = append(b, http.StatusText(res.StatusCode)...)
 	b = append(b, "\r\n"...)
 	for k, vv := range res.Header {
-		if hopByHop[k] {
+		if hopByHopKeys[k] {
 			continue
 		}
 		for _, v := range vv {

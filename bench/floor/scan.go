@@ -19,32 +19,48 @@ type scanner struct {
 
 var crlf = []byte("\r\n")
 
-// hopByHopField reports whether name (any case) is a hop-by-hop field or
-// one the proxy sets itself.
+// hopByHop lists, lower-case, the hop-by-hop fields and the ones the proxy
+// sets itself.
+var hopByHop = [...]string{"connection", "keep-alive", "proxy-connection", "te", "trailer",
+	"transfer-encoding", "upgrade", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+
+// hopByHopField reports whether name (any case) is one of hopByHop.
 func hopByHopField(name []byte) bool {
-	for _, h := range [...]string{"connection", "keep-alive", "proxy-connection", "te", "trailer",
-		"transfer-encoding", "upgrade", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"} {
-		if len(name) == len(h) && bytes.EqualFold(name, []byte(h)) {
+	if len(name) == 0 {
+		return false
+	}
+	c := name[0] | 0x20
+	if c != 'c' && c != 'k' && c != 'p' && c != 't' && c != 'u' && c != 'x' {
+		return false
+	}
+	for _, h := range hopByHop {
+		if len(name) == len(h) && h[0] == c && bytes.EqualFold(name, []byte(h)) {
 			return true
 		}
 	}
 	return false
 }
 
-func isTokenByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+// tokenByte marks the bytes of an RFC 9110 token.
+var tokenByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
 	}
-	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
-}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
 
 func isToken(b []byte) bool {
 	if len(b) == 0 {
 		return false
 	}
 	for _, c := range b {
-		if !isTokenByte(c) {
+		if !tokenByte[c] {
 			return false
 		}
 	}

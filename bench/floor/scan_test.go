@@ -82,3 +82,30 @@ func TestScannerRewrites(t *testing.T) {
 		t.Error("the client's own X-Forwarded-For was passed on")
 	}
 }
+
+// BenchmarkHeads: the per-request head work of loop-h1 (parser) and
+// loop-scan (scanner), without the sockets: one request as the suite's
+// load generator sends it and the demo app's answer.
+func BenchmarkHeads(b *testing.B) {
+	req := []byte("GET /bytes?n=100 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\n\r\n")
+	ans := []byte("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/octet-stream\r\nDate: Thu, 03 Dec 2026 06:52:25 GMT\r\n\r\n")
+	for _, r := range []struct {
+		name string
+		new  func() rewriter
+	}{{"h1", func() rewriter { return newParser() }}, {"scan", func() rewriter { return &scanner{} }}} {
+		b.Run(r.name, func(b *testing.B) {
+			p := r.new()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.request(req, "127.0.0.1"); err != nil {
+					b.Fatal(err)
+				}
+				head, _, err := p.answerHead(ans)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.answered(head)
+			}
+		})
+	}
+}
