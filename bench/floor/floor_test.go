@@ -157,13 +157,7 @@ func TestClosesWhatItCannotFrame(t *testing.T) {
 			"GET /n/1 HTTP/1.1\r\nX: " + strings.Repeat("y", maxHead) + "\r\n\r\n",
 		} {
 			t.Run(name, func(t *testing.T) {
-				s, _ := app(t)
-				c, err := net.Dial("tcp", start(t, s.Listener.Addr().String()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c := dialThrough(t, start)
 				go io.WriteString(c, req)
 				got, err := io.ReadAll(c)
 				if err != nil && !errors.Is(err, syscall.ECONNRESET) { // closed with the head unread: RST
@@ -177,6 +171,19 @@ func TestClosesWhatItCannotFrame(t *testing.T) {
 	}
 }
 
+// dialThrough starts a forwarder in front of a fresh app and connects to
+// it; the connection closes with the test and fails any I/O after 10 s.
+func dialThrough(t *testing.T, start func(*testing.T, string) string) net.Conn {
+	s, _ := app(t)
+	c, err := net.Dial("tcp", start(t, s.Listener.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
 // TestPipelinedWhileAnswering: a request that arrives, in a read of its
 // own, while the one before it is still being answered, is answered too
 // (a forwarder that parks on the client without reading first would miss
@@ -184,13 +191,7 @@ func TestClosesWhatItCannotFrame(t *testing.T) {
 func TestPipelinedWhileAnswering(t *testing.T) {
 	for name, start := range modes {
 		t.Run(name, func(t *testing.T) {
-			s, _ := app(t)
-			c, err := net.Dial("tcp", start(t, s.Listener.Addr().String()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dialThrough(t, start)
 			io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
 			time.Sleep(30 * time.Millisecond)
 			io.WriteString(c, "GET /n/5 HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -215,13 +216,7 @@ func TestPipelinedWhileAnswering(t *testing.T) {
 func TestHead(t *testing.T) {
 	for name, start := range modes {
 		t.Run(name, func(t *testing.T) {
-			s, _ := app(t)
-			c, err := net.Dial("tcp", start(t, s.Listener.Addr().String()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dialThrough(t, start)
 			io.WriteString(c, "HEAD /n/5 HTTP/1.1\r\nHost: a\r\n\r\nGET /n/2 HTTP/1.1\r\nHost: a\r\n\r\n")
 			br := bufio.NewReader(c)
 			head, _ := http.NewRequest(http.MethodHead, "/n/5", nil)
