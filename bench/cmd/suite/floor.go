@@ -14,7 +14,7 @@ import (
 // floorModes are bench/floor's forwarders, in the table's order.
 var floorModes = []struct{ mode, name string }{
 	{"goroutine", "floor: goroutine per connection"},
-	{"wait", "floor: goroutine per connection, write inside RawConn.Read"},
+	{"wait", "floor: goroutine per connection, app side written inside RawConn.Read"},
 	{"loop", "floor: one thread, epoll"},
 	{"loop-h1", "floor: one thread, epoll, heads parsed by internal/h1"},
 	{"loop-scan", "floor: one thread, epoll, heads checked and rewritten in place"},
