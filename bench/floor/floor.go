@@ -1,29 +1,28 @@
-// Package floor is a measuring instrument, not a proxy: three minimal
-// forwarders of body-less HTTP/1.1 keep-alive requests, each built the way
-// a Go proxy could be built, so the suite can show what the language's
-// runtime costs per hop on this host before any HTTP work is done (issue
-// #17: how far below nginx's CPU per request can a Go request path go, and
-// which design gets there).
+// Package floor is a measuring instrument, not a proxy: minimal forwarders
+// of body-less HTTP/1.1 keep-alive requests, each built the way a Go proxy
+// could be built, so the suite can show what each design costs per hop on
+// this host with little or no HTTP work (issue #17: how far below nginx's
+// CPU per request can a Go request path go, and which design gets there).
 //
 //   - Goroutine: one goroutine per client connection, reading and writing
 //     through net.Conn, the model of net/http's server (and of rollbridged).
-//   - Wait: the same, but each write happens inside RawConn.Read's callback
-//     and the goroutine then parks until the peer answers, so the read
-//     after a write does not first return EAGAIN (pkg/proxy's send-and-wait,
-//     on both sides of the hop).
+//   - Wait: the same, but each write to the app happens inside
+//     RawConn.Read's callback and the goroutine then parks until the answer,
+//     so the read after that write does not first return EAGAIN (pkg/proxy's
+//     send-and-wait; the client side cannot do it, see Wait).
 //   - Loop: one OS thread, one epoll instance, non-blocking raw system
 //     calls and no goroutine per connection: the model of nginx's worker.
-//     With parse (the suite's loop-h1), every head is parsed by
-//     internal/h1 and written anew: the least HTTP work a request path
-//     does, on the loop.
+//     With ParseHeads (the suite's loop-h1) every head is parsed by
+//     internal/h1 and written anew, the least HTTP work a request path
+//     does; with ScanHeads (loop-scan) the same work is done in place,
+//     allocating nothing per request.
 //
 // All of them use one upstream connection per client connection, opened
-// when the client connects, pass a request head on (as is, or rewritten by
-// loop-h1) and frame an answer as its head plus Content-Length bytes.
-// They handle nothing else: a request with a body (and, where heads are
-// passed on as is, HEAD), an answer without a Content-Length or without a
-// body (1xx, 204, 304), a head over 64 KiB or any error closes both
-// connections.
+// when the client connects, pass a request head on (as is, or rewritten)
+// and frame an answer as its head plus Content-Length bytes. They handle
+// nothing else: a request with a body (and, where heads are passed on as
+// is, HEAD), an answer without a Content-Length or without a body (1xx,
+// 204, 304), a head over 64 KiB or any error closes both connections.
 // Never put one in front of anything but the benchmark's app.
 package floor
 
