@@ -88,7 +88,8 @@ fmt:
 # Short fuzz runs of the parsers; new corpus entries land in testdata/fuzz.
 # FuzzDifferential compares internal/h1's request parser with a real
 # net/http Server (docs/performance.md, "A strict request parser");
-# FuzzResponseDifferential its answer parser with http.ReadResponse.
+# FuzzResponseDifferential its answer parser with http.ReadResponse;
+# FuzzScanDifferential the event-loop path's head scanner with both.
 fuzz:
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzDecode -fuzztime 30s
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzRenderCommand -fuzztime 30s
@@ -96,6 +97,7 @@ fuzz:
 	$(GO) test ./pkg/state -run '^$$' -fuzz FuzzLoad -fuzztime 30s
 	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzDifferential -fuzztime 30s
 	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzResponseDifferential -fuzztime 30s
+	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzScanDifferential -fuzztime 30s
 
 clean:
 	rm -rf $(BIN) dist
