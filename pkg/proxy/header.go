@@ -168,21 +168,8 @@ func appHeaders(r *http.Request, upgrade string, add func(k, v string)) {
 // some; unlike it, it looks only after the "]" of a bracketed IPv6
 // literal, where the original would take "1" out of "[::1]:8080".
 func forwardedPort(r *http.Request) string {
-	host := r.Host
-	if i := strings.LastIndexByte(host, ']'); i >= 0 {
-		host = host[i+1:]
-	}
-	for i := 0; i < len(host); i++ { // the first ":" followed by digits, as /:(\d+)/
-		if host[i] != ':' {
-			continue
-		}
-		n := i + 1
-		for n < len(host) && host[n] >= '0' && host[n] <= '9' {
-			n++
-		}
-		if n > i+1 {
-			return host[i+1 : n]
-		}
+	if i, j := hostPort(r.Host); i < j {
+		return r.Host[i:j]
 	}
 	if r.TLS != nil {
 		return "443"
