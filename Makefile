@@ -89,7 +89,9 @@ fmt:
 # FuzzDifferential compares internal/h1's request parser with a real
 # net/http Server (docs/performance.md, "A strict request parser");
 # FuzzResponseDifferential its answer parser with http.ReadResponse;
-# FuzzScanDifferential the event-loop path's head scanner with both.
+# FuzzScanDifferential and FuzzScanResponseDifferential the event-loop
+# path's head scanners with both, and
+# FuzzFastHeadPolicy its head for the app with the header policy's.
 fuzz:
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzDecode -fuzztime 30s
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzRenderCommand -fuzztime 30s
@@ -98,6 +100,8 @@ fuzz:
 	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzDifferential -fuzztime 30s
 	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzResponseDifferential -fuzztime 30s
 	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzScanDifferential -fuzztime 30s
+	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzScanResponseDifferential -fuzztime 30s
+	$(GO) test ./pkg/proxy -run '^$$' -fuzz FuzzFastHeadPolicy -fuzztime 30s
 
 clean:
 	rm -rf $(BIN) dist

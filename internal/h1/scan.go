@@ -156,24 +156,9 @@ func (h *RequestHead) scan(head []byte) bool {
 			return false
 		}
 		start := int32(len(head) - len(rest) - len(line) - 2)
-		colon := 0
-		for colon < len(line) && tokenByte[line[colon]] {
-			colon++
-		}
-		if colon == 0 || colon == len(line) || line[colon] != ':' {
-			return false // obs-fold, a non-token or spaced name, no colon
-		}
-		v0, v1 := colon+1, len(line)
-		for i := v0; i < v1; i++ {
-			if c := line[i]; c < ' ' && c != '\t' || c == 0x7f {
-				return false
-			}
-		}
-		for v0 < v1 && (line[v0] == ' ' || line[v0] == '\t') {
-			v0++
-		}
-		for v1 > v0 && (line[v1-1] == ' ' || line[v1-1] == '\t') {
-			v1--
+		colon, v0, v1, ok := fieldLine(line)
+		if !ok {
+			return false
 		}
 		name, value := line[:colon], line[v0:v1]
 		k := fieldKey(name)
@@ -216,6 +201,31 @@ func (h *RequestHead) scan(head []byte) bool {
 		h.Close = !connKeepAlive
 	}
 	return true
+}
+
+// fieldLine checks a field line, "token:value", with no control byte but
+// HTAB in the value, and returns where the name ends and where the value
+// lies without the spaces and tabs around it.
+func fieldLine(line []byte) (colon, v0, v1 int, ok bool) {
+	for colon < len(line) && tokenByte[line[colon]] {
+		colon++
+	}
+	if colon == 0 || colon == len(line) || line[colon] != ':' {
+		return 0, 0, 0, false // obs-fold, a non-token or spaced name, no colon
+	}
+	v0, v1 = colon+1, len(line)
+	for i := v0; i < v1; i++ {
+		if c := line[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return 0, 0, 0, false
+		}
+	}
+	for v0 < v1 && (line[v0] == ' ' || line[v0] == '\t') {
+		v0++
+	}
+	for v1 > v0 && (line[v1-1] == ' ' || line[v1-1] == '\t') {
+		v1--
+	}
+	return colon, v0, v1, true
 }
 
 // requestLine checks "METHOD SP /target SP HTTP/1.x" and records it.
@@ -300,76 +310,77 @@ func cutLine(b []byte) (line, rest []byte, ok bool) {
 	return line, b[i+1:], true
 }
 
-// fieldKey classifies a field name (a token, any case).
-func fieldKey(name []byte) FieldKey {
-	switch len(name) {
-	case 2:
-		if asciiEqualFold(name, "te") {
-			return keySlow
-		}
-	case 4:
-		if asciiEqualFold(name, "host") {
-			return KeyHost
-		}
-	case 5:
-		if asciiEqualFold(name, "close") {
-			return keySlow // "Connection: close" names it hop-by-hop
-		}
-	case 6:
-		if asciiEqualFold(name, "expect") || asciiEqualFold(name, "pragma") {
-			return keySlow
-		}
-	case 7:
-		if asciiEqualFold(name, "upgrade") || asciiEqualFold(name, "trailer") {
-			return keySlow
-		}
-	case 9:
-		if asciiEqualFold(name, "forwarded") {
-			return KeyForwarded
-		}
-	case 10:
-		if asciiEqualFold(name, "connection") {
-			return KeyConnection
-		}
-		if asciiEqualFold(name, "keep-alive") {
-			return KeyHop // named by "Connection: keep-alive", hop-by-hop anyway
-		}
-	case 14:
-		if asciiEqualFold(name, "content-length") {
-			return keySlow
-		}
-	case 15:
-		if asciiEqualFold(name, "x-forwarded-for") {
-			return KeyXForwardedFor
-		}
-	case 16:
-		if asciiEqualFold(name, "proxy-connection") {
-			return KeyHop
-		}
-		if asciiEqualFold(name, "x-forwarded-host") {
-			return KeyXForwardedHost
-		}
-		if asciiEqualFold(name, "x-forwarded-port") {
-			return KeyXForwardedPort
-		}
-	case 17:
-		if asciiEqualFold(name, "transfer-encoding") {
-			return keySlow
-		}
-		if asciiEqualFold(name, "x-forwarded-proto") {
-			return KeyXForwardedProto
-		}
-	case 18:
-		if asciiEqualFold(name, "proxy-authenticate") {
-			return KeyHop
-		}
-	case 19:
-		if asciiEqualFold(name, "proxy-authorization") {
-			return KeyHop
+// fieldName numbers the field names either direction treats specially.
+type fieldName uint8
+
+const (
+	nOther fieldName = iota
+	nHost
+	nConnection
+	nKeepAlive
+	nProxyConnection
+	nProxyAuthenticate
+	nProxyAuthorization
+	nTE
+	nClose
+	nExpect
+	nPragma
+	nUpgrade
+	nTrailer
+	nForwarded
+	nContentLength
+	nTransferEncoding
+	nXForwardedFor
+	nXForwardedProto
+	nXForwardedHost
+	nXForwardedPort
+	nDate
+	nContentType
+	nNames
+)
+
+// names are the special names, lower case, by number.
+var names = [nNames]string{"", "host", "connection", "keep-alive", "proxy-connection",
+	"proxy-authenticate", "proxy-authorization", "te", "close", "expect", "pragma", "upgrade",
+	"trailer", "forwarded", "content-length", "transfer-encoding", "x-forwarded-for",
+	"x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "date", "content-type"}
+
+// byLength indexes names by length, for the one or few compares a name
+// costs.
+var byLength = func() (t [20][]fieldName) {
+	for n := nHost; n < nNames; n++ {
+		t[len(names[n])] = append(t[len(names[n])], n)
+	}
+	return t
+}()
+
+// nameOf returns the number of a field name (a token, any case).
+func nameOf(name []byte) fieldName {
+	if len(name) >= len(byLength) {
+		return nOther
+	}
+	for _, n := range byLength[len(name)] {
+		if asciiEqualFold(name, names[n]) {
+			return n
 		}
 	}
-	return KeyOther
+	return nOther
 }
+
+// requestKey is what a name means in a request head: keySlow for those
+// the full path must handle ("Close" because "Connection: close" names it
+// hop-by-hop; Pragma because net/http adds Cache-Control for it).
+var requestKey = [nNames]FieldKey{
+	nHost: KeyHost, nConnection: KeyConnection,
+	nKeepAlive: KeyHop, nProxyConnection: KeyHop, nProxyAuthenticate: KeyHop, nProxyAuthorization: KeyHop,
+	nTE: keySlow, nClose: keySlow, nExpect: keySlow, nPragma: keySlow, nUpgrade: keySlow,
+	nTrailer: keySlow, nContentLength: keySlow, nTransferEncoding: keySlow,
+	nForwarded: KeyForwarded, nXForwardedFor: KeyXForwardedFor, nXForwardedProto: KeyXForwardedProto,
+	nXForwardedHost: KeyXForwardedHost, nXForwardedPort: KeyXForwardedPort,
+}
+
+// fieldKey classifies a request field name.
+func fieldKey(name []byte) FieldKey { return requestKey[nameOf(name)] }
 
 // asciiEqualFold compares b with s, lower case, ignoring ASCII case only
 // (as tokenEqual: a non-ASCII byte never matches).
