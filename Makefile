@@ -91,7 +91,8 @@ fmt:
 # FuzzResponseDifferential its answer parser with http.ReadResponse;
 # FuzzScanDifferential and FuzzScanResponseDifferential the event-loop
 # path's head scanners with both, and
-# FuzzFastHeadPolicy its head for the app with the header policy's.
+# FuzzFastHeadPolicy and FuzzFastAnswerPolicy its heads for the app and
+# for the client with the net/http path's.
 fuzz:
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzDecode -fuzztime 30s
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzRenderCommand -fuzztime 30s
@@ -102,6 +103,7 @@ fuzz:
 	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzScanDifferential -fuzztime 30s
 	$(GO) test ./internal/h1 -run '^$$' -fuzz FuzzScanResponseDifferential -fuzztime 30s
 	$(GO) test ./pkg/proxy -run '^$$' -fuzz FuzzFastHeadPolicy -fuzztime 30s
+	$(GO) test ./pkg/proxy -run '^$$' -fuzz FuzzFastAnswerPolicy -fuzztime 30s
 
 clean:
 	rm -rf $(BIN) dist

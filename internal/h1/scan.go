@@ -336,6 +336,7 @@ const (
 	nXForwardedPort
 	nDate
 	nContentType
+	nContentEncoding
 	nNames
 )
 
@@ -343,7 +344,7 @@ const (
 var names = [nNames]string{"", "host", "connection", "keep-alive", "proxy-connection",
 	"proxy-authenticate", "proxy-authorization", "te", "close", "expect", "pragma", "upgrade",
 	"trailer", "forwarded", "content-length", "transfer-encoding", "x-forwarded-for",
-	"x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "date", "content-type"}
+	"x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "date", "content-type", "content-encoding"}
 
 // byLength indexes names by length, for the one or few compares a name
 // costs.

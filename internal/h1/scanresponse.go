@@ -38,8 +38,11 @@ type ResponseHead struct {
 	Close         bool  // the app closes the connection after the body
 	Date          int   // the index in Fields of Date, or -1
 	ContentType   int   // the index in Fields of Content-Type, or -1
-	N             int   // fields in Fields
-	Fields        [MaxScanFields]Field
+	// ContentEncoding is the index in Fields of the first Content-Encoding,
+	// or -1 (net/http's server sniffs a type only without one).
+	ContentEncoding int
+	N               int // fields in Fields
+	Fields          [MaxScanFields]Field
 }
 
 // Keys of answer fields, beside KeyOther, KeyConnection and KeyHop.
@@ -47,6 +50,7 @@ const (
 	KeyContentLength FieldKey = keySlow + 1 + iota
 	KeyDate
 	KeyContentType
+	KeyContentEncoding
 )
 
 // responseKey is what a name means in an answer's head. The request's
@@ -58,10 +62,12 @@ var responseKey = [nNames]FieldKey{
 	nKeepAlive:  KeyHop, nProxyConnection: KeyHop, nProxyAuthenticate: KeyHop, nProxyAuthorization: KeyHop, nTE: KeyHop,
 	nClose: keySlow, nPragma: keySlow, nUpgrade: keySlow, nTrailer: keySlow, nTransferEncoding: keySlow,
 	nContentLength: KeyContentLength, nDate: KeyDate, nContentType: KeyContentType,
+	nContentEncoding: KeyContentEncoding,
 }
 
 func (h *ResponseHead) scan(head []byte) bool {
-	h.Len, h.N, h.Date, h.ContentType, h.Close, h.ContentLength = len(head), 0, -1, -1, false, -1
+	h.Len, h.N, h.Date, h.ContentType, h.ContentEncoding = len(head), 0, -1, -1, -1
+	h.Close, h.ContentLength = false, -1
 	line, rest, ok := cutLine(head)
 	// "HTTP/1.1 ddd" and an optional " reason" (not passed on: net/http
 	// writes its own).
@@ -129,6 +135,10 @@ func (h *ResponseHead) scan(head []byte) bool {
 				return false
 			}
 			h.ContentType = h.N
+		case KeyContentEncoding:
+			if h.ContentEncoding < 0 {
+				h.ContentEncoding = h.N
+			}
 		}
 		h.Fields[h.N] = Field{
 			Name:  Span{start, start + int32(colon)},

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"net/http"
+	"strconv"
+
 	"github.com/rollbridge/rollbridge-go/internal/h1"
 )
 
@@ -105,4 +108,80 @@ func hostPort[S ~string | ~[]byte](host S) (i, j int) {
 		}
 	}
 	return 0, 0
+}
+
+// clientAnswer is what appendClientHead needs to know beside the app's
+// answer: the client's side of the exchange.
+type clientAnswer struct {
+	minor int    // the client's request was HTTP/1.minor
+	close bool   // the client's connection ends after this answer (h1.RequestHead.Close)
+	date  []byte // the Date value for an answer that has none (net/http's server adds it)
+	// sniffed is the Content-Type for an answer that needs one
+	// (needsSniff): http.DetectContentType of the body's first 512 bytes,
+	// as net/http's server computes it.
+	sniffed string
+}
+
+// needsSniff reports an answer to which net/http's server would add a
+// sniffed Content-Type: none sent, no Content-Encoding, a body.
+func needsSniff(raw []byte, h *h1.ResponseHead) bool {
+	return h.ContentType < 0 && h.ContentLength > 0 &&
+		(h.ContentEncoding < 0 || h.Fields[h.ContentEncoding].Value.Start == h.Fields[h.ContentEncoding].Value.End)
+}
+
+// appendClientHead is forward's answer (forward.go) for the event-loop
+// path: it appends to dst the head the client gets for a Fast answer in
+// raw, the one net/http's server writes after forward copies the answer's
+// fields: net/http's status line for the client's version, the app's
+// end-to-end fields with canonical names, not Connection or the
+// hop-by-hop ones (removeHopByHop), and what net/http's server adds
+// itself (Date, a sniffed Content-Type, "Connection: close" when the
+// client's connection ends, "keep-alive" for an HTTP/1.0 client that asked
+// for it). TestFastAnswerPolicy holds it to the real net/http path.
+func appendClientHead(dst, raw []byte, h *h1.ResponseHead, c clientAnswer) []byte {
+	dst = appendStatusLine(dst, c.minor, h.Status)
+	for _, f := range h.Fields[:h.N] {
+		if f.Key == h1.KeyConnection || f.Key == h1.KeyHop {
+			continue
+		}
+		dst = h1.AppendCanonical(dst, f.Name.Of(raw))
+		dst = append(dst, ": "...)
+		dst = append(dst, f.Value.Of(raw)...)
+		dst = append(dst, "\r\n"...)
+	}
+	if h.Date < 0 {
+		dst = append(dst, "Date: "...)
+		dst = append(dst, c.date...)
+		dst = append(dst, "\r\n"...)
+	}
+	if needsSniff(raw, h) {
+		dst = append(dst, "Content-Type: "...)
+		dst = append(dst, c.sniffed...)
+		dst = append(dst, "\r\n"...)
+	}
+	switch {
+	case c.minor == 0 && !c.close:
+		dst = append(dst, "Connection: keep-alive\r\n"...)
+	case c.minor == 1 && c.close:
+		dst = append(dst, "Connection: close\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// appendStatusLine is net/http's writeStatusLine.
+func appendStatusLine(dst []byte, minor, code int) []byte {
+	if minor == 0 {
+		dst = append(dst, "HTTP/1.0 "...)
+	} else {
+		dst = append(dst, "HTTP/1.1 "...)
+	}
+	dst = strconv.AppendInt(dst, int64(code), 10)
+	dst = append(dst, ' ')
+	if text := http.StatusText(code); text != "" {
+		dst = append(dst, text...)
+	} else {
+		dst = append(dst, "status code "...)
+		dst = strconv.AppendInt(dst, int64(code), 10)
+	}
+	return append(dst, "\r\n"...)
 }

@@ -3,8 +3,11 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rollbridge/rollbridge-go/internal/h1"
@@ -115,5 +118,155 @@ func BenchmarkFastHead(b *testing.B) {
 			b.Fatal("not fast")
 		}
 		dst = appendAppHead(dst[:0], raw, &h, "203.0.113.9")
+	}
+}
+
+// answerApp answers every request with the bytes in answer, keeping the
+// connection unless closeAfter is set: an app whose answer a test picks
+// byte for byte.
+type answerApp struct {
+	addr       string
+	answer     atomic.Pointer[[]byte]
+	closeAfter atomic.Bool
+}
+
+func newAnswerApp(t testing.TB) *answerApp {
+	app := &answerApp{}
+	app.addr = serveConns(t, func(_ int, c net.Conn) func() {
+		return func() {
+			br := bufio.NewReader(c)
+			for {
+				if _, err := readWireHead(br); err != nil {
+					return
+				}
+				if _, err := c.Write(*app.answer.Load()); err != nil || app.closeAfter.Load() {
+					return
+				}
+			}
+		}
+	})
+	return app
+}
+
+// clientKinds are the four ways a client's side changes the answer's
+// head: HTTP/1.1 or 1.0, keeping the connection or not.
+var clientKinds = []struct {
+	request string
+	c       clientAnswer
+}{
+	{"GET /p HTTP/1.1\r\nHost: x\r\n\r\n", clientAnswer{minor: 1}},
+	{"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", clientAnswer{minor: 1, close: true}},
+	{"GET /p HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", clientAnswer{minor: 0}},
+	{"GET /p HTTP/1.0\r\n\r\n", clientAnswer{minor: 0, close: true}},
+}
+
+// checkFastAnswer sends raw, when ScanResponse calls it Fast, as the
+// app's answer through the proxy's net/http path for each kind of client,
+// and compares the head and body the client got with appendClientHead's,
+// line for line. The Date net/http adds is the one value taken from what
+// the client got.
+func checkFastAnswer(t *testing.T, front string, app *answerApp, raw []byte) bool {
+	t.Helper()
+	var h h1.ResponseHead
+	if h1.ScanResponse(raw, 0, &h) != h1.Fast || h.ContentLength > 1<<16 {
+		return false
+	}
+	body := make([]byte, h.ContentLength)
+	copy(body, raw[h.Len:])
+	answer := append(raw[:h.Len:h.Len], body...)
+	app.answer.Store(&answer)
+	app.closeAfter.Store(h.Close)
+	for _, k := range clientKinds {
+		got := rawExchange(t, front, k.request)
+		c := k.c
+		if h.Date < 0 {
+			c.date = []byte(fieldValue(got.fields, "Date"))
+		}
+		if needsSniff(answer, &h) {
+			c.sniffed = http.DetectContentType(body[:min(len(body), 512)])
+		}
+		head := appendClientHead(nil, answer, &h, c)
+		want, err := readWireHead(bufio.NewReader(io.MultiReader(bytes.NewReader(head), bytes.NewReader(body))))
+		if err != nil {
+			t.Fatalf("answer %q: appendClientHead's head %q: %v", raw, head, err)
+		}
+		if want.String() != got.String() {
+			t.Fatalf("answer %q to %q:\n net/http path: %s\n fast path:     %s", raw, k.request, got, want)
+		}
+	}
+	return true
+}
+
+var fastAnswerSeeds = []string{
+	"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+	"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n<html>hi</html",
+	"HTTP/1.1 201 Made\r\ncontent-length: 5\r\ncontent-encoding: gzip\r\n\r\n\x1f\x8b\x08\x00\x00",
+	"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Encoding:\r\n\r\n{}\n",
+	"HTTP/1.1 404 Not Found\r\nDate: Thu, 03 Dec 2026 09:00:00 GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+	"HTTP/1.1 302 Found\r\nLocation: /x\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+	"HTTP/1.1 599 Odd\r\nTE: x\r\nProxy-Authenticate: y\r\nX-Z:  v  \r\nContent-Length: 1\r\n\r\nz",
+	"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 4\r\n\r\nbusy",
+}
+
+func TestFastAnswerPolicy(t *testing.T) {
+	app := newAnswerApp(t)
+	p, url, _ := newProxy(t)
+	activate(p, "v1", app.addr)
+	front := strings.TrimPrefix(url, "http://")
+	for _, s := range fastAnswerSeeds {
+		if !checkFastAnswer(t, front, app, []byte(s)) {
+			t.Errorf("%q is not Fast: the seed tests nothing", s)
+		}
+	}
+}
+
+func TestFastAnswerAllocatesNothing(t *testing.T) {
+	raw := []byte(fastAnswerSeeds[1])
+	var h h1.ResponseHead
+	if h1.ScanResponse(raw, 0, &h) != h1.Fast {
+		t.Fatal("not fast")
+	}
+	dst := make([]byte, 0, 4096)
+	c := clientAnswer{minor: 1, date: []byte("Thu, 03 Dec 2026 09:00:00 GMT"), sniffed: "text/html; charset=utf-8"}
+	if n := testing.AllocsPerRun(100, func() { dst = appendClientHead(dst[:0], raw, &h, c) }); n != 0 {
+		t.Fatalf("%v allocations per head", n)
+	}
+}
+
+// FuzzFastAnswerPolicy: on any answer ScanResponse calls Fast, a client
+// gets the same answer from the event-loop path as through the proxy's
+// net/http path.
+func FuzzFastAnswerPolicy(f *testing.F) {
+	for _, s := range fastAnswerSeeds {
+		f.Add([]byte(s))
+	}
+	app := newAnswerApp(f)
+	p, url, _ := newProxy(f)
+	activate(p, "v1", app.addr)
+	front := strings.TrimPrefix(url, "http://")
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkFastAnswer(t, front, app, raw)
+	})
+}
+
+// BenchmarkFastHeads is the head work of one proxied request on the
+// event-loop path: both scans and both heads written, the same work as
+// bench/floor's BenchmarkHeads measures for its instruments.
+func BenchmarkFastHeads(b *testing.B) {
+	req := []byte("GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: loadgen\r\nAccept: */*\r\n\r\n")
+	res := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Thu, 03 Dec 2026 09:00:00 GMT\r\nContent-Length: 2\r\n\r\nok")
+	var rh h1.RequestHead
+	var ah h1.ResponseHead
+	dst := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		if h1.ScanRequest(req, 0, &rh) != h1.Fast {
+			b.Fatal("request not fast")
+		}
+		dst = appendAppHead(dst[:0], req, &rh, "127.0.0.1")
+		if h1.ScanResponse(res, 0, &ah) != h1.Fast {
+			b.Fatal("answer not fast")
+		}
+		dst = appendClientHead(dst[:0], res, &ah, clientAnswer{minor: rh.Minor, close: rh.Close})
 	}
 }
