@@ -33,9 +33,17 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 	// map is built only to be copied.
 	h := w.Header()
 	res, err := b.fast.Load().send(r, headForward, false, h)
+	b.answer(w, r, h, res, err)
+	return true
+}
+
+// answer passes the app's answer to a plain request to the client: res
+// and err as send returned them, h the header of w they were read into.
+// forward and servePending (the event loop's hand-off) end with it.
+func (b *Backend) answer(w http.ResponseWriter, r *http.Request, h http.Header, res *http.Response, err error) {
 	if err != nil {
 		b.rp.ErrorHandler(w, r, err) // a refused answer left h as it was
-		return true
+		return
 	}
 	defer res.Body.Close()
 	shared := sameHeader(h, res.Header)
@@ -44,7 +52,7 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 			clear(h) // the 101's fields are not the error's
 		}
 		b.rp.ErrorHandler(w, r, errors.New("app switched protocols on a request that asked for no upgrade"))
-		return true
+		return
 	}
 	removeHopByHop(res.Header)
 	if !shared {
@@ -66,12 +74,11 @@ func (b *Backend) forward(w http.ResponseWriter, r *http.Request) bool {
 			// not a complete short one (as ReverseProxy does).
 			panic(http.ErrAbortHandler)
 		}
-		return true
+		return
 	}
 	for k, v := range res.Trailer {
 		h[http.TrailerPrefix+k] = v
 	}
-	return true
 }
 
 // sameHeader reports whether a and b are one map.
