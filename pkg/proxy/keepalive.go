@@ -327,8 +327,9 @@ func (c *clientConn) Read(p []byte) (n int, err error) {
 	if c.fill == 0 {
 		c.fill = len(p)
 	}
-	if len(p) != c.fill {
-		// net/http holds part of the next request already: serve it.
+	if h, ok := c.Conn.(*handedConn); len(p) != c.fill || ok && h.holding() {
+		// net/http holds part of the next request already, or the event
+		// loop read it (a hand-off): serve it.
 		c.phase.Store(phaseActive)
 		n, err = c.Conn.Read(p)
 		if err != nil {

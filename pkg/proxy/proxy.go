@@ -148,6 +148,10 @@ type Proxy struct {
 	observe  ObserveFunc
 
 	host hostHealth // the load balancer's health answer (hostHealth.go)
+
+	// loops counts the event loops running (loop.go): only then can a
+	// request arrive with an answer pending from one (handoff.go).
+	loops atomic.Int32
 }
 
 // New returns a Proxy with no active backend: until Swap gives it one, it
@@ -291,6 +295,12 @@ func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
 // holds (see Hold). While paused or in maintenance (mode.go), the mode
 // decides first.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.loops.Load() > 0 {
+		if pa := takePending(r); pa != nil {
+			p.servePending(w, r, pa) // routed and sent by the event loop already
+			return
+		}
+	}
 	if p.isHostHealth(r) {
 		p.serveHostHealth(w) // before routing: never held, never forwarded
 		return

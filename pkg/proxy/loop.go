@@ -1,0 +1,756 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rollbridge/rollbridge-go/internal/h1"
+)
+
+// Loop is the event-loop request path of issue #17 (docs/performance.md,
+// "The event-loop path"): one locked OS thread with its own epoll
+// instance serves the plain case, a body-less GET that h1.ScanRequest
+// calls Fast, routed to the one active backend, answered with a Content-
+// Length that h1.ScanResponse calls Fast, with no goroutine per
+// connection and no allocation per request. Everything else goes to the
+// net/http path with the bytes already read (handoff.go): a connection
+// the loop gives up never comes back to it.
+//
+// Experimental and off by default (the daemon turns it on with
+// ROLLBRIDGE_EXPERIMENTAL_LOOP=1). The loop takes a request only while the
+// proxy routes plainly: no pause or maintenance, no hold, no canary, no
+// observers (metrics, access log), and not the host health path. What it
+// sends the app and the client is what the net/http path sends
+// (appendAppHead, appendClientHead and their differential tests).
+type Loop struct {
+	p        *Proxy
+	ln       *net.TCPListener
+	lfd      int
+	ep       int
+	wake     [2]int // a pipe: Stop writes, the loop reads
+	handoff  *handoffListener
+	accepted func()
+	stopping atomic.Bool
+	done     chan struct{}
+	// served counts the requests the loop answered, handed the
+	// connections it gave the net/http path.
+	served, handed atomic.Uint64
+
+	// Owned by the loop's thread.
+	conns   map[int]*lconn
+	clients int
+	idle    map[*Backend][]*lconn
+	addrs   map[*Backend]unix.Sockaddr
+	rbuf    []byte
+	rh      h1.RequestHead
+	ah      h1.ResponseHead
+	date    []byte
+	dateSec int64
+	swept   time.Time
+}
+
+// Limits of what the loop holds for one connection; beyond them it hands
+// the connection off.
+const (
+	loopMaxHead = 16 << 10  // a request or answer head
+	loopMaxBody = 256 << 10 // an answer's body, held whole before it is written
+	loopIdle    = 120 * time.Second
+	loopHead    = 30 * time.Second // the daemon's ReadHeaderTimeout
+	loopAppIdle = 90 * time.Second
+)
+
+// lconn is one socket of the loop: a client's, or an app connection.
+type lconn struct {
+	fd    int
+	app   bool
+	since time.Time // when the current state began (timeouts)
+
+	// A client's.
+	ip       string
+	in       []byte // read, not yet served; the request being served stays in front
+	out      []byte // answer bytes not yet written
+	state    int
+	up       *lconn
+	backend  *Backend
+	n        *atomic.Int64
+	headLen  int
+	minor    int
+	closing  bool // the connection ends after this answer
+	reused   bool // up came from the pool
+	readStop bool // reading paused: in is full
+
+	// An app connection's.
+	client     *lconn
+	b          *Backend
+	ans        []byte // answer bytes read
+	send       []byte // head bytes not yet written
+	connecting bool
+}
+
+const (
+	stIdle    = iota // reading the next request
+	stWaiting        // the request is sent; waiting for the answer
+	stWriting        // the answer is being written
+)
+
+// NewLoop makes a loop for ln, which it takes connections from (it does
+// not close ln). accepted, if set, is called for every connection taken.
+// Serve the net/http server on Listener (through ClientConns): it yields
+// the connections the loop gives up.
+func (p *Proxy) NewLoop(ln net.Listener, accepted func()) (*Loop, error) {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return nil, errors.New("the event loop needs a TCP listener")
+	}
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	l := &Loop{p: p, ln: tl, lfd: -1, accepted: accepted, done: make(chan struct{}),
+		handoff: newHandoffListener(ln.Addr()), conns: map[int]*lconn{},
+		idle: map[*Backend][]*lconn{}, addrs: map[*Backend]unix.Sockaddr{}, rbuf: make([]byte, 64<<10)}
+	if err := rc.Control(func(fd uintptr) { l.lfd = int(fd) }); err != nil {
+		return nil, err
+	}
+	if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, err
+	}
+	if err := unix.Pipe2(l.wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		unix.Close(l.ep)
+		return nil, err
+	}
+	for _, fd := range []int{l.lfd, l.wake[0]} {
+		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+			l.closeFDs()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// Listener yields the connections the loop gives up, for the net/http
+// server.
+func (l *Loop) Listener() net.Listener { return l.handoff }
+
+func (l *Loop) closeFDs() {
+	unix.Close(l.ep)
+	unix.Close(l.wake[0])
+	unix.Close(l.wake[1])
+}
+
+// Stop makes the loop take no new connection and give every one it has to
+// the net/http path at its next request boundary; Run returns once none
+// is left. Wait on Done.
+func (l *Loop) Stop() {
+	if l.stopping.CompareAndSwap(false, true) {
+		_, _ = unix.Write(l.wake[1], []byte{0})
+	}
+}
+
+// Done is closed when Run has returned.
+func (l *Loop) Done() <-chan struct{} { return l.done }
+
+// Run serves until Stop, on a locked thread; call it on a goroutine of
+// its own. The process needs GOMAXPROCS of 2 or more: the loop keeps its
+// P while it waits.
+func (l *Loop) Run() error {
+	defer close(l.done)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	l.p.loops.Add(1)
+	defer l.p.loops.Add(-1)
+	defer l.closeFDs()
+	evs := make([]unix.EpollEvent, 256)
+	l.swept = time.Now()
+	for {
+		// A raw wait (see bench/floor's loop): the runtime does not take
+		// the P back every 20 µs. It ends at least every 100 ms, and
+		// sooner on EINTR (the GC's preemption signal), to let the
+		// runtime in.
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 100, 0, 0)
+		if e != 0 && e != unix.EINTR {
+			return e
+		}
+		if e != 0 || r == 0 {
+			r = 0 // EINTR: r is -1
+			runtime.Gosched()
+		}
+		for _, ev := range evs[:int(r)] {
+			switch fd := int(ev.Fd); fd {
+			case l.wake[0]:
+				l.drainWake()
+			case l.lfd:
+				l.accept()
+			default:
+				if c := l.conns[fd]; c != nil {
+					l.event(c, ev.Events)
+				}
+			}
+		}
+		if now := time.Now(); now.Sub(l.swept) >= time.Second || l.stopping.Load() {
+			l.sweep(now)
+			if l.stopping.Load() && l.clients == 0 {
+				for _, list := range l.idle {
+					for _, u := range list {
+						l.closeConn(u)
+					}
+				}
+				return nil
+			}
+		}
+	}
+}
+
+func (l *Loop) drainWake() {
+	var b [16]byte
+	for {
+		if n, _ := unix.Read(l.wake[0], b[:]); n <= 0 {
+			break
+		}
+	}
+	if l.stopping.Load() && l.lfd >= 0 {
+		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.lfd, nil)
+		l.lfd = -1
+	}
+}
+
+// accept takes every pending connection.
+func (l *Loop) accept() {
+	for {
+		fd, sa, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
+				// EMFILE and the like leave the connection queued and the
+				// listener ready: back off instead of spinning.
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err == unix.EINTR || err == unix.ECONNABORTED {
+				continue
+			}
+			return
+		}
+		if l.accepted != nil {
+			l.accepted()
+		}
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		c := &lconn{fd: fd, since: time.Now(), ip: peerIP(sa)}
+		if err := l.add(c); err != nil {
+			unix.Close(fd)
+			continue
+		}
+		l.clients++
+		l.readClient(c)
+	}
+}
+
+// peerIP is the client's address as net/http's RemoteAddr gives its host
+// part: an IPv4-mapped address in dotted form, an IPv6 zone by name.
+func peerIP(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.IP(a.Addr[:]).String()
+	case *unix.SockaddrInet6:
+		zone := ""
+		if a.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
+				zone = ifi.Name
+			} else {
+				zone = strconv.Itoa(int(a.ZoneId))
+			}
+		}
+		return (&net.IPAddr{IP: net.IP(a.Addr[:]), Zone: zone}).String()
+	}
+	return ""
+}
+
+func (l *Loop) add(c *lconn) error {
+	l.conns[c.fd] = c
+	err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)})
+	if err != nil {
+		delete(l.conns, c.fd)
+	}
+	return err
+}
+
+// forget takes c out of the loop without closing its descriptor.
+func (l *Loop) forget(c *lconn) {
+	if l.conns[c.fd] != c {
+		return
+	}
+	_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+	delete(l.conns, c.fd)
+	if !c.app {
+		l.clients--
+	}
+}
+
+func (l *Loop) closeConn(c *lconn) {
+	if l.conns[c.fd] == c {
+		l.forget(c)
+		unix.Close(c.fd)
+	}
+}
+
+func (l *Loop) event(c *lconn, ev uint32) {
+	if c.app {
+		if ev&unix.EPOLLOUT != 0 {
+			l.appWritable(c)
+		}
+		if l.conns[c.fd] == c && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			l.readApp(c)
+		}
+		return
+	}
+	if ev&unix.EPOLLOUT != 0 && len(c.out) > 0 {
+		l.flushClient(c)
+	}
+	if l.conns[c.fd] == c && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		l.readClient(c)
+	}
+}
+
+// readClient reads what the client sent (edge-triggered: until EAGAIN, or
+// until in is full) and serves what it can.
+func (l *Loop) readClient(c *lconn) {
+	for len(c.in) < loopMaxHead {
+		n, err := unix.Read(c.fd, l.rbuf[:min(len(l.rbuf), loopMaxHead-len(c.in))])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil || n == 0 {
+			l.clientGone(c)
+			return
+		}
+		if len(c.in) == 0 && c.state == stIdle {
+			c.since = time.Now() // the head timeout runs from its first byte
+		}
+		c.in = append(c.in, l.rbuf[:n]...)
+	}
+	c.readStop = len(c.in) >= loopMaxHead
+	l.serve(c)
+}
+
+// clientGone ends a client that closed or broke, and the exchange it was
+// waiting on.
+func (l *Loop) clientGone(c *lconn) {
+	if u := c.up; u != nil {
+		l.closeConn(u) // the app's answer has no one to go to
+		c.up = nil
+	}
+	l.release(c)
+	l.closeConn(c)
+}
+
+// release ends c's count on its backend, if it holds one.
+func (l *Loop) release(c *lconn) {
+	if c.backend != nil {
+		c.backend.done(c.n)
+		c.backend, c.n = nil, nil
+	}
+}
+
+// serve takes the next request in c.in, if c is free for one.
+func (l *Loop) serve(c *lconn) {
+	if c.state != stIdle || len(c.in) == 0 {
+		return
+	}
+	switch h1.ScanRequest(c.in, loopMaxHead, &l.rh) {
+	case h1.NeedMore:
+		if c.readStop {
+			l.handOff(c, nil)
+		}
+		return
+	case h1.Slow:
+		l.handOff(c, nil)
+		return
+	}
+	if string(l.rh.Method.Of(c.in)) != http.MethodGet || l.stopping.Load() {
+		l.handOff(c, nil) // only GET may be sent again should the app fail
+		return
+	}
+	b, n := l.p.loopRoute(l.rh.Target.Of(c.in))
+	if b == nil {
+		l.handOff(c, nil)
+		return
+	}
+	c.backend, c.n = b, n
+	c.headLen, c.minor, c.closing = l.rh.Len, l.rh.Minor, l.rh.Close
+	u, reused, err := l.appConn(b)
+	if err != nil {
+		l.release(c)
+		l.handOff(c, nil) // the net/http path retries, holds or answers 502
+		return
+	}
+	c.up, c.reused, u.client = u, reused, c
+	c.state, c.since = stWaiting, time.Now()
+	u.send = appendAppHead(u.send[:0], c.in, &l.rh, c.ip)
+	l.appWritable(u)
+}
+
+// loopRoute is acquire for the loop: the active backend, counted, when the
+// proxy routes plainly (see Loop) and target is not the host health path;
+// else nil and nothing counted.
+func (p *Proxy) loopRoute(target []byte) (*Backend, *atomic.Int64) {
+	if p.mode.Load() != nil {
+		return nil, nil
+	}
+	if hp := p.host.path.Load(); hp != nil {
+		path := target
+		if i := bytes.IndexByte(target, '?'); i >= 0 {
+			path = target[:i]
+		}
+		if string(path) == *hp || bytes.IndexByte(path, '%') >= 0 {
+			return nil, nil // the health answer, or a path only net/http decodes
+		}
+	}
+	rt := p.route.Load()
+	if rt == nil || rt.canary != nil || rt.main.obs != nil {
+		return nil, nil
+	}
+	b := rt.main
+	n := &b.http
+	n.Add(1)
+	if now := p.route.Load(); now != rt && !now.routes(b) {
+		b.done(n)
+		return nil, nil
+	}
+	b.requests.Add(1)
+	return b, n
+}
+
+// appConn returns an idle app connection to b from the pool, or dials one
+// (non-blocking; the head waits in send until it is connected).
+func (l *Loop) appConn(b *Backend) (*lconn, bool, error) {
+	if list := l.idle[b]; len(list) > 0 {
+		u := list[len(list)-1]
+		l.idle[b] = list[:len(list)-1]
+		return u, true, nil
+	}
+	sa, ok := l.addrs[b]
+	if !ok {
+		a, err := net.ResolveTCPAddr("tcp", b.addr)
+		if err != nil {
+			return nil, false, err
+		}
+		if ip4 := a.IP.To4(); ip4 != nil {
+			s := &unix.SockaddrInet4{Port: a.Port}
+			copy(s.Addr[:], ip4)
+			sa = s
+		} else {
+			s := &unix.SockaddrInet6{Port: a.Port}
+			copy(s.Addr[:], a.IP.To16())
+			sa = s
+		}
+		l.addrs[b] = sa
+	}
+	domain := unix.AF_INET
+	if _, v6 := sa.(*unix.SockaddrInet6); v6 {
+		domain = unix.AF_INET6
+	}
+	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	u := &lconn{fd: fd, app: true, b: b, since: time.Now()}
+	switch err := unix.Connect(fd, sa); err {
+	case nil:
+	case unix.EINPROGRESS:
+		u.connecting = true
+	default:
+		unix.Close(fd)
+		return nil, false, err
+	}
+	if err := l.add(u); err != nil {
+		unix.Close(fd)
+		return nil, false, err
+	}
+	return u, false, nil
+}
+
+// appWritable finishes a connect and writes what is left of the head.
+func (l *Loop) appWritable(u *lconn) {
+	if u.connecting {
+		// EPOLLOUT comes once the connect ended, either way; called
+		// before that (from serve), the socket is not yet connected.
+		if e, err := unix.GetsockoptInt(u.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
+			l.appFailed(u)
+			return
+		}
+		if _, err := unix.Getpeername(u.fd); err != nil {
+			return // still connecting
+		}
+		u.connecting = false
+	}
+	for len(u.send) > 0 {
+		n, err := unix.Write(u.fd, u.send)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return
+		}
+		if err != nil {
+			l.appFailed(u)
+			return
+		}
+		u.send = u.send[:copy(u.send, u.send[n:])]
+	}
+}
+
+// readApp reads the app's answer and passes it on once it is whole.
+func (l *Loop) readApp(u *lconn) {
+	for {
+		n, err := unix.Read(u.fd, l.rbuf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil || n == 0 {
+			l.appFailed(u)
+			return
+		}
+		if u.client == nil {
+			l.dropIdle(u) // an idle connection is not to say anything
+			return
+		}
+		u.ans = append(u.ans, l.rbuf[:n]...)
+		if len(u.ans) > loopMaxHead+loopMaxBody {
+			break
+		}
+	}
+	if u.client != nil {
+		l.answer(u.client, u)
+	}
+}
+
+// appFailed ends an app connection that broke or closed. A request that
+// got no byte of answer goes to the net/http path, which sends it again
+// (a GET), holds it while the app restarts, or answers 502; one cut off
+// in its answer gets the net/http path's answer to that (502).
+func (l *Loop) appFailed(u *lconn) {
+	c := u.client
+	if c == nil {
+		l.dropIdle(u)
+		return
+	}
+	l.forget(u)
+	if len(u.ans) == 0 {
+		unix.Close(u.fd)
+		c.up = nil
+		l.release(c)
+		c.state = stIdle
+		l.handOff(c, nil)
+		return
+	}
+	l.handOffPending(c, u, true)
+}
+
+// dropIdle closes a pooled app connection and takes it out of the pool.
+func (l *Loop) dropIdle(u *lconn) {
+	list := l.idle[u.b]
+	for i, x := range list {
+		if x == u {
+			l.idle[u.b] = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	l.closeConn(u)
+}
+
+// answer passes a whole Fast answer to the client, or hands the
+// connection off with the answer pending.
+func (l *Loop) answer(c *lconn, u *lconn) {
+	h := &l.ah
+	switch h1.ScanResponse(u.ans, loopMaxHead, h) {
+	case h1.NeedMore:
+		return
+	case h1.Slow:
+		l.handOffPending(c, u, false)
+		return
+	}
+	if h.ContentLength > loopMaxBody {
+		l.handOffPending(c, u, false)
+		return
+	}
+	end := h.Len + int(h.ContentLength)
+	if len(u.ans) < end {
+		return // the body is not all here
+	}
+	body := u.ans[h.Len:end]
+	ca := clientAnswer{minor: c.minor, close: c.closing}
+	if h.Date < 0 {
+		ca.date = l.httpDate()
+	}
+	if needsSniff(u.ans, h) {
+		ca.sniffed = http.DetectContentType(body[:min(len(body), 512)])
+	}
+	c.out = appendClientHead(c.out, u.ans, h, ca)
+	c.out = append(c.out, body...)
+	// The app connection goes back to the pool unless it said it closes,
+	// sent more than the answer, or its backend is no longer routed to.
+	keep := !h.Close && len(u.ans) == end && !l.stopping.Load() && l.p.route.Load().routes(u.b)
+	u.ans, u.client, c.up = u.ans[:0], nil, nil
+	if keep {
+		u.since = time.Now()
+		l.idle[u.b] = append(l.idle[u.b], u)
+	} else {
+		l.closeConn(u)
+	}
+	l.release(c)
+	l.served.Add(1)
+	c.in = c.in[:copy(c.in, c.in[c.headLen:])]
+	c.state = stWriting
+	l.flushClient(c)
+}
+
+// flushClient writes the answer; once it is out, the next request.
+func (l *Loop) flushClient(c *lconn) {
+	for len(c.out) > 0 {
+		n, err := unix.Write(c.fd, c.out)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return // EPOLLOUT calls again
+		}
+		if err != nil {
+			l.clientGone(c)
+			return
+		}
+		c.out = c.out[:copy(c.out, c.out[n:])]
+	}
+	if c.state != stWriting {
+		return
+	}
+	if c.closing {
+		// As net/http: no more from this side, then close. (It also
+		// waits a little for the client to close first; the loop cannot.)
+		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+		l.closeConn(c)
+		return
+	}
+	c.state, c.since = stIdle, time.Now()
+	if c.readStop {
+		l.readClient(c) // it stopped at a full buffer: no edge will come for the rest
+		return
+	}
+	l.serve(c)
+}
+
+// handOffPending gives c to the net/http path with u's answer pending.
+// broken says u closed or failed after the bytes in u.ans.
+func (l *Loop) handOffPending(c *lconn, u *lconn, broken bool) {
+	pa := &pendingAnswer{backend: c.backend, n: c.n, head: append([]byte(nil), u.ans...)}
+	if t := time.Duration(l.p.upstreamTimeout.Load()); t > 0 {
+		pa.timeout = max(t-time.Since(c.since), time.Nanosecond)
+	}
+	l.forget(u)
+	if !broken {
+		if conn, err := fdConn(u.fd); err == nil {
+			pa.conn = conn
+		}
+	} else {
+		unix.Close(u.fd)
+	}
+	c.backend, c.n, c.up = nil, nil, nil // the pending answer holds the count now
+	c.state = stIdle
+	l.handOff(c, pa)
+}
+
+// handOff gives c to the net/http path with what it read, and pa, if
+// any, pending.
+func (l *Loop) handOff(c *lconn, pa *pendingAnswer) {
+	l.release(c)
+	l.forget(c)
+	conn, err := fdConn(c.fd)
+	if err == nil {
+		tc, ok := conn.(*net.TCPConn)
+		if ok {
+			hc := &handedConn{TCPConn: tc, held: append([]byte(nil), c.in...)}
+			hc.pending.Store(pa)
+			l.handed.Add(1) // before: net/http may answer before give returns
+			if l.handoff.give(hc) {
+				return
+			}
+			l.handed.Add(^uint64(0))
+		}
+		_ = conn.Close()
+	}
+	if pa != nil { // nobody will answer it
+		if pa.conn != nil {
+			_ = pa.conn.Close()
+		}
+		pa.backend.done(pa.n)
+	}
+}
+
+// fdConn turns a descriptor the loop owns into a net.Conn, which owns it
+// from then on.
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	defer f.Close() // net.FileConn has a descriptor of its own
+	return net.FileConn(f)
+}
+
+// sweep applies the timeouts, at most once a second, and at a Stop hands
+// every idle client off.
+func (l *Loop) sweep(now time.Time) {
+	l.swept = now
+	stopping := l.stopping.Load()
+	upTimeout := time.Duration(l.p.upstreamTimeout.Load())
+	for _, c := range l.conns {
+		if c.app {
+			if c.client == nil && (now.Sub(c.since) > loopAppIdle || stopping || !l.p.route.Load().routes(c.b)) {
+				l.dropIdle(c)
+			}
+			continue
+		}
+		switch c.state {
+		case stIdle:
+			switch {
+			case stopping:
+				l.handOff(c, nil)
+			case len(c.in) == 0 && now.Sub(c.since) > loopIdle:
+				l.closeConn(c)
+			case len(c.in) > 0 && now.Sub(c.since) > loopHead:
+				l.handOff(c, nil) // net/http answers or times it out
+			}
+		case stWaiting:
+			if c.backend != nil && c.backend.kill.Err() != nil {
+				l.closeConn(c.up) // the release was stopped under it: route it again
+				c.up = nil
+				l.release(c)
+				c.state = stIdle
+				l.handOff(c, nil)
+			} else if upTimeout > 0 && now.Sub(c.since) > upTimeout && c.up != nil {
+				l.handOffPending(c, c.up, false) // net/http's deadline answers 504
+			}
+		}
+	}
+}
+
+// httpDate is the Date value net/http's server would write now.
+func (l *Loop) httpDate() []byte {
+	now := time.Now()
+	if s := now.Unix(); s != l.dateSec || l.date == nil {
+		l.dateSec = s
+		l.date = now.UTC().AppendFormat(l.date[:0], http.TimeFormat)
+	}
+	return l.date
+}

@@ -1,0 +1,431 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// loopFront serves p through an event loop the way the daemon does: the
+// loop takes the listener, and the net/http server the connections it
+// gives up, through ClientConns. It returns the loop and its address.
+func loopFront(t testing.TB, p *Proxy) (*Loop, string) {
+	t.Helper()
+	if runtime.GOMAXPROCS(0) < 2 {
+		prev := runtime.GOMAXPROCS(2) // the loop keeps its P while it waits
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, err := p.NewLoop(ln, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := NewClientConns(nil)
+	srv := &http.Server{Handler: p, ConnState: cc.ConnState, ConnContext: cc.ConnContext}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(cc.Listener(lp.Listener()))
+	}()
+	ran := make(chan error, 1)
+	go func() { ran <- lp.Run() }()
+	t.Cleanup(func() {
+		lp.Stop()
+		select {
+		case err := <-ran:
+			if err != nil {
+				t.Errorf("loop: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the loop did not stop")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = cc.Stop(ctx, false)
+		_ = srv.Close()
+		<-served
+		_ = ln.Close()
+		p.Close()
+	})
+	return lp, ln.Addr().String()
+}
+
+// exchange sends raw requests on one connection and reads as many
+// answers, each with its body.
+func exchange(t testing.TB, c net.Conn, br *bufio.Reader, raw string, answers int) []wireHead {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	var out []wireHead
+	for range answers {
+		h, err := readWireHead(br)
+		if err != nil {
+			t.Fatalf("after %d answers: %v", len(out), err)
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+func dialFront(t testing.TB, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, bufio.NewReader(c)
+}
+
+// The loop serves plain GETs itself, on keep-alive connections, pipelined
+// or not, and the app's count ends at zero.
+func TestLoopServesPlainGets(t *testing.T) {
+	p := New(Options{})
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "hello "+r.URL.RequestURI())
+	})
+	b := activate(p, "v1", app)
+	lp, front := loopFront(t, p)
+	c, br := dialFront(t, front)
+	for i := range 20 {
+		got := exchange(t, c, br, fmt.Sprintf("GET /n/%d HTTP/1.1\r\nHost: a\r\n\r\n", i), 1)[0]
+		if got.line != "HTTP/1.1 200 OK" || got.body != fmt.Sprintf("hello /n/%d", i) {
+			t.Fatalf("answer %d: %s", i, got)
+		}
+	}
+	got := exchange(t, c, br, "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n", 3)
+	for i, want := range []string{"hello /a", "hello /b", "hello /c"} {
+		if got[i].body != want {
+			t.Fatalf("pipelined answer %d: %s", i, got[i])
+		}
+	}
+	if n := lp.served.Load(); n != 23 {
+		t.Fatalf("the loop served %d of 23 requests (handed %d connections off)", n, lp.handed.Load())
+	}
+	waitCounts(t, b, 0, 0)
+}
+
+// What the app and the client see through the loop is what they see
+// through the net/http path. The head app's answer has a Connection
+// field naming a field, so the loop sends the request and hands the
+// answer over (pending); the answer app's is one the loop writes itself.
+func TestLoopSamePolicy(t *testing.T) {
+	requests := []string{
+		"GET /x?y=1 HTTP/1.1\r\nHost: app.example:8443\r\nUser-Agent: t\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-proto: https\r\nKeep-Alive: 1\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+	}
+	app := newHeadApp(t)
+	plain, url, _ := newProxy(t)
+	activate(plain, "v1", app.addr)
+	viaHTTP := strings.TrimPrefix(url, "http://")
+	p := New(Options{})
+	activate(p, "v1", app.addr)
+	lp, viaLoop := loopFront(t, p)
+	for _, req := range requests {
+		handed := lp.handed.Load()
+		want, gotApp := rawExchange(t, viaHTTP, req), <-app.heads
+		got, loopApp := rawExchange(t, viaLoop, req), <-app.heads
+		if lp.handed.Load() != handed+1 || lp.served.Load() != 0 {
+			t.Fatalf("%q: handed %d, served %d: the loop was to send it and hand the answer over", req, lp.handed.Load(), lp.served.Load())
+		}
+		comparePaths(t, req, want, got, gotApp, loopApp)
+	}
+
+	answers := newAnswerApp(t)
+	fast := []byte("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\nX-App: 1\r\nContent-Length: 14\r\n\r\n<html>hi</html")
+	answers.answer.Store(&fast)
+	plain2, url2, _ := newProxy(t)
+	activate(plain2, "v1", answers.addr)
+	p2 := New(Options{})
+	activate(p2, "v1", answers.addr)
+	lp2, viaLoop2 := loopFront(t, p2)
+	for _, req := range requests {
+		served := lp2.served.Load()
+		want, got := rawExchange(t, strings.TrimPrefix(url2, "http://"), req), rawExchange(t, viaLoop2, req)
+		if lp2.served.Load() != served+1 {
+			t.Fatalf("%q: the loop did not serve it (handed %d)", req, lp2.handed.Load())
+		}
+		comparePaths(t, req, want, got, wireHead{}, wireHead{})
+	}
+}
+
+func comparePaths(t *testing.T, req string, want, got, wantApp, gotApp wireHead) {
+	t.Helper()
+	want.fields, got.fields = withoutDate(want.fields), withoutDate(got.fields)
+	if a, b := wantApp.String(), gotApp.String(); a != b {
+		t.Errorf("%q: the app saw\n net/http: %s\n loop:     %s", req, a, b)
+	}
+	if a, b := want.String(), got.String(); a != b {
+		t.Errorf("%q: the client got\n net/http: %s\n loop:     %s", req, a, b)
+	}
+}
+
+// withoutDate blanks the Date value (the clock's, not the path's), keeping
+// the line: both paths must write one.
+func withoutDate(fields []string) []string {
+	out := slices.Clone(fields)
+	for i, f := range out {
+		if strings.HasPrefix(f, "Date: ") {
+			out[i] = "Date: *"
+		}
+	}
+	return out
+}
+
+// Everything the loop does not serve goes to the net/http path on the
+// same connection, in order: a body, HEAD, an upgrade's refusal, a
+// chunked answer, a large answer, an answer without a length.
+func TestLoopHandsOff(t *testing.T) {
+	p := New(Options{})
+	big := strings.Repeat("b", loopMaxBody+1)
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/chunked":
+			_, _ = io.WriteString(w, "part one ")
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, "part two")
+		case "/big":
+			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+			_, _ = io.WriteString(w, big)
+		case "/post":
+			body, _ := io.ReadAll(r.Body)
+			_, _ = fmt.Fprintf(w, "got %q", body)
+		default:
+			_, _ = io.WriteString(w, "plain "+r.Method)
+		}
+	})
+	b := activate(p, "v1", app)
+	lp, front := loopFront(t, p)
+	c, br := dialFront(t, front)
+	got := exchange(t, c, br, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+	if got[0].body != "plain GET" || lp.served.Load() != 1 {
+		t.Fatalf("first answer %s, served %d", got[0], lp.served.Load())
+	}
+	_, _ = io.WriteString(c, "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
+	head, err := readHeadLines(br)
+	if err != nil || head[0] != "HTTP/1.1 200 OK" || !slices.Contains(head, "Transfer-Encoding: chunked") {
+		t.Fatalf("chunked answer %q: %v", head, err)
+	}
+	body, err := readChunked(br)
+	if err != nil || body != "part one part two" {
+		t.Fatalf("chunked body %q: %v", body, err)
+	}
+	// The connection is net/http's now: the rest is served there.
+	got = exchange(t, c, br, "POST /post HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /big HTTP/1.1\r\nHost: a\r\n\r\nHEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", 2)
+	if got[0].body != `got "abc"` || got[1].body != big {
+		t.Fatalf("after the hand-off: %q, %d bytes", got[0].body, len(got[1].body))
+	}
+	if lp.handed.Load() != 1 || lp.served.Load() != 1 {
+		t.Fatalf("handed %d, served %d", lp.handed.Load(), lp.served.Load())
+	}
+
+	// A fresh connection per case the loop gives up at once.
+	for _, tc := range []struct{ req, want string }{
+		{"POST /post HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", `got "hi"`},
+		{"GET /big HTTP/1.1\r\nHost: a\r\n\r\n", big},
+		{"DELETE /d HTTP/1.1\r\nHost: a\r\n\r\n", "plain DELETE"},
+		{"GET /%41 HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", "plain GET"},
+	} {
+		if got := rawExchange(t, front, tc.req); got.body != tc.want {
+			t.Errorf("%q: %s", tc.req[:20], got)
+		}
+	}
+	waitCounts(t, b, 0, 0)
+}
+
+// readHeadLines reads a head's lines, without the blank one.
+func readHeadLines(br *bufio.Reader) ([]string, error) {
+	var lines []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return lines, err
+		}
+		if line = strings.TrimSuffix(line, "\r\n"); line == "" {
+			return lines, nil
+		}
+		lines = append(lines, line)
+	}
+}
+
+// readChunked reads a chunked body (no trailers) to its end.
+func readChunked(br *bufio.Reader) (string, error) {
+	var sb strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return sb.String(), err
+		}
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(line), "%x", &n); err != nil {
+			return sb.String(), err
+		}
+		if n == 0 {
+			_, err := br.ReadString('\n')
+			return sb.String(), err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return sb.String(), err
+		}
+		sb.Write(buf[:n])
+	}
+}
+
+// An app that is not there: the net/http path answers (502), as without
+// the loop; a WebSocket goes through the net/http path too.
+func TestLoopAppDownAndUpgrade(t *testing.T) {
+	p := New(Options{})
+	b := activate(p, "v1", closedAddr(t))
+	_, front := loopFront(t, p)
+	if got := rawExchange(t, front, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.Contains(got.line, " 502 ") {
+		t.Fatalf("app down: %s", got)
+	}
+	waitCounts(t, b, 0, 0)
+
+	p2 := New(Options{})
+	app := newHeadApp(t)
+	activate(p2, "v2", app.addr)
+	_, front2 := loopFront(t, p2)
+	got := rawExchange(t, front2, "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "+wsKey+"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	<-app.heads
+	if !strings.Contains(got.line, " 101 ") || got.body != wsHello {
+		t.Fatalf("upgrade through the loop: %s", got)
+	}
+}
+
+// The app's time to answer is bounded as on the net/http path: 504.
+func TestLoopUpstreamTimeout(t *testing.T) {
+	p := New(Options{UpstreamTimeout: 300 * time.Millisecond})
+	release := make(chan struct{})
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	b := activate(p, "v1", app)
+	_, front := loopFront(t, p)
+	if got := rawExchange(t, front, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.Contains(got.line, " 504 ") {
+		t.Fatalf("slow app: %s", got)
+	}
+	waitCounts(t, b, 0, 0)
+}
+
+// A client that leaves while the app works releases its count, and the
+// app connection is closed, not pooled with an answer on its way.
+func TestLoopClientLeaves(t *testing.T) {
+	p := New(Options{})
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "late")
+	})
+	b := activate(p, "v1", app)
+	_, front := loopFront(t, p)
+	c, _ := dialFront(t, front)
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+	waitCounts(t, b, 1, 0)
+	c.Close()
+	waitCounts(t, b, 0, 0)
+	close(release)
+}
+
+// A Stop gives idle connections to the net/http path, which goes on
+// serving them; new connections are no longer taken by the loop.
+func TestLoopStopHandsIdleConnections(t *testing.T) {
+	p := New(Options{})
+	_, app := upstream(t, "v1", nil)
+	activate(p, "v1", app)
+	lp, front := loopFront(t, p)
+	c, br := dialFront(t, front)
+	if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "v1" {
+		t.Fatal(got[0])
+	}
+	lp.Stop()
+	<-lp.Done()
+	if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "v1" || lp.served.Load() != 1 || lp.handed.Load() != 1 {
+		t.Fatalf("after the stop: %s (served %d, handed %d)", got[0], lp.served.Load(), lp.handed.Load())
+	}
+}
+
+// A deploy under load through the loop: no request fails, each answer
+// comes from a release that was active while it ran, and the old release
+// drains to zero.
+func TestLoopSwapUnderLoad(t *testing.T) {
+	p := New(Options{})
+	_, app1 := upstream(t, "v1", nil)
+	_, app2 := upstream(t, "v2", nil)
+	old := activate(p, "v1", app1)
+	lp, front := loopFront(t, p)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", front)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+					errs <- err.Error()
+					return
+				}
+				h, err := readWireHead(br)
+				if err != nil || h.line != "HTTP/1.1 200 OK" || (h.body != "v1" && h.body != "v2") {
+					errs <- fmt.Sprintf("%v %s", err, h)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	p.Swap(NewBackend("v2", app2))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := old.Drain(ctx); err != nil {
+		t.Errorf("drain: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if lp.served.Load() == 0 {
+		t.Error("the loop served nothing")
+	}
+}
