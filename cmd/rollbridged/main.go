@@ -202,6 +202,9 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 		WatchdogInterval: systemd.WatchdogInterval(),
 		Reload:           hup, LoadConfig: load,
 		Boot: boot, Handover: handover,
+		// ROLLBRIDGE_EXPERIMENTAL_LOOP=1 serves plain requests on the
+		// event-loop path (docs/performance.md, issue #17). Off by default.
+		EventLoop: os.Getenv("ROLLBRIDGE_EXPERIMENTAL_LOOP") == "1",
 	}
 	if units != nil {
 		o.KeepProcesses = func() bool {

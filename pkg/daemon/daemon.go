@@ -3,10 +3,12 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +79,10 @@ type Options struct {
 	// so they outlive a daemon restart (see Handover); nil copies them
 	// in-process, and they end with the daemon.
 	Handover *Handover
+	// EventLoop serves plain requests on proxy.Loop, the experimental
+	// event-loop path (ROLLBRIDGE_EXPERIMENTAL_LOOP=1; docs/performance.md),
+	// and everything else on the net/http path as always.
+	EventLoop bool
 }
 
 // Notifier is the part of sd_notify the daemon uses (pkg/systemd implements it).
@@ -198,11 +204,34 @@ func Run(ctx context.Context, o Options) error {
 	// in the kernel backlog for as long as the start takes.
 	px.Hold(cfg.Proxy.HoldTimeout())
 	d.resumeClients(o.Handover) // served first, held like the rest
+	var serveOn net.Listener = accepts
+	if o.EventLoop {
+		lp, err := px.NewLoop(lns.Proxy, func() { accepts.accepts.Add(1) })
+		if err != nil {
+			return fmt.Errorf("the event loop (ROLLBRIDGE_EXPERIMENTAL_LOOP): %w", err)
+		}
+		// The loop keeps a P while it waits; the rest of the daemon needs
+		// another one (the benchmark pins the daemon to one CPU).
+		if runtime.GOMAXPROCS(0) < 2 {
+			runtime.GOMAXPROCS(2)
+		}
+		d.loop, serveOn = lp, lp.Listener()
+		d.clients.ReturnTo(lp) // a connection given up for one request is the loop's again for the next
+	}
 	var wg sync.WaitGroup
+	if d.loop != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.loop.Run(); err != nil {
+				log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: "event loop: " + err.Error()})
+			}
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := d.httpSrv.Serve(d.clients.Listener(accepts)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := d.httpSrv.Serve(d.clients.Listener(serveOn)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Emit(events.ProxyStoppedServing, map[string]any{events.KeyError: err.Error()})
 		}
 	}()
@@ -510,6 +539,7 @@ type daemon struct {
 	traffic  *traffic
 	httpSrv  *http.Server
 	clients  *proxy.ClientConns // httpSrv's client connections
+	loop     *proxy.Loop        // nil unless Options.EventLoop
 	// clientsResumed counts the idle client connections the previous
 	// daemon parked and this one took back (resumeClients).
 	clientsResumed int
@@ -531,8 +561,13 @@ func (d *daemon) status() supervisor.Status {
 	if a, ok := d.lns.Proxy.Addr().(*net.TCPAddr); ok {
 		port = a.Port
 	}
-	return d.sup.Snapshot(os.Getpid(), d.version, supervisor.ProxyStatus{Host: host, Port: port, UpstreamHost: cfg.Proxy.UpstreamHost,
-		Held: d.proxy.Held(), HoldGaveUp: d.proxy.HoldGaveUp()})
+	ps := supervisor.ProxyStatus{Host: host, Port: port, UpstreamHost: cfg.Proxy.UpstreamHost,
+		Held: d.proxy.Held(), HoldGaveUp: d.proxy.HoldGaveUp()}
+	if d.loop != nil {
+		served, handed := d.loop.Stats()
+		ps.EventLoop = &supervisor.EventLoopStatus{Served: served, HandedOff: handed}
+	}
+	return d.sup.Snapshot(os.Getpid(), d.version, ps)
 }
 
 // shutdownCommand asks Run to stop and answers once it has.
@@ -562,6 +597,15 @@ func (d *daemon) stopServing(cfg *config.Config, park bool) {
 	d.proxy.EndHold()
 	d.traffic.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.DrainTimeout())
+	if d.loop != nil {
+		// The loop gives every connection to the net/http path at its
+		// request boundary; from there they end (or are parked) as all do.
+		d.loop.Stop()
+		select {
+		case <-d.loop.Done():
+		case <-ctx.Done():
+		}
+	}
 	parked, err := d.clients.Stop(ctx, park) // waits for in-flight HTTP, not for hijacked WebSockets
 	cancel()
 	if park {

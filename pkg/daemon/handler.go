@@ -290,7 +290,7 @@ func statusResult(s supervisor.Status) control.Status {
 			return control.Orphan{ID: o.ID, Pid: o.Pid, ReleaseID: rel}
 		}),
 		Proxy: control.ProxyInfo{Host: s.Proxy.Host, Port: s.Proxy.Port, UpstreamHost: s.Proxy.UpstreamHost,
-			Held: s.Proxy.Held, HoldGaveUp: s.Proxy.HoldGaveUp},
+			Held: s.Proxy.Held, HoldGaveUp: s.Proxy.HoldGaveUp, EventLoop: eventLoopInfo(s.Proxy.EventLoop)},
 		Releases:   mapSlice(s.Releases, releaseEntry),
 		Services:   mapSlice(s.Services, unitEntry),
 		Singletons: mapSlice(s.Singletons, unitEntry),
@@ -298,6 +298,13 @@ func statusResult(s supervisor.Status) control.Status {
 			CommandInProgress: d.CommandInProgress, RestoreProblem: d.RestoreProblem},
 		Canary: canaryInfo(s.Canary),
 	}
+}
+
+func eventLoopInfo(e *supervisor.EventLoopStatus) *control.EventLoopInfo {
+	if e == nil {
+		return nil
+	}
+	return &control.EventLoopInfo{Served: e.Served, HandedOff: e.HandedOff}
 }
 
 // controlInfo echoes the config's control section the way the spec does:

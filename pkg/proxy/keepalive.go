@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Client connections across a daemon restart.
@@ -85,6 +87,10 @@ type ClientConns struct {
 	listeners []net.Listener
 
 	parked atomic.Int64
+
+	// loop, when set (ReturnTo), takes back every connection at its next
+	// request boundary: the event loop serves what it can of it again.
+	loop atomic.Pointer[Loop]
 
 	// betweenWake, if set (tests only), runs in a wake between the
 	// decision to end the connection and the deadline that wakes its Read.
@@ -341,6 +347,9 @@ func (c *clientConn) Read(p []byte) (n int, err error) {
 	if c.cc.stopping.Load() {
 		return 0, c.end()
 	}
+	if l := c.cc.loop.Load(); l != nil && c.backTo(l) {
+		return 0, io.EOF // net/http closes its descriptor; the loop has its own
+	}
 	n, err = c.Conn.Read(p)
 	if c.phase.CompareAndSwap(phaseWaiting, phaseActive) {
 		if err != nil {
@@ -432,6 +441,28 @@ func (c *clientConn) wake() {
 		}
 		_ = c.Conn.SetReadDeadline(aLongTimeAgo) // fails only on a closed connection: nothing left to wake
 	}
+}
+
+// ReturnTo makes every connection go back to l at its next request
+// boundary, with nothing of its next request read (the same boundary a
+// stop parks at), so a connection the loop gave up for one request is
+// its again for the next.
+func (cc *ClientConns) ReturnTo(l *Loop) { cc.loop.Store(l) }
+
+// backTo gives a copy of c's descriptor to l; true if l took it.
+func (c *clientConn) backTo(l *Loop) bool {
+	fd := -1
+	if err := c.rc.Control(func(s uintptr) {
+		fd, _ = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || fd < 0 {
+		return false
+	}
+	if !l.take(fd) {
+		_ = unix.Close(fd)
+		return false
+	}
+	c.phase.Store(phaseDone)
+	return true
 }
 
 // end parks the connection if Stop says so and the store takes it, and

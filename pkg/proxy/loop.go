@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -45,6 +46,10 @@ type Loop struct {
 	// served counts the requests the loop answered, handed the
 	// connections it gave the net/http path.
 	served, handed atomic.Uint64
+	// back holds the descriptors of connections the net/http path gives
+	// back (take) until the loop adds them.
+	backMu sync.Mutex
+	back   []int
 
 	// Owned by the loop's thread.
 	conns   map[int]*lconn
@@ -152,10 +157,17 @@ func (l *Loop) closeFDs() {
 // the net/http path at its next request boundary; Run returns once none
 // is left. Wait on Done.
 func (l *Loop) Stop() {
-	if l.stopping.CompareAndSwap(false, true) {
+	l.backMu.Lock() // take sees stopping, or its fd is in back for the loop to hand off
+	swapped := l.stopping.CompareAndSwap(false, true)
+	l.backMu.Unlock()
+	if swapped {
 		_, _ = unix.Write(l.wake[1], []byte{0})
 	}
 }
+
+// Stats returns how many requests the loop answered itself and how many
+// connections it gave the net/http path, since NewLoop.
+func (l *Loop) Stats() (served, handedOff uint64) { return l.served.Load(), l.handed.Load() }
 
 // Done is closed when Run has returned.
 func (l *Loop) Done() <-chan struct{} { return l.done }
@@ -198,6 +210,9 @@ func (l *Loop) Run() error {
 			}
 		}
 		if now := time.Now(); now.Sub(l.swept) >= time.Second || l.stopping.Load() {
+			if l.stopping.Load() {
+				l.drainWake() // connections given back before the stop are handed off below
+			}
 			l.sweep(now)
 			if l.stopping.Load() && l.clients == 0 {
 				for _, list := range l.idle {
@@ -222,6 +237,38 @@ func (l *Loop) drainWake() {
 		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.lfd, nil)
 		l.lfd = -1
 	}
+	l.backMu.Lock()
+	back := l.back
+	l.back = nil
+	l.backMu.Unlock()
+	for _, fd := range back {
+		sa, err := unix.Getpeername(fd)
+		if err != nil || unix.SetNonblock(fd, true) != nil {
+			unix.Close(fd) // the client is gone already
+			continue
+		}
+		c := &lconn{fd: fd, since: time.Now(), ip: peerIP(sa)}
+		if err := l.add(c); err != nil {
+			unix.Close(fd)
+			continue
+		}
+		l.clients++
+		l.readClient(c)
+	}
+}
+
+// take queues fd, a client connection the net/http path gives back at a
+// request boundary, for the loop; false (fd not taken) once stopping.
+func (l *Loop) take(fd int) bool {
+	l.backMu.Lock()
+	if l.stopping.Load() {
+		l.backMu.Unlock()
+		return false
+	}
+	l.back = append(l.back, fd)
+	l.backMu.Unlock()
+	_, _ = unix.Write(l.wake[1], []byte{0})
+	return true
 }
 
 // accept takes every pending connection.

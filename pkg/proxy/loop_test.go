@@ -33,6 +33,7 @@ func loopFront(t testing.TB, p *Proxy) (*Loop, string) {
 		t.Fatal(err)
 	}
 	cc := NewClientConns(nil)
+	cc.ReturnTo(lp)
 	srv := &http.Server{Handler: p, ConnState: cc.ConnState, ConnContext: cc.ConnContext}
 	served := make(chan struct{})
 	go func() {
@@ -227,13 +228,23 @@ func TestLoopHandsOff(t *testing.T) {
 	if err != nil || body != "part one part two" {
 		t.Fatalf("chunked body %q: %v", body, err)
 	}
-	// The connection is net/http's now: the rest is served there.
+	// Back on the loop at the boundary: a POST goes to net/http again,
+	// the GET after it to the loop, the large answer to net/http pending.
+	got = exchange(t, c, br, "POST /post HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", 1)
+	if got[0].body != `got "abc"` {
+		t.Fatalf("POST after the hand-off: %s", got[0])
+	}
+	served := lp.served.Load()
+	got = exchange(t, c, br, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+	if got[0].body != "plain GET" || lp.served.Load() != served+1 {
+		t.Fatalf("GET after the POST: %s, served %d (was %d): the connection did not come back to the loop", got[0], lp.served.Load(), served)
+	}
 	got = exchange(t, c, br, "POST /post HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /big HTTP/1.1\r\nHost: a\r\n\r\nHEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", 2)
 	if got[0].body != `got "abc"` || got[1].body != big {
-		t.Fatalf("after the hand-off: %q, %d bytes", got[0].body, len(got[1].body))
+		t.Fatalf("pipelined after the hand-offs: %q, %d bytes", got[0].body, len(got[1].body))
 	}
-	if lp.handed.Load() != 1 || lp.served.Load() != 1 {
-		t.Fatalf("handed %d, served %d", lp.handed.Load(), lp.served.Load())
+	if h, _, err := readHead(br); err != nil || h != "HTTP/1.1 200 OK" {
+		t.Fatalf("HEAD: %q %v", h, err)
 	}
 
 	// A fresh connection per case the loop gives up at once.
@@ -248,6 +259,16 @@ func TestLoopHandsOff(t *testing.T) {
 		}
 	}
 	waitCounts(t, b, 0, 0)
+}
+
+// readHead reads an answer head without a body (HEAD's) and returns its
+// first line.
+func readHead(br *bufio.Reader) (string, []string, error) {
+	lines, err := readHeadLines(br)
+	if len(lines) == 0 {
+		return "", nil, err
+	}
+	return lines[0], lines[1:], err
 }
 
 // readHeadLines reads a head's lines, without the blank one.
