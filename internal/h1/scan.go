@@ -16,16 +16,17 @@ import "bytes"
 //	          same way, in the same order), Host, no body, and the same
 //	          KeepAlive decision (FuzzScanDifferential holds it to that).
 //	NeedMore  no verdict yet: the head has not ended and is still under
-//	          the limit.
+//	          the limit (maxHeaderBytes, at most MaxScanHead).
 //	Slow      hand the bytes to ReadRequest. A request goes here when its
-//	          head is longer than maxHeaderBytes, or when it has any of: a
+//	          head is over the limit, or when it has any of: a
 //	          body or framing fields (Content-Length, Transfer-Encoding,
 //	          Trailer), Expect, Upgrade, TE, Pragma (net/http adds
 //	          Cache-Control for it), a Connection field other than one
 //	          "close" or "keep-alive" token, a field named Close, two Host
 //	          fields or none on HTTP/1.1, two of one forwarding-record field,
+//	          an underscore spelling of any name above ("X_Forwarded_For"),
 //	          an absolute-form, "*" or "//" target, a target byte outside
-//	          the plain set (see fastPathByte), a version other than
+//	          the plain set (see fastTarget), a version other than
 //	          HTTP/1.0 and HTTP/1.1, more than MaxScanFields fields, or
 //	          anything a strict parser rejects (bare LF, lone CR, obs-fold,
 //	          a name that is not a token, a control byte in a value).
@@ -35,9 +36,7 @@ import "bytes"
 // the fuzz test checks the one direction that matters (Fast implies
 // ReadRequest agrees); a Slow verdict costs only speed.
 func ScanRequest(b []byte, maxHeaderBytes int, h *RequestHead) Verdict {
-	if maxHeaderBytes <= 0 {
-		maxHeaderBytes = defaultMaxHeaderBytes
-	}
+	maxHeaderBytes = scanLimit(maxHeaderBytes)
 	end := headEnd(b, 0)
 	if end == 0 {
 		if len(b) >= maxHeaderBytes {
@@ -78,9 +77,21 @@ func (v Verdict) String() string {
 // send about 15.
 const MaxScanFields = 48
 
-// defaultMaxHeaderBytes is http.DefaultMaxHeaderBytes, without importing
-// it into the loop's code.
-const defaultMaxHeaderBytes = 1 << 20
+// MaxScanHead bounds the head a scanner takes: a longer one is Slow,
+// whatever maxHeaderBytes allows. Each call scans the head from its start,
+// so a caller that scans again after every read of a slowly sent head
+// costs the square of its length; this keeps that small, and a Span's
+// int32 far from overflowing. Real clients' heads are a few KiB.
+const MaxScanHead = 32 << 10
+
+// scanLimit is the head limit a scan applies: maxHeaderBytes (net/http's
+// default when not positive), at most MaxScanHead.
+func scanLimit(maxHeaderBytes int) int {
+	if maxHeaderBytes <= 0 || maxHeaderBytes > MaxScanHead {
+		return MaxScanHead
+	}
+	return maxHeaderBytes
+}
 
 // Span is a part of the scanned buffer: b[Start:End].
 type Span struct{ Start, End int32 }
@@ -380,8 +391,42 @@ var requestKey = [nNames]FieldKey{
 	nXForwardedHost: KeyXForwardedHost, nXForwardedPort: KeyXForwardedPort,
 }
 
-// fieldKey classifies a request field name.
-func fieldKey(name []byte) FieldKey { return requestKey[nameOf(name)] }
+// fieldKey classifies a request field name. A name with '_' that reads
+// as a special one with '-' for '_' is Slow: the full path's header
+// policy drops it (CGI-style servers take it for the real one).
+func fieldKey(name []byte) FieldKey {
+	if k := requestKey[nameOf(name)]; k != KeyOther || bytes.IndexByte(name, '_') < 0 {
+		return k
+	}
+	if underscoreName(name) != nOther {
+		return keySlow
+	}
+	return KeyOther
+}
+
+// underscoreName is nameOf with '_' read as '-'.
+func underscoreName(name []byte) fieldName {
+	if len(name) >= len(byLength) {
+		return nOther
+	}
+	for _, n := range byLength[len(name)] {
+		s := names[n]
+		i := 0
+		for ; i < len(name); i++ {
+			c := lower(name[i])
+			if c == '_' {
+				c = '-'
+			}
+			if c != s[i] {
+				break
+			}
+		}
+		if i == len(name) {
+			return n
+		}
+	}
+	return nOther
+}
 
 // asciiEqualFold compares b with s, lower case, ignoring ASCII case only
 // (as tokenEqual: a non-ASCII byte never matches).

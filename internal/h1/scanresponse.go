@@ -14,9 +14,7 @@ package h1
 // An answer to HEAD has no body whatever its Content-Length says; a loop
 // that sends HEAD must not frame the answer with this.
 func ScanResponse(b []byte, maxHeaderBytes int, h *ResponseHead) Verdict {
-	if maxHeaderBytes <= 0 {
-		maxHeaderBytes = defaultMaxHeaderBytes
-	}
+	maxHeaderBytes = scanLimit(maxHeaderBytes)
 	end := headEnd(b, 0)
 	if end == 0 {
 		if len(b) >= maxHeaderBytes {

@@ -108,6 +108,8 @@ var slowResponseSeeds = []string{
 	"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
 	"HTTP/1.1 200 OK\r\nContent-Length: 2 2\r\n\r\nok",
 	"HTTP/1.1 200 OK\r\nContent-Length: 9999999999999999999\r\n\r\nok",
+	"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551621\r\n\r\nhello",
+	"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: a\r\nContent-Type: b\r\n\r\nhello",
 	"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
 	"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
 	"HTTP/1.1 304 Not Modified\r\nContent-Length: 0\r\n\r\n",

@@ -23,8 +23,10 @@ import (
 //   - the client's Host;
 //   - every end-to-end header of the client unchanged, in its order within
 //     a name; not the hop-by-hop ones (isHop, and every header the
-//     Connection header names), and not Content-Length, which each path
-//     writes for the body it actually sends;
+//     Connection header names), not Content-Length, which each path
+//     writes for the body it actually sends, and not an underscore
+//     spelling of any of these or of the forwarding record
+//     (underscoreAlias);
 //   - "Te: trailers" when the client's TE lists trailers (end-to-end in
 //     practice: gRPC needs it);
 //   - for a protocol switch, "Connection: Upgrade" and the client's Upgrade;
@@ -186,7 +188,24 @@ func endToEnd(k string, conn []string) bool {
 	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Forwarded-Port":
 		return false // the forwarding record, added after the loop
 	}
-	return !isHop(k) && !namedIn(conn, k)
+	return !isHop(k) && !namedIn(conn, k) && !underscoreAlias(k)
+}
+
+// underscoreAlias reports a name with '_' that, read with '-' for '_',
+// is one of the names the policy sets or drops ("X_Forwarded_For"):
+// CGI-style servers (Rack, PHP, WSGI) see both spellings as one header,
+// so passing it would let a client forge the forwarding record around
+// this hop. nginx drops every name with '_' by default; only these go.
+func underscoreAlias(k string) bool {
+	if !strings.Contains(k, "_") {
+		return false // almost every name: no allocation
+	}
+	switch d := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-")); d {
+	case "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Forwarded-Port":
+		return true
+	default:
+		return isHop(d)
+	}
 }
 
 // writeHead writes the request head the app is sent for r, with

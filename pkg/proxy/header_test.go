@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -354,4 +355,30 @@ func withFields(h wireHead, more ...string) wireHead {
 		return strings.Compare(an, bn)
 	})
 	return h
+}
+
+// An underscore spelling of a forwarding-record, framing or hop-by-hop
+// name does not reach the app (Rack and CGI take X_Forwarded_For for
+// X-Forwarded-For); other names with '_' pass.
+func TestUnderscoreAliasesDropped(t *testing.T) {
+	raw := "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nx_forwarded_proto: https\r\nProxy_Connection: x\r\nContent_Length: 9\r\nTransfer_Encoding: chunked\r\nX_Custom: kept\r\nX-Real_Name: kept too\r\n\r\n"
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.RemoteAddr = "192.0.2.1:1"
+	var out strings.Builder
+	bw := bufio.NewWriter(&out)
+	if err := writeHead(bw, req, ""); err != nil {
+		t.Fatal(err)
+	}
+	bw.Flush()
+	h, err := readWireHead(bufio.NewReader(strings.NewReader(out.String())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Host: a", "X-Forwarded-For: 192.0.2.1", "X-Forwarded-Host: a", "X-Forwarded-Port: 80", "X-Forwarded-Proto: http", "X-Real_name: kept too", "X_custom: kept"}
+	if !slices.Equal(h.fields, want) {
+		t.Fatalf("the app got\n%q\nwant\n%q", h.fields, want)
+	}
 }
