@@ -60,6 +60,7 @@ type daemonSpec struct {
 	name, top, webExtra, extra string
 	retention                  int
 	cpus                       []int
+	env                        []string // more of rollbridged's environment
 }
 
 func freePort() int {
@@ -158,7 +159,7 @@ func (e *env) startDaemonSpec(s daemonSpec) (*daemon, string, error) {
 	rbd, _ := filepath.Abs(filepath.Join(e.o.bin, "rollbridged"))
 	allocs := filepath.Join(dir, "allocs.sock")
 	started := time.Now()
-	cmd, err := e.startOn(name, []string{"ROLLBRIDGE_ALLOCSTATS_SOCKET=" + allocs}, s.cpus, rbd, "-c", cfg)
+	cmd, err := e.startOn(name, append([]string{"ROLLBRIDGE_ALLOCSTATS_SOCKET=" + allocs}, s.env...), s.cpus, rbd, "-c", cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -226,8 +227,8 @@ func (e *env) appsToLoadCPU(ctx context.Context, d *daemon) error {
 
 // startProxyDaemon starts a daemon with one release for a proxy
 // measurement: on cpus, its app moved to the load CPU.
-func (e *env) startProxyDaemon(ctx context.Context, name string, top string, cpus []int) (*daemon, string, error) {
-	d, url, err := e.startDaemonSpec(daemonSpec{name: name, top: top, webExtra: "{}", extra: "[]", retention: 2, cpus: cpus})
+func (e *env) startProxyDaemon(ctx context.Context, name string, top string, cpus []int, env ...string) (*daemon, string, error) {
+	d, url, err := e.startDaemonSpec(daemonSpec{name: name, top: top, webExtra: "{}", extra: "[]", retention: 2, cpus: cpus, env: env})
 	if err != nil {
 		return nil, "", err
 	}

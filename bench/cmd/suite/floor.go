@@ -20,6 +20,9 @@ var floorModes = []struct{ mode, name string }{
 	{"loop-scan", "floor: one thread, epoll, heads checked and rewritten in place"},
 }
 
+// floorLoopName is the row of rollbridged on its event loop.
+const floorLoopName = "rollbridged, event loop (ROLLBRIDGE_EXPERIMENTAL_LOOP=1)"
+
 // floorCompare is the floor section: rollbridged and nginx beside the
 // bare Go forwarders of bench/floor, each pinned to the proxy's CPU,
 // GET 100 B c64 keep-alive, interleaved. It answers how far below
@@ -31,9 +34,17 @@ func floorCompare(ctx context.Context, e *env) (*CompareReport, error) {
 		return nil, fmt.Errorf("%s is missing (make bench builds it): %w", bin, err)
 	}
 	defer e.pinLoad()()
+	// rollbridged with the experimental event loop (issue #17), a daemon
+	// of its own, stopped with the section.
+	lp, lpURL, err := e.startProxyDaemon(ctx, "rb-loop", "{}", e.proxyCPUs(), "ROLLBRIDGE_EXPERIMENTAL_LOOP=1")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = lp.cmd.Process.Signal(syscall.SIGTERM) }()
 	ts := []target{
 		{"nginx, 1 worker", e.ngURL, func() int { return e.nginx.Process.Pid }, ""},
 		{"rollbridged", e.prbURL, func() int { return e.prb.cmd.Process.Pid }, e.prb.allocs},
+		{floorLoopName, lpURL, func() int { return lp.cmd.Process.Pid }, lp.allocs},
 	}
 	var procs []*exec.Cmd
 	defer func() {
@@ -70,7 +81,7 @@ func (c *CompareReport) floorTable() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## The floor: bare Go forwarders beside rollbridged and nginx (%s, each pinned to the proxy's CPU; %d interleaved runs, median [min–max])\n\n",
 		c.Scenario, len(c.Targets[c.Order[0]].Runs))
-	b.WriteString("| proxy | req/s | CPU µs/req | user µs/req | system µs/req | CPU × nginx | failures |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| proxy | req/s | CPU µs/req | user µs/req | system µs/req | CPU × nginx | allocated B/req | failures |\n|---|---|---|---|---|---|---|---|\n")
 	ng := c.Targets[c.Order[0]]
 	for _, name := range c.Order {
 		t := c.Targets[name]
@@ -89,8 +100,13 @@ func (c *CompareReport) floorTable() string {
 			}
 		}
 		rlo, rm, rhi := stats(ratios)
-		fmt.Fprintf(&b, "| %s | %.0f [%.0f–%.0f] | %.1f [%.1f–%.1f] | %.1f | %.1f | %.2f [%.2f–%.2f] | %d |\n",
-			name, m, lo, hi, cm, clo, chi, user, system, rm, rlo, rhi, t.failures())
+		alloc := "–" // only rollbridged counts its allocations
+		if len(t.AllocBytesPerReq) > 0 {
+			_, ab, _ := stats(t.AllocBytesPerReq)
+			alloc = fmt.Sprintf("%.0f", ab)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f [%.0f–%.0f] | %.1f [%.1f–%.1f] | %.1f | %.1f | %.2f [%.2f–%.2f] | %s | %d |\n",
+			name, m, lo, hi, cm, clo, chi, user, system, rm, rlo, rhi, alloc, t.failures())
 	}
 	return b.String()
 }
