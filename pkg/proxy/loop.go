@@ -253,7 +253,7 @@ func (l *Loop) drainWake() {
 			continue
 		}
 		l.clients++
-		l.readClient(c)
+		l.readClient(c, false)
 	}
 }
 
@@ -296,7 +296,7 @@ func (l *Loop) accept() {
 			continue
 		}
 		l.clients++
-		l.readClient(c)
+		l.readClient(c, false)
 	}
 }
 
@@ -354,7 +354,7 @@ func (l *Loop) event(c *lconn, ev uint32) {
 			l.appWritable(c)
 		}
 		if l.conns[c.fd] == c && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			l.readApp(c)
+			l.readApp(c, ev&hupEvents != 0)
 		}
 		return
 	}
@@ -362,15 +362,22 @@ func (l *Loop) event(c *lconn, ev uint32) {
 		l.flushClient(c)
 	}
 	if l.conns[c.fd] == c && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		l.readClient(c)
+		l.readClient(c, ev&hupEvents != 0)
 	}
 }
 
-// readClient reads what the client sent (edge-triggered: until EAGAIN, or
-// until in is full) and serves what it can.
-func (l *Loop) readClient(c *lconn) {
+// hupEvents is the events after which a socket is read to its end: a short
+// read says nothing then, and no new edge would come for the end.
+const hupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+
+// readClient reads what the client sent and serves what it can.
+// Edge-triggered: it reads until EAGAIN, a short read (the socket was
+// empty then; more bytes make a new edge, so the read that would say
+// EAGAIN is saved, as nginx does) unless hup, or a full in.
+func (l *Loop) readClient(c *lconn, hup bool) {
 	for len(c.in) < loopMaxHead {
-		n, err := unix.Read(c.fd, l.rbuf[:min(len(l.rbuf), loopMaxHead-len(c.in))])
+		want := min(len(l.rbuf), loopMaxHead-len(c.in))
+		n, err := unix.Read(c.fd, l.rbuf[:want])
 		if err == unix.EINTR {
 			continue
 		}
@@ -385,6 +392,9 @@ func (l *Loop) readClient(c *lconn) {
 			c.since = time.Now() // the head timeout runs from its first byte
 		}
 		c.in = append(c.in, l.rbuf[:n]...)
+		if n < want && !hup {
+			break
+		}
 	}
 	c.readStop = len(c.in) >= loopMaxHead
 	l.serve(c)
@@ -559,7 +569,7 @@ func (l *Loop) appWritable(u *lconn) {
 }
 
 // readApp reads the app's answer and passes it on once it is whole.
-func (l *Loop) readApp(u *lconn) {
+func (l *Loop) readApp(u *lconn, hup bool) {
 	for {
 		n, err := unix.Read(u.fd, l.rbuf)
 		if err == unix.EINTR {
@@ -577,8 +587,8 @@ func (l *Loop) readApp(u *lconn) {
 			return
 		}
 		u.ans = append(u.ans, l.rbuf[:n]...)
-		if len(u.ans) > loopMaxHead+loopMaxBody {
-			break
+		if len(u.ans) > loopMaxHead+loopMaxBody || n < len(l.rbuf) && !hup {
+			break // full, or a short read (see readClient)
 		}
 	}
 	if u.client != nil {
@@ -694,7 +704,7 @@ func (l *Loop) flushClient(c *lconn) {
 	}
 	c.state, c.since = stIdle, time.Now()
 	if c.readStop {
-		l.readClient(c) // it stopped at a full buffer: no edge will come for the rest
+		l.readClient(c, false) // it stopped at a full buffer: no edge will come for the rest
 		return
 	}
 	l.serve(c)
