@@ -44,6 +44,9 @@ For measurements (docs/performance.md), off unless set:
 ROLLBRIDGE_CPUPROFILE=FILE writes a CPU profile of the whole run, and
 ROLLBRIDGE_ALLOCSTATS_SOCKET=PATH answers each connection to a new Unix
 socket (mode 0600) with the heap allocation counters as one JSON line.
+ROLLBRIDGE_EXPERIMENTAL_LOOP=1 serves plain GETs on an event loop (one
+thread, epoll) and everything else as always; off by default (see
+docs/performance.md, "The event loop").
 
 Options:
   -c, --config PATH      config file (default: rollbridge.jsonnet in the working directory)
