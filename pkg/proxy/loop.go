@@ -788,6 +788,10 @@ func (l *Loop) sweep(now time.Time) {
 			case len(c.in) > 0 && now.Sub(c.since) > loopHead:
 				l.handOff(c, nil) // net/http answers or times it out
 			}
+		case stWriting:
+			if now.Sub(c.since) > loopIdle {
+				l.closeConn(c) // a client that does not read its answer
+			}
 		case stWaiting:
 			if c.backend != nil && c.backend.kill.Err() != nil {
 				l.closeConn(c.up) // the release was stopped under it: route it again
