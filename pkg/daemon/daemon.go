@@ -599,12 +599,18 @@ func (d *daemon) stopServing(cfg *config.Config, park bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.DrainTimeout())
 	if d.loop != nil {
 		// The loop gives every connection to the net/http path at its
-		// request boundary; from there they end (or are parked) as all do.
+		// request boundary (a request waiting for its answer at once,
+		// with the answer pending); from there they end, or are parked,
+		// as all do. A client that will not take its answer is cut off
+		// when the grace period ends, as http.Server.Close cuts net/http's.
 		d.loop.Stop()
 		select {
 		case <-d.loop.Done():
 		case <-ctx.Done():
+			d.loop.Close()
+			<-d.loop.Done()
 		}
+		d.loop.WaitHandedOff(ctx) // accepted, so Stop parks or serves them
 	}
 	parked, err := d.clients.Stop(ctx, park) // waits for in-flight HTTP, not for hijacked WebSockets
 	cancel()

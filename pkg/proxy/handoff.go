@@ -27,38 +27,63 @@ import (
 // answered from the app connection the loop used, with the answer bytes
 // the loop read in front of it (servePending), and is not sent again.
 
-// handoffListener yields the connections the loop gives up.
+// handoffListener yields the connections the loop gives up. Its queue
+// has no bound: the loop never waits on net/http, and never drops a
+// connection holding a request because net/http is slow to accept.
 type handoffListener struct {
 	addr   net.Addr
-	conns  chan net.Conn
-	once   sync.Once
+	mu     sync.Mutex
+	queue  []*handedConn
+	ready  chan struct{} // a token while queue may be non-empty
 	closed chan struct{}
+	once   sync.Once
 }
 
 func newHandoffListener(addr net.Addr) *handoffListener {
-	return &handoffListener{addr: addr, conns: make(chan net.Conn, 1024), closed: make(chan struct{})}
+	return &handoffListener{addr: addr, ready: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
 func (l *handoffListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
+	for {
+		l.mu.Lock()
+		if len(l.queue) > 0 {
+			c := l.queue[0]
+			l.queue[0] = nil
+			l.queue = l.queue[1:]
+			if len(l.queue) > 0 {
+				l.signal()
+			}
+			l.mu.Unlock()
+			return c, nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.ready:
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
 	}
 }
 
-// Close stops Accept; connections given and not accepted are closed.
+func (l *handoffListener) signal() {
+	select {
+	case l.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops Accept; connections given and not accepted are closed, and
+// an answer pending on one is released.
 func (l *handoffListener) Close() error {
 	l.once.Do(func() {
+		l.mu.Lock()
 		close(l.closed)
-		for {
-			select {
-			case c := <-l.conns:
-				_ = c.Close()
-			default:
-				return
-			}
+		queue := l.queue
+		l.queue = nil
+		l.mu.Unlock()
+		for _, c := range queue {
+			c.release()
+			_ = c.Close()
 		}
 	})
 	return nil
@@ -66,20 +91,25 @@ func (l *handoffListener) Close() error {
 
 func (l *handoffListener) Addr() net.Addr { return l.addr }
 
-// give queues c for Accept without waiting; false (c not taken) once
-// closed or when the queue is full.
-func (l *handoffListener) give(c net.Conn) bool {
+// give queues c for Accept; false (c not taken) once closed.
+func (l *handoffListener) give(c *handedConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	select {
 	case <-l.closed:
 		return false
 	default:
 	}
-	select {
-	case l.conns <- c:
-		return true
-	default:
-		return false
-	}
+	l.queue = append(l.queue, c)
+	l.signal()
+	return true
+}
+
+// queued is how many given connections wait for Accept.
+func (l *handoffListener) queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue)
 }
 
 // handedConn is a client connection the loop gave up: Read returns held,
@@ -99,6 +129,21 @@ func (c *handedConn) Read(p []byte) (int, error) {
 	return c.TCPConn.Read(p)
 }
 
+// release ends an answer still pending on c, unused: its app connection
+// closes and its count ends.
+func (c *handedConn) release() {
+	if pa := c.pending.Swap(nil); pa != nil {
+		pa.release()
+	}
+}
+
+func (pa *pendingAnswer) release() {
+	if pa.conn != nil {
+		_ = pa.conn.Close()
+	}
+	pa.backend.done(pa.n)
+}
+
 // holding reports bytes not yet read by net/http: such a connection is
 // not at a request boundary that can be parked (clientConn.Read).
 func (c *handedConn) holding() bool { return len(c.held) > 0 }
@@ -113,6 +158,14 @@ type pendingAnswer struct {
 	conn    net.Conn
 	head    []byte
 	timeout time.Duration // what is left of the app's time to answer (0: no limit)
+	// failed, when set, is why the app connection ended before any byte
+	// of an answer (conn and head are empty): the net/http path treats
+	// it as its own failed send, with the crash hold's rules. since is
+	// the routing epoch when the loop sent the request, retried that
+	// the loop sent it twice, unsent that no byte of it reached the app.
+	failed          error
+	since           *epoch
+	retried, unsent bool
 }
 
 // takePending returns the pending answer of r's connection and clears it:
@@ -133,6 +186,20 @@ func takePending(r *http.Request) *pendingAnswer {
 func (p *Proxy) servePending(w http.ResponseWriter, r *http.Request, pa *pendingAnswer) {
 	b := pa.backend
 	defer b.done(pa.n)
+	if pa.failed != nil {
+		// As send after sendPooled failed: the crash hold may wait for the
+		// app and send the request once more, or the error is answered.
+		h := w.Header()
+		var err error = &unservedError{err: pa.failed, unsent: pa.unsent}
+		var res *http.Response
+		if pa.since != nil {
+			res, err = p.recoverUnserved(b, r, pa.since, err, pa.retried, func(nb *Backend, pc *pconn) (*http.Response, error) {
+				return nb.fast.Load().resend(pc, r, headForward, false, h)
+			})
+		}
+		b.answer(w, r, h, res, err)
+		return
+	}
 	var src io.Reader = bytes.NewReader(pa.head)
 	if pa.conn != nil {
 		src = io.MultiReader(src, pa.conn)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -47,9 +48,13 @@ type Loop struct {
 	// connections it gave the net/http path.
 	served, handed atomic.Uint64
 	// back holds the descriptors of connections the net/http path gives
-	// back (take) until the loop adds them.
-	backMu sync.Mutex
-	back   []int
+	// back (take) until the loop adds them. backMu also guards the wake
+	// pipe's life (fdsClosed).
+	backMu    sync.Mutex
+	back      []int
+	fdsClosed bool
+	// closing is Close: end every connection now.
+	closing atomic.Bool
 
 	// Owned by the loop's thread.
 	conns   map[int]*lconn
@@ -62,6 +67,10 @@ type Loop struct {
 	date    []byte
 	dateSec int64
 	swept   time.Time
+	// acceptPaused: the listener is out of the epoll set until
+	// acceptAgain, after accept failed for want of descriptors.
+	acceptPaused bool
+	acceptAgain  time.Time
 }
 
 // Limits of what the loop holds for one connection; beyond them it hands
@@ -92,6 +101,8 @@ type lconn struct {
 	minor    int
 	closing  bool // the connection ends after this answer
 	reused   bool // up came from the pool
+	retried  bool // the request was sent a second time (after a pooled connection failed)
+	epoch    *epoch
 	readStop bool // reading paused: in is full
 
 	// An app connection's.
@@ -99,6 +110,7 @@ type lconn struct {
 	b          *Backend
 	ans        []byte // answer bytes read
 	send       []byte // head bytes not yet written
+	wrote      bool   // some of the head was written
 	connecting bool
 }
 
@@ -127,6 +139,7 @@ func (p *Proxy) NewLoop(ln net.Listener, accepted func()) (*Loop, error) {
 	if err := rc.Control(func(fd uintptr) { l.lfd = int(fd) }); err != nil {
 		return nil, err
 	}
+	p.loops.Store(true)
 	if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, err
 	}
@@ -147,10 +160,22 @@ func (p *Proxy) NewLoop(ln net.Listener, accepted func()) (*Loop, error) {
 // server.
 func (l *Loop) Listener() net.Listener { return l.handoff }
 
+// closeFDs closes the loop's own descriptors. The wake pipe closes under
+// backMu, so Stop and take never write to a number reused since.
 func (l *Loop) closeFDs() {
 	unix.Close(l.ep)
+	l.backMu.Lock()
+	l.fdsClosed = true
 	unix.Close(l.wake[0])
 	unix.Close(l.wake[1])
+	l.backMu.Unlock()
+}
+
+// poke wakes the loop; the caller holds backMu.
+func (l *Loop) poke() {
+	if !l.fdsClosed {
+		_, _ = unix.Write(l.wake[1], []byte{0})
+	}
 }
 
 // Stop makes the loop take no new connection and give every one it has to
@@ -158,10 +183,29 @@ func (l *Loop) closeFDs() {
 // is left. Wait on Done.
 func (l *Loop) Stop() {
 	l.backMu.Lock() // take sees stopping, or its fd is in back for the loop to hand off
-	swapped := l.stopping.CompareAndSwap(false, true)
-	l.backMu.Unlock()
-	if swapped {
-		_, _ = unix.Write(l.wake[1], []byte{0})
+	defer l.backMu.Unlock()
+	if l.stopping.CompareAndSwap(false, true) {
+		l.poke()
+	}
+}
+
+// Close ends the loop at once: every connection it holds is closed, the
+// requests in them cut off (what http.Server.Close does to its own). For
+// a stop whose grace period ran out; Stop first.
+func (l *Loop) Close() {
+	l.backMu.Lock()
+	defer l.backMu.Unlock()
+	l.stopping.Store(true)
+	l.closing.Store(true)
+	l.poke()
+}
+
+// WaitHandedOff waits until net/http accepted every connection the loop
+// handed off (or ctx ends): a stop must not close the hand-off listener
+// over connections that would have been parked or served.
+func (l *Loop) WaitHandedOff(ctx context.Context) {
+	for l.handoff.queued() > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -179,8 +223,6 @@ func (l *Loop) Run() error {
 	defer close(l.done)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	l.p.loops.Add(1)
-	defer l.p.loops.Add(-1)
 	defer l.closeFDs()
 	evs := make([]unix.EpollEvent, 256)
 	l.swept = time.Now()
@@ -209,6 +251,13 @@ func (l *Loop) Run() error {
 				}
 			}
 		}
+		if l.closing.Load() {
+			l.closeAll()
+			return nil
+		}
+		if l.acceptPaused && time.Now().After(l.acceptAgain) {
+			l.resumeAccept()
+		}
 		if now := time.Now(); now.Sub(l.swept) >= time.Second || l.stopping.Load() {
 			if l.stopping.Load() {
 				l.drainWake() // connections given back before the stop are handed off below
@@ -234,7 +283,9 @@ func (l *Loop) drainWake() {
 		}
 	}
 	if l.stopping.Load() && l.lfd >= 0 {
-		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.lfd, nil)
+		if !l.acceptPaused {
+			_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.lfd, nil)
+		}
 		l.lfd = -1
 	}
 	l.backMu.Lock()
@@ -266,9 +317,39 @@ func (l *Loop) take(fd int) bool {
 		return false
 	}
 	l.back = append(l.back, fd)
+	l.poke()
 	l.backMu.Unlock()
-	_, _ = unix.Write(l.wake[1], []byte{0})
 	return true
+}
+
+// resumeAccept puts the listener back after a pause.
+func (l *Loop) resumeAccept() {
+	l.acceptPaused = false
+	if l.lfd >= 0 && !l.stopping.Load() {
+		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, l.lfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.lfd)})
+		l.accept()
+	}
+}
+
+// closeAll closes every connection the loop holds, ending their counts,
+// and the descriptors given back and not yet taken in.
+func (l *Loop) closeAll() {
+	for _, c := range l.conns {
+		if !c.app {
+			if u := c.up; u != nil {
+				l.closeConn(u)
+			}
+			l.release(c)
+		}
+		l.closeConn(c)
+	}
+	l.backMu.Lock()
+	back := l.back
+	l.back = nil
+	l.backMu.Unlock()
+	for _, fd := range back {
+		unix.Close(fd)
+	}
 }
 
 // accept takes every pending connection.
@@ -276,13 +357,16 @@ func (l *Loop) accept() {
 	for {
 		fd, sa, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
-			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
-				// EMFILE and the like leave the connection queued and the
-				// listener ready: back off instead of spinning.
-				time.Sleep(10 * time.Millisecond)
-			}
-			if err == unix.EINTR || err == unix.ECONNABORTED {
+			switch err {
+			case unix.EINTR, unix.ECONNABORTED:
 				continue
+			case unix.EAGAIN:
+			default:
+				// EMFILE and the like leave the connection queued and the
+				// listener ready: take it out of the set for a while
+				// rather than spin, or sleep on the loop's thread.
+				_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.lfd, nil)
+				l.acceptPaused, l.acceptAgain = true, time.Now().Add(10*time.Millisecond)
 			}
 			return
 		}
@@ -443,15 +527,37 @@ func (l *Loop) serve(c *lconn) {
 		l.handOff(c, nil)
 		return
 	}
-	c.backend, c.n = b, n
+	c.backend, c.n, c.epoch, c.retried = b, n, l.p.epoch.Load(), false
 	c.headLen, c.minor, c.closing = l.rh.Len, l.rh.Minor, l.rh.Close
-	u, reused, err := l.appConn(b)
-	if err != nil {
+	l.send(c)
+}
+
+// send sends c's request (the head at the start of c.in) to its backend,
+// on a pooled or new app connection.
+func (l *Loop) send(c *lconn) {
+	b := c.backend
+	if h1.ScanRequest(c.in, loopMaxHead, &l.rh) != h1.Fast {
+		// Cannot happen: c.in is cut only after the answer. Should it,
+		// the net/http path reads the request anew.
 		l.release(c)
-		l.handOff(c, nil) // the net/http path retries, holds or answers 502
+		l.handOff(c, nil)
 		return
 	}
-	c.up, c.reused, u.client = u, reused, c
+	u, reused, err := l.appConn(b)
+	if err != nil {
+		if !c.retried {
+			l.release(c)
+			l.handOff(c, nil) // never sent: the net/http path sends, holds or answers 502
+			return
+		}
+		// The second try found no connection: the net/http path's own
+		// failed second send.
+		pa := &pendingAnswer{backend: b, n: c.n, failed: err, since: c.epoch, retried: true, unsent: true}
+		c.backend, c.n, c.state = nil, nil, stIdle
+		l.handOff(c, pa)
+		return
+	}
+	c.up, c.reused, u.client, u.wrote = u, reused, c, false
 	c.state, c.since = stWaiting, time.Now()
 	u.send = appendAppHead(u.send[:0], c.in, &l.rh, c.ip)
 	l.appWritable(u)
@@ -564,6 +670,7 @@ func (l *Loop) appWritable(u *lconn) {
 			l.appFailed(u)
 			return
 		}
+		u.wrote = true
 		u.send = u.send[:copy(u.send, u.send[n:])]
 	}
 }
@@ -596,26 +703,39 @@ func (l *Loop) readApp(u *lconn, hup bool) {
 	}
 }
 
-// appFailed ends an app connection that broke or closed. A request that
-// got no byte of answer goes to the net/http path, which sends it again
-// (a GET), holds it while the app restarts, or answers 502; one cut off
-// in its answer gets the net/http path's answer to that (502).
+// appFailed ends an app connection that broke or closed. As the net/http
+// path's transport (sendPooled): a pooled connection that failed before
+// any byte of the answer is tried once more on a new one (the app closed
+// it as the request went out); any other failure before the answer goes
+// to the net/http path as its own failed send (the crash hold's rules:
+// it may wait for the app and send once more, or answer 502); one cut
+// off in its answer gets the net/http path's answer to that (502).
 func (l *Loop) appFailed(u *lconn) {
 	c := u.client
 	if c == nil {
 		l.dropIdle(u)
 		return
 	}
-	l.forget(u)
-	if len(u.ans) == 0 {
-		unix.Close(u.fd)
-		c.up = nil
-		l.release(c)
-		c.state = stIdle
-		l.handOff(c, nil)
+	if len(u.ans) > 0 {
+		l.handOffPending(c, u, true)
 		return
 	}
-	l.handOffPending(c, u, true)
+	err := errors.New("the app closed the connection without answering")
+	if e, gerr := unix.GetsockoptInt(u.fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && e != 0 {
+		err = unix.Errno(e)
+	}
+	unsent := !u.wrote
+	l.closeConn(u)
+	c.up = nil
+	if c.reused && !c.retried {
+		c.retried = true
+		l.send(c)
+		return
+	}
+	pa := &pendingAnswer{backend: c.backend, n: c.n, failed: err, since: c.epoch, retried: c.retried, unsent: unsent}
+	c.backend, c.n = nil, nil // the pending answer holds the count now
+	c.state = stIdle
+	l.handOff(c, pa)
 }
 
 // dropIdle closes a pooled app connection and takes it out of the pool.
@@ -661,8 +781,8 @@ func (l *Loop) answer(c *lconn, u *lconn) {
 	c.out = append(c.out, body...)
 	// The app connection goes back to the pool unless it said it closes,
 	// sent more than the answer, or its backend is no longer routed to.
-	keep := !h.Close && len(u.ans) == end && !l.stopping.Load() && l.p.route.Load().routes(u.b)
-	u.ans, u.client, c.up = u.ans[:0], nil, nil
+	keep := !h.Close && len(u.ans) == end && len(u.send) == 0 && !u.connecting && !l.stopping.Load() && l.p.route.Load().routes(u.b)
+	u.ans, u.client, c.up = trimBuf(u.ans), nil, nil
 	if keep {
 		u.since = time.Now()
 		l.idle[u.b] = append(l.idle[u.b], u)
@@ -692,6 +812,7 @@ func (l *Loop) flushClient(c *lconn) {
 		}
 		c.out = c.out[:copy(c.out, c.out[n:])]
 	}
+	c.out = trimBuf(c.out)
 	if c.state != stWriting {
 		return
 	}
@@ -708,6 +829,15 @@ func (l *Loop) flushClient(c *lconn) {
 		return
 	}
 	l.serve(c)
+}
+
+// trimBuf empties b for reuse, or drops it when a large answer grew it:
+// an idle connection keeps no more than a small buffer.
+func trimBuf(b []byte) []byte {
+	if cap(b) > 16<<10 {
+		return nil
+	}
+	return b[:0]
 }
 
 // handOffPending gives c to the net/http path with u's answer pending.
@@ -746,14 +876,12 @@ func (l *Loop) handOff(c *lconn, pa *pendingAnswer) {
 				return
 			}
 			l.handed.Add(^uint64(0))
+			pa = hc.pending.Swap(nil)
 		}
 		_ = conn.Close()
 	}
 	if pa != nil { // nobody will answer it
-		if pa.conn != nil {
-			_ = pa.conn.Close()
-		}
-		pa.backend.done(pa.n)
+		pa.release()
 	}
 }
 
@@ -793,6 +921,12 @@ func (l *Loop) sweep(now time.Time) {
 				l.closeConn(c) // a client that does not read its answer
 			}
 		case stWaiting:
+			if stopping && c.up != nil && !c.up.connecting && len(c.up.send) == 0 {
+				// The net/http path waits for its answer as for its own, and
+				// the stop waits for that path.
+				l.handOffPending(c, c.up, false)
+				continue
+			}
 			if c.backend != nil && c.backend.kill.Err() != nil {
 				l.closeConn(c.up) // the release was stopped under it: route it again
 				c.up = nil

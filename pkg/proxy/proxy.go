@@ -149,9 +149,10 @@ type Proxy struct {
 
 	host hostHealth // the load balancer's health answer (hostHealth.go)
 
-	// loops counts the event loops running (loop.go): only then can a
-	// request arrive with an answer pending from one (handoff.go).
-	loops atomic.Int32
+	// loops says an event loop was made for the proxy (loop.go): from
+	// then on, for good, a request may arrive with an answer pending from
+	// one (handoff.go), even after the loop ended.
+	loops atomic.Bool
 }
 
 // New returns a Proxy with no active backend: until Swap gives it one, it
@@ -295,7 +296,7 @@ func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
 // holds (see Hold). While paused or in maintenance (mode.go), the mode
 // decides first.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.loops.Load() > 0 {
+	if p.loops.Load() {
 		if pa := takePending(r); pa != nil {
 			p.servePending(w, r, pa) // routed and sent by the event loop already
 			return

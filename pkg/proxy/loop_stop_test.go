@@ -1,0 +1,301 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests come from a hostile review of the event loop; each failed
+// before the fix its comment names.
+
+type rvFrontT struct {
+	lp   *Loop
+	addr string
+	cc   *ClientConns
+	srv  *http.Server
+	ran  chan error
+}
+
+// rvFront is loopFront with its parts exposed and no automatic stop
+// assertions, so a test can drive the daemon's stop order itself.
+func rvFront(t testing.TB, p *Proxy, store FDStore) *rvFrontT {
+	t.Helper()
+	if runtime.GOMAXPROCS(0) < 2 {
+		prev := runtime.GOMAXPROCS(2)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, err := p.NewLoop(ln, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := NewClientConns(store)
+	cc.ReturnTo(lp)
+	srv := &http.Server{Handler: p, ConnState: cc.ConnState, ConnContext: cc.ConnContext}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(cc.Listener(lp.Listener()))
+	}()
+	f := &rvFrontT{lp: lp, addr: ln.Addr().String(), cc: cc, srv: srv, ran: make(chan error, 1)}
+	go func() { f.ran <- lp.Run() }()
+	t.Cleanup(func() {
+		lp.Stop()
+		select {
+		case <-lp.Done():
+		case <-time.After(10 * time.Second):
+			t.Error("cleanup: the loop did not stop")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, _ = cc.Stop(ctx, false)
+		_ = srv.Close()
+		<-served
+		_ = ln.Close()
+		p.Close()
+	})
+	return f
+}
+
+// A request waiting for its answer when the loop stops goes to the
+// net/http path with the answer pending, and is answered from it: never
+// sent to the app a second time, and its count ends. (Before: ServeHTTP
+// looked for pending answers only while a loop ran, so the GET went to
+// the app twice and Backend.http stayed at 1.)
+func TestLoopPendingAtStop(t *testing.T) {
+	dups, leaks := 0, 0
+	const rounds = 20
+	for i := 0; i < rounds; i++ {
+		var hits atomic.Int32
+		started := make(chan struct{}, 4)
+		release := make(chan struct{})
+		p := New(Options{})
+		_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			started <- struct{}{}
+			<-release
+			_, _ = io.WriteString(w, "part one ")
+			w.(http.Flusher).Flush() // chunked: the loop hands it over pending
+			_, _ = io.WriteString(w, "part two")
+		})
+		b := activate(p, "v1", app)
+		f := rvFront(t, p, nil)
+		c, br := dialFront(t, f.addr)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+		<-started
+		f.lp.Stop()
+		close(release)
+		head, err := readHeadLines(br)
+		if err != nil {
+			t.Fatalf("round %d: %q %v", i, head, err)
+		}
+		_, _ = readChunked(br)
+		time.Sleep(100 * time.Millisecond)
+		if hits.Load() > 1 {
+			dups++
+		}
+		if h, _ := b.Connections(); h != 0 {
+			leaks++
+		}
+	}
+	if dups > 0 || leaks > 0 {
+		t.Errorf("of %d rounds: %d sent the GET twice, %d left Backend.http above 0", rounds, dups, leaks)
+	}
+}
+
+// A client that does not read its answers keeps the loop running after
+// Stop (its answer is half written), but Close, which the daemon calls when
+// the grace period ends, ends it at once. (Before: nothing did, and the
+// daemon's stop hung.)
+func TestLoopCloseCutsANonReader(t *testing.T) {
+	p := New(Options{})
+	body := strings.Repeat("x", 200<<10)
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = io.WriteString(w, body)
+	})
+	activate(p, "v1", app)
+	f := rvFront(t, p, nil)
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, strings.Repeat("GET / HTTP/1.1\r\nHost: a\r\n\r\n", 40))
+	time.Sleep(500 * time.Millisecond)
+	f.lp.Stop()
+	select {
+	case <-f.lp.Done():
+		t.Fatal("the loop ended with an answer half written: the test did not make a client that does not read")
+	case <-time.After(time.Second):
+	}
+	f.lp.Close()
+	select {
+	case <-f.lp.Done():
+	case <-time.After(5 * time.Second):
+		t.Errorf("the loop has not returned 5s after Close (served %d)", f.lp.served.Load())
+	}
+}
+
+// At a restart, the idle connections the loop hands off are all parked,
+// none closed: the daemon waits for net/http to accept them
+// (WaitHandedOff) before ClientConns.Stop closes the hand-off listener.
+func TestLoopStopParksEveryIdleConnection(t *testing.T) {
+	store := newFDStore(t)
+	p := New(Options{})
+	_, app := upstream(t, "v1", nil)
+	activate(p, "v1", app)
+	f := rvFront(t, p, store)
+	const n = 400
+	for range n { // each stays open (dialFront closes it at cleanup)
+		c, br := dialFront(t, f.addr)
+		if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "v1" {
+			t.Fatal(got[0])
+		}
+	}
+	// The daemon's stopServing, park = true.
+	f.lp.Stop()
+	<-f.lp.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f.lp.WaitHandedOff(ctx)
+	parked, err := f.cc.Stop(ctx, true)
+	if parked != n {
+		t.Errorf("parked %d of %d idle connections (%v); the rest were closed", parked, n, err)
+	}
+}
+
+// A GET the app closes on without answering reaches the app no more
+// often through the loop than through the net/http path alone: the
+// loop's failed send counts as the net/http path's own. (Before: the
+// net/http path sent it again as a new request.)
+func TestLoopResendCount(t *testing.T) {
+	count := func(front string, hits *atomic.Int32) int32 {
+		hits.Store(0)
+		c, err := net.Dial("tcp", front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "GET /boom HTTP/1.1\r\nHost: a\r\n\r\n")
+		h, err := readWireHead(bufio.NewReader(c))
+		t.Logf("answer %q %v", h.line, err)
+		time.Sleep(200 * time.Millisecond)
+		return hits.Load()
+	}
+	var hits atomic.Int32
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" {
+			hits.Add(1)
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close() // no byte of an answer
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	plain, url, _ := newProxy(t)
+	activate(plain, "v1", app)
+	viaHTTP := count(strings.TrimPrefix(url, "http://"), &hits)
+
+	p := New(Options{})
+	activate(p, "v1", app)
+	f := rvFront(t, p, nil)
+	viaLoop := count(f.addr, &hits) // on a new app connection, as net/http's was
+	if viaHTTP != 1 || viaLoop > viaHTTP {
+		t.Errorf("the app saw GET /boom %d times through the loop, %d through net/http alone", viaLoop, viaHTTP)
+	}
+}
+
+// 4b. Both pools warm: the net/http path retries a reused connection once
+// (2 sends); through the loop, the loop's send is one more.
+// The same on a pooled app connection, where one retry on a new
+// connection is allowed on both paths.
+func TestLoopResendCountPooled(t *testing.T) {
+	var hits atomic.Int32
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" {
+			hits.Add(1)
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	send := func(front, warm string) int32 {
+		c, br := dialFront(t, front)
+		exchange(t, c, br, warm, 1)
+		hits.Store(0)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "GET /boom HTTP/1.1\r\nHost: a\r\n\r\n")
+		h, err := readWireHead(br)
+		t.Logf("answer %q %v", h.line, err)
+		time.Sleep(200 * time.Millisecond)
+		return hits.Load()
+	}
+	plain, url, _ := newProxy(t)
+	activate(plain, "v1", app)
+	viaHTTP := send(strings.TrimPrefix(url, "http://"), "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n")
+	p := New(Options{})
+	activate(p, "v1", app)
+	f := rvFront(t, p, nil)
+	// a POST warms the net/http path's pool, the GET after it the loop's
+	c, br := dialFront(t, f.addr)
+	exchange(t, c, br, "POST /w HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 1)
+	viaLoop := send(f.addr, "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n")
+	t.Logf("GET /boom reached the app %d times via net/http alone, %d via the loop", viaHTTP, viaLoop)
+	if viaLoop > viaHTTP {
+		t.Errorf("loop sends more: %d > %d", viaLoop, viaHTTP)
+	}
+}
+
+// An idle connection keeps no large buffer after a large answer. (Before:
+// 200 idle connections that had one 250 KiB answer each held 50 MiB.)
+func TestLoopIdleConnectionsKeepNoLargeBuffers(t *testing.T) {
+	p := New(Options{})
+	body := strings.Repeat("x", 250<<10)
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = io.WriteString(w, body)
+	})
+	activate(p, "v1", app)
+	f := rvFront(t, p, nil)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse
+	}
+	before := heap()
+	const n = 200
+	for i := 0; i < n; i++ {
+		c, br := dialFront(t, f.addr)
+		exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+	}
+	time.Sleep(100 * time.Millisecond) // the loop trims after the last write
+	after := heap()
+	t.Logf("%d idle keep-alive connections after one 250 KiB answer each: heap in use +%d MiB (served %d)", n, (after-before)>>20, f.lp.served.Load())
+	if f.lp.served.Load() != n {
+		t.Fatalf("the loop served %d of %d", f.lp.served.Load(), n)
+	}
+	if grown := int64(after) - int64(before); grown > 16<<20 {
+		t.Errorf("heap grew by %d MiB: idle connections keep their answers' buffers", grown>>20)
+	}
+}
