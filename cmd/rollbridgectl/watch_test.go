@@ -172,3 +172,15 @@ func TestStatusWatchShowsTheCanary(t *testing.T) {
 		t.Errorf("frame without a canary mentions one:\n%s", frame)
 	}
 }
+
+func TestStatusWatchShowsTheEventLoop(t *testing.T) {
+	st := control.Status{Application: "shop", Proxy: control.ProxyInfo{EventLoop: &control.EventLoopInfo{Served: 1200, HandedOff: 7}}}
+	frame := strings.Join(renderFrame(&sample{at: time.Now(), status: st}, nil, time.Second), "\n")
+	if want := "event loop served 1200, handed off 7"; !strings.Contains(frame, want) {
+		t.Errorf("frame lacks %q:\n%s", want, frame)
+	}
+	st.Proxy.EventLoop = nil
+	if frame := strings.Join(renderFrame(&sample{at: time.Now(), status: st}, nil, time.Second), "\n"); strings.Contains(frame, "event loop") {
+		t.Errorf("frame without the event loop mentions it:\n%s", frame)
+	}
+}
