@@ -190,7 +190,18 @@ func TestSamePolicyOnEveryPath(t *testing.T) {
 	app := newHeadApp(t)
 	p, url, _ := newProxy(t)
 	activate(p, "v1", app.addr)
-	front := strings.TrimPrefix(url, "http://")
+	// Every path once through the net/http server and once through the
+	// event loop (loop.go), which writes a plain GET's head itself and
+	// hands every other request to the net/http server.
+	lp := New(Options{})
+	activate(lp, "v1", app.addr)
+	_, viaLoop := loopFront(t, lp)
+	for _, front := range []string{strings.TrimPrefix(url, "http://"), viaLoop} {
+		samePolicyOnEveryPath(t, app, front)
+	}
+}
+
+func samePolicyOnEveryPath(t *testing.T, app *headApp, front string) {
 
 	for _, tc := range []struct {
 		name   string
@@ -254,7 +265,7 @@ func TestSamePolicyOnEveryPath(t *testing.T) {
 				"X-Forwarded-Port: 8443", "X-Forwarded-Proto: http", "X-Lower-Case: v", "X-Multi: 1", "X-Multi: 2"},
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.name+" via "+front, func(t *testing.T) {
 			host := tc.host
 			if host == "" {
 				host = front
