@@ -99,7 +99,6 @@ type lconn struct {
 	n        *atomic.Int64
 	headLen  int
 	minor    int
-	closing  bool // the connection ends after this answer
 	reused   bool // up came from the pool
 	retried  bool // the request was sent a second time (after a pooled connection failed)
 	epoch    *epoch
@@ -518,8 +517,12 @@ func (l *Loop) serve(c *lconn) {
 		l.handOff(c, nil)
 		return
 	}
-	if string(l.rh.Method.Of(c.in)) != http.MethodGet || l.stopping.Load() {
-		l.handOff(c, nil) // only GET may be sent again should the app fail
+	if string(l.rh.Method.Of(c.in)) != http.MethodGet || l.rh.Close || l.stopping.Load() {
+		// Only GET may be sent again should the app fail; a connection
+		// that ends after its answer is closed by net/http, which waits
+		// for the client to see the answer before it closes (a close with
+		// bytes unread would send an RST that can destroy the answer).
+		l.handOff(c, nil)
 		return
 	}
 	b, n := l.p.loopRoute(l.rh.Target.Of(c.in))
@@ -528,7 +531,7 @@ func (l *Loop) serve(c *lconn) {
 		return
 	}
 	c.backend, c.n, c.epoch, c.retried = b, n, l.p.epoch.Load(), false
-	c.headLen, c.minor, c.closing = l.rh.Len, l.rh.Minor, l.rh.Close
+	c.headLen, c.minor = l.rh.Len, l.rh.Minor
 	l.send(c)
 }
 
@@ -770,7 +773,7 @@ func (l *Loop) answer(c *lconn, u *lconn) {
 		return // the body is not all here
 	}
 	body := u.ans[h.Len:end]
-	ca := clientAnswer{minor: c.minor, close: c.closing}
+	ca := clientAnswer{minor: c.minor} // a request that closes went to net/http (serve)
 	if h.Date < 0 {
 		ca.date = l.httpDate()
 	}
@@ -814,13 +817,6 @@ func (l *Loop) flushClient(c *lconn) {
 	}
 	c.out = trimBuf(c.out)
 	if c.state != stWriting {
-		return
-	}
-	if c.closing {
-		// As net/http: no more from this side, then close. (It also
-		// waits a little for the client to close first; the loop cannot.)
-		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
-		l.closeConn(c)
 		return
 	}
 	c.state, c.since = stIdle, time.Now()

@@ -157,11 +157,13 @@ func TestLoopSamePolicy(t *testing.T) {
 	p2 := New(Options{})
 	activate(p2, "v1", answers.addr)
 	lp2, viaLoop2 := loopFront(t, p2)
-	for _, req := range requests {
+	for i, req := range requests {
 		served := lp2.served.Load()
 		want, got := rawExchange(t, strings.TrimPrefix(url2, "http://"), req), rawExchange(t, viaLoop2, req)
-		if lp2.served.Load() != served+1 {
-			t.Fatalf("%q: the loop did not serve it (handed %d)", req, lp2.handed.Load())
+		// The loop serves the two that keep the connection; the two that
+		// close it go to net/http, which closes with care (serve).
+		if keeps := i == 0 || i == 2; (lp2.served.Load() == served+1) != keeps {
+			t.Fatalf("%q: served %d → %d (handed %d); the loop is to serve it: %v", req, served, lp2.served.Load(), lp2.handed.Load(), keeps)
 		}
 		comparePaths(t, req, want, got, wireHead{}, wireHead{})
 	}
