@@ -36,21 +36,26 @@ import "bytes"
 // the fuzz test checks the one direction that matters (Fast implies
 // ReadRequest agrees); a Slow verdict costs only speed.
 func ScanRequest(b []byte, maxHeaderBytes int, h *RequestHead) Verdict {
-	maxHeaderBytes = scanLimit(maxHeaderBytes)
+	end, v := findHead(b, maxHeaderBytes)
+	if v == Fast && !h.scan(b[:end]) {
+		return Slow
+	}
+	return v
+}
+
+// findHead finds the head at the start of b: its length and Fast, or
+// NeedMore while it may still end within the limit (maxHeaderBytes, at
+// most MaxScanHead), or Slow past it.
+func findHead(b []byte, maxHeaderBytes int) (int, Verdict) {
+	limit := scanLimit(maxHeaderBytes)
 	end := headEnd(b, 0)
-	if end == 0 {
-		if len(b) >= maxHeaderBytes {
-			return Slow
-		}
-		return NeedMore
+	switch {
+	case end == 0 && len(b) < limit:
+		return 0, NeedMore
+	case end == 0 || end > limit:
+		return 0, Slow
 	}
-	if end > maxHeaderBytes {
-		return Slow
-	}
-	if !h.scan(b[:end]) {
-		return Slow
-	}
-	return Fast
+	return end, Fast
 }
 
 // Verdict is ScanRequest's answer.

@@ -14,18 +14,11 @@ package h1
 // An answer to HEAD has no body whatever its Content-Length says; a loop
 // that sends HEAD must not frame the answer with this.
 func ScanResponse(b []byte, maxHeaderBytes int, h *ResponseHead) Verdict {
-	maxHeaderBytes = scanLimit(maxHeaderBytes)
-	end := headEnd(b, 0)
-	if end == 0 {
-		if len(b) >= maxHeaderBytes {
-			return Slow
-		}
-		return NeedMore
-	}
-	if end > maxHeaderBytes || !h.scan(b[:end]) {
+	end, v := findHead(b, maxHeaderBytes)
+	if v == Fast && !h.scan(b[:end]) {
 		return Slow
 	}
-	return Fast
+	return v
 }
 
 // ResponseHead is a Fast answer, its parts Spans of the scanned buffer.

@@ -453,6 +453,23 @@ func (l *Loop) event(c *lconn, ev uint32) {
 // read says nothing then, and no new edge would come for the end.
 const hupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
 
+// readSome reads once from fd into p: n bytes, 0 when there are none for
+// now (EAGAIN); gone at the end of the stream or an error.
+func readSome(fd int, p []byte) (n int, gone bool) {
+	for {
+		n, err := unix.Read(fd, p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, false
+		case err != nil || n == 0:
+			return 0, true
+		}
+		return n, false
+	}
+}
+
 // readClient reads what the client sent and serves what it can.
 // Edge-triggered: it reads until EAGAIN, a short read (the socket was
 // empty then; more bytes make a new edge, so the read that would say
@@ -460,16 +477,13 @@ const hupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
 func (l *Loop) readClient(c *lconn, hup bool) {
 	for len(c.in) < loopMaxHead {
 		want := min(len(l.rbuf), loopMaxHead-len(c.in))
-		n, err := unix.Read(c.fd, l.rbuf[:want])
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			break
-		}
-		if err != nil || n == 0 {
+		n, gone := readSome(c.fd, l.rbuf[:want])
+		if gone {
 			l.clientGone(c)
 			return
+		}
+		if n == 0 {
+			break
 		}
 		if len(c.in) == 0 && c.state == stIdle {
 			c.since = time.Now() // the head timeout runs from its first byte
@@ -681,16 +695,13 @@ func (l *Loop) appWritable(u *lconn) {
 // readApp reads the app's answer and passes it on once it is whole.
 func (l *Loop) readApp(u *lconn, hup bool) {
 	for {
-		n, err := unix.Read(u.fd, l.rbuf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			break
-		}
-		if err != nil || n == 0 {
+		n, gone := readSome(u.fd, l.rbuf)
+		if gone {
 			l.appFailed(u)
 			return
+		}
+		if n == 0 {
+			break
 		}
 		if u.client == nil {
 			l.dropIdle(u) // an idle connection is not to say anything

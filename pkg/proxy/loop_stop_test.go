@@ -18,7 +18,7 @@ import (
 // These tests come from a hostile review of the event loop; each failed
 // before the fix its comment names.
 
-type rvFrontT struct {
+type loopServerT struct {
 	lp   *Loop
 	addr string
 	cc   *ClientConns
@@ -26,12 +26,15 @@ type rvFrontT struct {
 	ran  chan error
 }
 
-// rvFront is loopFront with its parts exposed and no automatic stop
-// assertions, so a test can drive the daemon's stop order itself.
-func rvFront(t testing.TB, p *Proxy, store FDStore) *rvFrontT {
+// loopServer serves p through an event loop the way the daemon does: the
+// loop takes the listener, and the net/http server, through ClientConns
+// (parking in store, if any), the connections it gives up. At cleanup it
+// stops both in the daemon's order and checks that the loop ended well;
+// a test may stop them itself first.
+func loopServer(t testing.TB, p *Proxy, store FDStore) *loopServerT {
 	t.Helper()
 	if runtime.GOMAXPROCS(0) < 2 {
-		prev := runtime.GOMAXPROCS(2)
+		prev := runtime.GOMAXPROCS(2) // the loop keeps its P while it waits
 		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -50,17 +53,21 @@ func rvFront(t testing.TB, p *Proxy, store FDStore) *rvFrontT {
 		defer close(served)
 		_ = srv.Serve(cc.Listener(lp.Listener()))
 	}()
-	f := &rvFrontT{lp: lp, addr: ln.Addr().String(), cc: cc, srv: srv, ran: make(chan error, 1)}
+	f := &loopServerT{lp: lp, addr: ln.Addr().String(), cc: cc, srv: srv, ran: make(chan error, 1)}
 	go func() { f.ran <- lp.Run() }()
 	t.Cleanup(func() {
 		lp.Stop()
 		select {
-		case <-lp.Done():
+		case err := <-f.ran:
+			if err != nil {
+				t.Errorf("loop: %v", err)
+			}
 		case <-time.After(10 * time.Second):
-			t.Error("cleanup: the loop did not stop")
+			t.Error("the loop did not stop")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		lp.WaitHandedOff(ctx)
 		_, _ = cc.Stop(ctx, false)
 		_ = srv.Close()
 		<-served
@@ -92,7 +99,7 @@ func TestLoopPendingAtStop(t *testing.T) {
 			_, _ = io.WriteString(w, "part two")
 		})
 		b := activate(p, "v1", app)
-		f := rvFront(t, p, nil)
+		f := loopServer(t, p, nil)
 		c, br := dialFront(t, f.addr)
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		_, _ = io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -129,7 +136,7 @@ func TestLoopCloseCutsANonReader(t *testing.T) {
 		_, _ = io.WriteString(w, body)
 	})
 	activate(p, "v1", app)
-	f := rvFront(t, p, nil)
+	f := loopServer(t, p, nil)
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
@@ -162,7 +169,7 @@ func TestLoopStopParksEveryIdleConnection(t *testing.T) {
 	p := New(Options{})
 	_, app := upstream(t, "v1", nil)
 	activate(p, "v1", app)
-	f := rvFront(t, p, store)
+	f := loopServer(t, p, store)
 	const n = 400
 	for range n { // each stays open (dialFront closes it at cleanup)
 		c, br := dialFront(t, f.addr)
@@ -217,7 +224,7 @@ func TestLoopResendCount(t *testing.T) {
 
 	p := New(Options{})
 	activate(p, "v1", app)
-	f := rvFront(t, p, nil)
+	f := loopServer(t, p, nil)
 	viaLoop := count(f.addr, &hits) // on a new app connection, as net/http's was
 	if viaHTTP != 1 || viaLoop > viaHTTP {
 		t.Errorf("the app saw GET /boom %d times through the loop, %d through net/http alone", viaLoop, viaHTTP)
@@ -255,7 +262,7 @@ func TestLoopResendCountPooled(t *testing.T) {
 	viaHTTP := send(strings.TrimPrefix(url, "http://"), "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n")
 	p := New(Options{})
 	activate(p, "v1", app)
-	f := rvFront(t, p, nil)
+	f := loopServer(t, p, nil)
 	// a POST warms the net/http path's pool, the GET after it the loop's
 	c, br := dialFront(t, f.addr)
 	exchange(t, c, br, "POST /w HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 1)
@@ -276,7 +283,7 @@ func TestLoopIdleConnectionsKeepNoLargeBuffers(t *testing.T) {
 		_, _ = io.WriteString(w, body)
 	})
 	activate(p, "v1", app)
-	f := rvFront(t, p, nil)
+	f := loopServer(t, p, nil)
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats

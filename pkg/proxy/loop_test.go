@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -15,52 +14,12 @@ import (
 	"time"
 )
 
-// loopFront serves p through an event loop the way the daemon does: the
-// loop takes the listener, and the net/http server the connections it
-// gives up, through ClientConns. It returns the loop and its address.
+// loopFront serves p through an event loop the way the daemon does (see
+// loopServer) and returns the loop and its address.
 func loopFront(t testing.TB, p *Proxy) (*Loop, string) {
 	t.Helper()
-	if runtime.GOMAXPROCS(0) < 2 {
-		prev := runtime.GOMAXPROCS(2) // the loop keeps its P while it waits
-		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lp, err := p.NewLoop(ln, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc := NewClientConns(nil)
-	cc.ReturnTo(lp)
-	srv := &http.Server{Handler: p, ConnState: cc.ConnState, ConnContext: cc.ConnContext}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(cc.Listener(lp.Listener()))
-	}()
-	ran := make(chan error, 1)
-	go func() { ran <- lp.Run() }()
-	t.Cleanup(func() {
-		lp.Stop()
-		select {
-		case err := <-ran:
-			if err != nil {
-				t.Errorf("loop: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("the loop did not stop")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = cc.Stop(ctx, false)
-		_ = srv.Close()
-		<-served
-		_ = ln.Close()
-		p.Close()
-	})
-	return lp, ln.Addr().String()
+	f := loopServer(t, p, nil)
+	return f.lp, f.addr
 }
 
 // exchange sends raw requests on one connection and reads as many
