@@ -211,7 +211,9 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("the event loop (ROLLBRIDGE_EXPERIMENTAL_LOOP): %w", err)
 		}
 		// The loop keeps a P while it waits; the rest of the daemon needs
-		// another one (the benchmark pins the daemon to one CPU).
+		// another one (the benchmark pins the daemon to one CPU). Setting
+		// it ends the runtime's own updates of GOMAXPROCS from the
+		// cgroup's CPU limit, so only when it is below 2.
 		if runtime.GOMAXPROCS(0) < 2 {
 			runtime.GOMAXPROCS(2)
 		}

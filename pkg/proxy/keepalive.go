@@ -449,7 +449,9 @@ func (c *clientConn) wake() {
 // its again for the next.
 func (cc *ClientConns) ReturnTo(l *Loop) { cc.loop.Store(l) }
 
-// backTo gives a copy of c's descriptor to l; true if l took it.
+// backTo gives a copy of c's descriptor to l; true if l took it. It is
+// the raw socket: ClientConns sits under no TLS layer (the daemon serves
+// plain HTTP; a TLS listener would wrap the connection after tracking).
 func (c *clientConn) backTo(l *Loop) bool {
 	fd := -1
 	if err := c.rc.Control(func(s uintptr) {

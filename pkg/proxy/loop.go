@@ -232,6 +232,7 @@ func (l *Loop) Run() error {
 		// runtime in.
 		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 100, 0, 0)
 		if e != 0 && e != unix.EINTR {
+			l.closeAll() // cannot happen with a valid epoll descriptor; release what is held
 			return e
 		}
 		if e != 0 || r == 0 {
