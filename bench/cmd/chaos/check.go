@@ -270,6 +270,19 @@ func (r *run) quietPoint(ctx context.Context, label string) error {
 	if err := r.settle(ctx, "at a quiet point"); err != nil {
 		return err
 	}
+	if os.Getenv("ROLLBRIDGE_EXPERIMENTAL_LOOP") == "1" {
+		st, err := r.client.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("status at a quiet point: %w", err)
+		}
+		if st.Proxy.EventLoop == nil {
+			return errors.New("ROLLBRIDGE_EXPERIMENTAL_LOOP=1, but status shows no proxy.eventLoop: the daemon runs without the loop")
+		}
+		if r.loopSeen == nil {
+			r.loopSeen = map[int]control.EventLoopInfo{}
+		}
+		r.loopSeen[r.d.n] = *st.Proxy.EventLoop
+	}
 	pid := r.d.pid
 	sample := func() (quietSample, error) {
 		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))

@@ -76,9 +76,12 @@ type run struct {
 	// knownLeaks counts processes a known defect left behind, by defect
 	// (see options.known); they are reported, not judged.
 	knownLeaks map[string]int
-	knownLog   []string
-	logRead    map[int]int64 // bytes of each daemon's log read by readDrains
-	w          *watcher
+	// loopSeen is the event loop's counts at each daemon's last quiet
+	// point, by incarnation, when ROLLBRIDGE_EXPERIMENTAL_LOOP=1 is set.
+	loopSeen map[int]control.EventLoopInfo
+	knownLog []string
+	logRead  map[int]int64 // bytes of each daemon's log read by readDrains
+	w        *watcher
 }
 
 // daemonProc is one incarnation of rollbridged.

@@ -174,6 +174,13 @@ func (r *run) summary() string {
 	fmt.Fprintf(&b, "actions: %s\n", strings.Join(ks, ", "))
 	fmt.Fprintf(&b, "load: %d HTTP requests, %d streams, %d WebSocket sessions succeeded\n",
 		r.load.ok[0].Load(), r.load.ok[1].Load(), r.load.ok[2].Load())
+	if len(r.loopSeen) > 0 {
+		var served, handed uint64
+		for _, e := range r.loopSeen {
+			served, handed = served+e.Served, handed+e.HandedOff
+		}
+		fmt.Fprintf(&b, "event loop: %d requests served by it, %d connections handed off (at the quiet points of %d daemons)\n", served, handed, len(r.loopSeen))
+	}
 	if c := r.load.causes(); len(c) > 0 {
 		fmt.Fprintf(&b, "failed, by cause:\n  %s\n", strings.Join(c, "\n  "))
 	} else {
