@@ -946,6 +946,16 @@ func (l *Loop) sweep(now time.Time) {
 			}
 		}
 	}
+	// After the idle connections of backends no longer routed to were
+	// dropped above: forget those backends, or the loop would keep an
+	// entry per release ever deployed.
+	rt := l.p.route.Load()
+	for b := range l.addrs { // every backend the loop sent to has an address
+		if len(l.idle[b]) == 0 && !rt.routes(b) {
+			delete(l.idle, b)
+			delete(l.addrs, b)
+		}
+	}
 }
 
 // httpDate is the Date value net/http's server would write now.

@@ -411,3 +411,25 @@ func TestLoopSwapUnderLoad(t *testing.T) {
 		t.Error("the loop served nothing")
 	}
 }
+
+// The loop forgets the releases it no longer routes to: what it keeps per
+// release (address, pool) does not grow with the deploys ever made.
+func TestLoopForgetsOldReleases(t *testing.T) {
+	p := New(Options{})
+	_, app := upstream(t, "app", nil)
+	activate(p, "r0", app)
+	lp, front := loopFront(t, p)
+	c, br := dialFront(t, front)
+	for i := range 10 {
+		activate(p, fmt.Sprintf("r%d", i+1), app)
+		if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "app" {
+			t.Fatal(got[0])
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // a sweep
+	lp.Stop()
+	<-lp.Done() // the loop's maps are ours to read from here
+	if lp.served.Load() != 10 || len(lp.addrs) > 1 || len(lp.idle) > 1 {
+		t.Fatalf("after 10 deploys: served %d, the loop keeps %d addresses and %d pools", lp.served.Load(), len(lp.addrs), len(lp.idle))
+	}
+}
