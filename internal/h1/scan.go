@@ -161,22 +161,14 @@ func (h *RequestHead) scan(head []byte) bool {
 	var seen [keySlow]uint8
 	connClose, connKeepAlive := false, false
 	for {
-		line, rest, ok = cutLine(rest)
-		if !ok {
+		f, name, value, next, done, ok := nextField(head, rest)
+		if !ok || !done && h.N == MaxScanFields {
 			return false
 		}
-		if len(line) == 0 {
-			break // rest is empty: head ended at its first blank line
+		if done {
+			break // head ended at its first blank line
 		}
-		if h.N == MaxScanFields {
-			return false
-		}
-		start := int32(len(head) - len(rest) - len(line) - 2)
-		colon, v0, v1, ok := fieldLine(line)
-		if !ok {
-			return false
-		}
-		name, value := line[:colon], line[v0:v1]
+		rest = next
 		k := fieldKey(name)
 		switch k {
 		case keySlow:
@@ -201,11 +193,8 @@ func (h *RequestHead) scan(head []byte) bool {
 				return false // two Hosts, Connections or forwarding-record fields of a kind
 			}
 		}
-		h.Fields[h.N] = Field{
-			Name:  Span{start, start + int32(colon)},
-			Value: Span{start + int32(v0), start + int32(v1)},
-			Key:   k,
-		}
+		f.Key = k
+		h.Fields[h.N] = f
 		h.N++
 	}
 	if h.Minor == 1 {
@@ -217,6 +206,28 @@ func (h *RequestHead) scan(head []byte) bool {
 		h.Close = !connKeepAlive
 	}
 	return true
+}
+
+// nextField cuts the next field line off rest, the part of head after
+// the lines read so far: its name, value and their Spans in head (Key
+// unset), and the rest after it. done says rest began with the blank
+// line that ends the head; ok false, a line a strict parser refuses.
+func nextField(head, rest []byte) (f Field, name, value, next []byte, done, ok bool) {
+	line, next, ok := cutLine(rest)
+	if !ok {
+		return f, nil, nil, nil, false, false
+	}
+	if len(line) == 0 {
+		return f, nil, nil, next, true, true
+	}
+	start := int32(len(head) - len(next) - len(line) - 2)
+	colon, v0, v1, ok := fieldLine(line)
+	if !ok {
+		return f, nil, nil, nil, false, false
+	}
+	f.Name = Span{start, start + int32(colon)}
+	f.Value = Span{start + int32(v0), start + int32(v1)}
+	return f, line[:colon], line[v0:v1], next, false, true
 }
 
 // fieldLine checks a field line, "token:value", with no control byte but

@@ -75,23 +75,15 @@ func (h *ResponseHead) scan(head []byte) bool {
 	}
 	connections := 0
 	for {
-		line, rest, ok = cutLine(rest)
-		if !ok {
+		f, name, value, next, done, ok := nextField(head, rest)
+		if !ok || !done && h.N == MaxScanFields {
 			return false
 		}
-		if len(line) == 0 {
+		if done {
 			break
 		}
-		if h.N == MaxScanFields {
-			return false
-		}
-		start := int32(len(head) - len(rest) - len(line) - 2)
-		colon, v0, v1, ok := fieldLine(line)
-		if !ok {
-			return false
-		}
-		value := line[v0:v1]
-		k := responseKey[nameOf(line[:colon])]
+		rest = next
+		k := responseKey[nameOf(name)]
 		switch k {
 		case keySlow:
 			return false
@@ -131,11 +123,8 @@ func (h *ResponseHead) scan(head []byte) bool {
 				h.ContentEncoding = h.N
 			}
 		}
-		h.Fields[h.N] = Field{
-			Name:  Span{start, start + int32(colon)},
-			Value: Span{start + int32(v0), start + int32(v1)},
-			Key:   k,
-		}
+		f.Key = k
+		h.Fields[h.N] = f
 		h.N++
 	}
 	return h.ContentLength >= 0

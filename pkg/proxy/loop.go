@@ -298,14 +298,20 @@ func (l *Loop) drainWake() {
 			unix.Close(fd) // the client is gone already
 			continue
 		}
-		c := &lconn{fd: fd, since: time.Now(), ip: peerIP(sa)}
-		if err := l.add(c); err != nil {
-			unix.Close(fd)
-			continue
-		}
-		l.clients++
-		l.readClient(c, false)
+		l.addClient(fd, sa)
 	}
+}
+
+// addClient takes in a client's connection and serves what it sent.
+func (l *Loop) addClient(fd int, peer unix.Sockaddr) {
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	c := &lconn{fd: fd, since: time.Now(), ip: peerIP(peer)}
+	if err := l.add(c); err != nil {
+		unix.Close(fd)
+		return
+	}
+	l.clients++
+	l.readClient(c, false)
 }
 
 // take queues fd, a client connection the net/http path gives back at a
@@ -373,14 +379,7 @@ func (l *Loop) accept() {
 		if l.accepted != nil {
 			l.accepted()
 		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		c := &lconn{fd: fd, since: time.Now(), ip: peerIP(sa)}
-		if err := l.add(c); err != nil {
-			unix.Close(fd)
-			continue
-		}
-		l.clients++
-		l.readClient(c, false)
+		l.addClient(fd, sa)
 	}
 }
 
