@@ -20,13 +20,14 @@ import (
 )
 
 // Loop is the event-loop request path of issue #17 (docs/performance.md,
-// "The event-loop path"): one locked OS thread with its own epoll
-// instance serves the plain case, a body-less GET that h1.ScanRequest
-// calls Fast, routed to the one active backend, answered with a Content-
-// Length that h1.ScanResponse calls Fast, with no goroutine per
-// connection and no allocation per request. Everything else goes to the
-// net/http path with the bytes already read (handoff.go): a connection
-// the loop gives up never comes back to it.
+// "The event loop (experimental)"): one locked OS thread with its own
+// epoll instance serves the plain case, a body-less GET that
+// h1.ScanRequest calls Fast, routed to the one active backend, answered
+// with a Content-Length that h1.ScanResponse calls Fast, with no
+// goroutine per connection and no allocation per request. Everything else
+// goes to the net/http path with the bytes already read (handoff.go); the
+// net/http server's ClientConns gives the connection back at its next
+// request boundary (ReturnTo).
 //
 // Experimental and off by default (the daemon turns it on with
 // ROLLBRIDGE_EXPERIMENTAL_LOOP=1). The loop takes a request only while the
