@@ -46,7 +46,13 @@ func sample(exposition, series string) string {
 // proxy and the commands did: requests per release and status class,
 // deploys by outcome, the health-check wait, open connections, release
 // info, process restarts; a pruned release's series are gone.
-func TestMetricsCountRequestsDeploysAndRestarts(t *testing.T) {
+func TestMetricsCountRequestsDeploysAndRestarts(t *testing.T) { metricsCount(t, false) }
+
+// The same with the experimental event loop, which serves the plain GETs
+// itself and reports them to the metrics (a proxy.ResultObserver).
+func TestMetricsCountTheEventLoopsRequests(t *testing.T) { metricsCount(t, true) }
+
+func metricsCount(t *testing.T, loop bool) {
 	dir := shortDir(t)
 	exe, err := os.Executable()
 	if err != nil {
@@ -58,7 +64,7 @@ func TestMetricsCountRequestsDeploysAndRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runDaemon(t, Options{Config: cfg, Stdout: &lockedBuffer{}, Listeners: Listeners{Metrics: mln}})
+	runDaemon(t, Options{Config: cfg, Stdout: &lockedBuffer{}, Listeners: Listeners{Metrics: mln}, EventLoop: loop})
 	maddr := mln.Addr().String()
 	c := &control.Client{Path: cfg.Control.Path}
 	ctx := context.Background()
@@ -93,6 +99,9 @@ func TestMetricsCountRequestsDeploysAndRestarts(t *testing.T) {
 		t.Fatal("deploy of a missing path succeeded")
 	}
 
+	if st, err := c.Status(ctx); err != nil || (st.Proxy.EventLoop != nil) != loop || loop && st.Proxy.EventLoop.Served != 12 {
+		t.Fatalf("status: %v; event loop %+v, want it to have served the 12 GETs: %v", err, st.Proxy.EventLoop, loop)
+	}
 	m := scrape(t, maddr)
 	for series, want := range map[string]string{
 		`rollbridge_http_requests_total{code_class="2xx",release="v1"}`:                        "7",

@@ -177,6 +177,10 @@ type observer struct {
 	rm *releaseMetrics
 }
 
+// ResultOnly says RequestDone reads nothing of the request, so the proxy's
+// event loop reports to it (proxy.ResultObserver).
+func (o *observer) ResultOnly() {}
+
 func (o *observer) RequestDone(_ *http.Request, res proxy.Result) {
 	i := res.Status / 100
 	if i < 0 || i >= len(codeClasses) || codeClasses[i] == "" {

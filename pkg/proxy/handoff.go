@@ -186,6 +186,16 @@ func takePending(r *http.Request) *pendingAnswer {
 func (p *Proxy) servePending(w http.ResponseWriter, r *http.Request, pa *pendingAnswer) {
 	b := pa.backend
 	defer b.done(pa.n)
+	if b.obs != nil {
+		b.observed(w, r, func(w http.ResponseWriter) { p.answerPending(w, r, pa) })
+		return
+	}
+	p.answerPending(w, r, pa)
+}
+
+// answerPending is servePending's answer.
+func (p *Proxy) answerPending(w http.ResponseWriter, r *http.Request, pa *pendingAnswer) {
+	b := pa.backend
 	if pa.failed != nil {
 		// As send after sendPooled failed: the crash hold may wait for the
 		// app and send the request once more, or the error is answered.

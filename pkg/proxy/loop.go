@@ -104,6 +104,10 @@ type lconn struct {
 	retried  bool // the request was sent a second time (after a pooled connection failed)
 	epoch    *epoch
 	readStop bool // reading paused: in is full
+	// The answer being written, for the backend's observer (ResultObserver)
+	// once it is out: nil when there is none.
+	obs    Observer
+	obsRes Result
 
 	// An app connection's.
 	client     *lconn
@@ -347,6 +351,7 @@ func (l *Loop) closeAll() {
 				l.closeConn(u)
 			}
 			l.release(c)
+			l.observed(c)
 		}
 		l.closeConn(c)
 	}
@@ -498,9 +503,24 @@ func (l *Loop) readClient(c *lconn, hup bool) {
 	l.serve(c)
 }
 
+// observed reports the answer just written (or cut off) to the backend's
+// observer, as serveObserved does on the net/http path.
+func (l *Loop) observed(c *lconn) {
+	if c.obs == nil {
+		return
+	}
+	if rest := int64(len(c.out)); rest > 0 { // cut off: what of the body went out
+		c.obsRes.Bytes = max(0, c.obsRes.Bytes-rest)
+	}
+	c.obsRes.Duration = time.Since(c.obsRes.Start)
+	c.obs.RequestDone(nil, c.obsRes)
+	c.obs = nil
+}
+
 // clientGone ends a client that closed or broke, and the exchange it was
 // waiting on.
 func (l *Loop) clientGone(c *lconn) {
+	l.observed(c) // an answer cut off keeps its status, as on net/http's path
 	if u := c.up; u != nil {
 		l.closeConn(u) // the app's answer has no one to go to
 		c.up = nil
@@ -598,8 +618,13 @@ func (p *Proxy) loopRoute(target []byte) (*Backend, *atomic.Int64) {
 		}
 	}
 	rt := p.route.Load()
-	if rt == nil || rt.canary != nil || rt.main.obs != nil {
+	if rt == nil || rt.canary != nil {
 		return nil, nil
+	}
+	if obs := rt.main.obs; obs != nil {
+		if _, ok := obs.(ResultObserver); !ok {
+			return nil, nil // the access log reads the request: net/http's path builds one
+		}
 	}
 	b := rt.main
 	n := &b.http
@@ -804,6 +829,9 @@ func (l *Loop) answer(c *lconn, u *lconn) {
 	} else {
 		l.closeConn(u)
 	}
+	if obs := c.backend.obs; obs != nil {
+		c.obs, c.obsRes = obs, Result{Status: h.Status, Bytes: h.ContentLength, Start: c.since}
+	}
 	l.release(c)
 	l.served.Add(1)
 	c.in = c.in[:copy(c.in, c.in[c.headLen:])]
@@ -831,6 +859,7 @@ func (l *Loop) flushClient(c *lconn) {
 	if c.state != stWriting {
 		return
 	}
+	l.observed(c)
 	c.state, c.since = stIdle, time.Now()
 	if c.readStop {
 		l.readClient(c, false) // it stopped at a full buffer: no edge will come for the rest
@@ -926,6 +955,7 @@ func (l *Loop) sweep(now time.Time) {
 			}
 		case stWriting:
 			if now.Sub(c.since) > loopIdle {
+				l.observed(c)
 				l.closeConn(c) // a client that does not read its answer
 			}
 		case stWaiting:

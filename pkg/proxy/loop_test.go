@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
 // loopFront serves p through an event loop the way the daemon does (see
@@ -431,5 +433,92 @@ func TestLoopForgetsOldReleases(t *testing.T) {
 	<-lp.Done() // the loop's maps are ours to read from here
 	if lp.served.Load() != 10 || len(lp.addrs) > 1 || len(lp.idle) > 1 {
 		t.Fatalf("after 10 deploys: served %d, the loop keeps %d addresses and %d pools", lp.served.Load(), len(lp.addrs), len(lp.idle))
+	}
+}
+
+// resultCounter is an Observer; with resultOnly it is a ResultObserver,
+// as the metrics are.
+type resultCounter struct {
+	mu      sync.Mutex
+	results []Result
+	withReq int // calls that had a request
+}
+
+func (o *resultCounter) RequestDone(r *http.Request, res Result) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.results = append(o.results, res)
+	if r != nil {
+		o.withReq++
+	}
+}
+
+func (o *resultCounter) counts() (n, withReq int, last Result) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.results) > 0 {
+		last = o.results[len(o.results)-1]
+	}
+	return len(o.results), o.withReq, last
+}
+
+type resultOnly struct{ *resultCounter }
+
+func (resultOnly) ResultOnly() {}
+
+// With an observer that reads only the result (the metrics), the loop
+// serves and reports each request, a pending one too (by the net/http
+// path); with one that reads the request (the access log), every request
+// goes to the net/http path, which reports it.
+func TestLoopObservers(t *testing.T) {
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/chunked" {
+			_, _ = io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+		}
+		_, _ = io.WriteString(w, "hello")
+	})
+	for _, tc := range []struct {
+		name      string
+		obs       Observer
+		loopServe bool
+	}{
+		{"metrics-like", resultOnly{&resultCounter{}}, true},
+		{"access-log-like", &resultCounter{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(Options{Observe: func(string, string) Observer { return tc.obs }})
+			activate(p, "v1", app)
+			lp, front := loopFront(t, p)
+			c, br := dialFront(t, front)
+			for range 5 {
+				if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "hello" {
+					t.Fatal(got[0])
+				}
+			}
+			var rc *resultCounter
+			switch o := tc.obs.(type) {
+			case resultOnly:
+				rc = o.resultCounter
+			case *resultCounter:
+				rc = o
+			}
+			n, withReq, last := rc.counts()
+			if served := lp.served.Load(); (served == 5) != tc.loopServe || n != 5 || last.Status != 200 || last.Bytes != 5 {
+				t.Fatalf("loop served %d of 5; observed %d (%d with a request), last %+v", served, n, withReq, last)
+			}
+			if tc.loopServe && withReq != 0 {
+				t.Errorf("%d of the loop's reports carried a request", withReq)
+			}
+			// A chunked answer goes over pending, and is reported there.
+			_, _ = io.WriteString(c, "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
+			if _, err := readHeadLines(br); err != nil {
+				t.Fatal(err)
+			}
+			if body, err := readChunked(br); err != nil || body != "ahello" {
+				t.Fatalf("chunked: %q %v", body, err)
+			}
+			testutil.Eventually(t, "the pending answer reported", func() bool { n, _, _ := rc.counts(); return n == 6 })
+		})
 	}
 }

@@ -32,11 +32,26 @@ type Result struct {
 	Duration time.Duration // from Start until the answer was written
 }
 
+// ResultObserver is an Observer that reads nothing of the request (the
+// metrics): the event loop (loop.go) reports its requests to it with a
+// nil request, so such an observer does not take requests off the loop.
+// An Observer that reads the request (the access log) does.
+type ResultObserver interface {
+	Observer
+	ResultOnly()
+}
+
 // ObserveFunc gives each backend its Observer; see Options.Observe.
 type ObserveFunc func(releaseID, addr string) Observer
 
 // serveObserved forwards r like serveHTTP and reports it to b.obs.
 func (b *Backend) serveObserved(w http.ResponseWriter, r *http.Request) {
+	b.observed(w, r, func(w http.ResponseWriter) { b.serveHTTP(w, r) })
+}
+
+// observed runs serve with a writer that notes the answer, and reports r
+// to b.obs after it.
+func (b *Backend) observed(w http.ResponseWriter, r *http.Request, serve func(http.ResponseWriter)) {
 	rec := recorders.Get().(*recorder)
 	*rec = recorder{w: w}
 	start := time.Now()
@@ -50,7 +65,7 @@ func (b *Backend) serveObserved(w http.ResponseWriter, r *http.Request) {
 		*rec = recorder{}
 		recorders.Put(rec)
 	}()
-	b.serveHTTP(rec, r)
+	serve(rec)
 }
 
 var recorders = sync.Pool{New: func() any { return new(recorder) }}
