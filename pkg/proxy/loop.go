@@ -32,7 +32,8 @@ import (
 // Experimental and off by default (the daemon turns it on with
 // ROLLBRIDGE_EXPERIMENTAL_LOOP=1). The loop takes a request only while the
 // proxy routes plainly: no pause or maintenance, no hold, no canary, no
-// observers (metrics, access log), and not the host health path. What it
+// observer that reads the request (the access log; the metrics are a
+// ResultObserver), and not the host health path. What it
 // sends the app and the client is what the net/http path sends
 // (appendAppHead, appendClientHead and their differential tests).
 type Loop struct {
@@ -104,10 +105,6 @@ type lconn struct {
 	retried  bool // the request was sent a second time (after a pooled connection failed)
 	epoch    *epoch
 	readStop bool // reading paused: in is full
-	// The answer being written, for the backend's observer (ResultObserver)
-	// once it is out: nil when there is none.
-	obs    Observer
-	obsRes Result
 
 	// An app connection's.
 	client     *lconn
@@ -351,7 +348,6 @@ func (l *Loop) closeAll() {
 				l.closeConn(u)
 			}
 			l.release(c)
-			l.observed(c)
 		}
 		l.closeConn(c)
 	}
@@ -503,24 +499,9 @@ func (l *Loop) readClient(c *lconn, hup bool) {
 	l.serve(c)
 }
 
-// observed reports the answer just written (or cut off) to the backend's
-// observer, as serveObserved does on the net/http path.
-func (l *Loop) observed(c *lconn) {
-	if c.obs == nil {
-		return
-	}
-	if rest := int64(len(c.out)); rest > 0 { // cut off: what of the body went out
-		c.obsRes.Bytes = max(0, c.obsRes.Bytes-rest)
-	}
-	c.obsRes.Duration = time.Since(c.obsRes.Start)
-	c.obs.RequestDone(nil, c.obsRes)
-	c.obs = nil
-}
-
 // clientGone ends a client that closed or broke, and the exchange it was
 // waiting on.
 func (l *Loop) clientGone(c *lconn) {
-	l.observed(c) // an answer cut off keeps its status, as on net/http's path
 	if u := c.up; u != nil {
 		l.closeConn(u) // the app's answer has no one to go to
 		c.up = nil
@@ -830,7 +811,10 @@ func (l *Loop) answer(c *lconn, u *lconn) {
 		l.closeConn(u)
 	}
 	if obs := c.backend.obs; obs != nil {
-		c.obs, c.obsRes = obs, Result{Status: h.Status, Bytes: h.ContentLength, Start: c.since}
+		// Before the write, as net/http's path reports a small answer
+		// before its last flush: whoever reads the metrics after the
+		// answer arrived sees it counted.
+		obs.RequestDone(nil, Result{Status: h.Status, Bytes: h.ContentLength, Start: c.since, Duration: time.Since(c.since)})
 	}
 	l.release(c)
 	l.served.Add(1)
@@ -859,7 +843,6 @@ func (l *Loop) flushClient(c *lconn) {
 	if c.state != stWriting {
 		return
 	}
-	l.observed(c)
 	c.state, c.since = stIdle, time.Now()
 	if c.readStop {
 		l.readClient(c, false) // it stopped at a full buffer: no edge will come for the rest
@@ -955,7 +938,6 @@ func (l *Loop) sweep(now time.Time) {
 			}
 		case stWriting:
 			if now.Sub(c.since) > loopIdle {
-				l.observed(c)
 				l.closeConn(c) // a client that does not read its answer
 			}
 		case stWaiting:

@@ -503,6 +503,8 @@ func TestLoopObservers(t *testing.T) {
 			case *resultCounter:
 				rc = o
 			}
+			// Reported after the answer went out, so maybe after the client read it.
+			testutil.Eventually(t, "5 reports", func() bool { n, _, _ := rc.counts(); return n >= 5 })
 			n, withReq, last := rc.counts()
 			if served := lp.served.Load(); (served == 5) != tc.loopServe || n != 5 || last.Status != 200 || last.Bytes != 5 {
 				t.Fatalf("loop served %d of 5; observed %d (%d with a request), last %+v", served, n, withReq, last)
