@@ -128,14 +128,7 @@ func TestLoopPendingAtStop(t *testing.T) {
 // the grace period ends, ends it at once. (Before: nothing did, and the
 // daemon's stop hung.)
 func TestLoopCloseCutsANonReader(t *testing.T) {
-	p := New(Options{})
-	body := strings.Repeat("x", 200<<10)
-	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		_, _ = io.WriteString(w, body)
-	})
-	activate(p, "v1", app)
-	f := loopServer(t, p, nil)
+	f := largeAnswers(t, 200<<10)
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
@@ -236,14 +229,7 @@ func TestLoopResendCount(t *testing.T) {
 // An idle connection keeps no large buffer after a large answer. (Before:
 // 200 idle connections that had one 250 KiB answer each held 50 MiB.)
 func TestLoopIdleConnectionsKeepNoLargeBuffers(t *testing.T) {
-	p := New(Options{})
-	body := strings.Repeat("x", 250<<10)
-	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		_, _ = io.WriteString(w, body)
-	})
-	activate(p, "v1", app)
-	f := loopServer(t, p, nil)
+	f := largeAnswers(t, 250<<10)
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats
@@ -265,4 +251,18 @@ func TestLoopIdleConnectionsKeepNoLargeBuffers(t *testing.T) {
 	if grown := int64(after) - int64(before); grown > 16<<20 {
 		t.Errorf("heap grew by %d MiB: idle connections keep their answers' buffers", grown>>20)
 	}
+}
+
+// largeAnswers serves, through a loop, an app that answers every request
+// with size bytes and their Content-Length (the loop frames it itself).
+func largeAnswers(t *testing.T, size int) *loopServerT {
+	t.Helper()
+	p := New(Options{})
+	body := strings.Repeat("x", size)
+	_, app := upstream(t, "v1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = io.WriteString(w, body)
+	})
+	activate(p, "v1", app)
+	return loopServer(t, p, nil)
 }
