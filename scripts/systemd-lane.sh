@@ -26,7 +26,7 @@
 # ones parked in the fd store and served by the next daemon); after a
 # SIGKILL or watchdog kill, the requests lost are counted (at most one per
 # connection). The same restart twice more, into and out of the
-# experimental event loop (ROLLBRIDGE_EXPERIMENTAL_LOOP in a drop-in).
+# event loop (ROLLBRIDGE_EVENT_LOOP in a drop-in).
 #
 # Two modes, the same checks:
 #   scripts/systemd-lane.sh                       from source: builds the
@@ -444,14 +444,14 @@ ka_after "systemctl restart" 0
 ka_parked
 resumed() { sb journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='connections resumed' -o json --no-pager | tail -1 | jq -r .ROLLBRIDGE_DATA | jq -c .; }
 check "journal: the new daemon resumed all $NWS on v2 ($(resumed))" test "$(resumed | jq .resumed.v2)" = "$NWS"
-# The experimental event loop (ROLLBRIDGE_EXPERIMENTAL_LOOP, issue #17)
+# The event loop (ROLLBRIDGE_EVENT_LOOP, issue #17)
 # through the same restart, both ways, under the same load: a drop-in turns
 # it on for one restart (the new daemon takes the parked connections back
 # and its loop serves their GETs) and off again for the next (the loop
 # hands every connection over at its boundary, and they are parked): 0
 # failed, none dialled again, the WebSockets untouched.
 LOOPCONF="$ROOT/etc/systemd/system/rollbridge@demo.service.d/70-event-loop.conf"
-printf '[Service]\nEnvironment=ROLLBRIDGE_EXPERIMENTAL_LOOP=1\n' >"$LOOPCONF"
+printf '[Service]\nEnvironment=ROLLBRIDGE_EVENT_LOOP=on\n' >"$LOOPCONF"
 sb systemctl daemon-reload
 ka_mark
 sb systemctl restart rollbridge@demo.service

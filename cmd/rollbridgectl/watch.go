@@ -149,7 +149,7 @@ func renderFrame(cur, prev *sample, interval time.Duration) []string {
 	proxy := fmt.Sprintf("active release %s — proxy %s:%d — held %d, hold gave up %d",
 		active, oneLine(st.Proxy.Host), st.Proxy.Port, st.Proxy.Held, st.Proxy.HoldGaveUp)
 	if el := st.Proxy.EventLoop; el != nil {
-		proxy += fmt.Sprintf(" — event loop served %d, handed off %d", el.Served, el.HandedOff)
+		proxy += fmt.Sprintf(" — event loop (%d threads) served %d, handed off %d", el.Threads, el.Served, el.HandedOff)
 	}
 	if st.Proxy.Paused {
 		proxy += " — PAUSED until " + st.Proxy.PausedUntil.UTC().Format(time.TimeOnly)

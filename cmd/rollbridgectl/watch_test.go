@@ -174,9 +174,9 @@ func TestStatusWatchShowsTheCanary(t *testing.T) {
 }
 
 func TestStatusWatchShowsTheEventLoop(t *testing.T) {
-	st := control.Status{Application: "shop", Proxy: control.ProxyInfo{EventLoop: &control.EventLoopInfo{Served: 1200, HandedOff: 7}}}
+	st := control.Status{Application: "shop", Proxy: control.ProxyInfo{EventLoop: &control.EventLoopInfo{Threads: 2, Served: 1200, HandedOff: 7}}}
 	frame := strings.Join(renderFrame(&sample{at: time.Now(), status: st}, nil, time.Second), "\n")
-	if want := "event loop served 1200, handed off 7"; !strings.Contains(frame, want) {
+	if want := "event loop (2 threads) served 1200, handed off 7"; !strings.Contains(frame, want) {
 		t.Errorf("frame lacks %q:\n%s", want, frame)
 	}
 	st.Proxy.EventLoop = nil

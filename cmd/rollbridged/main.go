@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -120,6 +122,10 @@ func main() {
 }
 
 func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
+	loopThreads, err := eventLoopThreads(os.Getenv)
+	if err != nil {
+		return err
+	}
 	// ROLLBRIDGE_CPUPROFILE=FILE writes a CPU profile of the whole run (for
 	// docs/performance.md: profiling the proxy under load).
 	if p := os.Getenv("ROLLBRIDGE_CPUPROFILE"); p != "" {
@@ -205,9 +211,7 @@ func run(ctx context.Context, path string, boot *daemon.BootRelease) error {
 		WatchdogInterval: systemd.WatchdogInterval(),
 		Reload:           hup, LoadConfig: load,
 		Boot: boot, Handover: handover,
-		// ROLLBRIDGE_EXPERIMENTAL_LOOP=1 serves plain requests on the
-		// event-loop path (docs/performance.md, issue #17). Off by default.
-		EventLoop: os.Getenv("ROLLBRIDGE_EXPERIMENTAL_LOOP") == "1",
+		EventLoop: loopThreads,
 	}
 	if units != nil {
 		o.KeepProcesses = func() bool {
@@ -261,6 +265,35 @@ func newHandover(ctx context.Context, units *systemd.Runner, stored []*os.File) 
 }
 
 // describeIssues lists config issues one per line for a readable startup error.
+// eventLoopThreads reads ROLLBRIDGE_EVENT_LOOP: how many threads the
+// event loop runs (docs/performance.md, "The event loop"), 0 for none.
+// "on": one per CPU the process may use (GOMAXPROCS as the runtime chose
+// it: the affinity mask and the cgroup's CPU limit). Unset or "off"
+// serves everything on the net/http path. The older
+// ROLLBRIDGE_EXPERIMENTAL_LOOP=1 still means on.
+func eventLoopThreads(getenv func(string) string) (int, error) {
+	v := strings.TrimSpace(getenv(envEventLoop))
+	if v == "" && getenv("ROLLBRIDGE_EXPERIMENTAL_LOOP") == "1" {
+		v = "on"
+	}
+	switch v {
+	case "on":
+		return runtime.GOMAXPROCS(0), nil
+	case "", "off":
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxLoopThreads {
+		return 0, fmt.Errorf(`%s=%q: want "on" (one thread per CPU), "off" (no event loop, the default) or a thread count from 1 to %d`, envEventLoop, v, maxLoopThreads)
+	}
+	return n, nil
+}
+
+const (
+	envEventLoop   = "ROLLBRIDGE_EVENT_LOOP"
+	maxLoopThreads = 256
+)
+
 func describeIssues(err error) error {
 	var issues config.Issues
 	if !errors.As(err, &issues) {

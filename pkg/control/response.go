@@ -231,14 +231,15 @@ type ProxyInfo struct {
 	// restarts with its time.
 	HostDrained      bool `json:"hostDrained"`
 	HostDrainedSince Time `json:"hostDrainedSince,omitzero"`
-	// EventLoop is what the experimental event-loop path did since the
-	// daemon started; left out unless it runs (an extension).
+	// EventLoop is what the event-loop path did since the daemon
+	// started; left out unless it runs (an extension).
 	EventLoop *EventLoopInfo `json:"eventLoop,omitempty"`
 }
 
-// EventLoopInfo counts the event loop's work: requests it answered
-// itself, and connections it gave the net/http path.
+// EventLoopInfo is the event loop's threads and counts its work: requests
+// it answered itself, and connections it gave the net/http path.
 type EventLoopInfo struct {
+	Threads   int    `json:"threads"`
 	Served    uint64 `json:"served"`
 	HandedOff uint64 `json:"handedOff"`
 }

@@ -79,11 +79,16 @@ type Options struct {
 	// so they outlive a daemon restart (see Handover); nil copies them
 	// in-process, and they end with the daemon.
 	Handover *Handover
-	// EventLoop serves plain requests on proxy.Loop, the experimental
-	// event-loop path (ROLLBRIDGE_EXPERIMENTAL_LOOP=1; docs/performance.md),
-	// and everything else on the net/http path as always.
-	EventLoop bool
+	// EventLoop, when above 0, serves plain requests on proxy.Loop, the
+	// event-loop path, with that many threads (ROLLBRIDGE_EVENT_LOOP;
+	// docs/performance.md, "The event loop"), and everything else on the
+	// net/http path; 0 serves everything on the net/http path.
+	EventLoop int
 }
+
+// startProcs is GOMAXPROCS as the runtime chose it (the CPUs the process
+// may use), before the event loop raises it.
+var startProcs = runtime.GOMAXPROCS(0)
 
 // Notifier is the part of sd_notify the daemon uses (pkg/systemd implements it).
 type Notifier interface {
@@ -205,17 +210,17 @@ func Run(ctx context.Context, o Options) error {
 	px.Hold(cfg.Proxy.HoldTimeout())
 	d.resumeClients(o.Handover) // served first, held like the rest
 	var serveOn net.Listener = accepts
-	if o.EventLoop {
-		lp, err := px.NewLoop(lns.Proxy, func() { accepts.accepts.Add(1) })
+	if o.EventLoop > 0 {
+		lp, err := px.NewLoop(lns.Proxy, o.EventLoop, func() { accepts.accepts.Add(1) })
 		if err != nil {
-			return fmt.Errorf("the event loop (ROLLBRIDGE_EXPERIMENTAL_LOOP): %w", err)
+			return fmt.Errorf("the event loop (ROLLBRIDGE_EVENT_LOOP): %w", err)
 		}
-		// The loop keeps a P while it waits; the rest of the daemon needs
-		// another one (the benchmark pins the daemon to one CPU). Setting
-		// it ends the runtime's own updates of GOMAXPROCS from the
-		// cgroup's CPU limit, so only when it is below 2.
-		if runtime.GOMAXPROCS(0) < 2 {
-			runtime.GOMAXPROCS(2)
+		// Each loop thread keeps a P while it waits, so the rest of the
+		// daemon (the net/http path, the supervisor) gets as many Ps as
+		// it had besides them. Setting it ends the runtime's own updates
+		// of GOMAXPROCS from the cgroup's CPU limit.
+		if want := startProcs + o.EventLoop; runtime.GOMAXPROCS(0) < want {
+			runtime.GOMAXPROCS(want)
 		}
 		d.loop, serveOn = lp, lp.Listener()
 		d.clients.ReturnTo(lp) // a connection given up for one request is the loop's again for the next
@@ -567,7 +572,7 @@ func (d *daemon) status() supervisor.Status {
 		Held: d.proxy.Held(), HoldGaveUp: d.proxy.HoldGaveUp()}
 	if d.loop != nil {
 		served, handed := d.loop.Stats()
-		ps.EventLoop = &supervisor.EventLoopStatus{Served: served, HandedOff: handed}
+		ps.EventLoop = &supervisor.EventLoopStatus{Threads: d.loop.Threads(), Served: served, HandedOff: handed}
 	}
 	return d.sup.Snapshot(os.Getpid(), d.version, ps)
 }

@@ -304,7 +304,7 @@ func eventLoopInfo(e *supervisor.EventLoopStatus) *control.EventLoopInfo {
 	if e == nil {
 		return nil
 	}
-	return &control.EventLoopInfo{Served: e.Served, HandedOff: e.HandedOff}
+	return &control.EventLoopInfo{Threads: e.Threads, Served: e.Served, HandedOff: e.HandedOff}
 }
 
 // controlInfo echoes the config's control section the way the spec does:

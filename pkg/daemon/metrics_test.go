@@ -46,13 +46,13 @@ func sample(exposition, series string) string {
 // proxy and the commands did: requests per release and status class,
 // deploys by outcome, the health-check wait, open connections, release
 // info, process restarts; a pruned release's series are gone.
-func TestMetricsCountRequestsDeploysAndRestarts(t *testing.T) { metricsCount(t, false) }
+func TestMetricsCountRequestsDeploysAndRestarts(t *testing.T) { metricsCount(t, 0) }
 
-// The same with the experimental event loop, which serves the plain GETs
+// The same with the event loop (two threads), which serves the plain GETs
 // itself and reports them to the metrics (a proxy.ResultObserver).
-func TestMetricsCountTheEventLoopsRequests(t *testing.T) { metricsCount(t, true) }
+func TestMetricsCountTheEventLoopsRequests(t *testing.T) { metricsCount(t, 2) }
 
-func metricsCount(t *testing.T, loop bool) {
+func metricsCount(t *testing.T, loop int) {
 	dir := shortDir(t)
 	exe, err := os.Executable()
 	if err != nil {
@@ -99,8 +99,8 @@ func metricsCount(t *testing.T, loop bool) {
 		t.Fatal("deploy of a missing path succeeded")
 	}
 
-	if st, err := c.Status(ctx); err != nil || (st.Proxy.EventLoop != nil) != loop || loop && st.Proxy.EventLoop.Served != 12 {
-		t.Fatalf("status: %v; event loop %+v, want it to have served the 12 GETs: %v", err, st.Proxy.EventLoop, loop)
+	if st, err := c.Status(ctx); err != nil || (st.Proxy.EventLoop != nil) != (loop > 0) || loop > 0 && (st.Proxy.EventLoop.Served != 12 || st.Proxy.EventLoop.Threads != loop) {
+		t.Fatalf("status: %v; event loop %+v, want %d threads to have served the 12 GETs", err, st.Proxy.EventLoop, loop)
 	}
 	m := scrape(t, maddr)
 	for series, want := range map[string]string{

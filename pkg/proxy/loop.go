@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -20,45 +21,65 @@ import (
 )
 
 // Loop is the event-loop request path of issue #17 (docs/performance.md,
-// "The event loop (experimental)"): one locked OS thread with its own
-// epoll instance serves the plain case, a body-less GET that
-// h1.ScanRequest calls Fast, routed to the one active backend, answered
-// with a Content-Length that h1.ScanResponse calls Fast, with no
-// goroutine per connection and no allocation per request. Everything else
-// goes to the net/http path with the bytes already read (handoff.go); the
-// net/http server's ClientConns gives the connection back at its next
-// request boundary (ReturnTo).
+// "The event loop"): a few locked OS threads, each with its own epoll
+// instance, serve the plain case, a body-less GET that h1.ScanRequest
+// calls Fast, routed to the one active backend, answered with a
+// Content-Length that h1.ScanResponse calls Fast, with no goroutine per
+// connection and no allocation per request. Everything else goes to the
+// net/http path with the bytes already read (handoff.go); the net/http
+// server's ClientConns gives the connection back at its next request
+// boundary (ReturnTo).
 //
-// Experimental and off by default (the daemon turns it on with
-// ROLLBRIDGE_EXPERIMENTAL_LOOP=1). The loop takes a request only while the
-// proxy routes plainly: no pause or maintenance, no hold, no canary, no
-// observer that reads the request (the access log; the metrics are a
-// ResultObserver), and not the host health path. What it
-// sends the app and the client is what the net/http path sends
-// (appendAppHead, appendClientHead and their differential tests).
+// The loop takes a request only while the proxy routes plainly: no pause
+// or maintenance, no hold, no canary, no observer that reads the request
+// (the access log; the metrics are a ResultObserver), and not the host
+// health path. What it sends the app and the client is what the net/http
+// path sends (appendAppHead, appendClientHead and their differential
+// tests).
+//
+// Each thread owns its connections outright (nothing of one thread's is
+// touched by another, so the hot path takes no lock); they share the
+// listener, which each one's epoll watches with EPOLLEXCLUSIVE, so a new
+// connection wakes one thread, not all of them.
 type Loop struct {
 	p        *Proxy
 	ln       *net.TCPListener
-	lfd      int
-	ep       int
-	wake     [2]int // a pipe: Stop writes, the loop reads
 	handoff  *handoffListener
 	accepted func()
-	stopping atomic.Bool
-	done     chan struct{}
-	// served counts the requests the loop answered, handed the
+	threads  []*loopThread
+	// With several threads the listener is watched with EPOLLEXCLUSIVE and
+	// a thread accepts at most acceptBatch connections per wake-up (0: no
+	// bound); with one, neither matters.
+	exclusive   uint32
+	acceptBatch int
+	stopping    atomic.Bool
+	// closing is Close: end every connection now.
+	closing atomic.Bool
+	done    chan struct{}
+}
+
+// loopThread is one of the loop's threads: an epoll instance and the
+// connections in it.
+type loopThread struct {
+	*Loop
+	lfd  int    // the listener; -1 once the thread stopped taking connections
+	ep   int    // the epoll instance
+	wake [2]int // a pipe: Stop and take write, the thread reads
+	// served counts the requests the thread answered, handed the
 	// connections it gave the net/http path.
 	served, handed atomic.Uint64
 	// back holds the descriptors of connections the net/http path gives
-	// back (take) until the loop adds them. backMu also guards the wake
-	// pipe's life (fdsClosed).
+	// back (take) until the thread adds them. backMu also guards the
+	// wake pipe's life (fdsClosed).
 	backMu    sync.Mutex
 	back      []int
 	fdsClosed bool
-	// closing is Close: end every connection now.
-	closing atomic.Bool
 
-	// Owned by the loop's thread.
+	// load is clients and the descriptors in back, for the other threads
+	// to read (leastLoaded): a hint, set when clients changes.
+	load atomic.Int32
+
+	// Owned by the thread.
 	conns   map[int]*lconn
 	clients int
 	idle    map[*Backend][]*lconn
@@ -83,6 +104,11 @@ const (
 	loopIdle    = 120 * time.Second
 	loopHead    = 30 * time.Second // the daemon's ReadHeaderTimeout
 	loopAppIdle = 90 * time.Second
+	// loopAcceptBatch bounds the connections a thread accepts per wake-up
+	// when there are several: the listener stays ready for the rest, so a
+	// burst of connections is spread over the threads, not all taken by
+	// the one that woke first.
+	loopAcceptBatch = 8
 )
 
 // lconn is one socket of the loop: a client's, or an app connection.
@@ -121,11 +147,12 @@ const (
 	stWriting        // the answer is being written
 )
 
-// NewLoop makes a loop for ln, which it takes connections from (it does
-// not close ln). accepted, if set, is called for every connection taken.
-// Serve the net/http server on Listener (through ClientConns): it yields
-// the connections the loop gives up.
-func (p *Proxy) NewLoop(ln net.Listener, accepted func()) (*Loop, error) {
+// NewLoop makes a loop of threads threads (at least one) for ln, which it
+// takes connections from (it does not close ln). accepted, if set, is
+// called for every connection taken. Serve the net/http server on
+// Listener (through ClientConns): it yields the connections the loop
+// gives up.
+func (p *Proxy) NewLoop(ln net.Listener, threads int, accepted func()) (*Loop, error) {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
 		return nil, errors.New("the event loop needs a TCP listener")
@@ -134,36 +161,62 @@ func (p *Proxy) NewLoop(ln net.Listener, accepted func()) (*Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Loop{p: p, ln: tl, lfd: -1, accepted: accepted, done: make(chan struct{}),
-		handoff: newHandoffListener(ln.Addr()), conns: map[int]*lconn{},
-		idle: map[*Backend][]*lconn{}, addrs: map[*Backend]unix.Sockaddr{}, rbuf: make([]byte, 64<<10)}
-	if err := rc.Control(func(fd uintptr) { l.lfd = int(fd) }); err != nil {
+	lfd := -1
+	if err := rc.Control(func(fd uintptr) { lfd = int(fd) }); err != nil {
 		return nil, err
 	}
-	p.loops.Store(true)
-	if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return nil, err
+	l := &Loop{p: p, ln: tl, accepted: accepted, done: make(chan struct{}), handoff: newHandoffListener(ln.Addr())}
+	if threads > 1 {
+		l.exclusive, l.acceptBatch = unix.EPOLLEXCLUSIVE, loopAcceptBatch
 	}
-	if err := unix.Pipe2(l.wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		unix.Close(l.ep)
-		return nil, err
-	}
-	for _, fd := range []int{l.lfd, l.wake[0]} {
-		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-			l.closeFDs()
+	for range max(threads, 1) {
+		t, err := newLoopThread(l, lfd)
+		if err != nil {
+			for _, t := range l.threads {
+				t.closeFDs()
+			}
 			return nil, err
 		}
+		l.threads = append(l.threads, t)
 	}
+	p.loops.Store(true)
 	return l, nil
+}
+
+func newLoopThread(l *Loop, lfd int) (*loopThread, error) {
+	t := &loopThread{Loop: l, lfd: lfd, conns: map[int]*lconn{}, idle: map[*Backend][]*lconn{},
+		addrs: map[*Backend]unix.Sockaddr{}, rbuf: make([]byte, 64<<10)}
+	var err error
+	if t.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, err
+	}
+	if err := unix.Pipe2(t.wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		unix.Close(t.ep)
+		return nil, err
+	}
+	if err := unix.EpollCtl(t.ep, unix.EPOLL_CTL_ADD, t.wake[0], &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(t.wake[0])}); err != nil {
+		t.closeFDs()
+		return nil, err
+	}
+	if err := t.watchListener(); err != nil {
+		t.closeFDs()
+		return nil, err
+	}
+	return t, nil
+}
+
+// watchListener adds the listener to the thread's epoll set.
+func (l *loopThread) watchListener() error {
+	return unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, l.lfd, &unix.EpollEvent{Events: unix.EPOLLIN | l.exclusive, Fd: int32(l.lfd)})
 }
 
 // Listener yields the connections the loop gives up, for the net/http
 // server.
 func (l *Loop) Listener() net.Listener { return l.handoff }
 
-// closeFDs closes the loop's own descriptors. The wake pipe closes under
-// backMu, so Stop and take never write to a number reused since.
-func (l *Loop) closeFDs() {
+// closeFDs closes the thread's own descriptors. The wake pipe closes
+// under backMu, so Stop and take never write to a number reused since.
+func (l *loopThread) closeFDs() {
 	unix.Close(l.ep)
 	l.backMu.Lock()
 	l.fdsClosed = true
@@ -172,34 +225,39 @@ func (l *Loop) closeFDs() {
 	l.backMu.Unlock()
 }
 
-// poke wakes the loop; the caller holds backMu.
-func (l *Loop) poke() {
+// poke wakes the thread; the caller holds backMu.
+func (l *loopThread) poke() {
 	if !l.fdsClosed {
 		_, _ = unix.Write(l.wake[1], []byte{0})
+	}
+}
+
+// signal sets stopping (and closing, for Close) and wakes every thread,
+// holding every thread's backMu: a take either sees stopping or queued
+// its descriptor before, for its thread to hand off.
+func (l *Loop) signal(closing bool) {
+	for _, t := range l.threads {
+		t.backMu.Lock()
+	}
+	l.stopping.Store(true)
+	if closing {
+		l.closing.Store(true)
+	}
+	for _, t := range l.threads {
+		t.poke()
+		t.backMu.Unlock()
 	}
 }
 
 // Stop makes the loop take no new connection and give every one it has to
 // the net/http path at its next request boundary; Run returns once none
 // is left. Wait on Done.
-func (l *Loop) Stop() {
-	l.backMu.Lock() // take sees stopping, or its fd is in back for the loop to hand off
-	defer l.backMu.Unlock()
-	if l.stopping.CompareAndSwap(false, true) {
-		l.poke()
-	}
-}
+func (l *Loop) Stop() { l.signal(false) }
 
 // Close ends the loop at once: every connection it holds is closed, the
 // requests in them cut off (what http.Server.Close does to its own). For
 // a stop whose grace period ran out; Stop first.
-func (l *Loop) Close() {
-	l.backMu.Lock()
-	defer l.backMu.Unlock()
-	l.stopping.Store(true)
-	l.closing.Store(true)
-	l.poke()
-}
+func (l *Loop) Close() { l.signal(true) }
 
 // WaitHandedOff waits until net/http accepted every connection the loop
 // handed off (or ctx ends): a stop must not close the hand-off listener
@@ -212,16 +270,40 @@ func (l *Loop) WaitHandedOff(ctx context.Context) {
 
 // Stats returns how many requests the loop answered itself and how many
 // connections it gave the net/http path, since NewLoop.
-func (l *Loop) Stats() (served, handedOff uint64) { return l.served.Load(), l.handed.Load() }
+func (l *Loop) Stats() (served, handedOff uint64) {
+	for _, t := range l.threads {
+		served += t.served.Load()
+		handedOff += t.handed.Load()
+	}
+	return served, handedOff
+}
+
+// Threads is how many threads the loop runs.
+func (l *Loop) Threads() int { return len(l.threads) }
 
 // Done is closed when Run has returned.
 func (l *Loop) Done() <-chan struct{} { return l.done }
 
-// Run serves until Stop, on a locked thread; call it on a goroutine of
-// its own. The process needs GOMAXPROCS of 2 or more: the loop keeps its
+// Run serves until Stop, each thread on a locked thread of its own, and
+// returns when every thread has (the first error of any). The process
+// needs GOMAXPROCS of at least one more than the threads: each keeps its
 // P while it waits.
 func (l *Loop) Run() error {
 	defer close(l.done)
+	errs := make(chan error, len(l.threads))
+	for _, t := range l.threads {
+		go func() { errs <- t.run() }()
+	}
+	var first error
+	for range l.threads {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (l *loopThread) run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer l.closeFDs()
@@ -277,7 +359,7 @@ func (l *Loop) Run() error {
 	}
 }
 
-func (l *Loop) drainWake() {
+func (l *loopThread) drainWake() {
 	var b [16]byte
 	for {
 		if n, _ := unix.Read(l.wake[0], b[:]); n <= 0 {
@@ -298,6 +380,7 @@ func (l *Loop) drainWake() {
 		sa, err := unix.Getpeername(fd)
 		if err != nil || unix.SetNonblock(fd, true) != nil {
 			unix.Close(fd) // the client is gone already
+			l.load.Store(int32(l.clients))
 			continue
 		}
 		l.addClient(fd, sa)
@@ -305,7 +388,7 @@ func (l *Loop) drainWake() {
 }
 
 // addClient takes in a client's connection and serves what it sent.
-func (l *Loop) addClient(fd int, peer unix.Sockaddr) {
+func (l *loopThread) addClient(fd int, peer unix.Sockaddr) {
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := &lconn{fd: fd, since: time.Now(), ip: peerIP(peer)}
 	if err := l.add(c); err != nil {
@@ -313,35 +396,26 @@ func (l *Loop) addClient(fd int, peer unix.Sockaddr) {
 		return
 	}
 	l.clients++
+	l.load.Store(int32(l.clients))
 	l.readClient(c, false)
 }
 
 // take queues fd, a client connection the net/http path gives back at a
 // request boundary, for the loop; false (fd not taken) once stopping.
-func (l *Loop) take(fd int) bool {
-	l.backMu.Lock()
-	if l.stopping.Load() {
-		l.backMu.Unlock()
-		return false
-	}
-	l.back = append(l.back, fd)
-	l.poke()
-	l.backMu.Unlock()
-	return true
-}
+func (l *Loop) take(fd int) bool { return l.leastLoaded(nil).give(fd) }
 
 // resumeAccept puts the listener back after a pause.
-func (l *Loop) resumeAccept() {
+func (l *loopThread) resumeAccept() {
 	l.acceptPaused = false
 	if l.lfd >= 0 && !l.stopping.Load() {
-		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, l.lfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.lfd)})
+		_ = l.watchListener()
 		l.accept()
 	}
 }
 
 // closeAll closes every connection the loop holds, ending their counts,
 // and the descriptors given back and not yet taken in.
-func (l *Loop) closeAll() {
+func (l *loopThread) closeAll() {
 	for _, c := range l.conns {
 		if !c.app {
 			if u := c.up; u != nil {
@@ -360,9 +434,9 @@ func (l *Loop) closeAll() {
 	}
 }
 
-// accept takes every pending connection.
-func (l *Loop) accept() {
-	for {
+// accept takes the pending connections, up to acceptBatch.
+func (l *loopThread) accept() {
+	for i := 0; l.acceptBatch == 0 || i < l.acceptBatch; i++ {
 		fd, sa, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
 			switch err {
@@ -381,8 +455,43 @@ func (l *Loop) accept() {
 		if l.accepted != nil {
 			l.accepted()
 		}
+		if t := l.leastLoaded(l); t != l && t.give(fd) {
+			continue
+		}
 		l.addClient(fd, sa)
 	}
+}
+
+// leastLoaded is the thread with the fewest clients; self (nil for none),
+// unless another has at least two fewer. The kernel wakes the first idle
+// thread for a new connection (EPOLLEXCLUSIVE), so under light load one
+// thread would take every connection, and keep them: a keep-alive
+// connection stays where it was accepted.
+func (l *Loop) leastLoaded(self *loopThread) *loopThread {
+	best, fewest := self, int32(math.MaxInt32)
+	if self != nil {
+		fewest = self.load.Load() - 1
+	}
+	for _, t := range l.threads {
+		if n := t.load.Load(); n < fewest {
+			best, fewest = t, n
+		}
+	}
+	return best
+}
+
+// give queues fd, a client connection for l, and wakes l; false (fd not
+// taken) once stopping.
+func (l *loopThread) give(fd int) bool {
+	l.backMu.Lock()
+	defer l.backMu.Unlock()
+	if l.stopping.Load() {
+		return false
+	}
+	l.back = append(l.back, fd)
+	l.load.Add(1) // counted now, or a burst would all go to it
+	l.poke()
+	return true
 }
 
 // peerIP is the client's address as net/http's RemoteAddr gives its host
@@ -405,7 +514,7 @@ func peerIP(sa unix.Sockaddr) string {
 	return ""
 }
 
-func (l *Loop) add(c *lconn) error {
+func (l *loopThread) add(c *lconn) error {
 	l.conns[c.fd] = c
 	err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)})
 	if err != nil {
@@ -415,7 +524,7 @@ func (l *Loop) add(c *lconn) error {
 }
 
 // forget takes c out of the loop without closing its descriptor.
-func (l *Loop) forget(c *lconn) {
+func (l *loopThread) forget(c *lconn) {
 	if l.conns[c.fd] != c {
 		return
 	}
@@ -423,17 +532,18 @@ func (l *Loop) forget(c *lconn) {
 	delete(l.conns, c.fd)
 	if !c.app {
 		l.clients--
+		l.load.Store(int32(l.clients))
 	}
 }
 
-func (l *Loop) closeConn(c *lconn) {
+func (l *loopThread) closeConn(c *lconn) {
 	if l.conns[c.fd] == c {
 		l.forget(c)
 		unix.Close(c.fd)
 	}
 }
 
-func (l *Loop) event(c *lconn, ev uint32) {
+func (l *loopThread) event(c *lconn, ev uint32) {
 	if c.app {
 		if ev&unix.EPOLLOUT != 0 {
 			l.appWritable(c)
@@ -476,7 +586,7 @@ func readSome(fd int, p []byte) (n int, gone bool) {
 // Edge-triggered: it reads until EAGAIN, a short read (the socket was
 // empty then; more bytes make a new edge, so the read that would say
 // EAGAIN is saved, as nginx does) unless hup, or a full in.
-func (l *Loop) readClient(c *lconn, hup bool) {
+func (l *loopThread) readClient(c *lconn, hup bool) {
 	for len(c.in) < loopMaxHead {
 		want := min(len(l.rbuf), loopMaxHead-len(c.in))
 		n, gone := readSome(c.fd, l.rbuf[:want])
@@ -501,7 +611,7 @@ func (l *Loop) readClient(c *lconn, hup bool) {
 
 // clientGone ends a client that closed or broke, and the exchange it was
 // waiting on.
-func (l *Loop) clientGone(c *lconn) {
+func (l *loopThread) clientGone(c *lconn) {
 	if u := c.up; u != nil {
 		l.closeConn(u) // the app's answer has no one to go to
 		c.up = nil
@@ -511,7 +621,7 @@ func (l *Loop) clientGone(c *lconn) {
 }
 
 // release ends c's count on its backend, if it holds one.
-func (l *Loop) release(c *lconn) {
+func (l *loopThread) release(c *lconn) {
 	if c.backend != nil {
 		c.backend.done(c.n)
 		c.backend, c.n = nil, nil
@@ -519,7 +629,7 @@ func (l *Loop) release(c *lconn) {
 }
 
 // serve takes the next request in c.in, if c is free for one.
-func (l *Loop) serve(c *lconn) {
+func (l *loopThread) serve(c *lconn) {
 	if c.state != stIdle || len(c.in) == 0 {
 		return
 	}
@@ -553,7 +663,7 @@ func (l *Loop) serve(c *lconn) {
 
 // send sends c's request (the head at the start of c.in) to its backend,
 // on a pooled or new app connection.
-func (l *Loop) send(c *lconn) {
+func (l *loopThread) send(c *lconn) {
 	b := c.backend
 	if h1.ScanRequest(c.in, loopMaxHead, &l.rh) != h1.Fast {
 		// Cannot happen: c.in is cut only after the answer. Should it,
@@ -620,7 +730,7 @@ func (p *Proxy) loopRoute(target []byte) (*Backend, *atomic.Int64) {
 
 // appConn returns an idle app connection to b from the pool, or dials one
 // (non-blocking; the head waits in send until it is connected).
-func (l *Loop) appConn(b *Backend) (*lconn, bool, error) {
+func (l *loopThread) appConn(b *Backend) (*lconn, bool, error) {
 	if list := l.idle[b]; len(list) > 0 {
 		u := list[len(list)-1]
 		l.idle[b] = list[:len(list)-1]
@@ -669,7 +779,7 @@ func (l *Loop) appConn(b *Backend) (*lconn, bool, error) {
 }
 
 // appWritable finishes a connect and writes what is left of the head.
-func (l *Loop) appWritable(u *lconn) {
+func (l *loopThread) appWritable(u *lconn) {
 	if u.connecting {
 		// EPOLLOUT comes once the connect ended, either way; called
 		// before that (from serve), the socket is not yet connected.
@@ -700,7 +810,7 @@ func (l *Loop) appWritable(u *lconn) {
 }
 
 // readApp reads the app's answer and passes it on once it is whole.
-func (l *Loop) readApp(u *lconn, hup bool) {
+func (l *loopThread) readApp(u *lconn, hup bool) {
 	for {
 		n, gone := readSome(u.fd, l.rbuf)
 		if gone {
@@ -731,7 +841,7 @@ func (l *Loop) readApp(u *lconn, hup bool) {
 // to the net/http path as its own failed send (the crash hold's rules:
 // it may wait for the app and send once more, or answer 502); one cut
 // off in its answer gets the net/http path's answer to that (502).
-func (l *Loop) appFailed(u *lconn) {
+func (l *loopThread) appFailed(u *lconn) {
 	c := u.client
 	if c == nil {
 		l.dropIdle(u)
@@ -760,7 +870,7 @@ func (l *Loop) appFailed(u *lconn) {
 }
 
 // dropIdle closes a pooled app connection and takes it out of the pool.
-func (l *Loop) dropIdle(u *lconn) {
+func (l *loopThread) dropIdle(u *lconn) {
 	list := l.idle[u.b]
 	for i, x := range list {
 		if x == u {
@@ -773,7 +883,7 @@ func (l *Loop) dropIdle(u *lconn) {
 
 // answer passes a whole Fast answer to the client, or hands the
 // connection off with the answer pending.
-func (l *Loop) answer(c *lconn, u *lconn) {
+func (l *loopThread) answer(c *lconn, u *lconn) {
 	h := &l.ah
 	switch h1.ScanResponse(u.ans, loopMaxHead, h) {
 	case h1.NeedMore:
@@ -824,7 +934,7 @@ func (l *Loop) answer(c *lconn, u *lconn) {
 }
 
 // flushClient writes the answer; once it is out, the next request.
-func (l *Loop) flushClient(c *lconn) {
+func (l *loopThread) flushClient(c *lconn) {
 	for len(c.out) > 0 {
 		n, err := unix.Write(c.fd, c.out)
 		if err == unix.EINTR {
@@ -862,7 +972,7 @@ func trimBuf(b []byte) []byte {
 
 // handOffPending gives c to the net/http path with u's answer pending.
 // broken says u closed or failed after the bytes in u.ans.
-func (l *Loop) handOffPending(c *lconn, u *lconn, broken bool) {
+func (l *loopThread) handOffPending(c *lconn, u *lconn, broken bool) {
 	pa := &pendingAnswer{backend: c.backend, n: c.n, head: append([]byte(nil), u.ans...)}
 	if t := time.Duration(l.p.upstreamTimeout.Load()); t > 0 {
 		pa.timeout = max(t-time.Since(c.since), time.Nanosecond)
@@ -882,7 +992,7 @@ func (l *Loop) handOffPending(c *lconn, u *lconn, broken bool) {
 
 // handOff gives c to the net/http path with what it read, and pa, if
 // any, pending.
-func (l *Loop) handOff(c *lconn, pa *pendingAnswer) {
+func (l *loopThread) handOff(c *lconn, pa *pendingAnswer) {
 	l.release(c)
 	l.forget(c)
 	conn, err := fdConn(c.fd)
@@ -915,7 +1025,7 @@ func fdConn(fd int) (net.Conn, error) {
 
 // sweep applies the timeouts, at most once a second, and at a Stop hands
 // every idle client off.
-func (l *Loop) sweep(now time.Time) {
+func (l *loopThread) sweep(now time.Time) {
 	l.swept = now
 	stopping := l.stopping.Load()
 	upTimeout := time.Duration(l.p.upstreamTimeout.Load())
@@ -971,7 +1081,7 @@ func (l *Loop) sweep(now time.Time) {
 }
 
 // httpDate is the Date value net/http's server would write now.
-func (l *Loop) httpDate() []byte {
+func (l *loopThread) httpDate() []byte {
 	now := time.Now()
 	if s := now.Unix(); s != l.dateSec || l.date == nil {
 		l.dateSec = s

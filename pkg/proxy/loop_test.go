@@ -76,8 +76,8 @@ func TestLoopServesPlainGets(t *testing.T) {
 			t.Fatalf("pipelined answer %d: %s", i, got[i])
 		}
 	}
-	if n := lp.served.Load(); n != 23 {
-		t.Fatalf("the loop served %d of 23 requests (handed %d connections off)", n, lp.handed.Load())
+	if n := lp.servedCount(); n != 23 {
+		t.Fatalf("the loop served %d of 23 requests (handed %d connections off)", n, lp.handedCount())
 	}
 	waitCounts(t, b, 0, 0)
 }
@@ -101,11 +101,11 @@ func TestLoopSamePolicy(t *testing.T) {
 	activate(p, "v1", app.addr)
 	lp, viaLoop := loopFront(t, p)
 	for _, req := range requests {
-		handed := lp.handed.Load()
+		handed := lp.handedCount()
 		want, gotApp := rawExchange(t, viaHTTP, req), <-app.heads
 		got, loopApp := rawExchange(t, viaLoop, req), <-app.heads
-		if lp.handed.Load() != handed+1 || lp.served.Load() != 0 {
-			t.Fatalf("%q: handed %d, served %d: the loop was to send it and hand the answer over", req, lp.handed.Load(), lp.served.Load())
+		if lp.handedCount() != handed+1 || lp.servedCount() != 0 {
+			t.Fatalf("%q: handed %d, served %d: the loop was to send it and hand the answer over", req, lp.handedCount(), lp.servedCount())
 		}
 		comparePaths(t, req, want, got, gotApp, loopApp)
 	}
@@ -119,12 +119,12 @@ func TestLoopSamePolicy(t *testing.T) {
 	activate(p2, "v1", answers.addr)
 	lp2, viaLoop2 := loopFront(t, p2)
 	for i, req := range requests {
-		served := lp2.served.Load()
+		served := lp2.servedCount()
 		want, got := rawExchange(t, strings.TrimPrefix(url2, "http://"), req), rawExchange(t, viaLoop2, req)
 		// The loop serves the two that keep the connection; the two that
 		// close it go to net/http, which closes with care (serve).
-		if keeps := i == 0 || i == 2; (lp2.served.Load() == served+1) != keeps {
-			t.Fatalf("%q: served %d → %d (handed %d); the loop is to serve it: %v", req, served, lp2.served.Load(), lp2.handed.Load(), keeps)
+		if keeps := i == 0 || i == 2; (lp2.servedCount() == served+1) != keeps {
+			t.Fatalf("%q: served %d → %d (handed %d); the loop is to serve it: %v", req, served, lp2.servedCount(), lp2.handedCount(), keeps)
 		}
 		comparePaths(t, req, want, got, wireHead{}, wireHead{})
 	}
@@ -179,8 +179,8 @@ func TestLoopHandsOff(t *testing.T) {
 	lp, front := loopFront(t, p)
 	c, br := dialFront(t, front)
 	got := exchange(t, c, br, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n", 1)
-	if got[0].body != "plain GET" || lp.served.Load() != 1 {
-		t.Fatalf("first answer %s, served %d", got[0], lp.served.Load())
+	if got[0].body != "plain GET" || lp.servedCount() != 1 {
+		t.Fatalf("first answer %s, served %d", got[0], lp.servedCount())
 	}
 	_, _ = io.WriteString(c, "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
 	head, err := readHeadLines(br)
@@ -197,10 +197,10 @@ func TestLoopHandsOff(t *testing.T) {
 	if got[0].body != `got "abc"` {
 		t.Fatalf("POST after the hand-off: %s", got[0])
 	}
-	served := lp.served.Load()
+	served := lp.servedCount()
 	got = exchange(t, c, br, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n", 1)
-	if got[0].body != "plain GET" || lp.served.Load() != served+1 {
-		t.Fatalf("GET after the POST: %s, served %d (was %d): the connection did not come back to the loop", got[0], lp.served.Load(), served)
+	if got[0].body != "plain GET" || lp.servedCount() != served+1 {
+		t.Fatalf("GET after the POST: %s, served %d (was %d): the connection did not come back to the loop", got[0], lp.servedCount(), served)
 	}
 	got = exchange(t, c, br, "POST /post HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /big HTTP/1.1\r\nHost: a\r\n\r\nHEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", 2)
 	if got[0].body != `got "abc"` || got[1].body != big {
@@ -348,8 +348,8 @@ func TestLoopStopHandsIdleConnections(t *testing.T) {
 	}
 	lp.Stop()
 	<-lp.Done()
-	if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "v1" || lp.served.Load() != 1 || lp.handed.Load() != 1 {
-		t.Fatalf("after the stop: %s (served %d, handed %d)", got[0], lp.served.Load(), lp.handed.Load())
+	if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "v1" || lp.servedCount() != 1 || lp.handedCount() != 1 {
+		t.Fatalf("after the stop: %s (served %d, handed %d)", got[0], lp.servedCount(), lp.handedCount())
 	}
 }
 
@@ -409,7 +409,7 @@ func TestLoopSwapUnderLoad(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	if lp.served.Load() == 0 {
+	if lp.servedCount() == 0 {
 		t.Error("the loop served nothing")
 	}
 }
@@ -431,8 +431,13 @@ func TestLoopForgetsOldReleases(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // a sweep
 	lp.Stop()
 	<-lp.Done() // the loop's maps are ours to read from here
-	if lp.served.Load() != 10 || len(lp.addrs) > 1 || len(lp.idle) > 1 {
-		t.Fatalf("after 10 deploys: served %d, the loop keeps %d addresses and %d pools", lp.served.Load(), len(lp.addrs), len(lp.idle))
+	for i, th := range lp.threads {
+		if len(th.addrs) > 1 || len(th.idle) > 1 {
+			t.Fatalf("after 10 deploys: thread %d keeps %d addresses and %d pools", i, len(th.addrs), len(th.idle))
+		}
+	}
+	if lp.servedCount() != 10 {
+		t.Fatalf("after 10 deploys: served %d", lp.servedCount())
 	}
 }
 
@@ -506,7 +511,7 @@ func TestLoopObservers(t *testing.T) {
 			// Reported after the answer went out, so maybe after the client read it.
 			testutil.Eventually(t, "5 reports", func() bool { n, _, _ := rc.counts(); return n >= 5 })
 			n, withReq, last := rc.counts()
-			if served := lp.served.Load(); (served == 5) != tc.loopServe || n != 5 || last.Status != 200 || last.Bytes != 5 {
+			if served := lp.servedCount(); (served == 5) != tc.loopServe || n != 5 || last.Status != 200 || last.Bytes != 5 {
 				t.Fatalf("loop served %d of 5; observed %d (%d with a request), last %+v", served, n, withReq, last)
 			}
 			if tc.loopServe && withReq != 0 {
@@ -522,5 +527,48 @@ func TestLoopObservers(t *testing.T) {
 			}
 			testutil.Eventually(t, "the pending answer reported", func() bool { n, _, _ := rc.counts(); return n == 6 })
 		})
+	}
+}
+
+// The loop's threads share the connections, however the kernel wakes
+// them: connections opened one after another, each served before the next
+// opens (so the first idle thread would be woken for every one), end up
+// spread over the threads, and each thread serves its own. A connection
+// given back by the net/http path goes to the thread with the fewest.
+func TestLoopThreadsShareConnections(t *testing.T) {
+	p := New(Options{})
+	_, app := upstream(t, "app", nil)
+	activate(p, "r1", app)
+	lp, front := loopFront(t, p)
+	const conns = 8
+	for range conns {
+		c, br := dialFront(t, front)
+		if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "app" {
+			t.Fatal(got[0])
+		}
+	}
+	per := make([]uint64, len(lp.threads))
+	for i, th := range lp.threads {
+		per[i] = th.served.Load()
+		if d := int(th.load.Load()) - conns/len(lp.threads); d < -1 || d > 1 {
+			t.Errorf("thread %d holds %d of %d connections", i, th.load.Load(), conns)
+		}
+	}
+	for i, n := range per {
+		if n == 0 {
+			t.Errorf("thread %d served nothing: %v per thread", i, per)
+		}
+	}
+	// A POST goes to net/http, which gives the connection back after it.
+	c, br := dialFront(t, front)
+	exchange(t, c, br, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx", 1)
+	before := lp.servedCount()
+	if got := exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1); got[0].body != "app" || lp.servedCount() != before+1 {
+		t.Fatalf("GET after the POST: %s, served %d (was %d)", got[0], lp.servedCount(), before)
+	}
+	for i, th := range lp.threads {
+		if d := int(th.load.Load()) - (conns+1)/len(lp.threads); d < -1 || d > 1 {
+			t.Errorf("after the hand-back, thread %d holds %d of %d connections", i, th.load.Load(), conns+1)
+		}
 	}
 }

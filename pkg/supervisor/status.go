@@ -51,13 +51,14 @@ type ProxyStatus struct {
 	UpstreamHost string `json:"upstreamHost"`
 	Held         int    `json:"held"`       // requests waiting for a release now (proxy.holdTimeoutMs)
 	HoldGaveUp   int64  `json:"holdGaveUp"` // requests the hold answered 503, since the daemon started
-	// EventLoop is the experimental event-loop path's work since the
-	// daemon started; absent unless it runs (ROLLBRIDGE_EXPERIMENTAL_LOOP).
+	// EventLoop is the event-loop path's work since the daemon started;
+	// absent unless it runs (ROLLBRIDGE_EVENT_LOOP).
 	EventLoop *EventLoopStatus `json:"eventLoop,omitempty"`
 }
 
 // EventLoopStatus counts what the event loop did with what it took.
 type EventLoopStatus struct {
+	Threads   int    `json:"threads"`   // the loop's threads
 	Served    uint64 `json:"served"`    // requests it answered itself
 	HandedOff uint64 `json:"handedOff"` // connections it gave the net/http path
 }

@@ -270,18 +270,8 @@ func (r *run) quietPoint(ctx context.Context, label string) error {
 	if err := r.settle(ctx, "at a quiet point"); err != nil {
 		return err
 	}
-	if os.Getenv("ROLLBRIDGE_EXPERIMENTAL_LOOP") == "1" {
-		st, err := r.client.Status(ctx)
-		if err != nil {
-			return fmt.Errorf("status at a quiet point: %w", err)
-		}
-		if st.Proxy.EventLoop == nil {
-			return errors.New("ROLLBRIDGE_EXPERIMENTAL_LOOP=1, but status shows no proxy.eventLoop: the daemon runs without the loop")
-		}
-		if r.loopSeen == nil {
-			r.loopSeen = map[int]control.EventLoopInfo{}
-		}
-		r.loopSeen[r.d.n] = *st.Proxy.EventLoop
+	if err := r.checkLoop(ctx); err != nil {
+		return err
 	}
 	pid := r.d.pid
 	sample := func() (quietSample, error) {
@@ -435,4 +425,38 @@ func (w *watcher) failed() error {
 		return *p
 	}
 	return nil
+}
+
+// checkLoop checks at a quiet point that the daemon runs the event loop
+// when ROLLBRIDGE_EVENT_LOOP (which the daemons inherit) says it should,
+// and not when it says off, and records its counts.
+func (r *run) checkLoop(ctx context.Context) error {
+	st, err := r.client.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("status at a quiet point: %w", err)
+	}
+	if want := loopExpected(); (st.Proxy.EventLoop != nil) != want {
+		return fmt.Errorf("ROLLBRIDGE_EVENT_LOOP=%q, but status shows proxy.eventLoop %+v: the loop should run: %v",
+			os.Getenv("ROLLBRIDGE_EVENT_LOOP"), st.Proxy.EventLoop, want)
+	}
+	if st.Proxy.EventLoop != nil {
+		if r.loopSeen == nil {
+			r.loopSeen = map[int]control.EventLoopInfo{}
+		}
+		r.loopSeen[r.d.n] = *st.Proxy.EventLoop
+	}
+	return nil
+}
+
+// loopExpected is whether the daemons run the event loop: as rollbridged
+// reads ROLLBRIDGE_EVENT_LOOP (and the older ROLLBRIDGE_EXPERIMENTAL_LOOP).
+func loopExpected() bool {
+	switch v := strings.TrimSpace(os.Getenv("ROLLBRIDGE_EVENT_LOOP")); v {
+	case "off":
+		return false
+	case "":
+		return os.Getenv("ROLLBRIDGE_EXPERIMENTAL_LOOP") == "1"
+	default:
+		return true
+	}
 }

@@ -77,7 +77,7 @@ type run struct {
 	// (see options.known); they are reported, not judged.
 	knownLeaks map[string]int
 	// loopSeen is the event loop's counts at each daemon's last quiet
-	// point, by incarnation, when ROLLBRIDGE_EXPERIMENTAL_LOOP=1 is set.
+	// point, by incarnation, when the loop runs (ROLLBRIDGE_EVENT_LOOP).
 	loopSeen map[int]control.EventLoopInfo
 	knownLog []string
 	logRead  map[int]int64 // bytes of each daemon's log read by readDrains

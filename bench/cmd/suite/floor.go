@@ -21,7 +21,7 @@ var floorModes = []struct{ mode, name string }{
 }
 
 // floorLoopName is the row of rollbridged on its event loop.
-const floorLoopName = "rollbridged, event loop (ROLLBRIDGE_EXPERIMENTAL_LOOP=1)"
+const floorLoopName = "rollbridged, event loop (ROLLBRIDGE_EVENT_LOOP=on)"
 
 // floorCompare is the floor section: rollbridged and nginx beside the
 // bare Go forwarders of bench/floor, each pinned to the proxy's CPU,
@@ -36,7 +36,7 @@ func floorCompare(ctx context.Context, e *env) (*CompareReport, error) {
 	defer e.pinLoad()()
 	// rollbridged with the experimental event loop (issue #17), a daemon
 	// of its own, stopped with the section.
-	lp, lpURL, err := e.startProxyDaemon(ctx, "rb-loop", "{}", e.proxyCPUs(), "ROLLBRIDGE_EXPERIMENTAL_LOOP=1")
+	lp, lpURL, err := e.startProxyDaemon(ctx, "rb-loop", "{}", e.proxyCPUs(), "ROLLBRIDGE_EVENT_LOOP=on")
 	if err != nil {
 		return nil, err
 	}
