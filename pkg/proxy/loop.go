@@ -90,6 +90,7 @@ type loopThread struct {
 	date    []byte
 	dateSec int64
 	swept   time.Time
+	waits   int // the waits that returned: an idle thread's are few (TestLoopIdleWakeUps)
 	// acceptPaused: the listener is out of the epoll set until
 	// acceptAgain, after accept failed for want of descriptors.
 	acceptPaused bool
@@ -104,6 +105,8 @@ const (
 	loopIdle    = 120 * time.Second
 	loopHead    = 30 * time.Second // the daemon's ReadHeaderTimeout
 	loopAppIdle = 90 * time.Second
+	// loopBusyWait (ms) is how long a raw wait lasts (see wait).
+	loopBusyWait = 10
 	// loopAcceptBatch bounds the connections a thread accepts per wake-up
 	// when there are several: the listener stays ready for the rest, so a
 	// burst of connections is spread over the threads, not all taken by
@@ -309,21 +312,20 @@ func (l *loopThread) run() error {
 	defer l.closeFDs()
 	evs := make([]unix.EpollEvent, 256)
 	l.swept = time.Now()
+	quiet := false
 	for {
-		// A raw wait (see bench/floor's loop): the runtime does not take
-		// the P back every 20 µs. It ends at least every 100 ms, and
-		// sooner on EINTR (the GC's preemption signal), to let the
-		// runtime in.
-		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 100, 0, 0)
+		r, e := l.wait(evs, quiet)
+		l.waits++
 		if e != 0 && e != unix.EINTR {
 			l.closeAll() // cannot happen with a valid epoll descriptor; release what is held
 			return e
 		}
-		if e != 0 || r == 0 {
+		quiet = e != 0 || r == 0
+		if quiet {
 			r = 0 // EINTR: r is -1
 			runtime.Gosched()
 		}
-		for _, ev := range evs[:int(r)] {
+		for _, ev := range evs[:r] {
 			switch fd := int(ev.Fd); fd {
 			case l.wake[0]:
 				l.drainWake()
@@ -357,6 +359,39 @@ func (l *loopThread) run() error {
 			}
 		}
 	}
+}
+
+// wait waits for events. While they come it waits raw (see bench/floor's
+// loop): the runtime does not take the P back every 20 µs, as it does
+// from a thread in a system call. A raw wait ends after loopBusyWait,
+// sooner on EINTR (a preemption signal: the runtime preempts a goroutine
+// it sees running for 10 ms, and the raw wait looks like one), to let the
+// runtime in. Once a wait found nothing (quiet), the thread waits as an
+// ordinary system call instead, for as long as its timeouts allow
+// (forever when it holds nothing): an idle daemon's loop takes no CPU
+// and makes no wake-ups, and its P serves the rest of the daemon.
+func (l *loopThread) wait(evs []unix.EpollEvent, quiet bool) (int, unix.Errno) {
+	if !quiet {
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), loopBusyWait, 0, 0)
+		return int(r), e
+	}
+	ms := -1
+	switch {
+	case l.acceptPaused:
+		ms = 10
+	case l.stopping.Load():
+		ms = 100
+	case len(l.conns) > 0:
+		ms = max(1, int(time.Second-time.Since(l.swept))/int(time.Millisecond)) // the next sweep
+	}
+	n, err := unix.EpollWait(l.ep, evs, ms)
+	if err != nil {
+		if en, ok := err.(unix.Errno); ok {
+			return -1, en
+		}
+		return -1, unix.EIO // not an errno: cannot happen
+	}
+	return n, 0
 }
 
 func (l *loopThread) drainWake() {

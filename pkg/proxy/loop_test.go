@@ -572,3 +572,38 @@ func TestLoopThreadsShareConnections(t *testing.T) {
 		}
 	}
 }
+
+// An idle loop sleeps: with nothing to serve its threads wait without a
+// timeout, and with an idle keep-alive connection they wake for the sweep
+// once a second, not at the raw wait's pace (every 10 ms, or at each of
+// the runtime's preemption signals), which would cost an idle daemon CPU
+// and wake-ups (docs/performance.md, "Idle cost").
+func TestLoopIdleWakeUps(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		conns int
+	}{{"no connections", 0}, {"an idle keep-alive connection", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(Options{})
+			_, app := upstream(t, "app", nil)
+			activate(p, "r1", app)
+			lp, front := loopFront(t, p)
+			for range tc.conns {
+				c, br := dialFront(t, front)
+				exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+			}
+			const idle = 1500 * time.Millisecond
+			time.Sleep(idle)
+			lp.Stop()
+			<-lp.Done() // the counts are ours to read from here
+			for i, th := range lp.threads {
+				// Each thread: its first waits, the connection's events,
+				// the sweeps (one a second), the stop's.
+				t.Logf("thread %d: %d waits", i, th.waits)
+				if th.waits > 12 {
+					t.Errorf("thread %d woke %d times in %v idle", i, th.waits, idle)
+				}
+			}
+		})
+	}
+}
