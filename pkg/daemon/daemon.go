@@ -86,10 +86,6 @@ type Options struct {
 	EventLoop int
 }
 
-// startProcs is GOMAXPROCS as the runtime chose it (the CPUs the process
-// may use), before the event loop raises it.
-var startProcs = runtime.GOMAXPROCS(0)
-
 // Notifier is the part of sd_notify the daemon uses (pkg/systemd implements it).
 type Notifier interface {
 	Ready(status string)
@@ -215,11 +211,14 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("the event loop (ROLLBRIDGE_EVENT_LOOP): %w", err)
 		}
-		// Each loop thread keeps a P while it waits, so the rest of the
-		// daemon (the net/http path, the supervisor) gets as many Ps as
-		// it had besides them. Setting it ends the runtime's own updates
-		// of GOMAXPROCS from the cgroup's CPU limit.
-		if want := startProcs + o.EventLoop; runtime.GOMAXPROCS(0) < want {
+		// A busy loop thread keeps its P between events (a raw wait; a
+		// quiet one gives it back), so with every thread busy the rest
+		// of the daemon (the net/http path, the supervisor, the GC) still
+		// needs one: the benchmark pins the daemon to one CPU. More would
+		// only let more threads run than there are CPUs. Setting it ends
+		// the runtime's own updates of GOMAXPROCS from the cgroup's CPU
+		// limit, so only when it is too low.
+		if want := o.EventLoop + 1; runtime.GOMAXPROCS(0) < want {
 			runtime.GOMAXPROCS(want)
 		}
 		d.loop, serveOn = lp, lp.Listener()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -78,6 +79,8 @@ type loopThread struct {
 	// load is clients and the descriptors in back, for the other threads
 	// to read (leastLoaded): a hint, set when clients changes.
 	load atomic.Int32
+	// dead: the thread's wait failed and it ended; set under backMu.
+	dead atomic.Bool
 
 	// Owned by the thread.
 	conns   map[int]*lconn
@@ -91,6 +94,7 @@ type loopThread struct {
 	dateSec int64
 	swept   time.Time
 	waits   int // the waits that returned: an idle thread's are few (TestLoopIdleWakeUps)
+	poolMax int // idle app connections kept per backend: the proxy's limit, shared among the threads
 	// acceptPaused: the listener is out of the epoll set until
 	// acceptAgain, after accept failed for want of descriptors.
 	acceptPaused bool
@@ -173,7 +177,7 @@ func (p *Proxy) NewLoop(ln net.Listener, threads int, accepted func()) (*Loop, e
 		l.exclusive, l.acceptBatch = unix.EPOLLEXCLUSIVE, loopAcceptBatch
 	}
 	for range max(threads, 1) {
-		t, err := newLoopThread(l, lfd)
+		t, err := newLoopThread(l, lfd, max(threads, 1))
 		if err != nil {
 			for _, t := range l.threads {
 				t.closeFDs()
@@ -186,9 +190,9 @@ func (p *Proxy) NewLoop(ln net.Listener, threads int, accepted func()) (*Loop, e
 	return l, nil
 }
 
-func newLoopThread(l *Loop, lfd int) (*loopThread, error) {
+func newLoopThread(l *Loop, lfd, threads int) (*loopThread, error) {
 	t := &loopThread{Loop: l, lfd: lfd, conns: map[int]*lconn{}, idle: map[*Backend][]*lconn{},
-		addrs: map[*Backend]unix.Sockaddr{}, rbuf: make([]byte, 64<<10)}
+		addrs: map[*Backend]unix.Sockaddr{}, rbuf: make([]byte, 64<<10), poolMax: max(1, l.p.maxIdle/threads)}
 	var err error
 	if t.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, err
@@ -289,8 +293,8 @@ func (l *Loop) Done() <-chan struct{} { return l.done }
 
 // Run serves until Stop, each thread on a locked thread of its own, and
 // returns when every thread has (the first error of any). The process
-// needs GOMAXPROCS of at least one more than the threads: each keeps its
-// P while it waits.
+// needs GOMAXPROCS of at least one more than the threads: a busy thread
+// keeps its P between events (wait).
 func (l *Loop) Run() error {
 	defer close(l.done)
 	errs := make(chan error, len(l.threads))
@@ -317,7 +321,16 @@ func (l *loopThread) run() error {
 		r, e := l.wait(evs, quiet)
 		l.waits++
 		if e != 0 && e != unix.EINTR {
-			l.closeAll() // cannot happen with a valid epoll descriptor; release what is held
+			// Cannot happen with a valid epoll descriptor. The thread
+			// takes nothing more (give), releases what it holds, and
+			// says so now; the other threads go on.
+			l.backMu.Lock()
+			l.dead.Store(true)
+			l.backMu.Unlock()
+			l.closeAll()
+			if l.p.onError != nil {
+				l.p.onError("", fmt.Errorf("an event loop thread stopped (%w): it closed its connections; the other threads serve on", e))
+			}
 			return e
 		}
 		quiet = e != 0 || r == 0
@@ -428,6 +441,7 @@ func (l *loopThread) addClient(fd int, peer unix.Sockaddr) {
 	c := &lconn{fd: fd, since: time.Now(), ip: peerIP(peer)}
 	if err := l.add(c); err != nil {
 		unix.Close(fd)
+		l.load.Store(int32(l.clients)) // give counted it
 		return
 	}
 	l.clients++
@@ -437,13 +451,29 @@ func (l *loopThread) addClient(fd int, peer unix.Sockaddr) {
 
 // take queues fd, a client connection the net/http path gives back at a
 // request boundary, for the loop; false (fd not taken) once stopping.
-func (l *Loop) take(fd int) bool { return l.leastLoaded(nil).give(fd) }
+//
+// While the loop cannot serve (loopServes: the access log is on, a canary
+// runs, the proxy holds or pauses) it refuses, and the connection stays
+// on the net/http path: taken, its next request would only come straight
+// back, at the cost of a descriptor copy, a wake-up and a new net/http
+// connection each time. It is offered again at the next boundary.
+func (l *Loop) take(fd int) bool {
+	if !l.p.loopServes(l.p.route.Load()) {
+		return false
+	}
+	t := l.leastLoaded(nil)
+	return t != nil && t.give(fd)
+}
 
 // resumeAccept puts the listener back after a pause.
 func (l *loopThread) resumeAccept() {
 	l.acceptPaused = false
 	if l.lfd >= 0 && !l.stopping.Load() {
-		_ = l.watchListener()
+		if l.watchListener() != nil {
+			// Try again later rather than stop taking connections.
+			l.acceptPaused, l.acceptAgain = true, time.Now().Add(time.Second)
+			return
+		}
 		l.accept()
 	}
 }
@@ -508,7 +538,7 @@ func (l *Loop) leastLoaded(self *loopThread) *loopThread {
 		fewest = self.load.Load() - 1
 	}
 	for _, t := range l.threads {
-		if n := t.load.Load(); n < fewest {
+		if n := t.load.Load(); n < fewest && !t.dead.Load() {
 			best, fewest = t, n
 		}
 	}
@@ -516,11 +546,11 @@ func (l *Loop) leastLoaded(self *loopThread) *loopThread {
 }
 
 // give queues fd, a client connection for l, and wakes l; false (fd not
-// taken) once stopping.
+// taken) once stopping, or once l has ended.
 func (l *loopThread) give(fd int) bool {
 	l.backMu.Lock()
 	defer l.backMu.Unlock()
-	if l.stopping.Load() {
+	if l.stopping.Load() || l.dead.Load() {
 		return false
 	}
 	l.back = append(l.back, fd)
@@ -731,7 +761,8 @@ func (l *loopThread) send(c *lconn) {
 // proxy routes plainly (see Loop) and target is not the host health path;
 // else nil and nothing counted.
 func (p *Proxy) loopRoute(target []byte) (*Backend, *atomic.Int64) {
-	if p.mode.Load() != nil {
+	rt := p.route.Load()
+	if !p.loopServes(rt) {
 		return nil, nil
 	}
 	if hp := p.host.path.Load(); hp != nil {
@@ -743,15 +774,6 @@ func (p *Proxy) loopRoute(target []byte) (*Backend, *atomic.Int64) {
 			return nil, nil // the health answer, or a path only net/http decodes
 		}
 	}
-	rt := p.route.Load()
-	if rt == nil || rt.canary != nil {
-		return nil, nil
-	}
-	if obs := rt.main.obs; obs != nil {
-		if _, ok := obs.(ResultObserver); !ok {
-			return nil, nil // the access log reads the request: net/http's path builds one
-		}
-	}
 	b := rt.main
 	n := &b.http
 	n.Add(1)
@@ -761,6 +783,22 @@ func (p *Proxy) loopRoute(target []byte) (*Backend, *atomic.Int64) {
 	}
 	b.requests.Add(1)
 	return b, n
+}
+
+// loopServes says whether the proxy routes plainly, as the loop needs (see
+// Loop), with route rt: no pause or maintenance, a route (not holding),
+// no canary, and no observer that reads the request (the access log: the
+// net/http path builds one; the metrics are a ResultObserver).
+func (p *Proxy) loopServes(rt *route) bool {
+	if p.mode.Load() != nil || rt == nil || rt.canary != nil {
+		return false
+	}
+	if obs := rt.main.obs; obs != nil {
+		if _, ok := obs.(ResultObserver); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // appConn returns an idle app connection to b from the pool, or dials one
@@ -856,7 +894,12 @@ func (l *loopThread) readApp(u *lconn, hup bool) {
 			break
 		}
 		if u.client == nil {
-			l.dropIdle(u) // an idle connection is not to say anything
+			// An idle connection is not to say anything: what it said
+			// would be the next request's answer.
+			if f := u.b.fast.Load(); f != nil {
+				f.reportUnsolicited(l.rbuf[:n])
+			}
+			l.dropIdle(u)
 			return
 		}
 		u.ans = append(u.ans, l.rbuf[:n]...)
@@ -946,8 +989,10 @@ func (l *loopThread) answer(c *lconn, u *lconn) {
 	c.out = appendClientHead(c.out, u.ans, h, ca)
 	c.out = append(c.out, body...)
 	// The app connection goes back to the pool unless it said it closes,
-	// sent more than the answer, or its backend is no longer routed to.
-	keep := !h.Close && len(u.ans) == end && len(u.send) == 0 && !u.connecting && !l.stopping.Load() && l.p.route.Load().routes(u.b)
+	// sent more than the answer, its backend is no longer routed to, or
+	// the thread's share of the proxy's idle connections per app is full.
+	keep := !h.Close && len(u.ans) == end && len(u.send) == 0 && !u.connecting && !l.stopping.Load() &&
+		len(l.idle[u.b]) < l.poolMax && l.p.route.Load().routes(u.b)
 	u.ans, u.client, c.up = trimBuf(u.ans), nil, nil
 	if keep {
 		u.since = time.Now()

@@ -236,9 +236,24 @@ func (t *fastTransport) idleUsable(pc *pconn) bool {
 // asked for (before it is closed: the report quotes their start).
 func (t *fastTransport) reportStale(pc *pconn) {
 	if pc.stale == idleUnsolicited && t.report != nil {
-		t.report(fmt.Errorf("discarded a keep-alive connection to %s: while it was idle the app sent bytes that answer no request, starting %q; the next request on it would have received them",
-			t.addr, pc.unsolicited()))
+		t.reportUnsolicited(pc.unsolicited())
 	}
+}
+
+// reportUnsolicited reports a pooled connection discarded because the app
+// sent bytes on it unasked, quoting their start up to its first line end:
+// the status line of a stray response, not the data in its body. The
+// event loop's pool reports through it too.
+func (t *fastTransport) reportUnsolicited(start []byte) {
+	if t.report == nil {
+		return
+	}
+	start = start[:min(len(start), 32)]
+	if i := bytes.IndexByte(start, '\n'); i >= 0 {
+		start = start[:i+1]
+	}
+	t.report(fmt.Errorf("discarded a keep-alive connection to %s: while it was idle the app sent bytes that answer no request, starting %q; the next request on it would have received them",
+		t.addr, start))
 }
 
 // What a peek at an idle connection found.
@@ -270,9 +285,8 @@ func (pc *pconn) idleState() int {
 	return idleUnsolicited
 }
 
-// unsolicited returns the start of what an app sent unasked, up to its
-// first line end, for the report: the status line of a stray response,
-// not the data in its body.
+// unsolicited returns the start of what an app sent unasked, for the
+// report.
 func (pc *pconn) unsolicited() []byte {
 	var b []byte
 	if n := pc.br.Buffered(); n > 0 {
@@ -284,9 +298,6 @@ func (pc *pconn) unsolicited() []byte {
 			n = 0
 		}
 		b = b[:n]
-	}
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[:i+1]
 	}
 	return b
 }
