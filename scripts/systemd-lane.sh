@@ -25,8 +25,8 @@
 # requests and 0 connections closed across systemctl restart (the idle
 # ones parked in the fd store and served by the next daemon); after a
 # SIGKILL or watchdog kill, the requests lost are counted (at most one per
-# connection). The same restart twice more, into and out of the
-# event loop (ROLLBRIDGE_EVENT_LOOP in a drop-in).
+# connection). All on the event loop (the default); the same restart
+# twice more, out of it and back (ROLLBRIDGE_EVENT_LOOP=off in a drop-in).
 #
 # Two modes, the same checks:
 #   scripts/systemd-lane.sh                       from source: builds the
@@ -444,25 +444,19 @@ ka_after "systemctl restart" 0
 ka_parked
 resumed() { sb journalctl -u rollbridge@demo.service ROLLBRIDGE_EVENT='connections resumed' -o json --no-pager | tail -1 | jq -r .ROLLBRIDGE_DATA | jq -c .; }
 check "journal: the new daemon resumed all $NWS on v2 ($(resumed))" test "$(resumed | jq .resumed.v2)" = "$NWS"
-# The event loop (ROLLBRIDGE_EVENT_LOOP, issue #17)
-# through the same restart, both ways, under the same load: a drop-in turns
-# it on for one restart (the new daemon takes the parked connections back
-# and its loop serves their GETs) and off again for the next (the loop
-# hands every connection over at its boundary, and they are parked): 0
-# failed, none dialled again, the WebSockets untouched.
-LOOPCONF="$ROOT/etc/systemd/system/rollbridge@demo.service.d/70-event-loop.conf"
-printf '[Service]\nEnvironment=ROLLBRIDGE_EVENT_LOOP=on\n' >"$LOOPCONF"
-sb systemctl daemon-reload
-ka_mark
-sb systemctl restart rollbridge@demo.service
-wait_served
-ws_alive "systemctl restart into the event loop"
-ka_after "systemctl restart into the event loop" 0
-ka_parked
+# The event loop (ROLLBRIDGE_EVENT_LOOP, issue #17) is on by default, so
+# everything above ran on it. The same restart twice more, both ways,
+# under the same load: a drop-in turns it off for one restart (the loop
+# hands every connection over at its boundary, they are parked, and the
+# new daemon serves them all on net/http) and the next restart, with the
+# drop-in gone, turns it on again (the new daemon's loop takes the parked
+# connections back and serves their GETs): 0 failed, none dialled again,
+# the WebSockets untouched.
 loop_served() { sb $RBCTL status -c $C 2>/dev/null | jq -r '.proxy.eventLoop.served // 0'; }
-check "status: the event loop serves the keep-alive GETs (proxy.eventLoop.served $(loop_served))" \
-  wait_for 20 bash -c "[ \"\$('$SB' exec -- $RBCTL status -c $C | jq -r '.proxy.eventLoop.served // 0')\" -gt 200 ]"
-rm -f "$LOOPCONF"
+loop_threads() { sb $RBCTL status -c $C 2>/dev/null | jq -r '.proxy.eventLoop.threads // 0'; }
+check "status: the event loop runs by default ($(loop_threads) threads on $(nproc) CPUs)" test "$(loop_threads)" -ge 1
+LOOPCONF="$ROOT/etc/systemd/system/rollbridge@demo.service.d/70-event-loop.conf"
+printf '[Service]\nEnvironment=ROLLBRIDGE_EVENT_LOOP=off\n' >"$LOOPCONF"
 sb systemctl daemon-reload
 ka_mark
 sb systemctl restart rollbridge@demo.service
@@ -470,7 +464,17 @@ wait_served
 ws_alive "systemctl restart out of the event loop"
 ka_after "systemctl restart out of the event loop" 0
 ka_parked
-check "status: no event loop after the drop-in went" test "$(loop_served)" = 0
+check "status: no event loop with ROLLBRIDGE_EVENT_LOOP=off" test "$(loop_threads)" = 0
+rm -f "$LOOPCONF"
+sb systemctl daemon-reload
+ka_mark
+sb systemctl restart rollbridge@demo.service
+wait_served
+ws_alive "systemctl restart into the event loop"
+ka_after "systemctl restart into the event loop" 0
+ka_parked
+check "status: the event loop serves the keep-alive GETs again (proxy.eventLoop.served $(loop_served))" \
+  wait_for 20 bash -c "[ \"\$('$SB' exec -- $RBCTL status -c $C | jq -r '.proxy.eventLoop.served // 0')\" -gt 200 ]"
 pid=$(prop rollbridge@demo.service MainPID)
 ka_mark
 sb systemctl kill -s SIGKILL rollbridge@demo.service

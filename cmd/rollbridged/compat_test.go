@@ -208,7 +208,7 @@ func TestNodeClientCompatibility(t *testing.T) {
 		st.wantRaw(t, "status", k, "[]")
 	}
 	px := st.obj(t, "proxy")
-	px.wantKeys(t, "proxy", []string{"host", "port", "upstreamHost"}, []string{"held", "holdGaveUp", "paused", "maintenance", "hostDrained"}, []string{"hostDrainedSince"})
+	px.wantKeys(t, "proxy", []string{"host", "port", "upstreamHost"}, []string{"held", "holdGaveUp", "paused", "maintenance", "hostDrained", "eventLoop"}, []string{"hostDrainedSince"})
 	px.wantRaw(t, "proxy", "hostDrained", "false")
 
 	// deploy, as `rollbridge deploy --release-path DIR [--release-id ID] [--revision R]` sends it.

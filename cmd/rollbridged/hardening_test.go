@@ -124,10 +124,11 @@ func socketRacer(path string) {
 	}
 }
 
-// recvQueued returns how many bytes wait unread in the receive queue of
-// the local TCP socket local ("127.0.0.1:port") connected to remote, from
-// /proc/net/tcp, or -1 if there is no such socket.
-func recvQueued(t *testing.T, local, remote string) int {
+// tcpQueue returns how many bytes wait unread in the receive queue of the
+// local TCP socket local ("127.0.0.1:port") connected to remote, and its
+// state (tcpEstablished, ...), from /proc/net/tcp; -1 and "" if there is
+// no such socket.
+func tcpQueue(t *testing.T, local, remote string) (rx int, state string) {
 	t.Helper()
 	hex := func(hostport string) string {
 		ap, err := net.ResolveTCPAddr("tcp4", hostport)
@@ -152,21 +153,37 @@ func recvQueued(t *testing.T, local, remote string) int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return int(n)
+		return int(n), f[3]
 	}
-	return -1
+	return -1, ""
 }
+
+// tcpEstablished is ESTABLISHED in /proc/net/tcp's st column.
+const tcpEstablished = "01"
 
 // TestPooledConnectionWithUnsolicitedBytesIsDiscarded: an app writes a
 // second response nobody asked for on a keep-alive connection that has
 // gone back to the daemon's pool. The next client whose request is routed
-// to that connection must get its own answer, not the planted one.
+// to that connection must get its own answer, not the planted one. On the
+// net/http path the pool finds the bytes when it next takes the
+// connection; the event loop reads them as they come. Either way the
+// connection is discarded and an event says so.
 func TestPooledConnectionWithUnsolicitedBytesIsDiscarded(t *testing.T) {
+	for _, loop := range []string{"off", "on"} {
+		t.Run("ROLLBRIDGE_EVENT_LOOP="+loop, func(t *testing.T) { pooledUnsolicited(t, loop == "on") })
+	}
+}
+
+func pooledUnsolicited(t *testing.T, loop bool) {
 	exe, _ := os.Executable()
 	from := 30000 + rand.IntN(25)*100
 	f := newFixture(t, 0, fmt.Sprintf(`{processes: [{id: 'web', policy: 'proxied', command: 'PORT={{port}} RB_TWICEAPP=1 exec %s',
 	  port: {from: %d, to: %d}, health: {path: '/ping', intervalMs: 20}}]}`, exe, from, from+99))
-	f.start(nil, "")
+	env := "ROLLBRIDGE_EVENT_LOOP=off"
+	if loop {
+		env = "ROLLBRIDGE_EVENT_LOOP=on"
+	}
+	f.start([]string{env}, "")
 	f.waitReady()
 	f.deploy("v1")
 	st := f.status()
@@ -184,11 +201,22 @@ func TestPooledConnectionWithUnsolicitedBytesIsDiscarded(t *testing.T) {
 			t.Fatalf("round %d: /split: %d %q", round, code, body)
 		}
 		_, pooled := getWith(t, client(), "http://"+app+"/inject")
-		// The planted answer has reached the daemon's side of the pooled
-		// connection, behind every byte the daemon has read from it.
-		testutil.Eventually(t, "the planted response in the daemon's receive queue", func() bool {
-			return recvQueued(t, pooled, app) > 0
-		})
+		if loop {
+			// The loop reads the planted answer as it arrives, and
+			// closes the connection at once.
+			testutil.Eventually(t, "the loop closing the pooled connection", func() bool {
+				_, state := tcpQueue(t, pooled, app)
+				return state != tcpEstablished
+			})
+		} else {
+			// The planted answer has reached the daemon's side of the
+			// pooled connection, behind every byte the daemon has read
+			// from it.
+			testutil.Eventually(t, "the planted response in the daemon's receive queue", func() bool {
+				rx, _ := tcpQueue(t, pooled, app)
+				return rx > 0
+			})
+		}
 		want := fmt.Sprintf("/victim-%d", round)
 		if code, body := getWith(t, client(), front+want); code != 200 || body != want {
 			t.Fatalf("round %d: another client got %d %q, want 200 %q: the app's unsolicited response reached it", round, code, body, want)

@@ -75,7 +75,7 @@ func TestEventLoopRestartUnderLoad(t *testing.T) {
 	}
 }
 
-// ROLLBRIDGE_EVENT_LOOP's values, and the older switch.
+// ROLLBRIDGE_EVENT_LOOP's values.
 func TestEventLoopThreadsFromEnv(t *testing.T) {
 	cpus := runtime.GOMAXPROCS(0)
 	for _, tc := range []struct {
@@ -83,12 +83,10 @@ func TestEventLoopThreadsFromEnv(t *testing.T) {
 		want    int
 		wantErr string
 	}{
-		{env: nil, want: 0},
+		{env: nil, want: cpus}, // on by default
 		{env: map[string]string{envEventLoop: "off"}, want: 0},
 		{env: map[string]string{envEventLoop: "on"}, want: cpus},
 		{env: map[string]string{envEventLoop: " 3 "}, want: 3},
-		{env: map[string]string{"ROLLBRIDGE_EXPERIMENTAL_LOOP": "1"}, want: cpus},
-		{env: map[string]string{"ROLLBRIDGE_EXPERIMENTAL_LOOP": "1", envEventLoop: "off"}, want: 0},
 		{env: map[string]string{envEventLoop: "0"}, wantErr: `ROLLBRIDGE_EVENT_LOOP="0": want "on"`},
 		{env: map[string]string{envEventLoop: "257"}, wantErr: "a thread count from 1 to 256"},
 		{env: map[string]string{envEventLoop: "yes"}, wantErr: `ROLLBRIDGE_EVENT_LOOP="yes"`},
@@ -112,7 +110,7 @@ func TestEventLoopInvalidValue(t *testing.T) {
 	cmd := exec.Command(daemonBin, "-c", filepath.Join(t.TempDir(), "none.jsonnet"))
 	cmd.Env = append(os.Environ(), "ROLLBRIDGE_EVENT_LOOP=fast")
 	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `ROLLBRIDGE_EVENT_LOOP="fast": want "on" (one thread per CPU), "off"`) {
+	if err == nil || !strings.Contains(string(out), `ROLLBRIDGE_EVENT_LOOP="fast": want "on" (one thread per CPU, the default), "off"`) {
 		t.Errorf("got %v: %s", err, out)
 	}
 }

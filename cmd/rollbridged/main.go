@@ -46,9 +46,10 @@ For measurements (docs/performance.md), off unless set:
 ROLLBRIDGE_CPUPROFILE=FILE writes a CPU profile of the whole run, and
 ROLLBRIDGE_ALLOCSTATS_SOCKET=PATH answers each connection to a new Unix
 socket (mode 0600) with the heap allocation counters as one JSON line.
-ROLLBRIDGE_EXPERIMENTAL_LOOP=1 serves plain GETs on an event loop (one
-thread, epoll) and everything else as always; off by default (see
-docs/performance.md, "The event loop").
+Plain GETs are served on an event loop (epoll, one thread per CPU, no
+goroutine per connection), everything else on Go's net/http server.
+ROLLBRIDGE_EVENT_LOOP=off serves everything on net/http; =N runs N loop
+threads (docs/performance.md, "The event loop").
 
 Options:
   -c, --config PATH      config file (default: rollbridge.jsonnet in the working directory)
@@ -264,27 +265,23 @@ func newHandover(ctx context.Context, units *systemd.Runner, stored []*os.File) 
 	return &daemon.Handover{Store: store, Enabled: units != nil && max > 0, Parked: stored}, nil
 }
 
-// describeIssues lists config issues one per line for a readable startup error.
 // eventLoopThreads reads ROLLBRIDGE_EVENT_LOOP: how many threads the
 // event loop runs (docs/performance.md, "The event loop"), 0 for none.
-// "on": one per CPU the process may use (GOMAXPROCS as the runtime chose
-// it: the affinity mask and the cgroup's CPU limit). Unset or "off"
-// serves everything on the net/http path. The older
-// ROLLBRIDGE_EXPERIMENTAL_LOOP=1 still means on.
+// Unset or "on": one per CPU the process may use (GOMAXPROCS as the
+// runtime chose it: the affinity mask and the cgroup's CPU limit). "off"
+// serves everything on the net/http path. (The older
+// ROLLBRIDGE_EXPERIMENTAL_LOOP=1 asked for what is the default now.)
 func eventLoopThreads(getenv func(string) string) (int, error) {
 	v := strings.TrimSpace(getenv(envEventLoop))
-	if v == "" && getenv("ROLLBRIDGE_EXPERIMENTAL_LOOP") == "1" {
-		v = "on"
-	}
 	switch v {
-	case "on":
+	case "", "on":
 		return runtime.GOMAXPROCS(0), nil
-	case "", "off":
+	case "off":
 		return 0, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > maxLoopThreads {
-		return 0, fmt.Errorf(`%s=%q: want "on" (one thread per CPU), "off" (no event loop, the default) or a thread count from 1 to %d`, envEventLoop, v, maxLoopThreads)
+		return 0, fmt.Errorf(`%s=%q: want "on" (one thread per CPU, the default), "off" (no event loop) or a thread count from 1 to %d`, envEventLoop, v, maxLoopThreads)
 	}
 	return n, nil
 }
@@ -294,6 +291,7 @@ const (
 	maxLoopThreads = 256
 )
 
+// describeIssues lists config issues one per line for a readable startup error.
 func describeIssues(err error) error {
 	var issues config.Issues
 	if !errors.As(err, &issues) {

@@ -448,15 +448,6 @@ func (r *run) checkLoop(ctx context.Context) error {
 	return nil
 }
 
-// loopExpected is whether the daemons run the event loop: as rollbridged
-// reads ROLLBRIDGE_EVENT_LOOP (and the older ROLLBRIDGE_EXPERIMENTAL_LOOP).
-func loopExpected() bool {
-	switch v := strings.TrimSpace(os.Getenv("ROLLBRIDGE_EVENT_LOOP")); v {
-	case "off":
-		return false
-	case "":
-		return os.Getenv("ROLLBRIDGE_EXPERIMENTAL_LOOP") == "1"
-	default:
-		return true
-	}
-}
+// loopExpected is whether the daemons run the event loop, as rollbridged
+// reads ROLLBRIDGE_EVENT_LOOP: unless it is off.
+func loopExpected() bool { return strings.TrimSpace(os.Getenv("ROLLBRIDGE_EVENT_LOOP")) != "off" }

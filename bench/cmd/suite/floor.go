@@ -20,8 +20,8 @@ var floorModes = []struct{ mode, name string }{
 	{"loop-scan", "floor: one thread, epoll, heads checked and rewritten in place"},
 }
 
-// floorLoopName is the row of rollbridged on its event loop.
-const floorLoopName = "rollbridged, event loop (ROLLBRIDGE_EVENT_LOOP=on)"
+// floorNetHTTPName is the row of rollbridged with its event loop off.
+const floorNetHTTPName = "rollbridged, net/http path (ROLLBRIDGE_EVENT_LOOP=off)"
 
 // floorCompare is the floor section: rollbridged and nginx beside the
 // bare Go forwarders of bench/floor, each pinned to the proxy's CPU,
@@ -34,17 +34,17 @@ func floorCompare(ctx context.Context, e *env) (*CompareReport, error) {
 		return nil, fmt.Errorf("%s is missing (make bench builds it): %w", bin, err)
 	}
 	defer e.pinLoad()()
-	// rollbridged with the experimental event loop (issue #17), a daemon
-	// of its own, stopped with the section.
-	lp, lpURL, err := e.startProxyDaemon(ctx, "rb-loop", "{}", e.proxyCPUs(), "ROLLBRIDGE_EVENT_LOOP=on")
+	// rollbridged without its event loop (issue #17), a daemon of its
+	// own, stopped with the section: what the loop buys.
+	nh, nhURL, err := e.startProxyDaemon(ctx, "rb-nethttp", "{}", e.proxyCPUs(), "ROLLBRIDGE_EVENT_LOOP=off")
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = lp.cmd.Process.Signal(syscall.SIGTERM) }()
+	defer func() { _ = nh.cmd.Process.Signal(syscall.SIGTERM) }()
 	ts := []target{
 		{"nginx, 1 worker", e.ngURL, func() int { return e.nginx.Process.Pid }, ""},
 		{"rollbridged", e.prbURL, func() int { return e.prb.cmd.Process.Pid }, e.prb.allocs},
-		{floorLoopName, lpURL, func() int { return lp.cmd.Process.Pid }, lp.allocs},
+		{floorNetHTTPName, nhURL, func() int { return nh.cmd.Process.Pid }, nh.allocs},
 	}
 	var procs []*exec.Cmd
 	defer func() {
