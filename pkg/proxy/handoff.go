@@ -118,6 +118,9 @@ type handedConn struct {
 	*net.TCPConn
 	held    []byte
 	pending atomic.Pointer[pendingAnswer]
+	// bounces counts the loop's hand-offs of the connection in a row with
+	// no request it served itself between them (clientConn.backTo).
+	bounces uint8
 }
 
 func (c *handedConn) Read(p []byte) (int, error) {

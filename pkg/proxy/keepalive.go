@@ -312,6 +312,10 @@ type clientConn struct {
 	// hijacked: phaseDone).
 	fill         int
 	readDeadline time.Time
+	// backSkip is how many more boundaries the connection stays before it
+	// goes back to the loop (backTo); set from the handedConn's bounces.
+	backSkip    int
+	backSkipSet bool
 	// upstream is the app connection the request being served waits on,
 	// for a failed Read to abort (see watch); gone says a Read failed.
 	upstream atomic.Pointer[pconn]
@@ -452,14 +456,37 @@ func (cc *ClientConns) ReturnTo(l *Loop) { cc.loop.Store(l) }
 // backTo gives a copy of c's descriptor to l; true if l took it. It is
 // the raw socket: ClientConns sits under no TLS layer (the daemon serves
 // plain HTTP; a TLS listener would wrap the connection after tracking).
+//
+// A connection the loop handed off again and again right after taking it
+// back (uploads, large answers: what the loop never serves) returns less
+// and less often: after its k-th such hand-off in a row it stays for
+// 2^(k-1)-1 boundaries (at most 63), so each round trip between the two
+// paths (a descriptor copy, a wake-up, a new net/http connection, and a
+// pending answer that cannot be spliced) is paid once per many requests
+// instead of once per request. One request the loop serves clears it.
 func (c *clientConn) backTo(l *Loop) bool {
+	h, handed := c.Conn.(*handedConn)
+	if handed && !c.backSkipSet {
+		c.backSkipSet = true
+		if h.bounces > 1 {
+			c.backSkip = 1<<(h.bounces-1) - 1
+		}
+	}
+	if c.backSkip > 0 {
+		c.backSkip--
+		return false
+	}
+	var bounces uint8
+	if handed {
+		bounces = h.bounces
+	}
 	fd := -1
 	if err := c.rc.Control(func(s uintptr) {
 		fd, _ = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
 	}); err != nil || fd < 0 {
 		return false
 	}
-	if !l.take(fd) {
+	if !l.take(fd, bounces) {
 		_ = unix.Close(fd)
 		return false
 	}

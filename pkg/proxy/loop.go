@@ -73,7 +73,7 @@ type loopThread struct {
 	// back (take) until the thread adds them. backMu also guards the
 	// wake pipe's life (fdsClosed).
 	backMu    sync.Mutex
-	back      []int
+	back      []backConn
 	fdsClosed bool
 
 	// load is clients and the descriptors in back, for the other threads
@@ -107,8 +107,10 @@ const (
 	loopMaxHead = 16 << 10  // a request or answer head
 	loopMaxBody = 256 << 10 // an answer's body, held whole before it is written
 	loopIdle    = 120 * time.Second
-	loopHead    = 30 * time.Second // the daemon's ReadHeaderTimeout
 	loopAppIdle = 90 * time.Second
+	// loopMaxBounces caps lconn.bounces: a connection that keeps being
+	// handed off stays on net/http for up to 2^6-1 boundaries at a time.
+	loopMaxBounces = 7
 	// loopBusyWait (ms) is how long a raw wait lasts (see wait).
 	loopBusyWait = 10
 	// loopAcceptBatch bounds the connections a thread accepts per wake-up
@@ -117,6 +119,11 @@ const (
 	// the one that woke first.
 	loopAcceptBatch = 8
 )
+
+// loopHead is how long a client may take to send a head, from its first
+// byte: the daemon's ReadHeaderTimeout, and like net/http the loop then
+// closes the connection. A variable for the tests.
+var loopHead = 30 * time.Second
 
 // lconn is one socket of the loop: a client's, or an app connection.
 type lconn struct {
@@ -138,6 +145,9 @@ type lconn struct {
 	retried  bool // the request was sent a second time (after a pooled connection failed)
 	epoch    *epoch
 	readStop bool // reading paused: in is full
+	// bounces counts the connection's hand-offs in a row with no request
+	// served here between them (clientConn.backTo).
+	bounces uint8
 
 	// An app connection's.
 	client     *lconn
@@ -424,21 +434,28 @@ func (l *loopThread) drainWake() {
 	back := l.back
 	l.back = nil
 	l.backMu.Unlock()
-	for _, fd := range back {
-		sa, err := unix.Getpeername(fd)
-		if err != nil || unix.SetNonblock(fd, true) != nil {
-			unix.Close(fd) // the client is gone already
+	for _, b := range back {
+		sa, err := unix.Getpeername(b.fd)
+		if err != nil || unix.SetNonblock(b.fd, true) != nil {
+			unix.Close(b.fd) // the client is gone already
 			l.load.Store(int32(l.clients))
 			continue
 		}
-		l.addClient(fd, sa)
+		l.addClient(b.fd, sa, b.bounces)
 	}
 }
 
+// backConn is a connection queued for a thread (give): its descriptor,
+// and its hand-offs in a row (lconn.bounces).
+type backConn struct {
+	fd      int
+	bounces uint8
+}
+
 // addClient takes in a client's connection and serves what it sent.
-func (l *loopThread) addClient(fd int, peer unix.Sockaddr) {
+func (l *loopThread) addClient(fd int, peer unix.Sockaddr, bounces uint8) {
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	c := &lconn{fd: fd, since: time.Now(), ip: peerIP(peer)}
+	c := &lconn{fd: fd, since: time.Now(), ip: peerIP(peer), bounces: bounces}
 	if err := l.add(c); err != nil {
 		unix.Close(fd)
 		l.load.Store(int32(l.clients)) // give counted it
@@ -457,12 +474,12 @@ func (l *loopThread) addClient(fd int, peer unix.Sockaddr) {
 // on the net/http path: taken, its next request would only come straight
 // back, at the cost of a descriptor copy, a wake-up and a new net/http
 // connection each time. It is offered again at the next boundary.
-func (l *Loop) take(fd int) bool {
+func (l *Loop) take(fd int, bounces uint8) bool {
 	if !l.p.loopServes(l.p.route.Load()) {
 		return false
 	}
 	t := l.leastLoaded(nil)
-	return t != nil && t.give(fd)
+	return t != nil && t.give(fd, bounces)
 }
 
 // resumeAccept puts the listener back after a pause.
@@ -494,8 +511,8 @@ func (l *loopThread) closeAll() {
 	back := l.back
 	l.back = nil
 	l.backMu.Unlock()
-	for _, fd := range back {
-		unix.Close(fd)
+	for _, b := range back {
+		unix.Close(b.fd)
 	}
 }
 
@@ -520,10 +537,10 @@ func (l *loopThread) accept() {
 		if l.accepted != nil {
 			l.accepted()
 		}
-		if t := l.leastLoaded(l); t != l && t.give(fd) {
+		if t := l.leastLoaded(l); t != l && t.give(fd, 0) {
 			continue
 		}
-		l.addClient(fd, sa)
+		l.addClient(fd, sa, 0)
 	}
 }
 
@@ -547,13 +564,13 @@ func (l *Loop) leastLoaded(self *loopThread) *loopThread {
 
 // give queues fd, a client connection for l, and wakes l; false (fd not
 // taken) once stopping, or once l has ended.
-func (l *loopThread) give(fd int) bool {
+func (l *loopThread) give(fd int, bounces uint8) bool {
 	l.backMu.Lock()
 	defer l.backMu.Unlock()
 	if l.stopping.Load() || l.dead.Load() {
 		return false
 	}
-	l.back = append(l.back, fd)
+	l.back = append(l.back, backConn{fd, bounces})
 	l.load.Add(1) // counted now, or a burst would all go to it
 	l.poke()
 	return true
@@ -906,10 +923,30 @@ func (l *loopThread) readApp(u *lconn, hup bool) {
 		if len(u.ans) > loopMaxHead+loopMaxBody || n < len(l.rbuf) && !hup {
 			break // full, or a short read (see readClient)
 		}
+		if !l.mayFrame(u) {
+			// An answer the loop hands over: stop reading it here, or
+			// up to 272 KiB of it would be read, then copied to go over
+			// pending (a quarter off a 1 MiB answer's throughput).
+			break
+		}
 	}
 	if u.client != nil {
 		l.answer(u.client, u)
 	}
+}
+
+// mayFrame says whether u's answer, as far as it is read, may still be one
+// the loop frames itself (answer): its head is not whole yet, or it is
+// Fast with a body of at most loopMaxBody. Only asked after a full read,
+// so the usual small answer (one short read) is not scanned twice.
+func (l *loopThread) mayFrame(u *lconn) bool {
+	switch h1.ScanResponse(u.ans, loopMaxHead, &l.ah) {
+	case h1.NeedMore:
+		return true
+	case h1.Slow:
+		return false
+	}
+	return l.ah.ContentLength <= loopMaxBody
 }
 
 // appFailed ends an app connection that broke or closed. As the net/http
@@ -1008,6 +1045,7 @@ func (l *loopThread) answer(c *lconn, u *lconn) {
 	}
 	l.release(c)
 	l.served.Add(1)
+	c.bounces = 0
 	c.in = c.in[:copy(c.in, c.in[c.headLen:])]
 	c.state = stWriting
 	l.flushClient(c)
@@ -1079,7 +1117,7 @@ func (l *loopThread) handOff(c *lconn, pa *pendingAnswer) {
 	if err == nil {
 		tc, ok := conn.(*net.TCPConn)
 		if ok {
-			hc := &handedConn{TCPConn: tc, held: append([]byte(nil), c.in...)}
+			hc := &handedConn{TCPConn: tc, held: append([]byte(nil), c.in...), bounces: min(c.bounces+1, loopMaxBounces)}
 			hc.pending.Store(pa)
 			l.handed.Add(1) // before: net/http may answer before give returns
 			if l.handoff.give(hc) {
@@ -1124,7 +1162,9 @@ func (l *loopThread) sweep(now time.Time) {
 			case len(c.in) == 0 && now.Sub(c.since) > loopIdle:
 				l.closeConn(c)
 			case len(c.in) > 0 && now.Sub(c.since) > loopHead:
-				l.handOff(c, nil) // net/http answers or times it out
+				// As net/http's ReadHeaderTimeout: closed, unanswered. Handed
+				// off, it would get net/http's whole timeout once more.
+				l.closeConn(c)
 			}
 		case stWriting:
 			if now.Sub(c.since) > loopIdle {

@@ -363,3 +363,71 @@ func TestLoopThreadThatFailsTakesNothing(t *testing.T) {
 		t.Errorf("%d connections queued for the dead thread", queued)
 	}
 }
+
+// A head sent too slowly is cut off when the daemon's ReadHeaderTimeout
+// (loopHead) has passed since its first byte, as net/http cuts off its
+// own; it is not handed to net/http, which would give it that time again.
+func TestLoopSlowHeadClosedAtTheHeadTimeout(t *testing.T) {
+	prev := loopHead
+	loopHead = time.Second
+	t.Cleanup(func() { loopHead = prev })
+	p := New(Options{})
+	_, app := upstream(t, "app", nil)
+	activate(p, "r1", app)
+	lp, front := loopFront(t, p)
+	c, err := net.Dial("tcp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHo"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := c.Read(make([]byte, 64))
+	if n != 0 || err != io.EOF {
+		t.Fatalf("read %d bytes, %v: want the connection closed, unanswered", n, err)
+	}
+	if took := time.Since(start); took < loopHead {
+		t.Fatalf("closed after %v, before the head timeout (%v)", took, loopHead)
+	}
+	if served, handed := lp.Stats(); served != 0 || handed != 0 {
+		t.Fatalf("served %d, handed off %d: want neither", served, handed)
+	}
+}
+
+// A connection the loop hands off again and again (here: only POSTs) goes
+// back to it less and less often, so the round trip between the paths is
+// not paid per request; one GET the loop serves clears that, and a POST
+// between GETs comes straight back.
+func TestLoopBouncesBackOff(t *testing.T) {
+	p := New(Options{})
+	_, app := upstream(t, "app", nil)
+	activate(p, "r1", app)
+	lp, front := loopFront(t, p)
+	c, br := dialFront(t, front)
+	post := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"
+	get := "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	for range 20 {
+		exchange(t, c, br, post, 1)
+	}
+	// Handed off at POSTs 1, 2, 4, 8 and 16: after the k-th hand-off in
+	// a row it stays 2^(k-1)-1 requests on net/http.
+	if served, handed := lp.Stats(); served != 0 || handed != 5 {
+		t.Fatalf("20 POSTs on one connection: served %d, handed off %d times; want 0 and 5", served, handed)
+	}
+	for i := 0; lp.servedCount() == 0; i++ {
+		if i == 16 {
+			t.Fatal("16 GETs after the POSTs, and the loop has served none")
+		}
+		exchange(t, c, br, get, 1)
+	}
+	_, handed := lp.Stats()
+	exchange(t, c, br, post, 1)
+	served := lp.servedCount()
+	exchange(t, c, br, get, 1)
+	if s, h := lp.Stats(); h != handed+1 || s != served+1 {
+		t.Fatalf("a POST between GETs: handed %d (was %d), served %d (was %d): want it handed once and the GET after it served by the loop", h, handed, s, served)
+	}
+}
