@@ -46,7 +46,7 @@ For measurements (docs/performance.md), off unless set:
 ROLLBRIDGE_CPUPROFILE=FILE writes a CPU profile of the whole run, and
 ROLLBRIDGE_ALLOCSTATS_SOCKET=PATH answers each connection to a new Unix
 socket (mode 0600) with the heap allocation counters as one JSON line.
-Plain GETs are served on an event loop (epoll, one thread per CPU, no
+Plain GETs are served on an event loop (epoll, a thread per CPU but one, no
 goroutine per connection), everything else on Go's net/http server.
 ROLLBRIDGE_EVENT_LOOP=off serves everything on net/http; =N runs N loop
 threads (docs/performance.md, "The event loop").
@@ -267,21 +267,25 @@ func newHandover(ctx context.Context, units *systemd.Runner, stored []*os.File) 
 
 // eventLoopThreads reads ROLLBRIDGE_EVENT_LOOP: how many threads the
 // event loop runs (docs/performance.md, "The event loop"), 0 for none.
-// Unset or "on": one per CPU the process may use (GOMAXPROCS as the
-// runtime chose it: the affinity mask and the cgroup's CPU limit). "off"
+// Unset or "on": one fewer than the CPUs the process may use (GOMAXPROCS
+// as the runtime chose it: the affinity mask and the cgroup's CPU limit),
+// at least one. A busy loop thread holds its P (the daemon keeps
+// GOMAXPROCS above the thread count), and a GOMAXPROCS above the CPUs
+// costs the net/http path: uploads on one CPU ran 20 % slower with 2 Ps
+// than with 1. So only a one-CPU daemon runs more Ps than CPUs. "off"
 // serves everything on the net/http path. (The older
 // ROLLBRIDGE_EXPERIMENTAL_LOOP=1 asked for what is the default now.)
 func eventLoopThreads(getenv func(string) string) (int, error) {
 	v := strings.TrimSpace(getenv(envEventLoop))
 	switch v {
 	case "", "on":
-		return runtime.GOMAXPROCS(0), nil
+		return max(1, runtime.GOMAXPROCS(0)-1), nil
 	case "off":
 		return 0, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > maxLoopThreads {
-		return 0, fmt.Errorf(`%s=%q: want "on" (one thread per CPU, the default), "off" (no event loop) or a thread count from 1 to %d`, envEventLoop, v, maxLoopThreads)
+		return 0, fmt.Errorf(`%s=%q: want "on" (one thread per CPU but one, the default), "off" (no event loop) or a thread count from 1 to %d`, envEventLoop, v, maxLoopThreads)
 	}
 	return n, nil
 }

@@ -61,6 +61,7 @@ type daemonSpec struct {
 	retention                  int
 	cpus                       []int
 	env                        []string // more of rollbridged's environment
+	rollbridged                string   // the binary, when not the one in -bin (-ab-bin)
 }
 
 func freePort() int {
@@ -157,6 +158,9 @@ func (e *env) startDaemonSpec(s daemonSpec) (*daemon, string, error) {
 		return nil, "", err
 	}
 	rbd, _ := filepath.Abs(filepath.Join(e.o.bin, "rollbridged"))
+	if s.rollbridged != "" {
+		rbd, _ = filepath.Abs(s.rollbridged)
+	}
 	allocs := filepath.Join(dir, "allocs.sock")
 	started := time.Now()
 	cmd, err := e.startOn(name, append([]string{"ROLLBRIDGE_ALLOCSTATS_SOCKET=" + allocs}, s.env...), s.cpus, rbd, "-c", cfg)
@@ -228,7 +232,15 @@ func (e *env) appsToLoadCPU(ctx context.Context, d *daemon) error {
 // startProxyDaemon starts a daemon with one release for a proxy
 // measurement: on cpus, its app moved to the load CPU.
 func (e *env) startProxyDaemon(ctx context.Context, name string, top string, cpus []int, env ...string) (*daemon, string, error) {
-	d, url, err := e.startDaemonSpec(daemonSpec{name: name, top: top, webExtra: "{}", extra: "[]", retention: 2, cpus: cpus, env: env})
+	return e.startProxyDaemonSpec(ctx, daemonSpec{name: name, top: top, cpus: cpus, env: env})
+}
+
+// startProxyDaemonSpec is startProxyDaemon for s (its webExtra, extra and
+// retention are set here).
+func (e *env) startProxyDaemonSpec(ctx context.Context, s daemonSpec) (*daemon, string, error) {
+	name, cpus := s.name, s.cpus
+	s.webExtra, s.extra, s.retention = "{}", "[]", 2
+	d, url, err := e.startDaemonSpec(s)
 	if err != nil {
 		return nil, "", err
 	}

@@ -46,6 +46,14 @@ func floorCompare(ctx context.Context, e *env) (*CompareReport, error) {
 		{"rollbridged", e.prbURL, func() int { return e.prb.cmd.Process.Pid }, e.prb.allocs},
 		{floorNetHTTPName, nhURL, func() int { return nh.cmd.Process.Pid }, nh.allocs},
 	}
+	if e.o.abBin != "" {
+		ab, abURL, err := e.startProxyDaemonSpec(ctx, daemonSpec{name: "rb-ab", top: "{}", cpus: e.proxyCPUs(), rollbridged: filepath.Join(e.o.abBin, "rollbridged")})
+		if err != nil {
+			return nil, fmt.Errorf("-ab-bin: %w", err)
+		}
+		defer func() { _ = ab.cmd.Process.Signal(syscall.SIGTERM) }()
+		ts = append(ts, target{"rollbridged from " + e.o.abBin, abURL, func() int { return ab.cmd.Process.Pid }, ab.allocs})
+	}
 	var procs []*exec.Cmd
 	defer func() {
 		// Idle, they would still take a little of the proxy's CPU in
