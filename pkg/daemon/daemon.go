@@ -215,12 +215,11 @@ func Run(ctx context.Context, o Options) error {
 		// quiet one gives it back), so with every thread busy the rest
 		// of the daemon (the net/http path, the supervisor, the GC) still
 		// needs one: the benchmark pins the daemon to one CPU. More would
-		// only let more threads run than there are CPUs. Setting it ends
-		// the runtime's own updates of GOMAXPROCS from the cgroup's CPU
-		// limit, so only when it is too low.
-		if want := o.EventLoop + 1; runtime.GOMAXPROCS(0) < want {
-			runtime.GOMAXPROCS(want)
-		}
+		// only let more threads run than there are CPUs. It is set even
+		// when it is high enough: that ends the runtime's own updates of
+		// GOMAXPROCS from the cgroup's CPU limit, which could otherwise
+		// lower it under the threads (a quota cut while running).
+		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), o.EventLoop+1))
 		d.loop, serveOn = lp, lp.Listener()
 		d.clients.ReturnTo(lp) // a connection given up for one request is the loop's again for the next
 	}

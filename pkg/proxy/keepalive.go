@@ -476,6 +476,9 @@ func (c *clientConn) backTo(l *Loop) bool {
 		c.backSkip--
 		return false
 	}
+	if !l.p.loopServes(l.p.route.Load()) {
+		return false // take would refuse it (saves the descriptor copy)
+	}
 	var bounces uint8
 	if handed {
 		bounces = h.bounces

@@ -108,6 +108,7 @@ const (
 	loopMaxBody = 256 << 10 // an answer's body, held whole before it is written
 	loopIdle    = 120 * time.Second
 	loopAppIdle = 90 * time.Second
+	loopLinger  = 500 * time.Millisecond // as net/http's rstAvoidanceDelay
 	// loopMaxBounces caps lconn.bounces: a connection that keeps being
 	// handed off stays on net/http for up to 2^6-1 boundaries at a time.
 	loopMaxBounces = 7
@@ -145,9 +146,14 @@ type lconn struct {
 	retried  bool // the request was sent a second time (after a pooled connection failed)
 	epoch    *epoch
 	readStop bool // reading paused: in is full
+	// closeAfter: the request being served asked to close the connection
+	// after its answer (h1.RequestHead.Close).
+	closeAfter bool
 	// bounces counts the connection's hand-offs in a row with no request
 	// served here between them (clientConn.backTo).
 	bounces uint8
+	// fresh: accepted, and no request of it answered yet.
+	fresh bool
 
 	// An app connection's.
 	client     *lconn
@@ -162,6 +168,7 @@ const (
 	stIdle    = iota // reading the next request
 	stWaiting        // the request is sent; waiting for the answer
 	stWriting        // the answer is being written
+	stLinger         // the last answer is written; waiting for the client to close (linger)
 )
 
 // NewLoop makes a loop of threads threads (at least one) for ln, which it
@@ -441,7 +448,7 @@ func (l *loopThread) drainWake() {
 			l.load.Store(int32(l.clients))
 			continue
 		}
-		l.addClient(b.fd, sa, b.bounces)
+		l.addClient(b.fd, sa, b.bounces, b.fresh)
 	}
 }
 
@@ -450,12 +457,13 @@ func (l *loopThread) drainWake() {
 type backConn struct {
 	fd      int
 	bounces uint8
+	fresh   bool // accepted by another thread, not given back by net/http
 }
 
 // addClient takes in a client's connection and serves what it sent.
-func (l *loopThread) addClient(fd int, peer unix.Sockaddr, bounces uint8) {
+func (l *loopThread) addClient(fd int, peer unix.Sockaddr, bounces uint8, fresh bool) {
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	c := &lconn{fd: fd, since: time.Now(), ip: peerIP(peer), bounces: bounces}
+	c := &lconn{fd: fd, since: time.Now(), ip: peerIP(peer), bounces: bounces, fresh: fresh}
 	if err := l.add(c); err != nil {
 		unix.Close(fd)
 		l.load.Store(int32(l.clients)) // give counted it
@@ -479,7 +487,7 @@ func (l *Loop) take(fd int, bounces uint8) bool {
 		return false
 	}
 	t := l.leastLoaded(nil)
-	return t != nil && t.give(fd, bounces)
+	return t != nil && t.give(backConn{fd: fd, bounces: bounces})
 }
 
 // resumeAccept puts the listener back after a pause.
@@ -537,10 +545,10 @@ func (l *loopThread) accept() {
 		if l.accepted != nil {
 			l.accepted()
 		}
-		if t := l.leastLoaded(l); t != l && t.give(fd, 0) {
+		if t := l.leastLoaded(l); t != l && t.give(backConn{fd: fd, fresh: true}) {
 			continue
 		}
-		l.addClient(fd, sa, 0)
+		l.addClient(fd, sa, 0, true)
 	}
 }
 
@@ -564,13 +572,13 @@ func (l *Loop) leastLoaded(self *loopThread) *loopThread {
 
 // give queues fd, a client connection for l, and wakes l; false (fd not
 // taken) once stopping, or once l has ended.
-func (l *loopThread) give(fd int, bounces uint8) bool {
+func (l *loopThread) give(b backConn) bool {
 	l.backMu.Lock()
 	defer l.backMu.Unlock()
 	if l.stopping.Load() || l.dead.Load() {
 		return false
 	}
-	l.back = append(l.back, backConn{fd, bounces})
+	l.back = append(l.back, b)
 	l.load.Add(1) // counted now, or a burst would all go to it
 	l.poke()
 	return true
@@ -669,6 +677,10 @@ func readSome(fd int, p []byte) (n int, gone bool) {
 // empty then; more bytes make a new edge, so the read that would say
 // EAGAIN is saved, as nginx does) unless hup, or a full in.
 func (l *loopThread) readClient(c *lconn, hup bool) {
+	if c.state == stLinger {
+		l.discard(c)
+		return
+	}
 	for len(c.in) < loopMaxHead {
 		want := min(len(l.rbuf), loopMaxHead-len(c.in))
 		n, gone := readSome(c.fd, l.rbuf[:want])
@@ -725,11 +737,8 @@ func (l *loopThread) serve(c *lconn) {
 		l.handOff(c, nil)
 		return
 	}
-	if string(l.rh.Method.Of(c.in)) != http.MethodGet || l.rh.Close || l.stopping.Load() {
-		// Only GET may be sent again should the app fail; a connection
-		// that ends after its answer is closed by net/http, which waits
-		// for the client to see the answer before it closes (a close with
-		// bytes unread would send an RST that can destroy the answer).
+	if string(l.rh.Method.Of(c.in)) != http.MethodGet || l.stopping.Load() {
+		// Only GET may be sent again should the app fail.
 		l.handOff(c, nil)
 		return
 	}
@@ -739,7 +748,7 @@ func (l *loopThread) serve(c *lconn) {
 		return
 	}
 	c.backend, c.n, c.epoch, c.retried = b, n, l.p.epoch.Load(), false
-	c.headLen, c.minor = l.rh.Len, l.rh.Minor
+	c.headLen, c.minor, c.closeAfter = l.rh.Len, l.rh.Minor, l.rh.Close
 	l.send(c)
 }
 
@@ -937,8 +946,9 @@ func (l *loopThread) readApp(u *lconn, hup bool) {
 
 // mayFrame says whether u's answer, as far as it is read, may still be one
 // the loop frames itself (answer): its head is not whole yet, or it is
-// Fast with a body of at most loopMaxBody. Only asked after a full read,
-// so the usual small answer (one short read) is not scanned twice.
+// Fast with a body of at most loopMaxBody. Asked only when readApp would
+// read on (a full read, or the app closing), so the usual small answer
+// (one short read) is not scanned twice.
 func (l *loopThread) mayFrame(u *lconn) bool {
 	switch h1.ScanResponse(u.ans, loopMaxHead, &l.ah) {
 	case h1.NeedMore:
@@ -1016,7 +1026,7 @@ func (l *loopThread) answer(c *lconn, u *lconn) {
 		return // the body is not all here
 	}
 	body := u.ans[h.Len:end]
-	ca := clientAnswer{minor: c.minor} // a request that closes went to net/http (serve)
+	ca := clientAnswer{minor: c.minor, close: c.closeAfter}
 	if h.Date < 0 {
 		ca.date = l.httpDate()
 	}
@@ -1045,8 +1055,11 @@ func (l *loopThread) answer(c *lconn, u *lconn) {
 	}
 	l.release(c)
 	l.served.Add(1)
-	c.bounces = 0
+	c.bounces, c.fresh = 0, false
 	c.in = c.in[:copy(c.in, c.in[c.headLen:])]
+	if c.closeAfter {
+		c.in = c.in[:0] // nothing after the last request is read as one
+	}
 	c.state = stWriting
 	l.flushClient(c)
 }
@@ -1071,12 +1084,42 @@ func (l *loopThread) flushClient(c *lconn) {
 	if c.state != stWriting {
 		return
 	}
+	if c.closeAfter {
+		l.linger(c)
+		return
+	}
 	c.state, c.since = stIdle, time.Now()
 	if c.readStop {
 		l.readClient(c, false) // it stopped at a full buffer: no edge will come for the rest
 		return
 	}
 	l.serve(c)
+}
+
+// linger ends a connection whose last answer is written, as net/http
+// does: a FIN after the answer, then whatever the client still sends is
+// read and dropped until it closes too, or loopLinger has passed. Closing
+// with bytes unread would send an RST, which can destroy the answer
+// before the client has read it.
+func (l *loopThread) linger(c *lconn) {
+	_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+	c.state, c.since = stLinger, time.Now()
+	l.discard(c)
+}
+
+// discard reads and drops what a lingering client sends; at its end the
+// connection closes.
+func (l *loopThread) discard(c *lconn) {
+	for {
+		n, gone := readSome(c.fd, l.rbuf)
+		if gone {
+			l.closeConn(c)
+			return
+		}
+		if n == 0 {
+			return
+		}
+	}
 }
 
 // trimBuf empties b for reuse, or drops it when a large answer grew it:
@@ -1091,17 +1134,25 @@ func trimBuf(b []byte) []byte {
 // handOffPending gives c to the net/http path with u's answer pending.
 // broken says u closed or failed after the bytes in u.ans.
 func (l *loopThread) handOffPending(c *lconn, u *lconn, broken bool) {
-	pa := &pendingAnswer{backend: c.backend, n: c.n, head: append([]byte(nil), u.ans...)}
-	if t := time.Duration(l.p.upstreamTimeout.Load()); t > 0 {
-		pa.timeout = max(t-time.Since(c.since), time.Nanosecond)
-	}
 	l.forget(u)
+	var conn net.Conn
 	if !broken {
-		if conn, err := fdConn(u.fd); err == nil {
-			pa.conn = conn
+		var err error
+		if conn, err = fdConn(u.fd); err != nil { // fdConn closed u.fd
+			// The app connection cannot go over (no descriptor left), so
+			// neither can the rest of its answer: the client is cut off,
+			// as when the app breaks off mid-answer. Without conn the
+			// net/http path would take what was read for the whole.
+			c.up = nil
+			l.clientGone(c)
+			return
 		}
 	} else {
 		unix.Close(u.fd)
+	}
+	pa := &pendingAnswer{backend: c.backend, n: c.n, head: append([]byte(nil), u.ans...), conn: conn}
+	if t := time.Duration(l.p.upstreamTimeout.Load()); t > 0 {
+		pa.timeout = max(t-time.Since(c.since), time.Nanosecond)
 	}
 	c.backend, c.n, c.up = nil, nil, nil // the pending answer holds the count now
 	c.state = stIdle
@@ -1159,12 +1210,20 @@ func (l *loopThread) sweep(now time.Time) {
 			switch {
 			case stopping:
 				l.handOff(c, nil)
-			case len(c.in) == 0 && now.Sub(c.since) > loopIdle:
+			case len(c.in) == 0 && now.Sub(c.since) > loopIdle,
+				len(c.in) == 0 && c.fresh && now.Sub(c.since) > loopHead:
+				// A new connection gets the head timeout for its first
+				// request, from its accept, as net/http's does; an idle
+				// one between requests the idle timeout.
 				l.closeConn(c)
 			case len(c.in) > 0 && now.Sub(c.since) > loopHead:
 				// As net/http's ReadHeaderTimeout: closed, unanswered. Handed
 				// off, it would get net/http's whole timeout once more.
 				l.closeConn(c)
+			}
+		case stLinger:
+			if stopping || now.Sub(c.since) > loopLinger {
+				l.closeConn(c) // its answer is out, and the FIN after it
 			}
 		case stWriting:
 			if now.Sub(c.since) > loopIdle {

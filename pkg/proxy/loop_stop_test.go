@@ -367,33 +367,38 @@ func TestLoopThreadThatFailsTakesNothing(t *testing.T) {
 // A head sent too slowly is cut off when the daemon's ReadHeaderTimeout
 // (loopHead) has passed since its first byte, as net/http cuts off its
 // own; it is not handed to net/http, which would give it that time again.
+// A new connection that sends nothing gets the same time from its accept
+// (as on net/http), not the idle timeout of a connection between
+// requests.
 func TestLoopSlowHeadClosedAtTheHeadTimeout(t *testing.T) {
 	prev := loopHead
 	loopHead = time.Second
 	t.Cleanup(func() { loopHead = prev })
-	p := New(Options{})
-	_, app := upstream(t, "app", nil)
-	activate(p, "r1", app)
-	lp, front := loopFront(t, p)
-	c, err := net.Dial("tcp", front)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	start := time.Now()
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHo"); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, err := c.Read(make([]byte, 64))
-	if n != 0 || err != io.EOF {
-		t.Fatalf("read %d bytes, %v: want the connection closed, unanswered", n, err)
-	}
-	if took := time.Since(start); took < loopHead {
-		t.Fatalf("closed after %v, before the head timeout (%v)", took, loopHead)
-	}
-	if served, handed := lp.Stats(); served != 0 || handed != 0 {
-		t.Fatalf("served %d, handed off %d: want neither", served, handed)
+	for _, sent := range []string{"GET / HTTP/1.1\r\nHo", ""} {
+		p := New(Options{})
+		_, app := upstream(t, "app", nil)
+		activate(p, "r1", app)
+		lp, front := loopFront(t, p)
+		c, err := net.Dial("tcp", front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		if _, err := io.WriteString(c, sent); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := c.Read(make([]byte, 64))
+		if n != 0 || err != io.EOF {
+			t.Fatalf("%q: read %d bytes, %v: want the connection closed, unanswered", sent, n, err)
+		}
+		if took := time.Since(start); took < loopHead {
+			t.Fatalf("%q: closed after %v, before the head timeout (%v)", sent, took, loopHead)
+		}
+		if served, handed := lp.Stats(); served != 0 || handed != 0 {
+			t.Fatalf("%q: served %d, handed off %d: want neither", sent, served, handed)
+		}
 	}
 }
 

@@ -118,13 +118,13 @@ func TestLoopSamePolicy(t *testing.T) {
 	p2 := New(Options{})
 	activate(p2, "v1", answers.addr)
 	lp2, viaLoop2 := loopFront(t, p2)
-	for i, req := range requests {
+	for _, req := range requests {
 		served := lp2.servedCount()
 		want, got := rawExchange(t, strings.TrimPrefix(url2, "http://"), req), rawExchange(t, viaLoop2, req)
-		// The loop serves the two that keep the connection; the two that
-		// close it go to net/http, which closes with care (serve).
-		if keeps := i == 0 || i == 2; (lp2.servedCount() == served+1) != keeps {
-			t.Fatalf("%q: served %d → %d (handed %d); the loop is to serve it: %v", req, served, lp2.servedCount(), lp2.handedCount(), keeps)
+		// The loop serves all four; the two that close the connection
+		// end with a FIN after the answer (linger).
+		if lp2.servedCount() != served+1 {
+			t.Fatalf("%q: served %d → %d (handed %d); the loop is to serve it", req, served, lp2.servedCount(), lp2.handedCount())
 		}
 		comparePaths(t, req, want, got, wireHead{}, wireHead{})
 	}
@@ -616,5 +616,44 @@ func TestLoopIdleWakeUps(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A request that closes its connection (Connection: close, or HTTP/1.0
+// without keep-alive: how clients without keep-alive ask) is served by
+// the loop, which ends the connection as net/http does: the answer says
+// it closes, a FIN follows it, and nothing sent after that request is
+// read as another. The client reads the answer and a clean end, no RST.
+func TestLoopServesRequestsThatClose(t *testing.T) {
+	p := New(Options{})
+	_, app := upstream(t, "app", nil)
+	activate(p, "r1", app)
+	lp, front := loopFront(t, p)
+	for i, req := range []string{
+		"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a HTTP/1.0\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		all, err := io.ReadAll(c) // to the FIN; an RST would be an error
+		c.Close()
+		if err != nil {
+			t.Fatalf("%q: %v after %q", req, err, all)
+		}
+		if n := strings.Count(string(all), "HTTP/1."); n != 1 || !strings.HasSuffix(string(all), "\r\n\r\napp") {
+			t.Fatalf("%q: %d answers: %q", req, n, all)
+		}
+		if i == 0 && !strings.Contains(string(all), "Connection: close\r\n") {
+			t.Fatalf("%q: the answer does not say the connection closes: %q", req, all)
+		}
+		if served, handed := lp.Stats(); served != uint64(i+1) || handed != 0 {
+			t.Fatalf("%q: served %d, handed off %d", req, served, handed)
+		}
 	}
 }
