@@ -375,10 +375,7 @@ func TestLoopSlowHeadClosedAtTheHeadTimeout(t *testing.T) {
 	loopHead = time.Second
 	t.Cleanup(func() { loopHead = prev })
 	for _, sent := range []string{"GET / HTTP/1.1\r\nHo", ""} {
-		p := New(Options{})
-		_, app := upstream(t, "app", nil)
-		activate(p, "r1", app)
-		lp, front := loopFront(t, p)
+		lp, front := plainLoop(t)
 		c, err := net.Dial("tcp", front)
 		if err != nil {
 			t.Fatal(err)
@@ -407,10 +404,7 @@ func TestLoopSlowHeadClosedAtTheHeadTimeout(t *testing.T) {
 // not paid per request; one GET the loop serves clears that, and a POST
 // between GETs comes straight back.
 func TestLoopBouncesBackOff(t *testing.T) {
-	p := New(Options{})
-	_, app := upstream(t, "app", nil)
-	activate(p, "r1", app)
-	lp, front := loopFront(t, p)
+	lp, front := plainLoop(t)
 	c, br := dialFront(t, front)
 	post := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"
 	get := "GET / HTTP/1.1\r\nHost: a\r\n\r\n"

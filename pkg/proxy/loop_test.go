@@ -16,6 +16,16 @@ import (
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
 )
 
+// plainLoop is a loop in front of a proxy with one release, r1, whose app
+// answers "app".
+func plainLoop(t testing.TB) (*Loop, string) {
+	t.Helper()
+	p := New(Options{})
+	_, app := upstream(t, "app", nil)
+	activate(p, "r1", app)
+	return loopFront(t, p)
+}
+
 // loopFront serves p through an event loop the way the daemon does (see
 // loopServer) and returns the loop and its address.
 func loopFront(t testing.TB, p *Proxy) (*Loop, string) {
@@ -542,10 +552,7 @@ func TestLoopObservers(t *testing.T) {
 // spread over the threads, and each thread serves its own. A connection
 // given back by the net/http path goes to the thread with the fewest.
 func TestLoopThreadsShareConnections(t *testing.T) {
-	p := New(Options{})
-	_, app := upstream(t, "app", nil)
-	activate(p, "r1", app)
-	lp, front := loopFront(t, p)
+	lp, front := plainLoop(t)
 	const conns = 8
 	for range conns {
 		c, br := dialFront(t, front)
@@ -598,10 +605,7 @@ func TestLoopIdleWakeUps(t *testing.T) {
 		{"an idle keep-alive connection", 1, 1500 * time.Millisecond, 12},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := New(Options{})
-			_, app := upstream(t, "app", nil)
-			activate(p, "r1", app)
-			lp, front := loopFront(t, p)
+			lp, front := plainLoop(t)
 			for range tc.conns {
 				c, br := dialFront(t, front)
 				exchange(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
@@ -625,10 +629,7 @@ func TestLoopIdleWakeUps(t *testing.T) {
 // it closes, a FIN follows it, and nothing sent after that request is
 // read as another. The client reads the answer and a clean end, no RST.
 func TestLoopServesRequestsThatClose(t *testing.T) {
-	p := New(Options{})
-	_, app := upstream(t, "app", nil)
-	activate(p, "r1", app)
-	lp, front := loopFront(t, p)
+	lp, front := plainLoop(t)
 	for i, req := range []string{
 		"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /a HTTP/1.0\r\n\r\n",
