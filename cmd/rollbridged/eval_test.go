@@ -132,10 +132,19 @@ func TestRunawayConfigStopsAtTheTimeLimit(t *testing.T) {
 	f := newFixture(t, 0, "{}")
 	notify, msgs := notifySocket(t, f.dir)
 	cmd := f.start([]string{"NOTIFY_SOCKET=" + notify, "ROLLBRIDGE_EVAL_TIMEOUT_MS=500"}, "")
+	// After the kill below: the daemon killed cannot stop v1's process,
+	// which would outlive the test.
+	var web int
+	t.Cleanup(func() {
+		if web > 0 {
+			_ = syscall.Kill(web, syscall.SIGKILL)
+		}
+	})
 	t.Cleanup(func() { _ = cmd.Process.Kill() }) // see TestSIGTERMDuringARunawayReload
 	f.waitReady()
 	waitMsg(t, msgs, "READY=1")
 	f.deploy("v1")
+	web = f.status().Releases[0].Processes[0].Pid
 	f.makeRunaway()
 	rel := f.releaseDir("v2")
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout)
