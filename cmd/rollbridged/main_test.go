@@ -487,7 +487,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	r := <-res
 	if r.err != nil || r.code != 200 || r.body != "v1" {
-		t.Errorf("in-flight request during stop: %+v", r)
+		t.Errorf("in-flight request during stop: %+v (%v)", r, r.err)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit: %v", err)

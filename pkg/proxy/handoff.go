@@ -31,6 +31,10 @@ import (
 // has no bound: the loop never waits on net/http, and never drops a
 // connection holding a request because net/http is slow to accept.
 type handoffListener struct {
+	// unread counts the connections given whose first Read has not come
+	// yet: until it does, net/http may not have registered one with
+	// ClientConns, whose Stop would then not wait for its request.
+	unread atomic.Int64
 	addr   net.Addr
 	mu     sync.Mutex
 	queue  []*handedConn
@@ -82,6 +86,7 @@ func (l *handoffListener) Close() error {
 		l.queue = nil
 		l.mu.Unlock()
 		for _, c := range queue {
+			c.read()
 			c.release()
 			_ = c.Close()
 		}
@@ -100,16 +105,11 @@ func (l *handoffListener) give(c *handedConn) bool {
 		return false
 	default:
 	}
+	c.unread = &l.unread
+	l.unread.Add(1)
 	l.queue = append(l.queue, c)
 	l.signal()
 	return true
-}
-
-// queued is how many given connections wait for Accept.
-func (l *handoffListener) queued() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.queue)
 }
 
 // handedConn is a client connection the loop gave up: Read returns held,
@@ -121,9 +121,20 @@ type handedConn struct {
 	// bounces counts the loop's hand-offs of the connection in a row with
 	// no request it served itself between them (clientConn.backTo).
 	bounces uint8
+	// unread is the listener's count, until the first Read (read).
+	unread *atomic.Int64
+	first  atomic.Bool
+}
+
+// read marks the connection's first Read (handoffListener.unread).
+func (c *handedConn) read() {
+	if c.unread != nil && !c.first.Load() && c.first.CompareAndSwap(false, true) {
+		c.unread.Add(-1)
+	}
 }
 
 func (c *handedConn) Read(p []byte) (int, error) {
+	c.read()
 	if len(c.held) > 0 {
 		n := copy(p, c.held)
 		c.held = c.held[n:]

@@ -286,8 +286,13 @@ func (l *Loop) Close() { l.signal(true) }
 // WaitHandedOff waits until net/http accepted every connection the loop
 // handed off (or ctx ends): a stop must not close the hand-off listener
 // over connections that would have been parked or served.
+//
+// Accepted is not enough: net/http registers a connection with
+// ClientConns after its Accept, and ClientConns.Stop waits only for the
+// ones registered, so a request handed over pending could be cut off by
+// the server's Close. A connection's first Read comes after that.
 func (l *Loop) WaitHandedOff(ctx context.Context) {
-	for l.handoff.queued() > 0 && ctx.Err() == nil {
+	for l.handoff.unread.Load() > 0 && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
 }
