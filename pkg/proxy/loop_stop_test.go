@@ -390,7 +390,7 @@ func TestLoopSlowHeadClosedAtTheHeadTimeout(t *testing.T) {
 		if n != 0 || err != io.EOF {
 			t.Fatalf("%q: read %d bytes, %v: want the connection closed, unanswered", sent, n, err)
 		}
-		if took := time.Since(start); took < loopHead {
+		if took := time.Since(start); took < loopHead-50*time.Millisecond { // the loop's clock starts at its accept
 			t.Fatalf("%q: closed after %v, before the head timeout (%v)", sent, took, loopHead)
 		}
 		if served, handed := lp.Stats(); served != 0 || handed != 0 {
@@ -417,16 +417,20 @@ func TestLoopBouncesBackOff(t *testing.T) {
 		t.Fatalf("20 POSTs on one connection: served %d, handed off %d times; want 0 and 5", served, handed)
 	}
 	for i := 0; lp.servedCount() == 0; i++ {
-		if i == 16 {
-			t.Fatal("16 GETs after the POSTs, and the loop has served none")
+		if i == 64 {
+			t.Fatal("64 GETs after the POSTs, and the loop has served none")
 		}
 		exchange(t, c, br, get, 1)
 	}
 	_, handed := lp.Stats()
 	exchange(t, c, br, post, 1)
 	served := lp.servedCount()
-	exchange(t, c, br, get, 1)
-	if s, h := lp.Stats(); h != handed+1 || s != served+1 {
-		t.Fatalf("a POST between GETs: handed %d (was %d), served %d (was %d): want it handed once and the GET after it served by the loop", h, handed, s, served)
+	// net/http may read the next GET's first bytes with the POST's answer
+	// (then it serves that GET itself); the one after is the loop's.
+	for range 2 {
+		exchange(t, c, br, get, 1)
+	}
+	if s, h := lp.Stats(); h != handed+1 || s < served+1 {
+		t.Fatalf("a POST between GETs: handed %d (was %d), served %d (was %d): want it handed once and the loop serving again", h, handed, s, served)
 	}
 }
