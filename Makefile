@@ -23,7 +23,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 	$(GO) build -o $(BIN)/demo-app ./examples/app
 
-# The benchmark suite (docs/performance.md): installs nginx if it can,
+# The benchmark suite (docs/performance.md): installs nginx and wrk if it can,
 # builds, runs every section and prints the tables; raw numbers go to
 # bench/results/. The proxy under test is pinned to one CPU, the load
 # generator and the app to another (BENCH_ARGS=-pin=false: unpinned).
@@ -31,6 +31,7 @@ build:
 bench: build
 	$(GO) build -o $(BIN)/ ./bench/cmd/loadgen ./bench/cmd/suite ./bench/cmd/floor
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nginx-light >/dev/null 2>&1 || apt-get install -y -qq nginx >/dev/null 2>&1; } || echo "nginx not available: the nginx column stays empty"
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "wrk not available: the lean section is skipped"
 	$(BIN)/suite -bin $(BIN) $(BENCH_ARGS)
 
 # The chaos run (docs/chaos.md): load through the proxy while deploys,

@@ -62,6 +62,7 @@ type daemonSpec struct {
 	cpus                       []int
 	env                        []string // more of rollbridged's environment
 	rollbridged                string   // the binary, when not the one in -bin (-ab-bin)
+	web                        string   // the web process's command, when not the demo app
 }
 
 func freePort() int {
@@ -150,10 +151,14 @@ func (e *env) startDaemonSpec(s daemonSpec) (*daemon, string, error) {
 	app := filepath.Join(e.o.bin, "demo-app")
 	absApp, _ := filepath.Abs(app)
 	cfg := filepath.Join(dir, "rollbridge.jsonnet")
+	web := "exec " + absApp + " --port {{port}}"
+	if s.web != "" {
+		web = s.web
+	}
 	src := fmt.Sprintf(`{application: %q, control: {path: %q}, releaseRetention: {keep: %d},
   proxy: {host: '127.0.0.1', port: %d, drainTimeoutMs: 30000},
-  processes: [{id: 'web', policy: 'proxied', command: 'exec %s --port {{port}}', port: {from: 15000, to: 15999}, health: {path: '/ping', intervalMs: 250}} + %s] + %s} + %s`,
-		name, filepath.Join(dir, "c.sock"), retention, port, absApp, webExtra, extra, top)
+  processes: [{id: 'web', policy: 'proxied', command: %q, port: {from: 15000, to: 15999}, health: {path: '/ping', intervalMs: 250}} + %s] + %s} + %s`,
+		name, filepath.Join(dir, "c.sock"), retention, port, web, webExtra, extra, top)
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		return nil, "", err
 	}
@@ -328,20 +333,30 @@ func setup(o options) (*env, error) {
 	return e, nil
 }
 
+// nginxBin is nginx's path (Debian's is in /usr/sbin, often not on PATH).
+func nginxBin() (string, error) {
+	if bin, err := exec.LookPath("nginx"); err == nil {
+		return bin, nil
+	}
+	for _, p := range []string{"/usr/sbin/nginx", "/sbin/nginx"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("nginx is not installed (apt-get install nginx)")
+}
+
 // startNginx starts nginx in front of the direct app with workers worker
 // processes (0: worker_processes auto) on cpus.
 func (e *env) startNginx(name string, workers int, cpus []int) (*exec.Cmd, string, error) {
-	appPort := e.appPort
-	bin, err := exec.LookPath("nginx")
+	return e.startNginxTo(name, workers, cpus, e.appPort)
+}
+
+// startNginxTo is startNginx in front of the app on appPort.
+func (e *env) startNginxTo(name string, workers int, cpus []int, appPort int) (*exec.Cmd, string, error) {
+	bin, err := nginxBin()
 	if err != nil {
-		for _, p := range []string{"/usr/sbin/nginx", "/sbin/nginx"} {
-			if _, err2 := os.Stat(p); err2 == nil {
-				bin, err = p, nil
-			}
-		}
-		if err != nil {
-			return nil, "", fmt.Errorf("nginx is not installed (apt-get install nginx)")
-		}
+		return nil, "", err
 	}
 	port := freePort()
 	dir := filepath.Join(e.work, name)

@@ -1,7 +1,8 @@
 // Command suite runs rollbridge's benchmark suite: proxy overhead against
 // the app directly and against nginx (throughput, latency, CPU, and
 // rollbridged's allocations per request), scaling with cores, bare Go
-// forwarders beside both (the floor), the cost of metrics and the access log, deploys under load, deploys with each
+// forwarders beside both (the floor), both proxies with a lean load side
+// (wrk and a static app) on a whole CPU and on half of one, the cost of metrics and the access log, deploys under load, deploys with each
 // process runtime (exec and systemd), draining many WebSockets, the
 // daemon's start and status times, and its footprint. It prints a results table and
 // writes the raw numbers as JSON. Run it with `make bench` (see
@@ -47,7 +48,7 @@ type options struct {
 // wantsPinning: a section that pins runs (the others need no pinned
 // processes, so none are started for them).
 func (o options) wantsPinning() bool {
-	for _, s := range []string{"proxy", "cores", "floor", "observe"} {
+	for _, s := range []string{"proxy", "cores", "floor", "lean", "observe"} {
 		if strings.Contains(o.sections, s) {
 			return true
 		}
@@ -68,7 +69,7 @@ func main() {
 	flag.BoolVar(&o.noNginx, "no-nginx", false, "skip the nginx comparison")
 	flag.BoolVar(&o.pin, "pin", true, "in the proxy, cores, floor and observe sections, run the proxy under test (rollbridged or nginx) on one CPU and the load generator and the app on another (-pin=false: unpinned; the cores section needs pinning)")
 	flag.IntVar(&o.starts, "starts", 20, "daemon starts and rollbridgectl status runs in the startup section (medians are reported)")
-	flag.StringVar(&o.sections, "only", "proxy,cores,floor,observe,startup,deploy,runtime,drain,footprint,idle", "sections to run")
+	flag.StringVar(&o.sections, "only", "proxy,cores,floor,lean,observe,startup,deploy,runtime,drain,footprint,idle", "sections to run")
 	flag.StringVar(&o.match, "match", "", "only proxy scenarios whose name contains this")
 	flag.StringVar(&o.abBin, "ab-bin", "", "a directory with another build's rollbridged, measured beside -bin's in the floor section (an A/B of two commits)")
 	flag.Parse()

@@ -126,25 +126,32 @@ func pinTasks(pid int, cpus []int) error {
 // pinGroup moves every process of process group pgid (a managed process
 // and whatever it started) to cpus.
 func pinGroup(pgid int, cpus []int) error {
+	pids := groupPids(pgid)
+	if len(pids) == 0 {
+		return fmt.Errorf("process group %d: no process", pgid)
+	}
+	for _, pid := range pids {
+		if err := pinTasks(pid, cpus); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// groupPids are the processes of process group pgid.
+func groupPids(pgid int) []int {
+	var pids []int
 	ents, _ := os.ReadDir("/proc")
-	n := 0
 	for _, en := range ents {
 		pid, err := strconv.Atoi(en.Name())
 		if err != nil {
 			continue
 		}
-		if pg, err := unix.Getpgid(pid); err != nil || pg != pgid {
-			continue
+		if pg, err := unix.Getpgid(pid); err == nil && pg == pgid {
+			pids = append(pids, pid)
 		}
-		if err := pinTasks(pid, cpus); err != nil {
-			return err
-		}
-		n++
 	}
-	if n == 0 {
-		return fmt.Errorf("process group %d: no process", pgid)
-	}
-	return nil
+	return pids
 }
 
 // allowedCPUs is the affinity of pid (its main thread), for the report

@@ -81,6 +81,9 @@ func (r *Report) Table() string {
 	if c := r.Floor; c != nil {
 		b.WriteString(c.floorTable())
 	}
+	if l := r.Lean; l != nil {
+		b.WriteString(l.leanTable())
+	}
 	if s := r.Startup; s != nil {
 		b.WriteString(s.table())
 	}

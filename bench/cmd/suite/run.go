@@ -25,6 +25,7 @@ type Report struct {
 	Proxy     []ProxyScenario  `json:"proxy"`
 	Cores     *CompareReport   `json:"cores,omitempty"`
 	Floor     *CompareReport   `json:"floor,omitempty"`
+	Lean      *LeanReport      `json:"lean,omitempty"`
 	Startup   *StartupReport   `json:"startup,omitempty"`
 	Deploy    *DeployReport    `json:"deployUnderLoad,omitempty"`
 	Runtime   *RuntimeReport   `json:"runtime,omitempty"`
@@ -61,6 +62,10 @@ type TargetStats struct {
 	// health checks and supervision too, a negligible share at these rates).
 	AllocsPerReq     []float64 `json:"allocsPerRequest,omitempty"`
 	AllocBytesPerReq []float64 `json:"allocBytesPerRequest,omitempty"`
+	// LoadCPUBusy is how busy the load generator's CPU was during each
+	// run, in percent (the lean section): near 100, the load side and not
+	// the proxy set the pace.
+	LoadCPUBusy []float64 `json:"loadCpuBusyPercent,omitempty"`
 }
 
 // target is one thing a load run goes to.
@@ -72,13 +77,19 @@ type target struct {
 
 // measure runs one load run against t and adds it to st.
 func measure(ctx context.Context, st *TargetStats, t target, cfg load.Config) {
+	measureWith(st, t, func() load.Result { return load.Run(ctx, cfg) })
+}
+
+// measureWith counts t's CPU time and allocations around run (one load
+// run against t, by whichever load generator) and adds the run to st.
+func measureWith(st *TargetStats, t target, run func() load.Result) {
 	var a0 allocstats.Counters
 	var aerr error
 	if t.allocs != "" {
 		a0, aerr = allocstats.Fetch(t.allocs)
 	}
 	u0, s0 := cpuTimes(t.pid())
-	r := load.Run(ctx, cfg)
+	r := run()
 	u1, s1 := cpuTimes(t.pid())
 	st.Runs = append(st.Runs, r)
 	if r.Requests > 0 {
@@ -196,6 +207,16 @@ func run(ctx context.Context, o options) (*Report, error) {
 			rep.Notes = append(rep.Notes, "floor section skipped: it compares with nginx, which is not available")
 		} else if rep.Floor, err = floorCompare(ctx, e); err != nil {
 			return rep, fmt.Errorf("floor: %w", err)
+		}
+	}
+	if want("lean") {
+		if e.pin == nil {
+			rep.Notes = append(rep.Notes, "lean section skipped: it needs pinning (-pin, 2 CPUs)")
+		} else if rep.Lean, err = leanCompare(ctx, e); err != nil {
+			// Like nginx, wrk is an outside tool: without it the
+			// section is noted as skipped, not the run failed.
+			rep.Notes = append(rep.Notes, "lean section skipped: "+err.Error())
+			fmt.Fprintln(os.Stderr, "bench: lean section skipped:", err)
 		}
 	}
 	if want("observe") {
