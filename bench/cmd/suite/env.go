@@ -367,7 +367,10 @@ func (e *env) startNginxTo(name string, workers int, cpus []int, appPort int) (*
 	}
 	// One worker, as in the issue's reference numbers (auto in the cores
 	// section); keep-alive upstreams; buffers large enough that a 1 MiB
-	// answer never goes to a temp file.
+	// answer never goes to a temp file. Keep-alive connections, the
+	// clients' and the app's, last as long as rollbridged's do: nginx's
+	// default ends each after 1000 requests, which would make it dial
+	// and accept again where rollbridged does not.
 	conf := fmt.Sprintf(`worker_processes %[4]s;
 error_log %[1]s/error.log warn;
 pid %[1]s/nginx.pid;
@@ -375,8 +378,10 @@ worker_rlimit_nofile 19000;
 events { worker_connections 9000; }
 http {
   access_log off;
+  keepalive_requests 1000000000;
+  keepalive_timeout 600s;
   client_body_temp_path %[1]s/body; proxy_temp_path %[1]s/proxy; fastcgi_temp_path %[1]s/fcgi; uwsgi_temp_path %[1]s/uwsgi; scgi_temp_path %[1]s/scgi;
-  upstream app { server 127.0.0.1:%[2]d; keepalive 256; }
+  upstream app { server 127.0.0.1:%[2]d; keepalive 256; keepalive_requests 1000000000; keepalive_timeout 600s; }
   server {
     listen 127.0.0.1:%[3]d;
     client_max_body_size 64m;

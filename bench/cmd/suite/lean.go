@@ -41,17 +41,24 @@ type LeanReport struct {
 	HalfSkipped string `json:"halfCPUSkipped,omitempty"`
 }
 
+// errLeanSkipped wraps what the lean section needs and this host lacks
+// (wrk, nginx): the run notes it and goes on. Any other error fails it.
+var errLeanSkipped = errors.New("lean section skipped")
+
 // leanCompare runs the lean section: nginx (one worker), rollbridged and
 // rollbridged with its event loop off, each in front of a static app of
 // its own, GET 100 B c64 keep-alive from wrk, interleaved.
 func leanCompare(ctx context.Context, e *env) (*LeanReport, error) {
+	if e.o.noNginx {
+		return nil, fmt.Errorf("%w: it compares with nginx (-no-nginx)", errLeanSkipped)
+	}
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
-		return nil, errors.New("wrk is not installed (apt-get install wrk)")
+		return nil, fmt.Errorf("%w: wrk is not installed (apt-get install wrk)", errLeanSkipped)
 	}
 	ngx, err := nginxBin()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errLeanSkipped, err)
 	}
 	defer e.pinLoad()()
 	dir := filepath.Join(e.work, "lean")
@@ -103,12 +110,16 @@ func leanCompare(ctx context.Context, e *env) (*LeanReport, error) {
 		}
 	}
 	rep := &LeanReport{Tool: wrkVersion(wrk)}
+	// Every run adds one entry to LoadCPUBusy (0 when unknown), so that
+	// it stays paired with Runs (see leanRuns).
 	run := func(st *TargetStats, t target) {
 		b0, t0 := cpuTicks(e.loadCPUs()[0])
 		measureWith(st, t, func() load.Result { return runWrk(ctx, e, wrk, t.url+"/bytes?n=100", 64) })
+		busy := 0.0
 		if b1, t1 := cpuTicks(e.loadCPUs()[0]); t1 > t0 {
-			st.LoadCPUBusy = append(st.LoadCPUBusy, 100*float64(b1-b0)/float64(t1-t0))
+			busy = 100 * float64(b1-b0) / float64(t1-t0)
 		}
+		st.LoadCPUBusy = append(st.LoadCPUBusy, busy)
 	}
 	rep.Whole = compareWith("GET 100 B c64 keep-alive, wrk, static app", e.o.repeat, ts, run)
 	q, err := newCPUQuota(dir, 0.5)
@@ -116,16 +127,25 @@ func leanCompare(ctx context.Context, e *env) (*LeanReport, error) {
 		rep.HalfSkipped = err.Error()
 		fmt.Fprintln(os.Stderr, "bench: lean section's half-CPU runs skipped:", err)
 	} else {
-		defer q.remove()
+		fail := func(st *TargetStats, err error) {
+			st.Runs = append(st.Runs, load.Result{Failures: 1, FirstFail: []load.Failure{{At: time.Now(), Error: "CPU quota: " + err.Error()}}})
+			st.LoadCPUBusy = append(st.LoadCPUBusy, 0)
+		}
 		rep.Half = compareWith("the same, the proxy held to half its CPU (CPU quota)", e.o.repeat, ts, func(st *TargetStats, t target) {
-			undo, err := q.hold(t.pid())
+			release, err := q.hold(t.pid())
 			if err != nil {
-				st.Runs = append(st.Runs, load.Result{Failures: 1, FirstFail: []load.Failure{{At: time.Now(), Error: err.Error()}}})
+				fail(st, err)
 				return
 			}
-			defer undo()
 			run(st, t)
+			if err := release(); err != nil {
+				// The next runs would be held too: stop here.
+				fail(st, err)
+			}
 		})
+		if err := q.remove(); err != nil {
+			return rep, fmt.Errorf("removing the CPU quota's cgroup %s: %w", q.dir, err)
+		}
 	}
 	fmt.Fprintln(os.Stderr, "bench: lean done")
 	return rep, nil
@@ -154,15 +174,17 @@ func cpuTicks(cpu int) (busy, total uint64) {
 }
 
 // compareWith is compare with its own load runner: repeat rounds, each
-// target once per round, in order.
+// target once per round, the first of each round one further along ts
+// than the last round's (none always runs first, after the pause).
 func compareWith(scenario string, repeat int, ts []target, run func(*TargetStats, target)) *CompareReport {
 	rep := &CompareReport{Scenario: scenario, Targets: map[string]*TargetStats{}}
 	for _, t := range ts {
 		rep.Targets[t.name] = &TargetStats{}
 		rep.Order = append(rep.Order, t.name)
 	}
-	for range repeat {
-		for _, t := range ts {
+	for round := range repeat {
+		for i := range ts {
+			t := ts[(round+i)%len(ts)]
 			run(rep.Targets[t.name], t)
 			time.Sleep(200 * time.Millisecond) // let TIME_WAIT and GC settle between runs
 		}
@@ -232,10 +254,11 @@ func wrkVersion(wrk string) string {
 	return strings.TrimSpace(line)
 }
 
-// runWrk runs wrk (one thread, conns keep-alive connections, -d the
-// suite's duration) on the load CPU against url and reads its summary.
+// runWrk runs wrk (one thread, conns keep-alive connections, for the
+// suite's -d rounded to whole seconds, at least one: wrk's -d takes no
+// fractions) on the load CPU against url and reads its summary.
 func runWrk(ctx context.Context, e *env, wrk, url string, conns int) load.Result {
-	cmd := exec.CommandContext(ctx, wrk, "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(max(1, int(e.o.dur.Seconds())))+"s", "--latency", url)
+	cmd := exec.CommandContext(ctx, wrk, "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(max(1, int(e.o.dur.Round(time.Second).Seconds())))+"s", "--latency", url)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := startOn(cmd, e.loadCPUs())
@@ -253,54 +276,90 @@ func runWrk(ctx context.Context, e *env, wrk, url string, conns int) load.Result
 	return r
 }
 
-// parseWrk reads wrk's summary (with --latency): the request count and
-// time, the latency percentiles, and the failures (socket errors and
-// answers other than 2xx or 3xx).
+// parseWrk reads wrk's summary (with --latency): the requests, their rate
+// (wrk's own Requests/sec, which it computes from microseconds; the
+// printed run time has two decimals), the bytes read, the latency
+// percentiles (50, 90 and 99 must be there; wrk prints no 99.9) and the
+// failures (socket errors and answers other than 2xx or 3xx). What it
+// cannot read is an error, never a zero.
 func parseWrk(out string) (load.Result, error) {
 	var r load.Result
-	seen := false
+	var seen, rate bool
+	pct := map[string]*float64{"50%": &r.P50, "90%": &r.P90, "99%": &r.P99}
+	got := map[string]bool{}
+	count := func(s string) (int64, error) { return strconv.ParseInt(strings.TrimSuffix(s, ","), 10, 64) }
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		switch {
 		case len(f) >= 4 && f[1] == "requests" && f[2] == "in":
-			n, err := strconv.ParseInt(f[0], 10, 64)
+			// 210722 requests in 5.01s, 30.13MB read
+			n, err := count(f[0])
 			d, err2 := time.ParseDuration(strings.TrimSuffix(f[3], ","))
 			if err != nil || err2 != nil || d <= 0 {
 				return r, fmt.Errorf("unreadable summary line %q", line)
 			}
-			r.Requests, r.Elapsed, r.RPS, seen = n, d, float64(n)/d.Seconds(), true
-		case len(f) == 2 && strings.HasSuffix(f[0], "%"):
+			r.Requests, r.Elapsed, seen = n, d, true
+			if len(f) >= 6 && f[5] == "read" {
+				r.Bytes, _ = wrkBytes(f[4])
+			}
+		case len(f) == 2 && f[0] == "Requests/sec:":
+			x, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return r, fmt.Errorf("unreadable line %q", line)
+			}
+			r.RPS, rate = x, true
+		case len(f) == 2 && pct[f[0]] != nil:
 			us, ok := wrkMicros(f[1])
 			if !ok {
-				continue
+				return r, fmt.Errorf("unreadable latency line %q", line)
 			}
-			switch f[0] {
-			case "50%":
-				r.P50 = us
-			case "90%":
-				r.P90 = us
-			case "99%":
-				r.P99 = us
-			}
+			*pct[f[0]], got[f[0]] = us, true
 		case len(f) >= 4 && f[0] == "Latency":
 			if us, ok := wrkMicros(f[3]); ok {
 				r.Max = us
 			}
 		case len(f) >= 2 && f[0] == "Socket" && f[1] == "errors:":
 			// Socket errors: connect 0, read 0, write 0, timeout 0
-			for i := 2; i+1 < len(f); i += 2 {
-				n, _ := strconv.ParseInt(strings.TrimSuffix(f[i+1], ","), 10, 64)
+			if len(f) != 10 {
+				return r, fmt.Errorf("unreadable line %q", line)
+			}
+			for i := 3; i < len(f); i += 2 {
+				n, err := count(f[i])
+				if err != nil {
+					return r, fmt.Errorf("unreadable line %q", line)
+				}
 				r.Failures += n
 			}
 		case strings.HasPrefix(strings.TrimSpace(line), "Non-2xx or 3xx responses:"):
-			n, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+			n, err := count(f[len(f)-1])
+			if err != nil {
+				return r, fmt.Errorf("unreadable line %q", line)
+			}
 			r.Failures += n
 		}
 	}
-	if !seen {
+	if !seen || !rate {
 		return r, errors.New("no summary in wrk's output")
 	}
+	if len(got) != len(pct) {
+		return r, errors.New("no latency distribution in wrk's output (run it with --latency)")
+	}
 	return r, nil
+}
+
+// wrkBytes reads wrk's byte counts ("30.13MB": binary units, as wrk
+// prints them).
+func wrkBytes(s string) (int64, bool) {
+	for _, u := range []struct {
+		suffix string
+		n      float64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			x, err := strconv.ParseFloat(v, 64)
+			return int64(x * u.n), err == nil
+		}
+	}
+	return 0, false
 }
 
 // wrkMicros reads one of wrk's durations ("812.00us", "1.23ms", "2.00s",
@@ -318,9 +377,34 @@ func wrkMicros(s string) (float64, bool) {
 	return 0, false
 }
 
+// leanRun is one run of a target in the lean section, with what was
+// measured around it: TargetStats keeps CPU per request only for runs
+// that had requests, so the lists are paired here by run.
+type leanRun struct {
+	rps, cpu, loadBusy float64
+	ok                 bool // it had requests, and its CPU was counted
+}
+
+func leanRuns(t *TargetStats) []leanRun {
+	out := make([]leanRun, len(t.Runs))
+	j := 0
+	for i, r := range t.Runs {
+		out[i].rps = r.RPS
+		if i < len(t.LoadCPUBusy) {
+			out[i].loadBusy = t.LoadCPUBusy[i]
+		}
+		if r.Requests > 0 && j < len(t.CPUPerReq) {
+			out[i].cpu, out[i].ok = t.CPUPerReq[j], true
+			j++
+		}
+	}
+	return out
+}
+
 // leanTable renders the lean section: req/s and CPU per request against
 // nginx's in the same round, median [min–max] over the rounds, and how busy
-// the proxy kept the CPU it had.
+// the proxy kept the CPU it had (its CPU per request times its req/s,
+// against its share) and how busy the load CPU was (/proc/stat).
 func (l *LeanReport) leanTable() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## Lean load side: wrk and a static app (%s)\n", l.Tool)
@@ -334,29 +418,29 @@ func (l *LeanReport) leanTable() string {
 		}
 		fmt.Fprintf(&b, "\n%s; %d interleaved runs, median [min–max]\n\n", c.rep.Scenario, len(c.rep.Targets[c.rep.Order[0]].Runs))
 		b.WriteString("| proxy | req/s | req/s × nginx | CPU µs/req | CPU × nginx | proxy's CPU busy | load CPU busy | p99 ms | allocated B/req | failures |\n|---|---|---|---|---|---|---|---|---|---|\n")
-		ng := c.rep.Targets[c.rep.Order[0]]
+		ng := leanRuns(c.rep.Targets[c.rep.Order[0]])
 		for _, name := range c.rep.Order {
 			t := c.rep.Targets[name]
-			lo, m, hi := t.rps()
-			clo, cm, chi := stats(t.CPUPerReq)
-			var rps, busy []float64
-			for _, r := range t.Runs {
-				rps = append(rps, r.RPS)
+			var rps, cpu, rpsX, cpuX, busy, loadBusy []float64
+			for i, r := range leanRuns(t) {
+				if !r.ok {
+					continue
+				}
+				rps, cpu = append(rps, r.rps), append(cpu, r.cpu)
+				busy, loadBusy = append(busy, r.rps*r.cpu/1e4/c.share), append(loadBusy, r.loadBusy)
+				if i < len(ng) && ng[i].ok && ng[i].rps > 0 && ng[i].cpu > 0 {
+					rpsX, cpuX = append(rpsX, r.rps/ng[i].rps), append(cpuX, r.cpu/ng[i].cpu)
+				}
 			}
-			for i := range min(len(rps), len(t.CPUPerReq)) {
-				busy = append(busy, rps[i]*t.CPUPerReq[i]/1e4/c.share)
-			}
-			var ngRPS []float64
-			for _, r := range ng.Runs {
-				ngRPS = append(ngRPS, r.RPS)
-			}
-			rlo, rm, rhi := stats(ratios(rps, ngRPS))
-			plo, pm, phi := stats(ratios(t.CPUPerReq, ng.CPUPerReq))
+			lo, m, hi := stats(rps)
+			clo, cm, chi := stats(cpu)
+			rlo, rm, rhi := stats(rpsX)
+			plo, pm, phi := stats(cpuX)
 			_, bm, _ := stats(busy)
-			_, lm, _ := stats(t.LoadCPUBusy)
-			_, ab, _ := stats(t.AllocBytesPerReq)
+			_, lm, _ := stats(loadBusy)
 			alloc := "–"
 			if len(t.AllocBytesPerReq) > 0 {
+				_, ab, _ := stats(t.AllocBytesPerReq)
 				alloc = fmt.Sprintf("%.0f", ab)
 			}
 			fmt.Fprintf(&b, "| %s | %.0f [%.0f–%.0f] | %.2f [%.2f–%.2f] | %.1f [%.1f–%.1f] | %.2f [%.2f–%.2f] | %.0f %% | %.0f %% | %.2f | %s | %d |\n",
@@ -364,15 +448,4 @@ func (l *LeanReport) leanTable() string {
 		}
 	}
 	return b.String()
-}
-
-// ratios divides a by b run by run (the runs of one round are paired).
-func ratios(a, b []float64) []float64 {
-	var r []float64
-	for i := range min(len(a), len(b)) {
-		if b[i] > 0 {
-			r = append(r, a[i]/b[i])
-		}
-	}
-	return r
 }

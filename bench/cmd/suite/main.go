@@ -15,8 +15,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -67,7 +69,7 @@ func main() {
 	flag.IntVar(&o.sockets, "sockets", 10000, "WebSockets for the drain test (capped by the fd limit)")
 	flag.BoolVar(&o.quick, "quick", false, "one short run per scenario (a smoke test, not a measurement)")
 	flag.BoolVar(&o.noNginx, "no-nginx", false, "skip the nginx comparison")
-	flag.BoolVar(&o.pin, "pin", true, "in the proxy, cores, floor and observe sections, run the proxy under test (rollbridged or nginx) on one CPU and the load generator and the app on another (-pin=false: unpinned; the cores section needs pinning)")
+	flag.BoolVar(&o.pin, "pin", true, "in the proxy, cores, floor, lean and observe sections, run the proxy under test (rollbridged or nginx) on one CPU and the load generator and the app on another (-pin=false: unpinned; the cores section needs pinning)")
 	flag.IntVar(&o.starts, "starts", 20, "daemon starts and rollbridgectl status runs in the startup section (medians are reported)")
 	flag.StringVar(&o.sections, "only", "proxy,cores,floor,lean,observe,startup,deploy,runtime,drain,footprint,idle", "sections to run")
 	flag.StringVar(&o.match, "match", "", "only proxy scenarios whose name contains this")
@@ -79,7 +81,10 @@ func main() {
 	if o.out == "" {
 		o.out = filepath.Join("bench", "results", "run-"+time.Now().UTC().Format("20060102-150405")+".json")
 	}
-	ctx := context.Background()
+	// An interrupt ends the run through its cleanups (daemons stopped, the
+	// lean section's CPU quota let go of and removed), not mid-way.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	rep, err := run(ctx, o)
 	if rep != nil {
 		fmt.Print(rep.Table())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -212,11 +213,15 @@ func run(ctx context.Context, o options) (*Report, error) {
 	if want("lean") {
 		if e.pin == nil {
 			rep.Notes = append(rep.Notes, "lean section skipped: it needs pinning (-pin, 2 CPUs)")
-		} else if rep.Lean, err = leanCompare(ctx, e); err != nil {
+		} else if rep.Lean, err = leanCompare(ctx, e); errors.Is(err, errLeanSkipped) {
 			// Like nginx, wrk is an outside tool: without it the
 			// section is noted as skipped, not the run failed.
-			rep.Notes = append(rep.Notes, "lean section skipped: "+err.Error())
-			fmt.Fprintln(os.Stderr, "bench: lean section skipped:", err)
+			rep.Notes = append(rep.Notes, err.Error())
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		} else if err != nil {
+			return rep, fmt.Errorf("lean: %w", err)
+		} else if rep.Lean.HalfSkipped != "" {
+			rep.Notes = append(rep.Notes, "lean section's half-CPU runs skipped: "+rep.Lean.HalfSkipped)
 		}
 	}
 	if want("observe") {
