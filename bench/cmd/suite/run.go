@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 type Report struct {
 	Started     time.Time      `json:"started"`
 	Machine     string         `json:"machine"`
+	Build       string         `json:"build,omitempty"` // the suite's commit, from its build info ("+dirty": uncommitted changes)
 	LoadAvg     string         `json:"loadAverage"`    // /proc/loadavg's 1, 5 and 15 minute figures at the start
 	LoadAvgEnd  string         `json:"loadAverageEnd"` // and at the end
 	SectionLoad []SectionLoad  `json:"sectionLoad"`    // and as each section started
@@ -140,6 +142,28 @@ func stats(v []float64) (lo, med, hi float64) {
 	return s[0], s[len(s)/2], s[len(s)-1]
 }
 
+// buildCommit is the commit this binary was built from, when go build
+// recorded it.
+func buildCommit() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, st := range bi.Settings {
+		switch {
+		case st.Key == "vcs.revision":
+			rev = st.Value
+		case st.Key == "vcs.modified" && st.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
+}
+
 func machine() string {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	model := ""
@@ -163,7 +187,7 @@ func loadAvg() string {
 }
 
 func run(ctx context.Context, o options) (*Report, error) {
-	rep := &Report{Started: time.Now().UTC(), Machine: machine(), LoadAvg: loadAvg(),
+	rep := &Report{Started: time.Now().UTC(), Machine: machine(), Build: buildCommit(), LoadAvg: loadAvg(),
 		Options: map[string]any{"repeat": o.repeat, "durationS": o.dur.Seconds(), "deploys": o.deploys, "runtimeDeploys": o.runtimeDeploys, "starts": o.starts, "pin": o.pin, "quick": o.quick}}
 	defer func() { rep.LoadAvgEnd = loadAvg() }()
 	e, err := setup(o)
