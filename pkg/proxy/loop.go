@@ -467,7 +467,7 @@ type backConn struct {
 
 // addClient takes in a client's connection and serves what it sent.
 func (l *loopThread) addClient(fd int, peer unix.Sockaddr, bounces uint8, fresh bool) {
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	rawNoDelay(fd)
 	c := &lconn{fd: fd, since: time.Now(), ip: peerIP(peer), bounces: bounces, fresh: fresh}
 	if err := l.add(c); err != nil {
 		unix.Close(fd)
@@ -611,11 +611,12 @@ func peerIP(sa unix.Sockaddr) string {
 
 func (l *loopThread) add(c *lconn) error {
 	l.conns[c.fd] = c
-	err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)})
-	if err != nil {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)}
+	if e := rawEpollCtl(l.ep, unix.EPOLL_CTL_ADD, c.fd, &ev); e != 0 {
 		delete(l.conns, c.fd)
+		return e
 	}
-	return err
+	return nil
 }
 
 // forget takes c out of the loop without closing its descriptor.
@@ -623,7 +624,7 @@ func (l *loopThread) forget(c *lconn) {
 	if l.conns[c.fd] != c {
 		return
 	}
-	_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+	_ = rawEpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
 	delete(l.conns, c.fd)
 	if !c.app {
 		l.clients--
@@ -634,7 +635,7 @@ func (l *loopThread) forget(c *lconn) {
 func (l *loopThread) closeConn(c *lconn) {
 	if l.conns[c.fd] == c {
 		l.forget(c)
-		unix.Close(c.fd)
+		rawClose(c.fd)
 	}
 }
 
@@ -664,17 +665,49 @@ const hupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
 // now (EAGAIN); gone at the end of the stream or an error.
 func readSome(fd int, p []byte) (n int, gone bool) {
 	for {
-		n, err := unix.Read(fd, p)
+		n, e := rawIO(unix.SYS_READ, fd, p)
 		switch {
-		case err == unix.EINTR:
+		case e == unix.EINTR:
 			continue
-		case err == unix.EAGAIN:
+		case e == unix.EAGAIN:
 			return 0, false
-		case err != nil || n == 0:
+		case e != 0 || n == 0:
 			return 0, true
 		}
 		return n, false
 	}
+}
+
+// rawIO is read(2) or write(2) (trap) of p on fd, a non-blocking socket,
+// made as a raw system call: without the runtime's entersyscall and
+// exitsyscall around it, which cost about as much as the call itself
+// here and tell sysmon a P is in a system call it may take away. Such a
+// call never blocks, and the loop thread holds its P between events
+// anyway (see wait). n is 0 on an error.
+func rawIO(trap uintptr, fd int, p []byte) (n int, e unix.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
+// rawEpollCtl, rawClose and rawNoDelay are the system calls every new
+// connection makes, raw for the same reason as rawIO (none of them
+// blocks: close on a socket without SO_LINGER returns at once).
+func rawEpollCtl(ep, op, fd int, ev *unix.EpollEvent) unix.Errno {
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	return e
+}
+
+func rawClose(fd int) { _, _, _ = unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
+
+func rawNoDelay(fd int) {
+	one := int32(1)
+	_, _, _ = unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0)
 }
 
 // readClient reads what the client sent and serves what it can.
@@ -897,14 +930,14 @@ func (l *loopThread) appWritable(u *lconn) {
 		u.connecting = false
 	}
 	for len(u.send) > 0 {
-		n, err := unix.Write(u.fd, u.send)
-		if err == unix.EINTR {
+		n, e := rawIO(unix.SYS_WRITE, u.fd, u.send)
+		if e == unix.EINTR {
 			continue
 		}
-		if err == unix.EAGAIN {
+		if e == unix.EAGAIN {
 			return
 		}
-		if err != nil {
+		if e != 0 {
 			l.appFailed(u)
 			return
 		}
@@ -1072,14 +1105,14 @@ func (l *loopThread) answer(c *lconn, u *lconn) {
 // flushClient writes the answer; once it is out, the next request.
 func (l *loopThread) flushClient(c *lconn) {
 	for len(c.out) > 0 {
-		n, err := unix.Write(c.fd, c.out)
-		if err == unix.EINTR {
+		n, e := rawIO(unix.SYS_WRITE, c.fd, c.out)
+		if e == unix.EINTR {
 			continue
 		}
-		if err == unix.EAGAIN {
+		if e == unix.EAGAIN {
 			return // EPOLLOUT calls again
 		}
-		if err != nil {
+		if e != 0 {
 			l.clientGone(c)
 			return
 		}
@@ -1107,7 +1140,7 @@ func (l *loopThread) flushClient(c *lconn) {
 // with bytes unread would send an RST, which can destroy the answer
 // before the client has read it.
 func (l *loopThread) linger(c *lconn) {
-	_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+	_, _, _ = unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(c.fd), unix.SHUT_WR, 0) // raw, as rawIO
 	c.state, c.since = stLinger, time.Now()
 	l.discard(c)
 }

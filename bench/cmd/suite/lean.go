@@ -91,8 +91,12 @@ func leanCompare(ctx context.Context, e *env) (*LeanReport, error) {
 	}
 	stops = append(stops, func() { _ = syscall.Kill(-ng.Process.Pid, syscall.SIGTERM) })
 	ts := []target{{"nginx, 1 worker", ngURL, func() int { return ng.Process.Pid }, ""}}
-	for _, v := range []struct{ name, env string }{{"rollbridged", ""}, {floorNetHTTPName, "ROLLBRIDGE_EVENT_LOOP=off"}} {
-		s := daemonSpec{name: "lean-" + strconv.Itoa(len(ts)), top: "{}", cpus: e.proxyCPUs(), web: "exec sh " + script + " {{port}}"}
+	variants := []struct{ name, env, bin string }{{"rollbridged", "", ""}, {floorNetHTTPName, "ROLLBRIDGE_EVENT_LOOP=off", ""}}
+	if e.o.abBin != "" {
+		variants = append(variants, struct{ name, env, bin string }{"rollbridged from " + e.o.abBin, "", filepath.Join(e.o.abBin, "rollbridged")})
+	}
+	for _, v := range variants {
+		s := daemonSpec{name: "lean-" + strconv.Itoa(len(ts)), top: "{}", cpus: e.proxyCPUs(), web: "exec sh " + script + " {{port}}", rollbridged: v.bin}
 		if v.env != "" {
 			s.env = []string{v.env}
 		}

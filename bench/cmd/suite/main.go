@@ -43,7 +43,7 @@ type options struct {
 	sections string
 	match    string
 	// abBin, when set, is a directory with another build's rollbridged,
-	// measured beside this one's in the floor section (an A/B).
+	// measured beside this one's in the floor and lean sections (an A/B).
 	abBin string
 }
 
@@ -73,7 +73,7 @@ func main() {
 	flag.IntVar(&o.starts, "starts", 20, "daemon starts and rollbridgectl status runs in the startup section (medians are reported)")
 	flag.StringVar(&o.sections, "only", "proxy,cores,floor,lean,observe,startup,deploy,runtime,drain,footprint,idle", "sections to run")
 	flag.StringVar(&o.match, "match", "", "only proxy scenarios whose name contains this")
-	flag.StringVar(&o.abBin, "ab-bin", "", "a directory with another build's rollbridged, measured beside -bin's in the floor section (an A/B of two commits)")
+	flag.StringVar(&o.abBin, "ab-bin", "", "a directory with another build's rollbridged, measured beside -bin's in the floor and lean sections (an A/B of two commits)")
 	flag.Parse()
 	if o.quick {
 		o.repeat, o.dur, o.deploys, o.sockets, o.runtimeDeploys, o.starts = 1, time.Second, 10, 500, 5, 3
