@@ -19,9 +19,9 @@ type Report struct {
 	Started     time.Time      `json:"started"`
 	Machine     string         `json:"machine"`
 	Build       string         `json:"build,omitempty"` // the suite's commit, from its build info ("+dirty": uncommitted changes)
-	LoadAvg     string         `json:"loadAverage"`    // /proc/loadavg's 1, 5 and 15 minute figures at the start
-	LoadAvgEnd  string         `json:"loadAverageEnd"` // and at the end
-	SectionLoad []SectionLoad  `json:"sectionLoad"`    // and as each section started
+	LoadAvg     string         `json:"loadAverage"`     // /proc/loadavg's 1, 5 and 15 minute figures at the start
+	LoadAvgEnd  string         `json:"loadAverageEnd"`  // and at the end
+	SectionLoad []SectionLoad  `json:"sectionLoad"`     // and as each section started
 	Options     map[string]any `json:"options"`
 	// Pinning says where the proxy sections ran what ("off" when unpinned).
 	Pinning   string           `json:"pinning"`
