@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -143,23 +144,30 @@ func stats(v []float64) (lo, med, hi float64) {
 }
 
 // buildCommit is the commit this binary was built from, when go build
-// recorded it.
+// recorded it, or else (GOFLAGS=-buildvcs=false, say) the commit checked
+// out where the suite runs, as make bench runs it from the checkout that
+// built the binaries. "+dirty": with uncommitted changes to tracked files.
 func buildCommit() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
 	var rev, dirty string
-	for _, st := range bi.Settings {
-		switch {
-		case st.Key == "vcs.revision":
-			rev = st.Value
-		case st.Key == "vcs.modified" && st.Value == "true":
-			dirty = "+dirty"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, st := range bi.Settings {
+			switch {
+			case st.Key == "vcs.revision":
+				rev = st.Value
+			case st.Key == "vcs.modified" && st.Value == "true":
+				dirty = "+dirty"
+			}
 		}
 	}
 	if rev == "" {
-		return ""
+		out, err := exec.Command("git", "rev-parse", "HEAD").Output()
+		if err != nil {
+			return ""
+		}
+		rev = strings.TrimSpace(string(out)) + " (checkout)"
+		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+			dirty = "+dirty"
+		}
 	}
 	return rev + dirty
 }
