@@ -189,6 +189,16 @@ func (p *Proxy) NewLoop(ln net.Listener, threads int, accepted func()) (*Loop, e
 	if err := rc.Control(func(fd uintptr) { lfd = int(fd) }); err != nil {
 		return nil, err
 	}
+	// Accepted sockets inherit SO_LINGER from the listener, and with it
+	// set a close blocks until the unsent data is out or the time is up:
+	// the loop's raw close (rawClose) would hold its P meanwhile. Nothing
+	// here sets it, but an inherited listener (socket activation, the fd
+	// store) may come with it.
+	if lg, err := unix.GetsockoptLinger(lfd, unix.SOL_SOCKET, unix.SO_LINGER); err == nil && lg.Onoff != 0 {
+		if err := unix.SetsockoptLinger(lfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{}); err != nil {
+			return nil, fmt.Errorf("the event loop needs a listener without SO_LINGER: %w", err)
+		}
+	}
 	l := &Loop{p: p, ln: tl, accepted: accepted, done: make(chan struct{}), handoff: newHandoffListener(ln.Addr())}
 	if threads > 1 {
 		l.exclusive, l.acceptBatch = unix.EPOLLEXCLUSIVE, loopAcceptBatch
@@ -249,12 +259,16 @@ func (l *loopThread) closeFDs() {
 	l.backMu.Unlock()
 }
 
-// poke wakes the thread; the caller holds backMu.
+// poke wakes the thread; the caller holds backMu. The wake pipe is
+// non-blocking (a full pipe wakes the thread as well), so the write is
+// raw, as rawIO.
 func (l *loopThread) poke() {
 	if !l.fdsClosed {
-		_, _ = unix.Write(l.wake[1], []byte{0})
+		_, _ = rawIO(unix.SYS_WRITE, l.wake[1], wakeByte[:])
 	}
 }
+
+var wakeByte = [1]byte{0}
 
 // signal sets stopping (and closing, for Close) and wakes every thread,
 // holding every thread's backMu: a take either sees stopping or queued
@@ -432,7 +446,7 @@ func (l *loopThread) wait(evs []unix.EpollEvent, quiet bool) (int, unix.Errno) {
 func (l *loopThread) drainWake() {
 	var b [16]byte
 	for {
-		if n, _ := unix.Read(l.wake[0], b[:]); n <= 0 {
+		if n, _ := rawIO(unix.SYS_READ, l.wake[0], b[:]); n <= 0 {
 			break
 		}
 	}
@@ -447,6 +461,10 @@ func (l *loopThread) drainWake() {
 	l.back = nil
 	l.backMu.Unlock()
 	for _, b := range back {
+		if b.peer != nil { // accepted by another thread: non-blocking, peer known
+			l.addClient(b.fd, b.peer, b.bounces, b.fresh)
+			continue
+		}
 		sa, err := unix.Getpeername(b.fd)
 		if err != nil || unix.SetNonblock(b.fd, true) != nil {
 			unix.Close(b.fd) // the client is gone already
@@ -463,6 +481,10 @@ type backConn struct {
 	fd      int
 	bounces uint8
 	fresh   bool // accepted by another thread, not given back by net/http
+	// peer is the client's address when another thread accepted it
+	// (accept4 made it non-blocking already); nil when net/http gave the
+	// connection back.
+	peer unix.Sockaddr
 }
 
 // addClient takes in a client's connection and serves what it sent.
@@ -550,7 +572,7 @@ func (l *loopThread) accept() {
 		if l.accepted != nil {
 			l.accepted()
 		}
-		if t := l.leastLoaded(l); t != l && t.give(backConn{fd: fd, fresh: true}) {
+		if t := l.leastLoaded(l); t != l && t.give(backConn{fd: fd, fresh: true, peer: sa}) {
 			continue
 		}
 		l.addClient(fd, sa, 0, true)
@@ -664,6 +686,9 @@ const hupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
 // readSome reads once from fd into p: n bytes, 0 when there are none for
 // now (EAGAIN); gone at the end of the stream or an error.
 func readSome(fd int, p []byte) (n int, gone bool) {
+	if len(p) == 0 {
+		return 0, false // nothing asked: nothing says the stream ended
+	}
 	for {
 		n, e := rawIO(unix.SYS_READ, fd, p)
 		switch {
@@ -678,12 +703,15 @@ func readSome(fd int, p []byte) (n int, gone bool) {
 	}
 }
 
-// rawIO is read(2) or write(2) (trap) of p on fd, a non-blocking socket,
-// made as a raw system call: without the runtime's entersyscall and
-// exitsyscall around it, which cost about as much as the call itself
+// rawIO is read(2) or write(2) (trap) of p on fd, a non-blocking socket
+// or pipe, made as a raw system call: without the runtime's entersyscall
+// and exitsyscall around it, which cost about as much as the call itself
 // here and tell sysmon a P is in a system call it may take away. Such a
-// call never blocks, and the loop thread holds its P between events
-// anyway (see wait). n is 0 on an error.
+// call never blocks, and a busy loop thread holds its P between events
+// anyway (see wait). Every descriptor reaching a loop thread is
+// non-blocking: accept4 and socket make them so, drainWake sets it on
+// those net/http gives back. n is 0 on an error; an empty p reads or
+// writes nothing.
 func rawIO(trap uintptr, fd int, p []byte) (n int, e unix.Errno) {
 	if len(p) == 0 {
 		return 0, 0
@@ -696,8 +724,9 @@ func rawIO(trap uintptr, fd int, p []byte) (n int, e unix.Errno) {
 }
 
 // rawEpollCtl, rawClose and rawNoDelay are the system calls every new
-// connection makes, raw for the same reason as rawIO (none of them
-// blocks: close on a socket without SO_LINGER returns at once).
+// connection makes, raw for the same reason as rawIO. None of them
+// blocks: close on a socket without SO_LINGER returns at once, and
+// NewLoop clears SO_LINGER on the listener, whose sockets inherit it.
 func rawEpollCtl(ep, op, fd int, ev *unix.EpollEvent) unix.Errno {
 	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
 	return e
@@ -898,7 +927,7 @@ func (l *loopThread) appConn(b *Backend) (*lconn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	rawNoDelay(fd)
 	u := &lconn{fd: fd, app: true, b: b, since: time.Now()}
 	switch err := unix.Connect(fd, sa); err {
 	case nil:

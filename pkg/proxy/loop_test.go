@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge-go/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // plainLoop is a loop in front of a proxy with one release, r1, whose app
@@ -656,5 +657,60 @@ func TestLoopServesRequestsThatClose(t *testing.T) {
 		if served, handed := lp.Stats(); served != uint64(i+1) || handed != 0 {
 			t.Fatalf("%q: served %d, handed off %d", req, served, handed)
 		}
+	}
+}
+
+// TestLoopClearsListenerLinger: a listener that comes with SO_LINGER set
+// (inherited through socket activation or the fd store) would pass it to
+// every accepted socket, and the loop's raw close would then block with
+// its P held. NewLoop clears it, and the loop still serves.
+func TestLoopClearsListenerLinger(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	linger := func(set *unix.Linger) *unix.Linger {
+		rc, err := ln.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got *unix.Linger
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			if set != nil {
+				serr = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, set)
+				return
+			}
+			got, serr = unix.GetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER)
+		}); err != nil || serr != nil {
+			t.Fatal(err, serr)
+		}
+		return got
+	}
+	linger(&unix.Linger{Onoff: 1, Linger: 5})
+	if lg := linger(nil); lg.Onoff == 0 {
+		t.Fatal("SO_LINGER did not stick on the test's listener")
+	}
+	p := New(Options{})
+	_, app := upstream(t, "app", nil)
+	activate(p, "r1", app)
+	lp, err := p.NewLoop(ln, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- lp.Run() }()
+	defer func() { lp.Stop(); <-ran }()
+	if lg := linger(nil); lg.Onoff != 0 {
+		t.Errorf("after NewLoop the listener still lingers: %+v", *lg)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if h := exchange(t, c, bufio.NewReader(c), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1); !strings.Contains(h[0].line, " 200 ") {
+		t.Errorf("%q through the loop", h[0].line)
 	}
 }
